@@ -1,0 +1,54 @@
+//! The `pragma` command: background cells from the shell.
+//!
+//! The binary stays thin: it parses flags, calls the libraries and maps
+//! outcomes to exit codes. The behaviour lives in the workspace's crates.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod check;
+
+/// Exit codes of the `pragma` command.
+pub(crate) mod exit {
+    /// Success.
+    pub(crate) const OK: u8 = 0;
+    /// A usage error, an unreadable file or an invalid directive.
+    pub(crate) const USAGE: u8 = 2;
+}
+
+/// Run notebook-style cells in the background: `#pragma repeat`, `#pragma parallel`, `#pragma async`.
+#[derive(Parser)]
+#[command(
+    name = "pragma",
+    version,
+    after_help = "Exit codes: 0 success, 2 usage error, unreadable cell or invalid directive."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a cell's directive and print it in canonical form.
+    Check(check::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut stdout = std::io::stdout().lock();
+    let result = match cli.command {
+        Command::Check(args) => check::run(&args, &mut stdout),
+    };
+    match result.and_then(|code| stdout.flush().map(|()| code)) {
+        Ok(code) => ExitCode::from(code),
+        // A closed pipe (`pragma check x | head -0`) is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}

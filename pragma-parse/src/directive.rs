@@ -1,0 +1,426 @@
+//! The typed directive: what a parsed `#pragma` line means.
+//!
+//! The types keep their fields private and check them in their constructors,
+//! so a [`Directive`] always holds valid values: every directive that can be
+//! built can also be printed and parsed back ([`Display`](std::fmt::Display)
+//! gives the canonical form).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::quote::quote;
+
+/// The name the iteration variable has when `--iteration-var` is not given.
+pub const DEFAULT_ITERATION_VAR: &str = "iteration";
+
+/// The checkpoint period of `repeat` when `--checkpoint-period` is not given.
+pub const DEFAULT_CHECKPOINT_PERIOD: u64 = 1;
+
+/// A parsed directive: one of the three kinds of background operation.
+///
+/// Serialises with a `kind` tag, e.g.
+/// `{"kind":"repeat","iterations":20,"checkpoint_period":5,"iteration_var":"iteration","select":{"objective":"max","expr":"acc"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Directive {
+    /// `#pragma repeat`: iterations run one after another on the same state.
+    Repeat(Repeat),
+    /// `#pragma parallel`: iterations run independently from the submitted state.
+    Parallel(Parallel),
+    /// `#pragma async`: the body runs once in the background.
+    Async,
+}
+
+impl Directive {
+    /// The kind of this directive.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Directive::Repeat(_) => Kind::Repeat,
+            Directive::Parallel(_) => Kind::Parallel,
+            Directive::Async => Kind::Async,
+        }
+    }
+
+    /// The number of iterations (1 for `async`).
+    pub fn iterations(&self) -> u64 {
+        match self {
+            Directive::Repeat(r) => r.iterations,
+            Directive::Parallel(p) => p.iterations,
+            Directive::Async => 1,
+        }
+    }
+
+    /// The selection rule, if the kind has one (`async` has none).
+    pub fn select(&self) -> Option<&Selection> {
+        match self {
+            Directive::Repeat(r) => Some(&r.select),
+            Directive::Parallel(p) => Some(&p.select),
+            Directive::Async => None,
+        }
+    }
+
+    /// The name of the iteration variable, if the kind has one (`async` has none).
+    pub fn iteration_var(&self) -> Option<&str> {
+        match self {
+            Directive::Repeat(r) => Some(&r.iteration_var),
+            Directive::Parallel(p) => Some(&p.iteration_var),
+            Directive::Async => None,
+        }
+    }
+}
+
+/// The kind of a directive, the word after `#pragma`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Sequential iterations with periodic checkpoints.
+    Repeat,
+    /// Independent iterations on up to P workers.
+    Parallel,
+    /// One plain background run.
+    Async,
+}
+
+impl Kind {
+    /// All kinds, in the order they are documented.
+    pub const ALL: [Kind; 3] = [Kind::Repeat, Kind::Parallel, Kind::Async];
+
+    /// The word that names this kind in a directive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Repeat => "repeat",
+            Kind::Parallel => "parallel",
+            Kind::Async => "async",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether the highest or the lowest score wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// `--max-by`: the highest score wins.
+    Max,
+    /// `--min-by`: the lowest score wins.
+    Min,
+}
+
+impl Objective {
+    /// The option that selects this objective, without the leading dashes.
+    pub fn option_name(self) -> &'static str {
+        match self {
+            Objective::Max => "max-by",
+            Objective::Min => "min-by",
+        }
+    }
+}
+
+/// The selection rule: an objective and the expression the host evaluates.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawSelection")]
+pub struct Selection {
+    pub(crate) objective: Objective,
+    pub(crate) expr: String,
+}
+
+#[derive(Deserialize)]
+struct RawSelection {
+    pub(crate) objective: Objective,
+    pub(crate) expr: String,
+}
+
+impl TryFrom<RawSelection> for Selection {
+    type Error = InvalidValue;
+    fn try_from(raw: RawSelection) -> Result<Self, Self::Error> {
+        Selection::new(raw.objective, raw.expr)
+    }
+}
+
+impl Selection {
+    /// A selection rule. The expression is opaque text for the host; it must
+    /// not be blank and must fit on a directive line (no line feed).
+    pub fn new(objective: Objective, expr: impl Into<String>) -> Result<Self, InvalidValue> {
+        let expr = expr.into();
+        check_expression(&expr)?;
+        Ok(Selection { objective, expr })
+    }
+
+    /// Whether the highest or the lowest score wins.
+    pub fn objective(&self) -> Objective {
+        self.objective
+    }
+
+    /// The expression the host evaluates on a state to get its score.
+    pub fn expr(&self) -> &str {
+        &self.expr
+    }
+}
+
+/// The options of `#pragma repeat`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawRepeat")]
+pub struct Repeat {
+    pub(crate) iterations: u64,
+    pub(crate) checkpoint_period: u64,
+    pub(crate) iteration_var: String,
+    pub(crate) select: Selection,
+}
+
+#[derive(Deserialize)]
+struct RawRepeat {
+    pub(crate) iterations: u64,
+    #[serde(default = "default_checkpoint_period")]
+    pub(crate) checkpoint_period: u64,
+    #[serde(default = "default_iteration_var")]
+    pub(crate) iteration_var: String,
+    pub(crate) select: Selection,
+}
+
+fn default_checkpoint_period() -> u64 {
+    DEFAULT_CHECKPOINT_PERIOD
+}
+
+fn default_iteration_var() -> String {
+    DEFAULT_ITERATION_VAR.to_owned()
+}
+
+impl TryFrom<RawRepeat> for Repeat {
+    type Error = InvalidValue;
+    fn try_from(raw: RawRepeat) -> Result<Self, Self::Error> {
+        Repeat::new(
+            raw.iterations,
+            raw.checkpoint_period,
+            raw.iteration_var,
+            raw.select,
+        )
+    }
+}
+
+impl Repeat {
+    /// Repeat options: `iterations` and `checkpoint_period` at least 1,
+    /// `iteration_var` an identifier (`[A-Za-z_][A-Za-z0-9_]*`).
+    pub fn new(
+        iterations: u64,
+        checkpoint_period: u64,
+        iteration_var: impl Into<String>,
+        select: Selection,
+    ) -> Result<Self, InvalidValue> {
+        let iteration_var = iteration_var.into();
+        check_positive("iterations", iterations)?;
+        check_positive("checkpoint-period", checkpoint_period)?;
+        check_identifier(&iteration_var)?;
+        Ok(Repeat {
+            iterations,
+            checkpoint_period,
+            iteration_var,
+            select,
+        })
+    }
+
+    /// How many iterations run (`--iterations`).
+    pub fn iterations(&self) -> u64 {
+        self.iterations
+    }
+
+    /// A checkpoint is taken after every this many iterations and after the
+    /// last one (`--checkpoint-period`, default 1).
+    pub fn checkpoint_period(&self) -> u64 {
+        self.checkpoint_period
+    }
+
+    /// The variable that holds the iteration number (`--iteration-var`).
+    pub fn iteration_var(&self) -> &str {
+        &self.iteration_var
+    }
+
+    /// The selection rule (`--max-by` / `--min-by`).
+    pub fn select(&self) -> &Selection {
+        &self.select
+    }
+}
+
+/// The options of `#pragma parallel`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawParallel")]
+pub struct Parallel {
+    pub(crate) iterations: u64,
+    pub(crate) parallel_runs: Option<u64>,
+    pub(crate) iteration_var: String,
+    pub(crate) select: Selection,
+}
+
+#[derive(Deserialize)]
+struct RawParallel {
+    pub(crate) iterations: u64,
+    #[serde(default)]
+    pub(crate) parallel_runs: Option<u64>,
+    #[serde(default = "default_iteration_var")]
+    pub(crate) iteration_var: String,
+    pub(crate) select: Selection,
+}
+
+impl TryFrom<RawParallel> for Parallel {
+    type Error = InvalidValue;
+    fn try_from(raw: RawParallel) -> Result<Self, Self::Error> {
+        Parallel::new(
+            raw.iterations,
+            raw.parallel_runs,
+            raw.iteration_var,
+            raw.select,
+        )
+    }
+}
+
+impl Parallel {
+    /// Parallel options: `iterations` and `parallel_runs` (when given) at
+    /// least 1, `iteration_var` an identifier (`[A-Za-z_][A-Za-z0-9_]*`).
+    pub fn new(
+        iterations: u64,
+        parallel_runs: Option<u64>,
+        iteration_var: impl Into<String>,
+        select: Selection,
+    ) -> Result<Self, InvalidValue> {
+        let iteration_var = iteration_var.into();
+        check_positive("iterations", iterations)?;
+        if let Some(runs) = parallel_runs {
+            check_positive("parallel-runs", runs)?;
+        }
+        check_identifier(&iteration_var)?;
+        Ok(Parallel {
+            iterations,
+            parallel_runs,
+            iteration_var,
+            select,
+        })
+    }
+
+    /// How many iterations run (`--iterations`).
+    pub fn iterations(&self) -> u64 {
+        self.iterations
+    }
+
+    /// At most this many iterations run at once (`--parallel-runs`); `None`
+    /// leaves it to the executor's capacity.
+    pub fn parallel_runs(&self) -> Option<u64> {
+        self.parallel_runs
+    }
+
+    /// The variable that holds the iteration number (`--iteration-var`).
+    pub fn iteration_var(&self) -> &str {
+        &self.iteration_var
+    }
+
+    /// The selection rule (`--max-by` / `--min-by`).
+    pub fn select(&self) -> &Selection {
+        &self.select
+    }
+}
+
+/// A value that a directive cannot hold, from a constructor or deserialisation.
+///
+/// The parser reports the same problems as [`ParseError`](crate::ParseError)s
+/// with positions; this type is for directives built in code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidValue {
+    /// A count that must be at least 1 was 0.
+    #[error("`--{option}` must be at least 1, found 0")]
+    Zero {
+        /// The option, without the leading dashes.
+        option: &'static str,
+    },
+    /// The iteration variable is not an identifier.
+    #[error(
+        "`{0}` is not a valid variable name: use letters, digits and `_`, not starting with a digit"
+    )]
+    InvalidIdentifier(String),
+    /// The selection expression is blank.
+    #[error("the selection expression is empty")]
+    EmptyExpression,
+    /// The selection expression has a line feed, which a directive line cannot hold.
+    #[error("the selection expression contains a line break; it must fit on the directive line")]
+    LineBreakInExpression,
+}
+
+pub(crate) fn check_positive(option: &'static str, value: u64) -> Result<(), InvalidValue> {
+    if value == 0 {
+        Err(InvalidValue::Zero { option })
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn check_identifier(name: &str) -> Result<(), InvalidValue> {
+    let mut chars = name.chars();
+    let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(InvalidValue::InvalidIdentifier(name.to_owned()))
+    }
+}
+
+pub(crate) fn check_expression(expr: &str) -> Result<(), InvalidValue> {
+    if expr.trim().is_empty() {
+        Err(InvalidValue::EmptyExpression)
+    } else if expr.contains('\n') {
+        Err(InvalidValue::LineBreakInExpression)
+    } else {
+        Ok(())
+    }
+}
+
+/// Prints the canonical form: every option spelt out, in a fixed order, with
+/// values quoted only where the shell's word rules need it.
+///
+/// ```
+/// let d: pragma_parse::Directive =
+///     "#pragma repeat --max-by=acc --iterations 3".parse().unwrap();
+/// assert_eq!(
+///     d.to_string(),
+///     "#pragma repeat --iterations 3 --checkpoint-period 1 --iteration-var iteration --max-by acc"
+/// );
+/// ```
+impl fmt::Display for Directive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#pragma {}", self.kind())?;
+        match self {
+            Directive::Repeat(r) => {
+                write!(
+                    f,
+                    " --iterations {} --checkpoint-period {} --iteration-var {}",
+                    r.iterations,
+                    r.checkpoint_period,
+                    quote(&r.iteration_var)
+                )?;
+                write_select(f, &r.select)
+            }
+            Directive::Parallel(p) => {
+                write!(f, " --iterations {}", p.iterations)?;
+                if let Some(runs) = p.parallel_runs {
+                    write!(f, " --parallel-runs {runs}")?;
+                }
+                write!(f, " --iteration-var {}", quote(&p.iteration_var))?;
+                write_select(f, &p.select)
+            }
+            Directive::Async => Ok(()),
+        }
+    }
+}
+
+fn write_select(f: &mut fmt::Formatter<'_>, select: &Selection) -> fmt::Result {
+    write!(
+        f,
+        " --{} {}",
+        select.objective.option_name(),
+        quote(&select.expr)
+    )
+}

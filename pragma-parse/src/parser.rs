@@ -1,0 +1,590 @@
+//! From the words of a directive line to a checked [`Directive`].
+
+use std::ops::Range;
+
+use crate::directive::{
+    DEFAULT_CHECKPOINT_PERIOD, DEFAULT_ITERATION_VAR, Directive, InvalidValue, Kind, Objective,
+    Parallel, Repeat, Selection, check_expression, check_identifier,
+};
+use crate::error::{ErrorKind, ParseError, line_and_column};
+use crate::lexer::{LexError, LexErrorKind, Word, split_words};
+
+/// A parsed cell: its directive and where its body starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell<'a> {
+    /// The directive on the first non-blank line.
+    pub directive: Directive,
+    /// The byte range of the directive's source text, from `#pragma` to the
+    /// end of its last line (without the line break).
+    pub directive_span: Range<usize>,
+    /// The byte offset where the body starts (after the directive's line break).
+    pub body_start: usize,
+    /// Everything after the directive: the code that runs.
+    pub body: &'a str,
+}
+
+/// Parses a whole cell: blank lines, then the directive line, then the body.
+///
+/// ```
+/// let cell = "\n#pragma parallel --iterations 8 --parallel-runs 2 --min-by loss\ntrain()\n";
+/// let parsed = pragma_parse::parse_cell(cell).unwrap();
+/// assert_eq!(parsed.directive.iterations(), 8);
+/// assert_eq!(parsed.body, "train()\n");
+/// ```
+pub fn parse_cell(cell: &str) -> Result<Cell<'_>, ParseError> {
+    let Some(line_start) = first_non_blank_line(cell) else {
+        return Err(ParseError::new(
+            ErrorKind::EmptyCell,
+            "the cell is empty: expected a `#pragma` directive",
+            cell,
+            0..0,
+        )
+        .with_help(EXAMPLE_HELP));
+    };
+    let start = line_start + cell[line_start..].len()
+        - cell[line_start..].trim_start_matches([' ', '\t']).len();
+    let token_end = cell[start..]
+        .find([' ', '\t', '\r', '\n'])
+        .map_or(cell.len(), |i| start + i);
+    if &cell[start..token_end] != "#pragma" {
+        return Err(not_a_directive(cell, start..token_end));
+    }
+    let (words, body_start) = split_words(cell, token_end).map_err(|e| lex_error(cell, e))?;
+    let directive = Words {
+        cell,
+        pragma: start..token_end,
+        words: &words,
+    }
+    .directive()?;
+    let directive_end = cell[..body_start].trim_end_matches(['\n', '\r']).len();
+    Ok(Cell {
+        directive,
+        directive_span: start..directive_end.max(token_end),
+        body_start,
+        body: &cell[body_start..],
+    })
+}
+
+/// Parses text that holds only a directive (blank lines around it are fine).
+///
+/// ```
+/// let d = pragma_parse::parse_directive("#pragma async\n").unwrap();
+/// assert_eq!(d, pragma_parse::Directive::Async);
+/// assert!(pragma_parse::parse_directive("#pragma async\nbody").is_err());
+/// ```
+pub fn parse_directive(text: &str) -> Result<Directive, ParseError> {
+    let cell = parse_cell(text)?;
+    let trailing = cell.body.trim_start();
+    if trailing.is_empty() {
+        Ok(cell.directive)
+    } else {
+        let at = text.len() - trailing.len();
+        let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+        Err(ParseError::new(
+            ErrorKind::TrailingText,
+            "unexpected text after the directive",
+            text,
+            at..end,
+        )
+        .with_help("a directive is one line; use `parse_cell` to parse a directive with a body"))
+    }
+}
+
+impl std::str::FromStr for Directive {
+    type Err = ParseError;
+
+    /// Same as [`parse_directive`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_directive(s)
+    }
+}
+
+const EXAMPLE_HELP: &str =
+    "a background cell starts with a line such as `#pragma repeat --iterations 10 --max-by EXPR`";
+
+fn first_non_blank_line(cell: &str) -> Option<usize> {
+    let mut line_start = 0;
+    for line in cell.split('\n') {
+        if !line.trim_matches([' ', '\t', '\r']).is_empty() {
+            return Some(line_start);
+        }
+        line_start += line.len() + 1;
+    }
+    None
+}
+
+fn not_a_directive(cell: &str, token: Range<usize>) -> ParseError {
+    let text = &cell[token.clone()];
+    let error =
+        |message: &str| ParseError::new(ErrorKind::NotADirective, message, cell, token.clone());
+    if let Some(kind) = text.strip_prefix("#pragma") {
+        return error("expected a space after `#pragma`")
+            .with_suggestion(Some(format!("#pragma {}", shown(kind))));
+    }
+    if text == "#"
+        && cell[token.end..]
+            .trim_start_matches([' ', '\t'])
+            .starts_with("pragma")
+    {
+        return error("the cell does not start with a `#pragma` directive")
+            .with_suggestion(Some("#pragma".to_owned()));
+    }
+    let close =
+        text.len() <= 16 && strsim::damerau_levenshtein(&text.to_lowercase(), "#pragma") <= 2;
+    let error = error("the cell does not start with a `#pragma` directive");
+    if close {
+        error.with_suggestion(Some("#pragma".to_owned()))
+    } else {
+        error.with_help(EXAMPLE_HELP)
+    }
+}
+
+fn lex_error(cell: &str, error: LexError) -> ParseError {
+    let (kind, message, help, width) = match error.kind {
+        LexErrorKind::UnterminatedSingleQuote => (
+            ErrorKind::UnterminatedQuote,
+            "unterminated single quote",
+            "close the quote on the same line; to continue the directive on the next line, end the line with `\\` outside the quotes",
+            1,
+        ),
+        LexErrorKind::UnterminatedDoubleQuote => (
+            ErrorKind::UnterminatedQuote,
+            "unterminated double quote",
+            "close the quote on the same line, or end the line with `\\` to continue the directive on the next line",
+            1,
+        ),
+        LexErrorKind::TrailingBackslash => (
+            ErrorKind::TrailingBackslash,
+            "backslash at the end of the cell escapes nothing",
+            "remove it, or write `\\\\` for a literal backslash",
+            1,
+        ),
+    };
+    ParseError::new(kind, message, cell, error.at..error.at + width).with_help(help)
+}
+
+/// The options a directive may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Iterations,
+    CheckpointPeriod,
+    ParallelRuns,
+    IterationVar,
+    MaxBy,
+    MinBy,
+}
+
+impl Opt {
+    const ALL: [Opt; 6] = [
+        Opt::Iterations,
+        Opt::CheckpointPeriod,
+        Opt::ParallelRuns,
+        Opt::IterationVar,
+        Opt::MaxBy,
+        Opt::MinBy,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Opt::Iterations => "iterations",
+            Opt::CheckpointPeriod => "checkpoint-period",
+            Opt::ParallelRuns => "parallel-runs",
+            Opt::IterationVar => "iteration-var",
+            Opt::MaxBy => "max-by",
+            Opt::MinBy => "min-by",
+        }
+    }
+
+    fn belongs_to(self, kind: Kind) -> bool {
+        match (self, kind) {
+            (_, Kind::Async) => false,
+            (Opt::CheckpointPeriod, Kind::Parallel) | (Opt::ParallelRuns, Kind::Repeat) => false,
+            _ => true,
+        }
+    }
+}
+
+/// The closest candidate to a misspelt `word`, if one is close enough to be
+/// a likely typo (an edit distance of at most 2, or a prefix of 3+ letters).
+fn closest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+    // Long words are no typos; skipping them keeps the cost linear.
+    if word.len() > 40 {
+        return None;
+    }
+    let word = word.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(&word, c), c))
+        .filter(|&(distance, c)| distance <= 2 || (word.len() >= 3 && c.starts_with(&word)))
+        .min_by_key(|&(distance, _)| distance)
+        .map(|(_, c)| c)
+}
+
+/// Shows user text in a message, cut short when it is long.
+fn shown(text: &str) -> String {
+    const MAX: usize = 40;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+struct Words<'a> {
+    cell: &'a str,
+    pragma: Range<usize>,
+    words: &'a [Word],
+}
+
+/// The options seen so far, with where each was given.
+#[derive(Default)]
+struct Seen {
+    iterations: Option<u64>,
+    checkpoint_period: Option<u64>,
+    parallel_runs: Option<u64>,
+    iteration_var: Option<String>,
+    select: Option<(Objective, String)>,
+    spans: [Option<Range<usize>>; 6],
+}
+
+impl Words<'_> {
+    fn error(&self, kind: ErrorKind, message: impl Into<String>, span: Range<usize>) -> ParseError {
+        ParseError::new(kind, message, self.cell, span)
+    }
+
+    fn directive(&self) -> Result<Directive, ParseError> {
+        let Some((kind_word, options)) = self.words.split_first() else {
+            return Err(self
+                .error(
+                    ErrorKind::MissingKind,
+                    "`#pragma` must be followed by a kind: `repeat`, `parallel` or `async`",
+                    self.pragma.clone(),
+                )
+                .with_help(EXAMPLE_HELP));
+        };
+        let kind = self.kind(kind_word)?;
+        if kind == Kind::Async {
+            return match options.first() {
+                None => Ok(Directive::Async),
+                Some(word) => Err(self
+                    .error(
+                        ErrorKind::OptionNotForKind,
+                        "`#pragma async` takes no options",
+                        word.span.clone(),
+                    )
+                    .with_help(
+                        "use `#pragma repeat` or `#pragma parallel` to run the body more than once",
+                    )),
+            };
+        }
+        let seen = self.options(kind, options)?;
+        let Some(iterations) = seen.iterations else {
+            return Err(self
+                .error(
+                    ErrorKind::MissingOption,
+                    format!("`#pragma {kind}` needs `--iterations`"),
+                    kind_word.span.clone(),
+                )
+                .with_help("add how many times the body runs, e.g. `--iterations 10`"));
+        };
+        let Some((objective, expr)) = seen.select else {
+            return Err(self
+                .error(
+                    ErrorKind::MissingSelection,
+                    format!("`#pragma {kind}` needs a selection rule"),
+                    kind_word.span.clone(),
+                )
+                .with_help("add `--max-by EXPR` to keep the highest score or `--min-by EXPR` to keep the lowest"));
+        };
+        let select = Selection { objective, expr };
+        let iteration_var = seen
+            .iteration_var
+            .unwrap_or_else(|| DEFAULT_ITERATION_VAR.to_owned());
+        Ok(match kind {
+            Kind::Repeat => Directive::Repeat(Repeat {
+                iterations,
+                checkpoint_period: seen.checkpoint_period.unwrap_or(DEFAULT_CHECKPOINT_PERIOD),
+                iteration_var,
+                select,
+            }),
+            Kind::Parallel | Kind::Async => Directive::Parallel(Parallel {
+                iterations,
+                parallel_runs: seen.parallel_runs,
+                iteration_var,
+                select,
+            }),
+        })
+    }
+
+    fn kind(&self, word: &Word) -> Result<Kind, ParseError> {
+        if let Some(kind) = Kind::ALL.into_iter().find(|k| k.as_str() == word.text) {
+            return Ok(kind);
+        }
+        if word.is_option {
+            return Err(self
+                .error(
+                    ErrorKind::MissingKind,
+                    "expected a kind before the options: `repeat`, `parallel` or `async`",
+                    word.span.clone(),
+                )
+                .with_help("write the kind right after `#pragma`, e.g. `#pragma repeat --iterations 10 ...`"));
+        }
+        let error = self.error(
+            ErrorKind::UnknownKind,
+            format!("unknown kind `{}`", shown(&word.text)),
+            word.span.clone(),
+        );
+        Err(
+            match closest(&word.text, Kind::ALL.iter().map(|k| k.as_str())) {
+                Some(kind) => error.with_suggestion(Some(kind.to_owned())),
+                None => error.with_help("the kinds are `repeat`, `parallel` and `async`"),
+            },
+        )
+    }
+
+    fn options(&self, kind: Kind, words: &[Word]) -> Result<Seen, ParseError> {
+        let mut seen = Seen::default();
+        let mut last_value_of: Option<Opt> = None;
+        let mut i = 0;
+        while i < words.len() {
+            let word = &words[i];
+            i += 1;
+            let Some(flag) = word.text.strip_prefix("--").filter(|_| word.is_option) else {
+                let error = self.error(
+                    ErrorKind::UnexpectedArgument,
+                    format!(
+                        "unexpected `{}`: options start with `--`",
+                        shown(&word.text)
+                    ),
+                    word.span.clone(),
+                );
+                return Err(match last_value_of {
+                    Some(opt) => error.with_help(format!(
+                        "if this belongs to the value of `--{}`, quote the whole value: `--{} \"...\"`",
+                        opt.name(),
+                        opt.name()
+                    )),
+                    None => error,
+                });
+            };
+            let (name, inline_value) = match flag.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (flag, None),
+            };
+            let name_span = self.name_span(word, name);
+            let opt = self.option(kind, name, name_span.clone())?;
+            if let Some(first) = &seen.spans[opt as usize] {
+                let (line, column) = line_and_column(self.cell, first.start);
+                return Err(self
+                    .error(
+                        ErrorKind::DuplicateOption,
+                        format!("`--{}` is given twice", opt.name()),
+                        name_span,
+                    )
+                    .with_help(format!(
+                        "it is first given at line {line}, column {column}; keep one"
+                    )));
+            }
+            if let Some((other, _)) = &seen.select
+                && matches!(opt, Opt::MaxBy | Opt::MinBy)
+            {
+                return Err(self
+                    .error(
+                        ErrorKind::ConflictingSelection,
+                        format!(
+                            "`--{}` and `--{}` cannot both be given",
+                            opt.name(),
+                            other.option_name()
+                        ),
+                        name_span,
+                    )
+                    .with_help("keep one selection rule: `--max-by` keeps the highest score, `--min-by` the lowest"));
+            }
+            seen.spans[opt as usize] = Some(name_span.clone());
+            let (value, value_span) = match inline_value {
+                Some(value) => {
+                    let at = word.span.end - value.len().min(word.span.len());
+                    (value.to_owned(), at..word.span.end)
+                }
+                None => match words.get(i).filter(|next| !next.is_option) {
+                    Some(next) => {
+                        i += 1;
+                        last_value_of = Some(opt);
+                        (next.text.clone(), next.span.clone())
+                    }
+                    None => {
+                        return Err(self
+                            .error(
+                                ErrorKind::MissingValue,
+                                format!("`--{}` needs a value", opt.name()),
+                                name_span,
+                            )
+                            .with_help(format!(
+                                "write `--{0} VALUE` or `--{0}=VALUE`; quote a value that starts with `--`",
+                                opt.name()
+                            )));
+                    }
+                },
+            };
+            if inline_value.is_some() {
+                last_value_of = Some(opt);
+            }
+            self.store(&mut seen, opt, value, value_span)?;
+        }
+        Ok(seen)
+    }
+
+    /// The span of `--name` inside an option word, or the whole word when
+    /// quoting makes the two differ.
+    fn name_span(&self, word: &Word, name: &str) -> Range<usize> {
+        let end = word.span.start + 2 + name.len();
+        if self.cell.get(word.span.start + 2..end) == Some(name) {
+            word.span.start..end
+        } else {
+            word.span.clone()
+        }
+    }
+
+    fn option(&self, kind: Kind, name: &str, span: Range<usize>) -> Result<Opt, ParseError> {
+        let Some(opt) = Opt::ALL.into_iter().find(|o| o.name() == name) else {
+            let of_kind = Opt::ALL
+                .into_iter()
+                .filter(|o| o.belongs_to(kind))
+                .map(Opt::name);
+            let suggestion =
+                closest(name, of_kind).or_else(|| closest(name, Opt::ALL.map(Opt::name)));
+            let error = self.error(
+                ErrorKind::UnknownOption,
+                format!("unknown option `--{}`", shown(name)),
+                span,
+            );
+            return Err(match suggestion {
+                Some(s) => error.with_suggestion(Some(format!("--{s}"))),
+                None => error.with_help(format!(
+                    "the options of `#pragma {kind}` are {}",
+                    Opt::ALL
+                        .into_iter()
+                        .filter(|o| o.belongs_to(kind))
+                        .map(|o| format!("`--{}`", o.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            });
+        };
+        if !opt.belongs_to(kind) {
+            let owner = if opt == Opt::CheckpointPeriod {
+                "repeat"
+            } else {
+                "parallel"
+            };
+            return Err(self
+                .error(
+                    ErrorKind::OptionNotForKind,
+                    format!("`--{}` is not an option of `#pragma {kind}`", opt.name()),
+                    span,
+                )
+                .with_help(format!("`--{}` belongs to `#pragma {owner}`", opt.name())));
+        }
+        Ok(opt)
+    }
+
+    fn store(
+        &self,
+        seen: &mut Seen,
+        opt: Opt,
+        value: String,
+        span: Range<usize>,
+    ) -> Result<(), ParseError> {
+        match opt {
+            Opt::Iterations => seen.iterations = Some(self.count(opt, &value, span)?),
+            Opt::CheckpointPeriod => seen.checkpoint_period = Some(self.count(opt, &value, span)?),
+            Opt::ParallelRuns => seen.parallel_runs = Some(self.count(opt, &value, span)?),
+            Opt::IterationVar => {
+                if let Err(InvalidValue::InvalidIdentifier(_)) = check_identifier(&value) {
+                    let message = if value.is_empty() {
+                        "`--iteration-var` is empty".to_owned()
+                    } else {
+                        format!(
+                            "`{}` is not a valid name for `--iteration-var`",
+                            shown(&value)
+                        )
+                    };
+                    return Err(self
+                        .error(ErrorKind::InvalidIdentifier, message, span)
+                        .with_help("use letters, digits and `_`, not starting with a digit, e.g. `--iteration-var step`"));
+                }
+                seen.iteration_var = Some(value);
+            }
+            Opt::MaxBy | Opt::MinBy => {
+                if let Err(problem) = check_expression(&value) {
+                    return Err(self
+                        .error(
+                            ErrorKind::EmptyExpression,
+                            format!("the expression of `--{}` is empty", opt.name()),
+                            span,
+                        )
+                        .with_help(match problem {
+                            InvalidValue::LineBreakInExpression => problem.to_string(),
+                            _ => format!(
+                                "give the expression the host evaluates to score a state, e.g. `--{} \"accuracy\"`",
+                                opt.name()
+                            ),
+                        }));
+                }
+                let objective = if opt == Opt::MaxBy {
+                    Objective::Max
+                } else {
+                    Objective::Min
+                };
+                seen.select = Some((objective, value));
+            }
+        }
+        Ok(())
+    }
+
+    /// A count option's value: a whole number from 1 up.
+    fn count(&self, opt: Opt, text: &str, span: Range<usize>) -> Result<u64, ParseError> {
+        let name = opt.name();
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let example = format!("e.g. `--{name} 10`");
+        if digits(text) {
+            return match text.parse::<u64>() {
+                Ok(0) => Err(self
+                    .error(
+                        ErrorKind::NumberOutOfRange,
+                        format!("`--{name}` must be at least 1, found `0`"),
+                        span,
+                    )
+                    .with_help(example)),
+                Ok(n) => Ok(n),
+                Err(_) => Err(self
+                    .error(
+                        ErrorKind::NumberOutOfRange,
+                        format!("`--{name}` is too large: `{}`", shown(text)),
+                        span,
+                    )
+                    .with_help(format!("the largest allowed value is {}", u64::MAX))),
+            };
+        }
+        if text.strip_prefix('-').is_some_and(digits) {
+            return Err(self
+                .error(
+                    ErrorKind::NumberOutOfRange,
+                    format!("`--{name}` must be at least 1, found `{}`", shown(text)),
+                    span,
+                )
+                .with_help(example));
+        }
+        let found = if text.is_empty() {
+            "nothing".to_owned()
+        } else {
+            format!("`{}`", shown(text))
+        };
+        Err(self
+            .error(
+                ErrorKind::InvalidNumber,
+                format!("`--{name}` expects a whole number, found {found}"),
+                span,
+            )
+            .with_help(example))
+    }
+}
