@@ -90,5 +90,5 @@ pub use directive::{
     Parallel, Repeat, Selection,
 };
 pub use error::{ErrorKind, ParseError};
-pub use parser::{Cell, parse_cell, parse_directive};
+pub use parser::{Cell, parse_cell, parse_directive, split_words};
 pub use quote::quote;

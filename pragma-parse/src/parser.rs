@@ -7,7 +7,7 @@ use crate::directive::{
     Parallel, Repeat, Selection, check_expression, check_identifier,
 };
 use crate::error::{ErrorKind, ParseError, line_and_column};
-use crate::lexer::{LexError, LexErrorKind, Word, split_words};
+use crate::lexer::{self, LexError, LexErrorKind, Word};
 
 /// A parsed cell: its directive and where its body starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,8 @@ pub fn parse_cell(cell: &str) -> Result<Cell<'_>, ParseError> {
     if &cell[start..token_end] != "#pragma" {
         return Err(not_a_directive(cell, start..token_end));
     }
-    let (words, body_start) = split_words(cell, token_end).map_err(|e| lex_error(cell, e))?;
+    let (words, body_start) =
+        lexer::split_words(cell, token_end).map_err(|e| lex_error(cell, e))?;
     let directive = Words {
         cell,
         pragma: start..token_end,
@@ -88,6 +89,34 @@ pub fn parse_directive(text: &str) -> Result<Directive, ParseError> {
         )
         .with_help("a directive is one line; use `parse_cell` to parse a directive with a body"))
     }
+}
+
+/// Splits one line into words by the directive's quoting rules, the way
+/// Python's `shlex.split` does (see the crate docs for the three places where
+/// the POSIX shell's rules are followed instead).
+///
+/// A backslash before a line break joins the next line; anything after an
+/// unescaped line break is an error.
+///
+/// ```
+/// assert_eq!(
+///     pragma_parse::split_words(r#"a"b c"d 'it'\''s' \$x"#).unwrap(),
+///     vec!["ab cd", "it's", "$x"]
+/// );
+/// ```
+pub fn split_words(line: &str) -> Result<Vec<String>, ParseError> {
+    let (words, end) = lexer::split_words(line, 0).map_err(|e| lex_error(line, e))?;
+    if !line[end..].trim().is_empty() {
+        let at = end + (line[end..].len() - line[end..].trim_start().len());
+        return Err(ParseError::new(
+            ErrorKind::TrailingText,
+            "unexpected text after the end of the line",
+            line,
+            at..line.len(),
+        )
+        .with_help("end the line with `\\` to continue it on the next line"));
+    }
+    Ok(words.into_iter().map(|w| w.text).collect())
 }
 
 impl std::str::FromStr for Directive {
@@ -196,11 +225,12 @@ impl Opt {
     }
 
     fn belongs_to(self, kind: Kind) -> bool {
-        match (self, kind) {
-            (_, Kind::Async) => false,
-            (Opt::CheckpointPeriod, Kind::Parallel) | (Opt::ParallelRuns, Kind::Repeat) => false,
-            _ => true,
-        }
+        !matches!(
+            (self, kind),
+            (_, Kind::Async)
+                | (Opt::CheckpointPeriod, Kind::Parallel)
+                | (Opt::ParallelRuns, Kind::Repeat)
+        )
     }
 }
 
@@ -357,7 +387,12 @@ impl Words<'_> {
                     ),
                     word.span.clone(),
                 );
+                let looks_like_count = seen.iterations.is_none()
+                    && !word.text.is_empty()
+                    && word.text.bytes().all(|b| b.is_ascii_digit());
                 return Err(match last_value_of {
+                    _ if looks_like_count => error
+                        .with_suggestion(Some(format!("--iterations {}", word.text))),
                     Some(opt) => error.with_help(format!(
                         "if this belongs to the value of `--{}`, quote the whole value: `--{} \"...\"`",
                         opt.name(),
@@ -402,7 +437,15 @@ impl Words<'_> {
             seen.spans[opt as usize] = Some(name_span.clone());
             let (value, value_span) = match inline_value {
                 Some(value) => {
-                    let at = word.span.end - value.len().min(word.span.len());
+                    // The value's source follows `--name=` when that is
+                    // written literally; otherwise point at the whole word.
+                    let literal_equals = name_span.end < word.span.end
+                        && self.cell.as_bytes()[name_span.end] == b'=';
+                    let at = if literal_equals {
+                        name_span.end + 1
+                    } else {
+                        word.span.start
+                    };
                     (value.to_owned(), at..word.span.end)
                 }
                 None => match words.get(i).filter(|next| !next.is_option) {
