@@ -1,0 +1,730 @@
+//! The state machine: operations, the pool, and the decisions.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Action, Event, OpId, StartFrom, WorkerId};
+use crate::plan::{Budgets, InvalidPlan, Plan};
+use crate::status::{FailReason, Outcome, Progress, Status, WaitReason};
+
+/// Decides what runs next, on which worker, and when to checkpoint, for
+/// many operations sharing one pool of worker slots.
+///
+/// Feed it [`Event`]s with [`Scheduler::handle`] and carry out the
+/// [`Action`]s it returns. It does no I/O and reads no clock: the same
+/// submissions and events always give the same actions. Its whole state is
+/// serde-serialisable; a restored snapshot continues exactly where it was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scheduler {
+    capacity: u64,
+    in_use: u64,
+    next_op: u64,
+    next_worker: u64,
+    ops: BTreeMap<OpId, Operation>,
+    /// Operations that have not ended, in order of submission.
+    active: BTreeSet<OpId>,
+    /// Which operation holds each lent worker.
+    workers: BTreeMap<WorkerId, OpId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Operation {
+    plan: Plan,
+    budgets: Budgets,
+    started: bool,
+    outcome: Option<Outcome>,
+    attempts: u64,
+    lost: u64,
+    failed: u64,
+    state: PlanState,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum PlanState {
+    Repeat(RepeatState),
+    Parallel(ParallelState),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RepeatState {
+    period: u64,
+    /// Iterations covered by the last committed checkpoint.
+    committed: u64,
+    /// Iterations finished on the current worker (from `committed` on).
+    finished: u64,
+    worker: Option<WorkerId>,
+    checkpointing: bool,
+    /// Per iteration since the last checkpoint: starts, failures, preemptions.
+    counts: BTreeMap<u64, Counts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ParallelState {
+    max_workers: Option<u64>,
+    /// Iterations from here on have never started.
+    next_fresh: u64,
+    /// Iterations to run again, in order.
+    retry: VecDeque<u64>,
+    in_flight: BTreeMap<WorkerId, u64>,
+    succeeded: u64,
+    /// Per iteration that has not ended yet: starts, failures, preemptions.
+    counts: BTreeMap<u64, Counts>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+struct Counts {
+    starts: u32,
+    failures: u32,
+    preemptions: u32,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Scheduler::new(0)
+    }
+}
+
+impl Scheduler {
+    /// A scheduler over a pool of `capacity` worker slots.
+    pub fn new(capacity: u64) -> Self {
+        Scheduler {
+            capacity,
+            in_use: 0,
+            next_op: 0,
+            next_worker: 0,
+            ops: BTreeMap::new(),
+            active: BTreeSet::new(),
+            workers: BTreeMap::new(),
+        }
+    }
+
+    /// Submits an operation. It starts at once if the pool has room, and
+    /// otherwise waits its turn (first come, first served).
+    pub fn submit(
+        &mut self,
+        plan: Plan,
+        budgets: Budgets,
+    ) -> Result<(OpId, Vec<Action>), InvalidPlan> {
+        plan.validate()?;
+        let id = OpId(self.next_op);
+        self.next_op += 1;
+        let state = match plan {
+            Plan::Repeat {
+                checkpoint_period, ..
+            } => PlanState::Repeat(RepeatState {
+                period: checkpoint_period,
+                committed: 0,
+                finished: 0,
+                worker: None,
+                checkpointing: false,
+                counts: BTreeMap::new(),
+            }),
+            Plan::Parallel { max_workers, .. } => {
+                PlanState::Parallel(ParallelState::new(max_workers))
+            }
+            Plan::Async => PlanState::Parallel(ParallelState::new(Some(1))),
+        };
+        self.ops.insert(
+            id,
+            Operation {
+                plan,
+                budgets,
+                started: false,
+                outcome: None,
+                attempts: 0,
+                lost: 0,
+                failed: 0,
+                state,
+            },
+        );
+        self.active.insert(id);
+        let mut actions = Vec::new();
+        self.fill(&mut actions);
+        Ok((id, actions))
+    }
+
+    /// Takes in one event and returns what to do about it. Events about a
+    /// worker that no operation holds any more are ignored.
+    pub fn handle(&mut self, event: Event) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match event {
+            Event::SetCapacity(capacity) => self.capacity = capacity,
+            Event::Cancel(op) => self.cancel(op, &mut actions),
+            Event::IterationFinished(worker) => {
+                self.on_worker(worker, Report::Finished, &mut actions)
+            }
+            Event::IterationFailed(worker) => self.on_worker(worker, Report::Failed, &mut actions),
+            Event::CheckpointCommitted(worker) => {
+                self.on_worker(worker, Report::Committed, &mut actions)
+            }
+            Event::CheckpointFailed(worker) => self.on_worker(worker, Report::Failed, &mut actions),
+            Event::WorkerLost(worker) => self.on_worker(worker, Report::Lost, &mut actions),
+        }
+        self.fill(&mut actions);
+        actions
+    }
+
+    /// After a crash of the process that ran the workers: every lent worker
+    /// is lost (counted as a preemption), and the operations go on from
+    /// their last checkpoints as capacity allows.
+    pub fn recover_after_crash(&mut self) -> Vec<Action> {
+        let lost: Vec<WorkerId> = self.workers.keys().copied().collect();
+        let mut actions = Vec::new();
+        for worker in lost {
+            self.on_worker(worker, Report::Lost, &mut actions);
+        }
+        self.fill(&mut actions);
+        actions
+    }
+
+    /// The pool's size.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Worker slots lent out now.
+    pub fn in_use(&self) -> u64 {
+        self.in_use
+    }
+
+    /// The operations, in order of submission.
+    pub fn operations(&self) -> impl Iterator<Item = OpId> + '_ {
+        self.ops.keys().copied()
+    }
+
+    /// The operations that have not ended, in order of submission.
+    pub fn unfinished(&self) -> impl Iterator<Item = OpId> + '_ {
+        self.active.iter().copied()
+    }
+
+    /// The operation that holds a worker.
+    pub fn holder(&self, worker: WorkerId) -> Option<OpId> {
+        self.workers.get(&worker).copied()
+    }
+
+    /// The visible state of an operation (`None` for an unknown id).
+    pub fn status(&self, id: OpId) -> Option<Status> {
+        let op = self.ops.get(&id)?;
+        let progress = op.progress();
+        if let Some(outcome) = op.outcome {
+            return Some(Status::Ended { outcome, progress });
+        }
+        if op.workers_held() > 0 {
+            return Some(Status::Running { progress });
+        }
+        let reason = if self.capacity == 0 {
+            WaitReason::CapacityZero
+        } else {
+            let wanted = op.workers_wanted(self.capacity);
+            WaitReason::WaitingForWorkers {
+                missing: wanted,
+                wanted,
+                ahead: self
+                    .active
+                    .range(..id)
+                    .filter(|older| self.ops[older].wants_worker())
+                    .count() as u64,
+            }
+        };
+        Some(if op.started {
+            Status::Suspended { reason, progress }
+        } else {
+            Status::Queued { reason, progress }
+        })
+    }
+
+    /// Lends free slots to the operations that want workers, oldest first.
+    fn fill(&mut self, actions: &mut Vec<Action>) {
+        let waiting: Vec<OpId> = self.active.iter().copied().collect();
+        for id in waiting {
+            while self.in_use < self.capacity && self.ops[&id].wants_worker() {
+                let worker = WorkerId(self.next_worker);
+                self.next_worker += 1;
+                self.in_use += 1;
+                self.workers.insert(worker, id);
+                self.grant(id, worker, actions);
+            }
+            if self.in_use >= self.capacity {
+                break;
+            }
+        }
+    }
+
+    /// Puts a newly lent worker to work.
+    fn grant(&mut self, id: OpId, worker: WorkerId, actions: &mut Vec<Action>) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        op.started = true;
+        match &mut op.state {
+            PlanState::Repeat(repeat) => {
+                repeat.worker = Some(worker);
+                repeat.finished = repeat.committed;
+                let from = repeat.rewound_start();
+                let iteration = repeat.committed;
+                self.start(id, worker, iteration, from, actions);
+            }
+            PlanState::Parallel(_) => self.start_next_parallel(id, worker, actions),
+        }
+    }
+
+    /// Starts one iteration, within the operation's cap on attempts.
+    fn start(
+        &mut self,
+        id: OpId,
+        worker: WorkerId,
+        iteration: u64,
+        from: StartFrom,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        if op
+            .budgets
+            .max_attempts
+            .is_some_and(|cap| op.attempts >= cap)
+        {
+            if let PlanState::Parallel(parallel) = &mut op.state {
+                // Not started after all: it is abandoned with the rest.
+                parallel.retry.push_front(iteration);
+            }
+            self.attempts_exhausted(id, worker, actions);
+            return;
+        }
+        op.attempts += 1;
+        let counts = match &mut op.state {
+            PlanState::Repeat(repeat) => repeat.counts.entry(iteration).or_default(),
+            PlanState::Parallel(parallel) => {
+                parallel.in_flight.insert(worker, iteration);
+                parallel.counts.entry(iteration).or_default()
+            }
+        };
+        counts.starts += 1;
+        actions.push(Action::Start {
+            op: id,
+            worker,
+            iteration,
+            attempt: counts.starts,
+            from,
+        });
+    }
+
+    fn start_next_parallel(&mut self, id: OpId, worker: WorkerId, actions: &mut Vec<Action>) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        let PlanState::Parallel(parallel) = &mut op.state else {
+            return;
+        };
+        let total = op.plan.iterations();
+        let Some(iteration) = parallel.next_pending(total) else {
+            self.release(id, worker, actions);
+            return;
+        };
+        self.start(id, worker, iteration, StartFrom::Submission, actions);
+    }
+
+    fn on_worker(&mut self, worker: WorkerId, report: Report, actions: &mut Vec<Action>) {
+        let Some(&id) = self.workers.get(&worker) else {
+            return; // A late report from a worker the operation gave up.
+        };
+        if report == Report::Lost {
+            self.workers.remove(&worker);
+            self.in_use -= 1;
+        }
+        let is_repeat = matches!(self.ops[&id].state, PlanState::Repeat(_));
+        if is_repeat {
+            self.on_repeat(id, worker, report, actions);
+        } else {
+            self.on_parallel(id, worker, report, actions);
+        }
+    }
+
+    fn on_repeat(&mut self, id: OpId, worker: WorkerId, report: Report, actions: &mut Vec<Action>) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        let total = op.plan.iterations();
+        let budgets = op.budgets;
+        let PlanState::Repeat(repeat) = &mut op.state else {
+            return;
+        };
+        // The iteration the report is about: the running one, or the last
+        // finished one while its checkpoint is being taken.
+        let current = if repeat.checkpointing {
+            repeat.finished - 1
+        } else {
+            repeat.finished
+        };
+        match report {
+            Report::Finished if !repeat.checkpointing => {
+                repeat.finished += 1;
+                let done = repeat.finished;
+                if done % repeat.period == 0 || done == total {
+                    repeat.checkpointing = true;
+                    actions.push(Action::Checkpoint {
+                        op: id,
+                        worker,
+                        iterations_done: done,
+                    });
+                } else {
+                    self.start(id, worker, done, StartFrom::Previous, actions);
+                }
+            }
+            Report::Committed if repeat.checkpointing => {
+                repeat.checkpointing = false;
+                repeat.committed = repeat.finished;
+                let committed = repeat.committed;
+                repeat.counts = repeat.counts.split_off(&committed);
+                if committed == total {
+                    self.release(id, worker, actions);
+                    self.end(id, Outcome::Succeeded, actions);
+                } else {
+                    self.start(id, worker, committed, StartFrom::Previous, actions);
+                }
+            }
+            Report::Failed => {
+                op.lost += repeat.finished - repeat.committed;
+                let counts = repeat.counts.entry(current).or_default();
+                counts.failures += 1;
+                let exhausted = counts.failures > budgets.retries;
+                repeat.checkpointing = false;
+                repeat.finished = repeat.committed;
+                if exhausted {
+                    op.failed += 1;
+                    actions.push(Action::IterationAbandoned {
+                        op: id,
+                        iteration: current,
+                    });
+                    self.release(id, worker, actions);
+                    self.end(
+                        id,
+                        Outcome::Failed(FailReason::IterationFailed { iteration: current }),
+                        actions,
+                    );
+                } else {
+                    let from = repeat.rewound_start();
+                    let iteration = repeat.committed;
+                    self.start(id, worker, iteration, from, actions);
+                }
+            }
+            Report::Lost => {
+                // Finished iterations since the checkpoint, and the running one.
+                op.lost += repeat.finished - repeat.committed + u64::from(!repeat.checkpointing);
+                let counts = repeat.counts.entry(current).or_default();
+                counts.preemptions += 1;
+                let exhausted = counts.preemptions > budgets.preemptions;
+                repeat.checkpointing = false;
+                repeat.finished = repeat.committed;
+                repeat.worker = None;
+                if exhausted {
+                    op.failed += 1;
+                    actions.push(Action::IterationAbandoned {
+                        op: id,
+                        iteration: current,
+                    });
+                    self.end(
+                        id,
+                        Outcome::Failed(FailReason::TooManyPreemptions { iteration: current }),
+                        actions,
+                    );
+                }
+            }
+            // A report that does not fit the phase (a checkpoint commit while
+            // an iteration runs): not ours to act on.
+            Report::Finished | Report::Committed => {}
+        }
+    }
+
+    fn on_parallel(
+        &mut self,
+        id: OpId,
+        worker: WorkerId,
+        report: Report,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        let budgets = op.budgets;
+        let PlanState::Parallel(parallel) = &mut op.state else {
+            return;
+        };
+        let Some(iteration) = parallel.in_flight.remove(&worker) else {
+            return;
+        };
+        let abandoned = match report {
+            Report::Finished => {
+                parallel.succeeded += 1;
+                parallel.counts.remove(&iteration);
+                false
+            }
+            Report::Failed | Report::Committed => {
+                let counts = parallel.counts.entry(iteration).or_default();
+                counts.failures += 1;
+                counts.failures > budgets.retries
+            }
+            Report::Lost => {
+                op.lost += 1;
+                let counts = parallel.counts.entry(iteration).or_default();
+                counts.preemptions += 1;
+                counts.preemptions > budgets.preemptions
+            }
+        };
+        if abandoned {
+            parallel.counts.remove(&iteration);
+            op.failed += 1;
+            actions.push(Action::IterationAbandoned { op: id, iteration });
+        } else if report != Report::Finished {
+            parallel.retry.push_back(iteration);
+        }
+        if report != Report::Lost {
+            // Keep the worker for the next iteration unless an earlier
+            // operation waits for one (first come, first served).
+            let older_waiting = self
+                .active
+                .range(..id)
+                .any(|older| self.ops[older].wants_worker());
+            if older_waiting {
+                self.release(id, worker, actions);
+            } else {
+                self.start_next_parallel(id, worker, actions);
+            }
+        }
+        self.end_parallel_if_done(id, actions);
+    }
+
+    fn end_parallel_if_done(&mut self, id: OpId, actions: &mut Vec<Action>) {
+        let Some(op) = self.ops.get(&id) else { return };
+        let PlanState::Parallel(parallel) = &op.state else {
+            return;
+        };
+        let total = op.plan.iterations();
+        if op.outcome.is_none() && parallel.in_flight.is_empty() && !parallel.has_pending(total) {
+            let outcome = if parallel.succeeded > 0 {
+                Outcome::Succeeded
+            } else {
+                Outcome::Failed(FailReason::NoIterationSucceeded)
+            };
+            self.end(id, outcome, actions);
+        }
+    }
+
+    /// The cap on attempts is reached: nothing more starts. Repeat fails;
+    /// parallel abandons what has not run and ends when the rest is done.
+    fn attempts_exhausted(&mut self, id: OpId, worker: WorkerId, actions: &mut Vec<Action>) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        let cap = op.budgets.max_attempts.unwrap_or(op.attempts);
+        let total = op.plan.iterations();
+        self.release(id, worker, actions);
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        match &mut op.state {
+            PlanState::Repeat(_) => {
+                self.end(
+                    id,
+                    Outcome::Failed(FailReason::AttemptCapReached { attempts: cap }),
+                    actions,
+                );
+            }
+            PlanState::Parallel(parallel) => {
+                while let Some(iteration) = parallel.next_pending(total) {
+                    parallel.counts.remove(&iteration);
+                    op.failed += 1;
+                    actions.push(Action::IterationAbandoned { op: id, iteration });
+                }
+                if parallel.in_flight.is_empty() {
+                    let outcome = if parallel.succeeded > 0 {
+                        Outcome::Succeeded
+                    } else {
+                        Outcome::Failed(FailReason::AttemptCapReached { attempts: cap })
+                    };
+                    self.end(id, outcome, actions);
+                }
+            }
+        }
+    }
+
+    /// The operation gives a worker back to the pool.
+    fn release(&mut self, id: OpId, worker: WorkerId, actions: &mut Vec<Action>) {
+        if self.workers.remove(&worker).is_some() {
+            self.in_use -= 1;
+            actions.push(Action::Release { op: id, worker });
+        }
+        if let Some(Operation {
+            state: PlanState::Repeat(repeat),
+            ..
+        }) = self.ops.get_mut(&id)
+            && repeat.worker == Some(worker)
+        {
+            repeat.worker = None;
+        }
+    }
+
+    fn cancel(&mut self, id: OpId, actions: &mut Vec<Action>) {
+        if !self.active.contains(&id) {
+            return;
+        }
+        let held: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|&(_, holder)| *holder == id)
+            .map(|(&worker, _)| worker)
+            .collect();
+        for worker in held {
+            self.workers.remove(&worker);
+            self.in_use -= 1;
+            actions.push(Action::Stop { op: id, worker });
+        }
+        if let Some(op) = self.ops.get_mut(&id) {
+            match &mut op.state {
+                PlanState::Repeat(repeat) => {
+                    repeat.worker = None;
+                    repeat.checkpointing = false;
+                    repeat.finished = repeat.committed;
+                }
+                PlanState::Parallel(parallel) => parallel.in_flight.clear(),
+            }
+        }
+        self.end(id, Outcome::Cancelled, actions);
+    }
+
+    fn end(&mut self, id: OpId, outcome: Outcome, actions: &mut Vec<Action>) {
+        if let Some(op) = self.ops.get_mut(&id)
+            && op.outcome.is_none()
+        {
+            op.outcome = Some(outcome);
+            self.active.remove(&id);
+            actions.push(Action::Finished { op: id, outcome });
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Report {
+    Finished,
+    Failed,
+    Committed,
+    Lost,
+}
+
+impl RepeatState {
+    /// Where a run from the last checkpoint starts.
+    fn rewound_start(&self) -> StartFrom {
+        if self.committed == 0 {
+            StartFrom::Submission
+        } else {
+            StartFrom::Checkpoint {
+                iterations_done: self.committed,
+            }
+        }
+    }
+}
+
+impl ParallelState {
+    fn new(max_workers: Option<u64>) -> Self {
+        ParallelState {
+            max_workers,
+            next_fresh: 0,
+            retry: VecDeque::new(),
+            in_flight: BTreeMap::new(),
+            succeeded: 0,
+            counts: BTreeMap::new(),
+        }
+    }
+
+    fn has_pending(&self, total: u64) -> bool {
+        !self.retry.is_empty() || self.next_fresh < total
+    }
+
+    fn next_pending(&mut self, total: u64) -> Option<u64> {
+        if let Some(iteration) = self.retry.pop_front() {
+            return Some(iteration);
+        }
+        (self.next_fresh < total).then(|| {
+            self.next_fresh += 1;
+            self.next_fresh - 1
+        })
+    }
+}
+
+impl Operation {
+    fn workers_held(&self) -> u64 {
+        match &self.state {
+            PlanState::Repeat(repeat) => u64::from(repeat.worker.is_some()),
+            PlanState::Parallel(parallel) => parallel.in_flight.len() as u64,
+        }
+    }
+
+    /// How many workers the operation could use now in all.
+    fn workers_wanted(&self, capacity: u64) -> u64 {
+        match &self.state {
+            PlanState::Repeat(_) => 1,
+            PlanState::Parallel(parallel) => {
+                let remaining = parallel.retry.len() as u64
+                    + (self.plan.iterations() - parallel.next_fresh)
+                    + parallel.in_flight.len() as u64;
+                parallel.max_workers.unwrap_or(capacity).min(remaining)
+            }
+        }
+    }
+
+    fn wants_worker(&self) -> bool {
+        if self.outcome.is_some() {
+            return false;
+        }
+        match &self.state {
+            PlanState::Repeat(repeat) => repeat.worker.is_none(),
+            PlanState::Parallel(parallel) => {
+                parallel.has_pending(self.plan.iterations())
+                    && parallel
+                        .max_workers
+                        .is_none_or(|max| (parallel.in_flight.len() as u64) < max)
+            }
+        }
+    }
+
+    fn progress(&self) -> Progress {
+        let (done, in_flight) = match &self.state {
+            PlanState::Repeat(repeat) => (repeat.committed, u64::from(repeat.worker.is_some())),
+            PlanState::Parallel(parallel) => (parallel.succeeded, parallel.in_flight.len() as u64),
+        };
+        Progress {
+            done,
+            in_flight,
+            failed: self.failed,
+            attempts: self.attempts,
+            lost: self.lost,
+            total: self.plan.iterations(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_report_from_a_lost_worker_changes_nothing() {
+        let mut s = Scheduler::new(1);
+        let (_, actions) = s
+            .submit(
+                Plan::Parallel {
+                    iterations: 2,
+                    max_workers: None,
+                },
+                Budgets::default(),
+            )
+            .unwrap();
+        assert_eq!(actions.len(), 1);
+        s.handle(Event::WorkerLost(WorkerId(0)));
+        let before = s.clone();
+        assert!(s.handle(Event::IterationFinished(WorkerId(0))).is_empty());
+        assert_eq!(s, before);
+    }
+}
