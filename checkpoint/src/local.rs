@@ -1,0 +1,330 @@
+//! The local file system backend.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use tokio::io::AsyncReadExt;
+
+use crate::error::{Error, Result};
+use crate::key::Key;
+use crate::store::{Reader, Source, Store};
+
+/// Size of the buffer that streams data to disk.
+const CHUNK: usize = 4 << 20;
+
+/// Objects as files under a root directory.
+///
+/// - `put` writes a temporary file beside the target, fsyncs it, renames it
+///   over the target and fsyncs the directory: readers see the old file or
+///   the new one, and a returned `put` survives a crash.
+/// - `create` writes and fsyncs a temporary file, then hard-links it to the
+///   target, which fails if the target exists: exclusive, and never shows a
+///   partly written file.
+/// - Directories are created owner-only (0700), files readable by the owner
+///   only (0600).
+/// - Temporary files start with `.` and are not listed; a crash can leave
+///   them behind, and [`LocalStore::remove_temporary_files`] clears them.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// A store rooted at `root`, created (owner-only) if missing.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .map_err(|e| {
+                Error::io(
+                    format!("creating the store directory {}", root.display()),
+                    e,
+                )
+            })?;
+        Ok(LocalStore { root })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &Key) -> PathBuf {
+        // Every segment of a Key is a plain name: no `..`, no separators.
+        key.names()
+            .fold(self.root.clone(), |path, name| path.join(name))
+    }
+
+    /// Deletes temporary files a crash left behind. Do not run it while
+    /// another process writes to the store.
+    pub fn remove_temporary_files(&self) -> Result<usize> {
+        let mut removed = 0;
+        let mut dirs = vec![self.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+            for entry in entries {
+                let entry =
+                    entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(path);
+                } else if entry.file_name().to_string_lossy().starts_with('.') {
+                    std::fs::remove_file(&path)
+                        .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Streams `data` into a new temporary file beside `target`, fsynced.
+    async fn write_temporary(&self, target: &Path, data: Source<'_>) -> Result<(PathBuf, u64)> {
+        let dir = target.parent().unwrap_or(&self.root).to_owned();
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temporary = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+        let context = || format!("writing {}", target.display());
+        create_dirs(&dir).await?;
+        let file = {
+            let temporary = temporary.clone();
+            tokio::task::spawn_blocking(move || {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&temporary)
+            })
+            .await
+            .map_err(|e| Error::io(context(), io::Error::other(e)))?
+            .map_err(|e| Error::io(context(), e))?
+        };
+        // Blocking writes on the blocking pool, a chunk at a time, with two
+        // buffers: one fills from the source while the other is written.
+        let written = async {
+            let mut file = Some(file);
+            let mut spare = vec![0u8; CHUNK];
+            let mut pending: Option<WriteJob> = None;
+            let mut total = 0u64;
+            loop {
+                let n = read_full(data, &mut spare).await.map_err(|e| {
+                    Error::io(format!("reading the data for {}", target.display()), e)
+                })?;
+                let mut returned = None;
+                if let Some(job) = pending.take() {
+                    let (f, buffer, result) = job
+                        .await
+                        .map_err(|e| Error::io(context(), io::Error::other(e)))?;
+                    result.map_err(|e| Error::io(context(), e))?;
+                    file = Some(f);
+                    returned = Some(buffer);
+                }
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+                let mut f = file.take().ok_or_else(|| {
+                    Error::io(
+                        context(),
+                        io::Error::other("the file is still being written"),
+                    )
+                })?;
+                let chunk =
+                    std::mem::replace(&mut spare, returned.unwrap_or_else(|| vec![0u8; CHUNK]));
+                pending = Some(tokio::task::spawn_blocking(move || {
+                    use std::io::Write;
+                    let result = f.write_all(&chunk[..n]);
+                    (f, chunk, result)
+                }));
+            }
+            let f = file.take().ok_or_else(|| {
+                Error::io(
+                    context(),
+                    io::Error::other("the file is still being written"),
+                )
+            })?;
+            tokio::task::spawn_blocking(move || f.sync_all())
+                .await
+                .map_err(|e| Error::io(context(), io::Error::other(e)))?
+                .map_err(|e| Error::io(context(), e))?;
+            Ok(total)
+        }
+        .await;
+        match written {
+            Ok(total) => Ok((temporary, total)),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&temporary).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A chunk being written on the blocking pool; it gives back the file and
+/// the buffer.
+type WriteJob = tokio::task::JoinHandle<(std::fs::File, Vec<u8>, io::Result<()>)>;
+
+/// Reads until `buffer` is full or the source ends; returns the bytes read.
+async fn read_full(source: Source<'_>, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        let n = source.read(&mut buffer[filled..]).await?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
+}
+
+async fn create_dirs(dir: &Path) -> Result<()> {
+    let owned = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&owned)
+    })
+    .await
+    .map_err(|e| Error::io(format!("creating {}", dir.display()), io::Error::other(e)))?
+    .map_err(|e| Error::io(format!("creating {}", dir.display()), e))
+}
+
+/// Makes a rename or link in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[async_trait]
+impl Store for LocalStore {
+    async fn put(&self, key: &Key, data: Source<'_>) -> Result<u64> {
+        let target = self.path(key);
+        let (temporary, total) = self.write_temporary(&target, data).await?;
+        let context = format!("writing {}", target.display());
+        tokio::task::spawn_blocking(move || {
+            let result = std::fs::rename(&temporary, &target)
+                .and_then(|()| sync_dir(target.parent().unwrap_or(&target)));
+            if result.is_err() {
+                let _ = std::fs::remove_file(&temporary);
+            }
+            result
+        })
+        .await
+        .map_err(|e| Error::io(&context, io::Error::other(e)))?
+        .map_err(|e| Error::io(&context, e))?;
+        Ok(total)
+    }
+
+    async fn create(&self, key: &Key, data: &[u8]) -> Result<()> {
+        let target = self.path(key);
+        let mut source = data;
+        let (temporary, _) = self.write_temporary(&target, &mut source).await?;
+        let shown = key.to_string();
+        let context = format!("creating {}", target.display());
+        let linked = tokio::task::spawn_blocking(move || {
+            let linked = std::fs::hard_link(&temporary, &target);
+            let _ = std::fs::remove_file(&temporary);
+            linked?;
+            sync_dir(target.parent().unwrap_or(&target))
+        })
+        .await
+        .map_err(|e| Error::io(&context, io::Error::other(e)))?;
+        match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(Error::AlreadyExists { key: shown })
+            }
+            Err(e) => Err(Error::io(context, e)),
+        }
+    }
+
+    async fn get(&self, key: &Key) -> Result<Reader> {
+        let path = self.path(key);
+        match tokio::fs::File::open(&path).await {
+            Ok(file) => Ok(Box::new(tokio::io::BufReader::with_capacity(CHUNK, file))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound {
+                key: key.to_string(),
+            }),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    async fn delete(&self, key: &Key) -> Result<()> {
+        let path = self.path(key);
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(Error::io(format!("deleting {}", path.display()), e)),
+            }
+            // Remove directories left empty, up to the root (best effort:
+            // another writer may be filling one again).
+            let mut dir = path.parent();
+            while let Some(d) = dir {
+                if d == root || std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::io("deleting", io::Error::other(e)))?
+    }
+
+    async fn list(&self, prefix: Option<&Key>) -> Result<Vec<Key>> {
+        let start = prefix.map_or_else(|| self.root.clone(), |p| self.path(p));
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut keys = Vec::new();
+            let mut dirs = vec![start.clone()];
+            while let Some(dir) = dirs.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    // The prefix names a file: it is the only key under it.
+                    Err(_) if dir == start && dir.is_file() => {
+                        if let Some(key) = key_of(&root, &dir) {
+                            keys.push(key);
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+                };
+                for entry in entries {
+                    let entry =
+                        entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+                    if entry.file_name().to_string_lossy().starts_with('.') {
+                        continue; // a temporary file
+                    }
+                    let path = entry.path();
+                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        dirs.push(path);
+                    } else if let Some(key) = key_of(&root, &path) {
+                        keys.push(key);
+                    }
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+        .map_err(|e| Error::io("listing", io::Error::other(e)))?
+    }
+}
+
+/// The key of a file under the root; files with names a key cannot have
+/// (put there by something else) are skipped.
+fn key_of(root: &Path, path: &Path) -> Option<Key> {
+    let relative = path.strip_prefix(root).ok()?;
+    let names: Option<Vec<&str>> = relative.iter().map(|n| n.to_str()).collect();
+    Key::from_names(names?).ok()
+}

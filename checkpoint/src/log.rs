@@ -1,0 +1,768 @@
+//! The checkpoint log of each operation: commit, load, fence, retain.
+//!
+//! # Layout
+//!
+//! For an operation `OP`, under the store's root:
+//!
+//! ```text
+//! ops/OP/epochs/00000000000000000003     claim of epoch 3 (exclusive create)
+//! ops/OP/data/EPOCH-NONCE/PART           the data parts of one commit
+//! ops/OP/commits/00000000000000000012    manifest of generation 12 (exclusive create)
+//! ```
+//!
+//! A commit streams its parts into a fresh data directory, then creates the
+//! manifest (part names, lengths and CRC-32 checksums, the caller's metadata,
+//! and a checksum of the manifest itself) with an exclusive create. Until
+//! the manifest exists the commit is invisible, and the manifest is written
+//! whole or not at all, so readers see the old checkpoint or the new one.
+//!
+//! # Fencing
+//!
+//! Writing to an operation needs a [`Lease`] from [`CheckpointLog::claim`],
+//! which claims the next epoch and records the latest generation at that
+//! moment. A commit of generation `g` from epoch `e` is void once some epoch
+//! newer than `e` was claimed when the latest generation was below `g`: the
+//! new owner resumed without it, so it must not count. A writer checks the
+//! claims before and after its commit and reports [`Error::Fenced`]; readers
+//! skip void commits whatever the writer did.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+
+use crate::error::{Error, Result};
+use crate::key::{Key, validate_name};
+use crate::store::{Reader, Source, Store, StoreExt};
+
+const FORMAT: u32 = 1;
+const CHECKSUM_LINE: &str = "\ncrc32:";
+
+/// The right to commit to one operation, from [`CheckpointLog::claim`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    op: String,
+    epoch: u64,
+}
+
+impl Lease {
+    /// The operation.
+    pub fn op(&self) -> &str {
+        &self.op
+    }
+
+    /// The epoch claimed; commits from older epochs are fenced out.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+}
+
+/// One data part of a commit: a name and the bytes, streamed.
+pub struct Part<'a> {
+    /// The part's name (see [`validate_name`]), unique within the commit.
+    pub name: &'a str,
+    /// Its bytes.
+    pub data: Source<'a>,
+}
+
+impl<'a> Part<'a> {
+    /// A part from a name and a reader.
+    pub fn new(name: &'a str, data: Source<'a>) -> Self {
+        Part { name, data }
+    }
+}
+
+/// What a committed part holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    /// The part's name.
+    pub name: String,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Its CRC-32 (IEEE).
+    pub crc32: u32,
+}
+
+/// A committed checkpoint: what [`CheckpointLog::commit`] wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    format: u32,
+    op: String,
+    generation: u64,
+    epoch: u64,
+    data: String,
+    parts: Vec<PartInfo>,
+    meta: serde_json::Value,
+}
+
+impl Manifest {
+    /// The operation.
+    pub fn op(&self) -> &str {
+        &self.op
+    }
+
+    /// The generation: commits of an operation count up from 0.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The epoch of the writer.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The parts, in the order they were written.
+    pub fn parts(&self) -> &[PartInfo] {
+        &self.parts
+    }
+
+    /// The caller's metadata (iteration, score, the scheduler's and the
+    /// selector's state, ...).
+    pub fn meta(&self) -> &serde_json::Value {
+        &self.meta
+    }
+
+    /// All the parts' bytes.
+    pub fn bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.len).sum()
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let mut bytes = serde_json::to_vec(self).map_err(|e| Error::Backend {
+            store: "manifest",
+            source: Box::new(e),
+        })?;
+        let checksum = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(format!("{CHECKSUM_LINE}{checksum:08x}\n").as_bytes());
+        Ok(bytes)
+    }
+
+    fn decode(bytes: &[u8]) -> std::result::Result<Manifest, String> {
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| "the manifest is not UTF-8".to_owned())?;
+        let (body, checksum) = text
+            .rsplit_once(CHECKSUM_LINE)
+            .ok_or_else(|| "the manifest has no checksum line (truncated?)".to_owned())?;
+        let expected = u32::from_str_radix(checksum.trim_end(), 16)
+            .map_err(|_| "the manifest's checksum line is damaged".to_owned())?;
+        if crc32fast::hash(body.as_bytes()) != expected {
+            return Err("the manifest's checksum does not match".to_owned());
+        }
+        let manifest: Manifest =
+            serde_json::from_str(body).map_err(|e| format!("the manifest does not parse: {e}"))?;
+        if manifest.format != FORMAT {
+            return Err(format!("unknown manifest format {}", manifest.format));
+        }
+        Ok(manifest)
+    }
+}
+
+/// A checkpoint that loading skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The operation.
+    pub op: String,
+    /// The skipped generation.
+    pub generation: u64,
+    /// What was wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "skipped checkpoint {} of operation `{}`: {}",
+            self.generation, self.op, self.problem
+        )
+    }
+}
+
+/// A verified checkpoint and the newer ones that were skipped to reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// The checkpoint; read its parts with [`CheckpointLog::open_part`].
+    pub manifest: Manifest,
+    /// Newer checkpoints that were damaged, half-written or void.
+    pub warnings: Vec<Warning>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct EpochClaim {
+    epoch: u64,
+    /// The latest valid generation when the epoch was claimed.
+    after_generation: Option<u64>,
+}
+
+/// Everything recorded about an operation, read in one go.
+struct Recorded {
+    claims: Vec<EpochClaim>,
+    /// Generation -> the manifest, or why it cannot be read.
+    records: BTreeMap<u64, std::result::Result<Manifest, String>>,
+}
+
+impl Recorded {
+    fn newest_epoch(&self) -> Option<u64> {
+        self.claims.iter().map(|c| c.epoch).max()
+    }
+
+    /// The newer epoch that voids a commit of `generation` from `epoch`.
+    fn voided_by(&self, generation: u64, epoch: u64) -> Option<u64> {
+        self.claims
+            .iter()
+            .filter(|c| {
+                c.epoch > epoch && c.after_generation.is_none_or(|after| after < generation)
+            })
+            .map(|c| c.epoch)
+            .min()
+    }
+
+    /// Why a record cannot be used, before looking at its data.
+    fn problem(&self, generation: u64) -> Option<String> {
+        match &self.records[&generation] {
+            Err(problem) => Some(problem.clone()),
+            Ok(manifest) => self.voided_by(generation, manifest.epoch).map(|newer| {
+                format!(
+                    "written by epoch {} after epoch {newer} had taken over (a fenced-out writer)",
+                    manifest.epoch
+                )
+            }),
+        }
+    }
+
+    fn latest_valid(&self) -> Option<u64> {
+        self.records
+            .keys()
+            .rev()
+            .copied()
+            .find(|&g| self.problem(g).is_none())
+    }
+}
+
+/// Durable checkpoints of operations in a [`Store`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use pragma_checkpoint::{CheckpointLog, MemoryStore, Part};
+///
+/// let log = CheckpointLog::new(MemoryStore::new());
+/// let lease = log.claim("train-1").await?;
+/// let mut weights: &[u8] = b"the model's weights";
+/// let meta = serde_json::json!({ "iteration": 4, "score": 0.93 });
+/// let committed = log.commit(&lease, meta, vec![Part::new("state", &mut weights)]).await?;
+///
+/// let loaded = log.load_latest("train-1").await?.expect("a checkpoint");
+/// assert_eq!(loaded.manifest.generation(), committed.generation());
+/// assert_eq!(loaded.manifest.meta()["score"], 0.93);
+/// let mut state = Vec::new();
+/// use tokio::io::AsyncReadExt;
+/// log.open_part(&loaded.manifest, "state").await?.read_to_end(&mut state).await?;
+/// assert_eq!(state, b"the model's weights");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CheckpointLog<S> {
+    store: S,
+}
+
+fn ops() -> Result<Key> {
+    Key::parse("ops")
+}
+
+fn op_key(op: &str) -> Result<Key> {
+    ops()?.join(op)
+}
+
+fn generation_name(generation: u64) -> String {
+    format!("{generation:020}")
+}
+
+impl<S: Store> CheckpointLog<S> {
+    /// A log over `store`.
+    pub fn new(store: S) -> Self {
+        CheckpointLog { store }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The operations that have anything recorded, in ascending order.
+    pub async fn operations(&self) -> Result<Vec<String>> {
+        let keys = self.store.list(Some(&ops()?)).await?;
+        let names: BTreeSet<String> = keys
+            .iter()
+            .filter_map(|k| k.names().nth(1).map(str::to_owned))
+            .collect();
+        Ok(names.into_iter().collect())
+    }
+
+    async fn recorded(&self, op: &str) -> Result<Recorded> {
+        let base = op_key(op)?;
+        let mut claims = Vec::new();
+        for key in self.store.list(Some(&base.join("epochs")?)).await? {
+            let bytes = self.store.get_bytes(&key).await?;
+            match serde_json::from_slice::<EpochClaim>(&bytes) {
+                Ok(claim) => claims.push(claim),
+                // A claim is written whole by an exclusive create; one that
+                // does not parse was damaged later. Its number still counts.
+                Err(_) => {
+                    if let Some(epoch) = key.names().last().and_then(|n| n.parse().ok()) {
+                        tracing::warn!(
+                            op,
+                            epoch,
+                            "epoch claim is damaged; treating it as a claim after nothing"
+                        );
+                        claims.push(EpochClaim {
+                            epoch,
+                            after_generation: None,
+                        });
+                    }
+                }
+            }
+        }
+        let mut records = BTreeMap::new();
+        for key in self.store.list(Some(&base.join("commits")?)).await? {
+            let Some(generation) = key.names().last().and_then(|n| n.parse::<u64>().ok()) else {
+                continue;
+            };
+            let manifest = match self.store.get_bytes(&key).await {
+                Ok(bytes) => Manifest::decode(&bytes).and_then(|m| {
+                    if m.generation == generation && m.op == op {
+                        Ok(m)
+                    } else {
+                        Err("the manifest belongs to another checkpoint".to_owned())
+                    }
+                }),
+                Err(Error::NotFound { .. }) => continue, // deleted meanwhile
+                Err(e) => Err(format!("the manifest cannot be read: {e}")),
+            };
+            records.insert(generation, manifest);
+        }
+        Ok(Recorded { claims, records })
+    }
+
+    /// Claims the next epoch of `op` (starting or resuming it). Commits of
+    /// every earlier lease are fenced out from now on.
+    pub async fn claim(&self, op: &str) -> Result<Lease> {
+        let epochs = op_key(op)?.join("epochs")?;
+        loop {
+            let recorded = self.recorded(op).await?;
+            let epoch = recorded.newest_epoch().map_or(0, |e| e + 1);
+            let claim = EpochClaim {
+                epoch,
+                after_generation: recorded.latest_valid(),
+            };
+            let bytes = serde_json::to_vec(&claim).map_err(|e| Error::Backend {
+                store: "epoch claim",
+                source: Box::new(e),
+            })?;
+            match self
+                .store
+                .create(&epochs.join(&generation_name(epoch))?, &bytes)
+                .await
+            {
+                Ok(()) => {
+                    return Ok(Lease {
+                        op: op.to_owned(),
+                        epoch,
+                    });
+                }
+                // Another claimer took this epoch: read again, take the next.
+                Err(Error::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn fenced(&self, lease: &Lease, recorded: &Recorded) -> Result<()> {
+        match recorded.newest_epoch() {
+            Some(newer) if newer > lease.epoch => Err(Error::Fenced {
+                op: lease.op.clone(),
+                epoch: lease.epoch,
+                newer,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Commits a checkpoint: streams the parts, then makes it visible
+    /// atomically. Returns its manifest once it is durable.
+    ///
+    /// Fails with [`Error::Fenced`] if a newer epoch was claimed (nothing
+    /// is committed), and cleans up what it wrote on any failure.
+    pub async fn commit(
+        &self,
+        lease: &Lease,
+        meta: serde_json::Value,
+        parts: Vec<Part<'_>>,
+    ) -> Result<Manifest> {
+        self.commit_as(lease, None, meta, parts).await
+    }
+
+    /// Commits a checkpoint as exactly `generation`: fails with
+    /// [`Error::Conflict`] (and changes nothing) if that generation is taken.
+    /// For writers that know which generation comes next and must not
+    /// commit twice.
+    pub async fn commit_generation(
+        &self,
+        lease: &Lease,
+        generation: u64,
+        meta: serde_json::Value,
+        parts: Vec<Part<'_>>,
+    ) -> Result<Manifest> {
+        self.commit_as(lease, Some(generation), meta, parts).await
+    }
+
+    async fn commit_as(
+        &self,
+        lease: &Lease,
+        exact_generation: Option<u64>,
+        meta: serde_json::Value,
+        parts: Vec<Part<'_>>,
+    ) -> Result<Manifest> {
+        let mut names = BTreeSet::new();
+        for part in &parts {
+            validate_name(part.name)?;
+            if !names.insert(part.name) {
+                return Err(Error::InvalidName {
+                    name: part.name.to_owned(),
+                    reason: "part names must be unique within a commit",
+                });
+            }
+        }
+        let base = op_key(&lease.op)?;
+        let recorded = self.recorded(&lease.op).await?;
+        self.fenced(lease, &recorded)?;
+
+        let data = format!("{:020}-{}", lease.epoch, uuid::Uuid::new_v4().simple());
+        let data_dir = base.join("data")?.join(&data)?;
+        let mut infos = Vec::with_capacity(parts.len());
+        for part in parts {
+            let mut hashing = HashingReader::new(part.data);
+            let written = self
+                .store
+                .put(&data_dir.join(part.name)?, &mut hashing)
+                .await;
+            if let Err(e) = written {
+                self.delete_data(&data_dir).await;
+                return Err(e);
+            }
+            infos.push(PartInfo {
+                name: part.name.to_owned(),
+                len: hashing.len,
+                crc32: hashing.hasher.finalize(),
+            });
+        }
+
+        let next = |recorded: &Recorded| recorded.records.keys().next_back().map_or(0, |g| g + 1);
+        let mut generation = exact_generation.unwrap_or_else(|| next(&recorded));
+        loop {
+            let manifest = Manifest {
+                format: FORMAT,
+                op: lease.op.clone(),
+                generation,
+                epoch: lease.epoch,
+                data: data.clone(),
+                parts: infos.clone(),
+                meta: meta.clone(),
+            };
+            let record = base.join("commits")?.join(&generation_name(generation))?;
+            match self.store.create(&record, &manifest.encode()?).await {
+                Ok(()) => {
+                    let recorded = self.recorded(&lease.op).await?;
+                    if let Some(newer) = recorded.voided_by(generation, lease.epoch) {
+                        let _ = self.store.delete(&record).await;
+                        self.delete_data(&data_dir).await;
+                        return Err(Error::Fenced {
+                            op: lease.op.clone(),
+                            epoch: lease.epoch,
+                            newer,
+                        });
+                    }
+                    return Ok(manifest);
+                }
+                Err(Error::AlreadyExists { .. }) => {
+                    // Someone else has this generation. If it is a fenced-out
+                    // writer's, take the next one; otherwise we lost.
+                    let recorded = self.recorded(&lease.op).await?;
+                    if let Err(fenced) = self.fenced(lease, &recorded) {
+                        self.delete_data(&data_dir).await;
+                        return Err(fenced);
+                    }
+                    let winner_is_void = recorded.problem(generation).is_some();
+                    if !winner_is_void || exact_generation.is_some() {
+                        self.delete_data(&data_dir).await;
+                        return Err(Error::Conflict {
+                            op: lease.op.clone(),
+                            generation,
+                        });
+                    }
+                    generation = next(&recorded);
+                }
+                Err(e) => {
+                    self.delete_data(&data_dir).await;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn delete_data(&self, dir: &Key) {
+        if let Ok(keys) = self.store.list(Some(dir)).await {
+            for key in keys {
+                if let Err(e) = self.store.delete(&key).await {
+                    tracing::warn!(%key, error = %e, "could not delete an unused checkpoint part");
+                }
+            }
+        }
+    }
+
+    /// The usable checkpoints of `op`, oldest first (manifests only; the
+    /// data is verified when loading).
+    pub async fn checkpoints(&self, op: &str) -> Result<Vec<Manifest>> {
+        let recorded = self.recorded(op).await?;
+        Ok(recorded
+            .records
+            .iter()
+            .filter(|(g, _)| recorded.problem(**g).is_none())
+            .filter_map(|(_, m)| m.as_ref().ok().cloned())
+            .collect())
+    }
+
+    /// Loads the newest checkpoint whose manifest and data verify, skipping
+    /// (with a [`Warning`] each, also logged) the newer ones that do not.
+    /// `None` if the operation has no usable checkpoint.
+    ///
+    /// Verification reads every part once; [`open_part`](Self::open_part)
+    /// checks again while the caller reads.
+    pub async fn load_latest(&self, op: &str) -> Result<Option<Loaded>> {
+        let recorded = self.recorded(op).await?;
+        let mut warnings = Vec::new();
+        for (&generation, record) in recorded.records.iter().rev() {
+            let problem = match (recorded.problem(generation), record) {
+                (Some(problem), _) => problem,
+                (None, Ok(manifest)) => match self.verify(manifest).await {
+                    Ok(()) => {
+                        return Ok(Some(Loaded {
+                            manifest: manifest.clone(),
+                            warnings,
+                        }));
+                    }
+                    Err(Error::Damaged { reason, .. }) => reason,
+                    Err(e) => return Err(e),
+                },
+                (None, Err(problem)) => problem.clone(),
+            };
+            let warning = Warning {
+                op: op.to_owned(),
+                generation,
+                problem,
+            };
+            tracing::warn!("{warning}");
+            warnings.push(warning);
+        }
+        Ok(None)
+    }
+
+    /// Loads one checkpoint by generation (the best one, say), verified.
+    pub async fn load(&self, op: &str, generation: u64) -> Result<Manifest> {
+        let recorded = self.recorded(op).await?;
+        let damaged = |reason: String| Error::Damaged {
+            op: op.to_owned(),
+            generation,
+            reason,
+        };
+        let manifest = match recorded.records.get(&generation) {
+            None => {
+                return Err(Error::NotFound {
+                    key: format!("checkpoint {generation} of operation `{op}`"),
+                });
+            }
+            Some(Err(problem)) => return Err(damaged(problem.clone())),
+            Some(Ok(manifest)) => manifest,
+        };
+        if let Some(problem) = recorded.problem(generation) {
+            return Err(damaged(problem));
+        }
+        self.verify(manifest).await?;
+        Ok(manifest.clone())
+    }
+
+    /// Reads every part of a checkpoint and checks lengths and checksums.
+    pub async fn verify(&self, manifest: &Manifest) -> Result<()> {
+        let mut buffer = vec![0u8; 1 << 20];
+        for part in &manifest.parts {
+            let mut reader = self.open_part(manifest, &part.name).await?;
+            loop {
+                match reader.read(&mut buffer).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(Error::Damaged {
+                            op: manifest.op.clone(),
+                            generation: manifest.generation,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens one part of a checkpoint. The reader fails with an
+    /// `InvalidData` error at the end if the bytes do not match the
+    /// manifest's length and checksum; a missing part is [`Error::Damaged`].
+    pub async fn open_part(&self, manifest: &Manifest, name: &str) -> Result<Reader> {
+        let damaged = |reason: String| Error::Damaged {
+            op: manifest.op.clone(),
+            generation: manifest.generation,
+            reason,
+        };
+        let info = manifest
+            .parts
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| Error::NotFound {
+                key: format!("part `{name}` of checkpoint {}", manifest.generation),
+            })?;
+        let key = op_key(&manifest.op)?
+            .join("data")?
+            .join(&manifest.data)?
+            .join(name)?;
+        let inner = match self.store.get(&key).await {
+            Ok(inner) => inner,
+            Err(Error::NotFound { .. }) => {
+                return Err(damaged(format!("part `{name}` is missing")));
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Box::new(VerifyingReader {
+            inner: HashingReader::new(inner),
+            expected: info.clone(),
+        }))
+    }
+
+    /// Deletes every checkpoint of the lease's operation except the latest
+    /// usable one and the generations in `keep` (the best, say), and data
+    /// that no checkpoint uses any more. Call it after a commit returned, so
+    /// older checkpoints go only once the newer one is durable. Returns how
+    /// many checkpoints were deleted.
+    pub async fn retain(&self, lease: &Lease, keep: &[u64]) -> Result<usize> {
+        let recorded = self.recorded(&lease.op).await?;
+        self.fenced(lease, &recorded)?;
+        let Some(latest) = recorded.latest_valid() else {
+            return Ok(0);
+        };
+        let base = op_key(&lease.op)?;
+        let mut deleted = 0;
+        let mut used = BTreeSet::new();
+        for (&generation, record) in &recorded.records {
+            let usable = recorded.problem(generation).is_none();
+            let kept = usable && (generation == latest || keep.contains(&generation));
+            if kept || (generation > latest && usable) {
+                if let Ok(manifest) = record {
+                    used.insert(manifest.data.clone());
+                }
+                continue;
+            }
+            // The record goes first: a checkpoint is never visible without
+            // its data.
+            self.store
+                .delete(&base.join("commits")?.join(&generation_name(generation))?)
+                .await?;
+            deleted += 1;
+        }
+        for key in self.store.list(Some(&base.join("data")?)).await? {
+            let Some(dir) = key.names().nth(3) else {
+                continue;
+            };
+            let epoch = dir.split('-').next().and_then(|e| e.parse::<u64>().ok());
+            // Data of this epoch or older that no kept checkpoint uses: an
+            // interrupted or superseded commit. (A newer epoch's writer may
+            // be mid-commit; leave its data alone.)
+            if !used.contains(dir) && epoch.is_some_and(|e| e <= lease.epoch) {
+                self.store.delete(&key).await?;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// Counts and checksums what passes through.
+struct HashingReader<R> {
+    inner: R,
+    hasher: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<R> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: crc32fast::Hasher::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            let new = &buf.filled()[before..];
+            self.hasher.update(new);
+            self.len += new.len() as u64;
+        }
+        polled
+    }
+}
+
+/// Fails at the end of the data if it does not match the manifest.
+struct VerifyingReader {
+    inner: HashingReader<Reader>,
+    expected: PartInfo,
+}
+
+impl AsyncRead for VerifyingReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let this = &*self;
+        if let Poll::Ready(Ok(())) = polled {
+            let at_end = buf.filled().len() == before && buf.remaining() > 0;
+            let too_long = this.inner.len > this.expected.len;
+            if too_long || at_end {
+                let checksum = this.inner.hasher.clone().finalize();
+                if this.inner.len != this.expected.len || checksum != this.expected.crc32 {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "part `{}` does not match its manifest: {} bytes with CRC-32 {checksum:08x}, expected {} bytes with {:08x}",
+                            this.expected.name,
+                            this.inner.len,
+                            this.expected.len,
+                            this.expected.crc32
+                        ),
+                    )));
+                }
+            }
+        }
+        polled
+    }
+}

@@ -1,0 +1,344 @@
+//! The checkpoint crate as executors and backend authors rely on it.
+
+use std::sync::Arc;
+
+use pragma_checkpoint::{
+    CheckpointLog, Error, Key, LocalStore, MemoryStore, Part, Store, conformance,
+};
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+
+mod crash;
+mod damage;
+mod full_disk;
+mod s3;
+
+async fn commit_text<S: Store>(
+    log: &CheckpointLog<S>,
+    lease: &pragma_checkpoint::Lease,
+    text: &str,
+) -> u64 {
+    let mut data = text.as_bytes();
+    log.commit(
+        lease,
+        json!({ "text": text }),
+        vec![Part::new("state", &mut data)],
+    )
+    .await
+    .expect("commit")
+    .generation()
+}
+
+async fn read_part<S: Store>(
+    log: &CheckpointLog<S>,
+    manifest: &pragma_checkpoint::Manifest,
+    name: &str,
+) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    log.open_part(manifest, name)
+        .await
+        .expect("open part")
+        .read_to_end(&mut bytes)
+        .await
+        .expect("read part");
+    bytes
+}
+
+mod backends {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_store_meets_the_contract() {
+        conformance::run_all(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn local_store_meets_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::run_all(&LocalStore::new(dir.path()).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn wrappers_meet_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalStore::new(dir.path()).unwrap();
+        conformance::run_all(&Arc::new(local.clone())).await;
+        let boxed: Box<dyn Store> = Box::new(MemoryStore::new());
+        conformance::run_all(&boxed).await;
+        conformance::run_all(&&local).await;
+        let shared: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        conformance::run_all(&shared).await;
+    }
+
+    #[tokio::test]
+    async fn local_files_are_private_to_the_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let log = CheckpointLog::new(LocalStore::new(&root).unwrap());
+        let lease = log.claim("op").await.unwrap();
+        commit_text(&log, &lease, "secret").await;
+        let mut checked = 0;
+        let mut pending = vec![root.clone()];
+        while let Some(path) = pending.pop() {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            if path.is_dir() {
+                assert_eq!(mode, 0o700, "{}", path.display());
+                pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            } else {
+                assert_eq!(mode, 0o600, "{}", path.display());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 3, "epoch, manifest and part files");
+    }
+
+    #[tokio::test]
+    async fn leftover_temporary_files_are_invisible_and_can_be_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("ops/x")).unwrap();
+        std::fs::write(dir.path().join("ops/x/.state.123.tmp"), b"torn").unwrap();
+        assert!(store.list(None).await.unwrap().is_empty());
+        assert_eq!(store.remove_temporary_files().unwrap(), 1);
+    }
+}
+
+mod names {
+    use super::*;
+
+    #[tokio::test]
+    async fn nothing_a_user_names_reaches_outside_the_root() {
+        let log = CheckpointLog::new(MemoryStore::new());
+        for op in [
+            "..",
+            ".",
+            "../x",
+            "a/b",
+            "/etc",
+            "a\0b",
+            "",
+            "a b",
+            "a\\b",
+            &"x".repeat(200),
+        ] {
+            let err = log.claim(op).await.unwrap_err();
+            assert!(matches!(err, Error::InvalidName { .. }), "`{op}`: {err}");
+        }
+        let lease = log.claim("ok").await.unwrap();
+        for part in ["..", "x/y", ".hidden", ""] {
+            let mut data: &[u8] = b"";
+            let err = log
+                .commit(&lease, json!({}), vec![Part::new(part, &mut data)])
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidName { .. }),
+                "part `{part}`: {err}"
+            );
+        }
+        assert!(Key::parse("ops/../../etc/passwd").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_error_says_what_is_allowed() {
+        let err = pragma_checkpoint::validate_name("../etc").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid name `../etc`: a name cannot start with `.` (that includes `.` and `..`)"
+        );
+        let err = pragma_checkpoint::validate_name("a/b").unwrap_err();
+        assert!(err.to_string().contains("no separators"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn duplicate_part_names_are_refused() {
+        let log = CheckpointLog::new(MemoryStore::new());
+        let lease = log.claim("op").await.unwrap();
+        let (mut a, mut b): (&[u8], &[u8]) = (b"1", b"2");
+        let err = log
+            .commit(
+                &lease,
+                json!({}),
+                vec![Part::new("s", &mut a), Part::new("s", &mut b)],
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("unique"), "{err}");
+    }
+}
+
+mod log {
+    use super::*;
+
+    #[tokio::test]
+    async fn parts_and_metadata_come_back() {
+        let log = CheckpointLog::new(MemoryStore::new());
+        let lease = log.claim("op").await.unwrap();
+        let (mut state, mut stdout): (&[u8], &[u8]) = (b"weights", b"epoch 1 done\n");
+        let meta = json!({ "iteration": 7, "score": 0.93, "scheduler": { "done": 8 } });
+        log.commit(
+            &lease,
+            meta.clone(),
+            vec![
+                Part::new("state", &mut state),
+                Part::new("stdout", &mut stdout),
+            ],
+        )
+        .await
+        .unwrap();
+        let loaded = log.load_latest("op").await.unwrap().unwrap();
+        assert_eq!(loaded.manifest.meta(), &meta);
+        assert_eq!(loaded.manifest.bytes(), 20);
+        assert_eq!(read_part(&log, &loaded.manifest, "state").await, b"weights");
+        assert_eq!(
+            read_part(&log, &loaded.manifest, "stdout").await,
+            b"epoch 1 done\n"
+        );
+        assert!(matches!(
+            log.open_part(&loaded.manifest, "nope").await,
+            Err(Error::NotFound { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_operation_without_checkpoints_loads_none() {
+        let log = CheckpointLog::new(MemoryStore::new());
+        assert!(log.load_latest("fresh").await.unwrap().is_none());
+        assert!(log.operations().await.unwrap().is_empty());
+        log.claim("fresh").await.unwrap();
+        assert_eq!(log.operations().await.unwrap(), vec!["fresh"]);
+    }
+
+    #[tokio::test]
+    async fn retain_keeps_the_latest_and_the_named_and_drops_the_data() {
+        let store = MemoryStore::new();
+        let log = CheckpointLog::new(store.clone());
+        let lease = log.claim("op").await.unwrap();
+        for i in 0..5 {
+            commit_text(&log, &lease, &format!("state {i}")).await;
+        }
+        assert_eq!(log.retain(&lease, &[1]).await.unwrap(), 3);
+        let kept: Vec<u64> = log
+            .checkpoints("op")
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.generation())
+            .collect();
+        assert_eq!(kept, vec![1, 4]);
+        let data = store
+            .list(Some(&Key::parse("ops/op/data").unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(
+            data.len(),
+            2,
+            "only the kept checkpoints' parts remain: {data:?}"
+        );
+        let best = log.load("op", 1).await.unwrap();
+        assert_eq!(read_part(&log, &best, "state").await, b"state 1");
+    }
+
+    /// A store in which a new owner claims the operation just before the
+    /// old owner's commit record is created, and the old owner dies right
+    /// after creating it (before it could check the claims again).
+    #[derive(Debug)]
+    struct Race {
+        inner: MemoryStore,
+        armed: std::sync::atomic::AtomicBool,
+        writer_dead: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Race {
+        async fn put(
+            &self,
+            key: &Key,
+            data: pragma_checkpoint::Source<'_>,
+        ) -> pragma_checkpoint::Result<u64> {
+            self.inner.put(key, data).await
+        }
+        async fn create(&self, key: &Key, data: &[u8]) -> pragma_checkpoint::Result<()> {
+            use std::sync::atomic::Ordering::SeqCst;
+            if key.as_str().contains("/commits/") && self.armed.swap(false, SeqCst) {
+                CheckpointLog::new(self.inner.clone()).claim("op").await?;
+                self.inner.create(key, data).await?;
+                self.writer_dead.store(true, SeqCst);
+                return Ok(());
+            }
+            self.inner.create(key, data).await
+        }
+        async fn get(&self, key: &Key) -> pragma_checkpoint::Result<pragma_checkpoint::Reader> {
+            self.inner.get(key).await
+        }
+        async fn delete(&self, key: &Key) -> pragma_checkpoint::Result<()> {
+            self.inner.delete(key).await
+        }
+        async fn list(&self, prefix: Option<&Key>) -> pragma_checkpoint::Result<Vec<Key>> {
+            if self.writer_dead.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::io(
+                    "listing",
+                    std::io::Error::other("the old writer died"),
+                ));
+            }
+            self.inner.list(prefix).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_commit_that_lands_after_a_claim_never_counts() {
+        let inner = MemoryStore::new();
+        let race = Race {
+            inner: inner.clone(),
+            armed: false.into(),
+            writer_dead: false.into(),
+        };
+        let old_log = CheckpointLog::new(&race);
+        let old = old_log.claim("op").await.unwrap();
+        commit_text(&old_log, &old, "0 by old").await;
+        race.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut data: &[u8] = b"1 by old";
+        assert!(
+            old_log
+                .commit(&old, json!({}), vec![Part::new("state", &mut data)])
+                .await
+                .is_err()
+        );
+
+        // Generation 1 exists, from epoch 0, created after epoch 1 was
+        // claimed at generation 0: readers skip it and say why.
+        let log = CheckpointLog::new(inner.clone());
+        let loaded = log.load_latest("op").await.unwrap().unwrap();
+        assert_eq!(loaded.manifest.generation(), 0);
+        assert_eq!(loaded.warnings.len(), 1);
+        assert_eq!(
+            loaded.warnings[0].to_string(),
+            "skipped checkpoint 1 of operation `op`: written by epoch 0 after epoch 1 had taken over (a fenced-out writer)"
+        );
+        assert_eq!(log.checkpoints("op").await.unwrap().len(), 1);
+
+        // The new owner (epoch 1) goes on: its next commit takes generation 2.
+        let new = log.claim("op").await.unwrap();
+        assert_eq!(commit_text(&log, &new, "by new").await, 2);
+        assert_eq!(
+            log.retain(&new, &[]).await.unwrap(),
+            2,
+            "the void record and generation 0 go"
+        );
+    }
+
+    #[tokio::test]
+    async fn claims_count_up_and_old_leases_cannot_retain() {
+        let log = CheckpointLog::new(MemoryStore::new());
+        let first = log.claim("op").await.unwrap();
+        let second = log.claim("op").await.unwrap();
+        assert_eq!((first.epoch(), second.epoch()), (0, 1));
+        let err = log.retain(&first, &[]).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "operation `op`: this writer holds epoch 0, but epoch 1 has been claimed since \
+             (the operation was resumed elsewhere); its commit was rejected and changed nothing"
+        );
+    }
+}
