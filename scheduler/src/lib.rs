@@ -87,5 +87,5 @@ mod status;
 
 pub use event::{Action, Event, OpId, StartFrom, WorkerId};
 pub use plan::{Budgets, InvalidPlan, Plan};
-pub use scheduler::Scheduler;
+pub use scheduler::{Resume, Scheduler};
 pub use status::{FailReason, Outcome, Progress, Status, WaitReason};

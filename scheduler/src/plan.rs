@@ -70,7 +70,7 @@ impl Plan {
 /// A plan with numbers the scheduler cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid plan: {0}")]
-pub struct InvalidPlan(&'static str);
+pub struct InvalidPlan(pub(crate) &'static str);
 
 /// How much may go wrong before an iteration or an operation gives up.
 ///

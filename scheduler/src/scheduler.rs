@@ -8,6 +8,22 @@ use crate::event::{Action, Event, OpId, StartFrom, WorkerId};
 use crate::plan::{Budgets, InvalidPlan, Plan};
 use crate::status::{FailReason, Outcome, Progress, Status, WaitReason};
 
+/// The progress an operation made before it was interrupted, for
+/// [`Scheduler::resume`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resume {
+    /// Repeat: iterations covered by the last committed checkpoint.
+    Repeat {
+        /// They run no more; the next starts from that checkpoint.
+        iterations_done: u64,
+    },
+    /// Parallel (or async): iterations recorded as finished.
+    Parallel {
+        /// They never run again.
+        finished: Vec<u64>,
+    },
+}
+
 /// Decides what runs next, on which worker, and when to checkpoint, for
 /// many operations sharing one pool of worker slots.
 ///
@@ -107,6 +123,68 @@ impl Scheduler {
         budgets: Budgets,
     ) -> Result<(OpId, Vec<Action>), InvalidPlan> {
         plan.validate()?;
+        let id = self.add(plan, budgets);
+        let mut actions = Vec::new();
+        self.fill(&mut actions);
+        Ok((id, actions))
+    }
+
+    /// Submits an operation that already made progress in an earlier run
+    /// (resumed after a crash, from its last checkpoint): finished
+    /// iterations are never started again.
+    pub fn resume(
+        &mut self,
+        plan: Plan,
+        budgets: Budgets,
+        progress: Resume,
+    ) -> Result<(OpId, Vec<Action>), InvalidPlan> {
+        plan.validate()?;
+        let total = plan.iterations();
+        let fits = matches!(
+            (&plan, &progress),
+            (Plan::Repeat { .. }, Resume::Repeat { .. })
+                | (Plan::Parallel { .. } | Plan::Async, Resume::Parallel { .. })
+        );
+        if !fits {
+            return Err(InvalidPlan("the progress does not fit the plan's kind"));
+        }
+        let id = self.add(plan, budgets);
+        let mut actions = Vec::new();
+        let Some(op) = self.ops.get_mut(&id) else {
+            return Ok((id, actions));
+        };
+        op.started = true;
+        let finished = match (&mut op.state, progress) {
+            (PlanState::Repeat(repeat), Resume::Repeat { iterations_done }) => {
+                repeat.committed = iterations_done.min(total);
+                repeat.finished = repeat.committed;
+                (repeat.committed == total).then_some(Outcome::Succeeded)
+            }
+            (PlanState::Parallel(parallel), Resume::Parallel { finished }) => {
+                let finished: BTreeSet<u64> = finished.into_iter().filter(|&i| i < total).collect();
+                parallel.retry = (0..total).filter(|i| !finished.contains(i)).collect();
+                parallel.next_fresh = total;
+                parallel.succeeded = finished.len() as u64;
+                parallel
+                    .retry
+                    .is_empty()
+                    .then_some(if parallel.succeeded > 0 {
+                        Outcome::Succeeded
+                    } else {
+                        Outcome::Failed(FailReason::NoIterationSucceeded)
+                    })
+            }
+            _ => None,
+        };
+        if let Some(outcome) = finished {
+            self.end(id, outcome, &mut actions);
+        }
+        self.fill(&mut actions);
+        Ok((id, actions))
+    }
+
+    /// Records a new operation, not yet lent any worker.
+    fn add(&mut self, plan: Plan, budgets: Budgets) -> OpId {
         let id = OpId(self.next_op);
         self.next_op += 1;
         let state = match plan {
@@ -139,9 +217,7 @@ impl Scheduler {
             },
         );
         self.active.insert(id);
-        let mut actions = Vec::new();
-        self.fill(&mut actions);
-        Ok((id, actions))
+        id
     }
 
     /// Takes in one event and returns what to do about it. Events about a

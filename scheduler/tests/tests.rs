@@ -207,6 +207,56 @@ mod schedules {
     }
 
     #[test]
+    fn a_resumed_operation_never_runs_what_was_finished() {
+        use pragma_scheduler::Resume;
+        let mut s = Scheduler::new(8);
+        let finished = Resume::Parallel {
+            finished: vec![0, 2, 3],
+        };
+        let (op, actions) = s
+            .resume(parallel(6, None), Budgets::default(), finished)
+            .unwrap();
+        let again: Vec<u64> = starts(&actions).iter().map(|s| s.2).collect();
+        assert_eq!(again, vec![1, 4, 5]);
+        assert_eq!(s.status(op).unwrap().progress().done, 3);
+
+        let repeat = Plan::Repeat {
+            iterations: 10,
+            checkpoint_period: 2,
+        };
+        let done = Resume::Repeat { iterations_done: 4 };
+        let (_, actions) = s.resume(repeat, Budgets::default(), done).unwrap();
+        assert!(matches!(
+            actions[..],
+            [Action::Start {
+                iteration: 4,
+                from: StartFrom::Checkpoint { iterations_done: 4 },
+                ..
+            }]
+        ));
+
+        // Everything was finished already: it ends at once.
+        let all = Resume::Parallel {
+            finished: vec![0, 1],
+        };
+        let (op, actions) = s
+            .resume(parallel(2, None), Budgets::default(), all)
+            .unwrap();
+        assert_eq!(
+            actions,
+            vec![Action::Finished {
+                op,
+                outcome: Outcome::Succeeded
+            }]
+        );
+        let wrong = Resume::Repeat { iterations_done: 1 };
+        assert!(
+            s.resume(parallel(2, None), Budgets::default(), wrong)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn after_a_crash_every_worker_is_lost_and_work_goes_on() {
         let mut s = Scheduler::new(2);
         let (op, _) = s.submit(parallel(4, None), Budgets::default()).unwrap();
