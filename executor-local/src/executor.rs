@@ -1,0 +1,1443 @@
+//! The executor: submission, the coordinator task, handles, resumption.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use pragma_checkpoint::{CheckpointLog, Lease, Manifest, Part, Store};
+use pragma_parse::{Directive, Objective as DirectiveObjective};
+use pragma_scheduler::{
+    Action, Budgets, Event as SchedulerEvent, OpId, Plan, Resume, Scheduler, StartFrom, WorkerId,
+};
+use pragma_selector::{Evaluation, Objective, Offer, Selector};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{ExecutionBackend, Job, JobOutput, TokioBackend};
+use crate::host::{Host, IterationContext, RunError, derive_seed};
+use crate::record::{BestRecord, CandidateRecord, Record, score_text, score_value};
+use crate::report::{Best, BestScore, CandidateScore, Event, FinalStatus, Outcome, Status, Usage};
+
+/// How the executor runs operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Worker slots of the default backend (ignored with a custom backend,
+    /// which says its own capacity).
+    pub workers: u64,
+    /// Retries of an iteration whose body failed.
+    pub retries: u32,
+    /// Re-runs of an iteration whose worker was lost.
+    pub preemptions: u32,
+    /// The most iteration starts one operation may make (`None`: no cap).
+    pub max_attempts: Option<u64>,
+}
+
+impl Default for Config {
+    /// As many workers as the machine has cores, 2 retries, 10 preemptions.
+    fn default() -> Self {
+        Config {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+            retries: 2,
+            preemptions: 10,
+            max_attempts: None,
+        }
+    }
+}
+
+/// Why the executor could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    /// The cell's directive is invalid.
+    #[error("invalid directive: {0}")]
+    Directive(#[from] pragma_parse::ParseError),
+    /// Some variables of the state cannot be saved, so the operation cannot
+    /// run in the background.
+    #[error(
+        "cannot run in the background: these variables cannot be saved: {}; remove them or recreate them in the cell",
+        .0.join(", ")
+    )]
+    Unsaveable(Vec<String>),
+    /// The checkpoint store failed.
+    #[error("checkpoint store: {0}")]
+    Store(#[from] pragma_checkpoint::Error),
+    /// The host could not snapshot or restore a state.
+    #[error("saving or restoring the state: {0}")]
+    State(io::Error),
+    /// No such operation in the store, or it cannot be resumed.
+    #[error("operation `{op}`: {reason}")]
+    Operation {
+        /// The operation.
+        op: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The executor stopped (dropped, crashed) before the operation ended.
+    #[error(
+        "the executor stopped before the operation ended; resume it with a new executor on the same store"
+    )]
+    Stopped,
+}
+
+/// Runs operations in the background. Cheap to share behind an `Arc`.
+///
+/// Must be created inside a tokio runtime. Dropping it stops everything at
+/// once, as a crash would: the store keeps the last checkpoints, and a new
+/// executor on the same store can [`resume`](Executor::resume) them.
+pub struct Executor<H: Host, S: Store + 'static> {
+    shared: Arc<Shared<H, S>>,
+    control: mpsc::UnboundedSender<Msg<H::State>>,
+    coordinator: tokio::task::JoinHandle<()>,
+}
+
+struct Shared<H, S> {
+    host: H,
+    log: CheckpointLog<S>,
+    backend: Arc<dyn ExecutionBackend>,
+    config: Config,
+}
+
+impl<H: Host, S: Store + 'static> Drop for Executor<H, S> {
+    fn drop(&mut self) {
+        self.coordinator.abort();
+    }
+}
+
+/// A submitted operation: its events, its status, and its outcome.
+pub struct Handle<State> {
+    op: String,
+    events: mpsc::UnboundedReceiver<Event>,
+    status: watch::Receiver<Status>,
+    done: oneshot::Receiver<Outcome<State>>,
+    control: mpsc::UnboundedSender<Msg<State>>,
+}
+
+impl<State> Handle<State> {
+    /// The operation's id (its name in the store).
+    pub fn id(&self) -> &str {
+        &self.op
+    }
+
+    /// The next event, in order; `None` once the operation has ended and
+    /// every event was taken.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// The events that are already there, without waiting.
+    pub fn try_events(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Ok(event) = self.events.try_recv() {
+            events.push(event);
+        }
+        events
+    }
+
+    /// The status now.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// Cancels the operation: workers stop at once, the last checkpoint is
+    /// kept, nothing is applied. Does nothing once it has ended.
+    pub fn cancel(&self) {
+        let _ = self.control.send(Msg::Cancel(self.op.clone()));
+    }
+
+    /// Waits for the outcome.
+    pub async fn wait(self) -> Result<Outcome<State>, ExecError> {
+        self.done.await.map_err(|_| ExecError::Stopped)
+    }
+
+    /// Waits for the outcome, and gives back the events too.
+    pub async fn wait_with_events(mut self) -> Result<(Outcome<State>, Vec<Event>), ExecError> {
+        let mut events = Vec::new();
+        while let Some(event) = self.events.recv().await {
+            events.push(event);
+        }
+        let outcome = self.done.await.map_err(|_| ExecError::Stopped)?;
+        Ok((outcome, events))
+    }
+}
+
+/// What the coordinator hears.
+enum Msg<St> {
+    Submit(Box<NewOp<St>>),
+    JobDone {
+        op: OpId,
+        worker: WorkerId,
+        output: Option<JobOutput>,
+    },
+    Evaluated {
+        op: OpId,
+        worker: WorkerId,
+        iterations_done: u64,
+        evaluation: Evaluation,
+    },
+    Committed {
+        op: OpId,
+        commit: CommitKind,
+        result: Result<(u64, u64), String>,
+    },
+    Finalized {
+        op: OpId,
+        status: FinalStatus,
+        best: Option<Best<St>>,
+    },
+    Cancel(String),
+}
+
+enum CommitKind {
+    Checkpoint {
+        worker: WorkerId,
+        iterations_done: u64,
+    },
+    Batch {
+        workers: Vec<(WorkerId, u64)>,
+        best_iteration: Option<u64>,
+    },
+}
+
+/// What one job gives back.
+struct JobResult<St> {
+    iteration: u64,
+    result: Result<St, RunError>,
+    evaluation: Option<Evaluation>,
+    seconds: f64,
+}
+
+/// An operation ready to be handed to the coordinator.
+struct NewOp<St> {
+    name: String,
+    directive: Directive,
+    body: Arc<str>,
+    lease: Lease,
+    submission: Arc<St>,
+    progress: Option<Resume>,
+    record: Option<Record>,
+    last_generation: u64,
+    events: mpsc::UnboundedSender<Event>,
+    status: watch::Sender<Status>,
+    done: oneshot::Sender<Outcome<St>>,
+}
+
+/// The coordinator's view of one operation.
+struct Op<St> {
+    name: String,
+    directive: Directive,
+    body: Arc<str>,
+    lease: Lease,
+    submission: Arc<St>,
+    selector: Option<Selector>,
+    candidates: Vec<CandidateScore>,
+    last_error: BTreeMap<u64, String>,
+    abandoned: Vec<(u64, String)>,
+    finished: BTreeSet<u64>,
+    iterations_done: u64,
+    last_generation: u64,
+    best: Option<BestRecord>,
+    best_state: Option<St>,
+    best_dirty: bool,
+    pending: Vec<(WorkerId, u64)>,
+    committing: bool,
+    ending: Option<pragma_scheduler::Outcome>,
+    interrupted: Option<(u64, String)>,
+    started: bool,
+    usage: Usage,
+    usage_before: Usage,
+    events: mpsc::UnboundedSender<Event>,
+    status: watch::Sender<Status>,
+    done: Option<oneshot::Sender<Outcome<St>>>,
+}
+
+impl<St> Op<St> {
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    fn is_repeat(&self) -> bool {
+        matches!(self.directive, Directive::Repeat(_))
+    }
+
+    fn iteration_var(&self) -> String {
+        self.directive
+            .iteration_var()
+            .unwrap_or("iteration")
+            .to_owned()
+    }
+
+    fn best_score(&self) -> Option<BestScore> {
+        self.best.as_ref().map(|b| BestScore {
+            iteration: b.iteration,
+            score: score_value(&b.score),
+        })
+    }
+
+    fn record(&self, ended: Option<FinalStatus>) -> Record {
+        Record {
+            directive: self.directive.to_string(),
+            body: self.body.to_string(),
+            ended,
+            iterations_done: self.iterations_done,
+            finished: self.finished.iter().copied().collect(),
+            selector: self.selector.clone(),
+            best: self.best.clone(),
+            candidates: self.candidates.iter().map(CandidateRecord::from).collect(),
+            failed: self.abandoned.clone(),
+            usage: self.usage,
+        }
+    }
+}
+
+fn plan_of(directive: &Directive, capacity: u64) -> Plan {
+    match directive {
+        Directive::Repeat(r) => Plan::Repeat {
+            iterations: r.iterations(),
+            checkpoint_period: r.checkpoint_period(),
+        },
+        Directive::Parallel(p) => Plan::Parallel {
+            iterations: p.iterations(),
+            max_workers: Some(p.parallel_runs().unwrap_or(capacity).max(1)),
+        },
+        Directive::Async => Plan::Async,
+    }
+}
+
+fn selector_of(directive: &Directive) -> Option<Selector> {
+    directive.select().map(|s| {
+        Selector::new(match s.objective() {
+            DirectiveObjective::Max => Objective::Max,
+            DirectiveObjective::Min => Objective::Min,
+        })
+    })
+}
+
+impl<H: Host, S: Store + 'static> Executor<H, S> {
+    /// An executor running iterations as tokio tasks, `config.workers` at once.
+    pub fn new(host: H, store: S, config: Config) -> Self {
+        let backend = Arc::new(TokioBackend::new(config.workers));
+        Executor::with_backend(host, store, backend, config)
+    }
+
+    /// An executor running iterations on `backend`.
+    pub fn with_backend(
+        host: H,
+        store: S,
+        backend: Arc<dyn ExecutionBackend>,
+        config: Config,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            host,
+            log: CheckpointLog::new(store),
+            backend,
+            config,
+        });
+        let (control, inbox) = mpsc::unbounded_channel();
+        let coordinator = Coordinator {
+            shared: Arc::clone(&shared),
+            scheduler: Scheduler::new(shared.backend.capacity()),
+            ops: HashMap::new(),
+            by_name: HashMap::new(),
+            running: HashMap::new(),
+            worker_states: HashMap::new(),
+            tasks: JoinSet::new(),
+            control: control.clone(),
+        };
+        let coordinator = tokio::spawn(coordinator.run(inbox));
+        Executor {
+            shared,
+            control,
+            coordinator,
+        }
+    }
+
+    /// The checkpoint log underneath.
+    pub fn log(&self) -> &CheckpointLog<S> {
+        &self.shared.log
+    }
+
+    /// Submits a cell (directive line, then body) to run on `state`.
+    /// Returns once the submission is durable; the operation may wait for
+    /// workers.
+    pub async fn submit(&self, cell: &str, state: H::State) -> Result<Handle<H::State>, ExecError> {
+        let parsed = pragma_parse::parse_cell(cell)?;
+        self.submit_parsed(parsed.directive, parsed.body, state)
+            .await
+    }
+
+    /// Submits an already parsed directive and its body.
+    pub async fn submit_parsed(
+        &self,
+        directive: Directive,
+        body: &str,
+        state: H::State,
+    ) -> Result<Handle<H::State>, ExecError> {
+        let unsaveable = self.shared.host.unsaveable(&state);
+        if !unsaveable.is_empty() {
+            return Err(ExecError::Unsaveable(unsaveable));
+        }
+        let name = format!("op-{}", uuid::Uuid::new_v4().simple());
+        let lease = self.shared.log.claim(&name).await?;
+        let body: Arc<str> = Arc::from(body);
+        let record = Record {
+            directive: directive.to_string(),
+            body: body.to_string(),
+            ended: None,
+            iterations_done: 0,
+            finished: Vec::new(),
+            selector: selector_of(&directive),
+            best: None,
+            candidates: Vec::new(),
+            failed: Vec::new(),
+            usage: Usage::default(),
+        };
+        let (generation, _) =
+            commit_state(&self.shared, &lease, &record, "submission", &state).await?;
+        self.hand_over(
+            name,
+            directive,
+            body,
+            lease,
+            Arc::new(state),
+            None,
+            None,
+            generation,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn hand_over(
+        &self,
+        name: String,
+        directive: Directive,
+        body: Arc<str>,
+        lease: Lease,
+        submission: Arc<H::State>,
+        progress: Option<Resume>,
+        record: Option<Record>,
+        last_generation: u64,
+    ) -> Result<Handle<H::State>, ExecError> {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let initial = Status {
+            schedule: pragma_scheduler::Status::Queued {
+                reason: pragma_scheduler::WaitReason::CapacityZero,
+                progress: pragma_scheduler::Progress::default(),
+            },
+            best: None,
+        };
+        let (status_tx, status) = watch::channel(initial);
+        let (done_tx, done) = oneshot::channel();
+        let new = NewOp {
+            name: name.clone(),
+            directive,
+            body,
+            lease,
+            submission,
+            progress,
+            record,
+            last_generation,
+            events: events_tx,
+            status: status_tx,
+            done: done_tx,
+        };
+        self.control
+            .send(Msg::Submit(Box::new(new)))
+            .map_err(|_| ExecError::Stopped)?;
+        Ok(Handle {
+            op: name,
+            events,
+            status,
+            done,
+            control: self.control.clone(),
+        })
+    }
+
+    /// The operations in the store that have not ended (after a crash, say).
+    pub async fn unfinished(&self) -> Result<Vec<String>, ExecError> {
+        let mut unfinished = Vec::new();
+        for op in self.shared.log.operations().await? {
+            if let Some(latest) = self.shared.log.checkpoints(&op).await?.last()
+                && let Ok(record) = serde_json::from_value::<Record>(latest.meta().clone())
+                && record.ended.is_none()
+            {
+                unfinished.push(op);
+            }
+        }
+        Ok(unfinished)
+    }
+
+    /// Resumes an operation from its last checkpoint (in this process or
+    /// after a crash of another): what was finished does not run again.
+    /// Earlier executors working on it are fenced out.
+    pub async fn resume(&self, op: &str) -> Result<Handle<H::State>, ExecError> {
+        let problem = |reason: &str| ExecError::Operation {
+            op: op.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let lease = self.shared.log.claim(op).await?;
+        let loaded = self
+            .shared
+            .log
+            .load_latest(op)
+            .await?
+            .ok_or_else(|| problem("it has no checkpoint to resume from"))?;
+        let record: Record =
+            serde_json::from_value(loaded.manifest.meta().clone()).map_err(|e| {
+                problem(&format!(
+                    "its checkpoint was not written by this executor: {e}"
+                ))
+            })?;
+        let directive: Directive =
+            record
+                .directive
+                .parse()
+                .map_err(|e: pragma_parse::ParseError| {
+                    problem(&format!("its directive does not parse: {e}"))
+                })?;
+        let first = self
+            .shared
+            .log
+            .checkpoints(op)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| problem("its submission is gone"))?;
+        let submission = restore_part(&self.shared, &first, "submission").await?;
+        let progress = match directive {
+            Directive::Repeat(_) => Resume::Repeat {
+                iterations_done: record.iterations_done,
+            },
+            _ => Resume::Parallel {
+                finished: record.finished.clone(),
+            },
+        };
+        let body: Arc<str> = Arc::from(record.body.as_str());
+        let generation = loaded.manifest.generation();
+        self.hand_over(
+            op.to_owned(),
+            directive,
+            body,
+            lease,
+            Arc::new(submission),
+            Some(progress),
+            Some(record),
+            generation,
+        )
+    }
+}
+
+/// Streams a state's snapshot into a commit whose meta is `record`.
+async fn commit_state<H: Host, S: Store>(
+    shared: &Shared<H, S>,
+    lease: &Lease,
+    record: &Record,
+    part: &str,
+    state: &H::State,
+) -> Result<(u64, u64), ExecError> {
+    let meta = serde_json::to_value(record).map_err(|e| ExecError::State(io::Error::other(e)))?;
+    let (mut writer, reader) = tokio::io::duplex(1 << 16);
+    let failed = Arc::new(Mutex::new(None));
+    let mut reader = GuardedReader {
+        inner: reader,
+        failed: Arc::clone(&failed),
+    };
+    let snapshot = async {
+        let result = shared.host.snapshot(state, &mut writer).await;
+        let result = match result {
+            Ok(()) => writer.shutdown().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result
+            && let Ok(mut slot) = failed.lock()
+        {
+            *slot = Some(e.to_string());
+        }
+        drop(writer);
+        result
+    };
+    let commit = shared
+        .log
+        .commit(lease, meta, vec![Part::new(part, &mut reader)]);
+    let (snapshot, commit) = tokio::join!(snapshot, commit);
+    snapshot.map_err(ExecError::State)?;
+    let manifest = commit?;
+    Ok((manifest.generation(), manifest.bytes()))
+}
+
+/// Commits a record without data.
+async fn commit_record<H: Host, S: Store>(
+    shared: &Shared<H, S>,
+    lease: &Lease,
+    record: &Record,
+) -> Result<u64, ExecError> {
+    let meta = serde_json::to_value(record).map_err(|e| ExecError::State(io::Error::other(e)))?;
+    Ok(shared
+        .log
+        .commit(lease, meta, Vec::new())
+        .await?
+        .generation())
+}
+
+async fn restore_part<H: Host, S: Store>(
+    shared: &Shared<H, S>,
+    manifest: &Manifest,
+    part: &str,
+) -> Result<H::State, ExecError> {
+    let mut reader = shared
+        .log
+        .open_part(manifest, part)
+        .await
+        .map_err(ExecError::Store)?;
+    shared
+        .host
+        .restore(&mut reader)
+        .await
+        .map_err(ExecError::State)
+}
+
+async fn restore_generation<H: Host, S: Store>(
+    shared: &Shared<H, S>,
+    op: &str,
+    generation: u64,
+    part: &str,
+) -> Result<H::State, ExecError> {
+    let manifest = shared.log.load(op, generation).await?;
+    restore_part(shared, &manifest, part).await
+}
+
+/// A reader that fails at its end if the snapshot that feeds it failed, so
+/// a half-written snapshot is never committed.
+struct GuardedReader {
+    inner: tokio::io::DuplexStream,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl AsyncRead for GuardedReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled
+            && buf.filled().len() == before
+            && let Ok(failed) = self.failed.lock()
+            && let Some(message) = failed.as_ref()
+        {
+            return Poll::Ready(Err(io::Error::other(format!(
+                "the snapshot failed: {message}"
+            ))));
+        }
+        polled
+    }
+}
+
+struct Running {
+    iteration: u64,
+    cancel: CancellationToken,
+    task: tokio::task::AbortHandle,
+}
+
+struct Coordinator<H: Host, S: Store + 'static> {
+    shared: Arc<Shared<H, S>>,
+    scheduler: Scheduler,
+    ops: HashMap<OpId, Op<H::State>>,
+    by_name: HashMap<String, OpId>,
+    running: HashMap<WorkerId, Running>,
+    worker_states: HashMap<WorkerId, H::State>,
+    tasks: JoinSet<()>,
+    control: mpsc::UnboundedSender<Msg<H::State>>,
+}
+
+impl<H: Host, S: Store + 'static> Coordinator<H, S> {
+    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Msg<H::State>>) {
+        while let Some(msg) = inbox.recv().await {
+            // Reap finished tasks so the set does not grow.
+            while self.tasks.try_join_next().is_some() {}
+            self.handle(msg);
+        }
+    }
+
+    fn handle(&mut self, msg: Msg<H::State>) {
+        match msg {
+            Msg::Submit(new) => self.submit(*new),
+            Msg::JobDone { op, worker, output } => self.job_done(op, worker, output),
+            Msg::Evaluated {
+                op,
+                worker,
+                iterations_done,
+                evaluation,
+            } => self.evaluated(op, worker, iterations_done, evaluation),
+            Msg::Committed { op, commit, result } => self.committed(op, commit, result),
+            Msg::Finalized { op, status, best } => self.finalized(op, status, best),
+            Msg::Cancel(name) => {
+                if let Some(&op) = self.by_name.get(&name) {
+                    let actions = self.scheduler.handle(SchedulerEvent::Cancel(op));
+                    self.act(actions);
+                }
+            }
+        }
+    }
+
+    fn update_status(&self, id: OpId) {
+        if let (Some(op), Some(schedule)) = (self.ops.get(&id), self.scheduler.status(id)) {
+            op.status.send_replace(Status {
+                schedule,
+                best: op.best_score(),
+            });
+        }
+    }
+
+    fn submit(&mut self, new: NewOp<H::State>) {
+        let config = self.shared.config;
+        let budgets = Budgets {
+            retries: config.retries,
+            preemptions: config.preemptions,
+            max_attempts: config.max_attempts,
+        };
+        let plan = plan_of(&new.directive, self.shared.backend.capacity());
+        let mut op = Op {
+            name: new.name.clone(),
+            selector: selector_of(&new.directive),
+            directive: new.directive,
+            body: new.body,
+            lease: new.lease,
+            submission: new.submission,
+            candidates: Vec::new(),
+            last_error: BTreeMap::new(),
+            abandoned: Vec::new(),
+            finished: BTreeSet::new(),
+            iterations_done: 0,
+            last_generation: new.last_generation,
+            best: None,
+            best_state: None,
+            best_dirty: false,
+            pending: Vec::new(),
+            committing: false,
+            ending: None,
+            interrupted: None,
+            started: false,
+            usage: Usage::default(),
+            usage_before: Usage::default(),
+            events: new.events,
+            status: new.status,
+            done: Some(new.done),
+        };
+        if let Some(record) = new.record {
+            op.selector = record.selector;
+            op.candidates = record.candidates.iter().map(CandidateScore::from).collect();
+            op.abandoned = record.failed;
+            op.finished = record.finished.into_iter().collect();
+            op.iterations_done = record.iterations_done;
+            op.best = record.best.map(|mut best| {
+                best.generation = best.generation.or(Some(new.last_generation));
+                best
+            });
+            op.usage = record.usage;
+            op.usage_before = record.usage;
+        }
+        let result = match &new.progress {
+            Some(progress) => {
+                op.emit(Event::Resumed {
+                    op: op.name.clone(),
+                    iterations_done: match progress {
+                        Resume::Repeat { iterations_done } => *iterations_done,
+                        Resume::Parallel { finished } => finished.len() as u64,
+                    },
+                });
+                self.scheduler.resume(
+                    plan,
+                    budgets,
+                    new.progress.clone().unwrap_or(Resume::Parallel {
+                        finished: Vec::new(),
+                    }),
+                )
+            }
+            None => self.scheduler.submit(plan, budgets),
+        };
+        let (id, actions) = match result {
+            Ok(submitted) => submitted,
+            Err(e) => {
+                op.emit(Event::Finished {
+                    op: op.name.clone(),
+                    status: FinalStatus::Failed {
+                        reason: e.to_string(),
+                    },
+                    best: None,
+                });
+                return;
+            }
+        };
+        self.by_name.insert(op.name.clone(), id);
+        self.ops.insert(id, op);
+        if let Some(pragma_scheduler::Status::Queued { reason, .. }) = self.scheduler.status(id)
+            && actions.is_empty()
+            && let Some(op) = self.ops.get(&id)
+        {
+            op.emit(Event::Queued {
+                op: op.name.clone(),
+                reason: reason.to_string(),
+            });
+        }
+        self.act(actions);
+        self.update_status(id);
+    }
+
+    fn act(&mut self, actions: Vec<Action>) {
+        let mut touched = BTreeSet::new();
+        for action in actions {
+            match action {
+                Action::Start {
+                    op,
+                    worker,
+                    iteration,
+                    attempt,
+                    from,
+                } => {
+                    touched.insert(op);
+                    self.start(op, worker, iteration, attempt, from);
+                }
+                Action::Checkpoint {
+                    op,
+                    worker,
+                    iterations_done,
+                } => {
+                    touched.insert(op);
+                    self.checkpoint(op, worker, iterations_done);
+                }
+                Action::Stop { op, worker } => {
+                    touched.insert(op);
+                    if let Some(running) = self.running.remove(&worker) {
+                        running.cancel.cancel();
+                        running.task.abort();
+                    }
+                    self.worker_states.remove(&worker);
+                }
+                Action::Release { op, worker } => {
+                    touched.insert(op);
+                    self.worker_states.remove(&worker);
+                }
+                Action::IterationAbandoned { op, iteration } => {
+                    touched.insert(op);
+                    if let Some(op) = self.ops.get_mut(&op) {
+                        let error = op
+                            .last_error
+                            .remove(&iteration)
+                            .unwrap_or_else(|| "preempted too often".into());
+                        op.abandoned.push((iteration, error));
+                    }
+                }
+                Action::Finished { op, outcome } => {
+                    touched.insert(op);
+                    if let Some(o) = self.ops.get_mut(&op) {
+                        o.ending = Some(outcome);
+                    }
+                    self.finish_if_idle(op);
+                }
+            }
+        }
+        for op in touched {
+            self.update_status(op);
+        }
+    }
+
+    fn start(&mut self, id: OpId, worker: WorkerId, iteration: u64, attempt: u32, from: StartFrom) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        if !op.started {
+            op.started = true;
+            op.emit(Event::Started {
+                op: op.name.clone(),
+            });
+        }
+        op.emit(Event::IterationStarted {
+            op: op.name.clone(),
+            iteration,
+            attempt,
+        });
+        enum Source<St> {
+            Ready(St),
+            Load(u64),
+        }
+        let source = match from {
+            StartFrom::Submission => Source::Ready((*op.submission).clone()),
+            StartFrom::Previous => match self.worker_states.remove(&worker) {
+                Some(state) => Source::Ready(state),
+                None => Source::Load(op.last_checkpoint()),
+            },
+            StartFrom::Checkpoint { .. } => Source::Load(op.last_checkpoint()),
+        };
+        let cancel = CancellationToken::new();
+        let ctx = IterationContext {
+            op: op.name.clone(),
+            iteration,
+            attempt,
+            iteration_var: op.iteration_var(),
+            seed: derive_seed(&op.name, iteration),
+            cancel: cancel.clone(),
+        };
+        let evaluate = if op.is_repeat() {
+            None
+        } else {
+            Some(op.directive.select().map(|s| s.expr().to_owned()))
+        };
+        let body = Arc::clone(&op.body);
+        let name = op.name.clone();
+        let shared = Arc::clone(&self.shared);
+        let job: Job = Box::pin(async move {
+            let begin = Instant::now();
+            let state = match source {
+                Source::Ready(state) => Ok(state),
+                Source::Load(generation) => restore_generation(&shared, &name, generation, "state")
+                    .await
+                    .map_err(|e| RunError::Failed(format!("restoring the last checkpoint: {e}"))),
+            };
+            let (result, evaluation) = match state {
+                Err(e) => (Err(e), None),
+                Ok(mut state) => {
+                    shared
+                        .host
+                        .set_iteration_var(&mut state, &ctx.iteration_var, iteration);
+                    match shared.host.run(&body, &mut state, &ctx).await {
+                        Err(e) => (Err(e), None),
+                        Ok(()) => {
+                            let evaluation = match &evaluate {
+                                Some(Some(expr)) => Some(shared.host.evaluate(expr, &state).await),
+                                _ => None,
+                            };
+                            (Ok(state), evaluation)
+                        }
+                    }
+                }
+            };
+            Box::new(JobResult {
+                iteration,
+                result,
+                evaluation,
+                seconds: begin.elapsed().as_secs_f64(),
+            }) as JobOutput
+        });
+        let backend = Arc::clone(&self.shared.backend);
+        let control = self.control.clone();
+        let task = self.tasks.spawn(async move {
+            let output = backend.execute(worker, job).await;
+            let _ = control.send(Msg::JobDone {
+                op: id,
+                worker,
+                output,
+            });
+        });
+        self.running.insert(
+            worker,
+            Running {
+                iteration,
+                cancel,
+                task,
+            },
+        );
+    }
+
+    fn job_done(&mut self, id: OpId, worker: WorkerId, output: Option<JobOutput>) {
+        let Some(running) = self.running.remove(&worker) else {
+            return; // stopped meanwhile
+        };
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        let output = output.and_then(|o| o.downcast::<JobResult<H::State>>().ok());
+        let Some(output) = output else {
+            op.emit(Event::WorkerLost {
+                op: op.name.clone(),
+                iteration: Some(running.iteration),
+            });
+            self.worker_states.remove(&worker);
+            let actions = self.scheduler.handle(SchedulerEvent::WorkerLost(worker));
+            self.act(actions);
+            return;
+        };
+        let JobResult {
+            iteration,
+            result,
+            evaluation,
+            seconds,
+        } = *output;
+        op.usage.worker_seconds += seconds;
+        let event = match result {
+            Err(RunError::Cancelled) => return,
+            Err(RunError::InteractiveInput(message)) => {
+                op.emit(Event::Interrupted {
+                    op: op.name.clone(),
+                    iteration,
+                    message: message.clone(),
+                });
+                op.interrupted = Some((iteration, message));
+                SchedulerEvent::Cancel(id)
+            }
+            Err(RunError::Failed(error)) => {
+                op.emit(Event::IterationFailed {
+                    op: op.name.clone(),
+                    iteration,
+                    error: error.clone(),
+                });
+                op.last_error.insert(iteration, error);
+                SchedulerEvent::IterationFailed(worker)
+            }
+            Ok(state) if op.is_repeat() => {
+                op.emit(Event::IterationFinished {
+                    op: op.name.clone(),
+                    iteration,
+                    score: None,
+                    invalid: None,
+                });
+                self.worker_states.insert(worker, state);
+                SchedulerEvent::IterationFinished(worker)
+            }
+            Ok(mut state) => {
+                // Parallel or async: a candidate. Recorded durably before
+                // the scheduler hears that it finished.
+                let (score, invalid, new_best) = match (&mut op.selector, evaluation) {
+                    (Some(selector), Some(evaluation)) => {
+                        let offer = selector.offer(iteration, evaluation.clone());
+                        let score = match (&offer, &evaluation) {
+                            (Offer::Invalid(_), _) => None,
+                            (_, Evaluation::Score(s)) => Some(*s),
+                            _ => None,
+                        };
+                        let invalid = match &offer {
+                            Offer::Invalid(reason) => Some(reason.to_string()),
+                            _ => None,
+                        };
+                        (score, invalid, offer.is_new_best())
+                    }
+                    _ => (None, None, true),
+                };
+                op.candidates.push(CandidateScore {
+                    iteration,
+                    score,
+                    invalid: invalid.clone(),
+                });
+                op.emit(Event::IterationFinished {
+                    op: op.name.clone(),
+                    iteration,
+                    score,
+                    invalid,
+                });
+                if new_best {
+                    self.shared
+                        .host
+                        .remove_iteration_var(&mut state, &op.iteration_var());
+                    op.best = Some(BestRecord {
+                        iteration,
+                        score: score_text(score),
+                        generation: None,
+                    });
+                    op.best_state = Some(state);
+                    op.best_dirty = true;
+                }
+                op.pending.push((worker, iteration));
+                self.commit_batch(id);
+                self.update_status(id);
+                return;
+            }
+        };
+        let actions = self.scheduler.handle(event);
+        self.act(actions);
+    }
+
+    /// Records finished parallel iterations (and a new best state) in one
+    /// commit, unless a commit is already on its way.
+    fn commit_batch(&mut self, id: OpId) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        if op.committing || op.pending.is_empty() {
+            return;
+        }
+        op.committing = true;
+        let workers = std::mem::take(&mut op.pending);
+        let mut record = op.record(None);
+        record.finished.extend(workers.iter().map(|(_, i)| *i));
+        record.finished.sort_unstable();
+        let best_state = if op.best_dirty {
+            op.best_dirty = false;
+            op.best_state.clone()
+        } else {
+            None
+        };
+        let best_iteration = best_state
+            .as_ref()
+            .and(op.best.as_ref())
+            .map(|b| b.iteration);
+        if best_state.is_none()
+            && let Some(best) = &mut record.best
+            && best.generation.is_none()
+        {
+            best.generation = Some(op.last_generation);
+        }
+        let lease = op.lease.clone();
+        let shared = Arc::clone(&self.shared);
+        let control = self.control.clone();
+        self.tasks.spawn(async move {
+            let result = match &best_state {
+                Some(state) => commit_state(&shared, &lease, &record, "state", state).await,
+                None => commit_record(&shared, &lease, &record)
+                    .await
+                    .map(|g| (g, 0)),
+            };
+            let result = retain(&shared, &lease, &record, result).await;
+            let _ = control.send(Msg::Committed {
+                op: id,
+                commit: CommitKind::Batch {
+                    workers,
+                    best_iteration,
+                },
+                result,
+            });
+        });
+    }
+
+    fn checkpoint(&mut self, id: OpId, worker: WorkerId, iterations_done: u64) {
+        let Some(op) = self.ops.get(&id) else { return };
+        let Some(state) = self.worker_states.get(&worker).cloned() else {
+            return;
+        };
+        let expr = op.directive.select().map(|s| s.expr().to_owned());
+        let shared = Arc::clone(&self.shared);
+        let control = self.control.clone();
+        self.tasks.spawn(async move {
+            let evaluation = match expr {
+                Some(expr) => shared.host.evaluate(&expr, &state).await,
+                None => Evaluation::Score(0.0),
+            };
+            let _ = control.send(Msg::Evaluated {
+                op: id,
+                worker,
+                iterations_done,
+                evaluation,
+            });
+        });
+    }
+
+    fn evaluated(
+        &mut self,
+        id: OpId,
+        worker: WorkerId,
+        iterations_done: u64,
+        evaluation: Evaluation,
+    ) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        let Some(mut state) = self.worker_states.get(&worker).cloned() else {
+            return; // the worker was lost or stopped meanwhile
+        };
+        let iteration = iterations_done - 1;
+        let mut score = None;
+        let mut invalid = None;
+        if let Some(selector) = &mut op.selector {
+            let offer = selector.offer(iteration, evaluation.clone());
+            match (&offer, &evaluation) {
+                (Offer::Invalid(reason), _) => invalid = Some(reason.to_string()),
+                (_, Evaluation::Score(s)) => score = Some(*s),
+                _ => {}
+            }
+            if offer.is_new_best() {
+                op.best = Some(BestRecord {
+                    iteration,
+                    score: score_text(score),
+                    generation: None,
+                });
+                let mut best = state.clone();
+                self.shared
+                    .host
+                    .remove_iteration_var(&mut best, &op.iteration_var());
+                op.best_state = Some(best);
+            }
+        }
+        op.candidates.push(CandidateScore {
+            iteration,
+            score,
+            invalid,
+        });
+        let mut record = op.record(None);
+        record.iterations_done = iterations_done;
+        op.committing = true;
+        let lease = op.lease.clone();
+        let shared = Arc::clone(&self.shared);
+        let control = self.control.clone();
+        // The checkpoint holds the state as the next iteration continues
+        // from it: the iteration variable stays.
+        self.shared
+            .host
+            .set_iteration_var(&mut state, &op.iteration_var(), iteration);
+        self.tasks.spawn(async move {
+            let result = commit_state(&shared, &lease, &record, "state", &state).await;
+            let result = retain(&shared, &lease, &record, result).await;
+            let _ = control.send(Msg::Committed {
+                op: id,
+                commit: CommitKind::Checkpoint {
+                    worker,
+                    iterations_done,
+                },
+                result,
+            });
+        });
+    }
+
+    fn committed(&mut self, id: OpId, commit: CommitKind, result: Result<(u64, u64), String>) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        op.committing = false;
+        let mut events = Vec::new();
+        match (commit, result) {
+            (
+                CommitKind::Checkpoint {
+                    worker,
+                    iterations_done,
+                },
+                Ok((generation, bytes)),
+            ) => {
+                op.iterations_done = iterations_done;
+                op.last_generation = generation;
+                op.usage.bytes_checkpointed += bytes;
+                if let Some(best) = &mut op.best
+                    && best.generation.is_none()
+                {
+                    best.generation = Some(generation);
+                }
+                op.emit(Event::CheckpointCommitted {
+                    op: op.name.clone(),
+                    generation,
+                    iterations_done,
+                    score: op.candidates.last().and_then(|c| c.score),
+                });
+                events.push(SchedulerEvent::CheckpointCommitted(worker));
+            }
+            (
+                CommitKind::Checkpoint {
+                    worker,
+                    iterations_done,
+                },
+                Err(error),
+            ) => {
+                op.emit(Event::IterationFailed {
+                    op: op.name.clone(),
+                    iteration: iterations_done - 1,
+                    error: format!("the checkpoint could not be saved: {error}"),
+                });
+                op.last_error.insert(iterations_done - 1, error);
+                events.push(SchedulerEvent::CheckpointFailed(worker));
+            }
+            (
+                CommitKind::Batch {
+                    workers,
+                    best_iteration,
+                },
+                Ok((generation, bytes)),
+            ) => {
+                op.last_generation = generation;
+                op.usage.bytes_checkpointed += bytes;
+                if let (Some(best), Some(iteration)) = (&mut op.best, best_iteration)
+                    && best.iteration == iteration
+                    && best.generation.is_none()
+                {
+                    best.generation = Some(generation);
+                }
+                op.finished.extend(workers.iter().map(|(_, i)| *i));
+                op.emit(Event::CheckpointCommitted {
+                    op: op.name.clone(),
+                    generation,
+                    iterations_done: op.finished.len() as u64,
+                    score: None,
+                });
+                events.extend(
+                    workers
+                        .iter()
+                        .map(|(w, _)| SchedulerEvent::IterationFinished(*w)),
+                );
+            }
+            (CommitKind::Batch { workers, .. }, Err(error)) => {
+                op.best_dirty = op.best.as_ref().is_some_and(|b| b.generation.is_none());
+                for (worker, iteration) in workers {
+                    op.emit(Event::IterationFailed {
+                        op: op.name.clone(),
+                        iteration,
+                        error: format!("its result could not be recorded: {error}"),
+                    });
+                    op.last_error.insert(iteration, error.clone());
+                    events.push(SchedulerEvent::IterationFailed(worker));
+                }
+            }
+        }
+        for event in events {
+            let actions = self.scheduler.handle(event);
+            self.act(actions);
+        }
+        self.commit_batch(id);
+        self.finish_if_idle(id);
+        self.update_status(id);
+    }
+
+    /// Ends an operation once the scheduler says so and no commit is on
+    /// its way: works out the status and the best state, writes the final
+    /// record.
+    fn finish_if_idle(&mut self, id: OpId) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        let Some(outcome) = op.ending else { return };
+        if op.committing || op.done.is_none() {
+            return;
+        }
+        op.committing = true;
+        let status = match (outcome, &op.interrupted) {
+            (_, Some((iteration, message))) => FinalStatus::Interrupted {
+                iteration: *iteration,
+                message: message.clone(),
+            },
+            (pragma_scheduler::Outcome::Cancelled, None) => {
+                op.emit(Event::Cancelled {
+                    op: op.name.clone(),
+                });
+                FinalStatus::Cancelled
+            }
+            (pragma_scheduler::Outcome::Failed(reason), None) => FinalStatus::Failed {
+                reason: reason.to_string(),
+            },
+            (pragma_scheduler::Outcome::Succeeded, None) => {
+                match op.selector.as_ref().map(Selector::result) {
+                    Some(Err(none)) => FinalStatus::Failed {
+                        reason: none.to_string(),
+                    },
+                    _ => FinalStatus::Succeeded,
+                }
+            }
+        };
+        if let Some(progress) = self.scheduler.status(id).map(|s| s.progress()) {
+            op.usage.iterations_run = op.usage_before.iterations_run + progress.attempts;
+            op.usage.work_lost = op.usage_before.work_lost + progress.lost;
+        }
+        let record = op.record(Some(status.clone()));
+        let best = if status == FinalStatus::Succeeded {
+            op.best.clone()
+        } else {
+            None
+        };
+        let best_state = op.best_state.take();
+        let var = op.iteration_var();
+        let (lease, name) = (op.lease.clone(), op.name.clone());
+        let last_generation = op.last_generation;
+        let shared = Arc::clone(&self.shared);
+        let control = self.control.clone();
+        self.tasks.spawn(async move {
+            let mut status = status;
+            let mut record = record;
+            let best = match best {
+                None => None,
+                Some(best) => {
+                    let state = match best_state {
+                        Some(state) => Ok(state),
+                        None => {
+                            let generation = best.generation.unwrap_or(last_generation);
+                            restore_generation(&shared, &name, generation, "state")
+                                .await
+                                .map(|mut state| {
+                                    shared.host.remove_iteration_var(&mut state, &var);
+                                    state
+                                })
+                        }
+                    };
+                    match state {
+                        Ok(state) => Some(Best {
+                            iteration: best.iteration,
+                            score: score_value(&best.score),
+                            state,
+                        }),
+                        Err(e) => {
+                            status = FinalStatus::Failed {
+                                reason: format!("the best state cannot be restored: {e}"),
+                            };
+                            record.ended = Some(status.clone());
+                            None
+                        }
+                    }
+                }
+            };
+            if let Err(e) = commit_record(&shared, &lease, &record).await {
+                tracing::warn!(op = %name, error = %e, "the final record could not be written");
+            }
+            let _ = control.send(Msg::Finalized {
+                op: id,
+                status,
+                best,
+            });
+        });
+    }
+
+    fn finalized(&mut self, id: OpId, status: FinalStatus, best: Option<Best<H::State>>) {
+        let Some(mut op) = self.ops.remove(&id) else {
+            return;
+        };
+        self.by_name.remove(&op.name);
+        let best_score = best.as_ref().map(|b| BestScore {
+            iteration: b.iteration,
+            score: b.score,
+        });
+        op.emit(Event::Finished {
+            op: op.name.clone(),
+            status: status.clone(),
+            best: best_score,
+        });
+        let outcome = Outcome {
+            op: op.name.clone(),
+            status,
+            best,
+            candidates: op.candidates.clone(),
+            failed_iterations: op.abandoned.clone(),
+            usage: op.usage,
+        };
+        if let Some(schedule) = self.scheduler.status(id) {
+            op.status.send_replace(Status {
+                schedule,
+                best: best_score,
+            });
+        }
+        if let Some(done) = op.done.take() {
+            let _ = done.send(outcome);
+        }
+    }
+}
+
+impl<St> Op<St> {
+    /// The generation of the last repeat checkpoint (0: the submission).
+    fn last_checkpoint(&self) -> u64 {
+        self.last_generation
+    }
+}
+
+/// Keeps the submission, the latest and the best; failures to clean up are
+/// logged, not fatal.
+async fn retain<H: Host, S: Store>(
+    shared: &Shared<H, S>,
+    lease: &Lease,
+    record: &Record,
+    committed: Result<(u64, u64), ExecError>,
+) -> Result<(u64, u64), String> {
+    let (generation, bytes) = committed.map_err(|e| e.to_string())?;
+    let mut keep = vec![0];
+    if let Some(best) = &record.best {
+        keep.push(best.generation.unwrap_or(generation));
+    }
+    if let Err(e) = shared.log.retain(lease, &keep).await {
+        tracing::warn!(op = lease.op(), error = %e, "old checkpoints could not be deleted");
+    }
+    Ok((generation, bytes))
+}

@@ -1,0 +1,125 @@
+//! What an embedding tool provides: the host that runs bodies on states.
+
+use std::io;
+
+use async_trait::async_trait;
+use pragma_selector::Evaluation;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+/// What one run of the body knows about itself.
+#[derive(Debug, Clone)]
+pub struct IterationContext {
+    /// The operation's id.
+    pub op: String,
+    /// The iteration number, from 0.
+    pub iteration: u64,
+    /// Which start of this iteration this is, from 1 (retries and re-runs
+    /// after preemption count).
+    pub attempt: u32,
+    /// The name of the iteration variable (`--iteration-var`).
+    pub iteration_var: String,
+    /// A seed derived from the operation id and the iteration number only:
+    /// the same after a retry or a resume ([`derive_seed`]).
+    pub seed: u64,
+    /// Cancelled when the run must stop (the operation was cancelled or
+    /// interrupted). A host should stop promptly when it fires.
+    pub cancel: CancellationToken,
+}
+
+/// Why a run of the body did not finish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    /// The body failed (an error, a non-zero exit). It may be retried.
+    #[error("{0}")]
+    Failed(String),
+    /// The body asked for interactive input (`input()`, `getpass()`, reading
+    /// a terminal). The operation ends as interrupted; nothing is applied.
+    #[error("the body asked for interactive input: {0}")]
+    InteractiveInput(String),
+    /// The run stopped because [`IterationContext::cancel`] fired.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Runs cell bodies on states: what a notebook kernel, a job runner or the
+/// `pragma` command provides to the executor.
+///
+/// # Contract
+///
+/// - [`run`](Host::run) changes `state` in place by running the body once.
+///   It must not share anything between states: the executor gives each
+///   parallel iteration its own clone of the state at submission.
+/// - [`evaluate`](Host::evaluate) scores a state by the selection expression;
+///   a failure is an [`Evaluation::Invalid`], never a panic.
+/// - [`snapshot`](Host::snapshot) writes the state as bytes (streamed: it may
+///   be large) and [`restore`](Host::restore) reads them back; restoring a
+///   snapshot must give a state that behaves like the original.
+/// - [`unsaveable`](Host::unsaveable) names the variables that cannot be
+///   snapshotted (open files, sockets); the executor refuses to start when
+///   there are any, and says which.
+///
+/// # Pitfalls
+///
+/// - Seeds: use [`IterationContext::seed`] for every random choice, so a
+///   retried or resumed iteration gives the same result.
+/// - Cancellation: long bodies should watch [`IterationContext::cancel`];
+///   the executor also drops the future of a cancelled run.
+#[async_trait]
+pub trait Host: Send + Sync + 'static {
+    /// The state the body runs on (a kernel's namespace, a directory).
+    type State: Clone + Send + Sync + 'static;
+
+    /// Runs the body once on `state`.
+    async fn run(
+        &self,
+        body: &str,
+        state: &mut Self::State,
+        ctx: &IterationContext,
+    ) -> Result<(), RunError>;
+
+    /// Evaluates the selection expression on `state`.
+    async fn evaluate(&self, expr: &str, state: &Self::State) -> Evaluation;
+
+    /// Writes `state` to `out`.
+    async fn snapshot(
+        &self,
+        state: &Self::State,
+        out: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> io::Result<()>;
+
+    /// Reads a state written by [`snapshot`](Host::snapshot).
+    async fn restore(&self, input: &mut (dyn AsyncRead + Send + Unpin)) -> io::Result<Self::State>;
+
+    /// Sets the iteration variable `name` to `iteration` in `state`.
+    fn set_iteration_var(&self, state: &mut Self::State, name: &str, iteration: u64);
+
+    /// Removes the iteration variable `name` from `state`.
+    fn remove_iteration_var(&self, state: &mut Self::State, name: &str);
+
+    /// The variables of `state` that cannot be saved, by name.
+    fn unsaveable(&self, _state: &Self::State) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The seed of an iteration: a 64-bit FNV-1a hash of the operation id and
+/// the iteration number, mixed by SplitMix64. Stable across runs, versions
+/// and machines.
+///
+/// ```
+/// use pragma_executor_local::derive_seed;
+/// assert_eq!(derive_seed("op", 3), derive_seed("op", 3));
+/// assert_ne!(derive_seed("op", 3), derive_seed("op", 4));
+/// ```
+pub fn derive_seed(op: &str, iteration: u64) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in op.bytes().chain(iteration.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut z = hash.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}

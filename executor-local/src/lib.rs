@@ -1,0 +1,121 @@
+//! The thin, embeddable executor of background operations.
+//!
+//! A tool that accepts cells such as
+//!
+//! ```text
+//! #pragma parallel --iterations 20 --parallel-runs 5 --max-by "accuracy"
+//! train(lr=0.01 * iteration)
+//! ```
+//!
+//! embeds an [`Executor`] and provides a [`Host`]: the code that runs a body
+//! on a state, scores a state, and snapshots and restores states. The
+//! executor owns no policy of its own: the directive is parsed by
+//! `pragma-parse`, the schedule (which iteration runs next, retries,
+//! preemptions, the pool) is `pragma-scheduler`'s, the winner is
+//! `pragma-selector`'s, and durability is `pragma-checkpoint`'s. It ties them
+//! together on tokio:
+//!
+//! - [`Executor::submit`] returns at once with a [`Handle`]: events
+//!   ([`Event`], serialisable), a [`Status`] at any time, [`Handle::cancel`],
+//!   and [`Handle::wait`] for the [`Outcome`]: the best state, its iteration
+//!   and score, every candidate, failed iterations, [`Usage`].
+//! - **repeat** checkpoints after every K-th iteration (state, score, and
+//!   progress, durably); **parallel** records every finished iteration
+//!   durably (grouped into few commits) before it counts as finished, so
+//!   after a crash no finished iteration runs again.
+//! - A new executor on the same store lists [`Executor::unfinished`]
+//!   operations and [`Executor::resume`]s them from their last checkpoint.
+//! - The iteration variable is set for each run and removed from the final
+//!   state; parallel iterations each start from their own copy of the state
+//!   at submission.
+//! - A body that asks for interactive input ends the operation as
+//!   interrupted, naming the iteration; nothing is applied.
+//! - [`conflict::compare`] settles the result against a live state that
+//!   changed meanwhile.
+//! - Iterations run on an [`ExecutionBackend`]: [`TokioBackend`] (tasks in
+//!   this process) by default; another crate can run them elsewhere.
+//! - With the `test-util` feature, [`testkit`] has a scripted host and a
+//!   fault-injecting backend for tests.
+//!
+//! # Example: a complete embedding
+//!
+//! A host whose state is one counter and whose "language" is a number to
+//! add; the score is the counter itself.
+//!
+//! ```
+//! use std::io;
+//! use async_trait::async_trait;
+//! use pragma_checkpoint::MemoryStore;
+//! use pragma_executor_local::{Config, Executor, FinalStatus, Host, IterationContext, RunError};
+//! use pragma_selector::Evaluation;
+//! use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+//!
+//! #[derive(Clone, Debug, Default, PartialEq)]
+//! struct Counter { total: i64, iteration: Option<u64> }
+//!
+//! struct AddHost;
+//!
+//! #[async_trait]
+//! impl Host for AddHost {
+//!     type State = Counter;
+//!     async fn run(&self, body: &str, state: &mut Counter, ctx: &IterationContext) -> Result<(), RunError> {
+//!         let step: i64 = body.trim().parse().map_err(|_| RunError::Failed(format!("not a number: {body}")))?;
+//!         // Each iteration adds `step` times its number.
+//!         state.total += step * ctx.iteration as i64;
+//!         Ok(())
+//!     }
+//!     async fn evaluate(&self, _expr: &str, state: &Counter) -> Evaluation {
+//!         Evaluation::Score(state.total as f64)
+//!     }
+//!     async fn snapshot(&self, state: &Counter, out: &mut (dyn AsyncWrite + Send + Unpin)) -> io::Result<()> {
+//!         out.write_all(&state.total.to_le_bytes()).await
+//!     }
+//!     async fn restore(&self, input: &mut (dyn AsyncRead + Send + Unpin)) -> io::Result<Counter> {
+//!         let mut bytes = [0u8; 8];
+//!         input.read_exact(&mut bytes).await?;
+//!         Ok(Counter { total: i64::from_le_bytes(bytes), iteration: None })
+//!     }
+//!     fn set_iteration_var(&self, state: &mut Counter, _name: &str, iteration: u64) {
+//!         state.iteration = Some(iteration);
+//!     }
+//!     fn remove_iteration_var(&self, state: &mut Counter, _name: &str) {
+//!         state.iteration = None;
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), pragma_executor_local::ExecError> {
+//! let executor = Executor::new(AddHost, MemoryStore::new(), Config { workers: 2, ..Config::default() });
+//!
+//! // repeat: 0 + 0 + 2 + 4 + 6 = 12 after 4 iterations; checkpoints after
+//! // iterations 1 and 3 score 2 and 12, so the last one wins.
+//! let handle = executor.submit("#pragma repeat --iterations 4 --checkpoint-period 2 --max-by total\n2", Counter::default()).await?;
+//! let outcome = handle.wait().await?;
+//! assert_eq!(outcome.status, FinalStatus::Succeeded);
+//! let best = outcome.best.expect("a best state");
+//! assert_eq!((best.iteration, best.score, best.state.total), (3, Some(12.0), 12));
+//! assert_eq!(best.state.iteration, None, "the iteration variable is removed");
+//!
+//! // parallel, --min-by: each iteration starts from the submitted state (total 5).
+//! let cell = "#pragma parallel --iterations 3 --min-by total\n-1";
+//! let outcome = executor.submit(cell, Counter { total: 5, iteration: None }).await?.wait().await?;
+//! let best = outcome.best.expect("a best state");
+//! assert_eq!((best.iteration, best.state.total), (2, 3));
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+mod backend;
+pub mod conflict;
+mod executor;
+mod host;
+mod record;
+mod report;
+#[cfg(feature = "test-util")]
+pub mod testkit;
+
+pub use backend::{ExecutionBackend, Job, JobOutput, TokioBackend};
+pub use executor::{Config, ExecError, Executor, Handle};
+pub use host::{Host, IterationContext, RunError, derive_seed};
+pub use report::{Best, BestScore, CandidateScore, Event, FinalStatus, Outcome, Status, Usage};

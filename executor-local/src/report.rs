@@ -1,0 +1,206 @@
+//! What the executor tells: events, status, outcome and usage.
+
+use serde::{Deserialize, Serialize};
+
+/// Something that happened to an operation, in order. Serialisable, so a
+/// host can show or forward it (the `pragma` command prints JSON Lines).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Submitted; waiting for workers.
+    Queued {
+        /// The operation.
+        op: String,
+        /// Why it waits.
+        reason: String,
+    },
+    /// Its first iteration started.
+    Started {
+        /// The operation.
+        op: String,
+    },
+    /// Resumed from its last checkpoint by a new executor.
+    Resumed {
+        /// The operation.
+        op: String,
+        /// Iterations already done (repeat: checkpointed; parallel: recorded).
+        iterations_done: u64,
+    },
+    /// An iteration started.
+    IterationStarted {
+        /// The operation.
+        op: String,
+        /// The iteration.
+        iteration: u64,
+        /// Which start of it, from 1.
+        attempt: u32,
+    },
+    /// An iteration finished; for parallel, scored (a `null` score is an
+    /// invalid candidate, with the reason).
+    IterationFinished {
+        /// The operation.
+        op: String,
+        /// The iteration.
+        iteration: u64,
+        /// Its score, if it is a candidate and valid.
+        score: Option<f64>,
+        /// Why it is not a valid candidate, if it is one and is not valid.
+        invalid: Option<String>,
+    },
+    /// An iteration failed; it runs again if its budget allows.
+    IterationFailed {
+        /// The operation.
+        op: String,
+        /// The iteration.
+        iteration: u64,
+        /// What went wrong.
+        error: String,
+    },
+    /// A checkpoint (repeat) or a record of finished iterations (parallel)
+    /// is durable.
+    CheckpointCommitted {
+        /// The operation.
+        op: String,
+        /// The checkpoint's generation in the store.
+        generation: u64,
+        /// Iterations it covers.
+        iterations_done: u64,
+        /// The score of a repeat checkpoint.
+        score: Option<f64>,
+    },
+    /// A worker was lost; its iteration runs again elsewhere.
+    WorkerLost {
+        /// The operation.
+        op: String,
+        /// The iteration it was running.
+        iteration: Option<u64>,
+    },
+    /// The body asked for interactive input; the operation stops.
+    Interrupted {
+        /// The operation.
+        op: String,
+        /// The iteration that asked.
+        iteration: u64,
+        /// What it asked.
+        message: String,
+    },
+    /// The user cancelled the operation.
+    Cancelled {
+        /// The operation.
+        op: String,
+    },
+    /// The operation ended.
+    Finished {
+        /// The operation.
+        op: String,
+        /// How.
+        status: FinalStatus,
+        /// The winner, if any.
+        best: Option<BestScore>,
+    },
+}
+
+/// The best candidate's iteration and score.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BestScore {
+    /// The iteration (repeat: the last iteration the checkpoint covers).
+    pub iteration: u64,
+    /// Its score (`None` for `async`, which has no selection).
+    pub score: Option<f64>,
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum FinalStatus {
+    /// It produced a best state.
+    Succeeded,
+    /// It could not: the reason says why.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// The user cancelled it; its last checkpoint is kept, nothing is applied.
+    Cancelled,
+    /// The body asked for interactive input; nothing is applied.
+    Interrupted {
+        /// The iteration that asked.
+        iteration: u64,
+        /// What it asked.
+        message: String,
+    },
+}
+
+impl FinalStatus {
+    /// The status's name: `succeeded`, `failed`, `cancelled`, `interrupted`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FinalStatus::Succeeded => "succeeded",
+            FinalStatus::Failed { .. } => "failed",
+            FinalStatus::Cancelled => "cancelled",
+            FinalStatus::Interrupted { .. } => "interrupted",
+        }
+    }
+}
+
+/// What an operation consumed, for billing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Time workers spent on its iterations, in seconds.
+    pub worker_seconds: f64,
+    /// Iteration starts, retries and re-runs after preemption included.
+    pub iterations_run: u64,
+    /// Iterations whose work was lost to preemption or crashes.
+    pub work_lost: u64,
+    /// Bytes written to checkpoints.
+    pub bytes_checkpointed: u64,
+}
+
+/// A candidate's score as the outcome reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateScore {
+    /// The iteration.
+    pub iteration: u64,
+    /// Its score, if valid.
+    pub score: Option<f64>,
+    /// Why it is invalid, if it is.
+    pub invalid: Option<String>,
+}
+
+/// The result of an operation.
+#[derive(Debug, Clone)]
+pub struct Outcome<State> {
+    /// The operation.
+    pub op: String,
+    /// How it ended.
+    pub status: FinalStatus,
+    /// The best candidate: its iteration, score and state (without the
+    /// iteration variable). `None` unless it succeeded.
+    pub best: Option<Best<State>>,
+    /// Every candidate's score, in the order they were scored.
+    pub candidates: Vec<CandidateScore>,
+    /// Iterations that failed for good, with the last error.
+    pub failed_iterations: Vec<(u64, String)>,
+    /// What it consumed.
+    pub usage: Usage,
+}
+
+/// The winning state.
+#[derive(Debug, Clone)]
+pub struct Best<State> {
+    /// Its iteration.
+    pub iteration: u64,
+    /// Its score (`None` for `async`).
+    pub score: Option<f64>,
+    /// The state.
+    pub state: State,
+}
+
+/// An operation's state at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Queued, running, suspended or ended, with the counters.
+    pub schedule: pragma_scheduler::Status,
+    /// The best so far.
+    pub best: Option<BestScore>,
+}

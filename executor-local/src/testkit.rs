@@ -1,0 +1,292 @@
+//! A scripted host and a fault-injecting backend, for embedders' tests
+//! (feature `test-util`).
+//!
+//! [`ScriptedHost`] runs no code: its state is a map of named numbers, and
+//! each run of the body sets `value` to the number scripted for that
+//! iteration (the iteration number by default) and adds 1 to `runs`. It
+//! scores a state by looking the expression up as a variable name. Failures
+//! and requests for interactive input happen on the iterations you choose,
+//! and every run is logged, so a test can check what ran how often.
+//!
+//! [`FaultyBackend`] runs jobs like [`TokioBackend`](crate::TokioBackend)
+//! but loses workers (before or after the job ran) at random, from a seed.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::sync::Arc;
+//! use pragma_checkpoint::MemoryStore;
+//! use pragma_executor_local::{Config, Executor, FinalStatus};
+//! use pragma_executor_local::testkit::{FaultyBackend, ScriptedHost};
+//!
+//! // An embedder's test: iteration 3 scores best, iteration 1 fails once,
+//! // and workers are lost now and then.
+//! let host = ScriptedHost::new().value(3, 100.0).fail(1, 1);
+//! let backend = Arc::new(FaultyBackend::new(4, 0.2, 7));
+//! let config = Config { workers: 4, retries: 2, preemptions: 20, max_attempts: None };
+//! let executor = Executor::with_backend(host.clone(), MemoryStore::new(), backend, config);
+//! let cell = "#pragma parallel --iterations 6 --max-by value\nbody";
+//! let outcome = executor.submit(cell, Default::default()).await.unwrap().wait().await.unwrap();
+//! assert_eq!(outcome.status, FinalStatus::Succeeded);
+//! let best = outcome.best.unwrap();
+//! assert_eq!((best.iteration, best.state["value"]), (3, 100.0));
+//! assert!(!best.state.contains_key("iteration"));
+//! # }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pragma_scheduler::WorkerId;
+use pragma_selector::Evaluation;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::backend::{ExecutionBackend, Job, JobOutput};
+use crate::host::{Host, IterationContext, RunError};
+
+/// The scripted host's state: named numbers.
+pub type MapState = BTreeMap<String, f64>;
+
+/// One run of a body, as the scripted host logged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    /// The operation.
+    pub op: String,
+    /// The iteration.
+    pub iteration: u64,
+    /// Which start of it.
+    pub attempt: u32,
+    /// The seed it got.
+    pub seed: u64,
+    /// Whether the run succeeded.
+    pub succeeded: bool,
+}
+
+#[derive(Debug, Default)]
+struct Script {
+    values: BTreeMap<u64, f64>,
+    scores: BTreeMap<u64, Evaluation>,
+    failures: BTreeMap<u64, u32>,
+    interactive: BTreeSet<u64>,
+    unsaveable: Vec<String>,
+    delay: Duration,
+    runs: Vec<RunRecord>,
+}
+
+/// A deterministic host for tests. Clones share the script and the log.
+#[derive(Debug, Clone, Default)]
+pub struct ScriptedHost {
+    script: Arc<Mutex<Script>>,
+}
+
+impl ScriptedHost {
+    /// A host whose runs set `value` to the iteration number.
+    pub fn new() -> Self {
+        ScriptedHost::default()
+    }
+
+    fn script(&self) -> std::sync::MutexGuard<'_, Script> {
+        self.script
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Iteration `iteration` sets `value` to `value`.
+    pub fn value(self, iteration: u64, value: f64) -> Self {
+        self.script().values.insert(iteration, value);
+        self
+    }
+
+    /// States produced by iteration `iteration` evaluate to `evaluation`,
+    /// whatever the expression (a NaN, a failure...).
+    pub fn score(self, iteration: u64, evaluation: Evaluation) -> Self {
+        self.script().scores.insert(iteration, evaluation);
+        self
+    }
+
+    /// The first `times` runs of iteration `iteration` fail.
+    pub fn fail(self, iteration: u64, times: u32) -> Self {
+        self.script().failures.insert(iteration, times);
+        self
+    }
+
+    /// Iteration `iteration` asks for interactive input.
+    pub fn interactive(self, iteration: u64) -> Self {
+        self.script().interactive.insert(iteration);
+        self
+    }
+
+    /// Variables the host claims it cannot save.
+    pub fn unsaveable(self, names: &[&str]) -> Self {
+        self.script().unsaveable = names.iter().map(|n| n.to_string()).collect();
+        self
+    }
+
+    /// Each run takes this long (a timer: it does not block a thread).
+    pub fn delay(self, delay: Duration) -> Self {
+        self.script().delay = delay;
+        self
+    }
+
+    /// Every run so far, in order.
+    pub fn runs(&self) -> Vec<RunRecord> {
+        self.script().runs.clone()
+    }
+}
+
+#[async_trait]
+impl Host for ScriptedHost {
+    type State = MapState;
+
+    async fn run(
+        &self,
+        _body: &str,
+        state: &mut MapState,
+        ctx: &IterationContext,
+    ) -> Result<(), RunError> {
+        let delay = self.script().delay;
+        if !delay.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = ctx.cancel.cancelled() => return Err(RunError::Cancelled),
+            }
+        }
+        let mut script = self.script();
+        let earlier = script
+            .runs
+            .iter()
+            .filter(|r| r.op == ctx.op && r.iteration == ctx.iteration)
+            .count() as u32;
+        let fails = script
+            .failures
+            .get(&ctx.iteration)
+            .is_some_and(|&n| earlier < n);
+        let interactive = script.interactive.contains(&ctx.iteration);
+        script.runs.push(RunRecord {
+            op: ctx.op.clone(),
+            iteration: ctx.iteration,
+            attempt: ctx.attempt,
+            seed: ctx.seed,
+            succeeded: !fails && !interactive,
+        });
+        if interactive {
+            return Err(RunError::InteractiveInput("input() was called".into()));
+        }
+        if fails {
+            return Err(RunError::Failed(format!(
+                "iteration {} failed on purpose",
+                ctx.iteration
+            )));
+        }
+        let value = script
+            .values
+            .get(&ctx.iteration)
+            .copied()
+            .unwrap_or(ctx.iteration as f64);
+        state.insert("value".into(), value);
+        state.insert("scored_as".into(), ctx.iteration as f64);
+        *state.entry("runs".into()).or_insert(0.0) += 1.0;
+        Ok(())
+    }
+
+    async fn evaluate(&self, expr: &str, state: &MapState) -> Evaluation {
+        let scripted = state
+            .get("scored_as")
+            .and_then(|&i| self.script().scores.get(&(i as u64)).cloned());
+        if let Some(evaluation) = scripted {
+            return evaluation;
+        }
+        match state.get(expr) {
+            Some(&value) => Evaluation::Score(value),
+            None => Evaluation::failed(format!("NameError: name '{expr}' is not defined")),
+        }
+    }
+
+    async fn snapshot(
+        &self,
+        state: &MapState,
+        out: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> io::Result<()> {
+        let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
+        out.write_all(&bytes).await
+    }
+
+    async fn restore(&self, input: &mut (dyn AsyncRead + Send + Unpin)) -> io::Result<MapState> {
+        let mut bytes = Vec::new();
+        input.read_to_end(&mut bytes).await?;
+        serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    fn set_iteration_var(&self, state: &mut MapState, name: &str, iteration: u64) {
+        state.insert(name.to_owned(), iteration as f64);
+    }
+
+    fn remove_iteration_var(&self, state: &mut MapState, name: &str) {
+        state.remove(name);
+    }
+
+    fn unsaveable(&self, _state: &MapState) -> Vec<String> {
+        self.script().unsaveable.clone()
+    }
+}
+
+/// Runs jobs as tokio tasks, losing the worker with probability `loss`
+/// per job (half the time before the job ran, half after, dropping its
+/// result), deterministically from `seed`.
+#[derive(Debug)]
+pub struct FaultyBackend {
+    workers: u64,
+    loss: f64,
+    rng: Mutex<u64>,
+    lost: Mutex<u64>,
+}
+
+impl FaultyBackend {
+    /// A backend of `workers` slots that loses a worker with probability
+    /// `loss` per job.
+    pub fn new(workers: u64, loss: f64, seed: u64) -> Self {
+        FaultyBackend {
+            workers,
+            loss,
+            rng: Mutex::new(seed.max(1)),
+            lost: Mutex::new(0),
+        }
+    }
+
+    /// How many workers it lost so far.
+    pub fn lost(&self) -> u64 {
+        *self.lost.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn next(&self) -> f64 {
+        let mut state = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[async_trait]
+impl ExecutionBackend for FaultyBackend {
+    fn capacity(&self) -> u64 {
+        self.workers
+    }
+
+    async fn execute(&self, _worker: WorkerId, job: Job) -> Option<JobOutput> {
+        let roll = self.next();
+        if roll < self.loss / 2.0 {
+            *self.lost.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            return None; // lost before it ran
+        }
+        let output = job.await;
+        if roll < self.loss {
+            *self.lost.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            return None; // it ran, but the result was lost with the machine
+        }
+        Some(output)
+    }
+}
