@@ -1,1 +1,156 @@
-fn main() {}
+//! The executor's overhead, as ratios measured in one run:
+//!
+//! 1. A parallel operation of 100,000 no-op iterations on 8 workers against
+//!    a plain tokio `JoinSet` + `Semaphore` loop calling the same no-op.
+//!    Target: at most 1.5x.
+//! 2. A parallel operation of 64 iterations that each sleep 20 ms on 8
+//!    workers against the ideal makespan of 8 x 20 ms. Target: at most 1.05x.
+//!
+//! Both use the in-memory store, so the durable records of finished
+//! iterations are part of what is measured. Run with
+//! `cargo bench -p pragma-executor-local`.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pragma_checkpoint::MemoryStore;
+use pragma_executor_local::{Config, Executor, FinalStatus, Host, IterationContext, RunError};
+use pragma_selector::Evaluation;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// A host whose body does nothing, or sleeps.
+struct Noop {
+    sleep: Duration,
+}
+
+async fn body(sleep: Duration) {
+    if sleep.is_zero() {
+        std::hint::black_box(());
+    } else {
+        tokio::time::sleep(sleep).await;
+    }
+}
+
+#[async_trait]
+impl Host for Noop {
+    type State = ();
+
+    async fn run(
+        &self,
+        _body: &str,
+        _state: &mut (),
+        _ctx: &IterationContext,
+    ) -> Result<(), RunError> {
+        body(self.sleep).await;
+        Ok(())
+    }
+
+    async fn evaluate(&self, _expr: &str, _state: &()) -> Evaluation {
+        Evaluation::Score(1.0)
+    }
+
+    async fn snapshot(
+        &self,
+        _state: &(),
+        _out: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn restore(&self, _input: &mut (dyn AsyncRead + Send + Unpin)) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn set_iteration_var(&self, _state: &mut (), _name: &str, _iteration: u64) {}
+
+    fn remove_iteration_var(&self, _state: &mut (), _name: &str) {}
+}
+
+async fn executor_run(iterations: u64, sleep: Duration) -> Duration {
+    let config = Config {
+        workers: 8,
+        ..Config::default()
+    };
+    let executor = Executor::new(Noop { sleep }, MemoryStore::new(), config);
+    let cell = format!(
+        "#pragma parallel --iterations {iterations} --parallel-runs 8 --max-by score\nnoop"
+    );
+    let begin = Instant::now();
+    let outcome = executor
+        .submit(&cell, ())
+        .await
+        .expect("submit")
+        .wait()
+        .await
+        .expect("outcome");
+    let elapsed = begin.elapsed();
+    assert_eq!(outcome.status, FinalStatus::Succeeded);
+    elapsed
+}
+
+async fn baseline_run(iterations: u64, sleep: Duration) -> Duration {
+    let begin = Instant::now();
+    let permits = Arc::new(Semaphore::new(8));
+    let mut set = JoinSet::new();
+    for _ in 0..iterations {
+        let permit = Arc::clone(&permits)
+            .acquire_owned()
+            .await
+            .expect("a permit");
+        set.spawn(async move {
+            body(sleep).await;
+            drop(permit);
+        });
+        while set.try_join_next().is_some() {}
+    }
+    while set.join_next().await.is_some() {}
+    begin.elapsed()
+}
+
+fn median(mut runs: Vec<Duration>) -> Duration {
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let (mut ours, mut plain) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            plain.push(baseline_run(100_000, Duration::ZERO).await);
+            ours.push(executor_run(100_000, Duration::ZERO).await);
+        }
+        let (ours, plain) = (median(ours), median(plain));
+        println!(
+            "100,000 no-op iterations on 8 workers: executor {:.3} s ({:.1} us each), JoinSet+Semaphore {:.3} s ({:.2} us each): ratio {:.2} (target <= 1.5)",
+            ours.as_secs_f64(),
+            ours.as_secs_f64() * 10.0,
+            plain.as_secs_f64(),
+            plain.as_secs_f64() * 10.0,
+            ours.as_secs_f64() / plain.as_secs_f64()
+        );
+
+        let ideal = Duration::from_millis(8 * 20);
+        let mut sleeping = Vec::new();
+        for _ in 0..3 {
+            sleeping.push(executor_run(64, Duration::from_millis(20)).await);
+        }
+        let sleeping = median(sleeping);
+        println!(
+            "64 iterations of 20 ms on 8 workers: executor {:.3} s, ideal {:.3} s: ratio {:.3} (target <= 1.05)",
+            sleeping.as_secs_f64(),
+            ideal.as_secs_f64(),
+            sleeping.as_secs_f64() / ideal.as_secs_f64()
+        );
+    });
+}

@@ -245,6 +245,8 @@ struct Op<St> {
     best_dirty: bool,
     pending: Vec<(WorkerId, u64)>,
     committing: bool,
+    /// Group commits that failed in a row.
+    record_failures: u32,
     ending: Option<pragma_scheduler::Outcome>,
     interrupted: Option<(u64, String)>,
     started: bool,
@@ -720,6 +722,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             best_dirty: false,
             pending: Vec::new(),
             committing: false,
+            record_failures: 0,
             ending: None,
             interrupted: None,
             started: false,
@@ -1041,10 +1044,11 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     op.best_state = Some(state);
                     op.best_dirty = true;
                 }
+                // Recorded durably by the next group commit; until then
+                // a crash loses it like an unsaved repeat iteration.
                 op.pending.push((worker, iteration));
                 self.commit_batch(id);
-                self.update_status(id);
-                return;
+                SchedulerEvent::IterationFinished(worker)
             }
         };
         let actions = self.scheduler.handle(event);
@@ -1218,6 +1222,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     generation,
                     iterations_done,
                     score: op.candidates.last().and_then(|c| c.score),
+                    recorded: Vec::new(),
                 });
                 events.push(SchedulerEvent::CheckpointCommitted(worker));
             }
@@ -1243,6 +1248,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 },
                 Ok((generation, bytes)),
             ) => {
+                // The scheduler heard of these when they finished.
+                op.record_failures = 0;
                 op.last_generation = generation;
                 op.usage.bytes_checkpointed += bytes;
                 if let (Some(best), Some(iteration)) = (&mut op.best, best_iteration)
@@ -1257,24 +1264,16 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     generation,
                     iterations_done: op.finished.len() as u64,
                     score: None,
+                    recorded: workers.iter().map(|(_, i)| *i).collect(),
                 });
-                events.extend(
-                    workers
-                        .iter()
-                        .map(|(w, _)| SchedulerEvent::IterationFinished(*w)),
-                );
             }
-            (CommitKind::Batch { workers, .. }, Err(error)) => {
+            (CommitKind::Batch { mut workers, .. }, Err(error)) => {
+                // Try again with the next commit; the results stay in memory.
+                tracing::warn!(op = %op.name, %error, "finished iterations could not be recorded yet");
                 op.best_dirty = op.best.as_ref().is_some_and(|b| b.generation.is_none());
-                for (worker, iteration) in workers {
-                    op.emit(Event::IterationFailed {
-                        op: op.name.clone(),
-                        iteration,
-                        error: format!("its result could not be recorded: {error}"),
-                    });
-                    op.last_error.insert(iteration, error.clone());
-                    events.push(SchedulerEvent::IterationFailed(worker));
-                }
+                workers.append(&mut op.pending);
+                op.pending = workers;
+                op.record_failures += 1;
             }
         }
         for event in events {
@@ -1295,6 +1294,11 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         };
         let Some(outcome) = op.ending else { return };
         if op.committing || op.done.is_none() {
+            return;
+        }
+        if !op.pending.is_empty() && op.record_failures < 3 {
+            // Record the last finished iterations first.
+            self.commit_batch(id);
             return;
         }
         op.committing = true;

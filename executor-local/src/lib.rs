@@ -20,9 +20,13 @@
 //!   and [`Handle::wait`] for the [`Outcome`]: the best state, its iteration
 //!   and score, every candidate, failed iterations, [`Usage`].
 //! - **repeat** checkpoints after every K-th iteration (state, score, and
-//!   progress, durably); **parallel** records every finished iteration
-//!   durably (grouped into few commits) before it counts as finished, so
-//!   after a crash no finished iteration runs again.
+//!   progress, durably). **parallel** records finished iterations durably in
+//!   group commits that run back to back beside the iterations (one commit
+//!   holds every iteration that finished while the previous one was being
+//!   written); a recorded iteration never runs again, and a crash loses at
+//!   most the iterations finished since the last group commit, as a repeat
+//!   loses those since its last checkpoint. The operation ends only once
+//!   everything is recorded.
 //! - A new executor on the same store lists [`Executor::unfinished`]
 //!   operations and [`Executor::resume`]s them from their last checkpoint.
 //! - The iteration variable is set for each run and removed from the final

@@ -67,6 +67,8 @@ pub enum Event {
         iterations_done: u64,
         /// The score of a repeat checkpoint.
         score: Option<f64>,
+        /// Parallel: the iterations this commit recorded as finished.
+        recorded: Vec<u64>,
     },
     /// A worker was lost; its iteration runs again elsewhere.
     WorkerLost {

@@ -1,0 +1,505 @@
+//! End-to-end behaviour of the executor with the in-memory store and the
+//! scripted host.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pragma_checkpoint::MemoryStore;
+use pragma_executor_local::testkit::{FaultyBackend, MapState, ScriptedHost};
+use pragma_executor_local::{Config, Event, ExecError, Executor, FinalStatus, Outcome};
+use pragma_selector::Evaluation;
+
+mod chaos;
+
+fn config(workers: u64) -> Config {
+    Config {
+        workers,
+        retries: 2,
+        preemptions: 50,
+        max_attempts: None,
+    }
+}
+
+fn executor(host: &ScriptedHost, workers: u64) -> Executor<ScriptedHost, MemoryStore> {
+    Executor::new(host.clone(), MemoryStore::new(), config(workers))
+}
+
+async fn run(host: &ScriptedHost, cell: &str) -> (Outcome<MapState>, Vec<Event>) {
+    let executor = executor(host, 3);
+    let state = MapState::from([("data".to_string(), 1.0)]);
+    let handle = executor.submit(cell, state).await.expect("submit");
+    handle.wait_with_events().await.expect("an outcome")
+}
+
+fn best(outcome: &Outcome<MapState>) -> (u64, Option<f64>) {
+    let best = outcome.best.as_ref().expect("a best state");
+    (best.iteration, best.score)
+}
+
+mod repeat {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_best_checkpoint_wins_and_iterations_run_in_order() {
+        let host = ScriptedHost::new()
+            .value(1, 10.0)
+            .value(3, 50.0)
+            .value(5, 20.0);
+        let (outcome, events) = run(
+            &host,
+            "#pragma repeat --iterations 6 --checkpoint-period 2 --max-by value\nbody",
+        )
+        .await;
+        assert_eq!(outcome.status, FinalStatus::Succeeded);
+        assert_eq!(best(&outcome), (3, Some(50.0)));
+        let state = &outcome.best.unwrap().state;
+        assert_eq!(
+            state["runs"], 4.0,
+            "the best checkpoint is after 4 chained iterations"
+        );
+        assert_eq!(state["data"], 1.0, "the submitted state carries through");
+        assert!(
+            !state.contains_key("iteration"),
+            "the iteration variable is removed"
+        );
+        let scores: Vec<(u64, Option<f64>)> = outcome
+            .candidates
+            .iter()
+            .map(|c| (c.iteration, c.score))
+            .collect();
+        assert_eq!(
+            scores,
+            vec![(1, Some(10.0)), (3, Some(50.0)), (5, Some(20.0))]
+        );
+        let order: Vec<u64> = host.runs().iter().map(|r| r.iteration).collect();
+        assert_eq!(order, vec![0, 1, 2, 3, 4, 5]);
+        let checkpoints = events
+            .iter()
+            .filter(|e| matches!(e, Event::CheckpointCommitted { .. }))
+            .count();
+        assert_eq!(checkpoints, 3);
+        assert!(matches!(
+            events.last(),
+            Some(Event::Finished {
+                status: FinalStatus::Succeeded,
+                ..
+            })
+        ));
+        assert_eq!(outcome.usage.iterations_run, 6);
+        assert!(outcome.usage.bytes_checkpointed > 0);
+    }
+
+    #[tokio::test]
+    async fn a_failure_rewinds_to_the_last_checkpoint_and_retries() {
+        let host = ScriptedHost::new().fail(3, 1);
+        let (outcome, _) = run(
+            &host,
+            "#pragma repeat --iterations 4 --checkpoint-period 2 --max-by runs\nbody",
+        )
+        .await;
+        assert_eq!(outcome.status, FinalStatus::Succeeded);
+        let order: Vec<(u64, u32)> = host
+            .runs()
+            .iter()
+            .map(|r| (r.iteration, r.attempt))
+            .collect();
+        assert_eq!(order, vec![(0, 1), (1, 1), (2, 1), (3, 1), (2, 2), (3, 2)]);
+        assert_eq!(
+            outcome.best.unwrap().state["runs"],
+            4.0,
+            "the rewound run is not counted twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_iteration_out_of_retries_fails_the_operation() {
+        let host = ScriptedHost::new().fail(1, 10);
+        let (outcome, _) = run(&host, "#pragma repeat --iterations 3 --max-by runs\nbody").await;
+        assert_eq!(
+            outcome.status,
+            FinalStatus::Failed {
+                reason: "iteration 1 failed after all its retries".into()
+            }
+        );
+        assert!(outcome.best.is_none());
+        assert_eq!(
+            outcome.failed_iterations,
+            vec![(1, "iteration 1 failed on purpose".to_string())]
+        );
+    }
+}
+
+mod parallel {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_best_iteration_wins_from_its_own_copy_of_the_state() {
+        let host = ScriptedHost::new().value(4, 99.0).value(6, 99.0);
+        let (outcome, _) = run(&host, "#pragma parallel --iterations 8 --parallel-runs 3 --iteration-var i --max-by value\nbody").await;
+        assert_eq!(outcome.status, FinalStatus::Succeeded);
+        assert_eq!(
+            best(&outcome),
+            (4, Some(99.0)),
+            "a tie goes to the lower iteration"
+        );
+        let state = outcome.best.unwrap().state;
+        assert_eq!(
+            state["runs"], 1.0,
+            "no state leaks between parallel iterations"
+        );
+        assert!(!state.contains_key("i"));
+        assert_eq!(outcome.candidates.len(), 8);
+    }
+
+    #[tokio::test]
+    async fn min_by_keeps_the_lowest_and_nan_is_never_chosen() {
+        let host = ScriptedHost::new()
+            .score(0, Evaluation::Score(f64::NAN))
+            .value(2, -5.0);
+        let (outcome, _) = run(
+            &host,
+            "#pragma parallel --iterations 4 --min-by value\nbody",
+        )
+        .await;
+        assert_eq!(best(&outcome), (2, Some(-5.0)));
+        let nan = outcome
+            .candidates
+            .iter()
+            .find(|c| c.iteration == 0)
+            .unwrap();
+        assert_eq!(nan.invalid.as_deref(), Some("the score is NaN"));
+    }
+
+    #[tokio::test]
+    async fn no_valid_candidate_fails_the_operation() {
+        let host = ScriptedHost::new();
+        let (outcome, _) = run(
+            &host,
+            "#pragma parallel --iterations 2 --max-by missing\nbody",
+        )
+        .await;
+        let FinalStatus::Failed { reason } = &outcome.status else {
+            panic!("{:?}", outcome.status)
+        };
+        assert!(
+            reason.starts_with("no valid result: all 2 candidates were invalid"),
+            "{reason}"
+        );
+        assert!(outcome.best.is_none());
+    }
+
+    #[tokio::test]
+    async fn failed_iterations_are_retried_then_reported() {
+        let host = ScriptedHost::new().fail(1, 1).fail(2, 10);
+        let (outcome, events) = run(
+            &host,
+            "#pragma parallel --iterations 4 --max-by value\nbody",
+        )
+        .await;
+        assert_eq!(outcome.status, FinalStatus::Succeeded);
+        assert_eq!(best(&outcome), (3, Some(3.0)));
+        assert_eq!(
+            outcome.failed_iterations,
+            vec![(2, "iteration 2 failed on purpose".to_string())]
+        );
+        let failures = events
+            .iter()
+            .filter(|e| matches!(e, Event::IterationFailed { .. }))
+            .count();
+        assert_eq!(
+            failures,
+            1 + 3,
+            "iteration 1 once, iteration 2 three times (2 retries)"
+        );
+        let seeds: Vec<u64> = host
+            .runs()
+            .iter()
+            .filter(|r| r.iteration == 2)
+            .map(|r| r.seed)
+            .collect();
+        assert!(
+            seeds.windows(2).all(|w| w[0] == w[1]),
+            "a retry gets the same seed"
+        );
+    }
+
+    #[tokio::test]
+    async fn async_runs_once_and_keeps_its_state() {
+        let host = ScriptedHost::new().value(0, 7.0);
+        let (outcome, _) = run(&host, "#pragma async\nbody").await;
+        assert_eq!(outcome.status, FinalStatus::Succeeded);
+        let best = outcome.best.unwrap();
+        assert_eq!(
+            (best.iteration, best.score, best.state["value"]),
+            (0, None, 7.0)
+        );
+        assert_eq!(host.runs().len(), 1);
+    }
+}
+
+mod control {
+    use super::*;
+
+    #[tokio::test]
+    async fn cancel_stops_the_workers_keeps_the_checkpoint_and_applies_nothing() {
+        let host = ScriptedHost::new().delay(Duration::from_millis(30));
+        let executor = executor(&host, 2);
+        let mut handle = executor
+            .submit(
+                "#pragma repeat --iterations 100 --max-by value\nbody",
+                MapState::new(),
+            )
+            .await
+            .unwrap();
+        while let Some(event) = handle.next_event().await {
+            if matches!(
+                event,
+                Event::CheckpointCommitted {
+                    iterations_done: 2,
+                    ..
+                }
+            ) {
+                break;
+            }
+        }
+        let op = handle.id().to_owned();
+        handle.cancel();
+        let outcome = handle.wait().await.unwrap();
+        assert_eq!(outcome.status, FinalStatus::Cancelled);
+        assert!(outcome.best.is_none());
+        let runs = host.runs().len();
+        assert!(runs < 10, "workers stopped promptly: {runs} runs");
+        let checkpoints = executor.log().checkpoints(&op).await.unwrap();
+        assert!(
+            checkpoints.len() >= 2,
+            "the submission and the last checkpoint are kept"
+        );
+        assert!(
+            executor.unfinished().await.unwrap().is_empty(),
+            "a cancelled operation is not resumed by itself"
+        );
+    }
+
+    #[tokio::test]
+    async fn interactive_input_interrupts_naming_the_iteration() {
+        let host = ScriptedHost::new().interactive(2);
+        let (outcome, events) = run(
+            &host,
+            "#pragma parallel --iterations 5 --parallel-runs 1 --max-by value\nbody",
+        )
+        .await;
+        assert_eq!(
+            outcome.status,
+            FinalStatus::Interrupted {
+                iteration: 2,
+                message: "input() was called".into()
+            }
+        );
+        assert!(outcome.best.is_none(), "nothing is applied");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Interrupted { iteration: 2, .. }))
+        );
+        assert!(
+            host.runs().iter().all(|r| r.iteration <= 2),
+            "nothing starts after the interruption"
+        );
+    }
+
+    #[tokio::test]
+    async fn unsaveable_variables_are_named_before_the_run() {
+        let host = ScriptedHost::new().unsaveable(&["socket", "log_file"]);
+        let err = executor(&host, 1)
+            .submit("#pragma async\nbody", MapState::new())
+            .await
+            .err()
+            .expect("an error");
+        assert!(matches!(err, ExecError::Unsaveable(_)));
+        assert_eq!(
+            err.to_string(),
+            "cannot run in the background: these variables cannot be saved: socket, log_file; remove them or recreate them in the cell"
+        );
+        assert!(host.runs().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_bad_directive_is_refused_with_its_position() {
+        let err = executor(&ScriptedHost::new(), 1)
+            .submit(
+                "#pragma repeat --iteratons 3 --max-by x\nbody",
+                MapState::new(),
+            )
+            .await
+            .err()
+            .expect("an error");
+        assert_eq!(
+            err.to_string(),
+            "invalid directive: 1:16: unknown option `--iteratons`"
+        );
+    }
+
+    #[tokio::test]
+    async fn operations_queue_for_workers_and_report_status() {
+        let host = ScriptedHost::new().delay(Duration::from_millis(20));
+        let executor = executor(&host, 1);
+        let first = executor
+            .submit(
+                "#pragma parallel --iterations 3 --max-by value\nbody",
+                MapState::new(),
+            )
+            .await
+            .unwrap();
+        let mut second = executor
+            .submit("#pragma async\nbody", MapState::new())
+            .await
+            .unwrap();
+        let queued = second.next_event().await;
+        assert!(matches!(queued, Some(Event::Queued { .. })), "{queued:?}");
+        let Some(Event::Queued { reason, .. }) = queued else {
+            unreachable!()
+        };
+        assert_eq!(reason, "waiting for 1 of 1 workers");
+        assert!(matches!(
+            second.status().schedule,
+            pragma_scheduler::Status::Queued { .. }
+        ));
+        first.wait().await.unwrap();
+        assert_eq!(second.wait().await.unwrap().status, FinalStatus::Succeeded);
+    }
+
+    #[tokio::test]
+    async fn events_serialise_to_json() {
+        let host = ScriptedHost::new();
+        let (_, events) = run(
+            &host,
+            "#pragma parallel --iterations 2 --max-by value\nbody",
+        )
+        .await;
+        let json: Vec<String> = events
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap())
+            .collect();
+        assert!(
+            json[0].starts_with(r#"{"event":"started","op":"op-"#),
+            "{}",
+            json[0]
+        );
+        assert!(
+            json.last()
+                .unwrap()
+                .contains(r#""status":{"status":"succeeded"}"#),
+            "{}",
+            json.last().unwrap()
+        );
+        for line in &json {
+            let back: Event = serde_json::from_str(line).unwrap();
+            assert_eq!(serde_json::to_string(&back).unwrap(), *line);
+        }
+    }
+}
+
+mod resume {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_new_executor_resumes_from_the_last_checkpoint_after_a_crash() {
+        let store = MemoryStore::new();
+        let host = ScriptedHost::new()
+            .delay(Duration::from_millis(5))
+            .value(5, 50.0);
+        let cell = "#pragma repeat --iterations 8 --checkpoint-period 2 --max-by value\nbody";
+        let op = {
+            let executor = Executor::new(host.clone(), store.clone(), config(1));
+            let mut handle = executor.submit(cell, MapState::new()).await.unwrap();
+            while let Some(event) = handle.next_event().await {
+                if matches!(
+                    event,
+                    Event::CheckpointCommitted {
+                        iterations_done: 4,
+                        ..
+                    }
+                ) {
+                    break;
+                }
+            }
+            handle.id().to_owned()
+            // The executor is dropped here: a crash.
+        };
+        let executor = Executor::new(host.clone(), store.clone(), config(1));
+        assert_eq!(executor.unfinished().await.unwrap(), vec![op.clone()]);
+        let (outcome, events) = executor
+            .resume(&op)
+            .await
+            .unwrap()
+            .wait_with_events()
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                events[0],
+                Event::Resumed {
+                    iterations_done: 4,
+                    ..
+                }
+            ),
+            "{:?}",
+            events[0]
+        );
+        assert_eq!(outcome.status, FinalStatus::Succeeded);
+        assert_eq!(best(&outcome), (5, Some(50.0)));
+        assert_eq!(outcome.best.unwrap().state["runs"], 6.0);
+        let after: Vec<u64> = host
+            .runs()
+            .iter()
+            .skip_while(|r| r.iteration < 7)
+            .map(|r| r.iteration)
+            .collect();
+        assert!(!after.is_empty());
+        let resumed_runs: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::IterationStarted { iteration, .. } => Some(*iteration),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            resumed_runs,
+            vec![4, 5, 6, 7],
+            "checkpointed iterations do not run again"
+        );
+        assert!(executor.unfinished().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_operation_cannot_be_resumed() {
+        let executor = executor(&ScriptedHost::new(), 1);
+        let err = executor.resume("op-nope").await.err().expect("an error");
+        assert_eq!(
+            err.to_string(),
+            "operation `op-nope`: it has no checkpoint to resume from"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lost_workers_rerun_their_iterations_and_usage_counts_them() {
+    let host = ScriptedHost::new();
+    let backend = Arc::new(FaultyBackend::new(2, 0.4, 11));
+    let executor =
+        Executor::with_backend(host.clone(), MemoryStore::new(), backend.clone(), config(2));
+    let outcome = executor
+        .submit(
+            "#pragma parallel --iterations 10 --max-by value\nbody",
+            MapState::new(),
+        )
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(best(&outcome), (9, Some(9.0)));
+    assert!(backend.lost() > 0);
+    assert_eq!(outcome.usage.work_lost, backend.lost());
+    assert_eq!(outcome.usage.iterations_run, 10 + backend.lost());
+}
