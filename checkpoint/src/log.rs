@@ -197,6 +197,19 @@ struct EpochClaim {
     after_generation: Option<u64>,
 }
 
+fn newest_epoch(claims: &[EpochClaim]) -> Option<u64> {
+    claims.iter().map(|c| c.epoch).max()
+}
+
+/// The newer epoch that voids a commit of `generation` from `epoch`.
+fn voided_by(claims: &[EpochClaim], generation: u64, epoch: u64) -> Option<u64> {
+    claims
+        .iter()
+        .filter(|c| c.epoch > epoch && c.after_generation.is_none_or(|after| after < generation))
+        .map(|c| c.epoch)
+        .min()
+}
+
 /// Everything recorded about an operation, read in one go.
 struct Recorded {
     claims: Vec<EpochClaim>,
@@ -206,18 +219,11 @@ struct Recorded {
 
 impl Recorded {
     fn newest_epoch(&self) -> Option<u64> {
-        self.claims.iter().map(|c| c.epoch).max()
+        newest_epoch(&self.claims)
     }
 
-    /// The newer epoch that voids a commit of `generation` from `epoch`.
     fn voided_by(&self, generation: u64, epoch: u64) -> Option<u64> {
-        self.claims
-            .iter()
-            .filter(|c| {
-                c.epoch > epoch && c.after_generation.is_none_or(|after| after < generation)
-            })
-            .map(|c| c.epoch)
-            .min()
+        voided_by(&self.claims, generation, epoch)
     }
 
     /// Why a record cannot be used, before looking at its data.
@@ -302,7 +308,8 @@ impl<S: Store> CheckpointLog<S> {
         Ok(names.into_iter().collect())
     }
 
-    async fn recorded(&self, op: &str) -> Result<Recorded> {
+    /// The epoch claims of `op`.
+    async fn claims(&self, op: &str) -> Result<Vec<EpochClaim>> {
         let base = op_key(op)?;
         let mut claims = Vec::new();
         for key in self.store.list(Some(&base.join("epochs")?)).await? {
@@ -326,6 +333,25 @@ impl<S: Store> CheckpointLog<S> {
                 }
             }
         }
+        Ok(claims)
+    }
+
+    /// The generations that have a commit record (read or not), ascending.
+    async fn generations(&self, op: &str) -> Result<Vec<u64>> {
+        let commits = op_key(op)?.join("commits")?;
+        Ok(self
+            .store
+            .list(Some(&commits))
+            .await?
+            .iter()
+            .filter_map(|key| key.names().last().and_then(|n| n.parse::<u64>().ok()))
+            .collect())
+    }
+
+    /// Everything recorded about `op`: claims and every manifest, read.
+    async fn recorded(&self, op: &str) -> Result<Recorded> {
+        let base = op_key(op)?;
+        let claims = self.claims(op).await?;
         let mut records = BTreeMap::new();
         for key in self.store.list(Some(&base.join("commits")?)).await? {
             let Some(generation) = key.names().last().and_then(|n| n.parse::<u64>().ok()) else {
@@ -380,8 +406,8 @@ impl<S: Store> CheckpointLog<S> {
         }
     }
 
-    fn fenced(&self, lease: &Lease, recorded: &Recorded) -> Result<()> {
-        match recorded.newest_epoch() {
+    fn fenced(&self, lease: &Lease, claims: &[EpochClaim]) -> Result<()> {
+        match newest_epoch(claims) {
             Some(newer) if newer > lease.epoch => Err(Error::Fenced {
                 op: lease.op.clone(),
                 epoch: lease.epoch,
@@ -437,8 +463,10 @@ impl<S: Store> CheckpointLog<S> {
             }
         }
         let base = op_key(&lease.op)?;
-        let recorded = self.recorded(&lease.op).await?;
-        self.fenced(lease, &recorded)?;
+        // Only the claims and the generation numbers: no manifest is read
+        // unless generations collide.
+        self.fenced(lease, &self.claims(&lease.op).await?)?;
+        let newest = self.generations(&lease.op).await?.last().copied();
 
         let data = format!("{:020}-{}", lease.epoch, uuid::Uuid::new_v4().simple());
         let data_dir = base.join("data")?.join(&data)?;
@@ -461,7 +489,7 @@ impl<S: Store> CheckpointLog<S> {
         }
 
         let next = |recorded: &Recorded| recorded.records.keys().next_back().map_or(0, |g| g + 1);
-        let mut generation = exact_generation.unwrap_or_else(|| next(&recorded));
+        let mut generation = exact_generation.unwrap_or_else(|| newest.map_or(0, |g| g + 1));
         loop {
             let manifest = Manifest {
                 format: FORMAT,
@@ -475,8 +503,8 @@ impl<S: Store> CheckpointLog<S> {
             let record = base.join("commits")?.join(&generation_name(generation))?;
             match self.store.create(&record, &manifest.encode()?).await {
                 Ok(()) => {
-                    let recorded = self.recorded(&lease.op).await?;
-                    if let Some(newer) = recorded.voided_by(generation, lease.epoch) {
+                    let claims = self.claims(&lease.op).await?;
+                    if let Some(newer) = voided_by(&claims, generation, lease.epoch) {
                         let _ = self.store.delete(&record).await;
                         self.delete_data(&data_dir).await;
                         return Err(Error::Fenced {
@@ -491,7 +519,7 @@ impl<S: Store> CheckpointLog<S> {
                     // Someone else has this generation. If it is a fenced-out
                     // writer's, take the next one; otherwise we lost.
                     let recorded = self.recorded(&lease.op).await?;
-                    if let Err(fenced) = self.fenced(lease, &recorded) {
+                    if let Err(fenced) = self.fenced(lease, &recorded.claims) {
                         self.delete_data(&data_dir).await;
                         return Err(fenced);
                     }
@@ -656,7 +684,7 @@ impl<S: Store> CheckpointLog<S> {
     /// many checkpoints were deleted.
     pub async fn retain(&self, lease: &Lease, keep: &[u64]) -> Result<usize> {
         let recorded = self.recorded(&lease.op).await?;
-        self.fenced(lease, &recorded)?;
+        self.fenced(lease, &recorded.claims)?;
         let Some(latest) = recorded.latest_valid() else {
             return Ok(0);
         };

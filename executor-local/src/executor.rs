@@ -200,6 +200,9 @@ enum CommitKind {
     Batch {
         workers: Vec<(WorkerId, u64)>,
         best_iteration: Option<u64>,
+        /// Whether the record was full, its entries, and how many
+        /// candidates and abandoned iterations it brings up to date.
+        written: (bool, usize, usize, usize),
     },
 }
 
@@ -245,6 +248,15 @@ struct Op<St> {
     best_dirty: bool,
     pending: Vec<(WorkerId, u64)>,
     committing: bool,
+    /// Parallel records: the last full one, the deltas since, their
+    /// entries, and how much of the candidates and abandoned iterations
+    /// the records cover.
+    full_generation: Option<u64>,
+    delta_generations: Vec<u64>,
+    delta_entries: usize,
+    full_entries: usize,
+    recorded_candidates: usize,
+    recorded_abandoned: usize,
     /// Group commits that failed in a row.
     record_failures: u32,
     ending: Option<pragma_scheduler::Outcome>,
@@ -280,17 +292,29 @@ impl<St> Op<St> {
         })
     }
 
+    /// A whole record of the operation.
     fn record(&self, ended: Option<FinalStatus>) -> Record {
         Record {
+            finished: self.finished.iter().copied().collect(),
+            candidates: self.candidates.iter().map(CandidateRecord::from).collect(),
+            failed: self.abandoned.clone(),
+            ..self.record_header(ended)
+        }
+    }
+
+    /// A record without the lists that grow with the iterations.
+    fn record_header(&self, ended: Option<FinalStatus>) -> Record {
+        Record {
+            base: None,
             directive: self.directive.to_string(),
             body: self.body.to_string(),
             ended,
             iterations_done: self.iterations_done,
-            finished: self.finished.iter().copied().collect(),
+            finished: Vec::new(),
             selector: self.selector.clone(),
             best: self.best.clone(),
-            candidates: self.candidates.iter().map(CandidateRecord::from).collect(),
-            failed: self.abandoned.clone(),
+            candidates: Vec::new(),
+            failed: Vec::new(),
             usage: self.usage,
         }
     }
@@ -387,6 +411,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         let lease = self.shared.log.claim(&name).await?;
         let body: Arc<str> = Arc::from(body);
         let record = Record {
+            base: None,
             directive: directive.to_string(),
             body: body.to_string(),
             ended: None,
@@ -488,12 +513,33 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             .load_latest(op)
             .await?
             .ok_or_else(|| problem("it has no checkpoint to resume from"))?;
-        let record: Record =
-            serde_json::from_value(loaded.manifest.meta().clone()).map_err(|e| {
+        let parse = |manifest: &Manifest| {
+            serde_json::from_value::<Record>(manifest.meta().clone()).map_err(|e| {
                 problem(&format!(
                     "its checkpoint was not written by this executor: {e}"
                 ))
-            })?;
+            })
+        };
+        let mut record = parse(&loaded.manifest)?;
+        let checkpoints = self.shared.log.checkpoints(op).await?;
+        if let Some(base) = record.base {
+            // A delta: rebuild the whole from the full record and the
+            // deltas after it.
+            let latest = loaded.manifest.generation();
+            let full = checkpoints
+                .iter()
+                .find(|m| m.generation() == base)
+                .ok_or_else(|| problem("the full record its latest record builds on is gone"))?;
+            let mut whole = parse(full)?;
+            for manifest in checkpoints
+                .iter()
+                .filter(|m| m.generation() > base && m.generation() <= latest)
+            {
+                whole.apply(parse(manifest)?, manifest.generation());
+            }
+            record = whole;
+            record.base = None;
+        }
         let directive: Directive =
             record
                 .directive
@@ -501,11 +547,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
                 .map_err(|e: pragma_parse::ParseError| {
                     problem(&format!("its directive does not parse: {e}"))
                 })?;
-        let first = self
-            .shared
-            .log
-            .checkpoints(op)
-            .await?
+        let first = checkpoints
             .into_iter()
             .next()
             .ok_or_else(|| problem("its submission is gone"))?;
@@ -722,6 +764,12 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             best_dirty: false,
             pending: Vec::new(),
             committing: false,
+            full_generation: None,
+            delta_generations: Vec::new(),
+            delta_entries: 0,
+            full_entries: 0,
+            recorded_candidates: 0,
+            recorded_abandoned: 0,
             record_failures: 0,
             ending: None,
             interrupted: None,
@@ -1066,9 +1114,29 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         }
         op.committing = true;
         let workers = std::mem::take(&mut op.pending);
-        let mut record = op.record(None);
-        record.finished.extend(workers.iter().map(|(_, i)| *i));
-        record.finished.sort_unstable();
+        // A delta lists what changed since the previous record; a full
+        // record everything. A full one is written once the deltas since
+        // the last outweigh it, so the bytes written stay linear in the
+        // number of iterations.
+        let new_entries = workers.len() + op.candidates.len() - op.recorded_candidates;
+        let full = op.full_generation.is_none()
+            || op.delta_entries + new_entries > op.full_entries.max(256);
+        let mut record;
+        if full {
+            record = op.record(None);
+            record.finished.extend(workers.iter().map(|(_, i)| *i));
+            record.finished.sort_unstable();
+        } else {
+            record = op.record_header(None);
+            record.base = op.full_generation;
+            record.finished = workers.iter().map(|(_, i)| *i).collect();
+            record.candidates = op.candidates[op.recorded_candidates..]
+                .iter()
+                .map(CandidateRecord::from)
+                .collect();
+            record.failed = op.abandoned[op.recorded_abandoned..].to_vec();
+        }
+        let written = (full, new_entries, op.candidates.len(), op.abandoned.len());
         let best_state = if op.best_dirty {
             op.best_dirty = false;
             op.best_state.clone()
@@ -1085,6 +1153,14 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         {
             best.generation = Some(op.last_generation);
         }
+        // What must survive the clean-up: the submission, the best, and
+        // the chain of records since the last full one.
+        let mut keep = vec![0];
+        if !full {
+            keep.extend(op.full_generation);
+            keep.extend(op.delta_generations.iter().copied());
+        }
+        let clean_up = full || best_state.is_some();
         let lease = op.lease.clone();
         let shared = Arc::clone(&self.shared);
         let control = self.control.clone();
@@ -1095,12 +1171,17 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     .await
                     .map(|g| (g, 0)),
             };
-            let result = retain(&shared, &lease, &record, result).await;
+            let result = if clean_up {
+                retain(&shared, &lease, &record, keep, result).await
+            } else {
+                result.map_err(|e| e.to_string())
+            };
             let _ = control.send(Msg::Committed {
                 op: id,
                 commit: CommitKind::Batch {
                     workers,
                     best_iteration,
+                    written,
                 },
                 result,
             });
@@ -1183,7 +1264,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             .set_iteration_var(&mut state, &op.iteration_var(), iteration);
         self.tasks.spawn(async move {
             let result = commit_state(&shared, &lease, &record, "state", &state).await;
-            let result = retain(&shared, &lease, &record, result).await;
+            let result = retain(&shared, &lease, &record, vec![0], result).await;
             let _ = control.send(Msg::Committed {
                 op: id,
                 commit: CommitKind::Checkpoint {
@@ -1245,11 +1326,23 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 CommitKind::Batch {
                     workers,
                     best_iteration,
+                    written: (full, entries, candidates, abandoned),
                 },
                 Ok((generation, bytes)),
             ) => {
                 // The scheduler heard of these when they finished.
                 op.record_failures = 0;
+                if full {
+                    op.full_generation = Some(generation);
+                    op.delta_generations.clear();
+                    op.delta_entries = 0;
+                    op.full_entries = op.finished.len() + workers.len() + candidates;
+                } else {
+                    op.delta_generations.push(generation);
+                    op.delta_entries += entries;
+                }
+                op.recorded_candidates = candidates;
+                op.recorded_abandoned = abandoned;
                 op.last_generation = generation;
                 op.usage.bytes_checkpointed += bytes;
                 if let (Some(best), Some(iteration)) = (&mut op.best, best_iteration)
@@ -1427,16 +1520,16 @@ impl<St> Op<St> {
     }
 }
 
-/// Keeps the submission, the latest and the best; failures to clean up are
-/// logged, not fatal.
+/// Keeps `keep`, the latest and the best; failures to clean up are logged,
+/// not fatal.
 async fn retain<H: Host, S: Store>(
     shared: &Shared<H, S>,
     lease: &Lease,
     record: &Record,
+    mut keep: Vec<u64>,
     committed: Result<(u64, u64), ExecError>,
 ) -> Result<(u64, u64), String> {
     let (generation, bytes) = committed.map_err(|e| e.to_string())?;
-    let mut keep = vec![0];
     if let Some(best) = &record.best {
         keep.push(best.generation.unwrap_or(generation));
     }

@@ -9,6 +9,12 @@ use crate::report::{CandidateScore, FinalStatus, Usage};
 /// The metadata of every commit of an operation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Record {
+    /// `None`: this record is whole. `Some(g)`: it lists only what changed
+    /// since the previous record (`finished`, `candidates` and `failed` are
+    /// the new ones); the whole is the full record of generation `g` and
+    /// every record after it, in order. The other fields are always whole.
+    #[serde(default)]
+    pub(crate) base: Option<u64>,
     /// The directive, in canonical form.
     pub(crate) directive: String,
     pub(crate) body: String,
@@ -23,6 +29,23 @@ pub(crate) struct Record {
     pub(crate) candidates: Vec<CandidateRecord>,
     pub(crate) failed: Vec<(u64, String)>,
     pub(crate) usage: Usage,
+}
+
+impl Record {
+    /// Adds a delta record of generation `generation` to this whole one.
+    pub(crate) fn apply(&mut self, delta: Record, generation: u64) {
+        self.finished.extend(delta.finished);
+        self.candidates.extend(delta.candidates);
+        self.failed.extend(delta.failed);
+        self.ended = delta.ended;
+        self.iterations_done = delta.iterations_done;
+        self.selector = delta.selector;
+        self.best = delta.best.map(|mut best| {
+            best.generation = best.generation.or(Some(generation));
+            best
+        });
+        self.usage = delta.usage;
+    }
 }
 
 /// The best candidate and where its state is stored.

@@ -17,13 +17,14 @@ fn scripted() -> ScriptedHost {
 }
 
 /// Runs `cell` to the end, crashing the executor after a random number of
-/// events each time, until it ends. Returns the outcome and every event of
+/// events (below `crash_window`) each time, until it ends. Returns the outcome and every event of
 /// every executor, in order.
 async fn run_with_crashes(
     host: &ScriptedHost,
     cell: &str,
     seed: u64,
     loss: f64,
+    crash_window: u64,
 ) -> (Outcome<MapState>, Vec<Event>) {
     let store = MemoryStore::new();
     let mut rng = seed.wrapping_mul(6_364_136_223_846_793_005).max(1);
@@ -47,7 +48,11 @@ async fn run_with_crashes(
         };
         op = Some(handle.id().to_owned());
         // The last rounds run without crashes, so every run ends.
-        let crash_after = if crash < 6 { 1 + random(25) } else { u64::MAX };
+        let crash_after = if crash < 6 {
+            1 + random(crash_window)
+        } else {
+            u64::MAX
+        };
         let mut seen = 0;
         while let Some(event) = handle.next_event().await {
             let finished = matches!(event, Event::Finished { .. });
@@ -112,7 +117,7 @@ async fn compare_with_fault_free(cell: &str, repeat: bool) {
     assert_eq!(reference.status, FinalStatus::Succeeded);
     for seed in 1..=6 {
         let host = scripted();
-        let (outcome, events) = run_with_crashes(&host, cell, seed, 0.15).await;
+        let (outcome, events) = run_with_crashes(&host, cell, seed, 0.15, 25).await;
         assert_eq!(summary(&outcome), summary(&reference), "seed {seed}");
         check_no_rerun_after_recording(&events, repeat);
         let crashes = events
@@ -146,4 +151,27 @@ async fn repeat_survives_crashes_and_lost_workers() {
         true,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_parallel_operation_resumes_from_compacted_records() {
+    // 1,500 iterations: many small delta records and several full ones.
+    let host = ScriptedHost::new().value(1_234, 1e9);
+    let cell = "#pragma parallel --iterations 1500 --parallel-runs 4 --max-by value\nbody";
+    let (outcome, events) = run_with_crashes(&host, cell, 99, 0.0, 1500).await;
+    assert_eq!(outcome.status, FinalStatus::Succeeded);
+    assert_eq!(best(&outcome), (1_234, Some(1e9)));
+    let mut iterations: Vec<u64> = outcome.candidates.iter().map(|c| c.iteration).collect();
+    iterations.sort_unstable();
+    assert_eq!(
+        iterations,
+        (0..1500).collect::<Vec<_>>(),
+        "every iteration is a candidate exactly once"
+    );
+    check_no_rerun_after_recording(&events, false);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Resumed { iterations_done, .. } if *iterations_done > 0))
+    );
 }
