@@ -908,6 +908,13 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 op: op.name.clone(),
             });
         }
+        if attempt > 1 {
+            op.emit(Event::Retrying {
+                op: op.name.clone(),
+                iteration,
+                attempt,
+            });
+        }
         op.emit(Event::IterationStarted {
             op: op.name.clone(),
             iteration,

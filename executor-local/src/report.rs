@@ -26,6 +26,15 @@ pub enum Event {
         /// Iterations already done (repeat: checkpointed; parallel: recorded).
         iterations_done: u64,
     },
+    /// A failed or lost iteration starts again (attempt 2 and later).
+    Retrying {
+        /// The operation.
+        op: String,
+        /// The iteration.
+        iteration: u64,
+        /// Which start of it this is.
+        attempt: u32,
+    },
     /// An iteration started.
     IterationStarted {
         /// The operation.

@@ -242,6 +242,9 @@ pub struct FaultyBackend {
     loss: f64,
     rng: Mutex<u64>,
     lost: Mutex<u64>,
+    jobs: Mutex<u64>,
+    crash_after: Option<u64>,
+    crashed: tokio::sync::watch::Sender<bool>,
 }
 
 impl FaultyBackend {
@@ -253,7 +256,50 @@ impl FaultyBackend {
             loss,
             rng: Mutex::new(seed.max(1)),
             lost: Mutex::new(0),
+            jobs: Mutex::new(0),
+            crash_after: None,
+            crashed: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Simulates a crash of the whole executor at a chosen step: after
+    /// `jobs` jobs, no job finishes any more and [`crashed`](Self::crashed)
+    /// resolves. The test then drops the executor and builds a new one on
+    /// the same store, which resumes the operation:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::sync::Arc;
+    /// use pragma_checkpoint::MemoryStore;
+    /// use pragma_executor_local::{Config, Executor, FinalStatus};
+    /// use pragma_executor_local::testkit::{FaultyBackend, ScriptedHost};
+    ///
+    /// let (host, store) = (ScriptedHost::new(), MemoryStore::new());
+    /// let config = Config { workers: 2, ..Config::default() };
+    /// let cell = "#pragma repeat --iterations 6 --checkpoint-period 2 --max-by value\nbody";
+    /// let backend = Arc::new(FaultyBackend::new(2, 0.0, 1).crash_after(3));
+    /// let executor = Executor::with_backend(host.clone(), store.clone(), backend.clone(), config);
+    /// let op = executor.submit(cell, Default::default()).await.unwrap().id().to_owned();
+    /// backend.crashed().await;
+    /// drop(executor); // the crash
+    ///
+    /// let executor = Executor::new(host.clone(), store, config);
+    /// let outcome = executor.resume(&op).await.unwrap().wait().await.unwrap();
+    /// assert_eq!(outcome.status, FinalStatus::Succeeded);
+    /// assert_eq!(outcome.best.unwrap().iteration, 5);
+    /// # }
+    /// ```
+    pub fn crash_after(mut self, jobs: u64) -> Self {
+        self.crash_after = Some(jobs);
+        self
+    }
+
+    /// Resolves once the crash point of [`crash_after`](Self::crash_after)
+    /// is reached (never, without one).
+    pub async fn crashed(&self) {
+        let mut crashed = self.crashed.subscribe();
+        let _ = crashed.wait_for(|c| *c).await;
     }
 
     /// How many workers it lost so far.
@@ -277,6 +323,16 @@ impl ExecutionBackend for FaultyBackend {
     }
 
     async fn execute(&self, _worker: WorkerId, job: Job) -> Option<JobOutput> {
+        let started = {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            *jobs += 1;
+            *jobs
+        };
+        if self.crash_after.is_some_and(|after| started > after) {
+            self.crashed.send_replace(true);
+            // The executor is gone: nothing finishes any more.
+            return std::future::pending().await;
+        }
         let roll = self.next();
         if roll < self.loss / 2.0 {
             *self.lost.lock().unwrap_or_else(|p| p.into_inner()) += 1;

@@ -399,6 +399,61 @@ mod control {
     }
 }
 
+mod conflicts {
+    use std::collections::BTreeMap;
+
+    use pragma_executor_local::conflict::{Resolution, Rule, compare};
+
+    fn map(pairs: &[(&str, i32)]) -> BTreeMap<String, i32> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn changes_on_one_side_apply_and_changes_on_both_conflict() {
+        let submitted = map(&[("model", 1), ("data", 1), ("notes", 1), ("gone", 1)]);
+        let live = map(&[
+            ("model", 1),
+            ("data", 2),
+            ("notes", 5),
+            ("gone", 1),
+            ("new_live", 1),
+        ]);
+        let result = map(&[("model", 9), ("data", 1), ("notes", 7), ("made", 3)]);
+        let comparison = compare(&submitted, &live, &result);
+        assert_eq!(
+            comparison.apply,
+            BTreeMap::from([
+                ("gone".to_string(), None),
+                ("made".to_string(), Some(3)),
+                ("model".to_string(), Some(9)),
+            ])
+        );
+        assert_eq!(comparison.conflicts.keys().collect::<Vec<_>>(), ["notes"]);
+        let err = comparison
+            .resolve(&BTreeMap::new(), Rule::Fail)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unresolved conflicts in notes: choose for each variable to take the background value or keep the live one"
+        );
+        let choices = BTreeMap::from([("notes".to_string(), Resolution::TakeBackground)]);
+        let changes = comparison.resolve(&choices, Rule::Fail).unwrap();
+        assert_eq!(changes["notes"], Some(7));
+        let kept = comparison
+            .resolve(&BTreeMap::new(), Rule::KeepLive)
+            .unwrap();
+        assert!(!kept.contains_key("notes"));
+    }
+
+    #[test]
+    fn the_same_change_on_both_sides_is_no_conflict() {
+        let submitted = map(&[("x", 1)]);
+        let both = map(&[("x", 2)]);
+        let comparison = compare(&submitted, &both, &both);
+        assert!(comparison.conflicts.is_empty() && comparison.apply.is_empty());
+    }
+}
+
 mod resume {
     use super::*;
 
