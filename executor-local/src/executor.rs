@@ -35,16 +35,22 @@ pub struct Config {
     pub preemptions: u32,
     /// The most iteration starts one operation may make (`None`: no cap).
     pub max_attempts: Option<u64>,
+    /// Parallel: finished iterations are recorded durably at most this
+    /// often (a group commit). A crash loses at most the iterations
+    /// finished since the last record; a longer interval costs less.
+    pub record_interval: std::time::Duration,
 }
 
 impl Default for Config {
-    /// As many workers as the machine has cores, 2 retries, 10 preemptions.
+    /// As many workers as the machine has cores, 2 retries, 10 preemptions,
+    /// records every 20 ms.
     fn default() -> Self {
         Config {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
             retries: 2,
             preemptions: 10,
             max_attempts: None,
+            record_interval: std::time::Duration::from_millis(20),
         }
     }
 }
@@ -190,6 +196,8 @@ enum Msg<St> {
         best: Option<Best<St>>,
     },
     Cancel(String),
+    /// Time for a group commit that was held back.
+    Flush(OpId),
 }
 
 enum CommitKind {
@@ -257,6 +265,10 @@ struct Op<St> {
     full_entries: usize,
     recorded_candidates: usize,
     recorded_abandoned: usize,
+    /// When the last group commit started, and whether one is waiting
+    /// for its turn.
+    last_record: Instant,
+    flush_scheduled: bool,
     /// Group commits that failed in a row.
     record_failures: u32,
     ending: Option<pragma_scheduler::Outcome>,
@@ -720,6 +732,13 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             } => self.evaluated(op, worker, iterations_done, evaluation),
             Msg::Committed { op, commit, result } => self.committed(op, commit, result),
             Msg::Finalized { op, status, best } => self.finalized(op, status, best),
+            Msg::Flush(id) => {
+                if let Some(op) = self.ops.get_mut(&id) {
+                    op.flush_scheduled = false;
+                }
+                self.commit_batch(id);
+                self.finish_if_idle(id);
+            }
             Msg::Cancel(name) => {
                 if let Some(&op) = self.by_name.get(&name) {
                     let actions = self.scheduler.handle(SchedulerEvent::Cancel(op));
@@ -771,6 +790,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             recorded_candidates: 0,
             recorded_abandoned: 0,
             record_failures: 0,
+            last_record: Instant::now(),
+            flush_scheduled: false,
             ending: None,
             interrupted: None,
             started: false,
@@ -1116,9 +1137,22 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let Some(op) = self.ops.get_mut(&id) else {
             return;
         };
-        if op.committing || op.pending.is_empty() {
+        if op.committing || op.pending.is_empty() || (op.flush_scheduled && op.ending.is_none()) {
             return;
         }
+        // At most one group commit per interval, unless the operation ends.
+        let interval = self.shared.config.record_interval;
+        let since = op.last_record.elapsed();
+        if since < interval && op.ending.is_none() {
+            op.flush_scheduled = true;
+            let control = self.control.clone();
+            self.tasks.spawn(async move {
+                tokio::time::sleep(interval - since).await;
+                let _ = control.send(Msg::Flush(id));
+            });
+            return;
+        }
+        op.last_record = Instant::now();
         op.committing = true;
         let workers = std::mem::take(&mut op.pending);
         // A delta lists what changed since the previous record; a full

@@ -23,7 +23,7 @@
 //! // and workers are lost now and then.
 //! let host = ScriptedHost::new().value(3, 100.0).fail(1, 1);
 //! let backend = Arc::new(FaultyBackend::new(4, 0.2, 7));
-//! let config = Config { workers: 4, retries: 2, preemptions: 20, max_attempts: None };
+//! let config = Config { workers: 4, retries: 2, preemptions: 20, ..Config::default() };
 //! let executor = Executor::with_backend(host.clone(), MemoryStore::new(), backend, config);
 //! let cell = "#pragma parallel --iterations 6 --max-by value\nbody";
 //! let outcome = executor.submit(cell, Default::default()).await.unwrap().wait().await.unwrap();

@@ -17,6 +17,7 @@ fn config(workers: u64) -> Config {
         retries: 2,
         preemptions: 50,
         max_attempts: None,
+        record_interval: Duration::from_millis(2),
     }
 }
 
