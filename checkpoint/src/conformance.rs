@@ -325,6 +325,7 @@ pub async fn checkpoint_log_on_this_store(store: &dyn Store) {
     let log = CheckpointLog::new(store);
     let op = "conformance-log";
     let lease = log.claim(op).await.expect("claim");
+    let mut generations = Vec::new();
     for i in 0..3u64 {
         let mut data: &[u8] = &[i as u8; 1000];
         let manifest = log
@@ -335,16 +336,23 @@ pub async fn checkpoint_log_on_this_store(store: &dyn Store) {
             )
             .await
             .expect("commit");
-        assert_eq!(manifest.generation(), i);
+        generations.push(manifest.generation());
     }
+    assert!(
+        generations[0] > lease.epoch() && generations.windows(2).all(|w| w[0] < w[1]),
+        "generations count up after the claim: {generations:?}"
+    );
     let latest = log
         .load_latest(op)
         .await
         .expect("load")
         .expect("a checkpoint");
-    assert_eq!(latest.manifest.generation(), 2);
+    assert_eq!(latest.manifest.generation(), generations[2]);
     assert!(latest.warnings.is_empty());
-    assert_eq!(log.retain(&lease, &[0]).await.expect("retain"), 1);
+    assert_eq!(
+        log.retain(&lease, &[generations[0]]).await.expect("retain"),
+        1
+    );
     assert_eq!(
         log.checkpoints(op)
             .await
@@ -352,10 +360,11 @@ pub async fn checkpoint_log_on_this_store(store: &dyn Store) {
             .iter()
             .map(|m| m.generation())
             .collect::<Vec<_>>(),
-        vec![0, 2]
+        vec![generations[0], generations[2]]
     );
 
-    // Two commits race for generation 3: one wins, one conflicts.
+    // Two commits race for the next generation: one wins, one conflicts.
+    let next = generations[2] + 1;
     let commit = |byte: u8| {
         let lease = lease.clone();
         let log = &log;
@@ -364,7 +373,7 @@ pub async fn checkpoint_log_on_this_store(store: &dyn Store) {
             let mut source: &[u8] = &data;
             log.commit_generation(
                 &lease,
-                3,
+                next,
                 serde_json::json!({}),
                 vec![Part::new("state", &mut source)],
             )
@@ -407,7 +416,7 @@ pub async fn checkpoint_log_on_this_store(store: &dyn Store) {
         .expect("a checkpoint");
     assert_eq!(
         latest.manifest.generation(),
-        3,
+        next,
         "a fenced commit changes nothing"
     );
 

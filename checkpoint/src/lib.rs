@@ -36,19 +36,21 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let log = CheckpointLog::new(LocalStore::new(dir.path())?);
 //!
-//! // Starting (or resuming) an operation claims an epoch.
+//! // Starting (or resuming) an operation claims it: the claim is
+//! // generation 0, and the lease's epoch.
 //! let lease = log.claim("op-7").await?;
+//! assert_eq!(lease.epoch(), 0);
 //! for iteration in 0..3u64 {
 //!     let state = format!("state after iteration {iteration}");
 //!     let mut data = state.as_bytes();
 //!     let meta = json!({ "iteration": iteration, "score": iteration as f64 / 10.0 });
 //!     let manifest = log.commit(&lease, meta, vec![Part::new("state", &mut data)]).await?;
-//!     // Keep the latest and (say) the first as the best.
-//!     log.retain(&lease, &[0]).await?;
-//!     assert_eq!(manifest.generation(), iteration);
+//!     // Keep the latest and (say) the first checkpoint as the best.
+//!     log.retain(&lease, &[1]).await?;
+//!     assert_eq!(manifest.generation(), 1 + iteration);
 //! }
 //! let kept: Vec<u64> = log.checkpoints("op-7").await?.iter().map(|m| m.generation()).collect();
-//! assert_eq!(kept, vec![0, 2]);
+//! assert_eq!(kept, vec![1, 3]);
 //!
 //! // A worker that resumes the operation fences the old lease out.
 //! let resumed = log.claim("op-7").await?;

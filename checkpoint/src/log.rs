@@ -5,9 +5,8 @@
 //! For an operation `OP`, under the store's root:
 //!
 //! ```text
-//! ops/OP/epochs/00000000000000000003     claim of epoch 3 (exclusive create)
+//! ops/OP/commits/00000000000000000012    record of generation 12 (exclusive create)
 //! ops/OP/data/EPOCH-NONCE/PART           the data parts of one commit
-//! ops/OP/commits/00000000000000000012    manifest of generation 12 (exclusive create)
 //! ```
 //!
 //! A commit streams its parts into a fresh data directory, then creates the
@@ -18,14 +17,17 @@
 //!
 //! # Fencing
 //!
-//! Writing to an operation needs a [`Lease`] from [`CheckpointLog::claim`],
-//! which claims the next epoch and records the latest generation at that
-//! moment. A commit of generation `g` from epoch `e` is void once some epoch
-//! newer than `e` was claimed when the latest generation was below `g`: the
-//! new owner resumed without it, so it must not count. A writer checks the
-//! claims before and after its commit and reports [`Error::Fenced`]; readers
-//! skip void commits whatever the writer did.
-
+//! Writing to an operation needs a [`Lease`] from [`CheckpointLog::claim`].
+//! A claim is itself a record in the sequence of generations, created by
+//! the same exclusive create as commits; the lease's epoch is the claim's
+//! generation. A commit of generation `g` from epoch `e` is void if a claim
+//! lies between them (`e < claim < g`): a newer owner took over before it.
+//! Because generations are taken one after another by exclusive creates,
+//! every record below a claim existed when the claim was made, so what the
+//! new owner resumes from never changes afterwards, and a stale writer
+//! finds the claim when it checks after its own create: it reports
+//! [`Error::Fenced`] and removes its commit. Readers skip void commits
+//! whatever the writer did. Claim records are never deleted.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::pin::Pin;
@@ -90,6 +92,8 @@ pub struct PartInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     format: u32,
+    #[serde(default)]
+    kind: RecordKind,
     op: String,
     generation: u64,
     epoch: u64,
@@ -160,6 +164,17 @@ impl Manifest {
     }
 }
 
+/// What a record in the sequence of generations is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RecordKind {
+    /// A checkpoint.
+    #[default]
+    Checkpoint,
+    /// A claim: a writer took the operation over from here on.
+    Claim,
+}
+
 /// A checkpoint that loading skipped, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
@@ -190,47 +205,29 @@ pub struct Loaded {
     pub warnings: Vec<Warning>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct EpochClaim {
-    epoch: u64,
-    /// The latest valid generation when the epoch was claimed.
-    after_generation: Option<u64>,
-}
-
-fn newest_epoch(claims: &[EpochClaim]) -> Option<u64> {
-    claims.iter().map(|c| c.epoch).max()
-}
-
-/// The newer epoch that voids a commit of `generation` from `epoch`.
-fn voided_by(claims: &[EpochClaim], generation: u64, epoch: u64) -> Option<u64> {
+/// The first claim strictly between `epoch` and `generation`: the owner
+/// that took over before a commit of `generation` from `epoch`.
+fn voided_by(claims: &BTreeSet<u64>, generation: u64, epoch: u64) -> Option<u64> {
     claims
-        .iter()
-        .filter(|c| c.epoch > epoch && c.after_generation.is_none_or(|after| after < generation))
-        .map(|c| c.epoch)
-        .min()
+        .range(epoch.saturating_add(1)..generation)
+        .next()
+        .copied()
 }
 
 /// Everything recorded about an operation, read in one go.
 struct Recorded {
-    claims: Vec<EpochClaim>,
-    /// Generation -> the manifest, or why it cannot be read.
+    /// The generations of the claims.
+    claims: BTreeSet<u64>,
+    /// Generation -> the checkpoint's manifest, or why it cannot be read.
     records: BTreeMap<u64, std::result::Result<Manifest, String>>,
 }
 
 impl Recorded {
-    fn newest_epoch(&self) -> Option<u64> {
-        newest_epoch(&self.claims)
-    }
-
-    fn voided_by(&self, generation: u64, epoch: u64) -> Option<u64> {
-        voided_by(&self.claims, generation, epoch)
-    }
-
-    /// Why a record cannot be used, before looking at its data.
+    /// Why a checkpoint cannot be used, before looking at its data.
     fn problem(&self, generation: u64) -> Option<String> {
-        match &self.records[&generation] {
+        match self.records.get(&generation)? {
             Err(problem) => Some(problem.clone()),
-            Ok(manifest) => self.voided_by(generation, manifest.epoch).map(|newer| {
+            Ok(manifest) => voided_by(&self.claims, generation, manifest.epoch).map(|newer| {
                 format!(
                     "written by epoch {} after epoch {newer} had taken over (a fenced-out writer)",
                     manifest.epoch
@@ -245,6 +242,13 @@ impl Recorded {
             .rev()
             .copied()
             .find(|&g| self.problem(g).is_none())
+    }
+
+    /// The newest generation of any record, claims included.
+    fn newest(&self) -> Option<u64> {
+        let records = self.records.keys().next_back().copied();
+        let claims = self.claims.iter().next_back().copied();
+        records.max(claims)
     }
 }
 
@@ -308,35 +312,7 @@ impl<S: Store> CheckpointLog<S> {
         Ok(names.into_iter().collect())
     }
 
-    /// The epoch claims of `op`.
-    async fn claims(&self, op: &str) -> Result<Vec<EpochClaim>> {
-        let base = op_key(op)?;
-        let mut claims = Vec::new();
-        for key in self.store.list(Some(&base.join("epochs")?)).await? {
-            let bytes = self.store.get_bytes(&key).await?;
-            match serde_json::from_slice::<EpochClaim>(&bytes) {
-                Ok(claim) => claims.push(claim),
-                // A claim is written whole by an exclusive create; one that
-                // does not parse was damaged later. Its number still counts.
-                Err(_) => {
-                    if let Some(epoch) = key.names().last().and_then(|n| n.parse().ok()) {
-                        tracing::warn!(
-                            op,
-                            epoch,
-                            "epoch claim is damaged; treating it as a claim after nothing"
-                        );
-                        claims.push(EpochClaim {
-                            epoch,
-                            after_generation: None,
-                        });
-                    }
-                }
-            }
-        }
-        Ok(claims)
-    }
-
-    /// The generations that have a commit record (read or not), ascending.
+    /// The generations that have a record (claims included), ascending.
     async fn generations(&self, op: &str) -> Result<Vec<u64>> {
         let commits = op_key(op)?.join("commits")?;
         Ok(self
@@ -348,80 +324,110 @@ impl<S: Store> CheckpointLog<S> {
             .collect())
     }
 
-    /// Everything recorded about `op`: claims and every manifest, read.
-    async fn recorded(&self, op: &str) -> Result<Recorded> {
-        let base = op_key(op)?;
-        let claims = self.claims(op).await?;
-        let mut records = BTreeMap::new();
-        for key in self.store.list(Some(&base.join("commits")?)).await? {
-            let Some(generation) = key.names().last().and_then(|n| n.parse::<u64>().ok()) else {
+    /// Reads the record of one generation; `None` if it is gone.
+    async fn read_record(
+        &self,
+        op: &str,
+        generation: u64,
+    ) -> Result<Option<std::result::Result<Manifest, String>>> {
+        let key = op_key(op)?
+            .join("commits")?
+            .join(&generation_name(generation))?;
+        Ok(match self.store.get_bytes(&key).await {
+            Ok(bytes) => Some(Manifest::decode(&bytes).and_then(|m| {
+                if m.generation == generation && m.op == op {
+                    Ok(m)
+                } else {
+                    Err("the manifest belongs to another record".to_owned())
+                }
+            })),
+            Err(Error::NotFound { .. }) => None, // deleted meanwhile
+            Err(e) => Some(Err(format!("the manifest cannot be read: {e}"))),
+        })
+    }
+
+    /// The first claim newer than the lease among the records above it:
+    /// reads only the records written since the lease's own claim.
+    async fn newer_claim(&self, lease: &Lease, below: Option<u64>) -> Result<Option<u64>> {
+        for generation in self.generations(&lease.op).await? {
+            if generation <= lease.epoch || below.is_some_and(|b| generation >= b) {
                 continue;
-            };
-            let manifest = match self.store.get_bytes(&key).await {
-                Ok(bytes) => Manifest::decode(&bytes).and_then(|m| {
-                    if m.generation == generation && m.op == op {
-                        Ok(m)
-                    } else {
-                        Err("the manifest belongs to another checkpoint".to_owned())
-                    }
-                }),
-                Err(Error::NotFound { .. }) => continue, // deleted meanwhile
-                Err(e) => Err(format!("the manifest cannot be read: {e}")),
-            };
-            records.insert(generation, manifest);
+            }
+            if let Some(Ok(manifest)) = self.read_record(&lease.op, generation).await?
+                && manifest.kind == RecordKind::Claim
+            {
+                return Ok(Some(generation));
+            }
+        }
+        Ok(None)
+    }
+
+    fn fenced(&self, lease: &Lease, newer: Option<u64>) -> Result<()> {
+        match newer {
+            Some(newer) => Err(Error::Fenced {
+                op: lease.op.clone(),
+                epoch: lease.epoch,
+                newer,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Everything recorded about `op`: the claims and every checkpoint.
+    async fn recorded(&self, op: &str) -> Result<Recorded> {
+        let mut claims = BTreeSet::new();
+        let mut records = BTreeMap::new();
+        for generation in self.generations(op).await? {
+            match self.read_record(op, generation).await? {
+                None => {}
+                Some(Ok(manifest)) if manifest.kind == RecordKind::Claim => {
+                    claims.insert(generation);
+                }
+                Some(record) => {
+                    records.insert(generation, record);
+                }
+            }
         }
         Ok(Recorded { claims, records })
     }
 
-    /// Claims the next epoch of `op` (starting or resuming it). Commits of
-    /// every earlier lease are fenced out from now on.
+    /// Claims `op` (starting or resuming it): from now on, commits of every
+    /// earlier lease are fenced out. The lease's epoch is the claim's
+    /// generation.
     pub async fn claim(&self, op: &str) -> Result<Lease> {
-        let epochs = op_key(op)?.join("epochs")?;
+        let commits = op_key(op)?.join("commits")?;
         loop {
-            let recorded = self.recorded(op).await?;
-            let epoch = recorded.newest_epoch().map_or(0, |e| e + 1);
-            let claim = EpochClaim {
-                epoch,
-                after_generation: recorded.latest_valid(),
+            let generation = self.generations(op).await?.last().map_or(0, |g| g + 1);
+            let claim = Manifest {
+                format: FORMAT,
+                kind: RecordKind::Claim,
+                op: op.to_owned(),
+                generation,
+                epoch: generation,
+                data: String::new(),
+                parts: Vec::new(),
+                meta: serde_json::Value::Null,
             };
-            let bytes = serde_json::to_vec(&claim).map_err(|e| Error::Backend {
-                store: "epoch claim",
-                source: Box::new(e),
-            })?;
-            match self
-                .store
-                .create(&epochs.join(&generation_name(epoch))?, &bytes)
-                .await
-            {
+            let key = commits.join(&generation_name(generation))?;
+            match self.store.create(&key, &claim.encode()?).await {
                 Ok(()) => {
                     return Ok(Lease {
                         op: op.to_owned(),
-                        epoch,
+                        epoch: generation,
                     });
                 }
-                // Another claimer took this epoch: read again, take the next.
+                // Another writer took this generation: read again.
                 Err(Error::AlreadyExists { .. }) => continue,
                 Err(e) => return Err(e),
             }
         }
     }
 
-    fn fenced(&self, lease: &Lease, claims: &[EpochClaim]) -> Result<()> {
-        match newest_epoch(claims) {
-            Some(newer) if newer > lease.epoch => Err(Error::Fenced {
-                op: lease.op.clone(),
-                epoch: lease.epoch,
-                newer,
-            }),
-            _ => Ok(()),
-        }
-    }
-
     /// Commits a checkpoint: streams the parts, then makes it visible
     /// atomically. Returns its manifest once it is durable.
     ///
-    /// Fails with [`Error::Fenced`] if a newer epoch was claimed (nothing
-    /// is committed), and cleans up what it wrote on any failure.
+    /// Fails with [`Error::Fenced`] if a newer claim was made (nothing is
+    /// committed), and cleans up what it wrote on any failure.
     pub async fn commit(
         &self,
         lease: &Lease,
@@ -463,10 +469,7 @@ impl<S: Store> CheckpointLog<S> {
             }
         }
         let base = op_key(&lease.op)?;
-        // Only the claims and the generation numbers: no manifest is read
-        // unless generations collide.
-        self.fenced(lease, &self.claims(&lease.op).await?)?;
-        let newest = self.generations(&lease.op).await?.last().copied();
+        self.fenced(lease, self.newer_claim(lease, None).await?)?;
 
         let data = format!("{:020}-{}", lease.epoch, uuid::Uuid::new_v4().simple());
         let data_dir = base.join("data")?.join(&data)?;
@@ -488,11 +491,15 @@ impl<S: Store> CheckpointLog<S> {
             });
         }
 
-        let next = |recorded: &Recorded| recorded.records.keys().next_back().map_or(0, |g| g + 1);
-        let mut generation = exact_generation.unwrap_or_else(|| newest.map_or(0, |g| g + 1));
+        let next = |generations: &[u64]| generations.last().map_or(0, |g| g + 1);
+        let mut generation = match exact_generation {
+            Some(generation) => generation,
+            None => next(&self.generations(&lease.op).await?),
+        };
         loop {
             let manifest = Manifest {
                 format: FORMAT,
+                kind: RecordKind::Checkpoint,
                 op: lease.op.clone(),
                 generation,
                 epoch: lease.epoch,
@@ -503,26 +510,25 @@ impl<S: Store> CheckpointLog<S> {
             let record = base.join("commits")?.join(&generation_name(generation))?;
             match self.store.create(&record, &manifest.encode()?).await {
                 Ok(()) => {
-                    let claims = self.claims(&lease.op).await?;
-                    if let Some(newer) = voided_by(&claims, generation, lease.epoch) {
+                    // A claim below this generation (made after the check
+                    // above) voids it: take it back and say so.
+                    if let Some(newer) = self.newer_claim(lease, Some(generation)).await? {
                         let _ = self.store.delete(&record).await;
                         self.delete_data(&data_dir).await;
-                        return Err(Error::Fenced {
-                            op: lease.op.clone(),
-                            epoch: lease.epoch,
-                            newer,
-                        });
+                        return self.fenced(lease, Some(newer)).map(|()| manifest);
                     }
                     return Ok(manifest);
                 }
                 Err(Error::AlreadyExists { .. }) => {
-                    // Someone else has this generation. If it is a fenced-out
-                    // writer's, take the next one; otherwise we lost.
-                    let recorded = self.recorded(&lease.op).await?;
-                    if let Err(fenced) = self.fenced(lease, &recorded.claims) {
+                    // Someone else has this generation: a new owner's claim
+                    // (we are fenced), a fenced-out writer's void commit
+                    // (take the next one), or a rival: we lost.
+                    let newer = self.newer_claim(lease, None).await?;
+                    if newer.is_some() {
                         self.delete_data(&data_dir).await;
-                        return Err(fenced);
+                        return self.fenced(lease, newer).map(|()| manifest);
                     }
+                    let recorded = self.recorded(&lease.op).await?;
                     let winner_is_void = recorded.problem(generation).is_some();
                     if !winner_is_void || exact_generation.is_some() {
                         self.delete_data(&data_dir).await;
@@ -531,7 +537,7 @@ impl<S: Store> CheckpointLog<S> {
                             generation,
                         });
                     }
-                    generation = next(&recorded);
+                    generation = recorded.newest().map_or(0, |g| g + 1);
                 }
                 Err(e) => {
                     self.delete_data(&data_dir).await;
@@ -684,7 +690,8 @@ impl<S: Store> CheckpointLog<S> {
     /// many checkpoints were deleted.
     pub async fn retain(&self, lease: &Lease, keep: &[u64]) -> Result<usize> {
         let recorded = self.recorded(&lease.op).await?;
-        self.fenced(lease, &recorded.claims)?;
+        let newer = recorded.claims.range(lease.epoch + 1..).next().copied();
+        self.fenced(lease, newer)?;
         let Some(latest) = recorded.latest_valid() else {
             return Ok(0);
         };
@@ -792,5 +799,24 @@ impl AsyncRead for VerifyingReader {
             }
         }
         polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_is_void_when_a_claim_lies_between_its_epoch_and_it() {
+        let claims = BTreeSet::from([0, 5, 9]);
+        assert_eq!(voided_by(&claims, 4, 0), None, "before the next claim");
+        assert_eq!(voided_by(&claims, 6, 0), Some(5), "after a newer claim");
+        assert_eq!(
+            voided_by(&claims, 8, 5),
+            None,
+            "the current owner's own commits"
+        );
+        assert_eq!(voided_by(&claims, 12, 5), Some(9));
+        assert_eq!(voided_by(&claims, 12, 9), None);
     }
 }

@@ -229,6 +229,7 @@ struct NewOp<St> {
     body: Arc<str>,
     lease: Lease,
     submission: Arc<St>,
+    submission_generation: u64,
     progress: Option<Resume>,
     record: Option<Record>,
     last_generation: u64,
@@ -251,6 +252,8 @@ struct Op<St> {
     finished: BTreeSet<u64>,
     iterations_done: u64,
     last_generation: u64,
+    /// The commit that holds the state at submission.
+    submission_generation: u64,
     best: Option<BestRecord>,
     best_state: Option<St>,
     best_dirty: bool,
@@ -442,7 +445,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             directive,
             body,
             lease,
-            Arc::new(state),
+            (Arc::new(state), generation),
             None,
             None,
             generation,
@@ -456,7 +459,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         directive: Directive,
         body: Arc<str>,
         lease: Lease,
-        submission: Arc<H::State>,
+        submission: (Arc<H::State>, u64),
         progress: Option<Resume>,
         record: Option<Record>,
         last_generation: u64,
@@ -476,7 +479,8 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             directive,
             body,
             lease,
-            submission,
+            submission: submission.0,
+            submission_generation: submission.1,
             progress,
             record,
             last_generation,
@@ -564,6 +568,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             .next()
             .ok_or_else(|| problem("its submission is gone"))?;
         let submission = restore_part(&self.shared, &first, "submission").await?;
+        let first_generation = first.generation();
         let progress = match directive {
             Directive::Repeat(_) => Resume::Repeat {
                 iterations_done: record.iterations_done,
@@ -579,7 +584,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             directive,
             body,
             lease,
-            Arc::new(submission),
+            (Arc::new(submission), first_generation),
             Some(progress),
             Some(record),
             generation,
@@ -778,6 +783,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             finished: BTreeSet::new(),
             iterations_done: 0,
             last_generation: new.last_generation,
+            submission_generation: new.submission_generation,
             best: None,
             best_state: None,
             best_dirty: false,
@@ -1196,7 +1202,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         }
         // What must survive the clean-up: the submission, the best, and
         // the chain of records since the last full one.
-        let mut keep = vec![0];
+        let mut keep = vec![op.submission_generation];
         if !full {
             keep.extend(op.full_generation);
             keep.extend(op.delta_generations.iter().copied());
@@ -1295,6 +1301,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let mut record = op.record(None);
         record.iterations_done = iterations_done;
         op.committing = true;
+        let keep = vec![op.submission_generation];
         let lease = op.lease.clone();
         let shared = Arc::clone(&self.shared);
         let control = self.control.clone();
@@ -1305,7 +1312,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             .set_iteration_var(&mut state, &op.iteration_var(), iteration);
         self.tasks.spawn(async move {
             let result = commit_state(&shared, &lease, &record, "state", &state).await;
-            let result = retain(&shared, &lease, &record, vec![0], result).await;
+            let result = retain(&shared, &lease, &record, keep, result).await;
             let _ = control.send(Msg::Committed {
                 op: id,
                 commit: CommitKind::Checkpoint {

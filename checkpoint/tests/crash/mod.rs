@@ -35,25 +35,19 @@ fn crash_child() {
     runtime.block_on(async {
         let log = CheckpointLog::new(LocalStore::new(dir).unwrap());
         let lease = log.claim("op").await.unwrap();
-        let mut generation = log
-            .load_latest("op")
-            .await
-            .unwrap()
-            .map_or(0, |l| l.manifest.generation() + 1);
+        // The only writer: the generations after its claim are its own.
+        let mut generation = lease.epoch() + 1;
         loop {
             let state = state_of(generation, lease.epoch());
             let mut data: &[u8] = &state;
             let mut stdout: &[u8] = b"log line";
             let meta = json!({ "generation": generation, "epoch": lease.epoch() });
+            let parts = vec![
+                Part::new("state", &mut data),
+                Part::new("stdout", &mut stdout),
+            ];
             let manifest = log
-                .commit(
-                    &lease,
-                    meta,
-                    vec![
-                        Part::new("state", &mut data),
-                        Part::new("stdout", &mut stdout),
-                    ],
-                )
+                .commit_generation(&lease, generation, meta, parts)
                 .await
                 .unwrap();
             println!("committed {}", manifest.generation());

@@ -9,8 +9,8 @@ fn setup() -> (tempfile::TempDir, CheckpointLog<LocalStore>) {
     (dir, log)
 }
 
-/// Commits generations 0 and 1; returns the path of generation 1's part
-/// and of its manifest.
+/// Claims the operation (generation 0) and commits generations 1 and 2;
+/// returns the path of generation 2's part and of its manifest.
 async fn two_checkpoints(
     dir: &std::path::Path,
     log: &CheckpointLog<LocalStore>,
@@ -18,7 +18,7 @@ async fn two_checkpoints(
     let lease = log.claim("op").await.unwrap();
     commit_text(log, &lease, "older, intact").await;
     commit_text(log, &lease, "newer, about to be damaged").await;
-    let manifest = log.load("op", 1).await.unwrap();
+    let manifest = log.load("op", 2).await.unwrap();
     let data_dirs: Vec<_> = std::fs::read_dir(dir.join("ops/op/data"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -28,8 +28,8 @@ async fn two_checkpoints(
         .map(|d| d.join("state"))
         .find(|p| std::fs::read(p).unwrap() == b"newer, about to be damaged")
         .unwrap();
-    assert_eq!(manifest.generation(), 1);
-    (part, dir.join("ops/op/commits/00000000000000000001"))
+    assert_eq!(manifest.generation(), 2);
+    (part, dir.join("ops/op/commits/00000000000000000002"))
 }
 
 async fn falls_back(log: &CheckpointLog<LocalStore>, expected_problem: &str) {
@@ -38,7 +38,7 @@ async fn falls_back(log: &CheckpointLog<LocalStore>, expected_problem: &str) {
         .await
         .unwrap()
         .expect("the older checkpoint");
-    assert_eq!(loaded.manifest.generation(), 0);
+    assert_eq!(loaded.manifest.generation(), 1);
     assert_eq!(
         read_part(log, &loaded.manifest, "state").await,
         b"older, intact"
@@ -46,13 +46,13 @@ async fn falls_back(log: &CheckpointLog<LocalStore>, expected_problem: &str) {
     assert_eq!(loaded.warnings.len(), 1);
     let warning = loaded.warnings[0].to_string();
     assert!(
-        warning.starts_with("skipped checkpoint 1 of operation `op`: "),
+        warning.starts_with("skipped checkpoint 2 of operation `op`: "),
         "{warning}"
     );
     assert!(warning.contains(expected_problem), "{warning}");
     assert!(matches!(
-        log.load("op", 1).await,
-        Err(Error::Damaged { generation: 1, .. })
+        log.load("op", 2).await,
+        Err(Error::Damaged { generation: 2, .. })
     ));
 }
 
@@ -100,7 +100,7 @@ async fn a_damaged_manifest() {
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(
         &manifest,
-        text.replace("\"generation\":1", "\"generation\":7"),
+        text.replace("\"generation\":2", "\"generation\":7"),
     )
     .unwrap();
     falls_back(&log, "checksum does not match").await;
