@@ -42,6 +42,8 @@ use crate::store::{Reader, Source, Store, StoreExt};
 
 const FORMAT: u32 = 1;
 const CHECKSUM_LINE: &str = "\ncrc32:";
+/// How every claim's manifest starts (serde writes the fields in order).
+const CLAIM_PREFIX: &str = r#"{"format":1,"kind":"claim","#;
 
 /// The right to commit to one operation, from [`CheckpointLog::claim`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -346,14 +348,26 @@ impl<S: Store> CheckpointLog<S> {
         })
     }
 
-    /// The first claim newer than the lease among the records above it:
-    /// reads only the records written since the lease's own claim.
+    /// The first claim newer than the lease among the records above it
+    /// (and below `below`). Reads only the start of the records written
+    /// since the lease's own claim: a claim's manifest starts with its kind,
+    /// and a checkpoint's may be large.
     async fn newer_claim(&self, lease: &Lease, below: Option<u64>) -> Result<Option<u64>> {
+        let commits = op_key(&lease.op)?.join("commits")?;
         for generation in self.generations(&lease.op).await? {
             if generation <= lease.epoch || below.is_some_and(|b| generation >= b) {
                 continue;
             }
-            if let Some(Ok(manifest)) = self.read_record(&lease.op, generation).await?
+            let key = commits.join(&generation_name(generation))?;
+            let mut reader = match self.store.get(&key).await {
+                Ok(reader) => reader,
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let mut start = [0u8; CLAIM_PREFIX.len()];
+            if reader.read_exact(&mut start).await.is_ok()
+                && start == CLAIM_PREFIX.as_bytes()
+                && let Some(Ok(manifest)) = self.read_record(&lease.op, generation).await?
                 && manifest.kind == RecordKind::Claim
             {
                 return Ok(Some(generation));
@@ -805,6 +819,32 @@ impl AsyncRead for VerifyingReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_manifest_starts_with_the_prefix_writers_look_for() {
+        let claim = Manifest {
+            format: FORMAT,
+            kind: RecordKind::Claim,
+            op: "op".into(),
+            generation: 3,
+            epoch: 3,
+            data: String::new(),
+            parts: Vec::new(),
+            meta: serde_json::Value::Null,
+        };
+        let bytes = claim.encode().unwrap();
+        assert!(bytes.starts_with(CLAIM_PREFIX.as_bytes()));
+        let checkpoint = Manifest {
+            kind: RecordKind::Checkpoint,
+            ..claim
+        };
+        assert!(
+            !checkpoint
+                .encode()
+                .unwrap()
+                .starts_with(CLAIM_PREFIX.as_bytes())
+        );
+    }
 
     #[test]
     fn a_commit_is_void_when_a_claim_lies_between_its_epoch_and_it() {

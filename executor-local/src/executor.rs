@@ -1,6 +1,10 @@
 //! The executor: submission, the coordinator task, handles, resumption.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Maps keyed by small sequential numbers: ordered maps are cheaper than
+/// hashing them.
+type ByWorker<V> = BTreeMap<WorkerId, V>;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -254,6 +258,12 @@ struct Op<St> {
     last_generation: u64,
     /// The commit that holds the state at submission.
     submission_generation: u64,
+    /// The iteration variable's name and the selection expression, shared
+    /// with every job.
+    var: Arc<str>,
+    expr: Option<Arc<str>>,
+    /// The operation's name, shared with every job.
+    shared_name: Arc<str>,
     best: Option<BestRecord>,
     best_state: Option<St>,
     best_dirty: bool,
@@ -293,11 +303,8 @@ impl<St> Op<St> {
         matches!(self.directive, Directive::Repeat(_))
     }
 
-    fn iteration_var(&self) -> String {
-        self.directive
-            .iteration_var()
-            .unwrap_or("iteration")
-            .to_owned()
+    fn iteration_var(&self) -> &str {
+        &self.var
     }
 
     fn best_score(&self) -> Option<BestScore> {
@@ -382,10 +389,10 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         let coordinator = Coordinator {
             shared: Arc::clone(&shared),
             scheduler: Scheduler::new(shared.backend.capacity()),
-            ops: HashMap::new(),
+            ops: BTreeMap::new(),
             by_name: HashMap::new(),
-            running: HashMap::new(),
-            worker_states: HashMap::new(),
+            running: ByWorker::new(),
+            worker_states: ByWorker::new(),
             tasks: JoinSet::new(),
             control: control.clone(),
         };
@@ -708,10 +715,10 @@ struct Running {
 struct Coordinator<H: Host, S: Store + 'static> {
     shared: Arc<Shared<H, S>>,
     scheduler: Scheduler,
-    ops: HashMap<OpId, Op<H::State>>,
+    ops: BTreeMap<OpId, Op<H::State>>,
     by_name: HashMap<String, OpId>,
-    running: HashMap<WorkerId, Running>,
-    worker_states: HashMap<WorkerId, H::State>,
+    running: ByWorker<Running>,
+    worker_states: ByWorker<H::State>,
     tasks: JoinSet<()>,
     control: mpsc::UnboundedSender<Msg<H::State>>,
 }
@@ -770,6 +777,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             max_attempts: config.max_attempts,
         };
         let plan = plan_of(&new.directive, self.shared.backend.capacity());
+        let var: Arc<str> = Arc::from(new.directive.iteration_var().unwrap_or("iteration"));
+        let expr: Option<Arc<str>> = new.directive.select().map(|s| Arc::from(s.expr()));
         let mut op = Op {
             name: new.name.clone(),
             selector: selector_of(&new.directive),
@@ -784,6 +793,9 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             iterations_done: 0,
             last_generation: new.last_generation,
             submission_generation: new.submission_generation,
+            var,
+            shared_name: Arc::from(new.name.as_str()),
+            expr,
             best: None,
             best_state: None,
             best_dirty: false,
@@ -961,20 +973,20 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         };
         let cancel = CancellationToken::new();
         let ctx = IterationContext {
-            op: op.name.clone(),
+            op: Arc::clone(&op.shared_name),
             iteration,
             attempt,
-            iteration_var: op.iteration_var(),
+            iteration_var: Arc::clone(&op.var),
             seed: derive_seed(&op.name, iteration),
             cancel: cancel.clone(),
         };
         let evaluate = if op.is_repeat() {
             None
         } else {
-            Some(op.directive.select().map(|s| s.expr().to_owned()))
+            Some(op.expr.clone())
         };
         let body = Arc::clone(&op.body);
-        let name = op.name.clone();
+        let name = Arc::clone(&op.shared_name);
         let shared = Arc::clone(&self.shared);
         let job: Job = Box::pin(async move {
             let begin = Instant::now();
@@ -1117,7 +1129,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 if new_best {
                     self.shared
                         .host
-                        .remove_iteration_var(&mut state, &op.iteration_var());
+                        .remove_iteration_var(&mut state, op.iteration_var());
                     op.best = Some(BestRecord {
                         iteration,
                         score: score_text(score),
@@ -1289,7 +1301,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 let mut best = state.clone();
                 self.shared
                     .host
-                    .remove_iteration_var(&mut best, &op.iteration_var());
+                    .remove_iteration_var(&mut best, op.iteration_var());
                 op.best_state = Some(best);
             }
         }
@@ -1309,7 +1321,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         // from it: the iteration variable stays.
         self.shared
             .host
-            .set_iteration_var(&mut state, &op.iteration_var(), iteration);
+            .set_iteration_var(&mut state, op.iteration_var(), iteration);
         self.tasks.spawn(async move {
             let result = commit_state(&shared, &lease, &record, "state", &state).await;
             let result = retain(&shared, &lease, &record, keep, result).await;
@@ -1477,7 +1489,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             None
         };
         let best_state = op.best_state.take();
-        let var = op.iteration_var();
+        let var = Arc::clone(&op.var);
         let (lease, name) = (op.lease.clone(), op.name.clone());
         let last_generation = op.last_generation;
         let shared = Arc::clone(&self.shared);

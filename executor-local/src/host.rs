@@ -1,6 +1,7 @@
 //! What an embedding tool provides: the host that runs bodies on states.
 
 use std::io;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use pragma_selector::Evaluation;
@@ -11,14 +12,14 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub struct IterationContext {
     /// The operation's id.
-    pub op: String,
+    pub op: Arc<str>,
     /// The iteration number, from 0.
     pub iteration: u64,
     /// Which start of this iteration this is, from 1 (retries and re-runs
     /// after preemption count).
     pub attempt: u32,
     /// The name of the iteration variable (`--iteration-var`).
-    pub iteration_var: String,
+    pub iteration_var: Arc<str>,
     /// A seed derived from the operation id and the iteration number only:
     /// the same after a retry or a resume ([`derive_seed`]).
     pub seed: u64,

@@ -158,7 +158,7 @@ impl Host for ScriptedHost {
         let earlier = script
             .runs
             .iter()
-            .filter(|r| r.op == ctx.op && r.iteration == ctx.iteration)
+            .filter(|r| *r.op == *ctx.op && r.iteration == ctx.iteration)
             .count() as u32;
         let fails = script
             .failures
@@ -166,7 +166,7 @@ impl Host for ScriptedHost {
             .is_some_and(|&n| earlier < n);
         let interactive = script.interactive.contains(&ctx.iteration);
         script.runs.push(RunRecord {
-            op: ctx.op.clone(),
+            op: ctx.op.to_string(),
             iteration: ctx.iteration,
             attempt: ctx.attempt,
             seed: ctx.seed,
