@@ -55,7 +55,8 @@ pub(crate) fn run(args: &CheckArgs, out: &mut impl Write) -> io::Result<u8> {
     Ok(exit::OK)
 }
 
-fn read_cell(path: &PathBuf) -> Result<String, String> {
+/// Reads a cell file (`-`: standard input) as UTF-8 text.
+pub(crate) fn read_cell(path: &PathBuf) -> Result<String, String> {
     let mut bytes = Vec::new();
     let read = if path.as_os_str() == "-" {
         io::stdin().read_to_end(&mut bytes)

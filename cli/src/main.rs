@@ -9,13 +9,23 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod run;
+mod shell;
 
 /// Exit codes of the `pragma` command.
 pub(crate) mod exit {
     /// Success.
     pub(crate) const OK: u8 = 0;
+    /// The operation failed.
+    pub(crate) const FAILED: u8 = 1;
     /// A usage error, an unreadable file or an invalid directive.
     pub(crate) const USAGE: u8 = 2;
+    /// The result was applied except for conflicting files.
+    pub(crate) const CONFLICTS: u8 = 3;
+    /// A body asked for interactive input.
+    pub(crate) const INTERRUPTED: u8 = 4;
+    /// Cancelled (Ctrl-C).
+    pub(crate) const CANCELLED: u8 = 130;
 }
 
 /// Run notebook-style cells in the background: `#pragma repeat`, `#pragma parallel`, `#pragma async`.
@@ -23,7 +33,8 @@ pub(crate) mod exit {
 #[command(
     name = "pragma",
     version,
-    after_help = "Exit codes: 0 success, 2 usage error, unreadable cell or invalid directive."
+    after_help = "Exit codes: 0 succeeded, 1 failed, 2 usage error, unreadable cell or invalid directive, \
+                  3 conflicts left unapplied, 4 interrupted by interactive input, 130 cancelled."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,6 +45,8 @@ struct Cli {
 enum Command {
     /// Check a cell's directive and print it in canonical form.
     Check(check::CheckArgs),
+    /// Run a shell cell on a state directory and wait; apply the best state.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +54,7 @@ fn main() -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     let result = match cli.command {
         Command::Check(args) => check::run(&args, &mut stdout),
+        Command::Run(args) => Ok(run::run(&args)),
     };
     match result.and_then(|code| stdout.flush().map(|()| code)) {
         Ok(code) => ExitCode::from(code),

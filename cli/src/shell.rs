@@ -1,0 +1,249 @@
+//! The host for shell cells: the state is a directory, the body a shell
+//! script, the selection expression a shell command that prints a score.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pragma_executor_local::{Host, IterationContext, RunError};
+use pragma_selector::Evaluation;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::process::Command;
+
+/// A state: a private directory (deleted when the last clone is dropped)
+/// and the environment variables set for the body.
+#[derive(Debug, Clone)]
+pub(crate) struct DirState {
+    dir: Arc<tempfile::TempDir>,
+    env: BTreeMap<String, String>,
+}
+
+impl DirState {
+    /// The directory that holds the state's files.
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Runs bodies with `/bin/sh -c` in a copy of the state directory.
+#[derive(Debug, Clone)]
+pub(crate) struct ShellHost {
+    /// Where working copies live.
+    work: PathBuf,
+}
+
+impl ShellHost {
+    pub(crate) fn new(work: PathBuf) -> io::Result<Self> {
+        std::fs::create_dir_all(&work)?;
+        Ok(ShellHost { work })
+    }
+
+    fn new_dir(&self) -> io::Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix("state-")
+            .tempdir_in(&self.work)
+    }
+
+    /// A state holding a copy of `dir`.
+    pub(crate) async fn state_from(&self, dir: &Path) -> io::Result<DirState> {
+        let copy = self.new_dir()?;
+        let (from, to) = (dir.to_owned(), copy.path().to_owned());
+        tokio::task::spawn_blocking(move || copy_tree(&from, &to))
+            .await
+            .map_err(io::Error::other)??;
+        Ok(DirState {
+            dir: Arc::new(copy),
+            env: BTreeMap::new(),
+        })
+    }
+}
+
+/// Copies the files of `from` into `to` (which exists), recursively.
+/// `std::fs::copy` lets the kernel share blocks where the file system can
+/// (copy_file_range: reflinks on btrfs and XFS).
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The last line of `text` that is not blank.
+fn last_line(text: &[u8]) -> String {
+    String::from_utf8_lossy(text)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_owned()
+}
+
+#[async_trait]
+impl Host for ShellHost {
+    type State = DirState;
+
+    async fn run(
+        &self,
+        body: &str,
+        state: &mut DirState,
+        ctx: &IterationContext,
+    ) -> Result<(), RunError> {
+        let failed = |what: &str, e: io::Error| RunError::Failed(format!("{what}: {e}"));
+        let copy = self
+            .new_dir()
+            .map_err(|e| failed("creating a working copy", e))?;
+        let (from, to) = (state.path().to_owned(), copy.path().to_owned());
+        tokio::task::spawn_blocking(move || copy_tree(&from, &to))
+            .await
+            .map_err(|e| failed("copying the state", io::Error::other(e)))?
+            .map_err(|e| failed("copying the state", e))?;
+        let mut command = Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg(body)
+            .current_dir(copy.path())
+            .envs(&state.env)
+            .env("PRAGMA_SEED", ctx.seed.to_string())
+            .env("PRAGMA_OP_ID", &*ctx.op)
+            // No terminal and no input: a body that reads gets end of file.
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // A cancelled run (a dropped future) kills the shell.
+            .kill_on_drop(true);
+        let child = command.spawn().map_err(|e| failed("starting /bin/sh", e))?;
+        let output = tokio::select! {
+            output = child.wait_with_output() => output.map_err(|e| failed("running the body", e))?,
+            () = ctx.cancel.cancelled() => return Err(RunError::Cancelled),
+        };
+        if !output.status.success() {
+            let code = output
+                .status
+                .code()
+                .map_or("a signal".to_owned(), |c| format!("exit code {c}"));
+            let last = last_line(&output.stderr);
+            return Err(RunError::Failed(if last.is_empty() {
+                format!("the body failed with {code}")
+            } else {
+                format!("the body failed with {code}: {last}")
+            }));
+        }
+        state.dir = Arc::new(copy);
+        Ok(())
+    }
+
+    async fn evaluate(&self, expr: &str, state: &DirState) -> Evaluation {
+        let output = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(expr)
+            .current_dir(state.path())
+            .envs(&state.env)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await;
+        match output {
+            Err(e) => Evaluation::failed(format!("cannot run the selection command: {e}")),
+            Ok(output) if !output.status.success() => {
+                let last = last_line(&output.stderr);
+                Evaluation::failed(format!(
+                    "the selection command failed ({}){}",
+                    output.status,
+                    if last.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {last}")
+                    }
+                ))
+            }
+            Ok(output) => Evaluation::parse(&last_line(&output.stdout)),
+        }
+    }
+
+    async fn snapshot(
+        &self,
+        state: &DirState,
+        out: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> io::Result<()> {
+        // Archive into a file first (tar is blocking), then stream it out.
+        let archive = tempfile::NamedTempFile::new_in(&self.work)?;
+        let (dir, path) = (state.path().to_owned(), archive.path().to_owned());
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let mut builder = tar::Builder::new(std::fs::File::create(&path)?);
+            builder.follow_symlinks(false);
+            builder.append_dir_all(".", &dir)?;
+            builder.into_inner()?.sync_all()
+        })
+        .await
+        .map_err(io::Error::other)??;
+        let mut file = tokio::fs::File::open(archive.path()).await?;
+        tokio::io::copy(&mut file, out).await?;
+        Ok(())
+    }
+
+    async fn restore(&self, input: &mut (dyn AsyncRead + Send + Unpin)) -> io::Result<DirState> {
+        let archive = tempfile::NamedTempFile::new_in(&self.work)?;
+        let mut file = tokio::fs::File::create(archive.path()).await?;
+        tokio::io::copy(input, &mut file).await?;
+        drop(file);
+        let dir = self.new_dir()?;
+        let (path, to) = (archive.path().to_owned(), dir.path().to_owned());
+        tokio::task::spawn_blocking(move || {
+            tar::Archive::new(std::fs::File::open(path)?).unpack(to)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(DirState {
+            dir: Arc::new(dir),
+            env: BTreeMap::new(),
+        })
+    }
+
+    fn set_iteration_var(&self, state: &mut DirState, name: &str, iteration: u64) {
+        state.env.insert(name.to_owned(), iteration.to_string());
+    }
+
+    fn remove_iteration_var(&self, state: &mut DirState, name: &str) {
+        state.env.remove(name);
+    }
+}
+
+/// A digest of every file under `dir`, by relative path: what the conflict
+/// check compares.
+pub(crate) fn digests(dir: &Path) -> io::Result<BTreeMap<String, (u64, u32)>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u64, u32)>) -> io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                walk(root, &path, out)?;
+            } else {
+                let bytes = std::fs::read(&path)?;
+                let name = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(name, (bytes.len() as u64, crc32fast::hash(&bytes)));
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out)?;
+    Ok(out)
+}
