@@ -168,11 +168,7 @@ impl Scheduler {
                 parallel
                     .retry
                     .is_empty()
-                    .then_some(if parallel.succeeded > 0 {
-                        Outcome::Succeeded
-                    } else {
-                        Outcome::Failed(FailReason::NoIterationSucceeded)
-                    })
+                    .then(|| parallel.outcome(FailReason::NoIterationSucceeded))
             }
             _ => None,
         };
@@ -579,11 +575,7 @@ impl Scheduler {
         };
         let total = op.plan.iterations();
         if op.outcome.is_none() && parallel.in_flight.is_empty() && !parallel.has_pending(total) {
-            let outcome = if parallel.succeeded > 0 {
-                Outcome::Succeeded
-            } else {
-                Outcome::Failed(FailReason::NoIterationSucceeded)
-            };
+            let outcome = parallel.outcome(FailReason::NoIterationSucceeded);
             self.end(id, outcome, actions);
         }
     }
@@ -615,11 +607,7 @@ impl Scheduler {
                     actions.push(Action::IterationAbandoned { op: id, iteration });
                 }
                 if parallel.in_flight.is_empty() {
-                    let outcome = if parallel.succeeded > 0 {
-                        Outcome::Succeeded
-                    } else {
-                        Outcome::Failed(FailReason::AttemptCapReached { attempts: cap })
-                    };
+                    let outcome = parallel.outcome(FailReason::AttemptCapReached { attempts: cap });
                     self.end(id, outcome, actions);
                 }
             }
@@ -711,6 +699,16 @@ impl ParallelState {
             in_flight: BTreeMap::new(),
             succeeded: 0,
             counts: BTreeMap::new(),
+        }
+    }
+
+    /// How a parallel operation with nothing left to run ends: it succeeded
+    /// if any iteration did.
+    fn outcome(&self, otherwise: FailReason) -> Outcome {
+        if self.succeeded > 0 {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed(otherwise)
         }
     }
 
