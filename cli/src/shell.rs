@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -119,17 +120,32 @@ impl Host for ShellHost {
             .envs(&state.env)
             .env("PRAGMA_SEED", ctx.seed.to_string())
             .env("PRAGMA_OP_ID", &*ctx.op)
-            // No terminal and no input: a body that reads gets end of file.
-            .stdin(Stdio::null())
+            // Standard input is a pipe nobody writes to: a body that reads
+            // it waits, and the watchdog below sees it waiting.
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // A cancelled run (a dropped future) kills the shell.
+            // Its own process group, so that stopping it stops its children.
+            .process_group(0)
             .kill_on_drop(true);
-        let child = command.spawn().map_err(|e| failed("starting /bin/sh", e))?;
+        let mut child = command.spawn().map_err(|e| failed("starting /bin/sh", e))?;
+        let stdin = child.stdin.take();
+        let stdin_link = stdin
+            .as_ref()
+            .and_then(|s| std::fs::read_link(format!("/proc/self/fd/{}", s.as_raw_fd())).ok());
+        let pid = child.id();
         let output = tokio::select! {
             output = child.wait_with_output() => output.map_err(|e| failed("running the body", e))?,
-            () = ctx.cancel.cancelled() => return Err(RunError::Cancelled),
+            () = ctx.cancel.cancelled() => {
+                kill_group(pid);
+                return Err(RunError::Cancelled);
+            }
+            message = watch_for_input(pid, stdin_link) => {
+                kill_group(pid);
+                return Err(RunError::InteractiveInput(message));
+            }
         };
+        drop(stdin);
         if !output.status.success() {
             let code = output
                 .status
@@ -220,6 +236,119 @@ impl Host for ShellHost {
     fn remove_iteration_var(&self, state: &mut DirState, name: &str) {
         state.env.remove(name);
     }
+}
+
+/// Stops a body's whole process group (the shell and what it started).
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The `read` system call's number, as `/proc/PID/syscall` shows it.
+const READ_SYSCALL: i64 = if cfg!(target_arch = "x86_64") {
+    0
+} else if cfg!(target_arch = "aarch64") {
+    63
+} else {
+    -1
+};
+
+/// Resolves with a message once a process of the body's tree has been
+/// waiting to read its standard input or a terminal for about a second.
+/// Never resolves where `/proc` cannot tell.
+async fn watch_for_input(root: Option<u32>, stdin: Option<PathBuf>) -> String {
+    let Some(root) = root else {
+        return std::future::pending().await;
+    };
+    let mut strikes = 0;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let stdin = stdin.clone();
+        let found = tokio::task::spawn_blocking(move || waiting_for_input(root, stdin.as_deref()))
+            .await
+            .ok()
+            .flatten();
+        match found {
+            Some(message) if strikes >= 2 => return message,
+            Some(_) => strikes += 1,
+            None => strikes = 0,
+        }
+    }
+}
+
+/// A process under `root` blocked in `read` on `stdin` or a terminal.
+fn waiting_for_input(root: u32, stdin: Option<&Path>) -> Option<String> {
+    for pid in descendants(root) {
+        let Ok(syscall) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
+            continue;
+        };
+        let mut fields = syscall.split_whitespace();
+        if fields.next().and_then(|n| n.parse::<i64>().ok()) != Some(READ_SYSCALL) {
+            continue;
+        }
+        let Some(fd) = fields
+            .next()
+            .and_then(|f| i64::from_str_radix(f.trim_start_matches("0x"), 16).ok())
+        else {
+            continue;
+        };
+        let Ok(target) = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")) else {
+            continue;
+        };
+        let terminal = target.starts_with("/dev/pts") || target == Path::new("/dev/tty");
+        if terminal || Some(target.as_path()) == stdin {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let what = if terminal {
+                "the terminal"
+            } else {
+                "its standard input"
+            };
+            return Some(format!(
+                "`{}` (pid {pid}) waits to read {what}",
+                name.trim()
+            ));
+        }
+    }
+    None
+}
+
+/// `root` and every process below it, from `/proc`.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // The name in parentheses may hold spaces: the parent id is
+            // the second field after the last `)`.
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(parent) = parent {
+                children.entry(parent).or_default().push(pid);
+            }
+        }
+    }
+    let mut found = vec![root];
+    let mut next = 0;
+    while next < found.len() {
+        found.extend(children.get(&found[next]).into_iter().flatten().copied());
+        next += 1;
+    }
+    found
 }
 
 /// A digest of every file under `dir`, by relative path: what the conflict
