@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod inspect;
 mod run;
 mod shell;
 
@@ -47,6 +48,12 @@ enum Command {
     Check(check::CheckArgs),
     /// Run a shell cell on a state directory and wait; apply the best state.
     Run(run::RunArgs),
+    /// List the operations in a store and their states.
+    Status(inspect::StatusArgs),
+    /// Show an operation's candidates and scores, and chart them as SVG.
+    Report(inspect::ReportArgs),
+    /// Show the standard output and error of an operation's iterations.
+    Logs(inspect::LogsArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +62,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(&args, &mut stdout),
         Command::Run(args) => Ok(run::run(&args)),
+        Command::Status(args) => Ok(inspect::status(&args)),
+        Command::Report(args) => Ok(inspect::report(&args)),
+        Command::Logs(args) => Ok(inspect::logs(&args)),
     };
     match result.and_then(|code| stdout.flush().map(|()| code)) {
         Ok(code) => ExitCode::from(code),

@@ -98,7 +98,7 @@ async fn run_async(args: &RunArgs) -> u8 {
         ));
     }
     let (host, store) = match (
-        ShellHost::new(args.store.join("work")),
+        ShellHost::new(args.store.join("work"), args.store.join("logs")),
         LocalStore::new(args.store.join("store")),
     ) {
         (Ok(host), Ok(store)) => (host, store),

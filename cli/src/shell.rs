@@ -34,12 +34,27 @@ impl DirState {
 pub(crate) struct ShellHost {
     /// Where working copies live.
     work: PathBuf,
+    /// Where each run's standard output and error are kept:
+    /// `OP/ITERATION-ATTEMPT.out` and `.err`.
+    logs: PathBuf,
 }
 
 impl ShellHost {
-    pub(crate) fn new(work: PathBuf) -> io::Result<Self> {
+    pub(crate) fn new(work: PathBuf, logs: PathBuf) -> io::Result<Self> {
         std::fs::create_dir_all(&work)?;
-        Ok(ShellHost { work })
+        std::fs::create_dir_all(&logs)?;
+        Ok(ShellHost { work, logs })
+    }
+
+    /// Keeps a run's output; a failure to do so only costs the log.
+    async fn keep_output(&self, ctx: &IterationContext, stdout: &[u8], stderr: &[u8]) {
+        let dir = self.logs.join(&*ctx.op);
+        if tokio::fs::create_dir_all(&dir).await.is_err() {
+            return;
+        }
+        let stem = format!("{}-{}", ctx.iteration, ctx.attempt);
+        let _ = tokio::fs::write(dir.join(format!("{stem}.out")), stdout).await;
+        let _ = tokio::fs::write(dir.join(format!("{stem}.err")), stderr).await;
     }
 
     fn new_dir(&self) -> io::Result<tempfile::TempDir> {
@@ -146,6 +161,7 @@ impl Host for ShellHost {
             }
         };
         drop(stdin);
+        self.keep_output(ctx, &output.stdout, &output.stderr).await;
         if !output.status.success() {
             let code = output
                 .status

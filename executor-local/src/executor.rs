@@ -25,7 +25,9 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{ExecutionBackend, Job, JobOutput, TokioBackend};
 use crate::host::{Host, IterationContext, RunError, derive_seed};
 use crate::record::{BestRecord, CandidateRecord, Record, score_text, score_value};
-use crate::report::{Best, BestScore, CandidateScore, Event, FinalStatus, Outcome, Status, Usage};
+use crate::report::{
+    Best, BestScore, CandidateScore, Event, FinalStatus, OperationSummary, Outcome, Status, Usage,
+};
 
 /// How the executor runs operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -521,6 +523,48 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         Ok(unfinished)
     }
 
+    /// What the store says about an operation: its directive, status,
+    /// progress, candidates and usage (from its latest record; nothing is
+    /// verified or loaded).
+    pub async fn summary(&self, op: &str) -> Result<OperationSummary, ExecError> {
+        let checkpoints = self.shared.log.checkpoints(op).await?;
+        let latest = checkpoints.last().ok_or_else(|| ExecError::Operation {
+            op: op.to_owned(),
+            reason: "there is no such operation in the store".to_owned(),
+        })?;
+        let record = whole_record(op, &checkpoints, latest)?;
+        let total = record
+            .directive
+            .parse::<Directive>()
+            .map(|d| d.iterations())
+            .unwrap_or(0);
+        let repeat = record.directive.starts_with("#pragma repeat");
+        Ok(OperationSummary {
+            op: op.to_owned(),
+            directive: record.directive,
+            status: record.ended,
+            iterations: total,
+            done: if repeat {
+                record.iterations_done
+            } else {
+                record.finished.len() as u64
+            },
+            best: record.best.as_ref().map(|b| BestScore {
+                iteration: b.iteration,
+                score: score_value(&b.score),
+            }),
+            candidates: record.candidates.iter().map(CandidateScore::from).collect(),
+            candidates_are_checkpoints: repeat,
+            failed_iterations: record.failed,
+            usage: record.usage,
+        })
+    }
+
+    /// Every operation in the store, in order of their ids.
+    pub async fn operations(&self) -> Result<Vec<String>, ExecError> {
+        Ok(self.shared.log.operations().await?)
+    }
+
     /// Resumes an operation from its last checkpoint (in this process or
     /// after a crash of another): what was finished does not run again.
     /// Earlier executors working on it are fenced out.
@@ -536,33 +580,8 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             .load_latest(op)
             .await?
             .ok_or_else(|| problem("it has no checkpoint to resume from"))?;
-        let parse = |manifest: &Manifest| {
-            serde_json::from_value::<Record>(manifest.meta().clone()).map_err(|e| {
-                problem(&format!(
-                    "its checkpoint was not written by this executor: {e}"
-                ))
-            })
-        };
-        let mut record = parse(&loaded.manifest)?;
         let checkpoints = self.shared.log.checkpoints(op).await?;
-        if let Some(base) = record.base {
-            // A delta: rebuild the whole from the full record and the
-            // deltas after it.
-            let latest = loaded.manifest.generation();
-            let full = checkpoints
-                .iter()
-                .find(|m| m.generation() == base)
-                .ok_or_else(|| problem("the full record its latest record builds on is gone"))?;
-            let mut whole = parse(full)?;
-            for manifest in checkpoints
-                .iter()
-                .filter(|m| m.generation() > base && m.generation() <= latest)
-            {
-                whole.apply(parse(manifest)?, manifest.generation());
-            }
-            record = whole;
-            record.base = None;
-        }
+        let record = whole_record(op, &checkpoints, &loaded.manifest)?;
         let directive: Directive =
             record
                 .directive
@@ -597,6 +616,44 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             generation,
         )
     }
+}
+
+/// The whole record of an operation as of `latest`: a full record as it
+/// is, a delta rebuilt from the full record it builds on and the deltas
+/// after it.
+fn whole_record(
+    op: &str,
+    checkpoints: &[Manifest],
+    latest: &Manifest,
+) -> Result<Record, ExecError> {
+    let problem = |reason: String| ExecError::Operation {
+        op: op.to_owned(),
+        reason,
+    };
+    let parse = |manifest: &Manifest| {
+        serde_json::from_value::<Record>(manifest.meta().clone()).map_err(|e| {
+            problem(format!(
+                "its checkpoint was not written by this executor: {e}"
+            ))
+        })
+    };
+    let record = parse(latest)?;
+    let Some(base) = record.base else {
+        return Ok(record);
+    };
+    let full = checkpoints
+        .iter()
+        .find(|m| m.generation() == base)
+        .ok_or_else(|| problem("the full record its latest record builds on is gone".to_owned()))?;
+    let mut whole = parse(full)?;
+    for manifest in checkpoints
+        .iter()
+        .filter(|m| m.generation() > base && m.generation() <= latest.generation())
+    {
+        whole.apply(parse(manifest)?, manifest.generation());
+    }
+    whole.base = None;
+    Ok(whole)
 }
 
 /// Streams a state's snapshot into a commit whose meta is `record`.

@@ -122,4 +122,6 @@ pub mod testkit;
 pub use backend::{ExecutionBackend, Job, JobOutput, TokioBackend};
 pub use executor::{Config, ExecError, Executor, Handle};
 pub use host::{Host, IterationContext, RunError, derive_seed};
-pub use report::{Best, BestScore, CandidateScore, Event, FinalStatus, Outcome, Status, Usage};
+pub use report::{
+    Best, BestScore, CandidateScore, Event, FinalStatus, OperationSummary, Outcome, Status, Usage,
+};

@@ -215,3 +215,29 @@ pub struct Status {
     /// The best so far.
     pub best: Option<BestScore>,
 }
+
+/// What the store says about an operation, for status and reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationSummary {
+    /// The operation.
+    pub op: String,
+    /// Its directive, in canonical form.
+    pub directive: String,
+    /// How it ended; `None` while it has not (running, or interrupted by a
+    /// crash and waiting to be resumed).
+    pub status: Option<FinalStatus>,
+    /// The iterations it has.
+    pub iterations: u64,
+    /// Iterations done for good (repeat: checkpointed; parallel: recorded).
+    pub done: u64,
+    /// The best so far.
+    pub best: Option<BestScore>,
+    /// Every candidate's score, in the order they were scored.
+    pub candidates: Vec<CandidateScore>,
+    /// Whether the candidates are checkpoints (repeat) or iterations.
+    pub candidates_are_checkpoints: bool,
+    /// Iterations that failed for good.
+    pub failed_iterations: Vec<(u64, String)>,
+    /// What it consumed.
+    pub usage: Usage,
+}

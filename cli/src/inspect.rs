@@ -1,0 +1,348 @@
+//! `pragma status`, `pragma report` and `pragma logs`: what the store knows
+//! about operations.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use pragma_checkpoint::LocalStore;
+use pragma_executor_local::{Config, Executor, FinalStatus, OperationSummary};
+
+use crate::exit;
+use crate::shell::ShellHost;
+
+/// Arguments of `pragma status`.
+#[derive(Args)]
+pub(crate) struct StatusArgs {
+    /// One operation (default: all of them).
+    op: Option<String>,
+    /// The store the operations are in.
+    #[arg(long, default_value = ".pragma")]
+    store: PathBuf,
+    /// Print one JSON object per operation.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `pragma report`.
+#[derive(Args)]
+pub(crate) struct ReportArgs {
+    /// The operation.
+    op: String,
+    /// The store the operation is in.
+    #[arg(long, default_value = ".pragma")]
+    store: PathBuf,
+    /// Also write an SVG chart of the score per iteration to this file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+}
+
+/// Arguments of `pragma logs`.
+#[derive(Args)]
+pub(crate) struct LogsArgs {
+    /// The operation.
+    op: String,
+    /// Only this iteration.
+    #[arg(long)]
+    iteration: Option<u64>,
+    /// The store the operation is in.
+    #[arg(long, default_value = ".pragma")]
+    store: PathBuf,
+}
+
+fn with_executor<T>(
+    store: &Path,
+    work: impl AsyncFnOnce(&Executor<ShellHost, LocalStore>) -> Result<T, String>,
+) -> Result<T, String> {
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        if !store.join("store").is_dir() {
+            return Err(format!(
+                "there is no store at `{}` (run `pragma run` there first, or pass --store)",
+                store.display()
+            ));
+        }
+        let host =
+            ShellHost::new(store.join("work"), store.join("logs")).map_err(|e| e.to_string())?;
+        let local = LocalStore::new(store.join("store")).map_err(|e| e.to_string())?;
+        let executor = Executor::new(
+            host,
+            local,
+            Config {
+                workers: 1,
+                ..Config::default()
+            },
+        );
+        work(&executor).await
+    })
+}
+
+fn status_name(status: &Option<FinalStatus>) -> String {
+    match status {
+        None => "unfinished".to_owned(),
+        Some(status) => status.name().to_owned(),
+    }
+}
+
+fn best_text(summary: &OperationSummary) -> String {
+    match &summary.best {
+        Some(best) => match best.score {
+            Some(score) => format!("iteration {} ({score})", best.iteration),
+            None => format!("iteration {}", best.iteration),
+        },
+        None => "-".to_owned(),
+    }
+}
+
+/// `pragma status`: lists operations and their states.
+pub(crate) fn status(args: &StatusArgs) -> u8 {
+    let result = with_executor(&args.store, async |executor| {
+        let ops = match &args.op {
+            Some(op) => vec![op.clone()],
+            None => executor.operations().await.map_err(|e| e.to_string())?,
+        };
+        let mut summaries = Vec::new();
+        for op in ops {
+            summaries.push(executor.summary(&op).await.map_err(|e| e.to_string())?);
+        }
+        Ok(summaries)
+    });
+    let summaries = match result {
+        Ok(summaries) => summaries,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::USAGE;
+        }
+    };
+    for summary in &summaries {
+        if args.json {
+            println!("{}", serde_json::to_string(summary).unwrap_or_default());
+        } else {
+            println!(
+                "{}  {:<11} {}/{} iterations  best {}  {}",
+                summary.op,
+                status_name(&summary.status),
+                summary.done,
+                summary.iterations,
+                best_text(summary),
+                summary.directive
+            );
+        }
+    }
+    exit::OK
+}
+
+/// `pragma report`: the candidates and their scores, and a chart.
+pub(crate) fn report(args: &ReportArgs) -> u8 {
+    let summary = match with_executor(&args.store, async |executor| {
+        executor.summary(&args.op).await.map_err(|e| e.to_string())
+    }) {
+        Ok(summary) => summary,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::USAGE;
+        }
+    };
+    println!(
+        "{}  {}  {}",
+        summary.op,
+        status_name(&summary.status),
+        summary.directive
+    );
+    let what = if summary.candidates_are_checkpoints {
+        "checkpoint after iteration"
+    } else {
+        "iteration"
+    };
+    println!("{what:>26}  score");
+    for candidate in &summary.candidates {
+        let best = summary
+            .best
+            .as_ref()
+            .is_some_and(|b| b.iteration == candidate.iteration);
+        let score = match (candidate.score, &candidate.invalid) {
+            (Some(score), _) => score.to_string(),
+            (None, Some(reason)) => format!("invalid: {reason}"),
+            (None, None) => "-".to_owned(),
+        };
+        println!(
+            "{:>26}  {score}{}",
+            candidate.iteration,
+            if best { "  <- best" } else { "" }
+        );
+    }
+    for (iteration, error) in &summary.failed_iterations {
+        println!("{iteration:>26}  failed: {error}");
+    }
+    if let Some(path) = &args.svg
+        && let Err(e) = std::fs::write(path, chart(&summary))
+    {
+        eprintln!("error: cannot write `{}`: {e}", path.display());
+        return exit::FAILED;
+    }
+    exit::OK
+}
+
+/// An SVG chart of score per iteration: the best in red, checkpoints
+/// (repeat) as squares.
+fn chart(summary: &OperationSummary) -> String {
+    let points: Vec<(u64, f64)> = summary
+        .candidates
+        .iter()
+        .filter_map(|c| c.score.filter(|s| s.is_finite()).map(|s| (c.iteration, s)))
+        .collect();
+    let (width, height, margin) = (640.0, 360.0, 48.0);
+    let max_x = summary.iterations.max(1) as f64;
+    let (low, high) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &(_, s)| {
+            (lo.min(s), hi.max(s))
+        });
+    let (low, high) = if points.is_empty() {
+        (0.0, 1.0)
+    } else if low == high {
+        (low - 1.0, high + 1.0)
+    } else {
+        (low, high)
+    };
+    let x = |i: u64| margin + (i as f64 / max_x) * (width - 2.0 * margin);
+    let y = |s: f64| height - margin - (s - low) / (high - low) * (height - 2.0 * margin);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{margin}" y="20">{} — score per {}</text>
+<line x1="{margin}" y1="{}" x2="{}" y2="{}" stroke="black"/>
+<line x1="{margin}" y1="{margin}" x2="{margin}" y2="{}" stroke="black"/>
+<text x="{margin}" y="{}" >0</text><text x="{}" y="{}" text-anchor="end">{}</text>
+<text x="4" y="{}">{high:.4}</text><text x="4" y="{}">{low:.4}</text>
+"#,
+        xml(&summary.op),
+        if summary.candidates_are_checkpoints {
+            "checkpoint"
+        } else {
+            "iteration"
+        },
+        height - margin,
+        width - margin,
+        height - margin,
+        height - margin,
+        height - margin + 16.0,
+        width - margin,
+        height - margin + 16.0,
+        summary.iterations,
+        margin + 4.0,
+        height - margin,
+    );
+    let path: Vec<String> = points
+        .iter()
+        .map(|&(i, s)| format!("{:.1},{:.1}", x(i), y(s)))
+        .collect();
+    if points.len() > 1 {
+        let _ = writeln!(
+            svg,
+            r#"<polyline points="{}" fill="none" stroke="steelblue"/>"#,
+            path.join(" ")
+        );
+    }
+    for &(i, s) in &points {
+        let best = summary.best.as_ref().is_some_and(|b| b.iteration == i);
+        let color = if best { "crimson" } else { "steelblue" };
+        let title = format!(
+            "<title>iteration {i}: {s}{}</title>",
+            if best { " (best)" } else { "" }
+        );
+        if summary.candidates_are_checkpoints {
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{:.1}" y="{:.1}" width="8" height="8" fill="{color}">{title}</rect>"#,
+                x(i) - 4.0,
+                y(s) - 4.0
+            );
+        } else {
+            let _ = writeln!(
+                svg,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="{}" fill="{color}">{title}</circle>"#,
+                x(i),
+                y(s),
+                if best { 6 } else { 4 }
+            );
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `pragma logs`: the standard output and error of iterations.
+pub(crate) fn logs(args: &LogsArgs) -> u8 {
+    if pragma_checkpoint::validate_name(&args.op).is_err() {
+        eprintln!("error: `{}` is not an operation id", args.op);
+        return exit::USAGE;
+    }
+    let dir = args.store.join("logs").join(&args.op);
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+        Err(_) => {
+            eprintln!(
+                "error: no logs for operation `{}` in `{}`",
+                args.op,
+                args.store.display()
+            );
+            return exit::USAGE;
+        }
+    };
+    // Names are ITERATION-ATTEMPT.out / .err: order by the numbers.
+    let key = |path: &PathBuf| {
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let mut numbers = stem
+            .split('-')
+            .map(|n| n.parse::<u64>().unwrap_or(u64::MAX));
+        let stderr = path.extension().is_some_and(|e| e == "err");
+        (numbers.next(), numbers.next(), stderr)
+    };
+    files.sort_by_key(key);
+    let mut shown = 0;
+    for path in files {
+        let (iteration, attempt, _) = key(&path);
+        if args.iteration.is_some_and(|i| Some(i) != iteration) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if text.is_empty() {
+            continue;
+        }
+        let stream = if path.extension().is_some_and(|e| e == "err") {
+            "stderr"
+        } else {
+            "stdout"
+        };
+        println!(
+            "== iteration {} attempt {} {stream}",
+            iteration.unwrap_or_default(),
+            attempt.unwrap_or_default()
+        );
+        print!("{text}");
+        if !text.ends_with('\n') {
+            println!();
+        }
+        shown += 1;
+    }
+    if shown == 0 {
+        eprintln!("(no output)");
+    }
+    exit::OK
+}
