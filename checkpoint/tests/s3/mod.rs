@@ -48,14 +48,18 @@ async fn s3_commits_are_exclusive_under_many_writers() {
     };
     let log = CheckpointLog::new(store);
     let lease = log.claim("op").await.unwrap();
+    // Four writers race for the same generation: the conditional put lets
+    // exactly one of them have it.
+    let generation = lease.epoch() + 1;
     let commit = |n: u8| {
         let log = &log;
         let lease = lease.clone();
         async move {
             let data = [n; 64];
             let mut source: &[u8] = &data;
-            log.commit(
+            log.commit_generation(
                 &lease,
+                generation,
                 json!({ "writer": n }),
                 vec![Part::new("state", &mut source)],
             )
@@ -65,6 +69,11 @@ async fn s3_commits_are_exclusive_under_many_writers() {
     let (a, b, c, d) = tokio::join!(commit(1), commit(2), commit(3), commit(4));
     let winners = [&a, &b, &c, &d].iter().filter(|r| r.is_ok()).count();
     assert_eq!(winners, 1, "{a:?} {b:?} {c:?} {d:?}");
+    for result in [&a, &b, &c, &d] {
+        if let Err(e) = result {
+            assert!(matches!(e, Error::Conflict { .. }), "{e}");
+        }
+    }
     let loaded = log.load_latest("op").await.unwrap().unwrap();
     let writer = loaded.manifest.meta()["writer"].as_u64().unwrap() as u8;
     assert_eq!(
