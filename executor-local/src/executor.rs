@@ -190,6 +190,8 @@ enum Msg<St> {
         worker: WorkerId,
         iterations_done: u64,
         evaluation: Evaluation,
+        /// The state that was evaluated, to be committed.
+        state: St,
     },
     Committed {
         op: OpId,
@@ -798,7 +800,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 worker,
                 iterations_done,
                 evaluation,
-            } => self.evaluated(op, worker, iterations_done, evaluation),
+                state,
+            } => self.evaluated(op, worker, iterations_done, evaluation, state),
             Msg::Committed { op, commit, result } => self.committed(op, commit, result),
             Msg::Finalized { op, status, best } => self.finalized(op, status, best),
             Msg::Flush(id) => {
@@ -1309,7 +1312,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let Some(state) = self.worker_states.get(&worker).cloned() else {
             return;
         };
-        let expr = op.directive.select().map(|s| s.expr().to_owned());
+        let expr = op.expr.clone();
         let shared = Arc::clone(&self.shared);
         let control = self.control.clone();
         self.tasks.spawn(async move {
@@ -1322,6 +1325,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 worker,
                 iterations_done,
                 evaluation,
+                state,
             });
         });
     }
@@ -1332,13 +1336,14 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         worker: WorkerId,
         iterations_done: u64,
         evaluation: Evaluation,
+        mut state: H::State,
     ) {
         let Some(op) = self.ops.get_mut(&id) else {
             return;
         };
-        let Some(mut state) = self.worker_states.get(&worker).cloned() else {
+        if !self.worker_states.contains_key(&worker) {
             return; // the worker was lost or stopped meanwhile
-        };
+        }
         let iteration = iterations_done - 1;
         let mut score = None;
         let mut invalid = None;
