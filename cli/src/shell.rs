@@ -377,13 +377,25 @@ pub(crate) fn digests(dir: &Path) -> io::Result<BTreeMap<String, (u64, u32)>> {
             if entry.file_type()?.is_dir() {
                 walk(root, &path, out)?;
             } else {
-                let bytes = std::fs::read(&path)?;
+                // Streamed: a state of many GiB is not read into memory.
+                let mut file = std::fs::File::open(&path)?;
+                let mut hasher = crc32fast::Hasher::new();
+                let mut buffer = vec![0u8; 1 << 16];
+                let mut len = 0u64;
+                loop {
+                    let n = std::io::Read::read(&mut file, &mut buffer)?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buffer[..n]);
+                    len += n as u64;
+                }
                 let name = path
                     .strip_prefix(root)
                     .unwrap_or(&path)
                     .to_string_lossy()
                     .into_owned();
-                out.insert(name, (bytes.len() as u64, crc32fast::hash(&bytes)));
+                out.insert(name, (len, hasher.finalize()));
             }
         }
         Ok(())
