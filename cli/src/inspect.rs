@@ -2,14 +2,14 @@
 //! about operations.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
-use pragma_checkpoint::LocalStore;
-use pragma_executor_local::{Config, Executor, FinalStatus, OperationSummary};
+use pragma_executor_local::{Config, FinalStatus, OperationSummary};
 
 use crate::exit;
-use crate::shell::ShellHost;
+use crate::location::{Location, ShellExecutor};
+use crate::records::check_op;
 
 /// Arguments of `pragma status`.
 #[derive(Args)]
@@ -18,7 +18,7 @@ pub(crate) struct StatusArgs {
     op: Option<String>,
     /// The store the operations are in.
     #[arg(long, default_value = ".pragma")]
-    store: PathBuf,
+    store: String,
     /// Print one JSON object per operation.
     #[arg(long)]
     json: bool,
@@ -31,7 +31,7 @@ pub(crate) struct ReportArgs {
     op: String,
     /// The store the operation is in.
     #[arg(long, default_value = ".pragma")]
-    store: PathBuf,
+    store: String,
     /// Also write an SVG chart of the score per iteration to this file.
     #[arg(long)]
     svg: Option<PathBuf>,
@@ -47,34 +47,25 @@ pub(crate) struct LogsArgs {
     iteration: Option<u64>,
     /// The store the operation is in.
     #[arg(long, default_value = ".pragma")]
-    store: PathBuf,
+    store: String,
 }
 
 fn with_executor<T>(
-    store: &Path,
-    work: impl AsyncFnOnce(&Executor<ShellHost, LocalStore>) -> Result<T, String>,
+    store: &str,
+    work: impl AsyncFnOnce(&Location, &ShellExecutor) -> Result<T, String>,
 ) -> Result<T, String> {
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
-        if !store.join("store").is_dir() {
-            return Err(format!(
-                "there is no store at `{}` (run `pragma run` there first, or pass --store)",
-                store.display()
-            ));
-        }
-        let host =
-            ShellHost::new(store.join("work"), store.join("logs")).map_err(|e| e.to_string())?;
-        let local = LocalStore::new(store.join("store")).map_err(|e| e.to_string())?;
-        let executor = Executor::new(
-            host,
-            local,
+        let location = Location::existing(store)?;
+        let executor = location.executor(
+            location.host()?,
             Config {
                 workers: 1,
                 ..Config::default()
             },
         );
-        work(&executor).await
+        work(&location, &executor).await
     })
 }
 
@@ -82,6 +73,22 @@ fn status_name(status: &Option<FinalStatus>) -> String {
     match status {
         None => "unfinished".to_owned(),
         Some(status) => status.name().to_owned(),
+    }
+}
+
+/// What the command knows beyond the store: whether a process runs the
+/// operation now, and whether its result waits to be applied.
+fn run_state(location: &Location, summary: &OperationSummary) -> String {
+    let record = location.read_run(&summary.op);
+    let running = record.as_ref().and_then(|r| r.runner).filter(|r| r.alive());
+    match (running, &summary.status) {
+        (Some(runner), _) => format!("running (process {})", runner.pid),
+        (None, None) => "stopped, resumable".to_owned(),
+        (None, Some(FinalStatus::Cancelled)) => "resumable".to_owned(),
+        (None, Some(_)) if location.result_dir(&summary.op).is_dir() => {
+            "result not applied (conflicts)".to_owned()
+        }
+        (None, Some(_)) => String::new(),
     }
 }
 
@@ -97,14 +104,19 @@ fn best_text(summary: &OperationSummary) -> String {
 
 /// `pragma status`: lists operations and their states.
 pub(crate) fn status(args: &StatusArgs) -> u8 {
-    let result = with_executor(&args.store, async |executor| {
+    let result = with_executor(&args.store, async |location, executor| {
         let ops = match &args.op {
-            Some(op) => vec![op.clone()],
+            Some(op) => {
+                check_op(op)?;
+                vec![op.clone()]
+            }
             None => executor.operations().await.map_err(|e| e.to_string())?,
         };
         let mut summaries = Vec::new();
         for op in ops {
-            summaries.push(executor.summary(&op).await.map_err(|e| e.to_string())?);
+            let summary = executor.summary(&op).await.map_err(|e| e.to_string())?;
+            let state = run_state(location, &summary);
+            summaries.push((summary, state));
         }
         Ok(summaries)
     });
@@ -115,18 +127,25 @@ pub(crate) fn status(args: &StatusArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    for summary in &summaries {
+    for (summary, state) in &summaries {
         if args.json {
-            println!("{}", serde_json::to_string(summary).unwrap_or_default());
+            let mut value = serde_json::to_value(summary).unwrap_or_default();
+            value["run"] = serde_json::json!(state);
+            println!("{value}");
         } else {
             println!(
-                "{}  {:<11} {}/{} iterations  best {}  {}",
+                "{}  {:<11} {}/{} iterations  best {}  {}{}",
                 summary.op,
                 status_name(&summary.status),
                 summary.done,
                 summary.iterations,
                 best_text(summary),
-                summary.directive
+                summary.directive,
+                if state.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [{state}]")
+                }
             );
         }
     }
@@ -135,7 +154,8 @@ pub(crate) fn status(args: &StatusArgs) -> u8 {
 
 /// `pragma report`: the candidates and their scores, and a chart.
 pub(crate) fn report(args: &ReportArgs) -> u8 {
-    let summary = match with_executor(&args.store, async |executor| {
+    let summary = match with_executor(&args.store, async |_, executor| {
+        check_op(&args.op)?;
         executor.summary(&args.op).await.map_err(|e| e.to_string())
     }) {
         Ok(summary) => summary,
@@ -283,18 +303,24 @@ fn xml(text: &str) -> String {
 
 /// `pragma logs`: the standard output and error of iterations.
 pub(crate) fn logs(args: &LogsArgs) -> u8 {
-    if pragma_checkpoint::validate_name(&args.op).is_err() {
-        eprintln!("error: `{}` is not an operation id", args.op);
+    if let Err(message) = check_op(&args.op) {
+        eprintln!("error: {message}");
         return exit::USAGE;
     }
-    let dir = args.store.join("logs").join(&args.op);
+    let location = match Location::existing(&args.store) {
+        Ok(location) => location,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::USAGE;
+        }
+    };
+    let dir = location.logs().join(&args.op);
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
         Err(_) => {
             eprintln!(
                 "error: no logs for operation `{}` in `{}`",
-                args.op,
-                args.store.display()
+                args.op, args.store
             );
             return exit::USAGE;
         }

@@ -9,7 +9,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod control;
 mod inspect;
+mod location;
+mod progress;
+mod reaper;
+mod records;
 mod run;
 mod shell;
 
@@ -48,12 +53,23 @@ enum Command {
     Check(check::CheckArgs),
     /// Run a shell cell on a state directory and wait; apply the best state.
     Run(run::RunArgs),
+    /// Start a run detached in the background and print its operation id.
+    Submit(run::RunArgs),
+    /// Wait for a submitted operation; apply and exit as `run` would.
+    Wait(control::WaitArgs),
+    /// Cancel a running operation; its last checkpoint stays for a resume.
+    Cancel(control::CancelArgs),
+    /// Apply a finished operation's result to its state directory.
+    Apply(control::ApplyArgs),
     /// List the operations in a store and their states.
     Status(inspect::StatusArgs),
     /// Show an operation's candidates and scores, and chart them as SVG.
     Report(inspect::ReportArgs),
     /// Show the standard output and error of an operation's iterations.
     Logs(inspect::LogsArgs),
+    /// Internal: stops the bodies of a run whose process dies.
+    #[command(name = "__reap", hide = true)]
+    Reap,
 }
 
 fn main() -> ExitCode {
@@ -62,6 +78,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(&args, &mut stdout),
         Command::Run(args) => Ok(run::run(&args)),
+        Command::Submit(args) => Ok(control::submit(&args)),
+        Command::Wait(args) => Ok(control::wait(&args)),
+        Command::Cancel(args) => Ok(control::cancel(&args)),
+        Command::Apply(args) => Ok(control::apply(&args)),
+        Command::Reap => Ok(reaper::serve()),
         Command::Status(args) => Ok(inspect::status(&args)),
         Command::Report(args) => Ok(inspect::report(&args)),
         Command::Logs(args) => Ok(inspect::logs(&args)),

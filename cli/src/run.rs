@@ -1,68 +1,83 @@
 //! `pragma run CELL --state DIR`: run a shell cell in the background and
 //! wait for it, resuming an interrupted run of the same cell and state.
+//! `pragma submit` runs the same thing detached (see `control`).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use pragma_checkpoint::LocalStore;
 use pragma_executor_local::conflict::{Rule, compare};
-use pragma_executor_local::{Config, Event, ExecError, Executor, FinalStatus, Outcome};
+use pragma_executor_local::{Config, ExecError, FinalStatus, Handle, Outcome};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::exit;
-use crate::shell::{DirState, ShellHost, digests};
+use crate::location::Location;
+use crate::progress::Progress;
+use crate::reaper::Reaper;
+use crate::records::{Digests, RunRecord, Runner};
+use crate::shell::{DirState, copy_tree, digests};
 
-/// Arguments of `pragma run`.
-#[derive(Args)]
+/// Arguments of `pragma run` and `pragma submit`.
+#[derive(Args, Clone)]
 pub(crate) struct RunArgs {
     /// The cell: a `#pragma` line, then a shell script.
-    cell: PathBuf,
+    pub(crate) cell: PathBuf,
     /// The state directory; its files are the variables. On success the
     /// best state's changes are applied to it.
     #[arg(long)]
-    state: PathBuf,
-    /// Where checkpoints and working copies are kept.
+    pub(crate) state: PathBuf,
+    /// Where checkpoints, logs and working copies are kept: a directory,
+    /// or s3://BUCKET/PREFIX for the checkpoints (credentials and endpoint
+    /// from the AWS_* environment variables; the rest then stays in
+    /// `.pragma/remote/`).
     #[arg(long, default_value = ".pragma")]
-    store: PathBuf,
+    pub(crate) store: String,
     /// Iterations that run at once (default: the number of cores).
     #[arg(long)]
-    workers: Option<u64>,
+    pub(crate) workers: Option<u64>,
     /// Retries of an iteration whose body exits non-zero.
     #[arg(long, default_value_t = 2)]
-    retries: u32,
+    pub(crate) retries: u32,
     /// Print events as JSON Lines on standard output.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// Start over instead of resuming an interrupted run.
     #[arg(long)]
-    fresh: bool,
+    pub(crate) fresh: bool,
     /// What to do with files changed both by the run and in the state
     /// directory meanwhile (default: apply nothing of them, exit 3).
     #[arg(long, value_enum)]
-    on_conflict: Option<OnConflict>,
+    pub(crate) on_conflict: Option<OnConflict>,
+    /// Internal: run detached for `pragma submit`, printing the operation
+    /// id on standard output once it is submitted.
+    #[arg(long, hide = true)]
+    pub(crate) detached: bool,
 }
 
 /// How to settle conflicts.
-#[derive(Clone, Copy, ValueEnum)]
-enum OnConflict {
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum OnConflict {
     /// Take the run's version.
     TakeBackground,
     /// Keep the state directory's version.
     KeepLive,
 }
 
-/// What `run` remembers between invocations, to resume.
+/// What `run` remembers of a cell and state, to resume.
 #[derive(Serialize, Deserialize)]
 struct RunIndex {
     op: String,
-    /// File digests of the state at submission, for the conflict check.
-    submitted: BTreeMap<String, (u64, u32)>,
 }
 
 /// Runs the command; returns the exit code.
 pub(crate) fn run(args: &RunArgs) -> u8 {
+    if args.detached {
+        // A session of its own: the terminal's hangup and Ctrl-C do not
+        // reach a detached run.
+        let _ = rustix::process::setsid();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -73,7 +88,7 @@ pub(crate) fn run(args: &RunArgs) -> u8 {
     runtime.block_on(run_async(args))
 }
 
-fn usage_error(message: String) -> u8 {
+pub(crate) fn usage_error(message: impl std::fmt::Display) -> u8 {
     eprintln!("error: {message}");
     exit::USAGE
 }
@@ -97,51 +112,62 @@ async fn run_async(args: &RunArgs) -> u8 {
             args.state.display()
         ));
     }
-    let (host, store) = match (
-        ShellHost::new(args.store.join("work"), args.store.join("logs")),
-        LocalStore::new(args.store.join("store")),
-    ) {
-        (Ok(host), Ok(store)) => (host, store),
-        (Err(e), _) => {
-            return usage_error(format!(
-                "cannot use the store `{}`: {e}",
-                args.store.display()
-            ));
-        }
-        (_, Err(e)) => {
-            return usage_error(format!(
-                "cannot use the store `{}`: {e}",
-                args.store.display()
-            ));
-        }
+    let location = match Location::open(&args.store) {
+        Ok(location) => location,
+        Err(message) => return usage_error(message),
     };
+    let mut host = match location.host() {
+        Ok(host) => host,
+        Err(message) => return usage_error(message),
+    };
+    match Reaper::start() {
+        Ok(reaper) => host = host.with_reaper(reaper),
+        Err(e) => eprintln!(
+            "warning: cannot start the process that stops bodies if pragma is killed: {e}"
+        ),
+    }
     let config = Config {
         workers: args.workers.unwrap_or(Config::default().workers).max(1),
         retries: args.retries,
         ..Config::default()
     };
-    let executor = Executor::new(host.clone(), store, config);
+    let executor = location.executor(host.clone(), config);
+    let live = std::fs::canonicalize(&args.state).unwrap_or_else(|_| args.state.clone());
 
-    let index_path = index_path(&args.store, &text, &args.state);
+    let index_path = index_path(&location, &text, &live);
     let resumable = match read_index(&index_path) {
-        Some(index) if !args.fresh => match executor.unfinished().await {
-            Ok(unfinished) if unfinished.contains(&index.op) => Some(index),
+        // Cut short by a crash, a kill or a cancel: it goes on.
+        Some(index) if !args.fresh => match executor.summary(&index.op).await {
+            Ok(summary) if matches!(summary.status, None | Some(FinalStatus::Cancelled)) => {
+                location.read_run(&index.op)
+            }
             _ => None,
         },
         _ => None,
     };
-    let (handle, index) = match resumable {
-        Some(index) => {
-            if !args.json {
+    let (handle, mut record) = match resumable {
+        Some(mut record) => {
+            if let Some(runner) = record.runner.filter(Runner::alive) {
+                return usage_error(format!(
+                    "operation {} of this cell and state is already running (process {}); \
+                     `pragma wait {0}` follows it and `pragma cancel {0}` stops it",
+                    record.op, runner.pid
+                ));
+            }
+            if !args.json && !args.detached {
                 eprintln!(
                     "resuming operation {} from its last checkpoint (--fresh starts over)",
-                    index.op
+                    record.op
                 );
             }
-            match executor.resume(&index.op).await {
-                Ok(handle) => (handle, index),
+            let handle = match executor.resume(&record.op).await {
+                Ok(handle) => handle,
                 Err(e) => return report_exec_error(e),
-            }
+            };
+            record.runner = Runner::current();
+            // A cancel's outcome is not the end any more.
+            let _ = std::fs::remove_file(location.op_dir(&record.op).join("outcome.json"));
+            (handle, record)
         }
         None => {
             let submitted = match digests(&args.state) {
@@ -169,45 +195,108 @@ async fn run_async(args: &RunArgs) -> u8 {
                 Ok(handle) => handle,
                 Err(e) => return report_exec_error(e),
             };
-            let index = RunIndex {
+            let record = RunRecord {
                 op: handle.id().to_owned(),
+                cell: args.cell.clone(),
+                state: live.clone(),
                 submitted,
+                runner: Runner::current(),
             };
-            if let Err(e) = write_index(&index_path, &index) {
+            if let Err(e) = write_index(
+                &index_path,
+                &RunIndex {
+                    op: record.op.clone(),
+                },
+            ) {
                 eprintln!("warning: cannot remember the run for resuming: {e}");
             }
-            (handle, index)
+            (handle, record)
         }
     };
-    let op = handle.id().to_owned();
-    if !args.json {
+    if let Err(e) = location.write_run(&record) {
+        eprintln!("warning: cannot record operation {}: {e}", record.op);
+    }
+    let op = record.op.clone();
+    if args.detached {
+        // `pragma submit` reads this line and returns.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{op}").and_then(|()| out.flush());
+    } else if !args.json {
         eprintln!("operation {op}: {}", cell.directive);
     }
-    let outcome = match follow(handle, args.json).await {
+    let progress = Progress::new(args.json || args.detached);
+    let outcome = follow(handle, &location, &progress, args.json && !args.detached).await;
+    progress.finish();
+    let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => return report_exec_error(e),
     };
-    let _ = std::fs::remove_file(&index_path);
-    finish(args, &index, outcome)
+    if outcome.status != FinalStatus::Cancelled {
+        let _ = std::fs::remove_file(&index_path);
+    }
+    let summary = finish(&location, &record, args.on_conflict, outcome);
+    record.runner = None;
+    let _ = location.write_run(&record);
+    if !args.detached {
+        print_summary(&summary, &location, args.json);
+    }
+    exit_code(&summary)
 }
 
-/// Prints events until the outcome; Ctrl-C cancels.
+/// Follows the operation to its end, keeping its events in the store;
+/// Ctrl-C, SIGTERM (`pragma cancel`) and a hangup cancel it.
 async fn follow(
-    mut handle: pragma_executor_local::Handle<DirState>,
+    mut handle: Handle<DirState>,
+    location: &Location,
+    progress: &Progress,
     json: bool,
 ) -> Result<Outcome<DirState>, ExecError> {
+    let mut events = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(location.events_path(handle.id()))
+        .map(std::io::BufWriter::new)
+        .ok();
+    let (mut terminate, mut hangup) = (
+        signal(SignalKind::terminate()).ok(),
+        signal(SignalKind::hangup()).ok(),
+    );
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
     let mut cancelled = false;
     loop {
+        let stop = async {
+            match (&mut terminate, &mut hangup) {
+                (Some(terminate), Some(hangup)) => tokio::select! {
+                    _ = terminate.recv() => {},
+                    _ = hangup.recv() => {},
+                },
+                _ => std::future::pending().await,
+            }
+        };
         tokio::select! {
             event = handle.next_event() => match event {
-                Some(event) => print_event(&event, json),
+                Some(event) => {
+                    let line = serde_json::to_string(&event).unwrap_or_default();
+                    if let Some(file) = &mut events {
+                        let _ = writeln!(file, "{line}").and_then(|()| file.flush());
+                    }
+                    // The final line is the command's own summary.
+                    if json && !matches!(event, pragma_executor_local::Event::Finished { .. }) {
+                        println!("{line}");
+                    }
+                    progress.event(&event, &handle.status());
+                }
                 None => break,
             },
+            _ = tick.tick() => progress.update(&handle.status()),
             _ = tokio::signal::ctrl_c(), if !cancelled => {
                 cancelled = true;
-                if !json {
-                    eprintln!("cancelling: workers stop, the last checkpoint stays; run again to resume");
-                }
+                progress.say("cancelling: workers stop, the last checkpoint stays; run again to resume");
+                handle.cancel();
+            }
+            () = stop, if !cancelled => {
+                cancelled = true;
+                progress.say("cancelling (asked by a signal): workers stop, the last checkpoint stays");
                 handle.cancel();
             }
         }
@@ -215,160 +304,179 @@ async fn follow(
     handle.wait().await
 }
 
-fn print_event(event: &Event, json: bool) {
-    if json {
-        // The final line is the command's own summary.
-        if !matches!(event, Event::Finished { .. }) {
-            let mut out = std::io::stdout().lock();
-            let _ = serde_json::to_writer(&mut out, event);
-            let _ = writeln!(out);
-        }
-        return;
-    }
-    let line = match event {
-        Event::Queued { reason, .. } => format!("queued: {reason}"),
-        Event::Resumed {
-            iterations_done, ..
-        } => format!("resumed: {iterations_done} iterations already done"),
-        Event::IterationFinished {
-            iteration,
-            score,
-            invalid,
-            ..
-        } => match (score, invalid) {
-            (Some(score), _) => format!("iteration {iteration} finished: score {score}"),
-            (None, Some(reason)) => {
-                format!("iteration {iteration} finished: invalid score: {reason}")
-            }
-            (None, None) => format!("iteration {iteration} finished"),
-        },
-        Event::IterationFailed {
-            iteration, error, ..
-        } => format!("iteration {iteration} failed: {error}"),
-        Event::Retrying {
-            iteration, attempt, ..
-        } => format!("iteration {iteration}: attempt {attempt}"),
-        Event::CheckpointCommitted {
-            iterations_done,
-            score: Some(score),
-            ..
-        } => {
-            format!("checkpoint after {iterations_done} iterations: score {score}")
-        }
-        Event::WorkerLost { iteration, .. } => {
-            format!("worker lost; iteration {iteration:?} runs again")
-        }
-        Event::Interrupted {
-            iteration, message, ..
-        } => format!("iteration {iteration} asked for input: {message}"),
-        _ => return,
-    };
-    eprintln!("{line}");
-}
-
-/// Applies the result, prints the summary, and gives the exit code.
-fn finish(args: &RunArgs, index: &RunIndex, outcome: Outcome<DirState>) -> u8 {
+/// Applies the result where there is no conflict, keeps what is left for
+/// `pragma apply`, and returns the summary (the `finished` JSON line),
+/// which is also saved as the operation's outcome.
+fn finish(
+    location: &Location,
+    record: &RunRecord,
+    on_conflict: Option<OnConflict>,
+    outcome: Outcome<DirState>,
+) -> Value {
     let mut conflicts: Vec<String> = Vec::new();
-    let mut code = match &outcome.status {
-        FinalStatus::Succeeded => exit::OK,
-        FinalStatus::Failed { .. } => exit::FAILED,
-        FinalStatus::Cancelled => exit::CANCELLED,
-        FinalStatus::Interrupted { .. } => exit::INTERRUPTED,
-    };
+    let mut apply_error = None;
     if let (FinalStatus::Succeeded, Some(best)) = (&outcome.status, &outcome.best) {
         match apply(
-            &args.state,
+            &record.state,
             best.state.path(),
-            &index.submitted,
-            args.on_conflict,
+            &record.submitted,
+            on_conflict,
         ) {
-            Ok(left) => {
-                if !left.is_empty() {
-                    code = exit::CONFLICTS;
-                }
-                conflicts = left;
-            }
+            Ok(left) => conflicts = left,
             Err(e) => {
+                apply_error = Some(format!(
+                    "cannot apply the result to `{}`: {e}",
+                    record.state.display()
+                ))
+            }
+        }
+        if !conflicts.is_empty() || apply_error.is_some() {
+            // Keep the best state for `pragma apply`.
+            let kept = location.result_dir(&outcome.op);
+            let _ = std::fs::remove_dir_all(&kept);
+            if let Err(e) =
+                std::fs::create_dir_all(&kept).and_then(|()| copy_tree(best.state.path(), &kept))
+            {
                 eprintln!(
-                    "error: cannot apply the result to `{}`: {e}",
-                    args.state.display()
+                    "warning: cannot keep the result for `pragma apply` in `{}`: {e}",
+                    kept.display()
                 );
-                code = exit::FAILED;
             }
         }
     }
     let best = outcome
         .best
         .as_ref()
-        .map(|b| serde_json::json!({ "iteration": b.iteration, "score": b.score }));
+        .map(|b| json!({ "iteration": b.iteration, "score": b.score }));
     let failed: Vec<_> = outcome
         .failed_iterations
         .iter()
-        .map(|(i, e)| serde_json::json!({ "iteration": i, "error": e }))
+        .map(|(i, e)| json!({ "iteration": i, "error": e }))
         .collect();
-    if args.json {
-        let summary = serde_json::json!({
-            "event": "finished",
-            "op": outcome.op,
-            "status": outcome.status.name(),
-            "reason": match &outcome.status {
-                FinalStatus::Failed { reason } => Some(reason.clone()),
-                FinalStatus::Interrupted { message, iteration } => Some(format!("iteration {iteration}: {message}")),
-                _ => None,
-            },
-            "best": best,
-            "iterations_run": outcome.usage.iterations_run,
-            "failed_iterations": failed,
-            "conflicts": conflicts,
-            "usage": outcome.usage,
-        });
-        println!("{summary}");
-    } else {
-        match &outcome.status {
-            FinalStatus::Succeeded => match &outcome.best {
-                Some(b) => println!(
-                    "succeeded: best iteration {}{}",
-                    b.iteration,
-                    b.score.map(|s| format!(", score {s}")).unwrap_or_default()
-                ),
-                None => println!("succeeded"),
-            },
-            FinalStatus::Failed { reason } => println!("failed: {reason}"),
-            FinalStatus::Cancelled => println!("cancelled: nothing applied; run again to resume"),
-            FinalStatus::Interrupted { iteration, message } => {
-                println!(
-                    "interrupted: iteration {iteration} asked for interactive input ({message}); nothing applied"
-                )
-            }
-        }
-        for (iteration, error) in &outcome.failed_iterations {
-            println!("  iteration {iteration} failed: {error}");
-        }
-        let usage = outcome.usage;
-        println!(
-            "  {} iterations run, {} lost to preemption, {:.1} worker-seconds, {} bytes checkpointed",
-            usage.iterations_run, usage.work_lost, usage.worker_seconds, usage.bytes_checkpointed
-        );
-        if !conflicts.is_empty() {
-            println!(
-                "conflicts: changed both by the run and in `{}` meanwhile, not applied: {}",
-                args.state.display(),
-                conflicts.join(", ")
-            );
-            println!(
-                "  rerun with --on-conflict take-background or --on-conflict keep-live to settle them"
-            );
-        }
+    let mut summary = json!({
+        "event": "finished",
+        "op": outcome.op,
+        "status": outcome.status.name(),
+        "reason": match &outcome.status {
+            FinalStatus::Failed { reason } => Some(reason.clone()),
+            FinalStatus::Interrupted { message, iteration } => Some(format!("iteration {iteration}: {message}")),
+            _ => None,
+        },
+        "best": best,
+        "iterations_run": outcome.usage.iterations_run,
+        "failed_iterations": failed,
+        "conflicts": conflicts,
+        "usage": outcome.usage,
+    });
+    if let Some(error) = apply_error {
+        summary["apply_error"] = json!(error);
     }
-    code
+    // A cancelled run's outcome stands until the run is resumed.
+    if let Err(e) = location.write_outcome(&outcome.op, &summary) {
+        eprintln!("warning: cannot record the outcome of {}: {e}", outcome.op);
+    }
+    summary
+}
+
+/// The exit code a summary stands for.
+pub(crate) fn exit_code(summary: &Value) -> u8 {
+    let conflicts = summary["conflicts"]
+        .as_array()
+        .is_some_and(|c| !c.is_empty());
+    match summary["status"].as_str() {
+        Some("succeeded") if summary.get("apply_error").is_some() => exit::FAILED,
+        Some("succeeded") if conflicts => exit::CONFLICTS,
+        Some("succeeded") => exit::OK,
+        Some("cancelled") => exit::CANCELLED,
+        Some("interrupted") => exit::INTERRUPTED,
+        _ => exit::FAILED,
+    }
+}
+
+/// Prints a summary: the JSON line, or text for a person.
+pub(crate) fn print_summary(summary: &Value, location: &Location, json: bool) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{summary}");
+        return;
+    }
+    let op = summary["op"].as_str().unwrap_or("?");
+    let reason = summary["reason"].as_str().unwrap_or("");
+    let _ = match summary["status"].as_str() {
+        Some("succeeded") => match summary["best"].as_object() {
+            Some(best) => writeln!(
+                out,
+                "succeeded: best iteration {}{}",
+                best["iteration"],
+                best.get("score")
+                    .filter(|s| !s.is_null())
+                    .map(|s| format!(", score {s}"))
+                    .unwrap_or_default()
+            ),
+            None => writeln!(out, "succeeded"),
+        },
+        Some("failed") => writeln!(out, "failed: {reason}"),
+        Some("cancelled") => writeln!(out, "cancelled: nothing applied; run again to resume"),
+        Some("interrupted") => writeln!(
+            out,
+            "interrupted: {reason}; the body asked for interactive input, nothing applied"
+        ),
+        other => writeln!(out, "ended: {}", other.unwrap_or("?")),
+    };
+    for failed in summary["failed_iterations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let _ = writeln!(
+            out,
+            "  iteration {} failed: {}",
+            failed["iteration"],
+            failed["error"].as_str().unwrap_or("")
+        );
+    }
+    let usage = &summary["usage"];
+    let _ = writeln!(
+        out,
+        "  {} iterations run, {} lost to preemption, {:.1} worker-seconds, {} bytes checkpointed",
+        usage["iterations_run"],
+        usage["work_lost"],
+        usage["worker_seconds"].as_f64().unwrap_or(0.0),
+        usage["bytes_checkpointed"]
+    );
+    if let Some(error) = summary["apply_error"].as_str() {
+        let _ = writeln!(out, "error: {error}");
+    }
+    let conflicts: Vec<&str> = summary["conflicts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !conflicts.is_empty() {
+        let _ = writeln!(
+            out,
+            "conflicts: changed both by the run and in the state directory meanwhile, not applied: {}",
+            conflicts.join(", ")
+        );
+        let store = if location.shown == ".pragma" {
+            String::new()
+        } else {
+            format!(" --store {}", crate::control::quoted(&location.shown))
+        };
+        let _ = writeln!(
+            out,
+            "  settle them with `pragma apply {op}{store} --take background` or `pragma apply {op}{store} --keep-live`"
+        );
+    }
 }
 
 /// Applies the result's changes to the live directory; returns the
 /// conflicts left unapplied.
-fn apply(
+pub(crate) fn apply(
     live: &Path,
     result: &Path,
-    submitted: &BTreeMap<String, (u64, u32)>,
+    submitted: &Digests,
     on_conflict: Option<OnConflict>,
 ) -> std::io::Result<Vec<String>> {
     let comparison = compare(submitted, &digests(live)?, &digests(result)?);
@@ -377,7 +485,7 @@ fn apply(
         Some(OnConflict::KeepLive) => Rule::KeepLive,
         None => Rule::Fail,
     };
-    let (changes, left) = match comparison.resolve(&BTreeMap::new(), rule) {
+    let (changes, left) = match comparison.resolve(&Default::default(), rule) {
         Ok(changes) => (changes, Vec::new()),
         Err(unresolved) => (comparison.apply.clone(), unresolved.0),
     };
@@ -418,12 +526,12 @@ fn report_exec_error(error: ExecError) -> u8 {
 
 /// The index file of a cell and state: the same cell on the same state
 /// resumes; anything else starts a new operation.
-fn index_path(store: &Path, cell: &str, state: &Path) -> PathBuf {
-    let state = std::fs::canonicalize(state).unwrap_or_else(|_| state.to_owned());
+fn index_path(location: &Location, cell: &str, live: &Path) -> PathBuf {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(cell.as_bytes());
-    hasher.update(state.to_string_lossy().as_bytes());
-    store
+    hasher.update(live.to_string_lossy().as_bytes());
+    location
+        .local
         .join("runs")
         .join(format!("{:08x}.json", hasher.finalize()))
 }
@@ -433,13 +541,8 @@ fn read_index(path: &Path) -> Option<RunIndex> {
 }
 
 fn write_index(path: &Path, index: &RunIndex) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let temporary = path.with_extension("tmp");
-    std::fs::write(
-        &temporary,
-        serde_json::to_vec(index).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::rename(temporary, path)
+    crate::records::write_atomically(
+        path,
+        &serde_json::to_vec(index).map_err(std::io::Error::other)?,
+    )
 }

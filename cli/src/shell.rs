@@ -14,6 +14,8 @@ use pragma_selector::Evaluation;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::Command;
 
+use crate::reaper::{Reaper, kill_group};
+
 /// A state: a private directory (deleted when the last clone is dropped)
 /// and the environment variables set for the body.
 #[derive(Debug, Clone)]
@@ -37,13 +39,52 @@ pub(crate) struct ShellHost {
     /// Where each run's standard output and error are kept:
     /// `OP/ITERATION-ATTEMPT.out` and `.err`.
     logs: PathBuf,
+    /// Kills the bodies if this process dies first.
+    reaper: Option<Arc<Reaper>>,
+}
+
+/// A body's process group, killed (with whatever the body left running in
+/// the background) when the guard drops.
+struct GroupGuard<'a> {
+    pgid: Option<u32>,
+    reaper: Option<&'a Reaper>,
+}
+
+impl<'a> GroupGuard<'a> {
+    fn new(pgid: Option<u32>, reaper: Option<&'a Reaper>) -> Self {
+        if let (Some(pgid), Some(reaper)) = (pgid, reaper) {
+            reaper.watch(pgid);
+        }
+        GroupGuard { pgid, reaper }
+    }
+}
+
+impl Drop for GroupGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.pgid {
+            kill_group(pgid);
+            if let Some(reaper) = self.reaper {
+                reaper.forget(pgid);
+            }
+        }
+    }
 }
 
 impl ShellHost {
     pub(crate) fn new(work: PathBuf, logs: PathBuf) -> io::Result<Self> {
         std::fs::create_dir_all(&work)?;
         std::fs::create_dir_all(&logs)?;
-        Ok(ShellHost { work, logs })
+        Ok(ShellHost {
+            work,
+            logs,
+            reaper: None,
+        })
+    }
+
+    /// Has `reaper` kill the bodies if this process dies first.
+    pub(crate) fn with_reaper(mut self, reaper: Reaper) -> Self {
+        self.reaper = Some(Arc::new(reaper));
+        self
     }
 
     /// Keeps a run's output; a failure to do so only costs the log.
@@ -78,8 +119,9 @@ impl ShellHost {
 }
 
 /// Copies the files of `from` into `to` (which exists), recursively.
-/// `std::fs::copy` lets the kernel share blocks where the file system can
-/// (copy_file_range: reflinks on btrfs and XFS).
+/// Files are reflinked where the file system can (btrfs, XFS, bcachefs):
+/// the copy shares blocks until one side writes, so a state of many GiB
+/// costs next to nothing to copy. Elsewhere they are copied.
 pub(crate) fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
@@ -91,7 +133,7 @@ pub(crate) fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
         } else {
-            std::fs::copy(entry.path(), &target)?;
+            reflink_copy::reflink_or_copy(entry.path(), &target)?;
         }
     }
     Ok(())
@@ -149,17 +191,15 @@ impl Host for ShellHost {
             .as_ref()
             .and_then(|s| std::fs::read_link(format!("/proc/self/fd/{}", s.as_raw_fd())).ok());
         let pid = child.id();
+        let group = GroupGuard::new(pid, self.reaper.as_deref());
         let output = tokio::select! {
             output = child.wait_with_output() => output.map_err(|e| failed("running the body", e))?,
-            () = ctx.cancel.cancelled() => {
-                kill_group(pid);
-                return Err(RunError::Cancelled);
-            }
+            () = ctx.cancel.cancelled() => return Err(RunError::Cancelled),
             message = watch_for_input(pid, stdin_link) => {
-                kill_group(pid);
                 return Err(RunError::InteractiveInput(message));
             }
         };
+        drop(group);
         drop(stdin);
         self.keep_output(ctx, &output.stdout, &output.stderr).await;
         if !output.status.success() {
@@ -179,15 +219,24 @@ impl Host for ShellHost {
     }
 
     async fn evaluate(&self, expr: &str, state: &DirState) -> Evaluation {
-        let output = Command::new("/bin/sh")
+        let child = Command::new("/bin/sh")
             .arg("-c")
             .arg(expr)
             .current_dir(state.path())
             .envs(&state.env)
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true)
-            .output()
-            .await;
+            .spawn();
+        let output = match child {
+            Ok(child) => {
+                let _group = GroupGuard::new(child.id(), self.reaper.as_deref());
+                child.wait_with_output().await
+            }
+            Err(e) => Err(e),
+        };
         match output {
             Err(e) => Evaluation::failed(format!("cannot run the selection command: {e}")),
             Ok(output) if !output.status.success() => {
@@ -251,16 +300,6 @@ impl Host for ShellHost {
 
     fn remove_iteration_var(&self, state: &mut DirState, name: &str) {
         state.env.remove(name);
-    }
-}
-
-/// Stops a body's whole process group (the shell and what it started).
-fn kill_group(pid: Option<u32>) {
-    if let Some(pid) = pid {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pid}")])
-            .stderr(Stdio::null())
-            .status();
     }
 }
 

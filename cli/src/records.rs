@@ -1,0 +1,139 @@
+//! The command's own records of an operation, beside the checkpoints:
+//! `ops/OP/run.json` (what was submitted, and which process runs it),
+//! `ops/OP/events.jsonl` (its events, for `pragma wait`), `ops/OP/outcome.json`
+//! (how it ended, and what is left to apply) and `ops/OP/result/` (the best
+//! state, kept until it is applied).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::location::Location;
+
+/// File digests by relative path: what the conflict check compares.
+pub(crate) type Digests = BTreeMap<String, (u64, u32)>;
+
+/// What was submitted, and which process runs it now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RunRecord {
+    /// The operation.
+    pub(crate) op: String,
+    /// The cell file, as given.
+    pub(crate) cell: PathBuf,
+    /// The live state directory, absolute.
+    pub(crate) state: PathBuf,
+    /// File digests of the state at submission.
+    pub(crate) submitted: Digests,
+    /// The process running the operation now.
+    pub(crate) runner: Option<Runner>,
+}
+
+/// A running process, told apart from a later one with the same pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Runner {
+    /// Its process id.
+    pub(crate) pid: u32,
+    /// Its start time, in clock ticks since boot (`/proc/PID/stat`).
+    pub(crate) started: u64,
+}
+
+impl Runner {
+    /// This process.
+    pub(crate) fn current() -> Option<Runner> {
+        let pid = std::process::id();
+        Some(Runner {
+            pid,
+            started: start_time(pid)?,
+        })
+    }
+
+    /// Whether the process still runs (and is not a zombie).
+    pub(crate) fn alive(&self) -> bool {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+            return false;
+        };
+        let zombie = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            == Some("Z");
+        !zombie && start_time(self.pid) == Some(self.started)
+    }
+}
+
+/// A process's start time from `/proc/PID/stat` (field 22).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name in parentheses may hold spaces; fields count from after it.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Checks an operation id given on the command line before it becomes a
+/// path.
+pub(crate) fn check_op(op: &str) -> Result<(), String> {
+    let fine = !op.is_empty()
+        && op
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if fine {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{op}` is not an operation id; ids look like op-0123abcd…, and `pragma status` lists them"
+        ))
+    }
+}
+
+/// Writes `bytes` to `path` whole or not at all.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut temporary = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(Path::new(".")))?;
+    temporary.write_all(bytes)?;
+    temporary.as_file().sync_all()?;
+    temporary.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+impl Location {
+    /// The record of `op`, if the command has one.
+    pub(crate) fn read_run(&self, op: &str) -> Option<RunRecord> {
+        let bytes = std::fs::read(self.op_dir(op).join("run.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Saves the record of an operation.
+    pub(crate) fn write_run(&self, record: &RunRecord) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+        write_atomically(&self.op_dir(&record.op).join("run.json"), &bytes)
+    }
+
+    /// How `op` ended, as the `finished` line of `pragma run --json`.
+    pub(crate) fn read_outcome(&self, op: &str) -> Option<serde_json::Value> {
+        let bytes = std::fs::read(self.op_dir(op).join("outcome.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Saves how `op` ended.
+    pub(crate) fn write_outcome(
+        &self,
+        op: &str,
+        outcome: &serde_json::Value,
+    ) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(outcome).map_err(std::io::Error::other)?;
+        write_atomically(&self.op_dir(op).join("outcome.json"), &bytes)
+    }
+
+    /// Where the best state of `op` waits to be applied.
+    pub(crate) fn result_dir(&self, op: &str) -> PathBuf {
+        self.op_dir(op).join("result")
+    }
+
+    /// The event log of `op`.
+    pub(crate) fn events_path(&self, op: &str) -> PathBuf {
+        self.op_dir(op).join("events.jsonl")
+    }
+}
