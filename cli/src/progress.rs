@@ -2,7 +2,8 @@
 //! otherwise, nothing but JSON with `--json`.
 
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pragma_executor_local::{Event, Status};
@@ -11,8 +12,9 @@ use pragma_executor_local::{Event, Status};
 pub(crate) enum Progress {
     /// A bar on standard error, with notable events printed above it.
     Bar(ProgressBar),
-    /// One line on standard error per event worth a line.
-    Lines,
+    /// One line on standard error per event worth a line, and a line of
+    /// counts every few seconds while they change.
+    Lines(Mutex<LastCounts>),
     /// Nothing (JSON output, or a detached run).
     Quiet,
 }
@@ -25,7 +27,10 @@ impl Progress {
             return Progress::Quiet;
         }
         if !std::io::stderr().is_terminal() {
-            return Progress::Lines;
+            return Progress::Lines(Mutex::new(LastCounts {
+                shown: Instant::now(),
+                done: 0,
+            }));
         }
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         let style = ProgressStyle::with_template(
@@ -41,18 +46,36 @@ impl Progress {
     pub(crate) fn say(&self, message: &str) {
         match self {
             Progress::Bar(bar) => bar.println(message),
-            Progress::Lines => eprintln!("{message}"),
+            Progress::Lines(_) => eprintln!("{message}"),
             Progress::Quiet => {}
         }
     }
 
     /// Shows the status now.
     pub(crate) fn update(&self, status: &Status) {
-        if let Progress::Bar(bar) = self {
-            let progress = status.schedule.progress();
-            bar.set_length(progress.total);
-            bar.set_position(progress.done);
-            bar.set_message(status_text(status));
+        let progress = status.schedule.progress();
+        match self {
+            Progress::Bar(bar) => {
+                bar.set_length(progress.total);
+                bar.set_position(progress.done);
+                bar.set_message(status_text(status));
+            }
+            Progress::Lines(last) => {
+                let Ok(mut last) = last.lock() else { return };
+                if progress.done != last.done && last.shown.elapsed() >= LINE_PERIOD {
+                    eprintln!(
+                        "progress: {}/{} iterations done, {}",
+                        progress.done,
+                        progress.total,
+                        status_text(status)
+                    );
+                    *last = LastCounts {
+                        shown: Instant::now(),
+                        done: progress.done,
+                    };
+                }
+            }
+            Progress::Quiet => {}
         }
     }
 
@@ -61,15 +84,9 @@ impl Progress {
     pub(crate) fn event(&self, event: &Event, status: &Status) {
         match self {
             Progress::Quiet => {}
-            Progress::Lines => {
+            Progress::Lines(_) => {
                 if let Some(line) = event_line(event) {
-                    let progress = status.schedule.progress();
-                    eprintln!(
-                        "{line}  [{}/{} done, {}]",
-                        progress.done,
-                        progress.total,
-                        status_text(status)
-                    );
+                    eprintln!("{line}");
                 }
             }
             Progress::Bar(bar) => {
@@ -96,6 +113,15 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// How often, at most, plain progress prints the counts.
+const LINE_PERIOD: Duration = Duration::from_secs(5);
+
+/// The counts plain progress printed last, and when.
+pub(crate) struct LastCounts {
+    shown: Instant,
+    done: u64,
 }
 
 /// `2 in flight · best 0.93 (iteration 7)`.

@@ -592,8 +592,8 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
                     problem(&format!("its directive does not parse: {e}"))
                 })?;
         let first = checkpoints
-            .into_iter()
-            .next()
+            .first()
+            .cloned()
             .ok_or_else(|| problem("its submission is gone"))?;
         let submission = restore_part(&self.shared, &first, "submission").await?;
         let first_generation = first.generation();
@@ -606,7 +606,18 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             },
         };
         let body: Arc<str> = Arc::from(record.body.as_str());
-        let generation = loaded.manifest.generation();
+        // A repeat goes on from its newest state: the latest record may
+        // hold none (the final record of a cancelled operation, say).
+        let latest = loaded.manifest.generation();
+        let generation = match directive {
+            Directive::Repeat(_) => checkpoints
+                .iter()
+                .rev()
+                .filter(|m| m.generation() <= latest)
+                .find(|m| m.parts().iter().any(|p| p.name == "state"))
+                .map_or(latest, Manifest::generation),
+            _ => latest,
+        };
         self.hand_over(
             op.to_owned(),
             directive,

@@ -528,6 +528,48 @@ mod resume {
     }
 
     #[tokio::test]
+    async fn a_cancelled_repeat_resumes_from_its_last_checkpoint() {
+        let host = ScriptedHost::new().delay(Duration::from_millis(5));
+        let executor = executor(&host, 1);
+        let cell = "#pragma repeat --iterations 6 --checkpoint-period 1 --max-by value\nbody";
+        let mut handle = executor.submit(cell, MapState::new()).await.unwrap();
+        while let Some(event) = handle.next_event().await {
+            if matches!(
+                event,
+                Event::CheckpointCommitted {
+                    iterations_done: 3,
+                    ..
+                }
+            ) {
+                break;
+            }
+        }
+        let op = handle.id().to_owned();
+        handle.cancel();
+        assert_eq!(handle.wait().await.unwrap().status, FinalStatus::Cancelled);
+
+        // The final record of the cancel holds no state; the checkpoint
+        // before it does.
+        let (outcome, events) = executor
+            .resume(&op)
+            .await
+            .unwrap()
+            .wait_with_events()
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, FinalStatus::Succeeded, "{events:?}");
+        let Some(Event::Resumed {
+            iterations_done, ..
+        }) = events.first()
+        else {
+            panic!("{events:?}");
+        };
+        assert!(*iterations_done >= 3, "{events:?}");
+        // Every iteration adds one run to the state: six in all, none lost.
+        assert_eq!(outcome.best.unwrap().state["runs"], 6.0);
+    }
+
+    #[tokio::test]
     async fn an_unknown_operation_cannot_be_resumed() {
         let executor = executor(&ScriptedHost::new(), 1);
         let err = executor.resume("op-nope").await.err().expect("an error");
