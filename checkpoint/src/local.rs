@@ -13,6 +13,8 @@ use crate::store::{Reader, Source, Store};
 
 /// Size of the buffer that streams data to disk.
 const CHUNK: usize = 4 << 20;
+/// The first chunk's size; later ones are `CHUNK` if the data fills it.
+const FIRST_CHUNK: usize = 64 << 10;
 
 /// Objects as files under a root directory.
 ///
@@ -110,7 +112,11 @@ impl LocalStore {
         // buffers: one fills from the source while the other is written.
         let written = async {
             let mut file = Some(file);
-            let mut spare = vec![0u8; CHUNK];
+            // Most checkpoints are small: start with a small buffer, so a
+            // commit of a few bytes does not zero megabytes, and move to
+            // big chunks once the source fills one.
+            let mut size = FIRST_CHUNK;
+            let mut spare = vec![0u8; size];
             let mut pending: Option<WriteJob> = None;
             let mut total = 0u64;
             loop {
@@ -130,14 +136,20 @@ impl LocalStore {
                     break;
                 }
                 total += n as u64;
+                if n == spare.len() {
+                    size = CHUNK;
+                }
                 let mut f = file.take().ok_or_else(|| {
                     Error::io(
                         context(),
                         io::Error::other("the file is still being written"),
                     )
                 })?;
-                let chunk =
-                    std::mem::replace(&mut spare, returned.unwrap_or_else(|| vec![0u8; CHUNK]));
+                let next = match returned {
+                    Some(buffer) if buffer.len() == size => buffer,
+                    _ => vec![0u8; size],
+                };
+                let chunk = std::mem::replace(&mut spare, next);
                 pending = Some(tokio::task::spawn_blocking(move || {
                     use std::io::Write;
                     let result = f.write_all(&chunk[..n]);
@@ -248,7 +260,12 @@ impl Store for LocalStore {
     async fn get(&self, key: &Key) -> Result<Reader> {
         let path = self.path(key);
         match tokio::fs::File::open(&path).await {
-            Ok(file) => Ok(Box::new(tokio::io::BufReader::with_capacity(CHUNK, file))),
+            // `tokio::fs::File` already reads big requests in big blocks;
+            // a small buffer only saves the many small reads of a record.
+            Ok(file) => Ok(Box::new(tokio::io::BufReader::with_capacity(
+                FIRST_CHUNK,
+                file,
+            ))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound {
                 key: key.to_string(),
             }),

@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ITERATIONS: u32 = 1000;
+const ROUNDS: usize = 5;
 
 fn time(mut command: Command) -> Option<Duration> {
     let begin = Instant::now();
@@ -43,34 +44,55 @@ fn main() {
         ),
     )
     .expect("the cell");
-    let mut pragma = Command::new(env!("CARGO_BIN_EXE_pragma"));
-    pragma
-        .arg("run")
-        .arg(&cell)
-        .arg("--state")
-        .arg(dir.path().join("state"))
-        .arg("--store")
-        .arg(dir.path().join("store"))
-        .args(["--workers", "2"]);
-    let ours = time(pragma).expect("pragma run succeeds");
-    let xargs = time(shell(&format!(
-        "seq {ITERATIONS} | xargs -P2 -n1 sh -c true"
-    )))
-    .expect("xargs runs");
-    println!(
-        "1,000 iterations of `true` on 2 workers: pragma run {:.2} s, xargs -P2 sh -c {:.2} s: ratio {:.2} (target <= 2.5)",
-        ours.as_secs_f64(),
-        xargs.as_secs_f64(),
-        ours.as_secs_f64() / xargs.as_secs_f64()
-    );
-    match time(shell(&format!("parallel -j2 true ::: $(seq {ITERATIONS})"))) {
-        Some(parallel) => println!(
-            "GNU parallel -j2 {:.2} s: ratio {:.2} (target <= 0.5)",
-            parallel.as_secs_f64(),
-            ours.as_secs_f64() / parallel.as_secs_f64()
-        ),
-        None => {
-            println!("*** SKIPPED: GNU parallel is not installed (apt-get install parallel) ***")
+    let pragma = || {
+        // A fresh store each time: every round runs the whole operation.
+        let _ = std::fs::remove_dir_all(dir.path().join("store"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pragma"));
+        command
+            .arg("run")
+            .arg(&cell)
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .args(["--workers", "2"]);
+        command
+    };
+    let xargs = || shell(&format!("seq {ITERATIONS} | xargs -P2 -n1 sh -c true"));
+    let parallel = || shell(&format!("parallel -j2 true ::: $(seq {ITERATIONS})"));
+    let have_parallel = time(shell("parallel --version")).is_some();
+    // A shared machine is noisy: rounds interleave the contenders, and each
+    // is judged by its median.
+    let (mut ours, mut floor, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        ours.push(time(pragma()).expect("pragma run succeeds"));
+        floor.push(time(xargs()).expect("xargs runs"));
+        if have_parallel {
+            theirs.push(time(parallel()).expect("GNU parallel runs"));
         }
     }
+    let (ours, floor) = (median(&mut ours), median(&mut floor));
+    println!(
+        "1,000 iterations of `true` on 2 workers, median of {ROUNDS} rounds: pragma run {:.2} s, \
+         xargs -P2 sh -c {:.2} s: ratio {:.2} (target <= 2.5)",
+        ours,
+        floor,
+        ours / floor
+    );
+    if have_parallel {
+        let theirs = median(&mut theirs);
+        println!(
+            "GNU parallel -j2 {:.2} s: ratio {:.2} (target <= 0.5)",
+            theirs,
+            ours / theirs
+        );
+    } else {
+        println!("*** SKIPPED: GNU parallel is not installed (apt-get install parallel) ***");
+    }
+}
+
+/// The median of `times`, in seconds.
+fn median(times: &mut [Duration]) -> f64 {
+    times.sort();
+    times[times.len() / 2].as_secs_f64()
 }

@@ -129,6 +129,9 @@ async fn run_async(args: &RunArgs) -> u8 {
     let config = Config {
         workers: args.workers.unwrap_or(Config::default().workers).max(1),
         retries: args.retries,
+        // A shell iteration costs milliseconds: recording finished ones a
+        // few times a second is cheap, and a crash re-runs little.
+        record_interval: std::time::Duration::from_millis(100),
         ..Config::default()
     };
     let executor = location.executor(host.clone(), config);
@@ -278,7 +281,8 @@ async fn follow(
                 Some(event) => {
                     let line = serde_json::to_string(&event).unwrap_or_default();
                     if let Some(file) = &mut events {
-                        let _ = writeln!(file, "{line}").and_then(|()| file.flush());
+                        // Flushed on the tick: `pragma wait` is a tick behind.
+                        let _ = writeln!(file, "{line}");
                     }
                     // The final line is the command's own summary.
                     if json && !matches!(event, pragma_executor_local::Event::Finished { .. }) {
@@ -288,7 +292,12 @@ async fn follow(
                 }
                 None => break,
             },
-            _ = tick.tick() => progress.update(&handle.status()),
+            _ = tick.tick() => {
+                if let Some(file) = &mut events {
+                    let _ = file.flush();
+                }
+                progress.update(&handle.status());
+            }
             _ = tokio::signal::ctrl_c(), if !cancelled => {
                 cancelled = true;
                 progress.say("cancelling: workers stop, the last checkpoint stays; run again to resume");
@@ -300,6 +309,9 @@ async fn follow(
                 handle.cancel();
             }
         }
+    }
+    if let Some(file) = &mut events {
+        let _ = file.flush();
     }
     handle.wait().await
 }

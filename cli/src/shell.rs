@@ -88,14 +88,22 @@ impl ShellHost {
     }
 
     /// Keeps a run's output; a failure to do so only costs the log.
+    /// Empty output leaves no file: most bodies print little, and every
+    /// file created costs time.
     async fn keep_output(&self, ctx: &IterationContext, stdout: &[u8], stderr: &[u8]) {
+        if stdout.is_empty() && stderr.is_empty() {
+            return;
+        }
         let dir = self.logs.join(&*ctx.op);
         if tokio::fs::create_dir_all(&dir).await.is_err() {
             return;
         }
         let stem = format!("{}-{}", ctx.iteration, ctx.attempt);
-        let _ = tokio::fs::write(dir.join(format!("{stem}.out")), stdout).await;
-        let _ = tokio::fs::write(dir.join(format!("{stem}.err")), stderr).await;
+        for (text, extension) in [(stdout, "out"), (stderr, "err")] {
+            if !text.is_empty() {
+                let _ = tokio::fs::write(dir.join(format!("{stem}.{extension}")), text).await;
+            }
+        }
     }
 
     fn new_dir(&self) -> io::Result<tempfile::TempDir> {
