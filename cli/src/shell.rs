@@ -20,7 +20,7 @@ use crate::reaper::{Reaper, kill_group};
 /// and the environment variables set for the body.
 #[derive(Debug, Clone)]
 pub(crate) struct DirState {
-    dir: Arc<tempfile::TempDir>,
+    dir: Arc<WorkDir>,
     env: BTreeMap<String, String>,
 }
 
@@ -41,6 +41,72 @@ pub(crate) struct ShellHost {
     logs: PathBuf,
     /// Kills the bodies if this process dies first.
     reaper: Option<Arc<Reaper>>,
+    /// Empty working directories, for reuse.
+    pool: Arc<DirPool>,
+}
+
+/// A working directory of a state. Dropped, it is emptied and kept for
+/// the next iteration: creating and removing a directory per iteration
+/// costs more than emptying one on most file systems.
+#[derive(Debug)]
+pub(crate) struct WorkDir {
+    dir: Option<tempfile::TempDir>,
+    pool: Arc<DirPool>,
+}
+
+impl WorkDir {
+    fn path(&self) -> &Path {
+        // Only `drop` takes the directory out.
+        self.dir.as_ref().map_or(Path::new(""), |d| d.path())
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            self.pool.give_back(dir);
+        }
+    }
+}
+
+/// Empty working directories; a few at most.
+#[derive(Debug, Default)]
+struct DirPool {
+    free: std::sync::Mutex<Vec<tempfile::TempDir>>,
+}
+
+impl DirPool {
+    /// How many empty directories are kept.
+    const KEEP: usize = 16;
+
+    fn take(&self) -> Option<tempfile::TempDir> {
+        self.free.lock().ok()?.pop()
+    }
+
+    /// Keeps `dir` if it can be emptied; otherwise it is removed.
+    fn give_back(&self, dir: tempfile::TempDir) {
+        if empty_dir(dir.path()).is_err() {
+            return;
+        }
+        if let Ok(mut free) = self.free.lock()
+            && free.len() < Self::KEEP
+        {
+            free.push(dir);
+        }
+    }
+}
+
+/// Removes everything inside `dir`.
+fn empty_dir(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// A body's process group, killed (with whatever the body left running in
@@ -78,6 +144,7 @@ impl ShellHost {
             work,
             logs,
             reaper: None,
+            pool: Arc::default(),
         })
     }
 
@@ -106,10 +173,17 @@ impl ShellHost {
         }
     }
 
-    fn new_dir(&self) -> io::Result<tempfile::TempDir> {
-        tempfile::Builder::new()
-            .prefix("state-")
-            .tempdir_in(&self.work)
+    fn new_dir(&self) -> io::Result<WorkDir> {
+        let dir = match self.pool.take() {
+            Some(dir) => dir,
+            None => tempfile::Builder::new()
+                .prefix("state-")
+                .tempdir_in(&self.work)?,
+        };
+        Ok(WorkDir {
+            dir: Some(dir),
+            pool: Arc::clone(&self.pool),
+        })
     }
 
     /// A state holding a copy of `dir`.

@@ -954,6 +954,32 @@ mod control {
     }
 
     #[test]
+    fn working_copies_are_reused_without_leftovers() {
+        let setup = Setup::new();
+        std::fs::write(setup.path("state/given"), "1\n").unwrap();
+        // Each iteration starts from the state at submission, even in a
+        // directory an earlier iteration used.
+        let cell = setup.cell(
+            "#pragma parallel --iterations 40 --parallel-runs 2 --max-by 'cat d/e/f'\n\
+             test ! -e leak && test \"$(ls)\" = given || exit 1\n\
+             echo x > leak; mkdir -p d/e; echo $iteration > d/e/f; chmod -w leak\n",
+        );
+        setup
+            .pragma(&["run"])
+            .arg(&cell)
+            .arg("--state")
+            .arg(setup.path("state"))
+            .args(["--retries", "0"])
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("succeeded: best iteration 39"));
+        assert_eq!(
+            std::fs::read_to_string(setup.path("state/d/e/f")).unwrap(),
+            "39\n"
+        );
+    }
+
+    #[test]
     fn plain_progress_lines_when_not_a_terminal() {
         let setup = Setup::new();
         let cell = setup
