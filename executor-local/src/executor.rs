@@ -252,7 +252,9 @@ struct Op<St> {
     directive: Directive,
     body: Arc<str>,
     lease: Lease,
-    submission: Arc<St>,
+    /// The state at submission, while iterations may start from it (a
+    /// repeat lets it go after its first checkpoint: one copy less).
+    submission: Option<Arc<St>>,
     selector: Option<Selector>,
     candidates: Vec<CandidateScore>,
     last_error: BTreeMap<u64, String>,
@@ -856,7 +858,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             directive: new.directive,
             body: new.body,
             lease: new.lease,
-            submission: new.submission,
+            submission: Some(new.submission),
             candidates: Vec::new(),
             last_error: BTreeMap::new(),
             abandoned: Vec::new(),
@@ -1032,15 +1034,18 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         });
         enum Source<St> {
             Ready(St),
-            Load(u64),
+            Load(u64, &'static str),
         }
         let source = match from {
-            StartFrom::Submission => Source::Ready((*op.submission).clone()),
+            StartFrom::Submission => match &op.submission {
+                Some(state) => Source::Ready((**state).clone()),
+                None => Source::Load(op.submission_generation, "submission"),
+            },
             StartFrom::Previous => match self.worker_states.remove(&worker) {
                 Some(state) => Source::Ready(state),
-                None => Source::Load(op.last_checkpoint()),
+                None => Source::Load(op.last_checkpoint(), "state"),
             },
-            StartFrom::Checkpoint { .. } => Source::Load(op.last_checkpoint()),
+            StartFrom::Checkpoint { .. } => Source::Load(op.last_checkpoint(), "state"),
         };
         let cancel = CancellationToken::new();
         let ctx = IterationContext {
@@ -1063,9 +1068,13 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             let begin = Instant::now();
             let state = match source {
                 Source::Ready(state) => Ok(state),
-                Source::Load(generation) => restore_generation(&shared, &name, generation, "state")
-                    .await
-                    .map_err(|e| RunError::Failed(format!("restoring the last checkpoint: {e}"))),
+                Source::Load(generation, part) => {
+                    restore_generation(&shared, &name, generation, part)
+                        .await
+                        .map_err(|e| {
+                            RunError::Failed(format!("restoring the last checkpoint: {e}"))
+                        })
+                }
             };
             let (result, evaluation) = match state {
                 Err(e) => (Err(e), None),
@@ -1426,6 +1435,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 op.iterations_done = iterations_done;
                 op.last_generation = generation;
                 op.usage.bytes_checkpointed += bytes;
+                // Rewinds go to this checkpoint from now on.
+                op.submission = None;
                 if let Some(best) = &mut op.best
                     && best.generation.is_none()
                 {
