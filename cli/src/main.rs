@@ -2,6 +2,16 @@
 //!
 //! The binary stays thin: it parses flags, calls the libraries and maps
 //! outcomes to exit codes. The behaviour lives in the workspace's crates.
+//!
+//! - `check`: `pragma check`;
+//! - `run`: `pragma run`, and the detached run behind `pragma submit`;
+//! - `control`: `submit`, `wait`, `cancel` and `apply`;
+//! - `inspect`: `status`, `report` and `logs`;
+//! - `shell`: the host for shell cells (state directories, `/bin/sh`);
+//! - `location`: `--store` as a directory or an `s3://` URL;
+//! - `records`: the command's own records of each operation;
+//! - `progress`: the progress bar and lines;
+//! - `reaper`: the companion that kills bodies when `pragma` is killed.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -55,7 +65,7 @@ enum Command {
     Run(run::RunArgs),
     /// Start a run detached in the background and print its operation id.
     Submit(run::RunArgs),
-    /// Wait for a submitted operation; apply and exit as `run` would.
+    /// Wait for a submitted operation; exit as `run` would have.
     Wait(control::WaitArgs),
     /// Cancel a running operation; its last checkpoint stays for a resume.
     Cancel(control::CancelArgs),
