@@ -28,9 +28,10 @@
 //! finds the claim when it checks after its own create: it reports
 //! [`Error::Fenced`] and removes its commit. Readers skip void commits
 //! whatever the writer did. Claim records are never deleted.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use serde::{Deserialize, Serialize};
@@ -279,6 +280,10 @@ impl Recorded {
 #[derive(Debug, Clone)]
 pub struct CheckpointLog<S> {
     store: S,
+    /// Generations above a lease's epoch already read and found not to be
+    /// claims, by operation: records are immutable, so each is read once
+    /// per lease instead of at every commit. Shared by clones.
+    not_claims: Arc<Mutex<HashMap<String, BTreeSet<u64>>>>,
 }
 
 fn ops() -> Result<Key> {
@@ -296,7 +301,32 @@ fn generation_name(generation: u64) -> String {
 impl<S: Store> CheckpointLog<S> {
     /// A log over `store`.
     pub fn new(store: S) -> Self {
-        CheckpointLog { store }
+        CheckpointLog {
+            store,
+            not_claims: Arc::default(),
+        }
+    }
+
+    fn known_not_claim(&self, op: &str, generation: u64) -> bool {
+        self.not_claims
+            .lock()
+            .is_ok_and(|known| known.get(op).is_some_and(|g| g.contains(&generation)))
+    }
+
+    fn remember_not_claim(&self, op: &str, generation: u64) {
+        if let Ok(mut known) = self.not_claims.lock() {
+            known.entry(op.to_owned()).or_default().insert(generation);
+        }
+    }
+
+    /// A deleted generation may be created again (by a stale claimant,
+    /// say): it must be read again.
+    fn forget_generation(&self, op: &str, generation: u64) {
+        if let Ok(mut known) = self.not_claims.lock()
+            && let Some(generations) = known.get_mut(op)
+        {
+            generations.remove(&generation);
+        }
     }
 
     /// The store underneath.
@@ -355,7 +385,10 @@ impl<S: Store> CheckpointLog<S> {
     async fn newer_claim(&self, lease: &Lease, below: Option<u64>) -> Result<Option<u64>> {
         let commits = op_key(&lease.op)?.join("commits")?;
         for generation in self.generations(&lease.op).await? {
-            if generation <= lease.epoch || below.is_some_and(|b| generation >= b) {
+            if generation <= lease.epoch
+                || below.is_some_and(|b| generation >= b)
+                || self.known_not_claim(&lease.op, generation)
+            {
                 continue;
             }
             let key = commits.join(&generation_name(generation))?;
@@ -365,12 +398,16 @@ impl<S: Store> CheckpointLog<S> {
                 Err(e) => return Err(e),
             };
             let mut start = [0u8; CLAIM_PREFIX.len()];
-            if reader.read_exact(&mut start).await.is_ok()
+            let read = reader.read_exact(&mut start).await.is_ok();
+            if read
                 && start == CLAIM_PREFIX.as_bytes()
                 && let Some(Ok(manifest)) = self.read_record(&lease.op, generation).await?
                 && manifest.kind == RecordKind::Claim
             {
                 return Ok(Some(generation));
+            }
+            if read && start != CLAIM_PREFIX.as_bytes() {
+                self.remember_not_claim(&lease.op, generation);
             }
         }
         Ok(None)
@@ -726,6 +763,7 @@ impl<S: Store> CheckpointLog<S> {
             self.store
                 .delete(&base.join("commits")?.join(&generation_name(generation))?)
                 .await?;
+            self.forget_generation(&lease.op, generation);
             deleted += 1;
         }
         for key in self.store.list(Some(&base.join("data")?)).await? {

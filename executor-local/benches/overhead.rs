@@ -27,11 +27,15 @@ struct Noop {
     sleep: Duration,
 }
 
+/// The body: nothing, or a sleep of `sleep`. The sleep is a thread's
+/// (precise to tens of microseconds), not tokio's timer, which rounds every
+/// sleep up to the next millisecond: 5% of 20 ms that no executor could
+/// win back.
 async fn body(sleep: Duration) {
     if sleep.is_zero() {
         std::hint::black_box(());
     } else {
-        tokio::time::sleep(sleep).await;
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(sleep)).await;
     }
 }
 
@@ -146,8 +150,7 @@ fn main() {
             sleeping.push(executor_run(64, Duration::from_millis(20)).await);
         }
         let sleeping = median(sleeping);
-        // For reference: the same sleeps in the plain loop (tokio's timer
-        // rounds each sleep up to the next millisecond).
+        // For reference: the same sleeps in the plain loop.
         let mut floor = Vec::new();
         for _ in 0..3 {
             floor.push(baseline_run(64, Duration::from_millis(20)).await);

@@ -1566,7 +1566,18 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             op.usage.iterations_run = op.usage_before.iterations_run + progress.attempts;
             op.usage.work_lost = op.usage_before.work_lost + progress.lost;
         }
-        let record = op.record(Some(status.clone()));
+        // Everything finished is on record by now: the end is a delta on
+        // the chain of records, not a full record of every candidate again.
+        let all_recorded = op.pending.is_empty()
+            && op.recorded_candidates == op.candidates.len()
+            && op.recorded_abandoned == op.abandoned.len();
+        let record = match op.full_generation {
+            Some(base) if all_recorded => Record {
+                base: Some(base),
+                ..op.record_header(Some(status.clone()))
+            },
+            _ => op.record(Some(status.clone())),
+        };
         let best = if status == FinalStatus::Succeeded {
             op.best.clone()
         } else {

@@ -242,6 +242,45 @@ mod control {
     use super::*;
 
     #[tokio::test]
+    async fn a_long_parallel_operation_ends_with_a_small_record() {
+        let host = ScriptedHost::new().value(321, -5.0);
+        let store = MemoryStore::new();
+        let executor = Executor::new(
+            host.clone(),
+            store.clone(),
+            Config {
+                record_interval: Duration::from_millis(1),
+                ..config(4)
+            },
+        );
+        let handle = executor
+            .submit(
+                "#pragma parallel --iterations 600 --parallel-runs 4 --min-by value\nbody",
+                MapState::new(),
+            )
+            .await
+            .unwrap();
+        let op = handle.id().to_owned();
+        let outcome = handle.wait().await.unwrap();
+        assert_eq!(best(&outcome), (321, Some(-5.0)));
+
+        // The final record builds on the chain: it does not list every
+        // candidate again.
+        let checkpoints = executor.log().checkpoints(&op).await.unwrap();
+        let last = checkpoints.last().unwrap();
+        assert!(!last.meta()["base"].is_null(), "{}", last.meta());
+        assert_eq!(last.meta()["candidates"], serde_json::json!([]));
+        // And a new executor reads the whole story from the chain.
+        let summary = Executor::new(host, store, config(1))
+            .summary(&op)
+            .await
+            .unwrap();
+        assert_eq!(summary.status, Some(FinalStatus::Succeeded));
+        assert_eq!((summary.done, summary.candidates.len()), (600, 600));
+        assert_eq!(summary.best.map(|b| b.iteration), Some(321));
+    }
+
+    #[tokio::test]
     async fn cancel_stops_the_workers_keeps_the_checkpoint_and_applies_nothing() {
         let host = ScriptedHost::new().delay(Duration::from_millis(30));
         let executor = executor(&host, 2);
