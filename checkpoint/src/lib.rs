@@ -80,7 +80,7 @@ pub mod conformance;
 pub use error::{Error, Result};
 pub use key::{Key, MAX_NAME_LEN, validate_name};
 pub use local::LocalStore;
-pub use log::{CheckpointLog, Lease, Loaded, Manifest, Part, PartInfo, Warning};
+pub use log::{CheckpointLog, Lease, Loaded, Manifest, Meta, Part, PartInfo, Warning};
 pub use memory::MemoryStore;
 #[cfg(feature = "object-store")]
 pub use object::ObjectStoreBackend;

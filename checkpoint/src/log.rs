@@ -102,7 +102,67 @@ pub struct Manifest {
     epoch: u64,
     data: String,
     parts: Vec<PartInfo>,
-    meta: serde_json::Value,
+    meta: Meta,
+}
+
+/// A checkpoint's metadata: JSON, kept as its text and parsed only when
+/// asked. Reading the records of an operation to find claims or to clean
+/// up then costs a scan of the text, not a tree of values per record.
+///
+/// Made from a [`serde_json::Value`] (`json!({...}).into()`), or from any
+/// serialisable value with [`Meta::from_serialize`], which skips building
+/// a `Value` first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Meta {
+    raw: Box<serde_json::value::RawValue>,
+    #[serde(skip)]
+    parsed: std::sync::OnceLock<serde_json::Value>,
+}
+
+impl Meta {
+    /// The metadata `value` serialises to.
+    pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Meta> {
+        Ok(Meta {
+            raw: serde_json::value::to_raw_value(value)?,
+            parsed: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The JSON text.
+    pub fn json(&self) -> &str {
+        self.raw.get()
+    }
+
+    /// The metadata as a JSON value, parsed on first use (`null` if the
+    /// text does not parse, which a checked manifest never has).
+    pub fn value(&self) -> &serde_json::Value {
+        self.parsed
+            .get_or_init(|| serde_json::from_str(self.raw.get()).unwrap_or_default())
+    }
+
+    /// The metadata as a `T`, parsed straight from the text.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_str(self.raw.get())
+    }
+}
+
+impl PartialEq for Meta {
+    fn eq(&self, other: &Meta) -> bool {
+        self.raw.get() == other.raw.get()
+    }
+}
+
+impl From<serde_json::Value> for Meta {
+    fn from(value: serde_json::Value) -> Meta {
+        let raw = serde_json::value::to_raw_value(&value)
+            // A `Value` always serialises: its map keys are strings.
+            .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned());
+        Meta {
+            raw,
+            parsed: std::sync::OnceLock::from(value),
+        }
+    }
 }
 
 impl Manifest {
@@ -129,7 +189,13 @@ impl Manifest {
     /// The caller's metadata (iteration, score, the scheduler's and the
     /// selector's state, ...).
     pub fn meta(&self) -> &serde_json::Value {
-        &self.meta
+        self.meta.value()
+    }
+
+    /// The caller's metadata as a `T`, parsed straight from its JSON text
+    /// (cheaper than going through [`meta`](Self::meta) for a big record).
+    pub fn meta_as<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        self.meta.parse()
     }
 
     /// All the parts' bytes.
@@ -457,7 +523,7 @@ impl<S: Store> CheckpointLog<S> {
                 epoch: generation,
                 data: String::new(),
                 parts: Vec::new(),
-                meta: serde_json::Value::Null,
+                meta: serde_json::Value::Null.into(),
             };
             let key = commits.join(&generation_name(generation))?;
             match self.store.create(&key, &claim.encode()?).await {
@@ -482,10 +548,10 @@ impl<S: Store> CheckpointLog<S> {
     pub async fn commit(
         &self,
         lease: &Lease,
-        meta: serde_json::Value,
+        meta: impl Into<Meta>,
         parts: Vec<Part<'_>>,
     ) -> Result<Manifest> {
-        self.commit_as(lease, None, meta, parts).await
+        self.commit_as(lease, None, meta.into(), parts).await
     }
 
     /// Commits a checkpoint as exactly `generation`: fails with
@@ -496,17 +562,18 @@ impl<S: Store> CheckpointLog<S> {
         &self,
         lease: &Lease,
         generation: u64,
-        meta: serde_json::Value,
+        meta: impl Into<Meta>,
         parts: Vec<Part<'_>>,
     ) -> Result<Manifest> {
-        self.commit_as(lease, Some(generation), meta, parts).await
+        self.commit_as(lease, Some(generation), meta.into(), parts)
+            .await
     }
 
     async fn commit_as(
         &self,
         lease: &Lease,
         exact_generation: Option<u64>,
-        meta: serde_json::Value,
+        meta: Meta,
         parts: Vec<Part<'_>>,
     ) -> Result<Manifest> {
         let mut names = BTreeSet::new();
@@ -868,7 +935,7 @@ mod tests {
             epoch: 3,
             data: String::new(),
             parts: Vec::new(),
-            meta: serde_json::Value::Null,
+            meta: serde_json::Value::Null.into(),
         };
         let bytes = claim.encode().unwrap();
         assert!(bytes.starts_with(CLAIM_PREFIX.as_bytes()));

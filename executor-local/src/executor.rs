@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use pragma_checkpoint::{CheckpointLog, Lease, Manifest, Part, Store};
+use pragma_checkpoint::{CheckpointLog, Lease, Manifest, Meta, Part, Store};
 use pragma_parse::{Directive, Objective as DirectiveObjective};
 use pragma_scheduler::{
     Action, Budgets, Event as SchedulerEvent, OpId, Plan, Resume, Scheduler, StartFrom, WorkerId,
@@ -518,7 +518,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         let mut unfinished = Vec::new();
         for op in self.shared.log.operations().await? {
             if let Some(latest) = self.shared.log.checkpoints(&op).await?.last()
-                && let Ok(record) = serde_json::from_value::<Record>(latest.meta().clone())
+                && let Ok(record) = latest.meta_as::<Record>()
                 && record.ended.is_none()
             {
                 unfinished.push(op);
@@ -646,7 +646,7 @@ fn whole_record(
         reason,
     };
     let parse = |manifest: &Manifest| {
-        serde_json::from_value::<Record>(manifest.meta().clone()).map_err(|e| {
+        manifest.meta_as::<Record>().map_err(|e| {
             problem(format!(
                 "its checkpoint was not written by this executor: {e}"
             ))
@@ -679,7 +679,7 @@ async fn commit_state<H: Host, S: Store>(
     part: &str,
     state: &H::State,
 ) -> Result<(u64, u64), ExecError> {
-    let meta = serde_json::to_value(record).map_err(|e| ExecError::State(io::Error::other(e)))?;
+    let meta = Meta::from_serialize(record).map_err(|e| ExecError::State(io::Error::other(e)))?;
     let (mut writer, reader) = tokio::io::duplex(1 << 16);
     let failed = Arc::new(Mutex::new(None));
     let mut reader = GuardedReader {
@@ -715,7 +715,7 @@ async fn commit_record<H: Host, S: Store>(
     lease: &Lease,
     record: &Record,
 ) -> Result<u64, ExecError> {
-    let meta = serde_json::to_value(record).map_err(|e| ExecError::State(io::Error::other(e)))?;
+    let meta = Meta::from_serialize(record).map_err(|e| ExecError::State(io::Error::other(e)))?;
     Ok(shared
         .log
         .commit(lease, meta, Vec::new())
