@@ -163,7 +163,10 @@ impl<State> Handle<State> {
 
     /// Waits for the outcome.
     pub async fn wait(self) -> Result<Outcome<State>, ExecError> {
-        self.done.await.map_err(|_| ExecError::Stopped)
+        // Nobody reads the events any more: let the executor stop making them.
+        let Handle { done, events, .. } = self;
+        drop(events);
+        done.await.map_err(|_| ExecError::Stopped)
     }
 
     /// Waits for the outcome, and gives back the events too.
@@ -301,8 +304,12 @@ struct Op<St> {
 }
 
 impl<St> Op<St> {
-    fn emit(&self, event: Event) {
-        let _ = self.events.send(event);
+    /// Sends an event, built (from the operation's name) only while the
+    /// handle still listens.
+    fn emit(&self, event: impl FnOnce(String) -> Event) {
+        if !self.events.is_closed() {
+            let _ = self.events.send(event(self.name.clone()));
+        }
     }
 
     fn is_repeat(&self) -> bool {
@@ -907,8 +914,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         }
         let result = match &new.progress {
             Some(progress) => {
-                op.emit(Event::Resumed {
-                    op: op.name.clone(),
+                op.emit(|op| Event::Resumed {
+                    op,
                     iterations_done: match progress {
                         Resume::Repeat { iterations_done } => *iterations_done,
                         Resume::Parallel { finished } => finished.len() as u64,
@@ -927,8 +934,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let (id, actions) = match result {
             Ok(submitted) => submitted,
             Err(e) => {
-                op.emit(Event::Finished {
-                    op: op.name.clone(),
+                op.emit(|op| Event::Finished {
+                    op,
                     status: FinalStatus::Failed {
                         reason: e.to_string(),
                     },
@@ -943,8 +950,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             && actions.is_empty()
             && let Some(op) = self.ops.get(&id)
         {
-            op.emit(Event::Queued {
-                op: op.name.clone(),
+            op.emit(|op| Event::Queued {
+                op,
                 reason: reason.to_string(),
             });
         }
@@ -953,7 +960,17 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
     }
 
     fn act(&mut self, actions: Vec<Action>) {
-        let mut touched = BTreeSet::new();
+        // Nearly always one operation: no allocation for it.
+        let (mut first, mut others): (Option<OpId>, Vec<OpId>) = (None, Vec::new());
+        let mut touch = |op: OpId| match first {
+            None => first = Some(op),
+            Some(f) if f == op => {}
+            Some(_) => {
+                if !others.contains(&op) {
+                    others.push(op);
+                }
+            }
+        };
         for action in actions {
             match action {
                 Action::Start {
@@ -963,7 +980,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     attempt,
                     from,
                 } => {
-                    touched.insert(op);
+                    touch(op);
                     self.start(op, worker, iteration, attempt, from);
                 }
                 Action::Checkpoint {
@@ -971,11 +988,11 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     worker,
                     iterations_done,
                 } => {
-                    touched.insert(op);
+                    touch(op);
                     self.checkpoint(op, worker, iterations_done);
                 }
                 Action::Stop { op, worker } => {
-                    touched.insert(op);
+                    touch(op);
                     if let Some(running) = self.running.remove(&worker) {
                         running.cancel.cancel();
                         running.task.abort();
@@ -983,11 +1000,11 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     self.worker_states.remove(&worker);
                 }
                 Action::Release { op, worker } => {
-                    touched.insert(op);
+                    touch(op);
                     self.worker_states.remove(&worker);
                 }
                 Action::IterationAbandoned { op, iteration } => {
-                    touched.insert(op);
+                    touch(op);
                     if let Some(op) = self.ops.get_mut(&op) {
                         let error = op
                             .last_error
@@ -997,7 +1014,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     }
                 }
                 Action::Finished { op, outcome } => {
-                    touched.insert(op);
+                    touch(op);
                     if let Some(o) = self.ops.get_mut(&op) {
                         o.ending = Some(outcome);
                     }
@@ -1005,7 +1022,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 }
             }
         }
-        for op in touched {
+        for op in first.into_iter().chain(others) {
             self.update_status(op);
         }
     }
@@ -1016,19 +1033,17 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         };
         if !op.started {
             op.started = true;
-            op.emit(Event::Started {
-                op: op.name.clone(),
-            });
+            op.emit(|op| Event::Started { op });
         }
         if attempt > 1 {
-            op.emit(Event::Retrying {
-                op: op.name.clone(),
+            op.emit(|op| Event::Retrying {
+                op,
                 iteration,
                 attempt,
             });
         }
-        op.emit(Event::IterationStarted {
-            op: op.name.clone(),
+        op.emit(|op| Event::IterationStarted {
+            op,
             iteration,
             attempt,
         });
@@ -1130,8 +1145,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         };
         let output = output.and_then(|o| o.downcast::<JobResult<H::State>>().ok());
         let Some(output) = output else {
-            op.emit(Event::WorkerLost {
-                op: op.name.clone(),
+            op.emit(|op| Event::WorkerLost {
+                op,
                 iteration: Some(running.iteration),
             });
             self.worker_states.remove(&worker);
@@ -1149,8 +1164,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let event = match result {
             Err(RunError::Cancelled) => return,
             Err(RunError::InteractiveInput(message)) => {
-                op.emit(Event::Interrupted {
-                    op: op.name.clone(),
+                op.emit(|op| Event::Interrupted {
+                    op,
                     iteration,
                     message: message.clone(),
                 });
@@ -1158,8 +1173,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 SchedulerEvent::Cancel(id)
             }
             Err(RunError::Failed(error)) => {
-                op.emit(Event::IterationFailed {
-                    op: op.name.clone(),
+                op.emit(|op| Event::IterationFailed {
+                    op,
                     iteration,
                     error: error.clone(),
                 });
@@ -1167,8 +1182,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 SchedulerEvent::IterationFailed(worker)
             }
             Ok(state) if op.is_repeat() => {
-                op.emit(Event::IterationFinished {
-                    op: op.name.clone(),
+                op.emit(|op| Event::IterationFinished {
+                    op,
                     iteration,
                     score: None,
                     invalid: None,
@@ -1200,8 +1215,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     score,
                     invalid: invalid.clone(),
                 });
-                op.emit(Event::IterationFinished {
-                    op: op.name.clone(),
+                op.emit(|op| Event::IterationFinished {
+                    op,
                     iteration,
                     score,
                     invalid,
@@ -1442,11 +1457,12 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 {
                     best.generation = Some(generation);
                 }
-                op.emit(Event::CheckpointCommitted {
-                    op: op.name.clone(),
+                let score = op.candidates.last().and_then(|c| c.score);
+                op.emit(|op| Event::CheckpointCommitted {
+                    op,
                     generation,
                     iterations_done,
-                    score: op.candidates.last().and_then(|c| c.score),
+                    score,
                     recorded: Vec::new(),
                 });
                 events.push(SchedulerEvent::CheckpointCommitted(worker));
@@ -1458,8 +1474,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 },
                 Err(error),
             ) => {
-                op.emit(Event::IterationFailed {
-                    op: op.name.clone(),
+                op.emit(|op| Event::IterationFailed {
+                    op,
                     iteration: iterations_done - 1,
                     error: format!("the checkpoint could not be saved: {error}"),
                 });
@@ -1496,10 +1512,11 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     best.generation = Some(generation);
                 }
                 op.finished.extend(workers.iter().map(|(_, i)| *i));
-                op.emit(Event::CheckpointCommitted {
-                    op: op.name.clone(),
+                let iterations_done = op.finished.len() as u64;
+                op.emit(|op| Event::CheckpointCommitted {
+                    op,
                     generation,
-                    iterations_done: op.finished.len() as u64,
+                    iterations_done,
                     score: None,
                     recorded: workers.iter().map(|(_, i)| *i).collect(),
                 });
@@ -1545,9 +1562,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 message: message.clone(),
             },
             (pragma_scheduler::Outcome::Cancelled, None) => {
-                op.emit(Event::Cancelled {
-                    op: op.name.clone(),
-                });
+                op.emit(|op| Event::Cancelled { op });
                 FinalStatus::Cancelled
             }
             (pragma_scheduler::Outcome::Failed(reason), None) => FinalStatus::Failed {
@@ -1643,8 +1658,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             iteration: b.iteration,
             score: b.score,
         });
-        op.emit(Event::Finished {
-            op: op.name.clone(),
+        op.emit(|op| Event::Finished {
+            op,
             status: status.clone(),
             best: best_score,
         });
