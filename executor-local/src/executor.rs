@@ -22,7 +22,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{ExecutionBackend, Job, JobOutput, TokioBackend};
+use crate::backend::{
+    ExecutionBackend, Job, JobOutput, JobSpec, RemoteOutput, StateRef, TokioBackend,
+};
 use crate::host::{Host, IterationContext, RunError, derive_seed};
 use crate::record::{BestRecord, CandidateRecord, Record, score_text, score_value};
 use crate::report::{
@@ -407,6 +409,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             running: ByWorker::new(),
             worker_states: ByWorker::new(),
             tasks: JoinSet::new(),
+            spare_actions: Vec::new(),
             control: control.clone(),
         };
         let coordinator = tokio::spawn(coordinator.run(inbox));
@@ -747,6 +750,43 @@ async fn restore_part<H: Host, S: Store>(
         .map_err(ExecError::State)
 }
 
+/// The result of a job that ran elsewhere, its state restored from the
+/// store (and the store's copy deleted).
+async fn restore_remote<H: Host, S: Store>(
+    shared: &Shared<H, S>,
+    op: &str,
+    iteration: u64,
+    remote: RemoteOutput,
+) -> JobResult<H::State> {
+    let result = match remote.result {
+        Err(e) => Err(e),
+        Ok(key) => {
+            let restored = match shared.log.store().get(&key).await {
+                Ok(mut reader) => shared.host.restore(&mut reader).await.map_err(|e| {
+                    RunError::Failed(format!(
+                        "restoring the result of iteration {iteration} of {op}: {e}"
+                    ))
+                }),
+                Err(e) => Err(RunError::Failed(format!(
+                    "reading the result of iteration {iteration} of {op}: {e}"
+                ))),
+            };
+            let _ = shared.log.store().delete(&key).await;
+            restored
+        }
+    };
+    let evaluation = match &result {
+        Ok(_) => remote.evaluation,
+        Err(_) => None,
+    };
+    JobResult {
+        iteration,
+        result,
+        evaluation,
+        seconds: remote.seconds,
+    }
+}
+
 async fn restore_generation<H: Host, S: Store>(
     shared: &Shared<H, S>,
     op: &str,
@@ -791,6 +831,16 @@ struct Running {
     task: tokio::task::AbortHandle,
 }
 
+impl Drop for Running {
+    /// A job outlives neither its entry nor the coordinator (a dropped
+    /// executor is a crash: its jobs stop). Jobs are plain tasks rather than
+    /// members of the coordinator's `JoinSet`, which costs a little per
+    /// iteration.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 struct Coordinator<H: Host, S: Store + 'static> {
     shared: Arc<Shared<H, S>>,
     scheduler: Scheduler,
@@ -799,6 +849,8 @@ struct Coordinator<H: Host, S: Store + 'static> {
     running: ByWorker<Running>,
     worker_states: ByWorker<H::State>,
     tasks: JoinSet<()>,
+    /// An empty vector for the scheduler's actions, reused.
+    spare_actions: Vec<Action>,
     control: mpsc::UnboundedSender<Msg<H::State>>,
 }
 
@@ -959,7 +1011,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         self.update_status(id);
     }
 
-    fn act(&mut self, actions: Vec<Action>) {
+    fn act(&mut self, mut actions: Vec<Action>) {
         // Nearly always one operation: no allocation for it.
         let (mut first, mut others): (Option<OpId>, Vec<OpId>) = (None, Vec::new());
         let mut touch = |op: OpId| match first {
@@ -971,7 +1023,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 }
             }
         };
-        for action in actions {
+        for action in actions.drain(..) {
             match action {
                 Action::Start {
                     op,
@@ -1025,6 +1077,10 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         for op in first.into_iter().chain(others) {
             self.update_status(op);
         }
+        // Keep the (now empty) vector for the next event.
+        if actions.capacity() > self.spare_actions.capacity() {
+            self.spare_actions = actions;
+        }
     }
 
     fn start(&mut self, id: OpId, worker: WorkerId, iteration: u64, attempt: u32, from: StartFrom) {
@@ -1051,6 +1107,31 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             Ready(St),
             Load(u64, &'static str),
         }
+        let input = match from {
+            StartFrom::Submission => Some((op.submission_generation, "submission")),
+            StartFrom::Previous if self.worker_states.contains_key(&worker) => None,
+            StartFrom::Previous | StartFrom::Checkpoint { .. } => {
+                Some((op.last_checkpoint(), "state"))
+            }
+        };
+        let seed = derive_seed(&op.name, iteration);
+        let spec = self.shared.backend.runs_specs().then(|| JobSpec {
+            op: Arc::clone(&op.shared_name),
+            iteration,
+            attempt,
+            iteration_var: Arc::clone(&op.var),
+            seed,
+            body: Arc::clone(&op.body),
+            expr: if op.is_repeat() {
+                None
+            } else {
+                op.expr.clone()
+            },
+            input: input.map(|(generation, part)| StateRef {
+                generation,
+                part: part.into(),
+            }),
+        });
         let source = match from {
             StartFrom::Submission => match &op.submission {
                 Some(state) => Source::Ready((**state).clone()),
@@ -1068,7 +1149,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             iteration,
             attempt,
             iteration_var: Arc::clone(&op.var),
-            seed: derive_seed(&op.name, iteration),
+            seed,
             cancel: cancel.clone(),
         };
         let evaluate = if op.is_repeat() {
@@ -1118,8 +1199,11 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         });
         let backend = Arc::clone(&self.shared.backend);
         let control = self.control.clone();
-        let task = self.tasks.spawn(async move {
-            let output = backend.execute(worker, job).await;
+        let task = tokio::spawn(async move {
+            let output = match spec {
+                Some(spec) => backend.execute_spec(worker, spec, job).await,
+                None => backend.execute(worker, job).await,
+            };
             let _ = control.send(Msg::JobDone {
                 op: id,
                 worker,
@@ -1131,12 +1215,34 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             Running {
                 iteration,
                 cancel,
-                task,
+                task: task.abort_handle(),
             },
         );
     }
 
     fn job_done(&mut self, id: OpId, worker: WorkerId, output: Option<JobOutput>) {
+        // A job that ran elsewhere left its state in the store: restore it
+        // first (the worker stays busy meanwhile), then handle it as any.
+        let output = match output.map(|o| o.downcast::<RemoteOutput>()) {
+            Some(Ok(remote)) => {
+                if let (Some(running), Some(op)) = (self.running.get(&worker), self.ops.get(&id)) {
+                    let shared = Arc::clone(&self.shared);
+                    let control = self.control.clone();
+                    let (iteration, name) = (running.iteration, op.name.clone());
+                    self.tasks.spawn(async move {
+                        let output = restore_remote(&shared, &name, iteration, *remote).await;
+                        let _ = control.send(Msg::JobDone {
+                            op: id,
+                            worker,
+                            output: Some(Box::new(output) as JobOutput),
+                        });
+                    });
+                }
+                return;
+            }
+            Some(Err(local)) => Some(local),
+            None => None,
+        };
         let Some(running) = self.running.remove(&worker) else {
             return; // stopped meanwhile
         };
@@ -1240,7 +1346,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 SchedulerEvent::IterationFinished(worker)
             }
         };
-        let actions = self.scheduler.handle(event);
+        let mut actions = std::mem::take(&mut self.spare_actions);
+        self.scheduler.handle_into(event, &mut actions);
         self.act(actions);
     }
 
@@ -1270,11 +1377,12 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let workers = std::mem::take(&mut op.pending);
         // A delta lists what changed since the previous record; a full
         // record everything. A full one is written once the deltas since
-        // the last outweigh it, so the bytes written stay linear in the
-        // number of iterations.
+        // the last outweigh it a few times over, so the bytes written stay
+        // linear in the number of iterations, and full records (and the
+        // clean-ups after them) are rare.
         let new_entries = workers.len() + op.candidates.len() - op.recorded_candidates;
         let full = op.full_generation.is_none()
-            || op.delta_entries + new_entries > op.full_entries.max(256);
+            || op.delta_entries + new_entries > 3 * op.full_entries.max(256);
         let mut record;
         if full {
             record = op.record(None);

@@ -119,7 +119,10 @@ mod report;
 #[cfg(feature = "test-util")]
 pub mod testkit;
 
-pub use backend::{ExecutionBackend, Job, JobOutput, TokioBackend};
+pub use backend::{
+    ExecutionBackend, Job, JobOutput, JobSpec, RemoteError, RemoteOutput, RemoteReport, StateRef,
+    TokioBackend, run_spec,
+};
 pub use executor::{Config, ExecError, Executor, Handle};
 pub use host::{Host, IterationContext, RunError, derive_seed};
 pub use report::{

@@ -640,3 +640,133 @@ async fn lost_workers_rerun_their_iterations_and_usage_counts_them() {
     assert_eq!(outcome.usage.work_lost, backend.lost());
     assert_eq!(outcome.usage.iterations_run, 10 + backend.lost());
 }
+
+/// A backend that runs jobs "elsewhere": from their specs alone, with a
+/// host of its own, through the store, as a cluster backend does.
+mod remote {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use pragma_checkpoint::{CheckpointLog, Key, Store};
+    use pragma_executor_local::{
+        ExecutionBackend, Job, JobOutput, JobSpec, RemoteOutput, RemoteReport, run_spec,
+    };
+    use pragma_scheduler::WorkerId;
+
+    use super::*;
+
+    struct Elsewhere {
+        log: CheckpointLog<MemoryStore>,
+        host: ScriptedHost,
+        /// The (iteration, attempt) of every job run from its spec.
+        ran: Mutex<Vec<(u64, u32)>>,
+    }
+
+    #[async_trait]
+    impl ExecutionBackend for Elsewhere {
+        fn capacity(&self) -> u64 {
+            3
+        }
+
+        fn runs_specs(&self) -> bool {
+            true
+        }
+
+        async fn execute(&self, _worker: WorkerId, job: Job) -> Option<JobOutput> {
+            Some(job.await)
+        }
+
+        async fn execute_spec(
+            &self,
+            _worker: WorkerId,
+            spec: JobSpec,
+            job: Job,
+        ) -> Option<JobOutput> {
+            if spec.input.is_none() {
+                return Some(job.await);
+            }
+            drop(job);
+            self.ran
+                .lock()
+                .unwrap()
+                .push((spec.iteration, spec.attempt));
+            let key = Key::parse(&format!(
+                "remote/{}/{}-{}",
+                spec.op, spec.iteration, spec.attempt
+            ))
+            .unwrap();
+            let output = run_spec(&self.host, &self.log, &spec, &key).await;
+            // Across processes the output travels as JSON.
+            let json = serde_json::to_string(&RemoteReport::from(&output)).unwrap();
+            let report: RemoteReport = serde_json::from_str(&json).unwrap();
+            Some(RemoteOutput::try_from(report).unwrap().into_output())
+        }
+    }
+
+    #[tokio::test]
+    async fn jobs_run_from_their_specs_give_the_same_outcome() {
+        let cell = "#pragma parallel --iterations 12 --parallel-runs 3 --max-by value\nbody";
+        let scripted = || {
+            // (No NaN: a state holding one cannot be snapshotted as JSON,
+            // and every remote result is.)
+            ScriptedHost::new().value(4, 40.0).value(7, -3.0).fail(9, 1)
+        };
+        let (local, _) = run(&scripted(), cell).await;
+
+        let store = MemoryStore::new();
+        let backend = Arc::new(Elsewhere {
+            log: CheckpointLog::new(store.clone()),
+            host: scripted(),
+            ran: Mutex::new(Vec::new()),
+        });
+        let here = ScriptedHost::new();
+        let executor = Executor::with_backend(
+            here.clone(),
+            store.clone(),
+            Arc::clone(&backend) as Arc<dyn ExecutionBackend>,
+            config(3),
+        );
+        let state = MapState::from([("data".to_string(), 1.0)]);
+        let outcome = executor
+            .submit(cell, state)
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+
+        assert_eq!(outcome.status, local.status);
+        assert_eq!(best(&outcome), best(&local));
+        assert_eq!(
+            outcome.best.as_ref().unwrap().state,
+            local.best.as_ref().unwrap().state
+        );
+        let sorted = |outcome: &Outcome<MapState>| {
+            let mut candidates: Vec<_> = outcome
+                .candidates
+                .iter()
+                .map(|c| (c.iteration, c.score.map(f64::to_bits), c.invalid.clone()))
+                .collect();
+            candidates.sort();
+            candidates
+        };
+        assert_eq!(sorted(&outcome), sorted(&local));
+        assert!(
+            here.runs().is_empty(),
+            "nothing ran in the executor's process"
+        );
+        let mut ran = backend.ran.lock().unwrap().clone();
+        ran.sort_unstable();
+        assert!(
+            ran.contains(&(9, 2)),
+            "the failed iteration was retried: {ran:?}"
+        );
+        assert_eq!(ran.len(), 13);
+        // The results' copies in the store are gone once restored.
+        let left = store
+            .list(Some(&Key::parse("remote").unwrap()))
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}

@@ -220,21 +220,25 @@ impl Scheduler {
     /// worker that no operation holds any more are ignored.
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
         let mut actions = Vec::new();
+        self.handle_into(event, &mut actions);
+        actions
+    }
+
+    /// As [`handle`](Self::handle), appending the actions to `actions`: a
+    /// caller that reuses one vector saves an allocation per event.
+    pub fn handle_into(&mut self, event: Event, actions: &mut Vec<Action>) {
         match event {
             Event::SetCapacity(capacity) => self.capacity = capacity,
-            Event::Cancel(op) => self.cancel(op, &mut actions),
-            Event::IterationFinished(worker) => {
-                self.on_worker(worker, Report::Finished, &mut actions)
-            }
-            Event::IterationFailed(worker) => self.on_worker(worker, Report::Failed, &mut actions),
+            Event::Cancel(op) => self.cancel(op, actions),
+            Event::IterationFinished(worker) => self.on_worker(worker, Report::Finished, actions),
+            Event::IterationFailed(worker) => self.on_worker(worker, Report::Failed, actions),
             Event::CheckpointCommitted(worker) => {
-                self.on_worker(worker, Report::Committed, &mut actions)
+                self.on_worker(worker, Report::Committed, actions)
             }
-            Event::CheckpointFailed(worker) => self.on_worker(worker, Report::Failed, &mut actions),
-            Event::WorkerLost(worker) => self.on_worker(worker, Report::Lost, &mut actions),
+            Event::CheckpointFailed(worker) => self.on_worker(worker, Report::Failed, actions),
+            Event::WorkerLost(worker) => self.on_worker(worker, Report::Lost, actions),
         }
-        self.fill(&mut actions);
-        actions
+        self.fill(actions);
     }
 
     /// After a crash of the process that ran the workers: every lent worker
