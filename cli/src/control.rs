@@ -142,6 +142,15 @@ pub(crate) fn submit(args: &RunArgs) -> u8 {
     if args.fresh {
         command.arg("--fresh");
     }
+    if args.backend == crate::run::Backend::Slurm {
+        command.args(["--backend", "slurm"]);
+    }
+    if let Some(partition) = &args.partition {
+        command.args(["--partition", partition]);
+    }
+    for arg in &args.sbatch_args {
+        command.arg(format!("--sbatch-arg={arg}"));
+    }
     if let Some(rule) = args.on_conflict {
         command.args([
             "--on-conflict",

@@ -11,7 +11,8 @@
 //! - `location`: `--store` as a directory or an `s3://` URL;
 //! - `records`: the command's own records of each operation;
 //! - `progress`: the progress bar and lines;
-//! - `reaper`: the companion that kills bodies when `pragma` is killed.
+//! - `reaper`: the companion that kills bodies when `pragma` is killed;
+//! - `slurm`: `--backend slurm`, and the task that runs an iteration there.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -27,6 +28,7 @@ mod reaper;
 mod records;
 mod run;
 mod shell;
+mod slurm;
 
 /// Exit codes of the `pragma` command.
 pub(crate) mod exit {
@@ -80,6 +82,12 @@ enum Command {
     /// Internal: stops the bodies of a run whose process dies.
     #[command(name = "__reap", hide = true)]
     Reap,
+    /// Internal: runs one iteration as a SLURM task.
+    #[command(name = "__slurm-task", hide = true)]
+    SlurmTask {
+        /// The task directory.
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -93,6 +101,7 @@ fn main() -> ExitCode {
         Command::Cancel(args) => Ok(control::cancel(&args)),
         Command::Apply(args) => Ok(control::apply(&args)),
         Command::Reap => Ok(reaper::serve()),
+        Command::SlurmTask { dir } => Ok(slurm::task(&dir)),
         Command::Status(args) => Ok(inspect::status(&args)),
         Command::Report(args) => Ok(inspect::report(&args)),
         Command::Logs(args) => Ok(inspect::logs(&args)),

@@ -50,10 +50,29 @@ pub(crate) struct RunArgs {
     /// directory meanwhile (default: apply nothing of them, exit 3).
     #[arg(long, value_enum)]
     pub(crate) on_conflict: Option<OnConflict>,
+    /// Where iterations run: here, or on a SLURM cluster (parallel and
+    /// async cells; the store must then be reachable from every node).
+    #[arg(long, value_enum, default_value = "local")]
+    pub(crate) backend: Backend,
+    /// The SLURM partition (with --backend slurm).
+    #[arg(long)]
+    pub(crate) partition: Option<String>,
+    /// One more argument for `sbatch` (with --backend slurm); repeatable.
+    #[arg(long = "sbatch-arg", allow_hyphen_values = true)]
+    pub(crate) sbatch_args: Vec<String>,
     /// Internal: run detached for `pragma submit`, printing the operation
     /// id on standard output once it is submitted.
     #[arg(long, hide = true)]
     pub(crate) detached: bool,
+}
+
+/// Where iterations run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Backend {
+    /// In this process's workers.
+    Local,
+    /// As SLURM jobs: one job array per operation.
+    Slurm,
 }
 
 /// How to settle conflicts.
@@ -134,7 +153,25 @@ async fn run_async(args: &RunArgs) -> u8 {
         record_interval: std::time::Duration::from_millis(100),
         ..Config::default()
     };
-    let executor = location.executor(host.clone(), config);
+    let slurm = match args.backend {
+        Backend::Local => None,
+        Backend::Slurm => {
+            match crate::slurm::backend(args, &location, &cell.directive, config.workers) {
+                Ok(backend) => Some(backend),
+                Err(message) => return usage_error(message),
+            }
+        }
+    };
+    let executor = match &slurm {
+        None => location.executor(host.clone(), config),
+        Some(backend) => pragma_executor_local::Executor::with_backend(
+            host.clone(),
+            location.checkpoints.clone(),
+            std::sync::Arc::clone(backend)
+                as std::sync::Arc<dyn pragma_executor_local::ExecutionBackend>,
+            config,
+        ),
+    };
     let live = std::fs::canonicalize(&args.state).unwrap_or_else(|_| args.state.clone());
 
     let index_path = index_path(&location, &text, &live);
@@ -230,6 +267,13 @@ async fn run_async(args: &RunArgs) -> u8 {
     let progress = Progress::new(args.json || args.detached);
     let outcome = follow(handle, &location, &progress, args.json && !args.detached).await;
     progress.finish();
+    if let Some(backend) = &slurm {
+        // Tasks of the array that were never asked for (a cancel, a
+        // failure) must not go on running.
+        if let Err(e) = backend.cancel(&op).await {
+            eprintln!("warning: cannot cancel the SLURM jobs of {op}: {e}");
+        }
+    }
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => return report_exec_error(e),

@@ -83,6 +83,8 @@ pub struct JobSpec {
     pub op: Arc<str>,
     /// The iteration to run.
     pub iteration: u64,
+    /// How many iterations the operation has.
+    pub iterations: u64,
     /// Which start of it this is, from 1.
     pub attempt: u32,
     /// The name of the iteration variable to set.

@@ -1118,6 +1118,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let spec = self.shared.backend.runs_specs().then(|| JobSpec {
             op: Arc::clone(&op.shared_name),
             iteration,
+            iterations: op.directive.iterations(),
             attempt,
             iteration_var: Arc::clone(&op.var),
             seed,

@@ -1,0 +1,491 @@
+//! Runs the iterations of pragma operations on a SLURM cluster.
+//!
+//! [`SlurmBackend`] is an [`ExecutionBackend`] for
+//! [`pragma_executor_local::Executor`]: the executor still decides what
+//! runs (retries, budgets, the best candidate, checkpoints), and SLURM runs
+//! it. The first iteration of an operation submits **one job array** for
+//! all its iterations, throttled to the backend's capacity
+//! (`sbatch --array=0-N%P`); task `i` runs iteration `i`. A retry of an
+//! iteration is a single job. Each task runs a worker command (the `pragma`
+//! binary's `__slurm-task`) that reads its [`JobSpec`] from a shared
+//! directory, runs it with [`run_spec`](pragma_executor_local::run_spec)
+//! against the shared checkpoint store, and writes a
+//! [`RemoteReport`] beside it. Tasks are requeueable: a task that finds its
+//! report already written does nothing, so no finished iteration runs
+//! twice.
+//!
+//! Nothing from a cell or a directive is ever put into a shell script or a
+//! command line: the job script is fixed text, and specs travel as JSON
+//! files whose paths reach the task through its environment.
+//!
+//! The shared directory and the checkpoint store must be reachable from
+//! every node (a shared file system, or an object store for the
+//! checkpoints).
+//!
+//! ```no_run
+//! # async fn example() -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! use pragma_executor_slurm::{SlurmBackend, SlurmConfig};
+//!
+//! let backend = SlurmBackend::new(SlurmConfig {
+//!     workers: 4,
+//!     shared_dir: "/shared/pragma/slurm".into(),
+//!     worker_command: vec!["/shared/bin/pragma".into(), "__slurm-task".into()],
+//!     partition: Some("batch".into()),
+//!     sbatch_args: vec!["--time=01:00:00".into()],
+//!     poll: std::time::Duration::from_millis(500),
+//! })?;
+//! // Executor::with_backend(host, store, Arc::new(backend), config)
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pragma_executor_local::{
+    ExecutionBackend, Job, JobOutput, JobSpec, RemoteOutput, RemoteReport, derive_seed,
+};
+use pragma_scheduler::WorkerId;
+use serde::{Deserialize, Serialize};
+
+/// How the backend uses the cluster.
+#[derive(Debug, Clone)]
+pub struct SlurmConfig {
+    /// Iterations that run at once (the array's `%P` throttle).
+    pub workers: u64,
+    /// A directory every node can reach, for specs, reports and logs.
+    pub shared_dir: PathBuf,
+    /// The worker command and its first arguments; the task directory is
+    /// passed in the environment variable `PRAGMA_TASK_DIR`.
+    pub worker_command: Vec<OsString>,
+    /// `--partition`, if any.
+    pub partition: Option<String>,
+    /// More arguments for `sbatch`, each passed as one argument.
+    pub sbatch_args: Vec<String>,
+    /// How often to look for reports and at the queue.
+    pub poll: Duration,
+}
+
+/// Why the backend cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SlurmError {
+    /// `sbatch` or another SLURM command failed or is missing.
+    #[error("{command}: {message}")]
+    Command {
+        /// The command.
+        command: String,
+        /// What it said.
+        message: String,
+    },
+    /// The shared directory cannot be used.
+    #[error("the shared directory `{dir}`: {source}")]
+    SharedDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+/// What a task directory holds besides the specs: how to run them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskSetup {
+    /// Opaque to the backend: what the worker command needs to open the
+    /// store and the host (written by whoever builds the backend).
+    pub worker: serde_json::Value,
+}
+
+/// One operation's job array.
+#[derive(Debug)]
+struct ArrayJob {
+    job_id: String,
+}
+
+/// Runs jobs on SLURM. See the crate docs.
+#[derive(Debug)]
+pub struct SlurmBackend {
+    config: SlurmConfig,
+    /// Job arrays by operation.
+    arrays: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<ArrayJob>>>>,
+    /// What task directories tell workers (see [`TaskSetup`]).
+    setup: serde_json::Value,
+}
+
+/// The fixed job script: no value from a cell is ever part of it.
+const SCRIPT: &str = "#!/bin/sh\n\
+# pragma: runs one iteration; everything it needs is in $PRAGMA_TASK_DIR.\n\
+exec \"$PRAGMA_WORKER\" \"$PRAGMA_WORKER_ARG\" \"$PRAGMA_TASK_DIR\"\n";
+
+impl SlurmBackend {
+    /// A backend; checks that `sbatch` answers and that the shared
+    /// directory can be written.
+    pub fn new(config: SlurmConfig) -> Result<SlurmBackend, SlurmError> {
+        std::fs::create_dir_all(&config.shared_dir).map_err(|source| SlurmError::SharedDir {
+            dir: config.shared_dir.clone(),
+            source,
+        })?;
+        let script = config.shared_dir.join("task.sh");
+        std::fs::write(&script, SCRIPT).map_err(|source| SlurmError::SharedDir {
+            dir: config.shared_dir.clone(),
+            source,
+        })?;
+        let version = std::process::Command::new("sbatch")
+            .arg("--version")
+            .output();
+        match version {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => {
+                return Err(SlurmError::Command {
+                    command: "sbatch --version".into(),
+                    message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+                });
+            }
+            Err(e) => {
+                return Err(SlurmError::Command {
+                    command: "sbatch --version".into(),
+                    message: format!("{e} (is SLURM installed, and this a submit host?)"),
+                });
+            }
+        }
+        Ok(SlurmBackend {
+            config,
+            arrays: Mutex::new(HashMap::new()),
+            setup: serde_json::Value::Null,
+        })
+    }
+
+    /// Sets what task directories tell the worker command (see
+    /// [`TaskSetup`]): how to open the store and build the host there.
+    pub fn with_setup(mut self, setup: serde_json::Value) -> Self {
+        self.setup = setup;
+        self
+    }
+
+    /// The directory of an operation's tasks.
+    pub fn op_dir(&self, op: &str) -> PathBuf {
+        self.config.shared_dir.join(op)
+    }
+
+    /// Cancels every job of `op` (`scancel`); its checkpoints stay.
+    pub async fn cancel(&self, op: &str) -> Result<(), SlurmError> {
+        let name = job_name(op);
+        run("scancel", &[OsString::from("--name"), OsString::from(name)]).await?;
+        Ok(())
+    }
+
+    async fn submit(
+        &self,
+        op: &str,
+        dir: &Path,
+        array: Option<(u64, u64)>,
+    ) -> Result<String, SlurmError> {
+        let mut args: Vec<OsString> = vec![
+            "--parsable".into(),
+            "--requeue".into(),
+            format!("--job-name={}", job_name(op)).into(),
+        ];
+        let mut output = OsString::from("--output=");
+        output.push(dir.join(if array.is_some() {
+            "slurm-%A_%a.out"
+        } else {
+            "slurm-%j.out"
+        }));
+        args.push(output);
+        if let Some((count, throttle)) = array {
+            args.push(format!("--array=0-{}%{}", count.saturating_sub(1), throttle.max(1)).into());
+        }
+        if let Some(partition) = &self.config.partition {
+            args.push(format!("--partition={partition}").into());
+        }
+        args.extend(self.config.sbatch_args.iter().map(OsString::from));
+        args.push(self.config.shared_dir.join("task.sh").into());
+        let (worker, worker_arg) = match self.config.worker_command.as_slice() {
+            [worker, arg, ..] => (worker.clone(), arg.clone()),
+            [worker] => (worker.clone(), OsString::new()),
+            [] => {
+                return Err(SlurmError::Command {
+                    command: "sbatch".into(),
+                    message: "no worker command is configured".into(),
+                });
+            }
+        };
+        // Values reach the script through its environment, never its text.
+        let mut command = tokio::process::Command::new("sbatch");
+        command
+            .args(&args)
+            .arg("--export=ALL")
+            .env("PRAGMA_WORKER", worker)
+            .env("PRAGMA_WORKER_ARG", worker_arg)
+            .env("PRAGMA_TASK_DIR", dir);
+        let output = command.output().await.map_err(|e| SlurmError::Command {
+            command: "sbatch".into(),
+            message: e.to_string(),
+        })?;
+        if !output.status.success() {
+            return Err(SlurmError::Command {
+                command: "sbatch".into(),
+                message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        let text = String::from_utf8_lossy(&output.stdout);
+        Ok(text.trim().split(';').next().unwrap_or_default().to_owned())
+    }
+
+    /// Writes the specs of every iteration of the operation (`spec` is the
+    /// first one asked for) and submits its array, once.
+    async fn array_for(&self, spec: &JobSpec, total: u64) -> Result<String, SlurmError> {
+        let cell = {
+            let mut arrays = self.arrays.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(arrays.entry(spec.op.to_string()).or_default())
+        };
+        let array = cell
+            .get_or_try_init(|| async {
+                let dir = self.op_dir(&spec.op).join("array");
+                // An array submitted by an earlier coordinator of this
+                // operation (killed, restarted) goes on serving it: its
+                // finished tasks left reports, the rest still run.
+                if let Ok(bytes) = tokio::fs::read(dir.join("job.id")).await
+                    && let Ok(job_id) = serde_json::from_slice::<String>(&bytes)
+                    && in_queue(&job_id).await
+                {
+                    return Ok(ArrayJob { job_id });
+                }
+                tokio::fs::create_dir_all(&dir)
+                    .await
+                    .map_err(|source| SlurmError::SharedDir {
+                        dir: dir.clone(),
+                        source,
+                    })?;
+                write_setup(&dir, &self.setup).await?;
+                for iteration in 0..total {
+                    let task_spec = JobSpec {
+                        iteration,
+                        attempt: 1,
+                        seed: derive_seed(&spec.op, iteration),
+                        ..spec.clone()
+                    };
+                    write_json(&dir.join(format!("{iteration}.spec.json")), &task_spec).await?;
+                }
+                let job_id = self
+                    .submit(&spec.op, &dir, Some((total, self.config.workers)))
+                    .await?;
+                write_json(&dir.join("job.id"), &job_id).await?;
+                Ok::<_, SlurmError>(ArrayJob { job_id })
+            })
+            .await?;
+        Ok(array.job_id.clone())
+    }
+
+    /// Waits for the report at `report`; `None` if the job `job` left the
+    /// queue without writing it (lost: killed, its node failed).
+    async fn wait_for(&self, report: &Path, job: &str) -> Option<RemoteReport> {
+        let mut absent = 0;
+        loop {
+            if let Ok(bytes) = tokio::fs::read(report).await
+                && let Ok(report) = serde_json::from_slice::<RemoteReport>(&bytes)
+            {
+                return Some(report);
+            }
+            if in_queue(job).await {
+                absent = 0;
+            } else {
+                // The report is written before the task ends: two looks
+                // without either mean the task is gone.
+                absent += 1;
+                if absent > 2 {
+                    return None;
+                }
+            }
+            tokio::time::sleep(self.config.poll).await;
+        }
+    }
+}
+
+/// Cancels a job when the wait for it is dropped (the executor stopped
+/// the iteration).
+struct CancelOnDrop {
+    job: Option<String>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            let _ = std::process::Command::new("scancel")
+                .arg(job)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+        }
+    }
+}
+
+#[async_trait]
+impl ExecutionBackend for SlurmBackend {
+    fn capacity(&self) -> u64 {
+        self.config.workers
+    }
+
+    fn runs_specs(&self) -> bool {
+        true
+    }
+
+    async fn execute(&self, _worker: WorkerId, job: Job) -> Option<JobOutput> {
+        Some(job.await)
+    }
+
+    async fn execute_spec(&self, _worker: WorkerId, spec: JobSpec, job: Job) -> Option<JobOutput> {
+        if spec.input.is_none() {
+            // Its input is only in this process: it runs here.
+            return Some(job.await);
+        }
+        drop(job);
+        let failed = |message: String| {
+            Some(
+                RemoteOutput {
+                    result: Err(pragma_executor_local::RunError::Failed(message)),
+                    evaluation: None,
+                    seconds: 0.0,
+                }
+                .into_output(),
+            )
+        };
+        let (dir, stem, job_id) = if spec.attempt == 1 {
+            let job = match self.array_for(&spec, spec.iterations).await {
+                Ok(job) => job,
+                Err(e) => return failed(e.to_string()),
+            };
+            let dir = self.op_dir(&spec.op).join("array");
+            let task = format!("{job}_{}", spec.iteration);
+            (dir, spec.iteration.to_string(), task)
+        } else {
+            let dir = self
+                .op_dir(&spec.op)
+                .join(format!("{}-{}", spec.iteration, spec.attempt));
+            if let Err(source) = tokio::fs::create_dir_all(&dir).await {
+                return failed(SlurmError::SharedDir { dir, source }.to_string());
+            }
+            if let Err(e) = write_setup(&dir, &self.setup).await {
+                return failed(e.to_string());
+            }
+            if let Err(e) = write_json(&dir.join("single.spec.json"), &spec).await {
+                return failed(e.to_string());
+            }
+            match self.submit(&spec.op, &dir, None).await {
+                Ok(job) => (dir, "single".to_owned(), job),
+                Err(e) => return failed(e.to_string()),
+            }
+        };
+        let mut guard = CancelOnDrop {
+            job: Some(job_id.clone()),
+        };
+        let report = self
+            .wait_for(&dir.join(format!("{stem}.report.json")), &job_id)
+            .await;
+        guard.job = None;
+        let report = report?;
+        match RemoteOutput::try_from(report) {
+            Ok(output) => Some(output.into_output()),
+            Err(e) => failed(format!("the worker's report: {e}")),
+        }
+    }
+}
+
+/// The job name of an operation's jobs (for `scancel --name`).
+pub fn job_name(op: &str) -> String {
+    format!("pragma-{op}")
+}
+
+async fn write_setup(dir: &Path, setup: &serde_json::Value) -> Result<(), SlurmError> {
+    write_json(
+        &dir.join("setup.json"),
+        &TaskSetup {
+            worker: setup.clone(),
+        },
+    )
+    .await
+}
+
+/// Writes JSON beside, then renames: a reader never sees half a file.
+async fn write_json(path: &Path, value: &impl Serialize) -> Result<(), SlurmError> {
+    let shared = |source| SlurmError::SharedDir {
+        dir: path.to_owned(),
+        source,
+    };
+    let bytes = serde_json::to_vec(value).map_err(|e| shared(std::io::Error::other(e)))?;
+    let temporary = path.with_extension("tmp");
+    tokio::fs::write(&temporary, bytes).await.map_err(shared)?;
+    tokio::fs::rename(&temporary, path).await.map_err(shared)
+}
+
+/// Whether `job` (`123` or `123_4`) is still queued or running.
+async fn in_queue(job: &str) -> bool {
+    let output = tokio::process::Command::new("squeue")
+        .args(["-h", "-o", "%T", "-j", job])
+        .output()
+        .await;
+    match output {
+        // squeue fails for a job it no longer knows.
+        Ok(output) => output.status.success() && !output.stdout.trim_ascii().is_empty(),
+        // Cannot tell: assume it runs, rather than run it twice.
+        Err(_) => true,
+    }
+}
+
+async fn run(program: &str, args: &[OsString]) -> Result<String, SlurmError> {
+    let output = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| SlurmError::Command {
+            command: program.into(),
+            message: e.to_string(),
+        })?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(SlurmError::Command {
+            command: program.into(),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
+
+/// The worker's side, for the task command: finds its spec in `dir` (the
+/// array task's by `SLURM_ARRAY_TASK_ID`, or the single job's), and says
+/// where its report goes. `None` if the report exists already: a
+/// requeued task does nothing.
+pub fn task_files(dir: &Path) -> std::io::Result<Option<(JobSpec, TaskSetup, PathBuf)>> {
+    let stem = match std::env::var("SLURM_ARRAY_TASK_ID") {
+        Ok(task) if !task.is_empty() => task
+            .parse::<u64>()
+            .map_err(|_| {
+                std::io::Error::other(format!("SLURM_ARRAY_TASK_ID `{task}` is not a number"))
+            })?
+            .to_string(),
+        _ => "single".to_owned(),
+    };
+    let report = dir.join(format!("{stem}.report.json"));
+    if report.exists() {
+        return Ok(None);
+    }
+    let spec: JobSpec =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{stem}.spec.json")))?)
+            .map_err(std::io::Error::other)?;
+    let setup: TaskSetup = serde_json::from_slice(&std::fs::read(dir.join("setup.json"))?)
+        .map_err(std::io::Error::other)?;
+    Ok(Some((spec, setup, report)))
+}
+
+/// Writes the worker's report whole (see [`task_files`]).
+pub fn write_report(path: &Path, report: &RemoteReport) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(
+        &temporary,
+        serde_json::to_vec(report).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(temporary, path)
+}
