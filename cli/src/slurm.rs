@@ -52,6 +52,13 @@ pub(crate) fn backend(
         std::env::current_exe().map_err(|e| format!("cannot find the pragma executable: {e}"))?;
     let shared_dir = std::path::absolute(location.local.join("slurm"))
         .map_err(|e| format!("the store `{}`: {e}", args.store))?;
+    // The array runs no more at once than the executor would.
+    let workers = match directive {
+        Directive::Parallel(parallel) => {
+            parallel.parallel_runs().map_or(workers, |p| p.min(workers))
+        }
+        _ => workers,
+    };
     let config = SlurmConfig {
         workers,
         shared_dir,

@@ -1190,3 +1190,306 @@ mod reflinks {
         assert_eq!(std::fs::read(state.join("big")).unwrap(), big);
     }
 }
+
+/// `--backend slurm` against a real cluster: `scripts/start-slurm` starts
+/// one on this machine (as `.ci/run` does) and sets `PRAGMA_TEST_SLURM`.
+mod slurm {
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn cluster() -> bool {
+        if std::env::var_os("PRAGMA_TEST_SLURM").is_some() {
+            return true;
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "under CI the SLURM tests must run: .ci/run starts a cluster with scripts/start-slurm"
+        );
+        eprintln!(
+            "\n*** SKIPPED: SLURM tests: PRAGMA_TEST_SLURM is not set (see scripts/start-slurm) ***\n"
+        );
+        false
+    }
+
+    struct Setup {
+        dir: tempfile::TempDir,
+    }
+
+    impl Setup {
+        fn new() -> Setup {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("state")).unwrap();
+            std::fs::write(dir.path().join("state/base"), "5\n").unwrap();
+            Setup { dir }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        fn cell(&self, text: &str) -> PathBuf {
+            let path = self.path("cell");
+            std::fs::write(&path, text).unwrap();
+            path
+        }
+
+        fn run(&self, cell: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+            let output = pragma()
+                .arg("run")
+                .arg(cell)
+                .arg("--state")
+                .arg(self.path("state"))
+                .arg("--store")
+                .arg(self.path("store"))
+                .arg("--json")
+                .args(extra)
+                .env("OUT", self.dir.path())
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let last = stdout.lines().last().unwrap_or_else(|| {
+                panic!(
+                    "no output; stderr: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            });
+            (
+                output.status.code().unwrap_or(-1),
+                serde_json::from_str(last).unwrap(),
+            )
+        }
+    }
+
+    /// Lines of `$OUT/NAME`, as bodies append them.
+    fn lines(setup: &Setup, name: &str) -> Vec<String> {
+        std::fs::read_to_string(setup.path(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    const PARALLEL: &str = "#pragma parallel --iterations 6 --parallel-runs 3 --max-by 'cat score'\n\
+        echo $iteration >> \"$OUT/ran\"; echo $(( $(cat base) * iteration % 7 )) > score\n";
+
+    #[test]
+    fn a_parallel_cell_gives_the_same_outcome_as_locally() {
+        if !cluster() {
+            return;
+        }
+        let local = Setup::new();
+        let (code, here) = local.run(&local.cell(PARALLEL), &[]);
+        assert_eq!(code, 0, "{here}");
+        let remote = Setup::new();
+        let (code, there) = remote.run(&remote.cell(PARALLEL), &["--backend", "slurm"]);
+        assert_eq!(code, 0, "{there}");
+        assert_eq!(there["best"], here["best"]);
+        assert_eq!(there["best"]["iteration"], 4);
+        assert_eq!(there["iterations_run"], 6);
+        assert_eq!(
+            std::fs::read_to_string(remote.path("state/score")).unwrap(),
+            "6\n"
+        );
+        let mut ran = lines(&remote, "ran");
+        ran.sort();
+        assert_eq!(ran, ["0", "1", "2", "3", "4", "5"], "each iteration once");
+        // The logs of the tasks are where `pragma logs` finds them.
+        let op = there["op"].as_str().unwrap();
+        pragma()
+            .args(["report", op, "--store"])
+            .arg(remote.path("store"))
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("4  6  <- best"));
+    }
+
+    #[test]
+    fn a_failing_task_uses_the_retry_budget() {
+        if !cluster() {
+            return;
+        }
+        let setup = Setup::new();
+        let cell = setup.cell(
+            "#pragma parallel --iterations 4 --parallel-runs 2 --max-by 'cat score'\n\
+             if [ $iteration = 2 ] && [ ! -e \"$OUT/failed-once\" ]; then touch \"$OUT/failed-once\"; echo boom >&2; exit 3; fi\n\
+             echo $iteration > score\n",
+        );
+        let (code, outcome) = setup.run(&cell, &["--backend", "slurm"]);
+        assert_eq!(code, 0, "{outcome}");
+        assert_eq!(outcome["best"]["iteration"], 3);
+        assert_eq!(outcome["iterations_run"], 5, "one retry");
+        // Out of retries, the iteration fails the operation's candidate list.
+        let setup = Setup::new();
+        let cell = setup.cell(
+            "#pragma parallel --iterations 3 --parallel-runs 3 --max-by 'cat score'\n\
+             [ $iteration = 1 ] && exit 3; echo $iteration > score\n",
+        );
+        let (_, outcome) = setup.run(&cell, &["--backend", "slurm", "--retries", "1"]);
+        assert_eq!(outcome["failed_iterations"][0]["iteration"], 1, "{outcome}");
+        assert_eq!(outcome["iterations_run"], 4, "{outcome}");
+    }
+
+    #[test]
+    fn nothing_from_the_cell_or_paths_reaches_a_shell_unquoted() {
+        if !cluster() {
+            return;
+        }
+        let setup = Setup::new();
+        // A state directory and a store whose names are shell syntax. (The
+        // payloads name their files through variables: one path component
+        // cannot hold a slash.)
+        let nasty = "st ;$(touch \"$PWNED1\") `touch \"$PWNED2\"` 'q\" x";
+        let state = setup.path(nasty);
+        std::fs::create_dir(&state).unwrap();
+        std::fs::write(state.join("base"), "2\n").unwrap();
+        let cell = setup.cell(
+            "#pragma parallel --iterations 3 --parallel-runs 3 --max-by 'cat \"sc ore\" # $(touch \"$OUT/pwned3\")'\n\
+             printf '%s\\n' \"$iteration\" > \"sc ore\"; echo ';$(touch \"$OUT/pwned4\")`x`'\n",
+        );
+        let output = pragma()
+            .arg("run")
+            .arg(&cell)
+            .arg("--state")
+            .arg(&state)
+            .arg("--store")
+            .arg(setup.path("store ;$(touch \"$PWNED5\")"))
+            .args([
+                "--json",
+                "--backend",
+                "slurm",
+                "--sbatch-arg=--comment=$(touch \"$PWNED6\");`y`",
+            ])
+            .env("OUT", setup.dir.path())
+            .envs((1..=6).map(|n| (format!("PWNED{n}"), setup.path(&format!("pwned{n}")))))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(last["status"], "succeeded", "{last}");
+        assert_eq!(last["best"]["iteration"], 2);
+        for n in 1..=6 {
+            assert!(!setup.path(&format!("pwned{n}")).exists(), "pwned{n}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(state.join("sc ore")).unwrap(),
+            "2\n"
+        );
+    }
+
+    /// The jobs of `op` in the queue.
+    fn queued(op: &str) -> usize {
+        let output = std::process::Command::new("squeue")
+            .args(["-h", "-r", "-o", "%i", "--name", &format!("pragma-{op}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).lines().count()
+    }
+
+    #[test]
+    fn cancel_stops_the_array() {
+        if !cluster() {
+            return;
+        }
+        let setup = Setup::new();
+        let cell = setup.cell(
+            "#pragma parallel --iterations 8 --parallel-runs 2 --max-by 'cat score'\n\
+             touch \"$OUT/started-$iteration\"; sleep 60; echo 1 > score\n",
+        );
+        let out = pragma()
+            .arg("submit")
+            .arg(&cell)
+            .arg("--state")
+            .arg(setup.path("state"))
+            .arg("--store")
+            .arg(setup.path("store"))
+            .args(["--backend", "slurm"])
+            .env("OUT", setup.dir.path())
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        let op = String::from_utf8(out).unwrap().trim().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !setup.path("started-0").exists() {
+            assert!(Instant::now() < deadline, "no task started");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(queued(&op) > 0);
+        pragma()
+            .args(["cancel", &op, "--store"])
+            .arg(setup.path("store"))
+            .assert()
+            .code(0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while queued(&op) > 0 {
+            assert!(Instant::now() < deadline, "the array is still queued");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            !setup.path("started-7").exists(),
+            "later tasks never started"
+        );
+    }
+
+    #[test]
+    fn a_restarted_coordinator_reuses_the_running_array() {
+        if !cluster() {
+            return;
+        }
+        let setup = Setup::new();
+        let cell = setup.cell(
+            "#pragma parallel --iterations 6 --parallel-runs 2 --max-by 'cat score'\n\
+             echo $iteration >> \"$OUT/ran\"; sleep 1; echo $iteration > score\n",
+        );
+        let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
+            .arg("run")
+            .arg(&cell)
+            .arg("--state")
+            .arg(setup.path("state"))
+            .arg("--store")
+            .arg(setup.path("store"))
+            .args(["--backend", "slurm"])
+            .env("OUT", setup.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lines(&setup, "ran").len() < 2 {
+            assert!(Instant::now() < deadline, "no task ran");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        first.kill().unwrap(); // SIGKILL: the array goes on without it
+        first.wait().unwrap();
+        let (code, outcome) = setup.run(&cell, &["--backend", "slurm"]);
+        assert_eq!(code, 0, "{outcome}");
+        assert_eq!(outcome["best"]["iteration"], 5);
+        let mut ran = lines(&setup, "ran");
+        ran.sort();
+        assert_eq!(
+            ran,
+            ["0", "1", "2", "3", "4", "5"],
+            "no iteration ran twice"
+        );
+    }
+
+    #[test]
+    fn repeat_cells_are_refused_clearly() {
+        let setup = Setup::new();
+        let cell = setup.cell("#pragma repeat --iterations 2 --max-by 'cat base'\ntrue\n");
+        pragma()
+            .arg("run")
+            .arg(&cell)
+            .arg("--state")
+            .arg(setup.path("state"))
+            .arg("--store")
+            .arg(setup.path("store"))
+            .args(["--backend", "slurm"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("cannot run on SLURM yet"));
+    }
+}

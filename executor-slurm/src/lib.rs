@@ -489,3 +489,59 @@ pub fn write_report(path: &Path, report: &RemoteReport) -> std::io::Result<()> {
     )?;
     std::fs::rename(temporary, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            op: Arc::from("op-1"),
+            iteration: 0,
+            iterations: 1,
+            attempt: 2,
+            iteration_var: Arc::from("i"),
+            seed: 7,
+            body: Arc::from("echo '$(not run)'"),
+            expr: None,
+            input: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_with_its_report_written_does_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        write_setup(dir.path(), &serde_json::json!({ "store": "/s" }))
+            .await
+            .unwrap();
+        write_json(&dir.path().join("single.spec.json"), &spec())
+            .await
+            .unwrap();
+        let (found, setup, report) = task_files(dir.path()).unwrap().expect("a task to run");
+        assert_eq!(found, spec());
+        assert_eq!(setup.worker["store"], "/s");
+        let output = RemoteOutput {
+            result: Err(pragma_executor_local::RunError::Failed("boom".into())),
+            evaluation: None,
+            seconds: 1.5,
+        };
+        write_report(&report, &RemoteReport::from(&output)).unwrap();
+        // Requeued after it finished: nothing runs twice.
+        assert!(task_files(dir.path()).unwrap().is_none());
+        let read: RemoteReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let back = RemoteOutput::try_from(read).unwrap();
+        assert_eq!(
+            back.result.unwrap_err(),
+            pragma_executor_local::RunError::Failed("boom".into())
+        );
+    }
+
+    #[test]
+    fn the_job_script_is_fixed_text() {
+        // Whatever a cell holds reaches the script only as variables.
+        assert!(!SCRIPT.contains("{"), "{SCRIPT}");
+        assert!(SCRIPT.contains("\"$PRAGMA_TASK_DIR\""));
+    }
+}
