@@ -23,7 +23,7 @@
 //! checkpoints).
 //!
 //! ```no_run
-//! # async fn example() -> std::io::Result<()> {
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use pragma_executor_slurm::{SlurmBackend, SlurmConfig};
 //!

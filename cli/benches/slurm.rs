@@ -1,0 +1,83 @@
+//! `pragma run --backend slurm` on a parallel cell of 20 iterations of
+//! `true`, 2 at a time, against submitting the same array with plain
+//! `sbatch --wait --array=0-19%2` and a trivial script, in the same run:
+//! the overhead per iteration of going through pragma (specs, reports,
+//! the shared store, scoring) on top of SLURM's own.
+//!
+//! Needs a cluster (`eval "$(scripts/start-slurm)"`); run with
+//! `cargo bench -p pragma-cli --bench slurm`.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ITERATIONS: u32 = 20;
+const ROUNDS: usize = 3;
+
+fn time(mut command: Command) -> Option<Duration> {
+    let begin = Instant::now();
+    let status = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    status.success().then(|| begin.elapsed())
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    if time(Command::new("sbatch").arg("--version")).is_none() {
+        println!("*** SKIPPED: no SLURM here (eval \"$(scripts/start-slurm)\") ***");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::create_dir(dir.path().join("state")).expect("the state directory");
+    let cell = dir.path().join("cell");
+    std::fs::write(
+        &cell,
+        format!(
+            "#pragma parallel --iterations {ITERATIONS} --parallel-runs 2 --max-by 'echo 1'\ntrue\n"
+        ),
+    )
+    .expect("the cell");
+    let script = dir.path().join("trivial.sh");
+    std::fs::write(&script, "#!/bin/sh\ntrue\n").expect("the script");
+    let pragma = || {
+        let _ = std::fs::remove_dir_all(dir.path().join("store"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pragma"));
+        command
+            .arg("run")
+            .arg(&cell)
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .args(["--workers", "2", "--backend", "slurm"]);
+        command
+    };
+    let plain = || {
+        let mut command = Command::new("sbatch");
+        command
+            .args(["--wait", "--output=/dev/null"])
+            .arg(format!("--array=0-{}%2", ITERATIONS - 1))
+            .arg(&script);
+        command
+    };
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        ours.push(time(pragma()).expect("pragma run --backend slurm succeeds"));
+        theirs.push(time(plain()).expect("sbatch --wait succeeds"));
+    }
+    ours.sort();
+    theirs.sort();
+    let (ours, theirs) = (ours[ROUNDS / 2], theirs[ROUNDS / 2]);
+    println!(
+        "{ITERATIONS} iterations of `true`, 2 at a time on SLURM, median of {ROUNDS}: pragma run --backend slurm {:.2} s, \
+         sbatch --array {:.2} s: ratio {:.2}, {:.0} ms more per iteration",
+        ours.as_secs_f64(),
+        theirs.as_secs_f64(),
+        ours.as_secs_f64() / theirs.as_secs_f64(),
+        (ours.as_secs_f64() - theirs.as_secs_f64()) * 1000.0 / f64::from(ITERATIONS)
+    );
+}
