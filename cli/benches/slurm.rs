@@ -27,7 +27,9 @@ fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return;
     }
-    if time(Command::new("sbatch").arg("--version")).is_none() {
+    let mut version = Command::new("sbatch");
+    version.arg("--version");
+    if time(version).is_none() {
         println!("*** SKIPPED: no SLURM here (eval \"$(scripts/start-slurm)\") ***");
         return;
     }
