@@ -314,7 +314,9 @@ struct CancelOnDrop {
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         if let Some(job) = self.job.take() {
-            let _ = std::process::Command::new("scancel")
+            // tokio reaps the child in the background: no zombie is left,
+            // and the drop does not wait for scancel.
+            let _ = tokio::process::Command::new("scancel")
                 .arg(job)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
