@@ -12,7 +12,8 @@
 //! - `records`: the command's own records of each operation;
 //! - `progress`: the progress bar and lines;
 //! - `reaper`: the companion that kills bodies when `pragma` is killed;
-//! - `slurm`: `--backend slurm`, and the task that runs an iteration there.
+//! - `slurm`: `--backend slurm`, the task that runs an iteration there, and
+//!   the job that runs a whole repeat operation.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -88,6 +89,12 @@ enum Command {
         /// The task directory.
         dir: std::path::PathBuf,
     },
+    /// Internal: runs a whole repeat operation as a SLURM job.
+    #[command(name = "__slurm-run", hide = true)]
+    SlurmRun {
+        /// The job directory.
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -102,6 +109,7 @@ fn main() -> ExitCode {
         Command::Apply(args) => Ok(control::apply(&args)),
         Command::Reap => Ok(reaper::serve()),
         Command::SlurmTask { dir } => Ok(slurm::task(&dir)),
+        Command::SlurmRun { dir } => Ok(slurm::run_whole(&dir)),
         Command::Status(args) => Ok(inspect::status(&args)),
         Command::Report(args) => Ok(inspect::report(&args)),
         Command::Logs(args) => Ok(inspect::logs(&args)),

@@ -162,6 +162,9 @@ async fn run_async(args: &RunArgs) -> u8 {
             }
         }
     };
+    if let (Some(backend), pragma_parse::Directive::Repeat(_)) = (&slurm, &cell.directive) {
+        return crate::slurm::run_repeat(args, &text, &location, backend).await;
+    }
     let executor = match &slurm {
         None => location.executor(host.clone(), config),
         Some(backend) => pragma_executor_local::Executor::with_backend(

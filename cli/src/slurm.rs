@@ -23,6 +23,11 @@ struct WorkerSetup {
     /// The directory `pragma run` ran in (an S3 store's local files are
     /// relative to it).
     cwd: std::path::PathBuf,
+    /// A whole repeat operation: `--retries` and `--workers`.
+    #[serde(default)]
+    retries: u32,
+    #[serde(default)]
+    workers: Option<u64>,
 }
 
 /// The backend for `args`, or why there is none.
@@ -32,13 +37,6 @@ pub(crate) fn backend(
     directive: &Directive,
     workers: u64,
 ) -> Result<Arc<SlurmBackend>, String> {
-    if matches!(directive, Directive::Repeat(_)) {
-        return Err(
-            "`#pragma repeat` cannot run on SLURM yet (each iteration needs the previous one's state); \
-             run it with the local backend, or use a parallel cell"
-                .to_owned(),
-        );
-    }
     let cwd = std::env::current_dir().map_err(|e| format!("the current directory: {e}"))?;
     let store = if args.store.contains("://") {
         args.store.clone()
@@ -67,7 +65,13 @@ pub(crate) fn backend(
         sbatch_args: args.sbatch_args.clone(),
         poll: Duration::from_millis(200),
     };
-    let setup = serde_json::to_value(WorkerSetup { store, cwd }).map_err(|e| e.to_string())?;
+    let setup = serde_json::to_value(WorkerSetup {
+        store,
+        cwd,
+        retries: args.retries,
+        workers: args.workers,
+    })
+    .map_err(|e| e.to_string())?;
     let backend = SlurmBackend::new(config).map_err(|e| {
         format!(
             "cannot use SLURM: {e}; the store `{}` must also be reachable from every node \
@@ -143,4 +147,254 @@ pub(crate) fn task(dir: &Path) -> u8 {
             }
         }
     })
+}
+
+/// `pragma run --backend slurm` of a repeat cell: the whole operation is one
+/// requeueable job, which runs `pragma run` on a copy of the state in the
+/// shared directory and resumes from its last checkpoint whenever it
+/// starts (after a requeue, a preemption, a cancel). This process submits
+/// it, shows its events, and applies the result to the live state.
+pub(crate) async fn run_repeat(
+    args: &RunArgs,
+    text: &str,
+    location: &Location,
+    backend: &SlurmBackend,
+) -> u8 {
+    let live = std::fs::canonicalize(&args.state).unwrap_or_else(|_| args.state.clone());
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(text.as_bytes());
+    hasher.update(live.to_string_lossy().as_bytes());
+    let key = format!("{:08x}", hasher.finalize());
+    let dir = match std::path::absolute(location.local.join("slurm").join(format!("repeat-{key}")))
+    {
+        Ok(dir) => dir,
+        Err(e) => return crate::run::usage_error(format!("the store `{}`: {e}", args.store)),
+    };
+    if args.fresh {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let prepared = prepare(&dir, text, &args.state, backend);
+    if let Err(e) = prepared {
+        return crate::run::usage_error(format!("cannot prepare `{}`: {e}", dir.display()));
+    }
+    let submitted = match read_json::<crate::records::Digests>(&dir.join("submitted.json")) {
+        Some(submitted) => submitted,
+        None => {
+            return crate::run::usage_error(format!(
+                "`{}` is damaged; run with --fresh",
+                dir.display()
+            ));
+        }
+    };
+    // A job of an earlier `pragma run` that still runs is followed, not
+    // submitted again.
+    let job = match read_json::<String>(&dir.join("job.id")) {
+        Some(job) if pragma_executor_slurm::in_queue(&job).await => {
+            eprintln!("following SLURM job {job} of this cell and state");
+            job
+        }
+        earlier => {
+            if earlier.is_some() && !args.json {
+                eprintln!("resuming on SLURM from the last checkpoint (--fresh starts over)");
+            }
+            match backend
+                .submit_whole(&format!("pragma-repeat-{key}"), &dir, "__slurm-run")
+                .await
+            {
+                Ok(job) => {
+                    let _ = std::fs::write(
+                        dir.join("job.id"),
+                        serde_json::to_vec(&job).unwrap_or_default(),
+                    );
+                    job
+                }
+                Err(e) => return crate::run::usage_error(format!("cannot submit to SLURM: {e}")),
+            }
+        }
+    };
+    if !args.json {
+        eprintln!(
+            "SLURM job {job} runs the operation; its output is in `{}`",
+            dir.join("run.out").display()
+        );
+    }
+    let summary = match follow_job(&job, &dir.join("run.out"), args.json).await {
+        Some(summary) => summary,
+        None => {
+            eprintln!(
+                "error: SLURM job {job} ended without finishing the operation; see `{}`",
+                dir.join("run.out").display()
+            );
+            return exit::FAILED;
+        }
+    };
+    let mut summary = summary;
+    let op = summary["op"].as_str().unwrap_or_default().to_owned();
+    if summary["status"] == "succeeded" {
+        match crate::run::apply(&live, &dir.join("state"), &submitted, args.on_conflict) {
+            Ok(left) if left.is_empty() => {}
+            Ok(left) => {
+                summary["conflicts"] = serde_json::json!(left);
+                // Kept for `pragma apply`, as a local run keeps it.
+                let result = location.result_dir(&op);
+                let _ = std::fs::remove_dir_all(&result);
+                let kept = std::fs::create_dir_all(&result)
+                    .and_then(|()| crate::shell::copy_tree(&dir.join("state"), &result));
+                let record = crate::records::RunRecord {
+                    op: op.clone(),
+                    cell: args.cell.clone(),
+                    state: live.clone(),
+                    submitted: submitted.clone(),
+                    runner: None,
+                };
+                if let Err(e) = kept.and_then(|()| location.write_run(&record)) {
+                    eprintln!("warning: cannot keep the result for `pragma apply`: {e}");
+                }
+            }
+            Err(e) => {
+                summary["apply_error"] = serde_json::json!(format!(
+                    "cannot apply the result to `{}`: {e}",
+                    live.display()
+                ))
+            }
+        }
+        if let Err(e) = location.write_outcome(&op, &summary) {
+            eprintln!("warning: cannot record the outcome of {op}: {e}");
+        }
+    }
+    if summary["status"] != "cancelled" {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    crate::run::print_summary(&summary, location, args.json);
+    crate::run::exit_code(&summary)
+}
+
+/// The job directory of a repeat operation: the cell, a copy of the state
+/// and its digests at submission; kept as it is if it exists (a resume).
+fn prepare(dir: &Path, text: &str, state: &Path, backend: &SlurmBackend) -> std::io::Result<()> {
+    if dir.join("submitted.json").exists() {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.join("state"))?;
+    crate::shell::copy_tree(state, &dir.join("state"))?;
+    std::fs::write(dir.join("cell"), text)?;
+    std::fs::write(
+        dir.join("setup.json"),
+        serde_json::to_vec(&backend_setup(backend))?,
+    )?;
+    let digests = crate::shell::digests(state)?;
+    crate::records::write_atomically(&dir.join("submitted.json"), &serde_json::to_vec(&digests)?)
+}
+
+fn backend_setup(backend: &SlurmBackend) -> pragma_executor_slurm::TaskSetup {
+    pragma_executor_slurm::TaskSetup {
+        worker: backend.setup().clone(),
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Shows the events the job prints until it leaves the queue; returns the
+/// last `finished` line it printed (a requeued job prints one per start).
+/// Ctrl-C or SIGTERM cancels the job: it stops at its last checkpoint.
+async fn follow_job(job: &str, output: &Path, json: bool) -> Option<serde_json::Value> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    let mut offset = 0usize;
+    let mut finished = None;
+    let mut cancelled = false;
+    loop {
+        let text = std::fs::read_to_string(output).unwrap_or_default();
+        if text.len() > offset {
+            let end = text[offset..]
+                .rfind('\n')
+                .map(|i| offset + i + 1)
+                .unwrap_or(offset);
+            for line in text[offset..end].lines() {
+                let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                if value["event"] == "finished" && value.get("usage").is_some() {
+                    finished = Some(value);
+                    continue;
+                }
+                if json {
+                    println!("{line}");
+                } else if let Ok(event) =
+                    serde_json::from_value::<pragma_executor_local::Event>(value)
+                    && let Some(line) = crate::progress::event_line(&event)
+                {
+                    eprintln!("{line}");
+                }
+            }
+            offset = end;
+        }
+        if !pragma_executor_slurm::in_queue(job).await {
+            // One more read: the last lines may have landed meanwhile.
+            let text = std::fs::read_to_string(output).unwrap_or_default();
+            for line in text.get(offset..).unwrap_or_default().lines() {
+                if let Ok(value) = serde_json::from_str::<serde_json::Value>(line)
+                    && value["event"] == "finished"
+                    && value.get("usage").is_some()
+                {
+                    finished = Some(value);
+                }
+            }
+            return finished;
+        }
+        let stop = async {
+            match &mut terminate {
+                Some(terminate) => {
+                    terminate.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(300)) => {}
+            _ = tokio::signal::ctrl_c(), if !cancelled => {
+                cancelled = true;
+                eprintln!("cancelling SLURM job {job}: it stops at its last checkpoint; run again to resume");
+                let _ = pragma_executor_slurm::scancel(&[job.into()]).await;
+            }
+            () = stop, if !cancelled => {
+                cancelled = true;
+                let _ = pragma_executor_slurm::scancel(&[job.into()]).await;
+            }
+        }
+    }
+}
+
+/// `pragma __slurm-run DIR`: runs a whole repeat operation in a SLURM job
+/// (see [`run_repeat`]); a restart resumes it from its last checkpoint.
+pub(crate) fn run_whole(dir: &Path) -> u8 {
+    let setup: Option<pragma_executor_slurm::TaskSetup> = read_json(&dir.join("setup.json"));
+    let Some(setup) = setup.and_then(|s| serde_json::from_value::<WorkerSetup>(s.worker).ok())
+    else {
+        eprintln!("error: no usable setup in `{}`", dir.display());
+        return exit::FAILED;
+    };
+    if let Err(e) = std::env::set_current_dir(&setup.cwd) {
+        eprintln!("error: cannot enter `{}`: {e}", setup.cwd.display());
+        return exit::FAILED;
+    }
+    let args = RunArgs {
+        cell: dir.join("cell"),
+        state: dir.join("state"),
+        store: setup.store,
+        workers: setup.workers,
+        retries: setup.retries,
+        json: true,
+        fresh: false,
+        // Nobody else writes this copy of the state.
+        on_conflict: Some(crate::run::OnConflict::TakeBackground),
+        backend: crate::run::Backend::Local,
+        partition: None,
+        sbatch_args: Vec::new(),
+        detached: false,
+    };
+    crate::run::run(&args)
 }

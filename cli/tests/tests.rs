@@ -1476,20 +1476,73 @@ mod slurm {
         );
     }
 
+    const REPEAT: &str = "#pragma repeat --iterations 6 --checkpoint-period 2 --max-by 'cat n'\n\
+        echo $iteration >> \"$OUT/ran\"; sleep 0.3; echo $(( $(cat n 2>/dev/null || echo 0) + 1 )) > n\n";
+
     #[test]
-    fn repeat_cells_are_refused_clearly() {
+    fn a_repeat_cell_runs_as_one_job_with_the_same_outcome() {
+        if !cluster() {
+            return;
+        }
+        let local = Setup::new();
+        let (code, here) = local.run(&local.cell(REPEAT), &[]);
+        assert_eq!(code, 0, "{here}");
+        let remote = Setup::new();
+        let (code, there) = remote.run(&remote.cell(REPEAT), &["--backend", "slurm"]);
+        assert_eq!(code, 0, "{there}");
+        assert_eq!(there["best"], here["best"]);
+        assert_eq!(
+            std::fs::read_to_string(remote.path("state/n")).unwrap(),
+            "6\n"
+        );
+        assert_eq!(lines(&remote, "ran"), ["0", "1", "2", "3", "4", "5"]);
+    }
+
+    #[test]
+    fn a_cancelled_repeat_job_resumes_from_its_checkpoint() {
+        if !cluster() {
+            return;
+        }
         let setup = Setup::new();
-        let cell = setup.cell("#pragma repeat --iterations 2 --max-by 'cat base'\ntrue\n");
-        pragma()
+        let cell = setup.cell(REPEAT);
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
             .arg("run")
             .arg(&cell)
             .arg("--state")
             .arg(setup.path("state"))
             .arg("--store")
             .arg(setup.path("store"))
-            .args(["--backend", "slurm"])
-            .assert()
-            .code(2)
-            .stderr(predicate::str::contains("cannot run on SLURM yet"));
+            .args(["--backend", "slurm", "--json"])
+            .env("OUT", setup.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lines(&setup, "ran").len() < 3 {
+            assert!(Instant::now() < deadline, "the job did not get far");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(last["status"], "cancelled", "{last}");
+        assert_eq!(output.status.code(), Some(130));
+        assert!(!setup.path("state/n").exists(), "nothing is applied");
+
+        let (code, outcome) = setup.run(&cell, &["--backend", "slurm"]);
+        assert_eq!(code, 0, "{outcome}");
+        assert_eq!(
+            std::fs::read_to_string(setup.path("state/n")).unwrap(),
+            "6\n"
+        );
+        // It went on from a checkpoint: the first iterations did not run again.
+        let ran = lines(&setup, "ran");
+        assert_eq!(ran.iter().filter(|i| *i == "0").count(), 1, "{ran:?}");
+        assert_eq!(ran.last().map(String::as_str), Some("5"));
     }
 }

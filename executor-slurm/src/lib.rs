@@ -14,6 +14,11 @@
 //! report already written does nothing, so no finished iteration runs
 //! twice.
 //!
+//! [`SlurmBackend::submit_whole`] submits one requeueable job for work
+//! that is a whole (the `pragma` command runs a repeat operation that way:
+//! `pragma run` on the node, which resumes from its last checkpoint
+//! whenever the job starts).
+//!
 //! Nothing from a cell or a directive is ever put into a shell script or a
 //! command line: the job script is fixed text, and specs travel as JSON
 //! files whose paths reach the task through its environment.
@@ -165,6 +170,11 @@ impl SlurmBackend {
         self
     }
 
+    /// What task directories tell the worker command.
+    pub fn setup(&self) -> &serde_json::Value {
+        &self.setup
+    }
+
     /// The directory of an operation's tasks.
     pub fn op_dir(&self, op: &str) -> PathBuf {
         self.config.shared_dir.join(op)
@@ -177,17 +187,37 @@ impl SlurmBackend {
         Ok(())
     }
 
+    /// Submits one requeueable job that runs the worker command with
+    /// `worker_arg` (instead of the configured one) on `dir`, its output
+    /// appended to `dir/run.out`: for work that is one job as a whole (a
+    /// repeat operation that resumes from its last checkpoint whenever it
+    /// starts). Returns the job id.
+    pub async fn submit_whole(
+        &self,
+        name: &str,
+        dir: &Path,
+        worker_arg: &str,
+    ) -> Result<String, SlurmError> {
+        let worker = self
+            .config
+            .worker_command
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        let mut output = OsString::from("--output=");
+        output.push(dir.join("run.out"));
+        let args = vec![output, "--open-mode=append".into()];
+        self.sbatch(name, args, dir, (worker, worker_arg.into()))
+            .await
+    }
+
     async fn submit(
         &self,
         op: &str,
         dir: &Path,
         array: Option<(u64, u64)>,
     ) -> Result<String, SlurmError> {
-        let mut args: Vec<OsString> = vec![
-            "--parsable".into(),
-            "--requeue".into(),
-            format!("--job-name={}", job_name(op)).into(),
-        ];
+        let mut args = Vec::new();
         let mut output = OsString::from("--output=");
         output.push(dir.join(if array.is_some() {
             "slurm-%A_%a.out"
@@ -198,12 +228,7 @@ impl SlurmBackend {
         if let Some((count, throttle)) = array {
             args.push(format!("--array=0-{}%{}", count.saturating_sub(1), throttle.max(1)).into());
         }
-        if let Some(partition) = &self.config.partition {
-            args.push(format!("--partition={partition}").into());
-        }
-        args.extend(self.config.sbatch_args.iter().map(OsString::from));
-        args.push(self.config.shared_dir.join("task.sh").into());
-        let (worker, worker_arg) = match self.config.worker_command.as_slice() {
+        let worker = match self.config.worker_command.as_slice() {
             [worker, arg, ..] => (worker.clone(), arg.clone()),
             [worker] => (worker.clone(), OsString::new()),
             [] => {
@@ -213,6 +238,29 @@ impl SlurmBackend {
                 });
             }
         };
+        self.sbatch(&job_name(op), args, dir, worker).await
+    }
+
+    /// `sbatch` with the common arguments, the fixed script, and the
+    /// values in the job's environment.
+    async fn sbatch(
+        &self,
+        name: &str,
+        specific: Vec<OsString>,
+        dir: &Path,
+        (worker, worker_arg): (OsString, OsString),
+    ) -> Result<String, SlurmError> {
+        let mut args: Vec<OsString> = vec![
+            "--parsable".into(),
+            "--requeue".into(),
+            format!("--job-name={name}").into(),
+        ];
+        args.extend(specific);
+        if let Some(partition) = &self.config.partition {
+            args.push(format!("--partition={partition}").into());
+        }
+        args.extend(self.config.sbatch_args.iter().map(OsString::from));
+        args.push(self.config.shared_dir.join("task.sh").into());
         // Values reach the script through its environment, never its text.
         let mut command = tokio::process::Command::new("sbatch");
         command
@@ -424,7 +472,7 @@ async fn write_json(path: &Path, value: &impl Serialize) -> Result<(), SlurmErro
 }
 
 /// Whether `job` (`123` or `123_4`) is still queued or running.
-async fn in_queue(job: &str) -> bool {
+pub async fn in_queue(job: &str) -> bool {
     let output = tokio::process::Command::new("squeue")
         .args(["-h", "-o", "%T", "-j", job])
         .output()
@@ -435,6 +483,11 @@ async fn in_queue(job: &str) -> bool {
         // Cannot tell: assume it runs, rather than run it twice.
         Err(_) => true,
     }
+}
+
+/// `scancel ARGS` (a job id, or `--name NAME`).
+pub async fn scancel(args: &[OsString]) -> Result<(), SlurmError> {
+    run("scancel", args).await.map(|_| ())
 }
 
 async fn run(program: &str, args: &[OsString]) -> Result<String, SlurmError> {
