@@ -1476,6 +1476,137 @@ mod slurm {
         );
     }
 
+    /// The operation a run in `setup` started, once its record exists.
+    fn op_of(setup: &Setup) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(entry) = std::fs::read_dir(setup.path("store/ops"))
+                .ok()
+                .and_then(|mut d| d.next())
+            {
+                return entry.unwrap().file_name().into_string().unwrap();
+            }
+            assert!(Instant::now() < deadline, "no operation started");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Requeues (`scontrol requeue`) the job of `name` whose id ends with
+    /// `suffix`, once it runs.
+    fn requeue(name: &str, suffix: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let output = std::process::Command::new("squeue")
+                .args(["-h", "-r", "-t", "RUNNING", "-o", "%i", "--name", name])
+                .output()
+                .unwrap();
+            let jobs = String::from_utf8_lossy(&output.stdout).into_owned();
+            if let Some(job) = jobs.lines().find(|j| j.ends_with(suffix)) {
+                let status = std::process::Command::new("scontrol")
+                    .args(["requeue", job])
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "scontrol requeue {job}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "no running job of {name}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn a_task_requeued_while_running_runs_again_and_the_operation_completes() {
+        if !cluster() {
+            return;
+        }
+        let setup = Setup::new();
+        let cell = setup.cell(
+            "#pragma parallel --iterations 3 --parallel-runs 3 --max-by 'cat score'\n\
+             echo $iteration >> \"$OUT/ran\"; sleep 2; echo $iteration > score\n",
+        );
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
+            .arg("run")
+            .arg(&cell)
+            .arg("--state")
+            .arg(setup.path("state"))
+            .arg("--store")
+            .arg(setup.path("store"))
+            .args(["--backend", "slurm", "--json"])
+            .env("OUT", setup.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let op = op_of(&setup);
+        requeue(&format!("pragma-{op}"), "_0");
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(last["status"], "succeeded", "{last}");
+        assert_eq!(last["best"]["iteration"], 2);
+        let ran = lines(&setup, "ran");
+        // Iteration 0 was cut short and ran again; the others ran once.
+        assert_eq!(ran.iter().filter(|i| *i == "0").count(), 2, "{ran:?}");
+        assert_eq!(ran.iter().filter(|i| *i == "1").count(), 1, "{ran:?}");
+        assert_eq!(ran.iter().filter(|i| *i == "2").count(), 1, "{ran:?}");
+    }
+
+    #[test]
+    fn a_repeat_job_requeued_while_running_resumes_and_completes() {
+        if !cluster() {
+            return;
+        }
+        let setup = Setup::new();
+        let cell = setup.cell(REPEAT);
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
+            .arg("run")
+            .arg(&cell)
+            .arg("--state")
+            .arg(setup.path("state"))
+            .arg("--store")
+            .arg(setup.path("store"))
+            .args(["--backend", "slurm", "--json"])
+            .env("OUT", setup.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lines(&setup, "ran").len() < 3 {
+            assert!(Instant::now() < deadline, "the job did not get far");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let output = std::process::Command::new("squeue")
+            .args(["-h", "-o", "%i %j"])
+            .output()
+            .unwrap();
+        let jobs = String::from_utf8_lossy(&output.stdout).into_owned();
+        // The one repeat job of this test: its directory is in this store.
+        let dirs: Vec<String> = std::fs::read_dir(setup.path("store/slurm"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("repeat-"))
+            .collect();
+        let name = format!("pragma-{}", dirs[0]);
+        assert!(jobs.contains(&name), "{jobs}");
+        requeue(&name, "");
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(last["status"], "succeeded", "{last}");
+        assert_eq!(
+            std::fs::read_to_string(setup.path("state/n")).unwrap(),
+            "6\n"
+        );
+        let ran = lines(&setup, "ran");
+        assert_eq!(
+            ran.iter().filter(|i| *i == "0").count(),
+            1,
+            "went on from a checkpoint: {ran:?}"
+        );
+    }
+
     const REPEAT: &str = "#pragma repeat --iterations 6 --checkpoint-period 2 --max-by 'cat n'\n\
         echo $iteration >> \"$OUT/ran\"; sleep 0.3; echo $(( $(cat n 2>/dev/null || echo 0) + 1 )) > n\n";
 
