@@ -1538,6 +1538,12 @@ mod slurm {
             .spawn()
             .unwrap();
         let op = op_of(&setup);
+        // Requeued once its body runs, so that its work is cut short.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !lines(&setup, "ran").iter().any(|i| i == "0") {
+            assert!(Instant::now() < deadline, "iteration 0 never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         requeue(&format!("pragma-{op}"), "_0");
         let output = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
