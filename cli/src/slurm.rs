@@ -93,7 +93,12 @@ pub(crate) fn task(dir: &Path) -> u8 {
             return exit::FAILED;
         }
     };
-    let (spec, setup, report_path) = files;
+    let pragma_executor_slurm::TaskFiles {
+        spec,
+        setup,
+        report: report_path,
+        earlier_runs,
+    } = files;
     let setup: WorkerSetup = match serde_json::from_value(setup.worker) {
         Ok(setup) => setup,
         Err(e) => {
@@ -138,7 +143,8 @@ pub(crate) fn task(dir: &Path) -> u8 {
             }
         };
         let log = CheckpointLog::new(location.checkpoints.clone());
-        let output = run_spec(&host, &log, &spec, &key).await;
+        let mut output = run_spec(&host, &log, &spec, &key).await;
+        output.lost_runs = earlier_runs;
         match write_report(&report_path, &RemoteReport::from(&output)) {
             Ok(()) => exit::OK,
             Err(e) => {

@@ -1553,6 +1553,9 @@ mod slurm {
         let ran = lines(&setup, "ran");
         // Iteration 0 was cut short and ran again; the others ran once.
         assert_eq!(ran.iter().filter(|i| *i == "0").count(), 2, "{ran:?}");
+        // The run cut short is counted: a run, and lost work.
+        assert_eq!(last["usage"]["iterations_run"], 4, "{last}");
+        assert_eq!(last["usage"]["work_lost"], 1, "{last}");
         assert_eq!(ran.iter().filter(|i| *i == "1").count(), 1, "{ran:?}");
         assert_eq!(ran.iter().filter(|i| *i == "2").count(), 1, "{ran:?}");
     }

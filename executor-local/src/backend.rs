@@ -122,6 +122,10 @@ pub struct RemoteOutput {
     pub evaluation: Option<Evaluation>,
     /// Seconds the worker spent on it.
     pub seconds: f64,
+    /// Earlier runs of the job that were cut short where it ran (the
+    /// cluster requeued it, its node failed): counted in the operation's
+    /// usage as runs and as lost work.
+    pub lost_runs: u64,
 }
 
 impl RemoteOutput {
@@ -169,6 +173,9 @@ pub struct RemoteReport {
     pub invalid: Option<pragma_selector::InvalidReason>,
     /// Seconds the worker spent on it.
     pub seconds: f64,
+    /// Earlier runs cut short (see [`RemoteOutput::lost_runs`]).
+    #[serde(default)]
+    pub lost_runs: u64,
 }
 
 /// How a remote run failed.
@@ -204,6 +211,7 @@ impl From<&RemoteOutput> for RemoteReport {
             score,
             invalid,
             seconds: output.seconds,
+            lost_runs: output.lost_runs,
         }
     }
 }
@@ -233,6 +241,7 @@ impl TryFrom<RemoteReport> for RemoteOutput {
             result,
             evaluation,
             seconds: report.seconds,
+            lost_runs: report.lost_runs,
         })
     }
 }
@@ -271,6 +280,7 @@ pub async fn run_spec<H: Host, S: Store>(
         result: Err(RunError::Failed(message)),
         evaluation: None,
         seconds: begin.elapsed().as_secs_f64(),
+        lost_runs: 0,
     };
     let Some(input) = &spec.input else {
         return failed("the job's input state is not in the store".into());
@@ -291,6 +301,7 @@ pub async fn run_spec<H: Host, S: Store>(
             result: Err(e),
             evaluation: None,
             seconds: begin.elapsed().as_secs_f64(),
+            lost_runs: 0,
         };
     }
     let evaluation = match &spec.expr {
@@ -310,6 +321,7 @@ pub async fn run_spec<H: Host, S: Store>(
             result: Ok(result.clone()),
             evaluation,
             seconds: begin.elapsed().as_secs_f64(),
+            lost_runs: 0,
         },
         (Err(e), _) => failed(format!("saving the resulting state: {e}")),
         (_, Err(e)) => failed(format!("saving the resulting state: {e}")),

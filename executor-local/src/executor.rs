@@ -233,6 +233,9 @@ struct JobResult<St> {
     result: Result<St, RunError>,
     evaluation: Option<Evaluation>,
     seconds: f64,
+    /// Runs of it cut short elsewhere (a cluster requeued it) before this
+    /// one: lost work the scheduler never saw.
+    lost_runs: u64,
 }
 
 /// An operation ready to be handed to the coordinator.
@@ -300,6 +303,8 @@ struct Op<St> {
     started: bool,
     usage: Usage,
     usage_before: Usage,
+    /// Runs lost where a backend ran jobs (see `JobResult::lost_runs`).
+    lost_elsewhere: u64,
     events: mpsc::UnboundedSender<Event>,
     status: watch::Sender<Status>,
     done: Option<oneshot::Sender<Outcome<St>>>,
@@ -784,6 +789,7 @@ async fn restore_remote<H: Host, S: Store>(
         result,
         evaluation,
         seconds: remote.seconds,
+        lost_runs: remote.lost_runs,
     }
 }
 
@@ -947,6 +953,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             started: false,
             usage: Usage::default(),
             usage_before: Usage::default(),
+            lost_elsewhere: 0,
             events: new.events,
             status: new.status,
             done: Some(new.done),
@@ -1196,6 +1203,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 result,
                 evaluation,
                 seconds: begin.elapsed().as_secs_f64(),
+                lost_runs: 0,
             }) as JobOutput
         });
         let backend = Arc::clone(&self.shared.backend);
@@ -1266,8 +1274,10 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             result,
             evaluation,
             seconds,
+            lost_runs,
         } = *output;
         op.usage.worker_seconds += seconds;
+        op.lost_elsewhere += lost_runs;
         let event = match result {
             Err(RunError::Cancelled) => return,
             Err(RunError::InteractiveInput(message)) => {
@@ -1687,8 +1697,9 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             }
         };
         if let Some(progress) = self.scheduler.status(id).map(|s| s.progress()) {
-            op.usage.iterations_run = op.usage_before.iterations_run + progress.attempts;
-            op.usage.work_lost = op.usage_before.work_lost + progress.lost;
+            op.usage.iterations_run =
+                op.usage_before.iterations_run + progress.attempts + op.lost_elsewhere;
+            op.usage.work_lost = op.usage_before.work_lost + progress.lost + op.lost_elsewhere;
         }
         // Everything finished is on record by now: the end is a delta on
         // the chain of records, not a full record of every candidate again.

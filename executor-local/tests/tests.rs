@@ -695,7 +695,11 @@ mod remote {
                 spec.op, spec.iteration, spec.attempt
             ))
             .unwrap();
-            let output = run_spec(&self.host, &self.log, &spec, &key).await;
+            let mut output = run_spec(&self.host, &self.log, &spec, &key).await;
+            if spec.iteration == 3 {
+                // As if the cluster had cut a first run of it short.
+                output.lost_runs = 1;
+            }
             // Across processes the output travels as JSON.
             let json = serde_json::to_string(&RemoteReport::from(&output)).unwrap();
             let report: RemoteReport = serde_json::from_str(&json).unwrap();
@@ -755,6 +759,9 @@ mod remote {
             here.runs().is_empty(),
             "nothing ran in the executor's process"
         );
+        // The run lost elsewhere counts as a run and as lost work.
+        assert_eq!(outcome.usage.iterations_run, local.usage.iterations_run + 1);
+        assert_eq!(outcome.usage.work_lost, local.usage.work_lost + 1);
         let mut ran = backend.ran.lock().unwrap().clone();
         ran.sort_unstable();
         assert!(

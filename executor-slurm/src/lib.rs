@@ -399,6 +399,7 @@ impl ExecutionBackend for SlurmBackend {
                     result: Err(pragma_executor_local::RunError::Failed(message)),
                     evaluation: None,
                     seconds: 0.0,
+                    lost_runs: 0,
                 }
                 .into_output(),
             )
@@ -509,11 +510,25 @@ async fn run(program: &str, args: &[OsString]) -> Result<String, SlurmError> {
     }
 }
 
+/// What a task runs, from [`task_files`].
+#[derive(Debug)]
+pub struct TaskFiles {
+    /// The job.
+    pub spec: JobSpec,
+    /// How to run it (see [`TaskSetup`]).
+    pub setup: TaskSetup,
+    /// Where its report goes ([`write_report`]).
+    pub report: PathBuf,
+    /// Earlier starts of this task that left no report: runs cut short by
+    /// a requeue or a failed node (for [`RemoteOutput::lost_runs`]).
+    pub earlier_runs: u64,
+}
+
 /// The worker's side, for the task command: finds its spec in `dir` (the
-/// array task's by `SLURM_ARRAY_TASK_ID`, or the single job's), and says
-/// where its report goes. `None` if the report exists already: a
-/// requeued task does nothing.
-pub fn task_files(dir: &Path) -> std::io::Result<Option<(JobSpec, TaskSetup, PathBuf)>> {
+/// array task's by `SLURM_ARRAY_TASK_ID`, or the single job's), counts
+/// this start, and says where its report goes. `None` if the report
+/// exists already: a requeued task that finished does nothing.
+pub fn task_files(dir: &Path) -> std::io::Result<Option<TaskFiles>> {
     let stem = match std::env::var("SLURM_ARRAY_TASK_ID") {
         Ok(task) if !task.is_empty() => task
             .parse::<u64>()
@@ -532,7 +547,22 @@ pub fn task_files(dir: &Path) -> std::io::Result<Option<(JobSpec, TaskSetup, Pat
             .map_err(std::io::Error::other)?;
     let setup: TaskSetup = serde_json::from_slice(&std::fs::read(dir.join("setup.json"))?)
         .map_err(std::io::Error::other)?;
-    Ok(Some((spec, setup, report)))
+    // One line per start: the earlier ones were cut short.
+    let starts = dir.join(format!("{stem}.starts"));
+    let earlier_runs = std::fs::read_to_string(&starts)
+        .map(|text| text.lines().count() as u64)
+        .unwrap_or(0);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&starts)?;
+    std::io::Write::write_all(&mut file, b"started\n")?;
+    Ok(Some(TaskFiles {
+        spec,
+        setup,
+        report,
+        earlier_runs,
+    }))
 }
 
 /// Writes the worker's report whole (see [`task_files`]).
@@ -574,19 +604,26 @@ mod tests {
         write_json(&dir.path().join("single.spec.json"), &spec())
             .await
             .unwrap();
-        let (found, setup, report) = task_files(dir.path()).unwrap().expect("a task to run");
-        assert_eq!(found, spec());
-        assert_eq!(setup.worker["store"], "/s");
+        let task = task_files(dir.path()).unwrap().expect("a task to run");
+        assert_eq!(task.spec, spec());
+        assert_eq!(task.setup.worker["store"], "/s");
+        assert_eq!(task.earlier_runs, 0);
+        // Started again without a report: the first run was cut short.
+        let task = task_files(dir.path()).unwrap().expect("a task to run");
+        assert_eq!(task.earlier_runs, 1);
+        let report = task.report;
         let output = RemoteOutput {
             result: Err(pragma_executor_local::RunError::Failed("boom".into())),
             evaluation: None,
             seconds: 1.5,
+            lost_runs: task.earlier_runs,
         };
         write_report(&report, &RemoteReport::from(&output)).unwrap();
         // Requeued after it finished: nothing runs twice.
         assert!(task_files(dir.path()).unwrap().is_none());
         let read: RemoteReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
         let back = RemoteOutput::try_from(read).unwrap();
+        assert_eq!(back.lost_runs, 1);
         assert_eq!(
             back.result.unwrap_err(),
             pragma_executor_local::RunError::Failed("boom".into())
