@@ -1340,7 +1340,7 @@ mod slurm {
         // A state directory and a store whose names are shell syntax. (The
         // payloads name their files through variables: one path component
         // cannot hold a slash.)
-        let nasty = "st ;$(touch \"$PWNED1\") `touch \"$PWNED2\"` 'q\" x";
+        let nasty = "st ;$(touch \"$PWNED1\")\n`touch \"$PWNED2\"` 'q\" x";
         let state = setup.path(nasty);
         std::fs::create_dir(&state).unwrap();
         std::fs::write(state.join("base"), "2\n").unwrap();
@@ -1354,7 +1354,7 @@ mod slurm {
             .arg("--state")
             .arg(&state)
             .arg("--store")
-            .arg(setup.path("store ;$(touch \"$PWNED5\")"))
+            .arg(setup.path("store ;$(touch \"$PWNED5\")\nx"))
             .args([
                 "--json",
                 "--backend",
