@@ -1009,9 +1009,10 @@ mod control {
         let setup = Setup::new();
         std::fs::write(setup.path("state/data"), "x\n").unwrap();
         // Parallel: one copy per iteration in flight, the state at
-        // submission (every iteration starts from it) and the best.
+        // submission (every iteration starts from it) and the best; while
+        // a best is being checkpointed, a newer best may be held too.
         let parallel = most_copies(&setup, "#pragma parallel --iterations 24 --parallel-runs 3");
-        assert!(parallel <= 3 + 2, "{parallel} copies");
+        assert!(parallel <= 3 + 3, "{parallel} copies");
         // Repeat: the copy in flight, the latest and the best.
         let repeat = most_copies(
             &setup,
