@@ -92,20 +92,8 @@ fn store_flag(location: &Location) -> String {
 /// `pragma submit`: starts the run detached and prints its id.
 pub(crate) fn submit(args: &RunArgs) -> u8 {
     // Problems with the cell or the flags show here, not in a log.
-    let name = args.cell.display().to_string();
-    let text = match crate::check::read_cell(&args.cell) {
-        Ok(text) => text,
-        Err(message) => return usage_error(format!("cannot read cell `{name}`: {message}")),
-    };
-    if let Err(error) = pragma_parse::parse_cell(&text) {
-        eprint!("{}", error.render(&text, &name));
-        return exit::USAGE;
-    }
-    if !args.state.is_dir() {
-        return usage_error(format!(
-            "the state `{}` is not a directory; create it, or point --state at the directory whose files the cell works on",
-            args.state.display()
-        ));
+    if let Err(code) = crate::run::checked_cell(args) {
+        return code;
     }
     let location = match Location::open(&args.store) {
         Ok(location) => location,

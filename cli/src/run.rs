@@ -112,25 +112,33 @@ pub(crate) fn usage_error(message: impl std::fmt::Display) -> u8 {
     exit::USAGE
 }
 
-async fn run_async(args: &RunArgs) -> u8 {
+/// The text of the cell `args` names, once it parses and the state is a
+/// directory; otherwise the exit code, the problem reported.
+pub(crate) fn checked_cell(args: &RunArgs) -> Result<String, u8> {
     let name = args.cell.display().to_string();
-    let text = match crate::check::read_cell(&args.cell) {
-        Ok(text) => text,
-        Err(message) => return usage_error(format!("cannot read cell `{name}`: {message}")),
-    };
-    let cell = match pragma_parse::parse_cell(&text) {
-        Ok(cell) => cell,
-        Err(error) => {
-            eprint!("{}", error.render(&text, &name));
-            return exit::USAGE;
-        }
-    };
+    let text = crate::check::read_cell(&args.cell)
+        .map_err(|message| usage_error(format!("cannot read cell `{name}`: {message}")))?;
+    if let Err(error) = pragma_parse::parse_cell(&text) {
+        eprint!("{}", error.render(&text, &name));
+        return Err(exit::USAGE);
+    }
     if !args.state.is_dir() {
-        return usage_error(format!(
+        return Err(usage_error(format!(
             "the state `{}` is not a directory; create it, or point --state at the directory whose files the cell works on",
             args.state.display()
-        ));
+        )));
     }
+    Ok(text)
+}
+
+async fn run_async(args: &RunArgs) -> u8 {
+    let text = match checked_cell(args) {
+        Ok(text) => text,
+        Err(code) => return code,
+    };
+    let Ok(cell) = pragma_parse::parse_cell(&text) else {
+        return exit::USAGE; // checked above
+    };
     let location = match Location::open(&args.store) {
         Ok(location) => location,
         Err(message) => return usage_error(message),

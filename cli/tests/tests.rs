@@ -1236,6 +1236,25 @@ mod slurm {
             path
         }
 
+        /// `pragma run CELL --backend slurm` in the background, its
+        /// standard output piped.
+        fn spawn_run(&self, cell: &Path, extra: &[&str]) -> std::process::Child {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
+                .arg("run")
+                .arg(cell)
+                .arg("--state")
+                .arg(self.path("state"))
+                .arg("--store")
+                .arg(self.path("store"))
+                .args(["--backend", "slurm"])
+                .args(extra)
+                .env("OUT", self.dir.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        }
+
         fn run(&self, cell: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
             let output = pragma()
                 .arg("run")
@@ -1445,19 +1464,7 @@ mod slurm {
             "#pragma parallel --iterations 6 --parallel-runs 2 --max-by 'cat score'\n\
              echo $iteration >> \"$OUT/ran\"; sleep 1; echo $iteration > score\n",
         );
-        let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
-            .arg("run")
-            .arg(&cell)
-            .arg("--state")
-            .arg(setup.path("state"))
-            .arg("--store")
-            .arg(setup.path("store"))
-            .args(["--backend", "slurm"])
-            .env("OUT", setup.dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut first = setup.spawn_run(&cell, &[]);
         let deadline = Instant::now() + Duration::from_secs(60);
         while lines(&setup, "ran").len() < 2 {
             assert!(Instant::now() < deadline, "no task ran");
@@ -1525,19 +1532,7 @@ mod slurm {
             "#pragma parallel --iterations 3 --parallel-runs 3 --max-by 'cat score'\n\
              echo $iteration >> \"$OUT/ran\"; sleep 2; echo $iteration > score\n",
         );
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
-            .arg("run")
-            .arg(&cell)
-            .arg("--state")
-            .arg(setup.path("state"))
-            .arg("--store")
-            .arg(setup.path("store"))
-            .args(["--backend", "slurm", "--json"])
-            .env("OUT", setup.dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = setup.spawn_run(&cell, &["--json"]);
         let op = op_of(&setup);
         // Requeued once its body runs, so that its work is cut short.
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -1568,19 +1563,7 @@ mod slurm {
         }
         let setup = Setup::new();
         let cell = setup.cell(REPEAT);
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
-            .arg("run")
-            .arg(&cell)
-            .arg("--state")
-            .arg(setup.path("state"))
-            .arg("--store")
-            .arg(setup.path("store"))
-            .args(["--backend", "slurm", "--json"])
-            .env("OUT", setup.dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = setup.spawn_run(&cell, &["--json"]);
         let deadline = Instant::now() + Duration::from_secs(60);
         while lines(&setup, "ran").len() < 3 {
             assert!(Instant::now() < deadline, "the job did not get far");
@@ -1646,19 +1629,7 @@ mod slurm {
         }
         let setup = Setup::new();
         let cell = setup.cell(REPEAT);
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
-            .arg("run")
-            .arg(&cell)
-            .arg("--state")
-            .arg(setup.path("state"))
-            .arg("--store")
-            .arg(setup.path("store"))
-            .args(["--backend", "slurm", "--json"])
-            .env("OUT", setup.dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = setup.spawn_run(&cell, &["--json"]);
         let deadline = Instant::now() + Duration::from_secs(60);
         while lines(&setup, "ran").len() < 3 {
             assert!(Instant::now() < deadline, "the job did not get far");
