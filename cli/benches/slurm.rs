@@ -8,21 +8,13 @@
 //! Needs a cluster (`eval "$(scripts/start-slurm)"`); run with
 //! `cargo bench -p pragma-cli --bench slurm`.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+mod common;
+use common::{median, time};
 
 const ITERATIONS: u32 = 20;
 const ROUNDS: usize = 3;
-
-fn time(mut command: Command) -> Option<Duration> {
-    let begin = Instant::now();
-    let status = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .ok()?;
-    status.success().then(|| begin.elapsed())
-}
 
 fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
@@ -79,15 +71,13 @@ fn main() {
         ours.push(time(pragma()).expect("pragma run --backend slurm succeeds"));
         theirs.push(time(plain()).expect("sbatch succeeds"));
     }
-    ours.sort();
-    theirs.sort();
-    let (ours, theirs) = (ours[ROUNDS / 2], theirs[ROUNDS / 2]);
+    let (ours, theirs) = (median(&mut ours), median(&mut theirs));
     println!(
         "{ITERATIONS} iterations of `true`, 2 at a time on SLURM, median of {ROUNDS}: pragma run --backend slurm {:.2} s, \
          sbatch --array {:.2} s: ratio {:.2}, {:.0} ms more per iteration",
-        ours.as_secs_f64(),
-        theirs.as_secs_f64(),
-        ours.as_secs_f64() / theirs.as_secs_f64(),
-        (ours.as_secs_f64() - theirs.as_secs_f64()) * 1000.0 / f64::from(ITERATIONS)
+        ours,
+        theirs,
+        ours / theirs,
+        (ours - theirs) * 1000.0 / f64::from(ITERATIONS)
     );
 }

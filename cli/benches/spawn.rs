@@ -8,21 +8,13 @@
 //! Run with `cargo bench -p pragma-cli`; GNU parallel must be installed
 //! (`apt-get install parallel`), or that comparison is skipped.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+mod common;
+use common::{median, time};
 
 const ITERATIONS: u32 = 1000;
 const ROUNDS: usize = 5;
-
-fn time(mut command: Command) -> Option<Duration> {
-    let begin = Instant::now();
-    let status = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .ok()?;
-    status.success().then(|| begin.elapsed())
-}
 
 fn shell(script: &str) -> Command {
     let mut command = Command::new("/bin/sh");
@@ -89,10 +81,4 @@ fn main() {
     } else {
         println!("*** SKIPPED: GNU parallel is not installed (apt-get install parallel) ***");
     }
-}
-
-/// The median of `times`, in seconds.
-fn median(times: &mut [Duration]) -> f64 {
-    times.sort();
-    times[times.len() / 2].as_secs_f64()
 }
