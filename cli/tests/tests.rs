@@ -1628,7 +1628,9 @@ mod slurm {
             return;
         }
         let setup = Setup::new();
-        let cell = setup.cell(REPEAT);
+        // Slower iterations than REPEAT's: the cancel must land before the
+        // job ends, even on a loaded machine.
+        let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 1"));
         let child = setup.spawn_run(&cell, &["--json"]);
         let deadline = Instant::now() + Duration::from_secs(60);
         while lines(&setup, "ran").len() < 3 {
