@@ -82,6 +82,10 @@ pub(crate) fn backend(
     Ok(Arc::new(backend.with_setup(setup)))
 }
 
+/// How long a task whose body failed waits for a SIGTERM of its own before
+/// it reports the failure (see [`task`]).
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
 /// `pragma __slurm-task DIR`: runs the iteration a SLURM job stands for.
 pub(crate) fn task(dir: &Path) -> u8 {
     let files = match task_files(dir) {
@@ -143,7 +147,29 @@ pub(crate) fn task(dir: &Path) -> u8 {
             }
         };
         let log = CheckpointLog::new(location.checkpoints.clone());
-        let mut output = run_spec(&host, &log, &spec, &key).await;
+        // SLURM stops a job it requeues, preempts or cancels with SIGTERM to
+        // each of its processes. A run stopped so is not the body's failure:
+        // it leaves no report, and the task's next start runs it again.
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(terminate) => terminate,
+                Err(e) => {
+                    eprintln!("error: cannot watch for SIGTERM: {e}");
+                    return exit::FAILED;
+                }
+            };
+        let mut output = tokio::select! {
+            output = run_spec(&host, &log, &spec, &key) => output,
+            _ = terminate.recv() => return exit::CANCELLED,
+        };
+        if output.result.is_err() {
+            // The body may have died of the signal a moment before this
+            // process gets its own.
+            let signalled = tokio::time::timeout(STOP_GRACE, terminate.recv()).await;
+            if signalled.is_ok() {
+                return exit::CANCELLED;
+            }
+        }
         output.lost_runs = earlier_runs;
         match write_report(&report_path, &RemoteReport::from(&output)) {
             Ok(()) => exit::OK,
@@ -304,52 +330,33 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
 }
 
 /// Shows the events the job prints until it leaves the queue; returns the
-/// last `finished` line it printed (a requeued job prints one per start).
+/// last `finished` line it printed (a requeued job prints one per start),
+/// with the work lost to requeues added to its usage.
 /// Ctrl-C or SIGTERM cancels the job: it stops at its last checkpoint.
 async fn follow_job(job: &str, output: &Path, json: bool) -> Option<serde_json::Value> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).ok();
     let mut offset = 0usize;
-    let mut finished = None;
+    let mut lines = JobLines::default();
     let mut cancelled = false;
     loop {
+        // After the job leaves the queue, one more read: its last lines may
+        // have landed meanwhile.
+        let left = !pragma_executor_slurm::in_queue(job).await;
         let text = std::fs::read_to_string(output).unwrap_or_default();
-        if text.len() > offset {
-            let end = text[offset..]
-                .rfind('\n')
-                .map(|i| offset + i + 1)
-                .unwrap_or(offset);
-            for line in text[offset..end].lines() {
-                let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
-                    continue;
-                };
-                if value["event"] == "finished" && value.get("usage").is_some() {
-                    finished = Some(value);
-                    continue;
-                }
-                if json {
-                    println!("{line}");
-                } else if let Ok(event) =
-                    serde_json::from_value::<pragma_executor_local::Event>(value)
-                    && let Some(line) = crate::progress::event_line(&event)
-                {
-                    eprintln!("{line}");
-                }
-            }
-            offset = end;
+        let complete = if left {
+            text.len()
+        } else {
+            text.get(offset..)
+                .and_then(|rest| rest.rfind('\n'))
+                .map_or(offset, |i| offset + i + 1)
+        };
+        for line in text.get(offset..complete).unwrap_or_default().lines() {
+            lines.read(line, json);
         }
-        if !pragma_executor_slurm::in_queue(job).await {
-            // One more read: the last lines may have landed meanwhile.
-            let text = std::fs::read_to_string(output).unwrap_or_default();
-            for line in text.get(offset..).unwrap_or_default().lines() {
-                if let Ok(value) = serde_json::from_str::<serde_json::Value>(line)
-                    && value["event"] == "finished"
-                    && value.get("usage").is_some()
-                {
-                    finished = Some(value);
-                }
-            }
-            return finished;
+        offset = complete;
+        if left {
+            return lines.finished();
         }
         let stop = async {
             match &mut terminate {
@@ -371,6 +378,95 @@ async fn follow_job(job: &str, output: &Path, json: bool) -> Option<serde_json::
                 let _ = pragma_executor_slurm::scancel(&[job.into()]).await;
             }
         }
+    }
+}
+
+/// The line `pragma __slurm-run` prints each time the job starts.
+const JOB_START: &str = r#"{"job_start":true}"#;
+
+/// What the output of a repeat job says, read line by line: the events to
+/// show, the last summary, and the work lost to requeues.
+#[derive(Default)]
+struct JobLines {
+    /// The last `finished` summary.
+    finished: Option<serde_json::Value>,
+    /// Runs lost in the starts before this one.
+    lost: u64,
+    /// Those of them that no record of the operation counts.
+    uncounted: u64,
+    /// This start: iterations done by its last checkpoint, the iterations
+    /// it started, and whether it finished.
+    done: u64,
+    started: Vec<u64>,
+    ended: bool,
+}
+
+impl JobLines {
+    /// Reads one line, printing it (`json`) or its event line.
+    fn read(&mut self, line: &str, json: bool) {
+        if line == JOB_START {
+            // The start before this one did not finish the operation: the
+            // runs it began after its last checkpoint run again.
+            let done = self.done;
+            let cut = self.started.iter().filter(|i| **i >= done).count() as u64;
+            self.lost += cut;
+            // A start stopped by SIGTERM (a requeue, a preemption, a cancel)
+            // ends as cancelled and its record counts its runs; a start
+            // killed outright never wrote them down.
+            if !self.ended {
+                self.uncounted += cut;
+            }
+            self.done = 0;
+            self.started.clear();
+            self.ended = false;
+            return;
+        }
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            return;
+        };
+        if value["event"] == "finished" && value.get("usage").is_some() {
+            self.finished = Some(value);
+            self.ended = true;
+            return;
+        }
+        let Ok(event) = serde_json::from_value::<pragma_executor_local::Event>(value) else {
+            return;
+        };
+        match &event {
+            pragma_executor_local::Event::IterationStarted { iteration, .. } => {
+                self.started.push(*iteration)
+            }
+            pragma_executor_local::Event::Resumed {
+                iterations_done, ..
+            }
+            | pragma_executor_local::Event::CheckpointCommitted {
+                iterations_done, ..
+            } => self.done = self.done.max(*iterations_done),
+            _ => {}
+        }
+        if json {
+            println!("{line}");
+        } else if let Some(line) = crate::progress::event_line(&event) {
+            eprintln!("{line}");
+        }
+    }
+
+    /// The last summary, counting the runs lost to requeues as lost work,
+    /// and as runs where no record counted them.
+    fn finished(self) -> Option<serde_json::Value> {
+        let mut summary = self.finished?;
+        for (count, add) in [
+            ("/iterations_run", self.uncounted),
+            ("/usage/iterations_run", self.uncounted),
+            ("/usage/work_lost", self.lost),
+        ] {
+            if let Some(value) = summary.pointer_mut(count)
+                && add > 0
+            {
+                *value = serde_json::json!(value.as_u64().unwrap_or(0) + add);
+            }
+        }
+        Some(summary)
     }
 }
 
@@ -402,5 +498,76 @@ pub(crate) fn run_whole(dir: &Path) -> u8 {
         sbatch_args: Vec::new(),
         detached: false,
     };
+    // Marks where this start's lines begin in the job's output (see
+    // `JobLines`).
+    println!("{JOB_START}");
     crate::run::run(&args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(line: &str) -> String {
+        line.replace('\'', "\"")
+    }
+
+    #[test]
+    fn runs_after_the_last_checkpoint_of_a_start_cut_short_are_lost() {
+        let mut lines = JobLines::default();
+        let output = [
+            JOB_START.to_owned(),
+            event("{'event':'iteration_started','op':'o','iteration':0,'attempt':1}"),
+            event("{'event':'iteration_started','op':'o','iteration':1,'attempt':1}"),
+            // Iteration 2 starts before the checkpoint of 0 and 1 is durable.
+            event("{'event':'iteration_started','op':'o','iteration':2,'attempt':1}"),
+            event(
+                "{'event':'checkpoint_committed','op':'o','generation':3,'iterations_done':2,'score':1.0,'recorded':[]}",
+            ),
+            event("{'event':'iteration_started','op':'o','iteration':3,'attempt':1}"),
+            // Requeued here: iterations 2 and 3 run again.
+            JOB_START.to_owned(),
+            event("{'event':'resumed','op':'o','iterations_done':2}"),
+            event("{'event':'iteration_started','op':'o','iteration':2,'attempt':1}"),
+            // Requeued before any checkpoint: 2 is lost again.
+            JOB_START.to_owned(),
+            event("{'event':'resumed','op':'o','iterations_done':2}"),
+            event("{'event':'iteration_started','op':'o','iteration':2,'attempt':1}"),
+            event("{'event':'iteration_started','op':'o','iteration':3,'attempt':1}"),
+            event(
+                "{'event':'finished','op':'o','status':'succeeded','best':null,'iterations_run':4,'usage':{'iterations_run':4,'work_lost':0}}",
+            ),
+        ];
+        for line in &output {
+            lines.read(line, false);
+        }
+        let summary = lines.finished().unwrap();
+        assert_eq!(summary["usage"]["work_lost"], 3);
+        assert_eq!(summary["usage"]["iterations_run"], 7);
+        assert_eq!(summary["iterations_run"], 7);
+    }
+
+    #[test]
+    fn a_cancelled_start_loses_its_runs_after_the_checkpoint_and_counted_them() {
+        let mut lines = JobLines::default();
+        for line in [
+            JOB_START.to_owned(),
+            event("{'event':'iteration_started','op':'o','iteration':0,'attempt':1}"),
+            event(
+                "{'event':'finished','op':'o','status':'cancelled','best':null,'iterations_run':1,'usage':{'iterations_run':1,'work_lost':0}}",
+            ),
+            JOB_START.to_owned(),
+            event("{'event':'iteration_started','op':'o','iteration':0,'attempt':1}"),
+            event(
+                "{'event':'finished','op':'o','status':'succeeded','best':null,'iterations_run':2,'usage':{'iterations_run':2,'work_lost':0}}",
+            ),
+        ] {
+            lines.read(&line, false);
+        }
+        let summary = lines.finished().unwrap();
+        assert_eq!(summary["status"], "succeeded");
+        assert_eq!(summary["usage"]["work_lost"], 1);
+        assert_eq!(summary["usage"]["iterations_run"], 2);
+        assert_eq!(summary["iterations_run"], 2);
+    }
 }

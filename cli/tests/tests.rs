@@ -1598,6 +1598,14 @@ mod slurm {
             1,
             "went on from a checkpoint: {ran:?}"
         );
+        // The runs cut short count as runs and as lost work. A run the
+        // requeue stopped before its body wrote its line is counted too.
+        let lost = last["usage"]["work_lost"].as_u64().unwrap();
+        let again = ran.len() as u64 - 6;
+        assert!(lost >= 1, "{last} {ran:?}");
+        assert!(lost == again || lost == again + 1, "{last} {ran:?}");
+        assert_eq!(last["usage"]["iterations_run"], 6 + lost, "{last}");
+        assert_eq!(last["iterations_run"], 6 + lost, "{last}");
     }
 
     const REPEAT: &str = "#pragma repeat --iterations 6 --checkpoint-period 2 --max-by 'cat n'\n\
