@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pragma_checkpoint::{CheckpointLog, Key};
-use pragma_executor_local::{RemoteReport, run_spec};
+use pragma_executor_local::{RemoteOutput, RemoteReport, RunError, run_spec};
 use pragma_executor_slurm::{SlurmBackend, SlurmConfig, task_files, write_report};
 use pragma_parse::Directive;
 use serde::{Deserialize, Serialize};
@@ -97,87 +97,85 @@ pub(crate) fn task(dir: &Path) -> u8 {
             return exit::FAILED;
         }
     };
-    let pragma_executor_slurm::TaskFiles {
-        spec,
-        setup,
-        report: report_path,
-        earlier_runs,
-    } = files;
-    let setup: WorkerSetup = match serde_json::from_value(setup.worker) {
-        Ok(setup) => setup,
-        Err(e) => {
-            eprintln!("error: the task's setup in `{}`: {e}", dir.display());
-            return exit::FAILED;
+    let report_path = files.report.clone();
+    let earlier_runs = files.earlier_runs;
+    let mut output = match run_task(files) {
+        Ok(Some(output)) => output,
+        Ok(None) => return exit::CANCELLED,
+        // What keeps this node from running the iteration is its failure,
+        // told in the report: the retry budget applies, and the operation's
+        // failures name the node and the cause.
+        Err(message) => {
+            let node = rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned();
+            eprintln!("error: {message}");
+            RemoteOutput {
+                result: Err(RunError::Failed(format!("on node {node}: {message}"))),
+                evaluation: None,
+                seconds: 0.0,
+                lost_runs: 0,
+            }
         }
     };
-    if let Err(e) = std::env::set_current_dir(&setup.cwd) {
-        eprintln!("error: cannot enter `{}`: {e}", setup.cwd.display());
-        return exit::FAILED;
+    output.lost_runs = earlier_runs;
+    match write_report(&report_path, &RemoteReport::from(&output)) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: cannot write `{}`: {e}", report_path.display());
+            exit::FAILED
+        }
     }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return exit::FAILED;
-        }
-    };
+}
+
+/// Runs the iteration of a task; `None` if SLURM stopped it (a requeue, a
+/// preemption, a cancel), or why the node cannot run it.
+fn run_task(files: pragma_executor_slurm::TaskFiles) -> Result<Option<RemoteOutput>, String> {
+    let pragma_executor_slurm::TaskFiles { spec, setup, .. } = files;
+    let setup: WorkerSetup =
+        serde_json::from_value(setup.worker).map_err(|e| format!("the task's setup: {e}"))?;
+    std::env::set_current_dir(&setup.cwd)
+        .map_err(|e| format!("cannot enter `{}`: {e}", setup.cwd.display()))?;
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
-        let location = match Location::open(&setup.store) {
-            Ok(location) => location,
-            Err(message) => {
-                eprintln!("error: {message}");
-                return exit::FAILED;
-            }
-        };
-        let host = match location.host() {
-            Ok(host) => host,
-            Err(message) => {
-                eprintln!("error: {message}");
-                return exit::FAILED;
-            }
-        };
-        let key = match Key::parse(&format!(
+        // Opened, never made: an empty store made here would hide that
+        // this node does not see the one the operation is in.
+        if !setup.store.contains("://") && !Path::new(&setup.store).join("store").is_dir() {
+            return Err(format!(
+                "the store `{}` is not there: it must be on a file system that every node \
+                 mounts at the same path (or an s3:// URL)",
+                setup.store
+            ));
+        }
+        let location = Location::open(&setup.store)?;
+        let host = location.host()?;
+        let key = Key::parse(&format!(
             "remote/{}/{}-{}",
             spec.op, spec.iteration, spec.attempt
-        )) {
-            Ok(key) => key,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::FAILED;
-            }
-        };
+        ))
+        .map_err(|e| e.to_string())?;
         let log = CheckpointLog::new(location.checkpoints.clone());
         // SLURM stops a job it requeues, preempts or cancels with SIGTERM to
         // each of its processes. A run stopped so is not the body's failure:
         // it leaves no report, and the task's next start runs it again.
         let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(terminate) => terminate,
-                Err(e) => {
-                    eprintln!("error: cannot watch for SIGTERM: {e}");
-                    return exit::FAILED;
-                }
-            };
-        let mut output = tokio::select! {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
+        let output = tokio::select! {
             output = run_spec(&host, &log, &spec, &key) => output,
-            _ = terminate.recv() => return exit::CANCELLED,
+            _ = terminate.recv() => return Ok(None),
         };
         if output.result.is_err() {
             // The body may have died of the signal a moment before this
             // process gets its own.
             let signalled = tokio::time::timeout(STOP_GRACE, terminate.recv()).await;
             if signalled.is_ok() {
-                return exit::CANCELLED;
+                return Ok(None);
             }
         }
-        output.lost_runs = earlier_runs;
-        match write_report(&report_path, &RemoteReport::from(&output)) {
-            Ok(()) => exit::OK,
-            Err(e) => {
-                eprintln!("error: cannot write `{}`: {e}", report_path.display());
-                exit::FAILED
-            }
-        }
+        Ok(Some(output))
     })
 }
 
@@ -253,10 +251,23 @@ pub(crate) async fn run_repeat(
     let summary = match follow_job(&job, &dir.join("run.out"), args.json).await {
         Some(summary) => summary,
         None => {
-            eprintln!(
-                "error: SLURM job {job} ended without finishing the operation; see `{}`",
-                dir.join("run.out").display()
-            );
+            let output = std::fs::read_to_string(dir.join("run.out")).unwrap_or_default();
+            if output.lines().any(|line| line == JOB_START) {
+                eprintln!(
+                    "error: SLURM job {job} ended without finishing the operation; see `{}`",
+                    dir.join("run.out").display()
+                );
+            } else {
+                eprintln!(
+                    "error: SLURM job {job} ended without starting pragma: its node could not \
+                     reach `{}` or could not run `{}`. The store must be on a file system that \
+                     every node mounts at the same path, and the pragma binary too; the job's \
+                     own output, if SLURM could write it, is `{}`",
+                    dir.display(),
+                    std::env::current_exe().unwrap_or_default().display(),
+                    dir.join("run.out").display()
+                );
+            }
             return exit::FAILED;
         }
     };

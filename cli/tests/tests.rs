@@ -1556,6 +1556,131 @@ mod slurm {
         assert_eq!(ran.iter().filter(|i| *i == "2").count(), 1, "{ran:?}");
     }
 
+    /// Waits for `path` to exist; returns what it holds.
+    fn wait_for_file(path: &Path) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(path)
+                && !text.is_empty()
+            {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "no {}", path.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn release(job: &str) {
+        let status = std::process::Command::new("scontrol")
+            .args(["release", job])
+            .status()
+            .unwrap();
+        assert!(status.success(), "scontrol release {job}");
+    }
+
+    #[test]
+    fn a_store_the_nodes_do_not_see_is_named_as_the_cause() {
+        if !cluster() {
+            return;
+        }
+        let setup = Setup::new();
+        let cell = setup.cell(PARALLEL);
+        // The array waits, held, while its directory moves away: as a node
+        // that does not mount the store sees it.
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
+            .arg("run")
+            .arg(&cell)
+            .arg("--state")
+            .arg(setup.path("state"))
+            .arg("--store")
+            .arg(setup.path("store"))
+            .args(["--backend", "slurm", "--retries", "0", "--json"])
+            .arg("--sbatch-arg=--hold")
+            .env("OUT", setup.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let op = op_of(&setup);
+        let tasks = setup.path("store/slurm").join(&op);
+        let job: String =
+            serde_json::from_str(&wait_for_file(&tasks.join("array/job.id"))).unwrap();
+        std::fs::rename(&tasks, setup.path("store/slurm/elsewhere")).unwrap();
+        release(&job);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the run did not end");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(output.status.code(), Some(1), "{last}");
+        assert_eq!(last["status"], "failed", "{last}");
+        let failures = last["failed_iterations"].as_array().unwrap();
+        assert!(!failures.is_empty(), "{last}");
+        for failure in failures {
+            let error = failure["error"].as_str().unwrap_or_default();
+            assert!(
+                error.contains("ended without starting its iteration")
+                    && error.contains("every node mounts"),
+                "{last}"
+            );
+        }
+        assert!(lines(&setup, "ran").is_empty());
+    }
+
+    #[test]
+    fn a_repeat_job_whose_node_does_not_see_the_store_says_so() {
+        if !cluster() {
+            return;
+        }
+        let setup = Setup::new();
+        let cell = setup.cell(REPEAT);
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
+            .arg("run")
+            .arg(&cell)
+            .arg("--state")
+            .arg(setup.path("state"))
+            .arg("--store")
+            .arg(setup.path("store"))
+            .args(["--backend", "slurm", "--sbatch-arg=--hold"])
+            .env("OUT", setup.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let dir = loop {
+            let found = std::fs::read_dir(setup.path("store/slurm"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.join("job.id").exists());
+            if let Some(dir) = found {
+                break dir;
+            }
+            assert!(Instant::now() < deadline, "no repeat job was submitted");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let job: String = serde_json::from_str(&wait_for_file(&dir.join("job.id"))).unwrap();
+        std::fs::rename(&dir, setup.path("store/slurm/elsewhere")).unwrap();
+        release(&job);
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("ended without starting pragma")
+                && stderr.contains("every node mounts"),
+            "{stderr}"
+        );
+        assert!(lines(&setup, "ran").is_empty());
+    }
+
     #[test]
     fn a_repeat_job_requeued_while_running_resumes_and_completes() {
         if !cluster() {

@@ -328,6 +328,29 @@ impl SlurmBackend {
         Ok(array.job_id.clone())
     }
 
+    /// Why job `job` of the task directory `dir` may have ended without
+    /// running its worker, and where to look.
+    fn never_started(&self, job: &str, dir: &Path) -> String {
+        let output = match job.split_once('_') {
+            Some((array, task)) => format!("slurm-{array}_{task}.out"),
+            None => format!("slurm-{job}.out"),
+        };
+        format!(
+            "SLURM job {job} ended without starting its iteration: its node could not \
+             reach `{}` or could not run `{}`. The store and its `slurm` directory must be \
+             on a file system that every node mounts at the same path (or the store an \
+             s3:// URL), and the pragma binary must be there too; the job's own output, \
+             if SLURM could write it, is `{}`",
+            dir.display(),
+            self.config
+                .worker_command
+                .first()
+                .map(|w| w.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            dir.join(output).display()
+        )
+    }
+
     /// Waits for the report at `report`; `None` if the job `job` left the
     /// queue without writing it (lost: killed, its node failed).
     async fn wait_for(&self, report: &Path, job: &str) -> Option<RemoteReport> {
@@ -437,7 +460,17 @@ impl ExecutionBackend for SlurmBackend {
             .wait_for(&dir.join(format!("{stem}.report.json")), &job_id)
             .await;
         guard.job = None;
-        let report = report?;
+        let Some(report) = report else {
+            // A task that started counts its starts before anything else:
+            // one that left none never ran the worker on its node.
+            if tokio::fs::try_exists(dir.join(format!("{stem}.starts")))
+                .await
+                .unwrap_or(true)
+            {
+                return None; // lost: killed, or its node failed
+            }
+            return failed(self.never_started(&job_id, &dir));
+        };
         match RemoteOutput::try_from(report) {
             Ok(output) => Some(output.into_output()),
             Err(e) => failed(format!("the worker's report: {e}")),
