@@ -221,10 +221,8 @@ pub(crate) fn wait(args: &WaitArgs) -> u8 {
         // Read the outcome before the liveness check: a run writes its
         // outcome before it exits.
         let outcome = location.read_outcome(&args.op);
-        let running = location
-            .read_run(&args.op)
-            .and_then(|r| r.runner)
-            .is_some_and(|r| r.alive());
+        let runner = location.read_run(&args.op).and_then(|r| r.runner);
+        let running = runner.as_ref().is_some_and(|r| r.alive());
         events.print_new(args.json);
         if let Some(outcome) = outcome.filter(|_| !running) {
             print_summary(&outcome, &location, args.json);
@@ -238,7 +236,9 @@ pub(crate) fn wait(args: &WaitArgs) -> u8 {
             );
             return exit::FAILED;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // A SLURM job is asked after through slurmctld: not too often.
+        let slurm = runner.is_some_and(|r| r.slurm_job.is_some());
+        std::thread::sleep(Duration::from_millis(if slurm { 1000 } else { 100 }));
     }
 }
 
@@ -249,7 +249,7 @@ pub(crate) fn cancel(args: &CancelArgs) -> u8 {
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    let Some(runner) = record.runner.filter(|r| r.alive()) else {
+    let Some(runner) = record.runner.clone().filter(|r| r.alive()) else {
         match location.read_outcome(&args.op) {
             Some(outcome) => println!(
                 "operation {} is not running: it ended {}",
@@ -264,34 +264,62 @@ pub(crate) fn cancel(args: &CancelArgs) -> u8 {
         }
         return exit::OK;
     };
-    let signalled = i32::try_from(runner.pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-        .map(|pid| rustix::process::kill_process(pid, rustix::process::Signal::TERM));
-    match signalled {
-        Some(Ok(())) => {}
-        Some(Err(e)) => {
-            return usage_error(format!(
-                "cannot signal process {} running operation {}: {e}",
-                runner.pid, args.op
-            ));
+    if let Some(job) = &runner.slurm_job {
+        // The job may run on any node, or wait to start again: SLURM
+        // stops it wherever it is, with the SIGTERM a cancel sends.
+        let cancelled = Command::new("scancel").arg(job).output();
+        match cancelled {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => {
+                return usage_error(format!(
+                    "scancel {job} (operation {}): {}",
+                    args.op,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ));
+            }
+            Err(e) => return usage_error(format!("cannot run scancel {job}: {e}")),
         }
-        None => return usage_error(format!("process id {} is out of range", runner.pid)),
+    } else if !runner.here() {
+        return usage_error(format!(
+            "operation {} runs in {}; run `pragma cancel {0}` there",
+            args.op,
+            runner.describe()
+        ));
+    } else {
+        let signalled = i32::try_from(runner.pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .map(|pid| rustix::process::kill_process(pid, rustix::process::Signal::TERM));
+        match signalled {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                return usage_error(format!(
+                    "cannot signal process {} running operation {}: {e}",
+                    runner.pid, args.op
+                ));
+            }
+            None => return usage_error(format!("process id {} is out of range", runner.pid)),
+        }
     }
     eprintln!(
-        "cancelling operation {} (process {}): workers stop, the last checkpoint stays",
-        args.op, runner.pid
+        "cancelling operation {} ({}): workers stop, the last checkpoint stays",
+        args.op,
+        runner.describe()
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while runner.alive() {
         if Instant::now() > deadline {
             eprintln!(
-                "warning: process {} has not stopped after a minute; it may still be stopping its workers",
-                runner.pid
+                "warning: {} has not stopped after a minute; it may still be stopping its workers",
+                runner.describe()
             );
             return exit::FAILED;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(if runner.slurm_job.is_some() {
+            250
+        } else {
+            50
+        }));
     }
     match location.read_outcome(&args.op) {
         Some(outcome) if outcome["status"] != "cancelled" => println!(
@@ -312,7 +340,7 @@ pub(crate) fn apply(args: &ApplyArgs) -> u8 {
         Err(code) => return code,
     };
     let Some(mut outcome) = location.read_outcome(&args.op) else {
-        let running = record.runner.is_some_and(|r| r.alive());
+        let running = record.runner.as_ref().is_some_and(|r| r.alive());
         return usage_error(if running {
             format!(
                 "operation {} is still running; `pragma wait {0}{}` waits for it",

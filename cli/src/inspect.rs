@@ -80,9 +80,11 @@ fn status_name(status: &Option<FinalStatus>) -> String {
 /// operation now, and whether its result waits to be applied.
 fn run_state(location: &Location, summary: &OperationSummary) -> String {
     let record = location.read_run(&summary.op);
-    let running = record.as_ref().and_then(|r| r.runner).filter(|r| r.alive());
+    let running = record
+        .and_then(|r| r.runner)
+        .filter(crate::records::Runner::alive);
     match (running, &summary.status) {
-        (Some(runner), _) => format!("running (process {})", runner.pid),
+        (Some(runner), _) => format!("running ({})", runner.describe()),
         (None, None) => "stopped, resumable".to_owned(),
         (None, Some(FinalStatus::Cancelled)) => "resumable".to_owned(),
         (None, Some(_)) if location.result_dir(&summary.op).is_dir() => {

@@ -30,27 +30,56 @@ pub(crate) struct RunRecord {
     pub(crate) runner: Option<Runner>,
 }
 
-/// A running process, told apart from a later one with the same pid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A running process, told apart from a later one with the same pid, and
+/// where it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Runner {
     /// Its process id.
     pub(crate) pid: u32,
     /// Its start time, in clock ticks since boot (`/proc/PID/stat`).
     pub(crate) started: u64,
+    /// The machine it runs on (`None` in records of older versions: this
+    /// one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) host: Option<String>,
+    /// The SLURM job it runs in, for a repeat operation run as one job
+    /// (`--backend slurm`): the job, not the process, is what to follow
+    /// and cancel, from any machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) slurm_job: Option<String>,
 }
 
 impl Runner {
-    /// This process.
-    pub(crate) fn current() -> Option<Runner> {
+    /// This process, in the SLURM job `slurm_job` if it runs one.
+    pub(crate) fn current(slurm_job: Option<String>) -> Option<Runner> {
         let pid = std::process::id();
         Some(Runner {
             pid,
             started: start_time(pid)?,
+            host: Some(this_host()),
+            slurm_job,
         })
     }
 
-    /// Whether the process still runs (and is not a zombie).
+    /// Whether it runs on this machine.
+    pub(crate) fn here(&self) -> bool {
+        self.host.as_deref().is_none_or(|host| host == this_host())
+    }
+
+    /// Whether the operation still runs: its SLURM job is queued (a
+    /// requeued job waits to start again), or its process runs and is
+    /// not a zombie. A process on another machine is taken to run: from
+    /// here that cannot be told, and starting the operation again beside
+    /// it would run it twice.
     pub(crate) fn alive(&self) -> bool {
+        if let Some(job) = &self.slurm_job
+            && let Some(queued) = slurm_job_queued(job)
+        {
+            return queued;
+        }
+        if !self.here() {
+            return true;
+        }
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
             return false;
         };
@@ -60,6 +89,36 @@ impl Runner {
             == Some("Z");
         !zombie && start_time(self.pid) == Some(self.started)
     }
+
+    /// What runs the operation, for messages: `process 42`, `process 42 on
+    /// node7`, `SLURM job 1234`.
+    pub(crate) fn describe(&self) -> String {
+        match (&self.slurm_job, &self.host) {
+            (Some(job), _) => format!("SLURM job {job}"),
+            (None, Some(host)) if !self.here() => format!("process {} on {host}", self.pid),
+            _ => format!("process {}", self.pid),
+        }
+    }
+}
+
+/// This machine's name.
+pub(crate) fn this_host() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Whether SLURM still has `job` queued or running; `None` if `squeue`
+/// cannot tell (not a submit host).
+fn slurm_job_queued(job: &str) -> Option<bool> {
+    let output = std::process::Command::new("squeue")
+        .args(["-h", "-o", "%T", "-j", job])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    // squeue fails for a job it no longer knows.
+    Some(output.status.success() && !output.stdout.trim_ascii().is_empty())
 }
 
 /// A process's start time from `/proc/PID/stat` (field 22).

@@ -64,6 +64,10 @@ pub(crate) struct RunArgs {
     /// id on standard output once it is submitted.
     #[arg(long, hide = true)]
     pub(crate) detached: bool,
+    /// The SLURM job this run is, when it runs a repeat operation as one
+    /// job (`pragma __slurm-run`): what `cancel`, `wait` and `status` follow.
+    #[arg(skip)]
+    pub(crate) slurm_job: Option<String>,
 }
 
 /// Where iterations run.
@@ -198,11 +202,12 @@ async fn run_async(args: &RunArgs) -> u8 {
     };
     let (handle, mut record) = match resumable {
         Some(mut record) => {
-            if let Some(runner) = record.runner.filter(Runner::alive) {
+            if let Some(runner) = record.runner.as_ref().filter(|r| r.alive()) {
                 return usage_error(format!(
-                    "operation {} of this cell and state is already running (process {}); \
+                    "operation {} of this cell and state is already running ({}); \
                      `pragma wait {0}` follows it and `pragma cancel {0}` stops it",
-                    record.op, runner.pid
+                    record.op,
+                    runner.describe()
                 ));
             }
             if !args.json && !args.detached {
@@ -215,7 +220,7 @@ async fn run_async(args: &RunArgs) -> u8 {
                 Ok(handle) => handle,
                 Err(e) => return report_exec_error(e),
             };
-            record.runner = Runner::current();
+            record.runner = Runner::current(args.slurm_job.clone());
             // A cancel's outcome is not the end any more.
             let _ = std::fs::remove_file(location.op_dir(&record.op).join("outcome.json"));
             (handle, record)
@@ -251,7 +256,7 @@ async fn run_async(args: &RunArgs) -> u8 {
                 cell: args.cell.clone(),
                 state: live.clone(),
                 submitted,
-                runner: Runner::current(),
+                runner: Runner::current(args.slurm_job.clone()),
             };
             if let Err(e) = write_index(
                 &index_path,

@@ -106,10 +106,7 @@ pub(crate) fn task(dir: &Path) -> u8 {
         // told in the report: the retry budget applies, and the operation's
         // failures name the node and the cause.
         Err(message) => {
-            let node = rustix::system::uname()
-                .nodename()
-                .to_string_lossy()
-                .into_owned();
+            let node = crate::records::this_host();
             eprintln!("error: {message}");
             RemoteOutput {
                 result: Err(RunError::Failed(format!("on node {node}: {message}"))),
@@ -508,6 +505,7 @@ pub(crate) fn run_whole(dir: &Path) -> u8 {
         partition: None,
         sbatch_args: Vec::new(),
         detached: false,
+        slurm_job: std::env::var("SLURM_JOB_ID").ok(),
     };
     // Marks where this start's lines begin in the job's output (see
     // `JobLines`).

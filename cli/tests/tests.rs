@@ -816,7 +816,7 @@ mod control {
     }
 
     #[test]
-    fn wait_on_a_killed_run_says_how_to_resume() {
+    fn wait_on_a_killed_run_says_how_to_resume_and_a_run_elsewhere_is_left_alone() {
         let setup = Setup::new();
         let cell = setup.cell(SLOW_PARALLEL);
         let state = setup.path("state");
@@ -855,6 +855,37 @@ mod control {
             .assert()
             .code(2)
             .stderr(predicate::str::contains("has not ended"));
+
+        // Recorded as running on another machine (a shared store), it is
+        // not taken for stopped: this machine can neither tell nor signal it.
+        let record_path = setup.path("store/ops").join(&op).join("run.json");
+        let mut record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+        record["runner"] = serde_json::json!({"pid": 4242, "started": 1, "host": "another-node"});
+        std::fs::write(&record_path, record.to_string()).unwrap();
+        assert_eq!(
+            setup.status(&op)["run"],
+            "running (process 4242 on another-node)"
+        );
+        setup
+            .pragma(&["cancel", &op])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "runs in process 4242 on another-node; run `pragma cancel",
+            ));
+        setup
+            .pragma(&[
+                "run",
+                cell.to_str().unwrap(),
+                "--state",
+                state.to_str().unwrap(),
+            ])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "already running (process 4242 on another-node)",
+            ));
     }
 
     #[test]
@@ -1753,6 +1784,57 @@ mod slurm {
             "6\n"
         );
         assert_eq!(lines(&remote, "ran"), ["0", "1", "2", "3", "4", "5"]);
+    }
+
+    #[test]
+    fn pragma_cancel_stops_a_repeat_job_on_whichever_node_it_runs() {
+        if !cluster() {
+            return;
+        }
+        let setup = Setup::new();
+        let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 1"));
+        let child = setup.spawn_run(&cell, &["--json"]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lines(&setup, "ran").len() < 2 {
+            assert!(Instant::now() < deadline, "the job did not get far");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let op = op_of(&setup);
+        let store = setup.path("store");
+        let status = pragma()
+            .arg("status")
+            .arg("--store")
+            .arg(&store)
+            .output()
+            .unwrap();
+        let status = String::from_utf8_lossy(&status.stdout).into_owned();
+        assert!(status.contains("running (SLURM job "), "{status}");
+        // As a job on another node records itself: its process is nowhere
+        // here, and the job is what cancel stops.
+        let record_path = store.join("ops").join(&op).join("run.json");
+        let mut record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+        assert!(record["runner"]["slurm_job"].is_string(), "{record}");
+        record["runner"]["host"] = "another-node".into();
+        record["runner"]["pid"] = 999_999_999u32.into();
+        std::fs::write(&record_path, record.to_string()).unwrap();
+        let cancel = pragma()
+            .args(["cancel", &op, "--store"])
+            .arg(&store)
+            .output()
+            .unwrap();
+        assert!(
+            cancel.status.success(),
+            "{}",
+            String::from_utf8_lossy(&cancel.stderr)
+        );
+        assert!(String::from_utf8_lossy(&cancel.stdout).contains("cancelled"));
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(last["status"], "cancelled", "{last}");
+        assert_eq!(output.status.code(), Some(130));
+        assert!(!setup.path("state/n").exists(), "nothing is applied");
     }
 
     #[test]
