@@ -82,7 +82,10 @@ enum Command {
     Logs(inspect::LogsArgs),
     /// Internal: stops the bodies of a run whose process dies.
     #[command(name = "__reap", hide = true)]
-    Reap,
+    Reap {
+        /// The mark of the runner's bodies.
+        token: String,
+    },
     /// Internal: runs one iteration as a SLURM task.
     #[command(name = "__slurm-task", hide = true)]
     SlurmTask {
@@ -107,7 +110,7 @@ fn main() -> ExitCode {
         Command::Wait(args) => Ok(control::wait(&args)),
         Command::Cancel(args) => Ok(control::cancel(&args)),
         Command::Apply(args) => Ok(control::apply(&args)),
-        Command::Reap => Ok(reaper::serve()),
+        Command::Reap { token } => Ok(reaper::serve(&token)),
         Command::SlurmTask { dir } => Ok(slurm::task(&dir)),
         Command::SlurmRun { dir } => Ok(slurm::run_whole(&dir)),
         Command::Status(args) => Ok(inspect::status(&args)),

@@ -6,6 +6,12 @@
 //! the runner. The pipe closes when the runner exits, however it exits,
 //! kill -9 included; the companion then kills every group still listed, so
 //! no orphaned body goes on writing into the store.
+//!
+//! A body can start before its group is on the pipe: the runner may be
+//! killed between starting it and telling the companion. So each body also
+//! carries a mark in its environment ([`MARK`], unique to the runner), which
+//! its children inherit; the companion kills the process groups of every
+//! process that carries it, found in `/proc/PID/environ`.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
@@ -15,10 +21,15 @@ use std::sync::Mutex;
 
 use rustix::process::{Pid, Signal, kill_process_group};
 
+/// The environment variable that marks the bodies of one runner.
+pub(crate) const MARK: &str = "PRAGMA_RUNNER";
+
 /// The runner's end of the companion process.
 #[derive(Debug)]
 pub(crate) struct Reaper {
     input: Mutex<ChildStdin>,
+    /// The value of [`MARK`] in this runner's bodies.
+    token: String,
     // Kept so that the companion is not reaped while this end lives.
     _companion: Child,
 }
@@ -26,8 +37,15 @@ pub(crate) struct Reaper {
 impl Reaper {
     /// Starts the companion process.
     pub(crate) fn start() -> std::io::Result<Reaper> {
+        // Unique to this runner: its pid with the time it starts at.
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let token = format!("{}-{}", std::process::id(), since_epoch.as_nanos());
         let mut companion = Command::new(std::env::current_exe()?)
             .arg("__reap")
+            .arg(&token)
+            .env_remove(MARK)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -39,8 +57,15 @@ impl Reaper {
             .ok_or_else(|| std::io::Error::other("the reaper has no standard input"))?;
         Ok(Reaper {
             input: Mutex::new(input),
+            token,
             _companion: companion,
         })
+    }
+
+    /// The value of [`MARK`] to give each body, so that it is found even
+    /// before [`watch`](Reaper::watch).
+    pub(crate) fn token(&self) -> &str {
+        &self.token
     }
 
     /// Kill the process group `pgid` if this process dies.
@@ -69,9 +94,10 @@ pub(crate) fn kill_group(pgid: u32) {
     }
 }
 
-/// The companion: `pragma __reap`. Returns when its input closes, after
-/// killing the groups still listed.
-pub(crate) fn serve() -> u8 {
+/// The companion: `pragma __reap TOKEN`. Returns when its input closes,
+/// after killing the groups still listed and those of the processes marked
+/// with `token`.
+pub(crate) fn serve(token: &str) -> u8 {
     let mut groups = BTreeSet::new();
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
@@ -92,5 +118,57 @@ pub(crate) fn serve() -> u8 {
     for pgid in groups {
         kill_group(pgid);
     }
+    // Twice: a marked process may have been starting another one during the
+    // first look.
+    for _ in 0..2 {
+        for pgid in marked_groups(token) {
+            kill_group(pgid);
+        }
+    }
     crate::exit::OK
+}
+
+/// The process groups of the processes whose environment holds
+/// `MARK=token`, this process's own group left out.
+fn marked_groups(token: &str) -> BTreeSet<u32> {
+    let needle = format!("\0{MARK}={token}\0");
+    let own = rustix::process::getpgrp().as_raw_nonzero().get() as u32;
+    let mut groups = BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return groups;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let mut framed = Vec::with_capacity(environ.len() + 2);
+        framed.push(0);
+        framed.extend_from_slice(&environ);
+        framed.push(0);
+        let marked = framed
+            .windows(needle.len())
+            .any(|window| window == needle.as_bytes());
+        if marked
+            && let Some(pgid) = process_group(pid)
+            && pgid != own
+        {
+            groups.insert(pgid);
+        }
+    }
+    groups
+}
+
+/// The process group of `pid` (`/proc/PID/stat`, field 5).
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name in parentheses may hold spaces; fields count from after it.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
 }

@@ -148,6 +148,12 @@ impl ShellHost {
         })
     }
 
+    /// The mark of this runner's bodies (see [`Reaper::token`]); empty
+    /// without a reaper.
+    fn reaper_token(&self) -> &str {
+        self.reaper.as_deref().map_or("", Reaper::token)
+    }
+
     /// Has `reaper` kill the bodies if this process dies first.
     pub(crate) fn with_reaper(mut self, reaper: Reaper) -> Self {
         self.reaper = Some(Arc::new(reaper));
@@ -259,6 +265,7 @@ impl Host for ShellHost {
             .envs(&state.env)
             .env("PRAGMA_SEED", ctx.seed.to_string())
             .env("PRAGMA_OP_ID", &*ctx.op)
+            .env(crate::reaper::MARK, self.reaper_token())
             // Standard input is a pipe nobody writes to: a body that reads
             // it waits, and the watchdog below sees it waiting.
             .stdin(Stdio::piped())
@@ -306,6 +313,7 @@ impl Host for ShellHost {
             .arg(expr)
             .current_dir(state.path())
             .envs(&state.env)
+            .env(crate::reaper::MARK, self.reaper_token())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -777,6 +777,7 @@ mod control {
         let setup = Setup::new();
         let cell = setup.cell(
             "#pragma parallel --iterations 2 --parallel-runs 2 --max-by 'cat n'\n\
+             setsid sh -c 'echo $$ > \"$OUT/escaped-$iteration\"; sleep 30' &\n\
              echo $$ > \"$OUT/pid-$iteration\"; sleep 30 & wait\n",
         );
         let state = setup.path("state");
@@ -786,14 +787,19 @@ mod control {
             "--state",
             state.to_str().unwrap(),
         ]);
-        wait_for_file(&setup.path("pid-0"));
-        wait_for_file(&setup.path("pid-1"));
-        let pids: Vec<u32> = (0..2)
-            .map(|i| {
+        // A child that left the body's process group and session (setsid)
+        // dies too: it carries the runner's mark.
+        let files = ["pid-0", "pid-1", "escaped-0", "escaped-1"];
+        for file in files {
+            wait_for_file(&setup.path(file));
+        }
+        let pids: Vec<u32> = files
+            .iter()
+            .map(|file| {
                 // The file may be created before the pid is written.
                 let deadline = Instant::now() + Duration::from_secs(5);
                 loop {
-                    if let Ok(pid) = std::fs::read_to_string(setup.path(&format!("pid-{i}")))
+                    if let Ok(pid) = std::fs::read_to_string(setup.path(file))
                         .unwrap()
                         .trim()
                         .parse()
