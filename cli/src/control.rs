@@ -250,6 +250,18 @@ pub(crate) fn cancel(args: &CancelArgs) -> u8 {
         Err(code) => return code,
     };
     let Some(runner) = record.runner.clone().filter(|r| r.alive()) else {
+        // Its coordinator is gone (killed), but SLURM may still run its
+        // tasks: they are stopped as the coordinator would have.
+        if location.local.join("slurm").join(&args.op).is_dir() {
+            match cancel_orphaned_jobs(&args.op) {
+                Ok(0) => {}
+                Ok(jobs) => eprintln!(
+                    "cancelled {jobs} SLURM job(s) of operation {} that ran without their coordinator",
+                    args.op
+                ),
+                Err(message) => return usage_error(message),
+            }
+        }
         match location.read_outcome(&args.op) {
             Some(outcome) => println!(
                 "operation {} is not running: it ended {}",
@@ -330,6 +342,41 @@ pub(crate) fn cancel(args: &CancelArgs) -> u8 {
         _ => println!("cancelled: {}", resume_hint(&record)),
     }
     exit::OK
+}
+
+/// Cancels the SLURM jobs of `op` still in the queue; how many there were.
+fn cancel_orphaned_jobs(op: &str) -> Result<usize, String> {
+    let name = pragma_executor_slurm::job_name(op);
+    let listed = Command::new("squeue")
+        .args(["-h", "-r", "-o", "%i", "--name", &name])
+        .output();
+    let jobs = match listed {
+        Ok(output) if output.status.success() => {
+            String::from_utf8_lossy(&output.stdout).lines().count()
+        }
+        Ok(output) => {
+            return Err(format!(
+                "squeue --name {name}: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        // No SLURM here: nothing of it to cancel from this machine.
+        Err(_) => return Ok(0),
+    };
+    if jobs > 0 {
+        let cancelled = Command::new("scancel").args(["--name", &name]).output();
+        match cancelled {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => {
+                return Err(format!(
+                    "scancel --name {name}: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ));
+            }
+            Err(e) => return Err(format!("cannot run scancel: {e}")),
+        }
+    }
+    Ok(jobs)
 }
 
 /// `pragma apply OP`: applies a finished operation's result to its live

@@ -1492,6 +1492,39 @@ mod slurm {
     }
 
     #[test]
+    fn cancel_stops_an_array_whose_coordinator_was_killed() {
+        if !cluster() {
+            return;
+        }
+        let setup = Setup::new();
+        let cell = setup.cell(
+            "#pragma parallel --iterations 8 --parallel-runs 2 --max-by 'cat score'\n\
+             touch \"$OUT/started-$iteration\"; sleep 60; echo 1 > score\n",
+        );
+        let mut child = setup.spawn_run(&cell, &[]);
+        let op = op_of(&setup);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !setup.path("started-0").exists() {
+            assert!(Instant::now() < deadline, "no task started");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.kill().unwrap(); // SIGKILL: the coordinator cannot scancel
+        child.wait().unwrap();
+        assert!(queued(&op) > 0);
+        pragma()
+            .args(["cancel", &op, "--store"])
+            .arg(setup.path("store"))
+            .assert()
+            .code(0)
+            .stderr(predicate::str::contains("ran without their coordinator"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while queued(&op) > 0 {
+            assert!(Instant::now() < deadline, "the array is still queued");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    #[test]
     fn a_restarted_coordinator_reuses_the_running_array() {
         if !cluster() {
             return;
