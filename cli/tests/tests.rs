@@ -1877,6 +1877,32 @@ mod slurm {
     }
 
     #[test]
+    fn a_restarted_coordinator_follows_the_running_repeat_job() {
+        if !cluster() {
+            return;
+        }
+        let setup = Setup::new();
+        let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 1"));
+        let mut child = setup.spawn_run(&cell, &["--json"]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lines(&setup, "ran").len() < 2 {
+            assert!(Instant::now() < deadline, "the job did not get far");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().unwrap(); // SIGKILL: the job goes on without it
+        child.wait().unwrap();
+        let (code, outcome) = setup.run(&cell, &["--backend", "slurm"]);
+        assert_eq!(code, 0, "{outcome}");
+        assert_eq!(
+            std::fs::read_to_string(setup.path("state/n")).unwrap(),
+            "6\n"
+        );
+        // The same job went on: every iteration ran once.
+        assert_eq!(lines(&setup, "ran"), ["0", "1", "2", "3", "4", "5"]);
+        assert_eq!(outcome["usage"]["work_lost"], 0, "{outcome}");
+    }
+
+    #[test]
     fn a_cancelled_repeat_job_resumes_from_its_checkpoint() {
         if !cluster() {
             return;
