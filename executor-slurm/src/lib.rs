@@ -25,7 +25,13 @@
 //!
 //! The shared directory and the checkpoint store must be reachable from
 //! every node (a shared file system, or an object store for the
-//! checkpoints).
+//! checkpoints). A task that leaves the queue without a report was lost
+//! (killed, its node failed) and runs again, unless it never started: a
+//! worker counts its starts ([`task_files`]) before anything else, so a
+//! task with none never ran the worker on its node. That iteration fails
+//! instead, with a message that names the directory the node could not
+//! reach; a worker that cannot open the store reports a failure the same
+//! way.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
