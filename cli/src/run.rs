@@ -202,7 +202,15 @@ async fn run_async(args: &RunArgs) -> u8 {
     };
     let (handle, mut record) = match resumable {
         Some(mut record) => {
-            if let Some(runner) = record.runner.as_ref().filter(|r| r.alive()) {
+            // An earlier start of this very SLURM job (requeued after its
+            // node failed) is no other runner: a job runs one start at once.
+            let earlier_start_of_this_job =
+                |r: &&Runner| r.slurm_job.is_some() && r.slurm_job == args.slurm_job;
+            if let Some(runner) = record
+                .runner
+                .as_ref()
+                .filter(|r| !earlier_start_of_this_job(r) && r.alive())
+            {
                 return usage_error(format!(
                     "operation {} of this cell and state is already running ({}); \
                      `pragma wait {0}` follows it and `pragma cancel {0}` stops it",

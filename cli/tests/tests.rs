@@ -1903,6 +1903,60 @@ mod slurm {
     }
 
     #[test]
+    fn a_repeat_job_restarted_after_its_node_died_resumes() {
+        if !cluster() {
+            return;
+        }
+        let setup = Setup::new();
+        let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 1"));
+        let child = setup.spawn_run(&cell, &["--json"]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lines(&setup, "ran").len() < 2 {
+            assert!(Instant::now() < deadline, "the job did not get far");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let op = op_of(&setup);
+        let dir = std::fs::read_dir(setup.path("store/slurm"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("job.id").exists())
+            .unwrap();
+        let job: String = serde_json::from_str(&wait_for_file(&dir.join("job.id"))).unwrap();
+        // Requeued and held, so that its record can be made what a node
+        // that died leaves: its runner still written down.
+        let status = std::process::Command::new("scontrol")
+            .args(["requeuehold", &job])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let record_path = setup.path("store/ops").join(&op).join("run.json");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut record: serde_json::Value = loop {
+            let record: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+            if record["runner"].is_null() {
+                break record;
+            }
+            assert!(Instant::now() < deadline, "the job did not stop");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        record["runner"] = serde_json::json!({
+            "pid": 4242, "started": 1, "host": "a-node-that-died", "slurm_job": job
+        });
+        std::fs::write(&record_path, record.to_string()).unwrap();
+        release(&job);
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(last["status"], "succeeded", "{last}");
+        assert_eq!(
+            std::fs::read_to_string(setup.path("state/n")).unwrap(),
+            "6\n"
+        );
+    }
+
+    #[test]
     fn a_cancelled_repeat_job_resumes_from_its_checkpoint() {
         if !cluster() {
             return;
