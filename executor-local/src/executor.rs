@@ -446,7 +446,66 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         body: &str,
         state: H::State,
     ) -> Result<Handle<H::State>, ExecError> {
-        let unsaveable = self.shared.host.unsaveable(&state);
+        let (name, lease, body, generation) =
+            self.record_submission(&directive, body, &state).await?;
+        self.hand_over(
+            name,
+            directive,
+            body,
+            lease,
+            (Arc::new(state), generation),
+            None,
+            None,
+            generation,
+        )
+    }
+
+    /// Records a submission durably without running it, and returns the
+    /// operation's id: the operation waits in the store until an executor
+    /// on the same store [`resume`](Executor::resume)s it, in this process
+    /// or another one (a job a cluster starts later, say). Until then its
+    /// status is that of an operation stopped before its first iteration.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use pragma_checkpoint::MemoryStore;
+    /// use pragma_executor_local::{Config, Executor, FinalStatus};
+    /// use pragma_executor_local::testkit::ScriptedHost;
+    ///
+    /// let store = MemoryStore::new();
+    /// let host = ScriptedHost::new();
+    /// let here = Executor::new(host.clone(), store.clone(), Config::default());
+    /// let cell = pragma_parse::parse_cell("#pragma repeat --iterations 3 --max-by value\nstep").unwrap();
+    /// let op = here.prepare(cell.directive, cell.body, Default::default()).await.unwrap();
+    /// assert!(host.runs().is_empty(), "nothing runs yet");
+    ///
+    /// // Elsewhere, later: it runs.
+    /// let there = Executor::new(host.clone(), store, Config::default());
+    /// let outcome = there.resume(&op).await.unwrap().wait().await.unwrap();
+    /// assert_eq!(outcome.status, FinalStatus::Succeeded);
+    /// assert_eq!(host.runs().len(), 3);
+    /// # }
+    /// ```
+    pub async fn prepare(
+        &self,
+        directive: Directive,
+        body: &str,
+        state: H::State,
+    ) -> Result<String, ExecError> {
+        let (name, _lease, _, _) = self.record_submission(&directive, body, &state).await?;
+        Ok(name)
+    }
+
+    /// Claims a new operation and commits its submission: the id, the
+    /// lease, the body and the submission's generation.
+    async fn record_submission(
+        &self,
+        directive: &Directive,
+        body: &str,
+        state: &H::State,
+    ) -> Result<(String, Lease, Arc<str>, u64), ExecError> {
+        let unsaveable = self.shared.host.unsaveable(state);
         if !unsaveable.is_empty() {
             return Err(ExecError::Unsaveable(unsaveable));
         }
@@ -467,17 +526,8 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             usage: Usage::default(),
         };
         let (generation, _) =
-            commit_state(&self.shared, &lease, &record, "submission", &state).await?;
-        self.hand_over(
-            name,
-            directive,
-            body,
-            lease,
-            (Arc::new(state), generation),
-            None,
-            None,
-            generation,
-        )
+            commit_state(&self.shared, &lease, &record, "submission", state).await?;
+        Ok((name, lease, body, generation))
     }
 
     #[allow(clippy::too_many_arguments)]

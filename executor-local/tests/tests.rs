@@ -498,6 +498,33 @@ mod resume {
     use super::*;
 
     #[tokio::test]
+    async fn a_prepared_operation_runs_where_it_is_resumed_as_a_submitted_one_would() {
+        for cell in [
+            "#pragma repeat --iterations 5 --checkpoint-period 2 --max-by value\nbody",
+            "#pragma parallel --iterations 6 --parallel-runs 2 --max-by value\nbody",
+        ] {
+            let host = ScriptedHost::new().value(3, 30.0);
+            let (direct, _) = run(&host, cell).await;
+            let store = MemoryStore::new();
+            let host = ScriptedHost::new().value(3, 30.0);
+            let parsed = pragma_parse::parse_cell(cell).unwrap();
+            let state = MapState::from([("data".to_string(), 1.0)]);
+            let op = Executor::new(host.clone(), store.clone(), config(3))
+                .prepare(parsed.directive, parsed.body, state)
+                .await
+                .unwrap();
+            assert!(host.runs().is_empty(), "{cell}: nothing runs at preparation");
+            let elsewhere = Executor::new(host.clone(), store, config(3));
+            assert_eq!(elsewhere.unfinished().await.unwrap(), vec![op.clone()]);
+            let outcome = elsewhere.resume(&op).await.unwrap().wait().await.unwrap();
+            assert_eq!(outcome.status, FinalStatus::Succeeded, "{cell}");
+            assert_eq!(best(&outcome), best(&direct), "{cell}");
+            assert_eq!(outcome.best.unwrap().state, direct.best.unwrap().state, "{cell}");
+            assert_eq!(outcome.usage.iterations_run, direct.usage.iterations_run, "{cell}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_new_executor_resumes_from_the_last_checkpoint_after_a_crash() {
         let store = MemoryStore::new();
         let host = ScriptedHost::new()
