@@ -519,7 +519,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             ended: None,
             iterations_done: 0,
             finished: Vec::new(),
-            selector: selector_of(&directive),
+            selector: selector_of(directive),
             best: None,
             candidates: Vec::new(),
             failed: Vec::new(),
