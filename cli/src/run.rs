@@ -90,8 +90,9 @@ pub(crate) enum OnConflict {
 
 /// What `run` remembers of a cell and state, to resume.
 #[derive(Serialize, Deserialize)]
-struct RunIndex {
-    op: String,
+pub(crate) struct RunIndex {
+    /// The operation that runs the cell on the state.
+    pub(crate) op: String,
 }
 
 /// Runs the command; returns the exit code.
@@ -175,7 +176,8 @@ async fn run_async(args: &RunArgs) -> u8 {
         }
     };
     if let (Some(backend), pragma_parse::Directive::Repeat(_)) = (&slurm, &cell.directive) {
-        return crate::slurm::run_repeat(args, &text, &location, backend).await;
+        let executor = location.executor(host.clone(), config);
+        return crate::slurm::run_repeat(args, &text, &location, backend, (&host, &executor)).await;
     }
     let executor = match &slurm {
         None => location.executor(host.clone(), config),
@@ -606,7 +608,7 @@ fn report_exec_error(error: ExecError) -> u8 {
 
 /// The index file of a cell and state: the same cell on the same state
 /// resumes; anything else starts a new operation.
-fn index_path(location: &Location, cell: &str, live: &Path) -> PathBuf {
+pub(crate) fn index_path(location: &Location, cell: &str, live: &Path) -> PathBuf {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(cell.as_bytes());
     hasher.update(live.to_string_lossy().as_bytes());
@@ -620,7 +622,7 @@ fn read_index(path: &Path) -> Option<RunIndex> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-fn write_index(path: &Path, index: &RunIndex) -> std::io::Result<()> {
+pub(crate) fn write_index(path: &Path, index: &RunIndex) -> std::io::Result<()> {
     crate::records::write_atomically(
         path,
         &serde_json::to_vec(index).map_err(std::io::Error::other)?,

@@ -11,9 +11,13 @@ use pragma_executor_slurm::{SlurmBackend, SlurmConfig, task_files, write_report}
 use pragma_parse::Directive;
 use serde::{Deserialize, Serialize};
 
+use std::io::Write;
+
 use crate::exit;
-use crate::location::Location;
+use crate::location::{Location, ShellExecutor};
+use crate::records::Runner;
 use crate::run::RunArgs;
+use crate::shell::ShellHost;
 
 /// What a task needs to open the store where it runs.
 #[derive(Debug, Serialize, Deserialize)]
@@ -186,6 +190,7 @@ pub(crate) async fn run_repeat(
     text: &str,
     location: &Location,
     backend: &SlurmBackend,
+    (host, executor): (&ShellHost, &ShellExecutor),
 ) -> u8 {
     let live = std::fs::canonicalize(&args.state).unwrap_or_else(|_| args.state.clone());
     let mut hasher = crc32fast::Hasher::new();
@@ -213,63 +218,33 @@ pub(crate) async fn run_repeat(
             ));
         }
     };
-    // A job of an earlier `pragma run` that still runs is followed, not
-    // submitted again.
-    let job = match read_json::<String>(&dir.join("job.id")) {
-        Some(job) if pragma_executor_slurm::in_queue(&job).await => {
-            eprintln!("following SLURM job {job} of this cell and state");
-            job
-        }
-        earlier => {
-            if earlier.is_some() && !args.json {
-                eprintln!("resuming on SLURM from the last checkpoint (--fresh starts over)");
-            }
-            match backend
-                .submit_whole(&format!("pragma-repeat-{key}"), &dir, "__slurm-run")
-                .await
-            {
-                Ok(job) => {
-                    let _ = std::fs::write(
-                        dir.join("job.id"),
-                        serde_json::to_vec(&job).unwrap_or_default(),
-                    );
-                    job
-                }
-                Err(e) => return crate::run::usage_error(format!("cannot submit to SLURM: {e}")),
-            }
-        }
+    let op = match read_json::<String>(&dir.join("op.json")) {
+        Some(op) => op,
+        None => match prepare_op(text, &dir, location, host, executor, &submitted).await {
+            Ok(op) => op,
+            Err(message) => return crate::run::usage_error(message),
+        },
     };
-    if !args.json {
-        eprintln!(
-            "SLURM job {job} runs the operation; its output is in `{}`",
-            dir.join("run.out").display()
-        );
-    }
-    let summary = match follow_job(&job, &dir.join("run.out"), args.json).await {
-        Some(summary) => summary,
-        None => {
-            let output = std::fs::read_to_string(dir.join("run.out")).unwrap_or_default();
-            if output.lines().any(|line| line == JOB_START) {
+    // Ended in an earlier job, its coordinator gone before it applied the
+    // result: the result is applied now, and nothing runs again.
+    let ended = location
+        .read_outcome(&op)
+        .filter(|outcome| outcome["status"] != "cancelled");
+    let mut summary = match ended {
+        Some(outcome) => {
+            announce(args, &op, text);
+            if !args.json {
                 eprintln!(
-                    "error: SLURM job {job} ended without finishing the operation; see `{}`",
-                    dir.join("run.out").display()
-                );
-            } else {
-                eprintln!(
-                    "error: SLURM job {job} ended without starting pragma: its node could not \
-                     reach `{}` or could not run `{}`. The store must be on a file system that \
-                     every node mounts at the same path, and the pragma binary too; the job's \
-                     own output, if SLURM could write it, is `{}`",
-                    dir.display(),
-                    std::env::current_exe().unwrap_or_default().display(),
-                    dir.join("run.out").display()
+                    "operation {op} ended in an earlier SLURM job; its result is applied now"
                 );
             }
-            return exit::FAILED;
+            outcome
         }
+        None => match run_job(args, (&dir, &key, text), backend, location, &op).await {
+            Ok(summary) => summary,
+            Err(code) => return code,
+        },
     };
-    let mut summary = summary;
-    let op = summary["op"].as_str().unwrap_or_default().to_owned();
     if summary["status"] == "succeeded" {
         match crate::run::apply(&live, &dir.join("state"), &submitted, args.on_conflict) {
             Ok(left) if left.is_empty() => {}
@@ -305,8 +280,152 @@ pub(crate) async fn run_repeat(
     if summary["status"] != "cancelled" {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    crate::run::print_summary(&summary, location, args.json);
+    if !args.detached {
+        crate::run::print_summary(&summary, location, args.json);
+    }
     crate::run::exit_code(&summary)
+}
+
+/// Submits the job of a repeat operation, or follows the one that runs
+/// it already, to its end; its last summary, or the exit code.
+async fn run_job(
+    args: &RunArgs,
+    (dir, key, text): (&Path, &str, &str),
+    backend: &SlurmBackend,
+    location: &Location,
+    op: &str,
+) -> Result<serde_json::Value, u8> {
+    // A job of an earlier `pragma run` that still runs is followed, not
+    // submitted again.
+    let job = match read_json::<String>(&dir.join("job.id")) {
+        Some(job) if pragma_executor_slurm::in_queue(&job).await => {
+            if !args.json {
+                eprintln!("following SLURM job {job} of this cell and state");
+            }
+            job
+        }
+        earlier => {
+            if earlier.is_some() && !args.json {
+                eprintln!("resuming on SLURM from the last checkpoint (--fresh starts over)");
+            }
+            match backend
+                .submit_whole(&format!("pragma-repeat-{key}"), &dir, "__slurm-run")
+                .await
+            {
+                Ok(job) => {
+                    let _ = std::fs::write(
+                        dir.join("job.id"),
+                        serde_json::to_vec(&job).unwrap_or_default(),
+                    );
+                    // Cancel, wait and status follow the job from here on,
+                    // from any machine; the job's own run takes this
+                    // record over once it starts.
+                    if let Some(mut record) = location.read_run(&op) {
+                        record.runner = Runner::current(Some(job.clone()));
+                        let _ = location.write_run(&record);
+                    }
+                    job
+                }
+                Err(e) => {
+                    return Err(crate::run::usage_error(format!(
+                        "cannot submit to SLURM: {e}"
+                    )));
+                }
+            }
+        }
+    };
+    // Only now: once the record names the job, `wait` and `status` see
+    // the operation running.
+    announce(args, op, text);
+    if !args.json {
+        eprintln!(
+            "SLURM job {job} runs the operation; its output is in `{}`",
+            dir.join("run.out").display()
+        );
+    }
+    match follow_job(&job, &dir.join("run.out"), args.json).await {
+        Some(summary) => Ok(summary),
+        None => {
+            let output = std::fs::read_to_string(dir.join("run.out")).unwrap_or_default();
+            if output.lines().any(|line| line == JOB_START) {
+                eprintln!(
+                    "error: SLURM job {job} ended without finishing the operation; see `{}`",
+                    dir.join("run.out").display()
+                );
+            } else {
+                eprintln!(
+                    "error: SLURM job {job} ended without starting pragma: its node could not \
+                     reach `{}` or could not run `{}`. The store must be on a file system that \
+                     every node mounts at the same path, and the pragma binary too; the job's \
+                     own output, if SLURM could write it, is `{}`",
+                    dir.display(),
+                    std::env::current_exe().unwrap_or_default().display(),
+                    dir.join("run.out").display()
+                );
+            }
+            return Err(exit::FAILED);
+        }
+    }
+}
+
+/// Tells the operation's id: to `pragma submit` (which reads the line and
+/// returns), or to the person at the terminal.
+fn announce(args: &RunArgs, op: &str, text: &str) {
+    if args.detached {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{op}").and_then(|()| out.flush());
+    } else if !args.json {
+        eprintln!(
+            "operation {op}: {}",
+            text.lines().next().unwrap_or_default()
+        );
+    }
+}
+
+/// Records the operation of a repeat job before the job starts, so that
+/// its id is known at once (`pragma submit` prints it): its submission in
+/// the store, and the records by which the job's `pragma run` resumes it.
+async fn prepare_op(
+    text: &str,
+    dir: &Path,
+    location: &Location,
+    host: &ShellHost,
+    executor: &ShellExecutor,
+    submitted: &crate::records::Digests,
+) -> Result<String, String> {
+    let cell = pragma_parse::parse_cell(text).map_err(|e| e.to_string())?;
+    let state_dir = std::fs::canonicalize(dir.join("state"))
+        .map_err(|e| format!("the job's state `{}`: {e}", dir.join("state").display()))?;
+    let state = host
+        .state_from(&state_dir)
+        .await
+        .map_err(|e| format!("cannot copy the state `{}`: {e}", state_dir.display()))?;
+    let op = executor
+        .prepare(cell.directive, cell.body, state)
+        .await
+        .map_err(|e| e.to_string())?;
+    // What the job's `pragma run` (cell and state in `dir`) reads to
+    // resume the operation instead of starting one.
+    let record = crate::records::RunRecord {
+        op: op.clone(),
+        cell: dir.join("cell"),
+        state: state_dir.clone(),
+        submitted: submitted.clone(),
+        runner: None,
+    };
+    let written = location
+        .write_run(&record)
+        .and_then(|()| {
+            crate::run::write_index(
+                &crate::run::index_path(location, text, &state_dir),
+                &crate::run::RunIndex { op: op.clone() },
+            )
+        })
+        .and_then(|()| {
+            crate::records::write_atomically(&dir.join("op.json"), &serde_json::to_vec(&op)?)
+        });
+    written.map_err(|e| format!("cannot record operation {op}: {e}"))?;
+    Ok(op)
 }
 
 /// The job directory of a repeat operation: the cell, a copy of the state

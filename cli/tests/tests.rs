@@ -1957,6 +1957,96 @@ mod slurm {
     }
 
     #[test]
+    fn submit_of_a_repeat_cell_prints_its_id_at_once_and_wait_follows_the_job() {
+        if !cluster() {
+            return;
+        }
+        let setup = Setup::new();
+        let cell = setup.cell(REPEAT);
+        let out = pragma()
+            .arg("submit")
+            .arg(&cell)
+            .arg("--state")
+            .arg(setup.path("state"))
+            .arg("--store")
+            .arg(setup.path("store"))
+            .args(["--backend", "slurm"])
+            .env("OUT", setup.dir.path())
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        let op = String::from_utf8(out).unwrap().trim().to_owned();
+        assert!(op.starts_with("op-"), "{op}");
+        pragma()
+            .args(["wait", &op, "--store"])
+            .arg(setup.path("store"))
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("succeeded: best iteration 5"));
+        // The background coordinator applies the result as the job ends.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::read_to_string(setup.path("state/n"))
+            .ok()
+            .as_deref()
+            != Some("6\n")
+        {
+            assert!(Instant::now() < deadline, "the result was not applied");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(lines(&setup, "ran"), ["0", "1", "2", "3", "4", "5"]);
+    }
+
+    #[test]
+    fn a_repeat_job_that_ended_without_its_coordinator_is_applied_not_run_again() {
+        if !cluster() {
+            return;
+        }
+        let setup = Setup::new();
+        let cell = setup.cell(REPEAT);
+        let mut child = setup.spawn_run(&cell, &["--json"]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lines(&setup, "ran").is_empty() {
+            assert!(Instant::now() < deadline, "the job did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().unwrap(); // SIGKILL: nobody applies what the job makes
+        child.wait().unwrap();
+        let op = op_of(&setup);
+        let job: String = {
+            let dir = std::fs::read_dir(setup.path("store/slurm"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.join("job.id").exists())
+                .unwrap();
+            serde_json::from_str(&wait_for_file(&dir.join("job.id"))).unwrap()
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let listed = std::process::Command::new("squeue")
+                .args(["-h", "-j", &job])
+                .output()
+                .unwrap();
+            if listed.stdout.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the job did not end");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(!setup.path("state/n").exists());
+        let (code, outcome) = setup.run(&cell, &["--backend", "slurm"]);
+        assert_eq!(code, 0, "{outcome}");
+        assert_eq!(outcome["op"], op.as_str());
+        assert_eq!(
+            std::fs::read_to_string(setup.path("state/n")).unwrap(),
+            "6\n"
+        );
+        assert_eq!(lines(&setup, "ran"), ["0", "1", "2", "3", "4", "5"]);
+    }
+
+    #[test]
     fn a_cancelled_repeat_job_resumes_from_its_checkpoint() {
         if !cluster() {
             return;

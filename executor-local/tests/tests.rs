@@ -513,14 +513,24 @@ mod resume {
                 .prepare(parsed.directive, parsed.body, state)
                 .await
                 .unwrap();
-            assert!(host.runs().is_empty(), "{cell}: nothing runs at preparation");
+            assert!(
+                host.runs().is_empty(),
+                "{cell}: nothing runs at preparation"
+            );
             let elsewhere = Executor::new(host.clone(), store, config(3));
             assert_eq!(elsewhere.unfinished().await.unwrap(), vec![op.clone()]);
             let outcome = elsewhere.resume(&op).await.unwrap().wait().await.unwrap();
             assert_eq!(outcome.status, FinalStatus::Succeeded, "{cell}");
             assert_eq!(best(&outcome), best(&direct), "{cell}");
-            assert_eq!(outcome.best.unwrap().state, direct.best.unwrap().state, "{cell}");
-            assert_eq!(outcome.usage.iterations_run, direct.usage.iterations_run, "{cell}");
+            assert_eq!(
+                outcome.best.unwrap().state,
+                direct.best.unwrap().state,
+                "{cell}"
+            );
+            assert_eq!(
+                outcome.usage.iterations_run, direct.usage.iterations_run,
+                "{cell}"
+            );
         }
     }
 
