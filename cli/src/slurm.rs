@@ -309,7 +309,7 @@ async fn run_job(
                 eprintln!("resuming on SLURM from the last checkpoint (--fresh starts over)");
             }
             match backend
-                .submit_whole(&format!("pragma-repeat-{key}"), &dir, "__slurm-run")
+                .submit_whole(&format!("pragma-repeat-{key}"), dir, "__slurm-run")
                 .await
             {
                 Ok(job) => {
@@ -320,7 +320,7 @@ async fn run_job(
                     // Cancel, wait and status follow the job from here on,
                     // from any machine; the job's own run takes this
                     // record over once it starts.
-                    if let Some(mut record) = location.read_run(&op) {
+                    if let Some(mut record) = location.read_run(op) {
                         record.runner = Runner::current(Some(job.clone()));
                         let _ = location.write_run(&record);
                     }
@@ -363,7 +363,7 @@ async fn run_job(
                     dir.join("run.out").display()
                 );
             }
-            return Err(exit::FAILED);
+            Err(exit::FAILED)
         }
     }
 }
