@@ -1363,6 +1363,28 @@ mod slurm {
     }
 
     #[test]
+    fn an_async_cell_runs_as_one_slurm_job() {
+        if !cluster() {
+            return;
+        }
+        let setup = Setup::new();
+        let cell = setup.cell(
+            "#pragma async\n\
+             echo \"$SLURM_JOB_ID\" > job; echo $(( $(cat base) * 2 )) > doubled\n",
+        );
+        let (code, outcome) = setup.run(&cell, &["--backend", "slurm"]);
+        assert_eq!(code, 0, "{outcome}");
+        assert_eq!(outcome["iterations_run"], 1, "{outcome}");
+        assert_eq!(
+            std::fs::read_to_string(setup.path("state/doubled")).unwrap(),
+            "10\n"
+        );
+        // It ran in a SLURM job, not in the coordinator.
+        let job = std::fs::read_to_string(setup.path("state/job")).unwrap();
+        assert!(job.trim().parse::<u64>().is_ok(), "{job:?}");
+    }
+
+    #[test]
     fn a_failing_task_uses_the_retry_budget() {
         if !cluster() {
             return;
