@@ -1329,7 +1329,7 @@ mod slurm {
     }
 
     const PARALLEL: &str = "#pragma parallel --iterations 6 --parallel-runs 3 --max-by 'cat score'\n\
-        echo $iteration >> \"$OUT/ran\"; echo $(( $(cat base) * iteration % 7 )) > score\n";
+        echo $iteration >> \"$OUT/ran\"; echo \"said $iteration\"; echo $(( $(cat base) * iteration % 7 )) > score\n";
 
     #[test]
     fn a_parallel_cell_gives_the_same_outcome_as_locally() {
@@ -1360,6 +1360,12 @@ mod slurm {
             .assert()
             .code(0)
             .stdout(predicate::str::contains("4  6  <- best"));
+        pragma()
+            .args(["logs", op, "--iteration", "4", "--store"])
+            .arg(remote.path("store"))
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("said 4"));
     }
 
     #[test]
