@@ -319,10 +319,19 @@ pub(crate) fn logs(args: &LogsArgs) -> u8 {
     let dir = location.logs().join(&args.op);
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+        // Only output that was printed is kept: an operation whose bodies
+        // printed nothing has no logs, and that is no error.
+        Err(_) if location.op_dir(&args.op).is_dir() => {
+            println!(
+                "operation {}: its iterations printed nothing so far (no standard output or error)",
+                args.op
+            );
+            return exit::OK;
+        }
         Err(_) => {
             eprintln!(
-                "error: no logs for operation `{}` in `{}`",
-                args.op, args.store
+                "error: the store `{}` has no operation `{}` (`pragma status` lists them)",
+                args.store, args.op
             );
             return exit::USAGE;
         }

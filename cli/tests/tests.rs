@@ -526,10 +526,47 @@ mod inspect {
             .assert()
             .code(2);
         pragma()
+            .args(["logs", "op-nope", "--store"])
+            .arg(&store)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("has no operation `op-nope`"));
+        pragma()
             .args(["status", "--store"])
             .arg(dir.path().join("none"))
             .assert()
             .code(2);
+    }
+
+    #[test]
+    fn logs_of_an_operation_that_printed_nothing_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("state")).unwrap();
+        let cell = dir.path().join("cell");
+        std::fs::write(&cell, "#pragma async\ntrue\n").unwrap();
+        let store = dir.path().join("store");
+        let out = pragma()
+            .arg("run")
+            .arg(&cell)
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg("--store")
+            .arg(&store)
+            .arg("--json")
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        let last: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&out).lines().last().unwrap()).unwrap();
+        let op = last["op"].as_str().unwrap().to_owned();
+        pragma()
+            .args(["logs", &op, "--store"])
+            .arg(&store)
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("printed nothing"));
     }
 }
 
