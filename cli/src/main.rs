@@ -35,7 +35,7 @@ mod slurm;
 pub(crate) mod exit {
     /// Success.
     pub(crate) const OK: u8 = 0;
-    /// The operation failed.
+    /// The operation failed, or stopped because its store is full.
     pub(crate) const FAILED: u8 = 1;
     /// A usage error, an unreadable file or an invalid directive.
     pub(crate) const USAGE: u8 = 2;
@@ -52,7 +52,8 @@ pub(crate) mod exit {
 #[command(
     name = "pragma",
     version,
-    after_help = "Exit codes: 0 succeeded, 1 failed, 2 usage error, unreadable cell or invalid directive, \
+    after_help = "Exit codes: 0 succeeded, 1 failed (or stopped by a full store; run again to resume), \
+                  2 usage error, unreadable cell or invalid directive, \
                   3 conflicts left unapplied, 4 interrupted by interactive input, 130 cancelled."
 )]
 struct Cli {

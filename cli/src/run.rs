@@ -195,7 +195,12 @@ async fn run_async(args: &RunArgs) -> u8 {
     let resumable = match read_index(&index_path) {
         // Cut short by a crash, a kill or a cancel: it goes on.
         Some(index) if !args.fresh => match executor.summary(&index.op).await {
-            Ok(summary) if matches!(summary.status, None | Some(FinalStatus::Cancelled)) => {
+            Ok(summary)
+                if matches!(
+                    summary.status,
+                    None | Some(FinalStatus::Cancelled | FinalStatus::Stopped { .. })
+                ) =>
+            {
                 location.read_run(&index.op)
             }
             _ => None,
@@ -304,7 +309,10 @@ async fn run_async(args: &RunArgs) -> u8 {
         Ok(outcome) => outcome,
         Err(e) => return report_exec_error(e),
     };
-    if outcome.status != FinalStatus::Cancelled {
+    if !matches!(
+        outcome.status,
+        FinalStatus::Cancelled | FinalStatus::Stopped { .. }
+    ) {
         let _ = std::fs::remove_file(&index_path);
     }
     let summary = finish(&location, &record, args.on_conflict, outcome);
@@ -442,6 +450,7 @@ fn finish(
         "reason": match &outcome.status {
             FinalStatus::Failed { reason } => Some(reason.clone()),
             FinalStatus::Interrupted { message, iteration } => Some(format!("iteration {iteration}: {message}")),
+            FinalStatus::Stopped { reason } => Some(reason.clone()),
             _ => None,
         },
         "best": best,
@@ -499,6 +508,10 @@ pub(crate) fn print_summary(summary: &Value, location: &Location, json: bool) {
         },
         Some("failed") => writeln!(out, "failed: {reason}"),
         Some("cancelled") => writeln!(out, "cancelled: nothing applied; run again to resume"),
+        Some("stopped") => writeln!(
+            out,
+            "stopped, the store is full: {reason}; nothing applied, the last checkpoint stays: make room and run again to resume"
+        ),
         Some("interrupted") => writeln!(
             out,
             "interrupted: {reason}; the body asked for interactive input, nothing applied"

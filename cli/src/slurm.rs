@@ -229,7 +229,7 @@ pub(crate) async fn run_repeat(
     // result: the result is applied now, and nothing runs again.
     let ended = location
         .read_outcome(&op)
-        .filter(|outcome| outcome["status"] != "cancelled");
+        .filter(|outcome| !resumable(outcome));
     let mut summary = match ended {
         Some(outcome) => {
             announce(args, &op, text);
@@ -277,13 +277,19 @@ pub(crate) async fn run_repeat(
             eprintln!("warning: cannot record the outcome of {op}: {e}");
         }
     }
-    if summary["status"] != "cancelled" {
+    if !resumable(&summary) {
         let _ = std::fs::remove_dir_all(&dir);
     }
     if !args.detached {
         crate::run::print_summary(&summary, location, args.json);
     }
     crate::run::exit_code(&summary)
+}
+
+/// Whether an operation that ended so goes on at the next run (cancelled,
+/// or stopped by a full store): its job directory stays for it.
+fn resumable(summary: &serde_json::Value) -> bool {
+    summary["status"] == "cancelled" || summary["status"] == "stopped"
 }
 
 /// Submits the job of a repeat operation, or follows the one that runs

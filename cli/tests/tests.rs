@@ -328,6 +328,103 @@ mod run {
         );
     }
 
+    /// A tmpfs of `size` at `dir`, unmounted on drop; `None` where mounting
+    /// is not allowed (not root).
+    struct Tmpfs(std::path::PathBuf);
+
+    impl Tmpfs {
+        fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+            std::fs::create_dir_all(dir).unwrap();
+            let status = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir)
+                .stderr(std::process::Stdio::null())
+                .status();
+            match status {
+                Ok(s) if s.success() => Some(Tmpfs(dir.to_owned())),
+                _ => None,
+            }
+        }
+
+        fn grow(&self, size: &str) {
+            let status = std::process::Command::new("mount")
+                .args(["-o", &format!("remount,size={size}")])
+                .arg(&self.0)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+
+    #[test]
+    fn a_full_store_stops_the_run_and_the_next_run_resumes_once_there_is_room() {
+        let dir = setup();
+        let Some(disk) = Tmpfs::mount(&dir.path().join("store"), "2m") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "under CI the full-store test must run (as root)"
+            );
+            eprintln!(
+                "\n*** SKIPPED: full-store test: cannot mount a tmpfs here (needs root) ***\n"
+            );
+            return;
+        };
+        // Each iteration adds 300 kB to the state: the third checkpoint no
+        // longer fits in 2 MiB.
+        let cell = cell(
+            dir.path(),
+            "#pragma repeat --iterations 6 --max-by 'cat n'\n\
+             head -c 300000 /dev/urandom > blob$iteration; echo $(( $(cat n 2>/dev/null || echo 0) + 1 )) > n\n",
+        );
+        let out = run(dir.path(), &cell, &["--json"])
+            .code(1)
+            .get_output()
+            .stdout
+            .clone();
+        let last = json_lines(&out).pop().unwrap();
+        assert_eq!(last["status"], "stopped", "{last}");
+        assert!(
+            last["reason"]
+                .as_str()
+                .unwrap()
+                .contains("No space left on device"),
+            "{last}"
+        );
+        assert!(!dir.path().join("state/n").exists(), "nothing is applied");
+        pragma()
+            .args(["status", "--store"])
+            .arg(dir.path().join("store"))
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("[stopped, resumable]"));
+
+        disk.grow("40m");
+        let out = run(dir.path(), &cell, &["--json"])
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        let events = json_lines(&out);
+        assert!(
+            events
+                .iter()
+                .any(|e| e["event"] == "resumed" && e["iterations_done"].as_u64() >= Some(1)),
+            "it went on from a checkpoint: {events:?}"
+        );
+        let last = events.last().unwrap();
+        assert_eq!(last["status"], "succeeded", "{last}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("state/n")).unwrap(),
+            "6\n"
+        );
+    }
+
     #[test]
     fn a_run_killed_with_sigkill_resumes_from_its_last_checkpoint() {
         use std::io::{BufRead, BufReader};

@@ -201,7 +201,7 @@ enum Msg<St> {
     Committed {
         op: OpId,
         commit: CommitKind,
-        result: Result<(u64, u64), String>,
+        result: Result<(u64, u64), CommitFailure>,
     },
     Finalized {
         op: OpId,
@@ -300,6 +300,8 @@ struct Op<St> {
     record_failures: u32,
     ending: Option<pragma_scheduler::Outcome>,
     interrupted: Option<(u64, String)>,
+    /// Why the operation stopped (its store is full), if it did.
+    stopped: Option<String>,
     started: bool,
     usage: Usage,
     usage_before: Usage,
@@ -1000,6 +1002,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             flush_scheduled: false,
             ending: None,
             interrupted: None,
+            stopped: None,
             started: false,
             usage: Usage::default(),
             usage_before: Usage::default(),
@@ -1415,12 +1418,14 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
     /// Records finished parallel iterations (and a new best state) in one
     /// commit, unless a commit is already on its way.
     fn commit_batch(&mut self, id: OpId) {
+        let progress = self.scheduler.status(id).map(|s| s.progress());
         let Some(op) = self.ops.get_mut(&id) else {
             return;
         };
         if op.committing || op.pending.is_empty() || (op.flush_scheduled && op.ending.is_none()) {
             return;
         }
+        refresh_usage(op, progress);
         // At most one group commit per interval, unless the operation ends.
         let interval = self.shared.config.record_interval;
         let since = op.last_record.elapsed();
@@ -1497,7 +1502,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             let result = if clean_up {
                 retain(&shared, &lease, &record, keep, result).await
             } else {
-                result.map_err(|e| e.to_string())
+                result.map_err(CommitFailure::from)
             };
             let _ = control.send(Msg::Committed {
                 op: id,
@@ -1576,6 +1581,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             score,
             invalid,
         });
+        refresh_usage(op, self.scheduler.status(id).map(|s| s.progress()));
         let mut record = op.record(None);
         record.iterations_done = iterations_done;
         op.committing = true;
@@ -1602,7 +1608,12 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         });
     }
 
-    fn committed(&mut self, id: OpId, commit: CommitKind, result: Result<(u64, u64), String>) {
+    fn committed(
+        &mut self,
+        id: OpId,
+        commit: CommitKind,
+        result: Result<(u64, u64), CommitFailure>,
+    ) {
         let Some(op) = self.ops.get_mut(&id) else {
             return;
         };
@@ -1638,6 +1649,23 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             }
             (
                 CommitKind::Checkpoint {
+                    worker: _,
+                    iterations_done,
+                },
+                Err(error),
+            ) if error.storage_full => {
+                // Running on would only lose more work: the operation
+                // stops at its last checkpoint, to be resumed when there is
+                // room (cancelling frees the worker that waits here).
+                op.stopped = Some(format!(
+                    "the checkpoint after iteration {} could not be saved: {}",
+                    iterations_done - 1,
+                    error.message
+                ));
+                events.push(SchedulerEvent::Cancel(id));
+            }
+            (
+                CommitKind::Checkpoint {
                     worker,
                     iterations_done,
                 },
@@ -1648,7 +1676,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     iteration: iterations_done - 1,
                     error: format!("the checkpoint could not be saved: {error}"),
                 });
-                op.last_error.insert(iterations_done - 1, error);
+                op.last_error.insert(iterations_done - 1, error.message);
                 events.push(SchedulerEvent::CheckpointFailed(worker));
             }
             (
@@ -1691,6 +1719,13 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 });
             }
             (CommitKind::Batch { mut workers, .. }, Err(error)) => {
+                if error.storage_full && op.stopped.is_none() {
+                    op.stopped = Some(format!(
+                        "finished iterations could not be recorded: {}",
+                        error.message
+                    ));
+                    events.push(SchedulerEvent::Cancel(id));
+                }
                 // Try again with the next commit; the results stay in memory.
                 tracing::warn!(op = %op.name, %error, "finished iterations could not be recorded yet");
                 op.best_dirty = op.best.as_ref().is_some_and(|b| b.generation.is_none());
@@ -1730,6 +1765,11 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 iteration: *iteration,
                 message: message.clone(),
             },
+            (pragma_scheduler::Outcome::Cancelled, None) if op.stopped.is_some() => {
+                FinalStatus::Stopped {
+                    reason: op.stopped.clone().unwrap_or_default(),
+                }
+            }
             (pragma_scheduler::Outcome::Cancelled, None) => {
                 op.emit(|op| Event::Cancelled { op });
                 FinalStatus::Cancelled
@@ -1746,11 +1786,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 }
             }
         };
-        if let Some(progress) = self.scheduler.status(id).map(|s| s.progress()) {
-            op.usage.iterations_run =
-                op.usage_before.iterations_run + progress.attempts + op.lost_elsewhere;
-            op.usage.work_lost = op.usage_before.work_lost + progress.lost + op.lost_elsewhere;
-        }
+        refresh_usage(op, self.scheduler.status(id).map(|s| s.progress()));
         // Everything finished is on record by now: the end is a delta on
         // the chain of records, not a full record of every candidate again.
         let all_recorded = op.pending.is_empty()
@@ -1808,7 +1844,11 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     }
                 }
             };
-            if let Err(e) = commit_record(&shared, &lease, &record).await {
+            // A stopped operation's store holds its last checkpoint as a
+            // crash would leave it: no final record, which would count what
+            // was never saved (and there is no room for it anyway).
+            let stopped = matches!(status, FinalStatus::Stopped { .. });
+            if !stopped && let Err(e) = commit_record(&shared, &lease, &record).await {
                 tracing::warn!(op = %name, error = %e, "the final record could not be written");
             }
             let _ = control.send(Msg::Finalized {
@@ -1853,11 +1893,76 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
     }
 }
 
+/// Brings `op`'s usage up to the scheduler's count of its runs, so that
+/// every record carries it (a resume after a crash starts from there).
+fn refresh_usage<St>(op: &mut Op<St>, progress: Option<pragma_scheduler::Progress>) {
+    if let Some(progress) = progress {
+        op.usage.iterations_run =
+            op.usage_before.iterations_run + progress.attempts + op.lost_elsewhere;
+        op.usage.work_lost = op.usage_before.work_lost + progress.lost + op.lost_elsewhere;
+    }
+}
+
 impl<St> Op<St> {
     /// The generation of the last repeat checkpoint (0: the submission).
     fn last_checkpoint(&self) -> u64 {
         self.last_generation
     }
+}
+
+/// Why a commit failed, and whether it was for want of room.
+#[derive(Debug)]
+struct CommitFailure {
+    message: String,
+    storage_full: bool,
+}
+
+impl std::fmt::Display for CommitFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<ExecError> for CommitFailure {
+    fn from(error: ExecError) -> Self {
+        CommitFailure {
+            storage_full: match &error {
+                ExecError::State(io) => storage_full(io),
+                other => storage_full(other),
+            },
+            message: error.to_string(),
+        }
+    }
+}
+
+/// Whether `error` comes of a full disk or store, wherever in its chain of
+/// causes (a checkpoint write, a snapshot the host streamed).
+fn storage_full(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if matches!(
+            error.downcast_ref::<pragma_checkpoint::Error>(),
+            Some(pragma_checkpoint::Error::StorageFull { .. })
+        ) {
+            return true;
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::StorageFull
+                || io.kind() == std::io::ErrorKind::QuotaExceeded
+                || io.raw_os_error() == Some(28)
+            {
+                return true;
+            }
+            // An error wrapped in an io::Error (a store's, say).
+            if let Some(inner) = io.get_ref()
+                && storage_full(inner)
+            {
+                return true;
+            }
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Keeps `keep`, the latest and the best; failures to clean up are logged,
@@ -1868,8 +1973,8 @@ async fn retain<H: Host, S: Store>(
     record: &Record,
     mut keep: Vec<u64>,
     committed: Result<(u64, u64), ExecError>,
-) -> Result<(u64, u64), String> {
-    let (generation, bytes) = committed.map_err(|e| e.to_string())?;
+) -> Result<(u64, u64), CommitFailure> {
+    let (generation, bytes) = committed.map_err(CommitFailure::from)?;
     if let Some(best) = &record.best {
         keep.push(best.generation.unwrap_or(generation));
     }

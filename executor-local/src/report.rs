@@ -140,6 +140,14 @@ pub enum FinalStatus {
         /// What it asked.
         message: String,
     },
+    /// The operation could not go on because its store is full: a
+    /// checkpoint could not be saved. Its last checkpoint stays, nothing is
+    /// applied, and [`Executor::resume`](crate::Executor::resume) goes on
+    /// from there once there is room.
+    Stopped {
+        /// What could not be saved, and why.
+        reason: String,
+    },
 }
 
 impl FinalStatus {
@@ -150,6 +158,7 @@ impl FinalStatus {
             FinalStatus::Failed { .. } => "failed",
             FinalStatus::Cancelled => "cancelled",
             FinalStatus::Interrupted { .. } => "interrupted",
+            FinalStatus::Stopped { .. } => "stopped",
         }
     }
 }
