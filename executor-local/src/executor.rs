@@ -1619,6 +1619,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         };
         op.committing = false;
         let mut events = Vec::new();
+        let mut retry_at_once = true;
         match (commit, result) {
             (
                 CommitKind::Checkpoint {
@@ -1732,13 +1733,19 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 workers.append(&mut op.pending);
                 op.pending = workers;
                 op.record_failures += 1;
+                retry_at_once = false;
             }
         }
         for event in events {
             let actions = self.scheduler.handle(event);
             self.act(actions);
         }
-        self.commit_batch(id);
+        // A record that failed is tried again with the next one (the next
+        // finished iteration, the flush, the end), not at once: a store
+        // that keeps failing would otherwise be asked in a tight loop.
+        if retry_at_once {
+            self.commit_batch(id);
+        }
         self.finish_if_idle(id);
         self.update_status(id);
     }
@@ -1754,7 +1761,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         if op.committing || op.done.is_none() {
             return;
         }
-        if !op.pending.is_empty() && op.record_failures < 3 {
+        if !op.pending.is_empty() && op.record_failures < 3 && op.stopped.is_none() {
             // Record the last finished iterations first.
             self.commit_batch(id);
             return;

@@ -497,6 +497,107 @@ mod conflicts {
 mod resume {
     use super::*;
 
+    mod full_store {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        use async_trait::async_trait;
+        use pragma_checkpoint::{Key, Reader, Source, Store};
+
+        use super::*;
+
+        /// A store that is full while `full` is set.
+        #[derive(Debug, Clone, Default)]
+        struct FillingStore {
+            inner: MemoryStore,
+            full: Arc<AtomicBool>,
+        }
+
+        impl FillingStore {
+            fn refuse(&self) -> pragma_checkpoint::Result<()> {
+                if self.full.load(Ordering::SeqCst) {
+                    return Err(pragma_checkpoint::Error::io(
+                        "writing a checkpoint",
+                        std::io::Error::from(std::io::ErrorKind::StorageFull),
+                    ));
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl Store for FillingStore {
+            async fn put(&self, key: &Key, data: Source<'_>) -> pragma_checkpoint::Result<u64> {
+                self.refuse()?;
+                self.inner.put(key, data).await
+            }
+            async fn create(&self, key: &Key, data: &[u8]) -> pragma_checkpoint::Result<()> {
+                self.refuse()?;
+                self.inner.create(key, data).await
+            }
+            async fn get(&self, key: &Key) -> pragma_checkpoint::Result<Reader> {
+                self.inner.get(key).await
+            }
+            async fn delete(&self, key: &Key) -> pragma_checkpoint::Result<()> {
+                self.inner.delete(key).await
+            }
+            async fn list(&self, prefix: Option<&Key>) -> pragma_checkpoint::Result<Vec<Key>> {
+                self.inner.list(prefix).await
+            }
+        }
+
+        #[tokio::test]
+        async fn a_full_store_stops_the_operation_and_a_resume_finishes_it() {
+            for cell in [
+                "#pragma repeat --iterations 8 --checkpoint-period 1 --max-by value\nbody",
+                "#pragma parallel --iterations 12 --parallel-runs 2 --max-by value\nbody",
+            ] {
+                let script = || {
+                    ScriptedHost::new()
+                        .delay(Duration::from_millis(5))
+                        .value(5, 50.0)
+                };
+                let (direct, _) = run(&script(), cell).await;
+                let store = FillingStore::default();
+                let host = script();
+                let executor = Executor::new(host.clone(), store.clone(), config(2));
+                let mut handle = executor.submit(cell, MapState::new()).await.unwrap();
+                let op = handle.id().to_owned();
+                let mut commits = 0;
+                while let Some(event) = handle.next_event().await {
+                    if matches!(event, Event::CheckpointCommitted { .. }) {
+                        commits += 1;
+                        if commits == 2 {
+                            store.full.store(true, Ordering::SeqCst);
+                            break;
+                        }
+                    }
+                }
+                let outcome = handle.wait().await.unwrap();
+                assert!(
+                    matches!(&outcome.status, FinalStatus::Stopped { reason } if reason.contains("no space left")),
+                    "{cell}: {:?}",
+                    outcome.status
+                );
+                assert!(outcome.best.is_none(), "{cell}: nothing is handed back");
+                // No final record: the store holds the operation as a crash
+                // leaves it, so that it goes on.
+                assert_eq!(
+                    executor.unfinished().await.unwrap(),
+                    vec![op.clone()],
+                    "{cell}"
+                );
+                drop(executor);
+
+                store.full.store(false, Ordering::SeqCst);
+                let executor = Executor::new(host.clone(), store.clone(), config(2));
+                let outcome = executor.resume(&op).await.unwrap().wait().await.unwrap();
+                assert_eq!(outcome.status, FinalStatus::Succeeded, "{cell}");
+                assert_eq!(best(&outcome), best(&direct), "{cell}");
+                assert_eq!(outcome.best.unwrap().state["value"], 50.0, "{cell}");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_prepared_operation_runs_where_it_is_resumed_as_a_submitted_one_would() {
         for cell in [
