@@ -1418,14 +1418,13 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
     /// Records finished parallel iterations (and a new best state) in one
     /// commit, unless a commit is already on its way.
     fn commit_batch(&mut self, id: OpId) {
-        let progress = self.scheduler.status(id).map(|s| s.progress());
         let Some(op) = self.ops.get_mut(&id) else {
             return;
         };
         if op.committing || op.pending.is_empty() || (op.flush_scheduled && op.ending.is_none()) {
             return;
         }
-        refresh_usage(op, progress);
+        refresh_usage(op, self.scheduler.status(id).map(|s| s.progress()));
         // At most one group commit per interval, unless the operation ends.
         let interval = self.shared.config.record_interval;
         let since = op.last_record.elapsed();
