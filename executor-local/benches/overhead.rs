@@ -115,6 +115,10 @@ async fn baseline_run(iterations: u64, sleep: Duration) -> Duration {
     begin.elapsed()
 }
 
+/// Interleaved rounds of each measurement; their medians are compared.
+/// Odd, so that the median is one round's time.
+const ROUNDS: usize = 11;
+
 fn median(mut runs: Vec<Duration>) -> Duration {
     runs.sort();
     runs[runs.len() / 2]
@@ -132,13 +136,13 @@ fn main() {
         let (mut ours, mut plain) = (Vec::new(), Vec::new());
         // Interleaved rounds, judged by their medians: a shared machine is
         // noisy.
-        for _ in 0..7 {
+        for _ in 0..ROUNDS {
             plain.push(baseline_run(100_000, Duration::ZERO).await);
             ours.push(executor_run(100_000, Duration::ZERO).await);
         }
         let (ours, plain) = (median(ours), median(plain));
         println!(
-            "100,000 no-op iterations on 8 workers: executor {:.3} s ({:.1} us each), JoinSet+Semaphore {:.3} s ({:.2} us each): ratio {:.2} (target <= 1.5)",
+            "100,000 no-op iterations on 8 workers, median of {ROUNDS} interleaved rounds: executor {:.3} s ({:.1} us each), JoinSet+Semaphore {:.3} s ({:.2} us each): ratio {:.2} (target <= 1.5)",
             ours.as_secs_f64(),
             ours.as_secs_f64() * 10.0,
             plain.as_secs_f64(),
@@ -150,13 +154,13 @@ fn main() {
         // Interleaved rounds, as above; the plain loop with the same sleeps
         // is the reference for what the machine allows.
         let (mut sleeping, mut floor) = (Vec::new(), Vec::new());
-        for _ in 0..7 {
+        for _ in 0..ROUNDS {
             floor.push(baseline_run(64, Duration::from_millis(20)).await);
             sleeping.push(executor_run(64, Duration::from_millis(20)).await);
         }
         let (sleeping, floor) = (median(sleeping), median(floor));
         println!(
-            "64 iterations of 20 ms on 8 workers: executor {:.3} s, ideal {:.3} s: ratio {:.3} (target <= 1.05); \
+            "64 iterations of 20 ms on 8 workers, median of {ROUNDS}: executor {:.3} s, ideal {:.3} s: ratio {:.3} (target <= 1.05); \
              the plain JoinSet+Semaphore loop takes {:.3} s (ratio {:.3} to the ideal)",
             sleeping.as_secs_f64(),
             ideal.as_secs_f64(),
