@@ -42,6 +42,11 @@ pub(crate) struct CancelArgs {
     /// The store the operation is in.
     #[arg(long, default_value = ".pragma")]
     store: String,
+    /// Only forget the process recorded as running the operation, without
+    /// signalling it: for a run on a machine that is gone for good. The
+    /// next `pragma run` resumes the operation from its last checkpoint.
+    #[arg(long)]
+    forget: bool,
 }
 
 /// Arguments of `pragma apply`.
@@ -249,6 +254,23 @@ pub(crate) fn cancel(args: &CancelArgs) -> u8 {
         Ok(opened) => opened,
         Err(code) => return code,
     };
+    if args.forget {
+        let mut record = record;
+        let forgotten = record.runner.take();
+        if let Err(e) = location.write_run(&record) {
+            return usage_error(format!("cannot update the record of {}: {e}", args.op));
+        }
+        match forgotten {
+            Some(runner) => println!(
+                "forgot {} as the runner of operation {}; {}",
+                runner.describe(),
+                args.op,
+                resume_hint(&record)
+            ),
+            None => println!("operation {} had no runner on record", args.op),
+        }
+        return exit::OK;
+    }
     let Some(runner) = record.runner.clone().filter(|r| r.alive()) else {
         // Its coordinator is gone (killed), but SLURM may still run its
         // tasks: they are stopped as the coordinator would have.
@@ -293,7 +315,8 @@ pub(crate) fn cancel(args: &CancelArgs) -> u8 {
         }
     } else if !runner.here() {
         return usage_error(format!(
-            "operation {} runs in {}; run `pragma cancel {0}` there",
+            "operation {} runs in {}; run `pragma cancel {0}` there (if that machine is gone \
+             for good, `pragma cancel {0} --forget` lets `pragma run` resume it here)",
             args.op,
             runner.describe()
         ));

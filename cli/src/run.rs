@@ -220,9 +220,14 @@ async fn run_async(args: &RunArgs) -> u8 {
             {
                 return usage_error(format!(
                     "operation {} of this cell and state is already running ({}); \
-                     `pragma wait {0}` follows it and `pragma cancel {0}` stops it",
+                     `pragma wait {0}` follows it and `pragma cancel {0}` stops it{}",
                     record.op,
-                    runner.describe()
+                    runner.describe(),
+                    if runner.here() || runner.slurm_job.is_some() {
+                        ""
+                    } else {
+                        " (`pragma cancel --forget` if that machine is gone for good)"
+                    }
                 ));
             }
             if !args.json && !args.detached {

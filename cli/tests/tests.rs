@@ -1025,7 +1025,26 @@ mod control {
             .code(2)
             .stderr(predicate::str::contains(
                 "already running (process 4242 on another-node)",
+            ))
+            .stderr(predicate::str::contains("--forget"));
+        // That machine is gone for good: forgotten, the run resumes here.
+        setup
+            .pragma(&["cancel", &op, "--forget"])
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains(
+                "forgot process 4242 on another-node",
             ));
+        setup
+            .pragma(&[
+                "run",
+                cell.to_str().unwrap(),
+                "--state",
+                state.to_str().unwrap(),
+            ])
+            .assert()
+            .code(0)
+            .stderr(predicate::str::contains(format!("resuming operation {op}")));
     }
 
     #[test]
