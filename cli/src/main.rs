@@ -24,6 +24,7 @@ mod check;
 mod control;
 mod inspect;
 mod location;
+mod procfs;
 mod progress;
 mod reaper;
 mod records;

@@ -134,17 +134,7 @@ fn marked_groups(token: &str) -> BTreeSet<u32> {
     let needle = format!("\0{MARK}={token}\0");
     let own = rustix::process::getpgrp().as_raw_nonzero().get() as u32;
     let mut groups = BTreeSet::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return groups;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in crate::procfs::pids() {
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
@@ -156,19 +146,11 @@ fn marked_groups(token: &str) -> BTreeSet<u32> {
             .windows(needle.len())
             .any(|window| window == needle.as_bytes());
         if marked
-            && let Some(pgid) = process_group(pid)
+            && let Some(pgid) = crate::procfs::stat(pid).map(|s| s.group)
             && pgid != own
         {
             groups.insert(pgid);
         }
     }
     groups
-}
-
-/// The process group of `pid` (`/proc/PID/stat`, field 5).
-fn process_group(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The name in parentheses may hold spaces; fields count from after it.
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(2)?.parse().ok()
 }

@@ -55,7 +55,7 @@ impl Runner {
         let pid = std::process::id();
         Some(Runner {
             pid,
-            started: start_time(pid)?,
+            started: crate::procfs::stat(pid)?.started,
             host: Some(this_host()),
             slurm_job,
         })
@@ -80,14 +80,7 @@ impl Runner {
         if !self.here() {
             return true;
         }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
-            return false;
-        };
-        let zombie = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            == Some("Z");
-        !zombie && start_time(self.pid) == Some(self.started)
+        crate::procfs::stat(self.pid).is_some_and(|s| !s.zombie && s.started == self.started)
     }
 
     /// What runs the operation, for messages: `process 42`, `process 42 on
@@ -119,14 +112,6 @@ fn slurm_job_queued(job: &str) -> Option<bool> {
         .ok()?;
     // squeue fails for a job it no longer knows.
     Some(output.status.success() && !output.stdout.trim_ascii().is_empty())
-}
-
-/// A process's start time from `/proc/PID/stat` (field 22).
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The name in parentheses may hold spaces; fields count from after it.
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Checks an operation id given on the command line before it becomes a

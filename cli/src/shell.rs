@@ -464,27 +464,9 @@ fn waiting_for_input(root: u32, stdin: Option<&Path>) -> Option<String> {
 /// `root` and every process below it, from `/proc`.
 fn descendants(root: u32) -> Vec<u32> {
     let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // The name in parentheses may hold spaces: the parent id is
-            // the second field after the last `)`.
-            let parent = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
-            if let Some(parent) = parent {
-                children.entry(parent).or_default().push(pid);
-            }
+    for pid in crate::procfs::pids() {
+        if let Some(stat) = crate::procfs::stat(pid) {
+            children.entry(stat.parent).or_default().push(pid);
         }
     }
     let mut found = vec![root];
