@@ -1716,11 +1716,7 @@ mod slurm {
              echo $iteration >> \"$OUT/ran\"; sleep 1; echo $iteration > score\n",
         );
         let mut first = setup.spawn_run(&cell, &[]);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while lines(&setup, "ran").len() < 2 {
-            assert!(Instant::now() < deadline, "no task ran");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_runs(&setup, 2);
         first.kill().unwrap(); // SIGKILL: the array goes on without it
         first.wait().unwrap();
         let (code, outcome) = setup.run(&cell, &["--backend", "slurm"]);
@@ -1821,6 +1817,38 @@ mod slurm {
         }
     }
 
+    /// Waits until the bodies have run `count` times (lines in `$OUT/ran`).
+    fn wait_for_runs(setup: &Setup, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lines(setup, "ran").len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {count} runs after a minute"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The directory of the test's repeat job, and the job's id, once it
+    /// is submitted.
+    fn repeat_job(setup: &Setup) -> (PathBuf, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let submitted = std::fs::read_dir(setup.path("store/slurm"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.join("job.id").exists());
+            if let Some(dir) = submitted {
+                let job = serde_json::from_str(&wait_for_file(&dir.join("job.id"))).unwrap();
+                return (dir, job);
+            }
+            assert!(Instant::now() < deadline, "no repeat job was submitted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn release(job: &str) {
         let status = std::process::Command::new("scontrol")
             .args(["release", job])
@@ -1904,21 +1932,7 @@ mod slurm {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let dir = loop {
-            let found = std::fs::read_dir(setup.path("store/slurm"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| p.join("job.id").exists());
-            if let Some(dir) = found {
-                break dir;
-            }
-            assert!(Instant::now() < deadline, "no repeat job was submitted");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let job: String = serde_json::from_str(&wait_for_file(&dir.join("job.id"))).unwrap();
+        let (dir, job) = repeat_job(&setup);
         std::fs::rename(&dir, setup.path("store/slurm/elsewhere")).unwrap();
         release(&job);
         let output = child.wait_with_output().unwrap();
@@ -1940,11 +1954,7 @@ mod slurm {
         let setup = Setup::new();
         let cell = setup.cell(REPEAT);
         let child = setup.spawn_run(&cell, &["--json"]);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while lines(&setup, "ran").len() < 3 {
-            assert!(Instant::now() < deadline, "the job did not get far");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_runs(&setup, 3);
         let output = std::process::Command::new("squeue")
             .args(["-h", "-o", "%i %j"])
             .output()
@@ -2014,11 +2024,7 @@ mod slurm {
         let setup = Setup::new();
         let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 1"));
         let child = setup.spawn_run(&cell, &["--json"]);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while lines(&setup, "ran").len() < 2 {
-            assert!(Instant::now() < deadline, "the job did not get far");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_runs(&setup, 2);
         let op = op_of(&setup);
         let store = setup.path("store");
         let status = pragma()
@@ -2065,11 +2071,7 @@ mod slurm {
         let setup = Setup::new();
         let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 1"));
         let mut child = setup.spawn_run(&cell, &["--json"]);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while lines(&setup, "ran").len() < 2 {
-            assert!(Instant::now() < deadline, "the job did not get far");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_runs(&setup, 2);
         child.kill().unwrap(); // SIGKILL: the job goes on without it
         child.wait().unwrap();
         let (code, outcome) = setup.run(&cell, &["--backend", "slurm"]);
@@ -2091,19 +2093,9 @@ mod slurm {
         let setup = Setup::new();
         let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 1"));
         let child = setup.spawn_run(&cell, &["--json"]);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while lines(&setup, "ran").len() < 2 {
-            assert!(Instant::now() < deadline, "the job did not get far");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_runs(&setup, 2);
         let op = op_of(&setup);
-        let dir = std::fs::read_dir(setup.path("store/slurm"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.join("job.id").exists())
-            .unwrap();
-        let job: String = serde_json::from_str(&wait_for_file(&dir.join("job.id"))).unwrap();
+        let (_, job) = repeat_job(&setup);
         // Requeued and held, so that its record can be made what a node
         // that died leaves: its runner still written down.
         let status = std::process::Command::new("scontrol")
@@ -2187,23 +2179,11 @@ mod slurm {
         let setup = Setup::new();
         let cell = setup.cell(REPEAT);
         let mut child = setup.spawn_run(&cell, &["--json"]);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while lines(&setup, "ran").is_empty() {
-            assert!(Instant::now() < deadline, "the job did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_runs(&setup, 1);
         child.kill().unwrap(); // SIGKILL: nobody applies what the job makes
         child.wait().unwrap();
         let op = op_of(&setup);
-        let job: String = {
-            let dir = std::fs::read_dir(setup.path("store/slurm"))
-                .unwrap()
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| p.join("job.id").exists())
-                .unwrap();
-            serde_json::from_str(&wait_for_file(&dir.join("job.id"))).unwrap()
-        };
+        let (_, job) = repeat_job(&setup);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let listed = std::process::Command::new("squeue")
@@ -2237,11 +2217,7 @@ mod slurm {
         // job ends, even on a loaded machine.
         let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 1"));
         let child = setup.spawn_run(&cell, &["--json"]);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while lines(&setup, "ran").len() < 3 {
-            assert!(Instant::now() < deadline, "the job did not get far");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_runs(&setup, 3);
         std::process::Command::new("kill")
             .args(["-INT", &child.id().to_string()])
             .status()
