@@ -11,7 +11,7 @@
 use std::process::Command;
 
 mod common;
-use common::{median, time};
+use common::{TrueCell, median, time};
 
 const ITERATIONS: u32 = 20;
 const ROUNDS: usize = 3;
@@ -26,31 +26,10 @@ fn main() {
         println!("*** SKIPPED: no SLURM here (eval \"$(scripts/start-slurm)\") ***");
         return;
     }
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    std::fs::create_dir(dir.path().join("state")).expect("the state directory");
-    let cell = dir.path().join("cell");
-    std::fs::write(
-        &cell,
-        format!(
-            "#pragma parallel --iterations {ITERATIONS} --parallel-runs 2 --max-by 'echo 1'\ntrue\n"
-        ),
-    )
-    .expect("the cell");
-    let script = dir.path().join("trivial.sh");
+    let cell = TrueCell::new(ITERATIONS);
+    let script = cell.dir().join("trivial.sh");
     std::fs::write(&script, "#!/bin/sh\ntrue\n").expect("the script");
-    let pragma = || {
-        let _ = std::fs::remove_dir_all(dir.path().join("store"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pragma"));
-        command
-            .arg("run")
-            .arg(&cell)
-            .arg("--state")
-            .arg(dir.path().join("state"))
-            .arg("--store")
-            .arg(dir.path().join("store"))
-            .args(["--workers", "2", "--backend", "slurm"]);
-        command
-    };
+    let pragma = || cell.run(&["--backend", "slurm"]);
     // Submitted, then watched as pragma watches its jobs (every 200 ms):
     // `sbatch --wait` polls far less often, which would flatter pragma.
     let plain = || {

@@ -11,7 +11,7 @@
 use std::process::Command;
 
 mod common;
-use common::{median, time};
+use common::{TrueCell, median, time};
 
 const ITERATIONS: u32 = 1000;
 const ROUNDS: usize = 5;
@@ -26,30 +26,8 @@ fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return;
     }
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    std::fs::create_dir(dir.path().join("state")).expect("the state directory");
-    let cell = dir.path().join("cell");
-    std::fs::write(
-        &cell,
-        format!(
-            "#pragma parallel --iterations {ITERATIONS} --parallel-runs 2 --max-by 'echo 1'\ntrue\n"
-        ),
-    )
-    .expect("the cell");
-    let pragma = || {
-        // A fresh store each time: every round runs the whole operation.
-        let _ = std::fs::remove_dir_all(dir.path().join("store"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pragma"));
-        command
-            .arg("run")
-            .arg(&cell)
-            .arg("--state")
-            .arg(dir.path().join("state"))
-            .arg("--store")
-            .arg(dir.path().join("store"))
-            .args(["--workers", "2"]);
-        command
-    };
+    let cell = TrueCell::new(ITERATIONS);
+    let pragma = || cell.run(&[]);
     let xargs = || shell(&format!("seq {ITERATIONS} | xargs -P2 -n1 sh -c true"));
     let parallel = || shell(&format!("parallel -j2 true ::: $(seq {ITERATIONS})"));
     let have_parallel = time(shell("parallel --version")).is_some();
