@@ -112,6 +112,17 @@ pub(crate) fn run(args: &RunArgs) -> u8 {
     runtime.block_on(run_async(args))
 }
 
+/// Tells the operation's id once it is submitted: to `pragma submit`
+/// (which reads the line and returns), or to the person at the terminal.
+pub(crate) fn announce(args: &RunArgs, op: &str, directive: &dyn std::fmt::Display) {
+    if args.detached {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{op}").and_then(|()| out.flush());
+    } else if !args.json {
+        eprintln!("operation {op}: {directive}");
+    }
+}
+
 pub(crate) fn usage_error(message: impl std::fmt::Display) -> u8 {
     eprintln!("error: {message}");
     exit::USAGE
@@ -293,13 +304,7 @@ async fn run_async(args: &RunArgs) -> u8 {
         eprintln!("warning: cannot record operation {}: {e}", record.op);
     }
     let op = record.op.clone();
-    if args.detached {
-        // `pragma submit` reads this line and returns.
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{op}").and_then(|()| out.flush());
-    } else if !args.json {
-        eprintln!("operation {op}: {}", cell.directive);
-    }
+    announce(args, &op, &cell.directive);
     let progress = Progress::new(args.json || args.detached);
     let outcome = follow(handle, &location, &progress, args.json && !args.detached).await;
     progress.finish();

@@ -11,8 +11,6 @@ use pragma_executor_slurm::{SlurmBackend, SlurmConfig, task_files, write_report}
 use pragma_parse::Directive;
 use serde::{Deserialize, Serialize};
 
-use std::io::Write;
-
 use crate::exit;
 use crate::location::{Location, ShellExecutor};
 use crate::records::Runner;
@@ -232,7 +230,7 @@ pub(crate) async fn run_repeat(
         .filter(|outcome| !resumable(outcome));
     let mut summary = match ended {
         Some(outcome) => {
-            announce(args, &op, text);
+            crate::run::announce(args, &op, &text.lines().next().unwrap_or_default());
             if !args.json {
                 eprintln!(
                     "operation {op} ended in an earlier SLURM job; its result is applied now"
@@ -342,7 +340,7 @@ async fn run_job(
     };
     // Only now: once the record names the job, `wait` and `status` see
     // the operation running.
-    announce(args, op, text);
+    crate::run::announce(args, op, &text.lines().next().unwrap_or_default());
     if !args.json {
         eprintln!(
             "SLURM job {job} runs the operation; its output is in `{}`",
@@ -371,20 +369,6 @@ async fn run_job(
             }
             Err(exit::FAILED)
         }
-    }
-}
-
-/// Tells the operation's id: to `pragma submit` (which reads the line and
-/// returns), or to the person at the terminal.
-fn announce(args: &RunArgs, op: &str, text: &str) {
-    if args.detached {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{op}").and_then(|()| out.flush());
-    } else if !args.json {
-        eprintln!(
-            "operation {op}: {}",
-            text.lines().next().unwrap_or_default()
-        );
     }
 }
 
