@@ -73,7 +73,7 @@ impl Runner {
     /// it would run it twice.
     pub(crate) fn alive(&self) -> bool {
         if let Some(job) = &self.slurm_job
-            && let Some(queued) = slurm_job_queued(job)
+            && let Some(queued) = pragma_executor_slurm::job_queued(job)
         {
             return queued;
         }
@@ -100,18 +100,6 @@ pub(crate) fn this_host() -> String {
         .nodename()
         .to_string_lossy()
         .into_owned()
-}
-
-/// Whether SLURM still has `job` queued or running; `None` if `squeue`
-/// cannot tell (not a submit host).
-fn slurm_job_queued(job: &str) -> Option<bool> {
-    let output = std::process::Command::new("squeue")
-        .args(["-h", "-o", "%T", "-j", job])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    // squeue fails for a job it no longer knows.
-    Some(output.status.success() && !output.stdout.trim_ascii().is_empty())
 }
 
 /// Checks an operation id given on the command line before it becomes a

@@ -514,15 +514,35 @@ async fn write_json(path: &Path, value: &impl Serialize) -> Result<(), SlurmErro
 /// Whether `job` (`123` or `123_4`) is still queued or running.
 pub async fn in_queue(job: &str) -> bool {
     let output = tokio::process::Command::new("squeue")
-        .args(["-h", "-o", "%T", "-j", job])
+        .args(squeue_job(job))
         .output()
         .await;
     match output {
-        // squeue fails for a job it no longer knows.
-        Ok(output) => output.status.success() && !output.stdout.trim_ascii().is_empty(),
+        Ok(output) => listed(&output),
         // Cannot tell: assume it runs, rather than run it twice.
         Err(_) => true,
     }
+}
+
+/// [`in_queue`] for callers outside a runtime; `None` if `squeue` cannot
+/// be run here (not a submit host).
+pub fn job_queued(job: &str) -> Option<bool> {
+    let output = std::process::Command::new("squeue")
+        .args(squeue_job(job))
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    Some(listed(&output))
+}
+
+/// `squeue` arguments that list `job` (one line per task, no header).
+fn squeue_job(job: &str) -> [&str; 5] {
+    ["-h", "-o", "%T", "-j", job]
+}
+
+/// Whether `squeue` listed the job: it fails for a job it no longer knows.
+fn listed(output: &std::process::Output) -> bool {
+    output.status.success() && !output.stdout.trim_ascii().is_empty()
 }
 
 /// `scancel ARGS` (a job id, or `--name NAME`).
