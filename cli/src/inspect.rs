@@ -86,9 +86,7 @@ fn run_state(location: &Location, summary: &OperationSummary) -> String {
     match (running, &summary.status) {
         (Some(runner), _) => format!("running ({})", runner.describe()),
         (None, None) => "stopped, resumable".to_owned(),
-        (None, Some(FinalStatus::Cancelled | FinalStatus::Stopped { .. })) => {
-            "resumable".to_owned()
-        }
+        (None, Some(status)) if status.is_resumable() => "resumable".to_owned(),
         (None, Some(_)) if location.result_dir(&summary.op).is_dir() => {
             "result not applied (conflicts)".to_owned()
         }

@@ -207,10 +207,10 @@ async fn run_async(args: &RunArgs) -> u8 {
         // Cut short by a crash, a kill or a cancel: it goes on.
         Some(index) if !args.fresh => match executor.summary(&index.op).await {
             Ok(summary)
-                if matches!(
-                    summary.status,
-                    None | Some(FinalStatus::Cancelled | FinalStatus::Stopped { .. })
-                ) =>
+                if summary
+                    .status
+                    .as_ref()
+                    .is_none_or(FinalStatus::is_resumable) =>
             {
                 location.read_run(&index.op)
             }
@@ -319,10 +319,7 @@ async fn run_async(args: &RunArgs) -> u8 {
         Ok(outcome) => outcome,
         Err(e) => return report_exec_error(e),
     };
-    if !matches!(
-        outcome.status,
-        FinalStatus::Cancelled | FinalStatus::Stopped { .. }
-    ) {
+    if !outcome.status.is_resumable() {
         let _ = std::fs::remove_file(&index_path);
     }
     let summary = finish(&location, &record, args.on_conflict, outcome);

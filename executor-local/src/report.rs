@@ -151,7 +151,8 @@ pub enum FinalStatus {
 }
 
 impl FinalStatus {
-    /// The status's name: `succeeded`, `failed`, `cancelled`, `interrupted`.
+    /// The status's name: `succeeded`, `failed`, `cancelled`,
+    /// `interrupted`, `stopped`.
     pub fn name(&self) -> &'static str {
         match self {
             FinalStatus::Succeeded => "succeeded",
@@ -160,6 +161,13 @@ impl FinalStatus {
             FinalStatus::Interrupted { .. } => "interrupted",
             FinalStatus::Stopped { .. } => "stopped",
         }
+    }
+
+    /// Whether the operation ended short of its end, at its last
+    /// checkpoint, to go on when [resumed](crate::Executor::resume):
+    /// cancelled, or stopped by a full store.
+    pub fn is_resumable(&self) -> bool {
+        matches!(self, FinalStatus::Cancelled | FinalStatus::Stopped { .. })
     }
 }
 
