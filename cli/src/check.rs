@@ -28,14 +28,14 @@ pub(crate) fn run(args: &CheckArgs, out: &mut impl Write) -> io::Result<u8> {
     let text = match read_cell(&args.cell) {
         Ok(text) => text,
         Err(message) => {
-            eprintln!("error: cannot read cell `{name}`: {message}");
+            errln!("error: cannot read cell `{name}`: {message}");
             return Ok(exit::USAGE);
         }
     };
     let cell = match pragma_parse::parse_cell(&text) {
         Ok(cell) => cell,
         Err(error) => {
-            eprint!("{}", error.render(&text, &name));
+            err!("{}", error.render(&text, &name));
             return Ok(exit::USAGE);
         }
     };

@@ -7,19 +7,21 @@
 //! which is all the other commands read; `cancel` signals the run's
 //! process, which stops as Ctrl-C stops a run in the foreground.
 
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use pragma_executor_local::Event;
+use pragma_executor_local::{Config, Event, FinalStatus};
+use pragma_session::{Applied, Records, RunRecord, SessionError, Settle, check_op_id};
 
-use crate::exit;
-use crate::location::Location;
+use crate::live::{DirLive, FileDigest};
+use crate::location::{Location, quoted};
 use crate::progress::event_line;
-use crate::records::{RunRecord, check_op};
-use crate::run::{OnConflict, RunArgs, exit_code, print_summary, usage_error};
+use crate::run::{OnConflict, RunArgs, exit_code, print_summary};
+use crate::slurm::SlurmJobs;
+use crate::{Exit, Failure, exit};
 
 /// Arguments of `pragma wait`.
 #[derive(Args)]
@@ -72,51 +74,21 @@ enum Take {
     Background,
 }
 
-/// Quotes `text` for a shell command line the user may copy.
-pub(crate) fn quoted(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
-    if plain {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
-
-/// `--store X` when X is not the default, for suggested commands.
-fn store_flag(location: &Location) -> String {
-    if location.shown == ".pragma" {
-        String::new()
-    } else {
-        format!(" --store {}", quoted(&location.shown))
-    }
-}
-
 /// `pragma submit`: starts the run detached and prints its id.
-pub(crate) fn submit(args: &RunArgs) -> u8 {
+pub(crate) fn submit(args: &RunArgs) -> Exit {
     // Problems with the cell or the flags show here, not in a log.
-    if let Err(code) = crate::run::checked_cell(args) {
-        return code;
-    }
-    let location = match Location::open(&args.store) {
-        Ok(location) => location,
-        Err(message) => return usage_error(message),
-    };
+    crate::run::checked_cell(args)?;
+    let location = Location::open(&args.store).map_err(Failure::usage)?;
     let log_path = location.local.join("submitted.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path);
-    let (log, log_start) = match log.and_then(|f| f.metadata().map(|m| (f, m.len()))) {
-        Ok(pair) => pair,
-        Err(e) => return usage_error(format!("cannot write `{}`: {e}", log_path.display())),
-    };
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => return usage_error(format!("cannot find the pragma executable: {e}")),
-    };
+    let (log, log_start) = log
+        .and_then(|f| f.metadata().map(|m| (f, m.len())))
+        .map_err(|e| Failure::usage(format!("cannot write `{}`: {e}", log_path.display())))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::usage(format!("cannot find the pragma executable: {e}")))?;
     let mut command = Command::new(exe);
     command
         .arg("run")
@@ -153,10 +125,9 @@ pub(crate) fn submit(args: &RunArgs) -> u8 {
             },
         ]);
     }
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => return usage_error(format!("cannot start the background run: {e}")),
-    };
+    let mut child = command
+        .spawn()
+        .map_err(|e| Failure::usage(format!("cannot start the background run: {e}")))?;
     let mut line = String::new();
     if let Some(stdout) = child.stdout.take() {
         let _ = BufReader::new(stdout).read_line(&mut line);
@@ -165,15 +136,15 @@ pub(crate) fn submit(args: &RunArgs) -> u8 {
     if !op.is_empty() {
         // The run goes on in its own session; this process is done.
         if args.json {
-            println!("{}", serde_json::json!({ "event": "submitted", "op": op }));
+            outln!("{}", serde_json::json!({ "event": "submitted", "op": op }));
         } else {
-            println!("{op}");
-            let store = store_flag(&location);
-            eprintln!(
+            outln!("{op}");
+            let store = location.store_flag();
+            errln!(
                 "submitted: `pragma wait {op}{store}` follows it, `pragma status {op}{store}` shows it, `pragma cancel {op}{store}` stops it"
             );
         }
-        return exit::OK;
+        return Ok(exit::OK);
     }
     // It stopped before submitting: show why.
     let code = child
@@ -188,138 +159,130 @@ pub(crate) fn submit(args: &RunArgs) -> u8 {
     {
         let _ = file.read_to_string(&mut why);
     }
-    eprint!("{why}");
-    eprintln!("error: the background run stopped before it started the operation");
-    if code == exit::OK { exit::FAILED } else { code }
+    err!("{why}");
+    errln!("error: the background run stopped before it started the operation");
+    Err(Failure::reported(if code == exit::OK {
+        exit::FAILED
+    } else {
+        code
+    }))
 }
 
 /// Opens the location and the record of `op`.
-fn open(op: &str, store: &str) -> Result<(Location, RunRecord), u8> {
-    check_op(op).map_err(usage_error)?;
-    let location = Location::existing(store).map_err(usage_error)?;
-    match location.read_run(op) {
+fn open(op: &str, store: &str) -> Result<(Location, RunRecord<FileDigest>), Failure> {
+    check_op_id(op).map_err(|e| Failure::usage(format!("{e}, and `pragma status` lists them")))?;
+    let location = Location::existing(store).map_err(Failure::usage)?;
+    match location.records().run(op) {
         Some(record) => Ok((location, record)),
-        None => Err(usage_error(format!(
+        None => Err(Failure::usage(format!(
             "the store `{store}` has no run of operation `{op}` (`pragma status{}` lists them)",
-            store_flag(&location)
+            location.store_flag()
         ))),
     }
 }
 
 /// How to go on with an operation that is neither running nor ended.
-fn resume_hint(record: &RunRecord) -> String {
+fn resume_hint<D>(record: &RunRecord<D>) -> String {
     format!(
         "`pragma run {} --state {}` (or `pragma submit` with the same arguments) resumes it from its last checkpoint",
-        quoted(&record.cell.display().to_string()),
-        quoted(&record.state.display().to_string())
+        quoted(&record.cell),
+        quoted(&record.state)
     )
 }
 
+/// Whether the runner on record of `op` still runs.
+fn running(records: &Records, op: &str) -> Option<pragma_session::Runner> {
+    records
+        .run::<serde::de::IgnoredAny>(op)
+        .and_then(|record| record.runner)
+        .filter(|runner| runner.alive(Some(&SlurmJobs)))
+}
+
 /// `pragma wait OP`: follows a run to its end; exits as `run` would have.
-pub(crate) fn wait(args: &WaitArgs) -> u8 {
-    let (location, record) = match open(&args.op, &args.store) {
-        Ok(opened) => opened,
-        Err(code) => return code,
-    };
-    let mut events = EventTail::new(location.events_path(&args.op));
+pub(crate) fn wait(args: &WaitArgs) -> Exit {
+    let (location, record) = open(&args.op, &args.store)?;
+    let records = location.records();
+    let mut events = EventTail::new(records.events_path(&args.op));
     loop {
         // Read the outcome before the liveness check: a run writes its
         // outcome before it exits.
-        let outcome = location.read_outcome(&args.op);
-        let runner = location.read_run(&args.op).and_then(|r| r.runner);
-        let running = runner.as_ref().is_some_and(|r| r.alive());
+        let outcome = records.outcome(&args.op);
+        let runner = running(&records, &args.op);
         events.print_new(args.json);
-        if let Some(outcome) = outcome.filter(|_| !running) {
+        if let Some(outcome) = outcome.filter(|_| runner.is_none()) {
             print_summary(&outcome, &location, args.json);
-            return exit_code(&outcome);
+            return Ok(exit_code(&outcome));
         }
-        if !running && location.read_outcome(&args.op).is_none() {
-            eprintln!(
-                "error: operation {} is not running and has not ended: its run was stopped (killed or crashed); {}",
+        if runner.is_none() && records.outcome(&args.op).is_none() {
+            return Err(Failure::failed(format!(
+                "operation {} is not running and has not ended: its run was stopped (killed or crashed); {}",
                 args.op,
                 resume_hint(&record)
-            );
-            return exit::FAILED;
+            )));
         }
         // A SLURM job is asked after through slurmctld: not too often.
-        let slurm = runner.is_some_and(|r| r.slurm_job.is_some());
+        let slurm = runner.is_some_and(|r| r.batch_job.is_some());
         std::thread::sleep(Duration::from_millis(if slurm { 1000 } else { 100 }));
     }
 }
 
 /// `pragma cancel OP`: stops a running operation; its last checkpoint
 /// stays, and running the same cell and state again resumes it.
-pub(crate) fn cancel(args: &CancelArgs) -> u8 {
-    let (location, record) = match open(&args.op, &args.store) {
-        Ok(opened) => opened,
-        Err(code) => return code,
-    };
+pub(crate) fn cancel(args: &CancelArgs) -> Exit {
+    let (location, record) = open(&args.op, &args.store)?;
+    let records = location.records();
     if args.forget {
-        let mut record = record;
-        let forgotten = record.runner.take();
-        if let Err(e) = location.write_run(&record) {
-            return usage_error(format!("cannot update the record of {}: {e}", args.op));
-        }
+        let forgotten = forget(&location, &args.op)?;
         match forgotten {
-            Some(runner) => println!(
+            Some(runner) => outln!(
                 "forgot {} as the runner of operation {}; {}",
-                runner.describe(),
+                runner.describe(Some(&SlurmJobs)),
                 args.op,
                 resume_hint(&record)
             ),
-            None => println!("operation {} had no runner on record", args.op),
+            None => outln!("operation {} had no runner on record", args.op),
         }
-        return exit::OK;
+        return Ok(exit::OK);
     }
-    let Some(runner) = record.runner.clone().filter(|r| r.alive()) else {
+    let Some(runner) = running(&records, &args.op) else {
         // Its coordinator is gone (killed), but SLURM may still run its
         // tasks: they are stopped as the coordinator would have.
         if location.local.join("slurm").join(&args.op).is_dir() {
-            match cancel_orphaned_jobs(&args.op) {
+            match crate::slurm::cancel_orphaned_jobs(&args.op) {
                 Ok(0) => {}
-                Ok(jobs) => eprintln!(
+                Ok(jobs) => errln!(
                     "cancelled {jobs} SLURM job(s) of operation {} that ran without their coordinator",
                     args.op
                 ),
-                Err(message) => return usage_error(message),
+                Err(message) => return Err(Failure::usage(message)),
             }
         }
-        match location.read_outcome(&args.op) {
-            Some(outcome) => println!(
+        match records.outcome(&args.op) {
+            Some(outcome) => outln!(
                 "operation {} is not running: it ended {}",
                 args.op,
-                outcome["status"].as_str().unwrap_or("?")
+                outcome.status.name()
             ),
-            None => println!(
+            None => outln!(
                 "operation {} is not running; its last checkpoint stays, and {}",
                 args.op,
                 resume_hint(&record)
             ),
         }
-        return exit::OK;
+        return Ok(exit::OK);
     };
-    if let Some(job) = &runner.slurm_job {
+    let described = runner.describe(Some(&SlurmJobs));
+    if let Some(job) = &runner.batch_job {
         // The job may run on any node, or wait to start again: SLURM
         // stops it wherever it is, with the SIGTERM a cancel sends.
-        let cancelled = Command::new("scancel").arg(job).output();
-        match cancelled {
-            Ok(output) if output.status.success() => {}
-            Ok(output) => {
-                return usage_error(format!(
-                    "scancel {job} (operation {}): {}",
-                    args.op,
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ));
-            }
-            Err(e) => return usage_error(format!("cannot run scancel {job}: {e}")),
-        }
+        crate::slurm::cancel_job(job)
+            .map_err(|e| Failure::usage(format!("{e} (operation {})", args.op)))?;
     } else if !runner.here() {
-        return usage_error(format!(
-            "operation {} runs in {}; run `pragma cancel {0}` there (if that machine is gone \
+        return Err(Failure::usage(format!(
+            "operation {} runs in {described}; run `pragma cancel {0}` there (if that machine is gone \
              for good, `pragma cancel {0} --forget` lets `pragma run` resume it here)",
             args.op,
-            runner.describe()
-        ));
+        )));
     } else {
         let signalled = i32::try_from(runner.pid)
             .ok()
@@ -328,161 +291,133 @@ pub(crate) fn cancel(args: &CancelArgs) -> u8 {
         match signalled {
             Some(Ok(())) => {}
             Some(Err(e)) => {
-                return usage_error(format!(
+                return Err(Failure::usage(format!(
                     "cannot signal process {} running operation {}: {e}",
                     runner.pid, args.op
-                ));
+                )));
             }
-            None => return usage_error(format!("process id {} is out of range", runner.pid)),
+            None => {
+                return Err(Failure::usage(format!(
+                    "process id {} is out of range",
+                    runner.pid
+                )));
+            }
         }
     }
-    eprintln!(
-        "cancelling operation {} ({}): workers stop, the last checkpoint stays",
-        args.op,
-        runner.describe()
+    errln!(
+        "cancelling operation {} ({described}): workers stop, the last checkpoint stays",
+        args.op
     );
     let deadline = Instant::now() + Duration::from_secs(60);
-    while runner.alive() {
+    while runner.alive(Some(&SlurmJobs)) {
         if Instant::now() > deadline {
-            eprintln!(
-                "warning: {} has not stopped after a minute; it may still be stopping its workers",
-                runner.describe()
+            errln!(
+                "warning: {described} has not stopped after a minute; it may still be stopping its workers"
             );
-            return exit::FAILED;
+            return Ok(exit::FAILED);
         }
-        std::thread::sleep(Duration::from_millis(if runner.slurm_job.is_some() {
+        std::thread::sleep(Duration::from_millis(if runner.batch_job.is_some() {
             250
         } else {
             50
         }));
     }
-    match location.read_outcome(&args.op) {
-        Some(outcome) if outcome["status"] != "cancelled" => println!(
+    match records.outcome(&args.op) {
+        Some(outcome) if outcome.status != FinalStatus::Cancelled => outln!(
             "operation {} ended {} before the cancel reached it",
             args.op,
-            outcome["status"].as_str().unwrap_or("?")
+            outcome.status.name()
         ),
-        _ => println!("cancelled: {}", resume_hint(&record)),
+        _ => outln!("cancelled: {}", resume_hint(&record)),
     }
-    exit::OK
+    Ok(exit::OK)
 }
 
-/// Cancels the SLURM jobs of `op` still in the queue; how many there were.
-fn cancel_orphaned_jobs(op: &str) -> Result<usize, String> {
-    let name = pragma_executor_slurm::job_name(op);
-    let listed = Command::new("squeue")
-        .args(["-h", "-r", "-o", "%i", "--name", &name])
-        .output();
-    let jobs = match listed {
-        Ok(output) if output.status.success() => {
-            String::from_utf8_lossy(&output.stdout).lines().count()
-        }
-        Ok(output) => {
-            return Err(format!(
-                "squeue --name {name}: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
-        }
-        // No SLURM here: nothing of it to cancel from this machine.
-        Err(_) => return Ok(0),
-    };
-    if jobs > 0 {
-        let cancelled = Command::new("scancel").args(["--name", &name]).output();
-        match cancelled {
-            Ok(output) if output.status.success() => {}
-            Ok(output) => {
-                return Err(format!(
-                    "scancel --name {name}: {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ));
-            }
-            Err(e) => return Err(format!("cannot run scancel: {e}")),
-        }
-    }
-    Ok(jobs)
+/// Forgets the runner on record of `op`.
+fn forget(location: &Location, op: &str) -> Result<Option<pragma_session::Runner>, Failure> {
+    with_session(location, async |session| session.forget_runner(op))?
+        .map_err(|e| Failure::usage(format!("cannot update the record of {op}: {e}")))
+}
+
+/// Runs `work` on the lifecycle of `location`, in a runtime of its own.
+fn with_session<T>(
+    location: &Location,
+    work: impl AsyncFnOnce(&crate::location::ShellSession) -> T,
+) -> Result<T, Failure> {
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Failure::failed(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        let host = location.host().map_err(Failure::usage)?;
+        let config = Config {
+            workers: 1,
+            ..Config::default()
+        };
+        let session = location.session(location.executor(host, config));
+        Ok(work(&session).await)
+    })
 }
 
 /// `pragma apply OP`: applies a finished operation's result to its live
 /// state directory, settling conflicts as asked.
-pub(crate) fn apply(args: &ApplyArgs) -> u8 {
-    let (location, record) = match open(&args.op, &args.store) {
-        Ok(opened) => opened,
-        Err(code) => return code,
-    };
-    let Some(mut outcome) = location.read_outcome(&args.op) else {
-        let running = record.runner.as_ref().is_some_and(|r| r.alive());
-        return usage_error(if running {
-            format!(
-                "operation {} is still running; `pragma wait {0}{}` waits for it",
-                args.op,
-                store_flag(&location)
-            )
-        } else {
-            format!(
-                "operation {} has not ended, so it has no result yet; {}",
-                args.op,
-                resume_hint(&record)
-            )
-        });
-    };
-    if outcome["status"] != "succeeded" {
-        return usage_error(format!(
-            "operation {} ended {}: there is no result to apply",
-            args.op,
-            outcome["status"].as_str().unwrap_or("?")
-        ));
-    }
-    let result = location.result_dir(&args.op);
-    if !result.is_dir() {
-        println!(
-            "operation {}'s result is already applied to `{}`",
-            args.op,
-            record.state.display()
-        );
-        return exit::OK;
-    }
+pub(crate) fn apply(args: &ApplyArgs) -> Exit {
+    let (location, record) = open(&args.op, &args.store)?;
     let rule = match (args.take, args.keep_live) {
         (Some(Take::Background), _) => Some(OnConflict::TakeBackground),
         (None, true) => Some(OnConflict::KeepLive),
         (None, false) => None,
     };
-    let left = match crate::run::apply(&record.state, &result, &record.submitted, rule) {
-        Ok(left) => left,
-        Err(e) => {
-            eprintln!(
-                "error: cannot apply the result to `{}`: {e}",
-                record.state.display()
+    let settle: Settle = crate::run::settle(rule);
+    let state = std::path::PathBuf::from(&record.state);
+    let applied = with_session(&location, async |session| {
+        let live = DirLive::new(&state, session.executor().host().clone());
+        session.apply_kept(&args.op, &live, &settle).await
+    })?;
+    let store = location.store_flag();
+    let summary = match applied {
+        Ok(Applied::Now(summary)) => summary,
+        // `Applied::Already`, and what later versions may add.
+        Ok(_) => {
+            outln!(
+                "operation {}'s result is already applied to `{}`",
+                args.op,
+                record.state
             );
-            return exit::FAILED;
+            return Ok(exit::OK);
         }
+        Err(SessionError::NotEnded { running: true, .. }) => {
+            return Err(Failure::usage(format!(
+                "operation {} is still running; `pragma wait {0}{store}` waits for it",
+                args.op
+            )));
+        }
+        Err(SessionError::NotEnded { running: false, .. }) => {
+            return Err(Failure::usage(format!(
+                "operation {} has not ended, so it has no result yet; {}",
+                args.op,
+                resume_hint(&record)
+            )));
+        }
+        Err(e @ SessionError::Apply { .. }) => return Err(Failure::failed(e)),
+        Err(e) => return Err(Failure::usage(e)),
     };
-    outcome["conflicts"] = serde_json::json!(left);
-    if let Some(object) = outcome.as_object_mut() {
-        object.remove("apply_error");
-    }
-    if let Err(e) = location.write_outcome(&args.op, &outcome) {
-        eprintln!("warning: cannot record what was applied: {e}");
-    }
-    if left.is_empty() {
-        let _ = std::fs::remove_dir_all(&result);
-        println!(
+    if summary.conflicts.is_empty() {
+        outln!(
             "applied operation {}'s result to `{}`",
             args.op,
-            record.state.display()
+            record.state
         );
-        exit::OK
+        Ok(exit::OK)
     } else {
-        let store = store_flag(&location);
-        println!(
+        outln!(
             "conflicts: changed both by the run and in `{}` meanwhile, not applied: {}",
-            record.state.display(),
-            left.join(", ")
+            record.state,
+            summary.conflicts.join(", ")
         );
-        println!(
+        outln!(
             "  settle them with `pragma apply {}{store} --take background` or `pragma apply {0}{store} --keep-live`",
             args.op
         );
-        exit::CONFLICTS
+        Ok(exit::CONFLICTS)
     }
 }
 
@@ -523,7 +458,6 @@ impl EventTail {
             return;
         };
         let whole: String = self.partial.drain(..=end).collect();
-        let mut out = std::io::stdout().lock();
         for line in whole.lines().filter(|l| !l.trim().is_empty()) {
             let Ok(event) = serde_json::from_str::<Event>(line) else {
                 continue;
@@ -532,9 +466,9 @@ impl EventTail {
                 continue;
             }
             if json {
-                let _ = writeln!(out, "{line}");
+                outln!("{line}");
             } else if let Some(text) = event_line(&event) {
-                eprintln!("{text}");
+                errln!("{text}");
             }
         }
     }

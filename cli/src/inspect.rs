@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use clap::Args;
 use pragma_executor_local::{Config, FinalStatus, OperationSummary};
 
-use crate::exit;
-use crate::location::{Location, ShellExecutor};
-use crate::records::check_op;
+use pragma_session::{RunState, check_op_id};
+
+use crate::location::{Location, ShellSession};
+use crate::{Exit, Failure, exit};
 
 /// Arguments of `pragma status`.
 #[derive(Args)]
@@ -50,23 +51,30 @@ pub(crate) struct LogsArgs {
     store: String,
 }
 
-fn with_executor<T>(
+fn with_session<T>(
     store: &str,
-    work: impl AsyncFnOnce(&Location, &ShellExecutor) -> Result<T, String>,
-) -> Result<T, String> {
-    let runtime =
-        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async {
-        let location = Location::existing(store)?;
-        let executor = location.executor(
-            location.host()?,
-            Config {
-                workers: 1,
-                ..Config::default()
-            },
-        );
-        work(&location, &executor).await
-    })
+    work: impl AsyncFnOnce(&ShellSession) -> Result<T, String>,
+) -> Result<T, Failure> {
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Failure::failed(format!("cannot start the runtime: {e}")))?;
+    runtime
+        .block_on(async {
+            let location = Location::existing(store)?;
+            let executor = location.executor(
+                location.host()?,
+                Config {
+                    workers: 1,
+                    ..Config::default()
+                },
+            );
+            work(&location.session(executor)).await
+        })
+        .map_err(Failure::usage)
+}
+
+/// Checks an operation id given on the command line.
+fn check_op(op: &str) -> Result<(), String> {
+    check_op_id(op).map_err(|e| format!("{e}, and `pragma status` lists them"))
 }
 
 fn status_name(status: &Option<FinalStatus>) -> String {
@@ -78,19 +86,13 @@ fn status_name(status: &Option<FinalStatus>) -> String {
 
 /// What the command knows beyond the store: whether a process runs the
 /// operation now, and whether its result waits to be applied.
-fn run_state(location: &Location, summary: &OperationSummary) -> String {
-    let record = location.read_run(&summary.op);
-    let running = record
-        .and_then(|r| r.runner)
-        .filter(crate::records::Runner::alive);
-    match (running, &summary.status) {
-        (Some(runner), _) => format!("running ({})", runner.describe()),
-        (None, None) => "stopped, resumable".to_owned(),
-        (None, Some(status)) if status.is_resumable() => "resumable".to_owned(),
-        (None, Some(_)) if location.result_dir(&summary.op).is_dir() => {
-            "result not applied (conflicts)".to_owned()
-        }
-        (None, Some(_)) => String::new(),
+fn run_state(session: &ShellSession, summary: &OperationSummary) -> String {
+    match session.run_state(summary) {
+        RunState::Running(runner) => format!("running ({})", session.describe(&runner)),
+        RunState::Stopped => "stopped, resumable".to_owned(),
+        RunState::Resumable => "resumable".to_owned(),
+        RunState::ResultNotApplied => "result not applied (conflicts)".to_owned(),
+        _ => String::new(),
     }
 }
 
@@ -105,8 +107,9 @@ fn best_text(summary: &OperationSummary) -> String {
 }
 
 /// `pragma status`: lists operations and their states.
-pub(crate) fn status(args: &StatusArgs) -> u8 {
-    let result = with_executor(&args.store, async |location, executor| {
+pub(crate) fn status(args: &StatusArgs) -> Exit {
+    let summaries = with_session(&args.store, async |session| {
+        let executor = session.executor();
         let ops = match &args.op {
             Some(op) => {
                 check_op(op)?;
@@ -117,25 +120,18 @@ pub(crate) fn status(args: &StatusArgs) -> u8 {
         let mut summaries = Vec::new();
         for op in ops {
             let summary = executor.summary(&op).await.map_err(|e| e.to_string())?;
-            let state = run_state(location, &summary);
+            let state = run_state(session, &summary);
             summaries.push((summary, state));
         }
         Ok(summaries)
-    });
-    let summaries = match result {
-        Ok(summaries) => summaries,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return exit::USAGE;
-        }
-    };
+    })?;
     for (summary, state) in &summaries {
         if args.json {
             let mut value = serde_json::to_value(summary).unwrap_or_default();
             value["run"] = serde_json::json!(state);
-            println!("{value}");
+            outln!("{value}");
         } else {
-            println!(
+            outln!(
                 "{}  {:<11} {}/{} iterations  best {}  {}{}",
                 summary.op,
                 status_name(&summary.status),
@@ -151,22 +147,20 @@ pub(crate) fn status(args: &StatusArgs) -> u8 {
             );
         }
     }
-    exit::OK
+    Ok(exit::OK)
 }
 
 /// `pragma report`: the candidates and their scores, and a chart.
-pub(crate) fn report(args: &ReportArgs) -> u8 {
-    let summary = match with_executor(&args.store, async |_, executor| {
+pub(crate) fn report(args: &ReportArgs) -> Exit {
+    let summary = with_session(&args.store, async |session| {
         check_op(&args.op)?;
-        executor.summary(&args.op).await.map_err(|e| e.to_string())
-    }) {
-        Ok(summary) => summary,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return exit::USAGE;
-        }
-    };
-    println!(
+        session
+            .executor()
+            .summary(&args.op)
+            .await
+            .map_err(|e| e.to_string())
+    })?;
+    outln!(
         "{}  {}  {}",
         summary.op,
         status_name(&summary.status),
@@ -177,7 +171,7 @@ pub(crate) fn report(args: &ReportArgs) -> u8 {
     } else {
         "iteration"
     };
-    println!("{what:>26}  score");
+    outln!("{what:>26}  score");
     for candidate in &summary.candidates {
         let best = summary
             .best
@@ -188,22 +182,20 @@ pub(crate) fn report(args: &ReportArgs) -> u8 {
             (None, Some(reason)) => format!("invalid: {reason}"),
             (None, None) => "-".to_owned(),
         };
-        println!(
+        outln!(
             "{:>26}  {score}{}",
             candidate.iteration,
             if best { "  <- best" } else { "" }
         );
     }
     for (iteration, error) in &summary.failed_iterations {
-        println!("{iteration:>26}  failed: {error}");
+        outln!("{iteration:>26}  failed: {error}");
     }
-    if let Some(path) = &args.svg
-        && let Err(e) = std::fs::write(path, chart(&summary))
-    {
-        eprintln!("error: cannot write `{}`: {e}", path.display());
-        return exit::FAILED;
+    if let Some(path) = &args.svg {
+        std::fs::write(path, chart(&summary))
+            .map_err(|e| Failure::failed(format!("cannot write `{}`: {e}", path.display())))?;
     }
-    exit::OK
+    Ok(exit::OK)
 }
 
 /// An SVG chart of score per iteration: the best in red, checkpoints
@@ -304,36 +296,26 @@ fn xml(text: &str) -> String {
 }
 
 /// `pragma logs`: the standard output and error of iterations.
-pub(crate) fn logs(args: &LogsArgs) -> u8 {
-    if let Err(message) = check_op(&args.op) {
-        eprintln!("error: {message}");
-        return exit::USAGE;
-    }
-    let location = match Location::existing(&args.store) {
-        Ok(location) => location,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return exit::USAGE;
-        }
-    };
+pub(crate) fn logs(args: &LogsArgs) -> Exit {
+    check_op(&args.op).map_err(Failure::usage)?;
+    let location = Location::existing(&args.store).map_err(Failure::usage)?;
     let dir = location.logs().join(&args.op);
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
         // Only output that was printed is kept: an operation whose bodies
         // printed nothing has no logs, and that is no error.
-        Err(_) if location.op_dir(&args.op).is_dir() => {
-            println!(
+        Err(_) if location.records().op_dir(&args.op).is_dir() => {
+            outln!(
                 "operation {}: its iterations printed nothing so far (no standard output or error)",
                 args.op
             );
-            return exit::OK;
+            return Ok(exit::OK);
         }
         Err(_) => {
-            eprintln!(
-                "error: the store `{}` has no operation `{}` (`pragma status` lists them)",
+            return Err(Failure::usage(format!(
+                "the store `{}` has no operation `{}` (`pragma status` lists them)",
                 args.store, args.op
-            );
-            return exit::USAGE;
+            )));
         }
     };
     // Names are ITERATION-ATTEMPT.out / .err: order by the numbers.
@@ -367,19 +349,19 @@ pub(crate) fn logs(args: &LogsArgs) -> u8 {
         } else {
             "stdout"
         };
-        println!(
+        outln!(
             "== iteration {} attempt {} {stream}",
             iteration.unwrap_or_default(),
             attempt.unwrap_or_default()
         );
-        print!("{text}");
+        crate::output::out(format_args!("{text}"));
         if !text.ends_with('\n') {
-            println!();
+            outln!();
         }
         shown += 1;
     }
     if shown == 0 {
-        eprintln!("(no output)");
+        errln!("(no output)");
     }
-    exit::OK
+    Ok(exit::OK)
 }

@@ -1,8 +1,8 @@
 //! Where an operation's files live: `--store DIR` or `--store s3://bucket/prefix`.
 //!
 //! A directory store holds everything: checkpoints under `store/`, working
-//! copies under `work/`, logs under `logs/`, and the command's own records
-//! under `runs/` and `ops/`. With an object-store URL, the checkpoints go
+//! copies under `work/`, logs under `logs/`, and the lifecycle's records
+//! under `runs/` and `ops/` (see `pragma_session::Records`). With an object-store URL, the checkpoints go
 //! to the bucket and the rest stays on this machine, in
 //! `.pragma/remote/<digest of the URL>` of the current directory.
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use pragma_checkpoint::{LocalStore, ObjectStoreBackend, Store};
 use pragma_executor_local::{Config, Executor};
+use pragma_session::{Records, Session};
 
 use crate::shell::ShellHost;
 
@@ -19,6 +20,9 @@ pub(crate) type Checkpoints = Arc<dyn Store>;
 
 /// The executor the command builds on a location.
 pub(crate) type ShellExecutor = Executor<ShellHost, Checkpoints>;
+
+/// The operation lifecycle the command runs on a location.
+pub(crate) type ShellSession = Session<ShellHost, Checkpoints>;
 
 /// An opened `--store`.
 #[derive(Debug, Clone)]
@@ -103,13 +107,40 @@ impl Location {
         Executor::new(host, self.checkpoints.clone(), config)
     }
 
+    /// The lifecycle of operations on this location, on `executor`.
+    pub(crate) fn session(&self, executor: ShellExecutor) -> ShellSession {
+        Session::new(executor, self.records()).with_job_queue(Arc::new(crate::slurm::SlurmJobs))
+    }
+
+    /// The lifecycle's records of this location's operations.
+    pub(crate) fn records(&self) -> Records {
+        Records::new(&self.local)
+    }
+
     /// Where iterations' standard output and error are kept.
     pub(crate) fn logs(&self) -> PathBuf {
         self.local.join("logs")
     }
 
-    /// The command's records of one operation.
-    pub(crate) fn op_dir(&self, op: &str) -> PathBuf {
-        self.local.join("ops").join(op)
+    /// `--store X` when X is not the default, for suggested commands.
+    pub(crate) fn store_flag(&self) -> String {
+        if self.shown == ".pragma" {
+            String::new()
+        } else {
+            format!(" --store {}", quoted(&self.shown))
+        }
+    }
+}
+
+/// Quotes `text` for a shell command line the user may copy.
+pub(crate) fn quoted(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }

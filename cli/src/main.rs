@@ -1,15 +1,18 @@
 //! The `pragma` command: background cells from the shell.
 //!
 //! The binary stays thin: it parses flags, calls the libraries and maps
-//! outcomes to exit codes. The behaviour lives in the workspace's crates.
+//! outcomes to exit codes. The behaviour lives in the workspace's crates:
+//! the operation lifecycle (resume, one runner per operation, apply and
+//! conflicts) in `pragma-session`, the execution in the executors.
 //!
 //! - `check`: `pragma check`;
 //! - `run`: `pragma run`, and the detached run behind `pragma submit`;
 //! - `control`: `submit`, `wait`, `cancel` and `apply`;
 //! - `inspect`: `status`, `report` and `logs`;
 //! - `shell`: the host for shell cells (state directories, `/bin/sh`);
+//! - `live`: the state directory as the lifecycle sees it (digests, apply);
+//! - `output`: all printing, which a closed pipe never turns into a panic;
 //! - `location`: `--store` as a directory or an `s3://` URL;
-//! - `records`: the command's own records of each operation;
 //! - `progress`: the progress bar and lines;
 //! - `reaper`: the companion that kills bodies when `pragma` is killed;
 //! - `slurm`: `--backend slurm`, the task that runs an iteration there, and
@@ -20,14 +23,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[macro_use]
+mod output;
 mod check;
 mod control;
 mod inspect;
+mod live;
 mod location;
-mod procfs;
 mod progress;
 mod reaper;
-mod records;
 mod run;
 mod shell;
 mod slurm;
@@ -102,30 +106,74 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let mut stdout = std::io::stdout().lock();
-    let result = match cli.command {
-        Command::Check(args) => check::run(&args, &mut stdout),
-        Command::Run(args) => Ok(run::run(&args)),
-        Command::Submit(args) => Ok(control::submit(&args)),
-        Command::Wait(args) => Ok(control::wait(&args)),
-        Command::Cancel(args) => Ok(control::cancel(&args)),
-        Command::Apply(args) => Ok(control::apply(&args)),
-        Command::Reap { token } => Ok(reaper::serve(&token)),
-        Command::SlurmTask { dir } => Ok(slurm::task(&dir)),
-        Command::SlurmRun { dir } => Ok(slurm::run_whole(&dir)),
-        Command::Status(args) => Ok(inspect::status(&args)),
-        Command::Report(args) => Ok(inspect::report(&args)),
-        Command::Logs(args) => Ok(inspect::logs(&args)),
-    };
-    match result.and_then(|code| stdout.flush().map(|()| code)) {
-        Ok(code) => ExitCode::from(code),
-        // A closed pipe (`pragma check x | head -0`) is not an error.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(exit::OK),
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(exit::USAGE)
+/// Why a command stopped short: its exit code, and what to tell the user
+/// (nothing when it was told already, as a directive's report is).
+pub(crate) struct Failure {
+    code: u8,
+    message: Option<String>,
+}
+
+impl Failure {
+    /// A usage error, an unreadable file, an operation that is not there.
+    pub(crate) fn usage(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: exit::USAGE,
+            message: Some(message.to_string()),
         }
     }
+
+    /// The work failed.
+    pub(crate) fn failed(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: exit::FAILED,
+            message: Some(message.to_string()),
+        }
+    }
+
+    /// Ends with `code`, the problem already told.
+    pub(crate) fn reported(code: u8) -> Failure {
+        Failure {
+            code,
+            message: None,
+        }
+    }
+}
+
+/// What every subcommand returns: its exit code, or why it stopped.
+pub(crate) type Exit = Result<u8, Failure>;
+
+fn try_main(cli: Cli) -> Exit {
+    match cli.command {
+        Command::Check(args) => match check::run(&args, &mut std::io::stdout().lock()) {
+            // A closed pipe (`pragma check x | head -0`) is not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(exit::OK),
+            Err(e) => Err(Failure::usage(e)),
+            Ok(code) => Ok(code),
+        },
+        Command::Run(args) => run::run(&args),
+        Command::Submit(args) => control::submit(&args),
+        Command::Wait(args) => control::wait(&args),
+        Command::Cancel(args) => control::cancel(&args),
+        Command::Apply(args) => control::apply(&args),
+        Command::Reap { token } => Ok(reaper::serve(&token)),
+        Command::SlurmTask { dir } => Ok(slurm::task(&dir)),
+        Command::SlurmRun { dir } => slurm::run_whole(&dir),
+        Command::Status(args) => inspect::status(&args),
+        Command::Report(args) => inspect::report(&args),
+        Command::Logs(args) => inspect::logs(&args),
+    }
+}
+
+fn main() -> ExitCode {
+    let code = match try_main(Cli::parse()) {
+        Ok(code) => code,
+        Err(failure) => {
+            if let Some(message) = failure.message {
+                errln!("error: {message}");
+            }
+            failure.code
+        }
+    };
+    let _ = std::io::stdout().lock().flush();
+    ExitCode::from(code)
 }

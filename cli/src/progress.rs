@@ -46,7 +46,7 @@ impl Progress {
     pub(crate) fn say(&self, message: &str) {
         match self {
             Progress::Bar(bar) => bar.println(message),
-            Progress::Lines(_) => eprintln!("{message}"),
+            Progress::Lines(_) => errln!("{message}"),
             Progress::Quiet => {}
         }
     }
@@ -63,7 +63,7 @@ impl Progress {
             Progress::Lines(last) => {
                 let Ok(mut last) = last.lock() else { return };
                 if progress.done != last.done && last.shown.elapsed() >= LINE_PERIOD {
-                    eprintln!(
+                    errln!(
                         "progress: {}/{} iterations done, {}",
                         progress.done,
                         progress.total,
@@ -86,7 +86,7 @@ impl Progress {
             Progress::Quiet => {}
             Progress::Lines(_) => {
                 if let Some(line) = event_line(event) {
-                    eprintln!("{line}");
+                    errln!("{line}");
                 }
             }
             Progress::Bar(bar) => {

@@ -134,7 +134,7 @@ fn marked_groups(token: &str) -> BTreeSet<u32> {
     let needle = format!("\0{MARK}={token}\0");
     let own = rustix::process::getpgrp().as_raw_nonzero().get() as u32;
     let mut groups = BTreeSet::new();
-    for pid in crate::procfs::pids() {
+    for pid in pragma_session::procfs::pids() {
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
@@ -146,7 +146,7 @@ fn marked_groups(token: &str) -> BTreeSet<u32> {
             .windows(needle.len())
             .any(|window| window == needle.as_bytes());
         if marked
-            && let Some(pgid) = crate::procfs::stat(pid).map(|s| s.group)
+            && let Some(pgid) = pragma_session::procfs::stat(pid).map(|s| s.group)
             && pgid != own
         {
             groups.insert(pgid);

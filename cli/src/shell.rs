@@ -464,8 +464,8 @@ fn waiting_for_input(root: u32, stdin: Option<&Path>) -> Option<String> {
 /// `root` and every process below it, from `/proc`.
 fn descendants(root: u32) -> Vec<u32> {
     let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for pid in crate::procfs::pids() {
-        if let Some(stat) = crate::procfs::stat(pid) {
+    for pid in pragma_session::procfs::pids() {
+        if let Some(stat) = pragma_session::procfs::stat(pid) {
             children.entry(stat.parent).or_default().push(pid);
         }
     }
@@ -476,42 +476,4 @@ fn descendants(root: u32) -> Vec<u32> {
         next += 1;
     }
     found
-}
-
-/// A digest of every file under `dir`, by relative path: what the conflict
-/// check compares.
-pub(crate) fn digests(dir: &Path) -> io::Result<BTreeMap<String, (u64, u32)>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u64, u32)>) -> io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            if entry.file_type()?.is_dir() {
-                walk(root, &path, out)?;
-            } else {
-                // Streamed: a state of many GiB is not read into memory.
-                let mut file = std::fs::File::open(&path)?;
-                let mut hasher = crc32fast::Hasher::new();
-                let mut buffer = vec![0u8; 1 << 16];
-                let mut len = 0u64;
-                loop {
-                    let n = std::io::Read::read(&mut file, &mut buffer)?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buffer[..n]);
-                    len += n as u64;
-                }
-                let name = path
-                    .strip_prefix(root)
-                    .unwrap_or(&path)
-                    .to_string_lossy()
-                    .into_owned();
-                out.insert(name, (len, hasher.finalize()));
-            }
-        }
-        Ok(())
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out)?;
-    Ok(out)
 }

@@ -11,11 +11,28 @@ use pragma_executor_slurm::{SlurmBackend, SlurmConfig, task_files, write_report}
 use pragma_parse::Directive;
 use serde::{Deserialize, Serialize};
 
-use crate::exit;
-use crate::location::{Location, ShellExecutor};
-use crate::records::Runner;
+use pragma_executor_local::FinalStatus;
+use pragma_session::{JobQueue, RunRecord, Runner, StartRequest, Summary};
+
+use crate::live::{DirLive, FileDigest};
+use crate::location::{Location, ShellSession};
 use crate::run::RunArgs;
 use crate::shell::ShellHost;
+use crate::{Exit, Failure, exit};
+
+/// SLURM as the lifecycle asks it whether a runner that is a job still
+/// runs.
+pub(crate) struct SlurmJobs;
+
+impl JobQueue for SlurmJobs {
+    fn name(&self) -> &str {
+        "SLURM"
+    }
+
+    fn queued(&self, job: &str) -> Option<bool> {
+        pragma_executor_slurm::job_queued(job)
+    }
+}
 
 /// What a task needs to open the store where it runs.
 #[derive(Debug, Serialize, Deserialize)]
@@ -95,7 +112,7 @@ pub(crate) fn task(dir: &Path) -> u8 {
         // Done already (a requeued task): nothing runs twice.
         Ok(None) => return exit::OK,
         Err(e) => {
-            eprintln!("error: the task in `{}`: {e}", dir.display());
+            errln!("error: the task in `{}`: {e}", dir.display());
             return exit::FAILED;
         }
     };
@@ -108,8 +125,8 @@ pub(crate) fn task(dir: &Path) -> u8 {
         // told in the report: the retry budget applies, and the operation's
         // failures name the node and the cause.
         Err(message) => {
-            let node = crate::records::this_host();
-            eprintln!("error: {message}");
+            let node = pragma_session::this_host();
+            errln!("error: {message}");
             RemoteOutput {
                 result: Err(RunError::Failed(format!("on node {node}: {message}"))),
                 evaluation: None,
@@ -122,7 +139,7 @@ pub(crate) fn task(dir: &Path) -> u8 {
     match write_report(&report_path, &RemoteReport::from(&output)) {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("error: cannot write `{}`: {e}", report_path.display());
+            errln!("error: cannot write `{}`: {e}", report_path.display());
             exit::FAILED
         }
     }
@@ -188,106 +205,85 @@ pub(crate) async fn run_repeat(
     text: &str,
     location: &Location,
     backend: &SlurmBackend,
-    (host, executor): (&ShellHost, &ShellExecutor),
-) -> u8 {
-    let live = std::fs::canonicalize(&args.state).unwrap_or_else(|_| args.state.clone());
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(text.as_bytes());
-    hasher.update(live.to_string_lossy().as_bytes());
-    let key = format!("{:08x}", hasher.finalize());
-    let dir = match std::path::absolute(location.local.join("slurm").join(format!("repeat-{key}")))
-    {
-        Ok(dir) => dir,
-        Err(e) => return crate::run::usage_error(format!("the store `{}`: {e}", args.store)),
-    };
+    (host, session): (&ShellHost, &ShellSession),
+) -> Exit {
+    let live = DirLive::new(&args.state, host.clone());
+    let key = pragma_session::run_key(text, &pragma_session::LiveState::identity(&live));
+    let dir = std::path::absolute(location.local.join("slurm").join(format!("repeat-{key}")))
+        .map_err(|e| Failure::usage(format!("the store `{}`: {e}", args.store)))?;
     if args.fresh {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let prepared = prepare(&dir, text, &args.state, backend);
-    if let Err(e) = prepared {
-        return crate::run::usage_error(format!("cannot prepare `{}`: {e}", dir.display()));
-    }
-    let submitted = match read_json::<crate::records::Digests>(&dir.join("submitted.json")) {
-        Some(submitted) => submitted,
-        None => {
-            return crate::run::usage_error(format!(
-                "`{}` is damaged; run with --fresh",
-                dir.display()
-            ));
-        }
-    };
+    prepare(&dir, text, &args.state, backend)
+        .map_err(|e| Failure::usage(format!("cannot prepare `{}`: {e}", dir.display())))?;
+    let submitted = read_json::<pragma_session::Digests<FileDigest>>(&dir.join("submitted.json"))
+        .ok_or_else(|| {
+        Failure::usage(format!("`{}` is damaged; run with --fresh", dir.display()))
+    })?;
     let op = match read_json::<String>(&dir.join("op.json")) {
         Some(op) => op,
-        None => match prepare_op(text, &dir, location, host, executor, &submitted).await {
-            Ok(op) => op,
-            Err(message) => return crate::run::usage_error(message),
-        },
+        None => prepare_op(text, &dir, host, session)
+            .await
+            .map_err(Failure::usage)?,
     };
     // Ended in an earlier job, its coordinator gone before it applied the
     // result: the result is applied now, and nothing runs again.
-    let ended = location
-        .read_outcome(&op)
-        .filter(|outcome| !resumable(outcome));
+    let ended = session
+        .records()
+        .outcome(&op)
+        .filter(|outcome| !outcome.status.is_resumable());
     let mut summary = match ended {
         Some(outcome) => {
             crate::run::announce(args, &op, &text.lines().next().unwrap_or_default());
             if !args.json {
-                eprintln!(
-                    "operation {op} ended in an earlier SLURM job; its result is applied now"
-                );
+                errln!("operation {op} ended in an earlier SLURM job; its result is applied now");
             }
             outcome
         }
-        None => match run_job(args, (&dir, &key, text), backend, location, &op).await {
-            Ok(summary) => summary,
-            Err(code) => return code,
-        },
+        None => run_job(args, (&dir, &key, text), backend, session, &op).await?,
     };
-    if summary["status"] == "succeeded" {
-        match crate::run::apply(&live, &dir.join("state"), &submitted, args.on_conflict) {
-            Ok(left) if left.is_empty() => {}
-            Ok(left) => {
-                summary["conflicts"] = serde_json::json!(left);
-                // Kept for `pragma apply`, as a local run keeps it.
-                let result = location.result_dir(&op);
-                let _ = std::fs::remove_dir_all(&result);
-                let kept = std::fs::create_dir_all(&result)
-                    .and_then(|()| crate::shell::copy_tree(&dir.join("state"), &result));
-                let record = crate::records::RunRecord {
-                    op: op.clone(),
-                    cell: args.cell.clone(),
-                    state: live.clone(),
-                    submitted: submitted.clone(),
-                    runner: None,
-                };
-                if let Err(e) = kept.and_then(|()| location.write_run(&record)) {
-                    eprintln!("warning: cannot keep the result for `pragma apply`: {e}");
-                }
+    if summary.status == FinalStatus::Succeeded {
+        let record = RunRecord {
+            op: op.clone(),
+            cell: args.cell.display().to_string(),
+            state: pragma_session::LiveState::identity(&live),
+            submitted,
+            runner: None,
+        };
+        let result = host.state_from(&dir.join("state")).await;
+        summary = match result {
+            Ok(result) => {
+                let settle = crate::run::settle(args.on_conflict);
+                session
+                    .settle(&record, summary, Some(&result), &live, &settle)
+                    .await
             }
             Err(e) => {
-                summary["apply_error"] = serde_json::json!(format!(
-                    "cannot apply the result to `{}`: {e}",
-                    live.display()
-                ))
+                let mut summary = summary;
+                summary.apply_error = Some(format!(
+                    "cannot read the result in `{}`: {e}",
+                    dir.join("state").display()
+                ));
+                summary
             }
-        }
-        if let Err(e) = location.write_outcome(&op, &summary) {
-            eprintln!("warning: cannot record the outcome of {op}: {e}");
+        };
+        // `pragma apply` settles what is left on the live state.
+        if let Err(e) = session.records().write_run(&record) {
+            summary
+                .warnings
+                .push(format!("cannot record operation {op}: {e}"));
         }
     }
-    if !resumable(&summary) {
+    for warning in &summary.warnings {
+        errln!("warning: {warning}");
+    }
+    if !summary.status.is_resumable() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     if !args.detached {
         crate::run::print_summary(&summary, location, args.json);
     }
-    crate::run::exit_code(&summary)
-}
-
-/// Whether an operation that ended so goes on at the next run (cancelled,
-/// or stopped by a full store): its job directory stays for it.
-fn resumable(summary: &serde_json::Value) -> bool {
-    summary["status"] == "cancelled" || summary["status"] == "stopped"
+    Ok(crate::run::exit_code(&summary))
 }
 
 /// Submits the job of a repeat operation, or follows the one that runs
@@ -296,21 +292,21 @@ async fn run_job(
     args: &RunArgs,
     (dir, key, text): (&Path, &str, &str),
     backend: &SlurmBackend,
-    location: &Location,
+    session: &ShellSession,
     op: &str,
-) -> Result<serde_json::Value, u8> {
+) -> Result<Summary, Failure> {
     // A job of an earlier `pragma run` that still runs is followed, not
     // submitted again.
     let job = match read_json::<String>(&dir.join("job.id")) {
         Some(job) if pragma_executor_slurm::in_queue(&job).await => {
             if !args.json {
-                eprintln!("following SLURM job {job} of this cell and state");
+                errln!("following SLURM job {job} of this cell and state");
             }
             job
         }
         earlier => {
             if earlier.is_some() && !args.json {
-                eprintln!("resuming on SLURM from the last checkpoint (--fresh starts over)");
+                errln!("resuming on SLURM from the last checkpoint (--fresh starts over)");
             }
             match backend
                 .submit_whole(&format!("pragma-repeat-{key}"), dir, "__slurm-run")
@@ -324,17 +320,14 @@ async fn run_job(
                     // Cancel, wait and status follow the job from here on,
                     // from any machine; the job's own run takes this
                     // record over once it starts.
-                    if let Some(mut record) = location.read_run(op) {
+                    let records = session.records();
+                    if let Some(mut record) = records.run::<FileDigest>(op) {
                         record.runner = Runner::current(Some(job.clone()));
-                        let _ = location.write_run(&record);
+                        let _ = records.write_run(&record);
                     }
                     job
                 }
-                Err(e) => {
-                    return Err(crate::run::usage_error(format!(
-                        "cannot submit to SLURM: {e}"
-                    )));
-                }
+                Err(e) => return Err(Failure::usage(format!("cannot submit to SLURM: {e}"))),
             }
         }
     };
@@ -342,7 +335,7 @@ async fn run_job(
     // the operation running.
     crate::run::announce(args, op, &text.lines().next().unwrap_or_default());
     if !args.json {
-        eprintln!(
+        errln!(
             "SLURM job {job} runs the operation; its output is in `{}`",
             dir.join("run.out").display()
         );
@@ -351,70 +344,49 @@ async fn run_job(
         Some(summary) => Ok(summary),
         None => {
             let output = std::fs::read_to_string(dir.join("run.out")).unwrap_or_default();
-            if output.lines().any(|line| line == JOB_START) {
-                eprintln!(
-                    "error: SLURM job {job} ended without finishing the operation; see `{}`",
-                    dir.join("run.out").display()
-                );
-            } else {
-                eprintln!(
-                    "error: SLURM job {job} ended without starting pragma: its node could not \
+            Err(Failure::failed(
+                if output.lines().any(|line| line == JOB_START) {
+                    format!(
+                        "SLURM job {job} ended without finishing the operation; see `{}`",
+                        dir.join("run.out").display()
+                    )
+                } else {
+                    format!(
+                        "SLURM job {job} ended without starting pragma: its node could not \
                      reach `{}` or could not run `{}`. The store must be on a file system that \
                      every node mounts at the same path, and the pragma binary too; the job's \
                      own output, if SLURM could write it, is `{}`",
-                    dir.display(),
-                    std::env::current_exe().unwrap_or_default().display(),
-                    dir.join("run.out").display()
-                );
-            }
-            Err(exit::FAILED)
+                        dir.display(),
+                        std::env::current_exe().unwrap_or_default().display(),
+                        dir.join("run.out").display()
+                    )
+                },
+            ))
         }
     }
 }
 
 /// Records the operation of a repeat job before the job starts, so that
 /// its id is known at once (`pragma submit` prints it): its submission in
-/// the store, and the records by which the job's `pragma run` resumes it.
+/// the store, and the records by which the job's `pragma run` (cell and
+/// state in `dir`) resumes it instead of starting one.
 async fn prepare_op(
     text: &str,
     dir: &Path,
-    location: &Location,
     host: &ShellHost,
-    executor: &ShellExecutor,
-    submitted: &crate::records::Digests,
+    session: &ShellSession,
 ) -> Result<String, String> {
-    let cell = pragma_parse::parse_cell(text).map_err(|e| e.to_string())?;
-    let state_dir = std::fs::canonicalize(dir.join("state"))
-        .map_err(|e| format!("the job's state `{}`: {e}", dir.join("state").display()))?;
-    let state = host
-        .state_from(&state_dir)
-        .await
-        .map_err(|e| format!("cannot copy the state `{}`: {e}", state_dir.display()))?;
-    let op = executor
-        .prepare(cell.directive, cell.body, state)
+    let job_state = DirLive::new(&dir.join("state"), host.clone());
+    let request = StartRequest::new(text, dir.join("cell").display().to_string());
+    let op = session
+        .prepare(&request, &job_state)
         .await
         .map_err(|e| e.to_string())?;
-    // What the job's `pragma run` (cell and state in `dir`) reads to
-    // resume the operation instead of starting one.
-    let record = crate::records::RunRecord {
-        op: op.clone(),
-        cell: dir.join("cell"),
-        state: state_dir.clone(),
-        submitted: submitted.clone(),
-        runner: None,
-    };
-    let written = location
-        .write_run(&record)
-        .and_then(|()| {
-            crate::run::write_index(
-                &crate::run::index_path(location, text, &state_dir),
-                &crate::run::RunIndex { op: op.clone() },
-            )
-        })
-        .and_then(|()| {
-            crate::records::write_atomically(&dir.join("op.json"), &serde_json::to_vec(&op)?)
-        });
-    written.map_err(|e| format!("cannot record operation {op}: {e}"))?;
+    pragma_session::write_atomically(
+        &dir.join("op.json"),
+        &serde_json::to_vec(&op).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("cannot record operation {op}: {e}"))?;
     Ok(op)
 }
 
@@ -432,8 +404,8 @@ fn prepare(dir: &Path, text: &str, state: &Path, backend: &SlurmBackend) -> std:
         dir.join("setup.json"),
         serde_json::to_vec(&backend_setup(backend))?,
     )?;
-    let digests = crate::shell::digests(state)?;
-    crate::records::write_atomically(&dir.join("submitted.json"), &serde_json::to_vec(&digests)?)
+    let digests = crate::live::digests(state)?;
+    pragma_session::write_atomically(&dir.join("submitted.json"), &serde_json::to_vec(&digests)?)
 }
 
 fn backend_setup(backend: &SlurmBackend) -> pragma_executor_slurm::TaskSetup {
@@ -450,7 +422,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
 /// last `finished` line it printed (a requeued job prints one per start),
 /// with the work lost to requeues added to its usage.
 /// Ctrl-C or SIGTERM cancels the job: it stops at its last checkpoint.
-async fn follow_job(job: &str, output: &Path, json: bool) -> Option<serde_json::Value> {
+async fn follow_job(job: &str, output: &Path, json: bool) -> Option<Summary> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).ok();
     let mut offset = 0usize;
@@ -487,7 +459,7 @@ async fn follow_job(job: &str, output: &Path, json: bool) -> Option<serde_json::
             () = tokio::time::sleep(Duration::from_millis(300)) => {}
             _ = tokio::signal::ctrl_c(), if !cancelled => {
                 cancelled = true;
-                eprintln!("cancelling SLURM job {job}: it stops at its last checkpoint; run again to resume");
+                errln!("cancelling SLURM job {job}: it stops at its last checkpoint; run again to resume");
                 let _ = pragma_executor_slurm::scancel(&[job.into()]).await;
             }
             () = stop, if !cancelled => {
@@ -506,7 +478,7 @@ const JOB_START: &str = r#"{"job_start":true}"#;
 #[derive(Default)]
 struct JobLines {
     /// The last `finished` summary.
-    finished: Option<serde_json::Value>,
+    finished: Option<Summary>,
     /// Runs lost in the starts before this one.
     lost: u64,
     /// Those of them that no record of the operation counts.
@@ -538,15 +510,15 @@ impl JobLines {
             self.ended = false;
             return;
         }
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
-            return;
-        };
-        if value["event"] == "finished" && value.get("usage").is_some() {
-            self.finished = Some(value);
+        // The command's own summary, not the executor's `finished` event.
+        if line.contains("\"usage\"")
+            && let Ok(summary) = serde_json::from_str::<Summary>(line)
+        {
+            self.finished = Some(summary);
             self.ended = true;
             return;
         }
-        let Ok(event) = serde_json::from_value::<pragma_executor_local::Event>(value) else {
+        let Ok(event) = serde_json::from_str::<pragma_executor_local::Event>(line) else {
             return;
         };
         match &event {
@@ -562,44 +534,30 @@ impl JobLines {
             _ => {}
         }
         if json {
-            println!("{line}");
+            outln!("{line}");
         } else if let Some(line) = crate::progress::event_line(&event) {
-            eprintln!("{line}");
+            errln!("{line}");
         }
     }
 
     /// The last summary, counting the runs lost to requeues as lost work,
     /// and as runs where no record counted them.
-    fn finished(self) -> Option<serde_json::Value> {
+    fn finished(self) -> Option<Summary> {
         let mut summary = self.finished?;
-        for (count, add) in [
-            ("/iterations_run", self.uncounted),
-            ("/usage/iterations_run", self.uncounted),
-            ("/usage/work_lost", self.lost),
-        ] {
-            if let Some(value) = summary.pointer_mut(count)
-                && add > 0
-            {
-                *value = serde_json::json!(value.as_u64().unwrap_or(0) + add);
-            }
-        }
+        summary.add_lost_runs(self.lost, self.uncounted);
         Some(summary)
     }
 }
 
 /// `pragma __slurm-run DIR`: runs a whole repeat operation in a SLURM job
 /// (see [`run_repeat`]); a restart resumes it from its last checkpoint.
-pub(crate) fn run_whole(dir: &Path) -> u8 {
+pub(crate) fn run_whole(dir: &Path) -> Exit {
     let setup: Option<pragma_executor_slurm::TaskSetup> = read_json(&dir.join("setup.json"));
-    let Some(setup) = setup.and_then(|s| serde_json::from_value::<WorkerSetup>(s.worker).ok())
-    else {
-        eprintln!("error: no usable setup in `{}`", dir.display());
-        return exit::FAILED;
-    };
-    if let Err(e) = std::env::set_current_dir(&setup.cwd) {
-        eprintln!("error: cannot enter `{}`: {e}", setup.cwd.display());
-        return exit::FAILED;
-    }
+    let setup = setup
+        .and_then(|s| serde_json::from_value::<WorkerSetup>(s.worker).ok())
+        .ok_or_else(|| Failure::failed(format!("no usable setup in `{}`", dir.display())))?;
+    std::env::set_current_dir(&setup.cwd)
+        .map_err(|e| Failure::failed(format!("cannot enter `{}`: {e}", setup.cwd.display())))?;
     let args = RunArgs {
         cell: dir.join("cell"),
         state: dir.join("state"),
@@ -618,8 +576,58 @@ pub(crate) fn run_whole(dir: &Path) -> u8 {
     };
     // Marks where this start's lines begin in the job's output (see
     // `JobLines`).
-    println!("{JOB_START}");
+    outln!("{JOB_START}");
     crate::run::run(&args)
+}
+
+/// Cancels SLURM job `job`.
+pub(crate) fn cancel_job(job: &str) -> Result<(), String> {
+    let cancelled = std::process::Command::new("scancel").arg(job).output();
+    match cancelled {
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => Err(format!(
+            "scancel {job}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+        Err(e) => Err(format!("cannot run scancel {job}: {e}")),
+    }
+}
+
+/// Cancels the SLURM jobs of `op` still in the queue; how many there were.
+pub(crate) fn cancel_orphaned_jobs(op: &str) -> Result<usize, String> {
+    let name = pragma_executor_slurm::job_name(op);
+    let listed = std::process::Command::new("squeue")
+        .args(["-h", "-r", "-o", "%i", "--name", &name])
+        .output();
+    let jobs = match listed {
+        Ok(output) if output.status.success() => {
+            String::from_utf8_lossy(&output.stdout).lines().count()
+        }
+        Ok(output) => {
+            return Err(format!(
+                "squeue --name {name}: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        // No SLURM here: nothing of it to cancel from this machine.
+        Err(_) => return Ok(0),
+    };
+    if jobs > 0 {
+        let cancelled = std::process::Command::new("scancel")
+            .args(["--name", &name])
+            .output();
+        match cancelled {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => {
+                return Err(format!(
+                    "scancel --name {name}: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ));
+            }
+            Err(e) => return Err(format!("cannot run scancel: {e}")),
+        }
+    }
+    Ok(jobs)
 }
 
 #[cfg(test)]
@@ -659,7 +667,7 @@ mod tests {
         for line in &output {
             lines.read(line, false);
         }
-        let summary = lines.finished().unwrap();
+        let summary = serde_json::to_value(lines.finished().unwrap()).unwrap();
         assert_eq!(summary["usage"]["work_lost"], 3);
         assert_eq!(summary["usage"]["iterations_run"], 7);
         assert_eq!(summary["iterations_run"], 7);
@@ -682,7 +690,7 @@ mod tests {
         ] {
             lines.read(&line, false);
         }
-        let summary = lines.finished().unwrap();
+        let summary = serde_json::to_value(lines.finished().unwrap()).unwrap();
         assert_eq!(summary["status"], "succeeded");
         assert_eq!(summary["usage"]["work_lost"], 1);
         assert_eq!(summary["usage"]["iterations_run"], 2);

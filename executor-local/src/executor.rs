@@ -427,6 +427,11 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         }
     }
 
+    /// The host this executor runs bodies with.
+    pub fn host(&self) -> &H {
+        &self.shared.host
+    }
+
     /// The checkpoint log underneath.
     pub fn log(&self) -> &CheckpointLog<S> {
         &self.shared.log

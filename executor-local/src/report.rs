@@ -171,8 +171,10 @@ impl FinalStatus {
     }
 }
 
-/// What an operation consumed, for billing.
+/// What an operation consumed, for billing. Counters missing from a
+/// serialised form read as zero.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Usage {
     /// Time workers spent on its iterations, in seconds.
     pub worker_seconds: f64,

@@ -1,22 +1,22 @@
-//! What the command reads of other processes in `/proc`: who they are,
-//! their parent, group and start time.
+//! What the lifecycle (and a host's reaper) reads of other processes in
+//! `/proc`: who they are, their parent, group and start time. Linux only.
 
-/// The fields of `/proc/PID/stat` the command uses.
+/// The fields of `/proc/PID/stat` that tell a process apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Stat {
+pub struct Stat {
     /// A zombie: it has exited, and waits for its parent to reap it.
-    pub(crate) zombie: bool,
+    pub zombie: bool,
     /// Its parent's process id.
-    pub(crate) parent: u32,
+    pub parent: u32,
     /// Its process group.
-    pub(crate) group: u32,
+    pub group: u32,
     /// Its start time, in clock ticks since boot: with the pid, it tells a
     /// process apart from a later one with the same pid.
-    pub(crate) started: u64,
+    pub started: u64,
 }
 
 /// The stat of process `pid`, if it exists.
-pub(crate) fn stat(pid: u32) -> Option<Stat> {
+pub fn stat(pid: u32) -> Option<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The name in parentheses may hold spaces and parentheses: fields
     // count from after the last `)`, the state being the first of them.
@@ -31,7 +31,7 @@ pub(crate) fn stat(pid: u32) -> Option<Stat> {
 }
 
 /// The ids of the processes running now.
-pub(crate) fn pids() -> impl Iterator<Item = u32> {
+pub fn pids() -> impl Iterator<Item = u32> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()

@@ -1,0 +1,253 @@
+//! The live state of a shell cell: the state directory the user keeps
+//! working in. Its files are the variables (by path relative to it); a
+//! symlink is a variable whose value is its target, never followed.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use pragma_session::{Change, Digests, LiveState};
+use serde::{Deserialize, Serialize};
+
+use crate::shell::{DirState, ShellHost};
+
+/// A digest of one file of a state directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum FileDigest {
+    /// A regular file: its length and CRC-32.
+    File(u64, u32),
+    /// A symlink: its target.
+    Link {
+        /// The target, as the link holds it.
+        link: PathBuf,
+    },
+}
+
+/// The state directory of a run.
+pub(crate) struct DirLive {
+    /// The directory, absolute where it exists.
+    dir: PathBuf,
+    /// Copies it into a state to submit.
+    host: ShellHost,
+}
+
+impl DirLive {
+    /// The state directory `dir`.
+    pub(crate) fn new(dir: &Path, host: ShellHost) -> DirLive {
+        DirLive {
+            dir: std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned()),
+            host,
+        }
+    }
+}
+
+#[async_trait]
+impl LiveState for DirLive {
+    type State = DirState;
+    type Digest = FileDigest;
+
+    fn identity(&self) -> String {
+        self.dir.to_string_lossy().into_owned()
+    }
+
+    async fn capture(&self) -> io::Result<(DirState, Digests<FileDigest>)> {
+        // Digested first: a special file is refused before a copy could
+        // block on it.
+        let digests = self.digests().await?;
+        let state = self.host.state_from(&self.dir).await?;
+        Ok((state, digests))
+    }
+
+    async fn digests(&self) -> io::Result<Digests<FileDigest>> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || digests(&dir))
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    async fn digests_of(&self, state: &DirState) -> io::Result<Digests<FileDigest>> {
+        let dir = state.path().to_owned();
+        tokio::task::spawn_blocking(move || digests(&dir))
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    async fn apply(&self, result: &DirState, changes: &[Change]) -> io::Result<()> {
+        let (live, result) = (self.dir.clone(), result.path().to_owned());
+        let changes = changes.to_vec();
+        tokio::task::spawn_blocking(move || apply(&live, &result, &changes))
+            .await
+            .map_err(io::Error::other)?
+    }
+}
+
+/// Names `path` in an error: what failed, on which file.
+fn on(path: &Path) -> impl FnOnce(io::Error) -> io::Error + '_ {
+    move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// A digest of every file under `dir`, by relative path.
+pub(crate) fn digests(dir: &Path) -> io::Result<Digests<FileDigest>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Digests<FileDigest>) -> io::Result<()> {
+        for entry in std::fs::read_dir(dir).map_err(on(dir))? {
+            let entry = entry.map_err(on(dir))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(on(&path))?;
+            let name = || {
+                path.strip_prefix(root)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            if kind.is_symlink() {
+                let link = std::fs::read_link(&path).map_err(on(&path))?;
+                out.insert(name(), FileDigest::Link { link });
+            } else if kind.is_dir() {
+                walk(root, &path, out)?;
+            } else if kind.is_file() {
+                out.insert(name(), file_digest(&path).map_err(on(&path))?);
+            } else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is a special file (a FIFO, socket or device), which cannot be \
+                         state: remove it or move it out of the state directory",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out)?;
+    Ok(out)
+}
+
+/// The length and CRC-32 of a file, streamed: a state of many GiB is not
+/// read into memory.
+fn file_digest(path: &Path) -> io::Result<FileDigest> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut len = 0u64;
+    loop {
+        let n = io::Read::read(&mut file, &mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        len += n as u64;
+    }
+    Ok(FileDigest::File(len, hasher.finalize()))
+}
+
+/// Applies `changes` to `live` from `result`, all or nothing as far as the
+/// file system allows: every new file is staged beside its target first
+/// (a full disk or a permission error fails here, with the live state as
+/// it was), then renamed over it.
+fn apply(live: &Path, result: &Path, changes: &[Change]) -> io::Result<()> {
+    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let staging = stage(live, result, changes, &mut staged);
+    if let Err(e) = staging {
+        for (temporary, _) in &staged {
+            let _ = std::fs::remove_file(temporary);
+        }
+        return Err(e);
+    }
+    for (temporary, target) in &staged {
+        std::fs::rename(temporary, target).map_err(on(target))?;
+    }
+    for change in changes {
+        if let Change::Remove(name) = change {
+            let target = live.join(name);
+            match std::fs::remove_file(&target) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(on(&target)(e)),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes each file to set beside its target; `staged` lists what was
+/// written, to rename or to clean up.
+fn stage(
+    live: &Path,
+    result: &Path,
+    changes: &[Change],
+    staged: &mut Vec<(PathBuf, PathBuf)>,
+) -> io::Result<()> {
+    for change in changes {
+        let Change::Set(name) = change else { continue };
+        let (source, target) = (result.join(name), live.join(name));
+        let parent = target.parent().unwrap_or(live);
+        std::fs::create_dir_all(parent).map_err(on(parent))?;
+        let temporary = parent.join(format!(
+            ".{}.pragma-apply",
+            target
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ));
+        let kind = std::fs::symlink_metadata(&source).map_err(on(&source))?;
+        let _ = std::fs::remove_file(&temporary);
+        let written = if kind.file_type().is_symlink() {
+            std::fs::read_link(&source)
+                .and_then(|link| std::os::unix::fs::symlink(link, &temporary))
+        } else {
+            std::fs::copy(&source, &temporary).map(drop)
+        };
+        // Listed before the check: a half-written copy is cleaned up too.
+        staged.push((temporary.clone(), target.clone()));
+        written.map_err(on(&target))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_are_variables_whose_value_is_their_target() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "1").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::os::unix::fs::symlink("nowhere", dir.path().join("dangling")).unwrap();
+        std::os::unix::fs::symlink("sub", dir.path().join("to-dir")).unwrap();
+        let digests = digests(dir.path()).unwrap();
+        assert_eq!(digests["a"], FileDigest::File(1, crc32fast::hash(b"1")));
+        assert_eq!(
+            digests["dangling"],
+            FileDigest::Link {
+                link: "nowhere".into()
+            }
+        );
+        assert_eq!(digests["to-dir"], FileDigest::Link { link: "sub".into() });
+    }
+
+    #[test]
+    fn a_special_file_is_named_and_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let error = digests(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("/f is a special file"), "{error}");
+    }
+
+    #[test]
+    fn digests_of_older_records_read_back() {
+        let old: Digests<FileDigest> = serde_json::from_str(r#"{"a":[1,42]}"#).unwrap();
+        assert_eq!(old["a"], FileDigest::File(1, 42));
+    }
+}

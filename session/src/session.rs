@@ -1,0 +1,602 @@
+//! [`Session`]: run or resume, follow, finish and apply operations of one
+//! host on one store.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+
+use pragma_checkpoint::Store;
+use pragma_executor_local::conflict::{Resolution, Rule, compare};
+use pragma_executor_local::{
+    ExecError, Executor, FinalStatus, Handle, Host, OperationSummary, Outcome,
+};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::SessionError;
+use crate::live::{Change, Digests, LiveState};
+use crate::records::{Records, RunRecord};
+use crate::runner::{JobQueue, Runner};
+use crate::summary::Summary;
+
+/// How conflicts are settled: an explicit choice per variable, and a rule
+/// for the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settle {
+    /// Choices by variable name.
+    pub choices: BTreeMap<String, Resolution>,
+    /// What to do with conflicts no choice settles; [`Rule::Fail`] leaves
+    /// them unapplied for the user to settle.
+    pub rule: Rule,
+}
+
+impl Settle {
+    /// Leave every conflict for the user to settle.
+    pub fn ask() -> Settle {
+        Settle::by_rule(Rule::Fail)
+    }
+
+    /// Settle every conflict by `rule`.
+    pub fn by_rule(rule: Rule) -> Settle {
+        Settle {
+            choices: BTreeMap::new(),
+            rule,
+        }
+    }
+
+    /// Settles the conflict on `name` by `resolution`.
+    pub fn choose(mut self, name: impl Into<String>, resolution: Resolution) -> Settle {
+        self.choices.insert(name.into(), resolution);
+        self
+    }
+}
+
+impl Default for Settle {
+    fn default() -> Settle {
+        Settle::ask()
+    }
+}
+
+/// What to start: a cell, as text, and how it is named to the user.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StartRequest {
+    /// The cell: a `#pragma` line, then the body.
+    pub cell: String,
+    /// How the user names the cell (a file, a notebook cell), for records
+    /// and messages.
+    pub cell_name: String,
+    /// Start over instead of resuming an interrupted run.
+    pub fresh: bool,
+    /// The batch job this runner is, when it runs a whole operation as one
+    /// job: an earlier start of the same job is no other runner.
+    pub batch_job: Option<String>,
+}
+
+impl StartRequest {
+    /// Runs `cell`, named `cell_name`, resuming an interrupted run of it on
+    /// the same state.
+    pub fn new(cell: impl Into<String>, cell_name: impl Into<String>) -> StartRequest {
+        StartRequest {
+            cell: cell.into(),
+            cell_name: cell_name.into(),
+            fresh: false,
+            batch_job: None,
+        }
+    }
+
+    /// Starts over when `fresh`.
+    pub fn fresh(mut self, fresh: bool) -> StartRequest {
+        self.fresh = fresh;
+        self
+    }
+
+    /// This runner is the batch job `job`.
+    pub fn in_batch_job(mut self, job: Option<String>) -> StartRequest {
+        self.batch_job = job;
+        self
+    }
+}
+
+/// A started (or resumed) operation: its handle to follow, and the ticket
+/// that [`Session::finish`] takes once it ends.
+#[non_exhaustive]
+pub struct Running<State, D> {
+    /// The operation's events, status, cancel and outcome.
+    pub handle: Handle<State>,
+    /// What finishing it needs.
+    pub ticket: Ticket<D>,
+    /// Whether it resumed an interrupted run (from its last checkpoint).
+    pub resumed: bool,
+    /// Problems that did not stop it (a record that could not be written),
+    /// for the host to show.
+    pub warnings: Vec<String>,
+}
+
+/// What [`Session::finish`] needs of a started operation.
+#[derive(Debug, Clone)]
+pub struct Ticket<D> {
+    record: RunRecord<D>,
+    cell: String,
+}
+
+impl<D> Ticket<D> {
+    /// The operation.
+    pub fn op(&self) -> &str {
+        &self.record.op
+    }
+}
+
+/// Where an operation stands beyond what its checkpoints say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RunState {
+    /// A runner runs it now.
+    Running(Runner),
+    /// Not ended, and nothing runs it: its runner was killed or crashed;
+    /// running the same cell on the same state resumes it.
+    Stopped,
+    /// Ended short of its end (cancelled, or stopped by a full store);
+    /// running it again resumes it.
+    Resumable,
+    /// Ended with a result that waits to be applied (conflicts, or an
+    /// error applying it).
+    ResultNotApplied,
+    /// Ended, and nothing is left to do.
+    Ended,
+}
+
+/// What [`Session::apply_kept`] did.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Applied {
+    /// The result was applied before; nothing was left to do.
+    Already,
+    /// Applied where settled; the summary's `conflicts` are what is left.
+    Now(Box<Summary>),
+}
+
+/// The operation lifecycle of one host on one store.
+///
+/// A host gives it an [`Executor`] (its [`Host`], the store, the backend),
+/// the directory of the [records](Records), and, for each call, its
+/// [`LiveState`]. See the [crate docs](crate) for a complete embedding.
+pub struct Session<H: Host, S: Store + 'static> {
+    executor: Executor<H, S>,
+    records: Records,
+    jobs: Option<Arc<dyn JobQueue>>,
+}
+
+impl<H: Host, S: Store + 'static> Session<H, S> {
+    /// A session on `executor`, with its records in `records`.
+    pub fn new(executor: Executor<H, S>, records: Records) -> Self {
+        Session {
+            executor,
+            records,
+            jobs: None,
+        }
+    }
+
+    /// Asks `jobs` whether runners that are batch jobs still run.
+    pub fn with_job_queue(mut self, jobs: Arc<dyn JobQueue>) -> Self {
+        self.jobs = Some(jobs);
+        self
+    }
+
+    /// The executor underneath.
+    pub fn executor(&self) -> &Executor<H, S> {
+        &self.executor
+    }
+
+    /// The records.
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+
+    /// The batch scheduler asked about runners that are jobs, if any.
+    pub fn job_queue(&self) -> Option<&dyn JobQueue> {
+        self.jobs.as_deref()
+    }
+
+    /// Whether `runner` still runs.
+    pub fn alive(&self, runner: &Runner) -> bool {
+        runner.alive(self.job_queue())
+    }
+
+    /// What runs an operation, for messages.
+    pub fn describe(&self, runner: &Runner) -> String {
+        runner.describe(self.job_queue())
+    }
+
+    /// Runs the cell on `live`, or resumes the operation an earlier run of
+    /// the same cell on the same state left unfinished (killed, crashed,
+    /// cancelled, stopped by a full store). Two starts at once take turns:
+    /// the second finds the first running and is refused
+    /// ([`SessionError::AlreadyRunning`]).
+    pub async fn start<L>(
+        &self,
+        request: &StartRequest,
+        live: &L,
+    ) -> Result<Running<H::State, L::Digest>, SessionError>
+    where
+        L: LiveState<State = H::State>,
+    {
+        let identity = live.identity();
+        let _turn = self
+            .records
+            .lock_start(&request.cell, &identity)
+            .await
+            .map_err(|source| SessionError::Records {
+                op: crate::records::run_key(&request.cell, &identity),
+                source,
+            })?;
+        let mut warnings = Vec::new();
+        let (handle, record, resumed) = match self.resumable(request, &identity).await {
+            Some(mut record) => {
+                // An earlier start of this very batch job (requeued after
+                // its node failed) is no other runner.
+                let same_job =
+                    |r: &Runner| r.batch_job.is_some() && r.batch_job == request.batch_job;
+                if let Some(runner) = record
+                    .runner
+                    .as_ref()
+                    .filter(|r| !same_job(r) && self.alive(r))
+                {
+                    return Err(SessionError::AlreadyRunning {
+                        op: record.op.clone(),
+                        runner: self.describe(runner),
+                        reachable: runner.here() || runner.batch_job.is_some(),
+                    });
+                }
+                let handle = self.executor.resume(&record.op).await?;
+                record.runner = Runner::current(request.batch_job.clone());
+                // A cancel's outcome is not the end any more.
+                if let Err(e) = self.records.remove_outcome(&record.op) {
+                    warnings.push(format!("cannot clear the outcome of {}: {e}", record.op));
+                }
+                (handle, record, true)
+            }
+            None => {
+                let parsed = pragma_parse::parse_cell(&request.cell).map_err(ExecError::from)?;
+                let (state, submitted) = self.capture(live).await?;
+                let handle = self
+                    .executor
+                    .submit_parsed(parsed.directive, parsed.body, state)
+                    .await?;
+                let record = RunRecord {
+                    op: handle.id().to_owned(),
+                    cell: request.cell_name.clone(),
+                    state: identity.clone(),
+                    submitted,
+                    runner: Runner::current(request.batch_job.clone()),
+                };
+                if let Err(e) = self
+                    .records
+                    .write_index(&request.cell, &identity, &record.op)
+                {
+                    warnings.push(format!("cannot remember the run for resuming: {e}"));
+                }
+                (handle, record, false)
+            }
+        };
+        if let Err(e) = self.records.write_run(&record) {
+            warnings.push(format!("cannot record operation {}: {e}", record.op));
+        }
+        Ok(Running {
+            handle,
+            ticket: Ticket {
+                record,
+                cell: request.cell.clone(),
+            },
+            resumed,
+            warnings,
+        })
+    }
+
+    /// The record of the operation that an earlier run of the request's
+    /// cell on `identity` left to go on with, if any.
+    async fn resumable<D: serde::de::DeserializeOwned>(
+        &self,
+        request: &StartRequest,
+        identity: &str,
+    ) -> Option<RunRecord<D>> {
+        if request.fresh {
+            return None;
+        }
+        let op = self.records.indexed(&request.cell, identity)?;
+        let summary = self.executor.summary(&op).await.ok()?;
+        let goes_on = summary
+            .status
+            .as_ref()
+            .is_none_or(FinalStatus::is_resumable);
+        goes_on.then(|| self.records.run(&op)).flatten()
+    }
+
+    async fn capture<L: LiveState>(
+        &self,
+        live: &L,
+    ) -> Result<(L::State, Digests<L::Digest>), SessionError> {
+        live.capture()
+            .await
+            .map_err(|source| SessionError::LiveState {
+                state: live.identity(),
+                source,
+            })
+    }
+
+    /// Records the cell on `live` as an operation without running it: any
+    /// later [`start`](Session::start) of the same cell on a state of the
+    /// same identity (another process, a batch job) resumes it. Returns its
+    /// id.
+    pub async fn prepare<L>(&self, request: &StartRequest, live: &L) -> Result<String, SessionError>
+    where
+        L: LiveState<State = H::State>,
+    {
+        let parsed = pragma_parse::parse_cell(&request.cell).map_err(ExecError::from)?;
+        let (state, submitted) = self.capture(live).await?;
+        let op = self
+            .executor
+            .prepare(parsed.directive, parsed.body, state)
+            .await?;
+        let record = RunRecord {
+            op: op.clone(),
+            cell: request.cell_name.clone(),
+            state: live.identity(),
+            submitted,
+            runner: None,
+        };
+        self.records
+            .write_run(&record)
+            .and_then(|()| {
+                self.records
+                    .write_index(&request.cell, &live.identity(), &op)
+            })
+            .map_err(|source| SessionError::Records {
+                op: op.clone(),
+                source,
+            })?;
+        Ok(op)
+    }
+
+    /// Ends a started operation once its handle gave its outcome: applies
+    /// the best state to `live` where `settle` allows, keeps what is left
+    /// (conflicts, an apply error) for [`apply_kept`](Session::apply_kept),
+    /// records the outcome, and releases the operation's runner.
+    pub async fn finish<L>(
+        &self,
+        ticket: Ticket<L::Digest>,
+        outcome: Outcome<H::State>,
+        live: &L,
+        settle: &Settle,
+    ) -> Summary
+    where
+        L: LiveState<State = H::State>,
+    {
+        let Ticket { mut record, cell } = ticket;
+        let mut warnings = Vec::new();
+        if !outcome.status.is_resumable()
+            && let Err(e) = self.records.remove_index(&cell, &record.state)
+        {
+            warnings.push(format!("cannot clear the run index of {}: {e}", record.op));
+        }
+        let summary = Summary::from_outcome(&outcome);
+        let best = outcome.best.map(|best| best.state);
+        let mut summary = self
+            .settle(&record, summary, best.as_ref(), live, settle)
+            .await;
+        record.runner = None;
+        if let Err(e) = self.records.write_run(&record) {
+            warnings.push(format!("cannot record operation {}: {e}", record.op));
+        }
+        summary.warnings.extend(warnings);
+        summary
+    }
+
+    /// Applies `result` (the best state of an operation that ended as
+    /// `summary` says) to `live` as `settle` allows, keeps it where
+    /// something is left unapplied, and records the outcome. For hosts
+    /// whose operation ended elsewhere (a batch job); [`finish`](Session::finish)
+    /// calls it.
+    pub async fn settle<L>(
+        &self,
+        record: &RunRecord<L::Digest>,
+        mut summary: Summary,
+        result: Option<&H::State>,
+        live: &L,
+        settle: &Settle,
+    ) -> Summary
+    where
+        L: LiveState<State = H::State>,
+    {
+        if let (FinalStatus::Succeeded, Some(result)) = (&summary.status, result) {
+            match apply_result(live, result, &record.submitted, settle).await {
+                Ok(left) => summary.conflicts = left,
+                Err(e) => {
+                    summary.apply_error = Some(format!(
+                        "cannot apply the result to `{}`: {e}",
+                        record.state
+                    ));
+                }
+            }
+            if (!summary.conflicts.is_empty() || summary.apply_error.is_some())
+                && let Err(e) = self.keep(&record.op, result).await
+            {
+                summary.warnings.push(format!(
+                    "cannot keep the result of {} to apply later in `{}`: {e}",
+                    record.op,
+                    self.records.kept_result_path(&record.op).display()
+                ));
+            }
+        }
+        // A cancelled run's outcome stands until the run is resumed.
+        if let Err(e) = self.records.write_outcome(&summary) {
+            summary
+                .warnings
+                .push(format!("cannot record the outcome of {}: {e}", summary.op));
+        }
+        summary
+    }
+
+    /// Applies the kept result of an ended operation to `live`, settling
+    /// conflicts as `settle` says; what is still left stays kept.
+    pub async fn apply_kept<L>(
+        &self,
+        op: &str,
+        live: &L,
+        settle: &Settle,
+    ) -> Result<Applied, SessionError>
+    where
+        L: LiveState<State = H::State>,
+    {
+        let record: RunRecord<L::Digest> = self
+            .records
+            .run(op)
+            .ok_or_else(|| SessionError::Unknown { op: op.to_owned() })?;
+        let Some(mut summary) = self.records.outcome(op) else {
+            return Err(SessionError::NotEnded {
+                op: op.to_owned(),
+                running: record.runner.as_ref().is_some_and(|r| self.alive(r)),
+            });
+        };
+        if summary.status != FinalStatus::Succeeded {
+            return Err(SessionError::NoResult {
+                op: op.to_owned(),
+                status: summary.status.name().to_owned(),
+            });
+        }
+        if !self.records.has_kept_result(op) {
+            return Ok(Applied::Already);
+        }
+        let records_error = |source| SessionError::Records {
+            op: op.to_owned(),
+            source,
+        };
+        let result = self.kept(op).await.map_err(records_error)?;
+        let left = apply_result(live, &result, &record.submitted, settle)
+            .await
+            .map_err(|source| SessionError::Apply {
+                state: record.state.clone(),
+                source,
+            })?;
+        summary.conflicts = left;
+        summary.apply_error = None;
+        self.records
+            .write_outcome(&summary)
+            .map_err(records_error)?;
+        if summary.conflicts.is_empty() {
+            std::fs::remove_file(self.records.kept_result_path(op)).map_err(records_error)?;
+        }
+        Ok(Applied::Now(Box::new(summary)))
+    }
+
+    /// Where `op` stands beyond its checkpoints, given what the store says
+    /// of it.
+    pub fn run_state(&self, summary: &OperationSummary) -> RunState {
+        let runner = self
+            .records
+            .run::<serde::de::IgnoredAny>(&summary.op)
+            .and_then(|record| record.runner)
+            .filter(|runner| self.alive(runner));
+        match (runner, &summary.status) {
+            (Some(runner), _) => RunState::Running(runner),
+            (None, None) => RunState::Stopped,
+            (None, Some(status)) if status.is_resumable() => RunState::Resumable,
+            (None, Some(_)) if self.records.has_kept_result(&summary.op) => {
+                RunState::ResultNotApplied
+            }
+            (None, Some(_)) => RunState::Ended,
+        }
+    }
+
+    /// The runner of `op` on record, if it still runs.
+    pub fn runner(&self, op: &str) -> Option<Runner> {
+        self.records
+            .run::<serde::de::IgnoredAny>(op)
+            .and_then(|record| record.runner)
+            .filter(|runner| self.alive(runner))
+    }
+
+    /// Forgets the runner on record of `op` without stopping it (its
+    /// machine is gone for good), so that a start resumes the operation
+    /// here; the runner forgotten, if there was one.
+    pub fn forget_runner(&self, op: &str) -> Result<Option<Runner>, SessionError> {
+        let mut record: RunRecord<serde_json::Value> = self
+            .records
+            .run(op)
+            .ok_or_else(|| SessionError::Unknown { op: op.to_owned() })?;
+        let forgotten = record.runner.take();
+        self.records
+            .write_run(&record)
+            .map_err(|source| SessionError::Records {
+                op: op.to_owned(),
+                source,
+            })?;
+        Ok(forgotten)
+    }
+
+    /// Keeps `result` for a later apply, as the host snapshots it.
+    async fn keep(&self, op: &str, result: &H::State) -> io::Result<()> {
+        let path = self.records.kept_result_path(op);
+        let parent = path.parent().unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(parent)?;
+        // Streamed to a file beside, then renamed: a big state is not held
+        // in memory, and a half-written one is never taken for the result.
+        let temporary = tempfile::NamedTempFile::new_in(parent)?;
+        let mut file = tokio::fs::File::from_std(temporary.reopen()?);
+        self.executor.host().snapshot(result, &mut file).await?;
+        file.flush().await?;
+        file.sync_all().await?;
+        drop(file);
+        temporary.persist(&path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// The kept result of `op`.
+    async fn kept(&self, op: &str) -> io::Result<H::State> {
+        let path = self.records.kept_result_path(op);
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        self.executor.host().restore(&mut file).await
+    }
+}
+
+/// Applies the result's changes to `live` where `settle` allows; returns
+/// the conflicts left unapplied.
+async fn apply_result<L: LiveState>(
+    live: &L,
+    result: &L::State,
+    submitted: &Digests<L::Digest>,
+    settle: &Settle,
+) -> io::Result<Vec<String>> {
+    let comparison = compare(
+        submitted,
+        &live.digests().await?,
+        &live.digests_of(result).await?,
+    );
+    // Conflicts without a choice under `Fail` are left; the rest is settled.
+    let (rule, left) = match settle.rule {
+        Rule::Fail => (
+            Rule::KeepLive,
+            comparison
+                .conflicts
+                .keys()
+                .filter(|name| !settle.choices.contains_key(*name))
+                .cloned()
+                .collect(),
+        ),
+        rule => (rule, Vec::new()),
+    };
+    let changes: Vec<Change> = comparison
+        .resolve(&settle.choices, rule)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| match value {
+            Some(_) => Change::Set(name),
+            None => Change::Remove(name),
+        })
+        .collect();
+    if !changes.is_empty() {
+        live.apply(result, &changes).await?;
+    }
+    Ok(left)
+}
