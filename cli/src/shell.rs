@@ -477,3 +477,29 @@ fn descendants(root: u32) -> Vec<u32> {
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_shell_host_conforms() {
+        let root = tempfile::tempdir().unwrap();
+        let host = ShellHost::new(root.path().join("work"), root.path().join("logs")).unwrap();
+        let live = root.path().join("state");
+        std::fs::create_dir_all(live.join("sub")).unwrap();
+        std::fs::write(live.join("score"), "3\n").unwrap();
+        std::fs::write(live.join("sub/notes"), "kept\n").unwrap();
+        std::os::unix::fs::symlink("score", live.join("link")).unwrap();
+        let state = host.state_from(&live).await.unwrap();
+        let sample = pragma_executor_local::conformance::HostSample::new(
+            state,
+            "echo $(( $(cat score) + 1 )) > score",
+            "cat score; cat link",
+            |name| format!("echo \"${name}\""),
+        );
+        pragma_executor_local::conformance::host(&host, sample)
+            .await
+            .unwrap();
+    }
+}

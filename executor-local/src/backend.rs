@@ -14,66 +14,120 @@ use serde::{Deserialize, Serialize};
 
 use crate::host::{Host, IterationContext, RunError};
 
-/// The result of a job, opaque to the backend.
-pub type JobOutput = Box<dyn Any + Send>;
+/// The output of a job run in this process: opaque to the backend, which
+/// only hands it back ([`JobOutcome::Ran`]); only the executor reads it.
+pub struct LocalOutput(Box<dyn Any + Send>);
 
-/// One iteration's work, packaged by the executor: run it to get its output.
-pub type Job = Pin<Box<dyn Future<Output = JobOutput> + Send>>;
+impl LocalOutput {
+    pub(crate) fn new<T: Any + Send>(value: T) -> LocalOutput {
+        LocalOutput(Box::new(value))
+    }
+
+    pub(crate) fn take<T: Any>(self) -> Option<T> {
+        self.0.downcast::<T>().ok().map(|value| *value)
+    }
+}
+
+impl std::fmt::Debug for LocalOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalOutput(..)")
+    }
+}
+
+/// What became of a job.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum JobOutcome {
+    /// It ran in this process ([`Job::run_here`]).
+    Ran(LocalOutput),
+    /// It ran elsewhere, from its [`JobSpec`], and left its resulting state
+    /// in the checkpoint store.
+    Remote(RemoteOutput),
+    /// Its worker was lost (preempted, its machine died) before it gave a
+    /// result: the executor runs the iteration again elsewhere.
+    Lost,
+}
+
+/// One iteration's work, packaged by the executor: what it does as a
+/// [`JobSpec`] that can travel, and the same work ready to run here.
+pub struct Job {
+    spec: JobSpec,
+    local: Pin<Box<dyn Future<Output = LocalOutput> + Send>>,
+}
+
+impl Job {
+    /// A job doing `spec`, whose run here is `local`.
+    pub(crate) fn new(
+        spec: JobSpec,
+        local: impl Future<Output = LocalOutput> + Send + 'static,
+    ) -> Job {
+        Job {
+            spec,
+            local: Box::pin(local),
+        }
+    }
+
+    /// What the job does.
+    pub fn spec(&self) -> &JobSpec {
+        &self.spec
+    }
+
+    /// Runs the job in this process. Dropping the future stops it.
+    pub async fn run_here(self) -> JobOutcome {
+        JobOutcome::Ran(self.local.await)
+    }
+
+    /// The job's spec, to run elsewhere; its run here is dropped unrun.
+    pub fn into_spec(self) -> JobSpec {
+        self.spec
+    }
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Runs iterations on workers.
 ///
 /// The executor decides what runs where (through the scheduler); a backend
 /// only carries jobs out. The default, [`TokioBackend`], runs them as tasks
-/// in this process.
+/// in this process; a backend for a cluster engine hands each job's
+/// [`JobSpec`] to a worker there.
 ///
 /// # Contract for custom backends
 ///
 /// - [`capacity`](ExecutionBackend::capacity) is how many jobs may run at
 ///   once; the executor never starts more.
-/// - [`execute`](ExecutionBackend::execute) runs the job on the given worker
-///   and returns its output, or `None` if the worker was lost (preempted, its
-///   machine died): the executor then runs the iteration again elsewhere,
-///   within the preemption budget, without counting it as a failure. A job
-///   that was lost must not have effects the executor can see: its output is
-///   dropped.
-/// - Dropping the future returned by `execute` (the operation was cancelled)
-///   must stop the job promptly.
+/// - [`execute`](ExecutionBackend::execute) carries the job out on the
+///   given worker, either here ([`Job::run_here`], which gives
+///   [`JobOutcome::Ran`]) or elsewhere: a worker there restores the input
+///   state from the checkpoint store, runs the body with the host, scores
+///   it, and writes the resulting state (with
+///   [`Host::snapshot`](crate::Host::snapshot)) to the store
+///   ([`run_spec`] does all of it); the backend then returns
+///   [`JobOutcome::Remote`] naming it. A spec without an input
+///   ([`JobSpec::input`] is `None`) has its input only in this process's
+///   memory: such a job must run here.
+/// - [`JobOutcome::Lost`] says the worker was lost: the executor runs the
+///   iteration again elsewhere, within the preemption budget, without
+///   counting it as a failure. A lost job must have no effect the executor
+///   can see.
+/// - Dropping the future returned by `execute` (the operation was
+///   cancelled) must stop the job promptly.
+///
+/// With the `conformance` feature, `conformance::backend` checks an
+/// implementation against this contract.
 #[async_trait]
 pub trait ExecutionBackend: Send + Sync + 'static {
     /// How many jobs may run at once.
     fn capacity(&self) -> u64;
 
-    /// Runs `job` on `worker`; `None` if the worker was lost.
-    async fn execute(&self, worker: WorkerId, job: Job) -> Option<JobOutput>;
-
-    /// Whether this backend wants [`JobSpec`]s: if so, the executor calls
-    /// [`execute_spec`](ExecutionBackend::execute_spec) instead of
-    /// [`execute`](ExecutionBackend::execute). No by default: a backend
-    /// that runs jobs in this process needs no spec, and building one costs
-    /// time per iteration.
-    fn runs_specs(&self) -> bool {
-        false
-    }
-
-    /// Runs the job that `spec` describes on `worker` (called instead of
-    /// [`execute`] when [`runs_specs`](ExecutionBackend::runs_specs) says
-    /// so); by default it runs `job` here, with [`execute`].
-    ///
-    /// A backend that runs iterations in other processes or on other
-    /// machines (a cluster engine) overrides it: it hands `spec` to a
-    /// worker there, which restores the input state from the checkpoint
-    /// store, runs the body with the host, scores it, and writes the
-    /// resulting state (with [`Host::snapshot`](crate::Host::snapshot)) to
-    /// the store; the backend then returns a [`RemoteOutput`] naming it,
-    /// and drops `job` unrun. A spec without an input
-    /// ([`JobSpec::input`] is `None`) has its input only in this process's
-    /// memory: such a backend must run `job` here, or not take the job.
-    ///
-    /// [`execute`]: ExecutionBackend::execute
-    async fn execute_spec(&self, worker: WorkerId, spec: JobSpec, job: Job) -> Option<JobOutput> {
-        let _ = spec;
-        self.execute(worker, job).await
-    }
+    /// Carries out `job` on `worker`.
+    async fn execute(&self, worker: WorkerId, job: Job) -> JobOutcome;
 }
 
 /// What a job does, in a form that can travel to another process.
@@ -110,8 +164,7 @@ pub struct StateRef {
     pub part: Cow<'static, str>,
 }
 
-/// The output of a job that ran elsewhere (see
-/// [`ExecutionBackend::execute_spec`]).
+/// The output of a job that ran elsewhere (see [`ExecutionBackend`]).
 #[derive(Debug)]
 pub struct RemoteOutput {
     /// The key in the checkpoint store of the resulting state (written
@@ -126,13 +179,6 @@ pub struct RemoteOutput {
     /// cluster requeued it, its node failed): counted in the operation's
     /// usage as runs and as lost work.
     pub lost_runs: u64,
-}
-
-impl RemoteOutput {
-    /// The output to return from [`ExecutionBackend::execute_spec`].
-    pub fn into_output(self) -> JobOutput {
-        Box::new(self)
-    }
 }
 
 /// Runs every job as a task on the current tokio runtime.
@@ -154,8 +200,8 @@ impl ExecutionBackend for TokioBackend {
         self.workers
     }
 
-    async fn execute(&self, _worker: WorkerId, job: Job) -> Option<JobOutput> {
-        Some(job.await)
+    async fn execute(&self, _worker: WorkerId, job: Job) -> JobOutcome {
+        job.run_here().await
     }
 }
 

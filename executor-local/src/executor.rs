@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{
-    ExecutionBackend, Job, JobOutput, JobSpec, RemoteOutput, StateRef, TokioBackend,
+    ExecutionBackend, Job, JobOutcome, JobSpec, LocalOutput, RemoteOutput, StateRef, TokioBackend,
 };
 use crate::host::{Host, IterationContext, RunError, derive_seed};
 use crate::record::{BestRecord, CandidateRecord, Record, score_text, score_value};
@@ -188,7 +188,7 @@ enum Msg<St> {
     JobDone {
         op: OpId,
         worker: WorkerId,
-        output: Option<JobOutput>,
+        output: JobOutcome,
     },
     Evaluated {
         op: OpId,
@@ -1180,7 +1180,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             }
         };
         let seed = derive_seed(&op.name, iteration);
-        let spec = self.shared.backend.runs_specs().then(|| JobSpec {
+        let spec = JobSpec {
             op: Arc::clone(&op.shared_name),
             iteration,
             iterations: op.directive.iterations(),
@@ -1197,7 +1197,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 generation,
                 part: part.into(),
             }),
-        });
+        };
         let source = match from {
             StartFrom::Submission => match &op.submission {
                 Some(state) => Source::Ready((**state).clone()),
@@ -1226,7 +1226,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let body = Arc::clone(&op.body);
         let name = Arc::clone(&op.shared_name);
         let shared = Arc::clone(&self.shared);
-        let job: Job = Box::pin(async move {
+        let job = Job::new(spec, async move {
             let begin = Instant::now();
             let state = match source {
                 Source::Ready(state) => Ok(state),
@@ -1256,21 +1256,18 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     }
                 }
             };
-            Box::new(JobResult {
+            LocalOutput::new(JobResult {
                 iteration,
                 result,
                 evaluation,
                 seconds: begin.elapsed().as_secs_f64(),
                 lost_runs: 0,
-            }) as JobOutput
+            })
         });
         let backend = Arc::clone(&self.shared.backend);
         let control = self.control.clone();
         let task = tokio::spawn(async move {
-            let output = match spec {
-                Some(spec) => backend.execute_spec(worker, spec, job).await,
-                None => backend.execute(worker, job).await,
-            };
+            let output = backend.execute(worker, job).await;
             let _ = control.send(Msg::JobDone {
                 op: id,
                 worker,
@@ -1287,28 +1284,28 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         );
     }
 
-    fn job_done(&mut self, id: OpId, worker: WorkerId, output: Option<JobOutput>) {
+    fn job_done(&mut self, id: OpId, worker: WorkerId, output: JobOutcome) {
         // A job that ran elsewhere left its state in the store: restore it
         // first (the worker stays busy meanwhile), then handle it as any.
-        let output = match output.map(|o| o.downcast::<RemoteOutput>()) {
-            Some(Ok(remote)) => {
+        let output = match output {
+            JobOutcome::Remote(remote) => {
                 if let (Some(running), Some(op)) = (self.running.get(&worker), self.ops.get(&id)) {
                     let shared = Arc::clone(&self.shared);
                     let control = self.control.clone();
                     let (iteration, name) = (running.iteration, op.name.clone());
                     self.tasks.spawn(async move {
-                        let output = restore_remote(&shared, &name, iteration, *remote).await;
+                        let output = restore_remote(&shared, &name, iteration, remote).await;
                         let _ = control.send(Msg::JobDone {
                             op: id,
                             worker,
-                            output: Some(Box::new(output) as JobOutput),
+                            output: JobOutcome::Ran(LocalOutput::new(output)),
                         });
                     });
                 }
                 return;
             }
-            Some(Err(local)) => Some(local),
-            None => None,
+            JobOutcome::Ran(local) => local.take::<JobResult<H::State>>(),
+            _ => None,
         };
         let Some(running) = self.running.remove(&worker) else {
             return; // stopped meanwhile
@@ -1316,7 +1313,6 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let Some(op) = self.ops.get_mut(&id) else {
             return;
         };
-        let output = output.and_then(|o| o.downcast::<JobResult<H::State>>().ok());
         let Some(output) = output else {
             op.emit(|op| Event::WorkerLost {
                 op,
@@ -1333,7 +1329,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             evaluation,
             seconds,
             lost_runs,
-        } = *output;
+        } = output;
         op.usage.worker_seconds += seconds;
         op.lost_elsewhere += lost_runs;
         let event = match result {

@@ -40,6 +40,9 @@
 //!   this process) by default; another crate can run them elsewhere.
 //! - With the `test-util` feature, [`testkit`] has a scripted host and a
 //!   fault-injecting backend for tests.
+//! - With the `conformance` feature, `conformance` checks a [`Host`] or an
+//!   [`ExecutionBackend`] of yours against its contract; every in-tree host
+//!   and backend runs it.
 //!
 //! # Example: a complete embedding
 //!
@@ -112,6 +115,8 @@
 
 mod backend;
 pub mod conflict;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod executor;
 mod host;
 mod record;
@@ -120,8 +125,8 @@ mod report;
 pub mod testkit;
 
 pub use backend::{
-    ExecutionBackend, Job, JobOutput, JobSpec, RemoteError, RemoteOutput, RemoteReport, StateRef,
-    TokioBackend, run_spec,
+    ExecutionBackend, Job, JobOutcome, JobSpec, LocalOutput, RemoteError, RemoteOutput,
+    RemoteReport, StateRef, TokioBackend, run_spec,
 };
 pub use executor::{Config, ExecError, Executor, Handle};
 pub use host::{Host, IterationContext, RunError, derive_seed};

@@ -44,7 +44,7 @@ use pragma_scheduler::WorkerId;
 use pragma_selector::Evaluation;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::backend::{ExecutionBackend, Job, JobOutput};
+use crate::backend::{ExecutionBackend, Job, JobOutcome};
 use crate::host::{Host, IterationContext, RunError};
 
 /// The scripted host's state: named numbers.
@@ -322,7 +322,7 @@ impl ExecutionBackend for FaultyBackend {
         self.workers
     }
 
-    async fn execute(&self, _worker: WorkerId, job: Job) -> Option<JobOutput> {
+    async fn execute(&self, _worker: WorkerId, job: Job) -> JobOutcome {
         let started = {
             let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
             *jobs += 1;
@@ -336,13 +336,13 @@ impl ExecutionBackend for FaultyBackend {
         let roll = self.next();
         if roll < self.loss / 2.0 {
             *self.lost.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-            return None; // lost before it ran
+            return JobOutcome::Lost; // lost before it ran
         }
-        let output = job.await;
+        let outcome = job.run_here().await;
         if roll < self.loss {
             *self.lost.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-            return None; // it ran, but the result was lost with the machine
+            return JobOutcome::Lost; // it ran, but the result was lost with the machine
         }
-        Some(output)
+        outcome
     }
 }

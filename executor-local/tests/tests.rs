@@ -10,6 +10,7 @@ use pragma_executor_local::{Config, Event, ExecError, Executor, FinalStatus, Out
 use pragma_selector::Evaluation;
 
 mod chaos;
+mod conformance;
 
 fn config(workers: u64) -> Config {
     Config {
@@ -787,7 +788,7 @@ mod remote {
     use async_trait::async_trait;
     use pragma_checkpoint::{CheckpointLog, Key, Store};
     use pragma_executor_local::{
-        ExecutionBackend, Job, JobOutput, JobSpec, RemoteOutput, RemoteReport, run_spec,
+        ExecutionBackend, Job, JobOutcome, RemoteOutput, RemoteReport, run_spec,
     };
     use pragma_scheduler::WorkerId;
 
@@ -806,24 +807,11 @@ mod remote {
             3
         }
 
-        fn runs_specs(&self) -> bool {
-            true
-        }
-
-        async fn execute(&self, _worker: WorkerId, job: Job) -> Option<JobOutput> {
-            Some(job.await)
-        }
-
-        async fn execute_spec(
-            &self,
-            _worker: WorkerId,
-            spec: JobSpec,
-            job: Job,
-        ) -> Option<JobOutput> {
-            if spec.input.is_none() {
-                return Some(job.await);
+        async fn execute(&self, _worker: WorkerId, job: Job) -> JobOutcome {
+            if job.spec().input.is_none() {
+                return job.run_here().await;
             }
-            drop(job);
+            let spec = job.into_spec();
             self.ran
                 .lock()
                 .unwrap()
@@ -841,7 +829,7 @@ mod remote {
             // Across processes the output travels as JSON.
             let json = serde_json::to_string(&RemoteReport::from(&output)).unwrap();
             let report: RemoteReport = serde_json::from_str(&json).unwrap();
-            Some(RemoteOutput::try_from(report).unwrap().into_output())
+            JobOutcome::Remote(RemoteOutput::try_from(report).unwrap())
         }
     }
 

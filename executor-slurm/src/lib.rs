@@ -58,7 +58,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pragma_executor_local::{
-    ExecutionBackend, Job, JobOutput, JobSpec, RemoteOutput, RemoteReport, derive_seed,
+    ExecutionBackend, Job, JobOutcome, JobSpec, RemoteOutput, RemoteReport, derive_seed,
 };
 use pragma_scheduler::WorkerId;
 use serde::{Deserialize, Serialize};
@@ -408,30 +408,19 @@ impl ExecutionBackend for SlurmBackend {
         self.config.workers
     }
 
-    fn runs_specs(&self) -> bool {
-        true
-    }
-
-    async fn execute(&self, _worker: WorkerId, job: Job) -> Option<JobOutput> {
-        Some(job.await)
-    }
-
-    async fn execute_spec(&self, _worker: WorkerId, spec: JobSpec, job: Job) -> Option<JobOutput> {
-        if spec.input.is_none() {
+    async fn execute(&self, _worker: WorkerId, job: Job) -> JobOutcome {
+        if job.spec().input.is_none() {
             // Its input is only in this process: it runs here.
-            return Some(job.await);
+            return job.run_here().await;
         }
-        drop(job);
+        let spec = job.into_spec();
         let failed = |message: String| {
-            Some(
-                RemoteOutput {
-                    result: Err(pragma_executor_local::RunError::Failed(message)),
-                    evaluation: None,
-                    seconds: 0.0,
-                    lost_runs: 0,
-                }
-                .into_output(),
-            )
+            JobOutcome::Remote(RemoteOutput {
+                result: Err(pragma_executor_local::RunError::Failed(message)),
+                evaluation: None,
+                seconds: 0.0,
+                lost_runs: 0,
+            })
         };
         let (dir, stem, job_id) = if spec.attempt == 1 {
             let job = match self.array_for(&spec, spec.iterations).await {
@@ -473,12 +462,12 @@ impl ExecutionBackend for SlurmBackend {
                 .await
                 .unwrap_or(true)
             {
-                return None; // lost: killed, or its node failed
+                return JobOutcome::Lost; // killed, or its node failed
             }
             return failed(self.never_started(&job_id, &dir));
         };
         match RemoteOutput::try_from(report) {
-            Ok(output) => Some(output.into_output()),
+            Ok(output) => JobOutcome::Remote(output),
             Err(e) => failed(format!("the worker's report: {e}")),
         }
     }
@@ -639,6 +628,34 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    /// The backend against the executor's conformance suite, on the
+    /// cluster `scripts/start-slurm` starts (jobs whose input is only in
+    /// this process run here; the remote path is tested through `pragma`).
+    #[tokio::test]
+    async fn the_backend_conforms() {
+        if std::env::var_os("PRAGMA_TEST_SLURM").is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "under CI the SLURM tests must run: .ci/run starts a cluster with scripts/start-slurm"
+            );
+            eprintln!("\n*** SKIPPED: SLURM conformance: PRAGMA_TEST_SLURM is not set ***\n");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SlurmBackend::new(SlurmConfig {
+            workers: 3,
+            shared_dir: dir.path().to_owned(),
+            worker_command: vec!["/bin/false".into()],
+            partition: std::env::var("PRAGMA_TEST_SLURM_PARTITION").ok(),
+            sbatch_args: Vec::new(),
+            poll: Duration::from_millis(100),
+        })
+        .unwrap();
+        pragma_executor_local::conformance::backend(&backend)
+            .await
+            .unwrap();
+    }
 
     fn spec() -> JobSpec {
         JobSpec {

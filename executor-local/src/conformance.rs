@@ -1,0 +1,335 @@
+//! Conformance suites for the two traits other people implement: a
+//! [`Host`] ([`host`]) and an [`ExecutionBackend`] ([`backend`]). Every
+//! in-tree implementation runs them in its tests; run them in yours.
+//!
+//! Each suite is one async function that returns what it found wrong
+//! (a [`Nonconformance`]) instead of panicking, so that a test can also show
+//! that a broken implementation fails it.
+//!
+//! ```
+//! use pragma_executor_local::{TokioBackend, conformance};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! conformance::backend(&TokioBackend::new(4)).await.expect("TokioBackend conforms");
+//! # }
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use pragma_scheduler::WorkerId;
+use pragma_selector::Evaluation;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{ExecutionBackend, Job, JobOutcome, JobSpec, LocalOutput};
+use crate::host::{Host, IterationContext};
+
+/// What an implementation does that its trait's contract forbids.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("does not conform: {0}")]
+pub struct Nonconformance(pub String);
+
+fn fail<T>(message: impl Into<String>) -> Result<T, Nonconformance> {
+    Err(Nonconformance(message.into()))
+}
+
+/// What the [`host`] suite needs to know about a host: a state to work on,
+/// and expressions and a body in the host's language.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HostSample<State> {
+    /// A state that can be saved.
+    pub state: State,
+    /// A body that runs on it and succeeds.
+    pub body: String,
+    /// A selection expression that scores `state` (and the state the body
+    /// leaves) as a number.
+    pub expr: String,
+    /// An expression that reads the iteration variable `name` as a number.
+    pub reads_var: fn(&str) -> String,
+    /// A state with variables that cannot be saved, and their names.
+    pub unsaveable: Option<(State, Vec<String>)>,
+}
+
+impl<State> HostSample<State> {
+    /// A sample: `state`, a `body` that runs on it, an `expr` that scores
+    /// it, and how to read an iteration variable.
+    pub fn new(
+        state: State,
+        body: impl Into<String>,
+        expr: impl Into<String>,
+        reads_var: fn(&str) -> String,
+    ) -> Self {
+        HostSample {
+            state,
+            body: body.into(),
+            expr: expr.into(),
+            reads_var,
+            unsaveable: None,
+        }
+    }
+
+    /// Also checks that `state` reports exactly `names` as unsaveable.
+    pub fn with_unsaveable(mut self, state: State, names: Vec<String>) -> Self {
+        self.unsaveable = Some((state, names));
+        self
+    }
+}
+
+fn context(iteration: u64) -> IterationContext {
+    IterationContext {
+        op: Arc::from("op-conformance"),
+        iteration,
+        attempt: 1,
+        iteration_var: Arc::from("conformance_iteration"),
+        seed: crate::derive_seed("op-conformance", iteration),
+        cancel: CancellationToken::new(),
+    }
+}
+
+/// Expressions no host can make sense of: they must give an invalid
+/// evaluation or a score, never a panic.
+const GARBAGE: &[&str] = &[
+    "",
+    "   ",
+    "(((",
+    ")",
+    "\"",
+    "'",
+    "\\",
+    "\u{0}",
+    "+-*/",
+    "\u{fffd}\n\t",
+];
+
+/// Checks `host` against the [`Host`] contract with `sample`:
+///
+/// - a snapshot restored behaves like the original: it scores the same,
+///   and the body run on both leaves states that score the same;
+/// - [`Host::evaluate`] of malformed expressions gives an evaluation (a
+///   panic fails the suite), and an expression naming nothing is invalid;
+/// - the iteration variable is set by [`Host::set_iteration_var`] and gone
+///   after [`Host::remove_iteration_var`];
+/// - [`Host::unsaveable`] names nothing in a saveable state, and exactly
+///   the sample's names in its unsaveable one.
+pub async fn host<H: Host>(host: &H, sample: HostSample<H::State>) -> Result<(), Nonconformance> {
+    let score = |evaluation: Evaluation| match evaluation {
+        Evaluation::Score(score) => Some(score),
+        Evaluation::Invalid(_) => None,
+    };
+    // Round trip.
+    let original = score(host.evaluate(&sample.expr, &sample.state).await);
+    if original.is_none() {
+        return fail(format!(
+            "the sample's expression `{}` does not score its state",
+            sample.expr
+        ));
+    }
+    let mut bytes = Vec::new();
+    host.snapshot(&sample.state, &mut bytes)
+        .await
+        .map_err(|e| Nonconformance(format!("snapshot of the sample state: {e}")))?;
+    let mut restored = host
+        .restore(&mut bytes.as_slice())
+        .await
+        .map_err(|e| Nonconformance(format!("restoring a snapshot: {e}")))?;
+    let again = score(host.evaluate(&sample.expr, &restored).await);
+    if again != original {
+        return fail(format!(
+            "a restored snapshot scores {again:?} where the original scores {original:?}"
+        ));
+    }
+    let mut ran = sample.state.clone();
+    let run = host.run(&sample.body, &mut ran, &context(0)).await;
+    let run_restored = host.run(&sample.body, &mut restored, &context(0)).await;
+    if let Err(e) = run.and(run_restored) {
+        return fail(format!("the sample's body failed: {e}"));
+    }
+    let (after, after_restored) = (
+        score(host.evaluate(&sample.expr, &ran).await),
+        score(host.evaluate(&sample.expr, &restored).await),
+    );
+    if after != after_restored {
+        return fail(format!(
+            "the body run on a restored snapshot leaves a state scoring {after_restored:?}, \
+             on the original {after:?}"
+        ));
+    }
+
+    // Malformed expressions.
+    let long = "x".repeat(100_000);
+    for expr in GARBAGE.iter().copied().chain([long.as_str()]) {
+        let _ = host.evaluate(expr, &sample.state).await;
+    }
+    let nothing = "pragma_conformance_no_such_name_7f3a";
+    if let Evaluation::Score(score) = host
+        .evaluate(&(sample.reads_var)(nothing), &sample.state)
+        .await
+    {
+        return fail(format!(
+            "reading a variable that does not exist scored {score}"
+        ));
+    }
+
+    // The iteration variable.
+    let var = "pragma_conformance_iteration";
+    let mut with_var = sample.state.clone();
+    host.set_iteration_var(&mut with_var, var, 7);
+    match host.evaluate(&(sample.reads_var)(var), &with_var).await {
+        Evaluation::Score(7.0) => {}
+        other => {
+            return fail(format!(
+                "the iteration variable set to 7 reads as {other:?}"
+            ));
+        }
+    }
+    host.remove_iteration_var(&mut with_var, var);
+    if let Evaluation::Score(score) = host.evaluate(&(sample.reads_var)(var), &with_var).await {
+        return fail(format!(
+            "the iteration variable is still there after its removal ({score})"
+        ));
+    }
+
+    // Unsaveable variables.
+    let named = host.unsaveable(&sample.state);
+    if !named.is_empty() {
+        return fail(format!(
+            "the saveable sample state reports {named:?} as unsaveable"
+        ));
+    }
+    if let Some((state, mut expected)) = sample.unsaveable {
+        let mut named = host.unsaveable(&state);
+        named.sort();
+        expected.sort();
+        if named != expected {
+            return fail(format!(
+                "unsaveable variables reported as {named:?}, not {expected:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A job that runs here and outputs `id`, after `work`.
+fn job(id: u64, work: impl std::future::Future<Output = ()> + Send + 'static) -> Job {
+    let spec = JobSpec {
+        op: Arc::from("op-conformance"),
+        iteration: id,
+        iterations: u64::MAX,
+        attempt: 1,
+        iteration_var: Arc::from("iteration"),
+        seed: 0,
+        body: Arc::from(""),
+        expr: None,
+        // Its input is only here: it must run here.
+        input: None,
+    };
+    Job::new(spec, async move {
+        work.await;
+        LocalOutput::new(id)
+    })
+}
+
+/// How long a backend may take to start the jobs it is given, or to stop
+/// one that is dropped.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Checks `backend` against the [`ExecutionBackend`] contract, with jobs
+/// whose input is only in this process (which it must run here):
+///
+/// - it runs [`capacity`](ExecutionBackend::capacity) jobs at once: as
+///   many jobs, each waiting for all the others to start, all finish;
+/// - each job's outcome is its own ([`JobOutcome::Ran`] with what that job
+///   produced) or [`JobOutcome::Lost`], never another job's output nor a
+///   remote result for a job that must run here;
+/// - dropping the future of [`execute`](ExecutionBackend::execute) stops
+///   its job promptly.
+pub async fn backend(backend: &dyn ExecutionBackend) -> Result<(), Nonconformance> {
+    let capacity = backend.capacity();
+    if capacity == 0 {
+        return fail("capacity is 0: no job could ever run");
+    }
+    // All `capacity` jobs must be in flight at once for any to finish (a
+    // job lost before it started counts as arrived: it never will).
+    let width = capacity.min(64);
+    let arrived = Arc::new(AtomicU64::new(0));
+    let started: Arc<Vec<AtomicBool>> =
+        Arc::new((0..width).map(|_| AtomicBool::new(false)).collect());
+    let runs = (0..width).map(|id| {
+        let (arrived, started) = (Arc::clone(&arrived), Arc::clone(&started));
+        let job = job(id, {
+            let (arrived, started) = (Arc::clone(&arrived), Arc::clone(&started));
+            async move {
+                started[id as usize].store(true, Ordering::SeqCst);
+                arrived.fetch_add(1, Ordering::SeqCst);
+                while arrived.load(Ordering::SeqCst) < width {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        });
+        async move {
+            let outcome = backend.execute(WorkerId(id), job).await;
+            if matches!(outcome, JobOutcome::Lost) && !started[id as usize].load(Ordering::SeqCst) {
+                arrived.fetch_add(1, Ordering::SeqCst);
+            }
+            (id, outcome)
+        }
+    });
+    let outcomes = tokio::time::timeout(PATIENCE, futures::future::join_all(runs))
+        .await
+        .map_err(|_| {
+            Nonconformance(format!(
+                "{width} jobs given at once (its capacity is {capacity}) did not all run at once"
+            ))
+        })?;
+    for (id, outcome) in outcomes {
+        match outcome {
+            JobOutcome::Ran(output) => match output.take::<u64>() {
+                Some(got) if got == id => {}
+                other => {
+                    return fail(format!(
+                        "job {id}'s outcome holds another output ({other:?})"
+                    ));
+                }
+            },
+            JobOutcome::Lost => {}
+            JobOutcome::Remote(_) => {
+                return fail(format!(
+                    "job {id}, whose input is only in this process, was run elsewhere"
+                ));
+            }
+        }
+    }
+
+    // Dropping the future stops the job.
+    let dropped = Arc::new(AtomicBool::new(false));
+    let guard = DropFlag(Arc::clone(&dropped));
+    let long = job(u64::MAX, async move {
+        let _guard = guard;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    });
+    let _ = tokio::time::timeout(
+        Duration::from_millis(100),
+        backend.execute(WorkerId(0), long),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !dropped.load(Ordering::SeqCst) {
+        if tokio::time::Instant::now() > deadline {
+            return fail("a job whose future was dropped still runs");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Sets its flag when dropped.
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}

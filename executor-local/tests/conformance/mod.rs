@@ -1,0 +1,194 @@
+//! The conformance suites: the in-tree host and backends pass them, and
+//! deliberately broken ones fail them.
+
+use std::io;
+
+use async_trait::async_trait;
+use pragma_executor_local::conformance::{self, HostSample};
+use pragma_executor_local::testkit::{FaultyBackend, MapState, ScriptedHost};
+use pragma_executor_local::{
+    ExecutionBackend, Host, IterationContext, Job, JobOutcome, RunError, TokioBackend,
+};
+use pragma_scheduler::WorkerId;
+use pragma_selector::Evaluation;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+fn sample() -> HostSample<MapState> {
+    HostSample::new(
+        MapState::from([("value".to_owned(), 1.0)]),
+        "body",
+        "value",
+        |name| name.to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_scripted_host_conforms() {
+    conformance::host(&ScriptedHost::new(), sample())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_tokio_and_faulty_backends_conform() {
+    conformance::backend(&TokioBackend::new(4)).await.unwrap();
+    conformance::backend(&TokioBackend::new(1)).await.unwrap();
+    conformance::backend(&FaultyBackend::new(8, 0.3, 11))
+        .await
+        .unwrap();
+}
+
+/// The scripted host, but its snapshots forget every variable.
+struct Forgetful(ScriptedHost);
+
+#[async_trait]
+impl Host for Forgetful {
+    type State = MapState;
+    async fn run(
+        &self,
+        body: &str,
+        state: &mut MapState,
+        ctx: &IterationContext,
+    ) -> Result<(), RunError> {
+        self.0.run(body, state, ctx).await
+    }
+    async fn evaluate(&self, expr: &str, state: &MapState) -> Evaluation {
+        self.0.evaluate(expr, state).await
+    }
+    async fn snapshot(
+        &self,
+        _state: &MapState,
+        out: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> io::Result<()> {
+        self.0.snapshot(&MapState::new(), out).await
+    }
+    async fn restore(&self, input: &mut (dyn AsyncRead + Send + Unpin)) -> io::Result<MapState> {
+        self.0.restore(input).await
+    }
+    fn set_iteration_var(&self, state: &mut MapState, name: &str, iteration: u64) {
+        self.0.set_iteration_var(state, name, iteration)
+    }
+    fn remove_iteration_var(&self, _state: &mut MapState, _name: &str) {
+        // Broken too: the variable stays.
+    }
+}
+
+#[tokio::test]
+async fn a_host_whose_snapshots_lose_state_fails() {
+    let error = conformance::host(&Forgetful(ScriptedHost::new()), sample())
+        .await
+        .unwrap_err();
+    assert!(
+        error.0.contains("a restored snapshot scores None"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_host_that_keeps_the_iteration_variable_fails() {
+    /// Round trips fine; only the iteration variable stays.
+    struct Sticky(ScriptedHost);
+    #[async_trait]
+    impl Host for Sticky {
+        type State = MapState;
+        async fn run(
+            &self,
+            body: &str,
+            state: &mut MapState,
+            ctx: &IterationContext,
+        ) -> Result<(), RunError> {
+            self.0.run(body, state, ctx).await
+        }
+        async fn evaluate(&self, expr: &str, state: &MapState) -> Evaluation {
+            self.0.evaluate(expr, state).await
+        }
+        async fn snapshot(
+            &self,
+            state: &MapState,
+            out: &mut (dyn AsyncWrite + Send + Unpin),
+        ) -> io::Result<()> {
+            self.0.snapshot(state, out).await
+        }
+        async fn restore(
+            &self,
+            input: &mut (dyn AsyncRead + Send + Unpin),
+        ) -> io::Result<MapState> {
+            self.0.restore(input).await
+        }
+        fn set_iteration_var(&self, state: &mut MapState, name: &str, iteration: u64) {
+            self.0.set_iteration_var(state, name, iteration)
+        }
+        fn remove_iteration_var(&self, _state: &mut MapState, _name: &str) {}
+    }
+    let error = conformance::host(&Sticky(ScriptedHost::new()), sample())
+        .await
+        .unwrap_err();
+    assert!(error.0.contains("still there after its removal"), "{error}");
+}
+
+#[tokio::test]
+async fn a_host_reporting_unsaveable_variables_wrongly_fails() {
+    let host = ScriptedHost::new().unsaveable(&["f"]);
+    let error = conformance::host(&host, sample()).await.unwrap_err();
+    assert!(error.0.contains("saveable sample state reports"), "{error}");
+}
+
+/// Claims 4 slots, but runs one job at a time.
+struct OneAtATime(tokio::sync::Mutex<()>);
+
+#[async_trait]
+impl ExecutionBackend for OneAtATime {
+    fn capacity(&self) -> u64 {
+        4
+    }
+    async fn execute(&self, _worker: WorkerId, job: Job) -> JobOutcome {
+        let _turn = self.0.lock().await;
+        job.run_here().await
+    }
+}
+
+/// Runs each job in a detached task: dropping `execute` leaves it running.
+struct Detached;
+
+#[async_trait]
+impl ExecutionBackend for Detached {
+    fn capacity(&self) -> u64 {
+        2
+    }
+    async fn execute(&self, _worker: WorkerId, job: Job) -> JobOutcome {
+        tokio::spawn(job.run_here())
+            .await
+            .unwrap_or(JobOutcome::Lost)
+    }
+}
+
+/// Sends a job that must run here elsewhere.
+struct Misrouting;
+
+#[async_trait]
+impl ExecutionBackend for Misrouting {
+    fn capacity(&self) -> u64 {
+        1
+    }
+    async fn execute(&self, _worker: WorkerId, job: Job) -> JobOutcome {
+        drop(job.into_spec());
+        JobOutcome::Remote(pragma_executor_local::RemoteOutput {
+            result: Err(RunError::Failed("nowhere".into())),
+            evaluation: None,
+            seconds: 0.0,
+            lost_runs: 0,
+        })
+    }
+}
+
+#[tokio::test]
+async fn broken_backends_fail() {
+    let serial = conformance::backend(&OneAtATime(Default::default()))
+        .await
+        .unwrap_err();
+    assert!(serial.0.contains("did not all run at once"), "{serial}");
+    let detached = conformance::backend(&Detached).await.unwrap_err();
+    assert!(detached.0.contains("still runs"), "{detached}");
+    let misrouting = conformance::backend(&Misrouting).await.unwrap_err();
+    assert!(misrouting.0.contains("was run elsewhere"), "{misrouting}");
+}
