@@ -348,10 +348,7 @@ fn with_session<T>(
         .map_err(|e| Failure::failed(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async {
         let host = location.host().map_err(Failure::usage)?;
-        let config = Config {
-            workers: 1,
-            ..Config::default()
-        };
+        let config = Config::default().workers(1);
         let session = location.session(location.executor(host, config));
         Ok(work(&session).await)
     })

@@ -60,13 +60,7 @@ fn with_session<T>(
     runtime
         .block_on(async {
             let location = Location::existing(store)?;
-            let executor = location.executor(
-                location.host()?,
-                Config {
-                    workers: 1,
-                    ..Config::default()
-                },
-            );
+            let executor = location.executor(location.host()?, Config::default().workers(1));
             work(&location.session(executor)).await
         })
         .map_err(Failure::usage)

@@ -155,14 +155,14 @@ pub(crate) fn host(location: &Location) -> Result<ShellHost, Failure> {
 
 /// The executor's configuration for `args`.
 pub(crate) fn config(args: &RunArgs) -> Config {
-    Config {
-        workers: args.workers.unwrap_or(Config::default().workers).max(1),
-        retries: args.retries,
+    let config = Config::default();
+    let workers = args.workers.unwrap_or(config.workers).max(1);
+    config
+        .workers(workers)
+        .retries(args.retries)
         // A shell iteration costs milliseconds: recording finished ones a
         // few times a second is cheap, and a crash re-runs little.
-        record_interval: std::time::Duration::from_millis(100),
-        ..Config::default()
-    }
+        .record_interval(std::time::Duration::from_millis(100))
 }
 
 async fn run_async(args: &RunArgs) -> Exit {
@@ -377,6 +377,7 @@ pub(crate) fn print_summary(summary: &Summary, location: &Location, json: bool) 
         FinalStatus::Interrupted { .. } => {
             outln!("interrupted: {reason}; the body asked for interactive input, nothing applied")
         }
+        other => outln!("ended: {}", other.name()),
     }
     for failed in &summary.failed_iterations {
         outln!("  iteration {} failed: {}", failed.iteration, failed.error);

@@ -75,10 +75,7 @@ impl Host for Noop {
 }
 
 async fn executor_run(iterations: u64, sleep: Duration) -> Duration {
-    let config = Config {
-        workers: 8,
-        ..Config::default()
-    };
+    let config = Config::default().workers(8);
     let executor = Executor::new(Noop { sleep }, MemoryStore::new(), config);
     let cell = format!(
         "#pragma parallel --iterations {iterations} --parallel-runs 8 --max-by score\nnoop"

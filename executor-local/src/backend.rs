@@ -130,8 +130,10 @@ pub trait ExecutionBackend: Send + Sync + 'static {
     async fn execute(&self, worker: WorkerId, job: Job) -> JobOutcome;
 }
 
-/// What a job does, in a form that can travel to another process.
+/// What a job does, in a form that can travel to another process (the
+/// executor makes them; a backend reads them, or passes them on as JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct JobSpec {
     /// The operation.
     pub op: Arc<str>,
@@ -293,6 +295,18 @@ impl TryFrom<RemoteReport> for RemoteOutput {
 }
 
 impl JobSpec {
+    /// The same job for another iteration of the operation, at its first
+    /// attempt, with that iteration's seed: what a backend that submits
+    /// all iterations at once (a job array) writes for each.
+    pub fn for_iteration(&self, iteration: u64) -> JobSpec {
+        JobSpec {
+            iteration,
+            attempt: 1,
+            seed: crate::derive_seed(&self.op, iteration),
+            ..self.clone()
+        }
+    }
+
     /// The context to run the body in, with a fresh cancellation token.
     pub fn context(&self) -> IterationContext {
         IterationContext {

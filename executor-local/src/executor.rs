@@ -33,6 +33,7 @@ use crate::report::{
 
 /// How the executor runs operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Worker slots of the default backend (ignored with a custom backend,
     /// which says its own capacity).
@@ -60,6 +61,38 @@ impl Default for Config {
             max_attempts: None,
             record_interval: std::time::Duration::from_millis(20),
         }
+    }
+}
+
+impl Config {
+    /// With `workers` worker slots for the default backend.
+    pub fn workers(mut self, workers: u64) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// With `retries` retries of an iteration whose body failed.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// With `preemptions` re-runs of an iteration whose worker was lost.
+    pub fn preemptions(mut self, preemptions: u32) -> Self {
+        self.preemptions = preemptions;
+        self
+    }
+
+    /// With at most `max_attempts` iteration starts per operation.
+    pub fn max_attempts(mut self, max_attempts: Option<u64>) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// Recording finished parallel iterations at most every `interval`.
+    pub fn record_interval(mut self, interval: std::time::Duration) -> Self {
+        self.record_interval = interval;
+        self
     }
 }
 

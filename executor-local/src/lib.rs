@@ -92,7 +92,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), pragma_executor_local::ExecError> {
-//! let executor = Executor::new(AddHost, MemoryStore::new(), Config { workers: 2, ..Config::default() });
+//! let executor = Executor::new(AddHost, MemoryStore::new(), Config::default().workers(2));
 //!
 //! // repeat: 0 + 0 + 2 + 4 + 6 = 12 after 4 iterations; checkpoints after
 //! // iterations 1 and 3 score 2 and 12, so the last one wins.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// host can show or forward it (the `pragma` command prints JSON Lines).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Event {
     /// Submitted; waiting for workers.
     Queued {
@@ -123,6 +124,7 @@ pub struct BestScore {
 /// How an operation ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FinalStatus {
     /// It produced a best state.
     Succeeded,
@@ -175,6 +177,7 @@ impl FinalStatus {
 /// serialised form read as zero.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct Usage {
     /// Time workers spent on its iterations, in seconds.
     pub worker_seconds: f64,
@@ -199,6 +202,7 @@ pub struct CandidateScore {
 
 /// The result of an operation.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Outcome<State> {
     /// The operation.
     pub op: String,
@@ -237,6 +241,7 @@ pub struct Status {
 
 /// What the store says about an operation, for status and reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct OperationSummary {
     /// The operation.
     pub op: String,

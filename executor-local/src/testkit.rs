@@ -23,7 +23,7 @@
 //! // and workers are lost now and then.
 //! let host = ScriptedHost::new().value(3, 100.0).fail(1, 1);
 //! let backend = Arc::new(FaultyBackend::new(4, 0.2, 7));
-//! let config = Config { workers: 4, retries: 2, preemptions: 20, ..Config::default() };
+//! let config = Config::default().workers(4).retries(2).preemptions(20);
 //! let executor = Executor::with_backend(host.clone(), MemoryStore::new(), backend, config);
 //! let cell = "#pragma parallel --iterations 6 --max-by value\nbody";
 //! let outcome = executor.submit(cell, Default::default()).await.unwrap().wait().await.unwrap();
@@ -276,7 +276,7 @@ impl FaultyBackend {
     /// use pragma_executor_local::testkit::{FaultyBackend, ScriptedHost};
     ///
     /// let (host, store) = (ScriptedHost::new(), MemoryStore::new());
-    /// let config = Config { workers: 2, ..Config::default() };
+    /// let config = Config::default().workers(2);
     /// let cell = "#pragma repeat --iterations 6 --checkpoint-period 2 --max-by value\nbody";
     /// let backend = Arc::new(FaultyBackend::new(2, 0.0, 1).crash_after(3));
     /// let executor = Executor::with_backend(host.clone(), store.clone(), backend.clone(), config);

@@ -13,13 +13,12 @@ mod chaos;
 mod conformance;
 
 fn config(workers: u64) -> Config {
-    Config {
-        workers,
-        retries: 2,
-        preemptions: 50,
-        max_attempts: None,
-        record_interval: Duration::from_millis(2),
-    }
+    Config::default()
+        .workers(workers)
+        .retries(2)
+        .preemptions(50)
+        .max_attempts(None)
+        .record_interval(Duration::from_millis(2))
 }
 
 fn executor(host: &ScriptedHost, workers: u64) -> Executor<ScriptedHost, MemoryStore> {
@@ -249,10 +248,7 @@ mod control {
         let executor = Executor::new(
             host.clone(),
             store.clone(),
-            Config {
-                record_interval: Duration::from_millis(1),
-                ..config(4)
-            },
+            config(4).record_interval(Duration::from_millis(1)),
         );
         let handle = executor
             .submit(

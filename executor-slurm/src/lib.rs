@@ -58,7 +58,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pragma_executor_local::{
-    ExecutionBackend, Job, JobOutcome, JobSpec, RemoteOutput, RemoteReport, derive_seed,
+    ExecutionBackend, Job, JobOutcome, JobSpec, RemoteOutput, RemoteReport,
 };
 use pragma_scheduler::WorkerId;
 use serde::{Deserialize, Serialize};
@@ -83,6 +83,7 @@ pub struct SlurmConfig {
 
 /// Why the backend cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SlurmError {
     /// `sbatch` or another SLURM command failed or is missing.
     #[error("{command}: {message}")]
@@ -316,12 +317,7 @@ impl SlurmBackend {
                     })?;
                 write_setup(&dir, &self.setup).await?;
                 for iteration in 0..total {
-                    let task_spec = JobSpec {
-                        iteration,
-                        attempt: 1,
-                        seed: derive_seed(&spec.op, iteration),
-                        ..spec.clone()
-                    };
+                    let task_spec = spec.for_iteration(iteration);
                     write_json(&dir.join(format!("{iteration}.spec.json")), &task_spec).await?;
                 }
                 let job_id = self
@@ -625,8 +621,6 @@ pub fn write_report(path: &Path, report: &RemoteReport) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     /// The backend against the executor's conformance suite, on the
@@ -657,18 +651,20 @@ mod tests {
             .unwrap();
     }
 
+    /// A spec as it travels to a task (the executor makes them).
     fn spec() -> JobSpec {
-        JobSpec {
-            op: Arc::from("op-1"),
-            iteration: 0,
-            iterations: 1,
-            attempt: 2,
-            iteration_var: Arc::from("i"),
-            seed: 7,
-            body: Arc::from("echo '$(not run)'"),
-            expr: None,
-            input: None,
-        }
+        serde_json::from_value(serde_json::json!({
+            "op": "op-1",
+            "iteration": 0,
+            "iterations": 1,
+            "attempt": 2,
+            "iteration_var": "i",
+            "seed": 7,
+            "body": "echo '$(not run)'",
+            "expr": null,
+            "input": null,
+        }))
+        .unwrap()
     }
 
     #[tokio::test]

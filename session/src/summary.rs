@@ -222,9 +222,10 @@ mod tests {
                 error: "exit 1".into(),
             }],
             conflicts: vec!["notes".into()],
-            usage: Usage {
-                iterations_run: 7,
-                ..Usage::default()
+            usage: {
+                let mut usage = Usage::default();
+                usage.iterations_run = 7;
+                usage
             },
             apply_error: None,
             warnings: Vec::new(),
