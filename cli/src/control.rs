@@ -248,13 +248,13 @@ pub(crate) fn cancel(args: &CancelArgs) -> Exit {
         // Its coordinator is gone (killed), but SLURM may still run its
         // tasks: they are stopped as the coordinator would have.
         if location.local.join("slurm").join(&args.op).is_dir() {
-            match crate::slurm::cancel_orphaned_jobs(&args.op) {
+            match pragma_executor_slurm::cancel_jobs_of(&args.op) {
                 Ok(0) => {}
                 Ok(jobs) => errln!(
                     "cancelled {jobs} SLURM job(s) of operation {} that ran without their coordinator",
                     args.op
                 ),
-                Err(message) => return Err(Failure::usage(message)),
+                Err(e) => return Err(Failure::usage(e)),
             }
         }
         match records.outcome(&args.op) {
@@ -275,7 +275,7 @@ pub(crate) fn cancel(args: &CancelArgs) -> Exit {
     if let Some(job) = &runner.batch_job {
         // The job may run on any node, or wait to start again: SLURM
         // stops it wherever it is, with the SIGTERM a cancel sends.
-        crate::slurm::cancel_job(job)
+        pragma_executor_slurm::cancel_job(job)
             .map_err(|e| Failure::usage(format!("{e} (operation {})", args.op)))?;
     } else if !runner.here() {
         return Err(Failure::usage(format!(

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pragma_checkpoint::{CheckpointLog, Key};
-use pragma_executor_local::{RemoteOutput, RemoteReport, RunError, run_spec};
-use pragma_executor_slurm::{SlurmBackend, SlurmConfig, task_files, write_report};
+use pragma_checkpoint::CheckpointLog;
+use pragma_executor_slurm::worker::TaskEnd;
+use pragma_executor_slurm::{SlurmBackend, SlurmConfig, whole};
 use pragma_parse::Directive;
 use serde::{Deserialize, Serialize};
 
@@ -101,98 +101,44 @@ pub(crate) fn backend(
     Ok(Arc::new(backend.with_setup(setup)))
 }
 
-/// How long a task whose body failed waits for a SIGTERM of its own before
-/// it reports the failure (see [`task`]).
-const STOP_GRACE: Duration = Duration::from_secs(1);
-
-/// `pragma __slurm-task DIR`: runs the iteration a SLURM job stands for.
+/// `pragma __slurm-task DIR`: runs the iteration a SLURM job stands for,
+/// with the shell host on the store the setup names.
 pub(crate) fn task(dir: &Path) -> u8 {
-    let files = match task_files(dir) {
-        Ok(Some(files)) => files,
-        // Done already (a requeued task): nothing runs twice.
-        Ok(None) => return exit::OK,
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
         Err(e) => {
-            errln!("error: the task in `{}`: {e}", dir.display());
+            errln!("error: cannot start the runtime: {e}");
             return exit::FAILED;
         }
     };
-    let report_path = files.report.clone();
-    let earlier_runs = files.earlier_runs;
-    let mut output = match run_task(files) {
-        Ok(Some(output)) => output,
-        Ok(None) => return exit::CANCELLED,
-        // What keeps this node from running the iteration is its failure,
-        // told in the report: the retry budget applies, and the operation's
-        // failures name the node and the cause.
-        Err(message) => {
-            let node = pragma_session::this_host();
-            errln!("error: {message}");
-            RemoteOutput {
-                result: Err(RunError::Failed(format!("on node {node}: {message}"))),
-                evaluation: None,
-                seconds: 0.0,
-                lost_runs: 0,
+    let end = runtime.block_on(pragma_executor_slurm::worker::run_task(
+        dir,
+        async |setup| {
+            let setup: WorkerSetup =
+                serde_json::from_value(setup).map_err(|e| format!("the task's setup: {e}"))?;
+            std::env::set_current_dir(&setup.cwd)
+                .map_err(|e| format!("cannot enter `{}`: {e}", setup.cwd.display()))?;
+            // Opened, never made: an empty store made here would hide that
+            // this node does not see the one the operation is in.
+            if !setup.store.contains("://") && !Path::new(&setup.store).join("store").is_dir() {
+                return Err(format!(
+                    "the store `{}` is not there: it must be on a file system that every node \
+                     mounts at the same path (or an s3:// URL)",
+                    setup.store
+                ));
             }
-        }
-    };
-    output.lost_runs = earlier_runs;
-    match write_report(&report_path, &RemoteReport::from(&output)) {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            errln!("error: cannot write `{}`: {e}", report_path.display());
+            let location = Location::open(&setup.store)?;
+            Ok((location.host()?, CheckpointLog::new(location.checkpoints)))
+        },
+    ));
+    match end {
+        TaskEnd::Stopped => exit::CANCELLED,
+        TaskEnd::Broken(message) => {
+            errln!("error: {message}");
             exit::FAILED
         }
+        _ => exit::OK,
     }
-}
-
-/// Runs the iteration of a task; `None` if SLURM stopped it (a requeue, a
-/// preemption, a cancel), or why the node cannot run it.
-fn run_task(files: pragma_executor_slurm::TaskFiles) -> Result<Option<RemoteOutput>, String> {
-    let pragma_executor_slurm::TaskFiles { spec, setup, .. } = files;
-    let setup: WorkerSetup =
-        serde_json::from_value(setup.worker).map_err(|e| format!("the task's setup: {e}"))?;
-    std::env::set_current_dir(&setup.cwd)
-        .map_err(|e| format!("cannot enter `{}`: {e}", setup.cwd.display()))?;
-    let runtime =
-        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async {
-        // Opened, never made: an empty store made here would hide that
-        // this node does not see the one the operation is in.
-        if !setup.store.contains("://") && !Path::new(&setup.store).join("store").is_dir() {
-            return Err(format!(
-                "the store `{}` is not there: it must be on a file system that every node \
-                 mounts at the same path (or an s3:// URL)",
-                setup.store
-            ));
-        }
-        let location = Location::open(&setup.store)?;
-        let host = location.host()?;
-        let key = Key::parse(&format!(
-            "remote/{}/{}-{}",
-            spec.op, spec.iteration, spec.attempt
-        ))
-        .map_err(|e| e.to_string())?;
-        let log = CheckpointLog::new(location.checkpoints.clone());
-        // SLURM stops a job it requeues, preempts or cancels with SIGTERM to
-        // each of its processes. A run stopped so is not the body's failure:
-        // it leaves no report, and the task's next start runs it again.
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
-        let output = tokio::select! {
-            output = run_spec(&host, &log, &spec, &key) => output,
-            _ = terminate.recv() => return Ok(None),
-        };
-        if output.result.is_err() {
-            // The body may have died of the signal a moment before this
-            // process gets its own.
-            let signalled = tokio::time::timeout(STOP_GRACE, terminate.recv()).await;
-            if signalled.is_ok() {
-                return Ok(None);
-            }
-        }
-        Ok(Some(output))
-    })
 }
 
 /// `pragma run --backend slurm` of a repeat cell: the whole operation is one
@@ -341,11 +287,15 @@ async fn run_job(
         );
     }
     match follow_job(&job, &dir.join("run.out"), args.json).await {
-        Some(summary) => Ok(summary),
+        Some(finished) => {
+            let mut summary = finished.summary;
+            summary.add_lost_runs(finished.lost_runs, finished.uncounted_runs);
+            Ok(summary)
+        }
         None => {
             let output = std::fs::read_to_string(dir.join("run.out")).unwrap_or_default();
             Err(Failure::failed(
-                if output.lines().any(|line| line == JOB_START) {
+                if output.lines().any(|line| line == whole::JOB_START) {
                     format!(
                         "SLURM job {job} ended without finishing the operation; see `{}`",
                         dir.join("run.out").display()
@@ -419,134 +369,32 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
 }
 
 /// Shows the events the job prints until it leaves the queue; returns the
-/// last `finished` line it printed (a requeued job prints one per start),
-/// with the work lost to requeues added to its usage.
-/// Ctrl-C or SIGTERM cancels the job: it stops at its last checkpoint.
-async fn follow_job(job: &str, output: &Path, json: bool) -> Option<Summary> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).ok();
-    let mut offset = 0usize;
-    let mut lines = JobLines::default();
-    let mut cancelled = false;
-    loop {
-        // After the job leaves the queue, one more read: its last lines may
-        // have landed meanwhile.
-        let left = !pragma_executor_slurm::in_queue(job).await;
-        let text = std::fs::read_to_string(output).unwrap_or_default();
-        let complete = if left {
-            text.len()
-        } else {
-            text.get(offset..)
-                .and_then(|rest| rest.rfind('\n'))
-                .map_or(offset, |i| offset + i + 1)
-        };
-        for line in text.get(offset..complete).unwrap_or_default().lines() {
-            lines.read(line, json);
-        }
-        offset = complete;
-        if left {
-            return lines.finished();
-        }
-        let stop = async {
-            match &mut terminate {
-                Some(terminate) => {
-                    terminate.recv().await;
+/// last summary it printed (a requeued job prints one per start), with
+/// the work lost to requeues. Ctrl-C or SIGTERM cancels the job: it stops
+/// at its last checkpoint.
+async fn follow_job(job: &str, output: &Path, json: bool) -> Option<whole::Finished<Summary>> {
+    let mut lines = whole::JobLines::<Summary>::default();
+    whole::follow(
+        job,
+        output,
+        &mut lines,
+        |line, event| match event {
+            Some(_) if json => outln!("{line}"),
+            Some(event) => {
+                if let Some(text) = crate::progress::event_line(event) {
+                    errln!("{text}");
                 }
-                None => std::future::pending().await,
             }
-        };
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(300)) => {}
-            _ = tokio::signal::ctrl_c(), if !cancelled => {
-                cancelled = true;
-                errln!("cancelling SLURM job {job}: it stops at its last checkpoint; run again to resume");
-                let _ = pragma_executor_slurm::scancel(&[job.into()]).await;
-            }
-            () = stop, if !cancelled => {
-                cancelled = true;
-                let _ = pragma_executor_slurm::scancel(&[job.into()]).await;
-            }
-        }
-    }
-}
-
-/// The line `pragma __slurm-run` prints each time the job starts.
-const JOB_START: &str = r#"{"job_start":true}"#;
-
-/// What the output of a repeat job says, read line by line: the events to
-/// show, the last summary, and the work lost to requeues.
-#[derive(Default)]
-struct JobLines {
-    /// The last `finished` summary.
-    finished: Option<Summary>,
-    /// Runs lost in the starts before this one.
-    lost: u64,
-    /// Those of them that no record of the operation counts.
-    uncounted: u64,
-    /// This start: iterations done by its last checkpoint, the iterations
-    /// it started, and whether it finished.
-    done: u64,
-    started: Vec<u64>,
-    ended: bool,
-}
-
-impl JobLines {
-    /// Reads one line, printing it (`json`) or its event line.
-    fn read(&mut self, line: &str, json: bool) {
-        if line == JOB_START {
-            // The start before this one did not finish the operation: the
-            // runs it began after its last checkpoint run again.
-            let done = self.done;
-            let cut = self.started.iter().filter(|i| **i >= done).count() as u64;
-            self.lost += cut;
-            // A start stopped by SIGTERM (a requeue, a preemption, a cancel)
-            // ends as cancelled and its record counts its runs; a start
-            // killed outright never wrote them down.
-            if !self.ended {
-                self.uncounted += cut;
-            }
-            self.done = 0;
-            self.started.clear();
-            self.ended = false;
-            return;
-        }
-        // The command's own summary, not the executor's `finished` event.
-        if line.contains("\"usage\"")
-            && let Ok(summary) = serde_json::from_str::<Summary>(line)
-        {
-            self.finished = Some(summary);
-            self.ended = true;
-            return;
-        }
-        let Ok(event) = serde_json::from_str::<pragma_executor_local::Event>(line) else {
-            return;
-        };
-        match &event {
-            pragma_executor_local::Event::IterationStarted { iteration, .. } => {
-                self.started.push(*iteration)
-            }
-            pragma_executor_local::Event::Resumed {
-                iterations_done, ..
-            }
-            | pragma_executor_local::Event::CheckpointCommitted {
-                iterations_done, ..
-            } => self.done = self.done.max(*iterations_done),
-            _ => {}
-        }
-        if json {
-            outln!("{line}");
-        } else if let Some(line) = crate::progress::event_line(&event) {
-            errln!("{line}");
-        }
-    }
-
-    /// The last summary, counting the runs lost to requeues as lost work,
-    /// and as runs where no record counted them.
-    fn finished(self) -> Option<Summary> {
-        let mut summary = self.finished?;
-        summary.add_lost_runs(self.lost, self.uncounted);
-        Some(summary)
-    }
+            None => {}
+        },
+        || {
+            errln!(
+                "cancelling SLURM job {job}: it stops at its last checkpoint; run again to resume"
+            )
+        },
+    )
+    .await;
+    lines.finished()
 }
 
 /// `pragma __slurm-run DIR`: runs a whole repeat operation in a SLURM job
@@ -576,124 +424,6 @@ pub(crate) fn run_whole(dir: &Path) -> Exit {
     };
     // Marks where this start's lines begin in the job's output (see
     // `JobLines`).
-    outln!("{JOB_START}");
+    outln!("{}", whole::JOB_START);
     crate::run::run(&args)
-}
-
-/// Cancels SLURM job `job`.
-pub(crate) fn cancel_job(job: &str) -> Result<(), String> {
-    let cancelled = std::process::Command::new("scancel").arg(job).output();
-    match cancelled {
-        Ok(output) if output.status.success() => Ok(()),
-        Ok(output) => Err(format!(
-            "scancel {job}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )),
-        Err(e) => Err(format!("cannot run scancel {job}: {e}")),
-    }
-}
-
-/// Cancels the SLURM jobs of `op` still in the queue; how many there were.
-pub(crate) fn cancel_orphaned_jobs(op: &str) -> Result<usize, String> {
-    let name = pragma_executor_slurm::job_name(op);
-    let listed = std::process::Command::new("squeue")
-        .args(["-h", "-r", "-o", "%i", "--name", &name])
-        .output();
-    let jobs = match listed {
-        Ok(output) if output.status.success() => {
-            String::from_utf8_lossy(&output.stdout).lines().count()
-        }
-        Ok(output) => {
-            return Err(format!(
-                "squeue --name {name}: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
-        }
-        // No SLURM here: nothing of it to cancel from this machine.
-        Err(_) => return Ok(0),
-    };
-    if jobs > 0 {
-        let cancelled = std::process::Command::new("scancel")
-            .args(["--name", &name])
-            .output();
-        match cancelled {
-            Ok(output) if output.status.success() => {}
-            Ok(output) => {
-                return Err(format!(
-                    "scancel --name {name}: {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ));
-            }
-            Err(e) => return Err(format!("cannot run scancel: {e}")),
-        }
-    }
-    Ok(jobs)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event(line: &str) -> String {
-        line.replace('\'', "\"")
-    }
-
-    #[test]
-    fn runs_after_the_last_checkpoint_of_a_start_cut_short_are_lost() {
-        let mut lines = JobLines::default();
-        let output = [
-            JOB_START.to_owned(),
-            event("{'event':'iteration_started','op':'o','iteration':0,'attempt':1}"),
-            event("{'event':'iteration_started','op':'o','iteration':1,'attempt':1}"),
-            // Iteration 2 starts before the checkpoint of 0 and 1 is durable.
-            event("{'event':'iteration_started','op':'o','iteration':2,'attempt':1}"),
-            event(
-                "{'event':'checkpoint_committed','op':'o','generation':3,'iterations_done':2,'score':1.0,'recorded':[]}",
-            ),
-            event("{'event':'iteration_started','op':'o','iteration':3,'attempt':1}"),
-            // Requeued here: iterations 2 and 3 run again.
-            JOB_START.to_owned(),
-            event("{'event':'resumed','op':'o','iterations_done':2}"),
-            event("{'event':'iteration_started','op':'o','iteration':2,'attempt':1}"),
-            // Requeued before any checkpoint: 2 is lost again.
-            JOB_START.to_owned(),
-            event("{'event':'resumed','op':'o','iterations_done':2}"),
-            event("{'event':'iteration_started','op':'o','iteration':2,'attempt':1}"),
-            event("{'event':'iteration_started','op':'o','iteration':3,'attempt':1}"),
-            event(
-                "{'event':'finished','op':'o','status':'succeeded','best':null,'iterations_run':4,'usage':{'iterations_run':4,'work_lost':0}}",
-            ),
-        ];
-        for line in &output {
-            lines.read(line, false);
-        }
-        let summary = serde_json::to_value(lines.finished().unwrap()).unwrap();
-        assert_eq!(summary["usage"]["work_lost"], 3);
-        assert_eq!(summary["usage"]["iterations_run"], 7);
-        assert_eq!(summary["iterations_run"], 7);
-    }
-
-    #[test]
-    fn a_cancelled_start_loses_its_runs_after_the_checkpoint_and_counted_them() {
-        let mut lines = JobLines::default();
-        for line in [
-            JOB_START.to_owned(),
-            event("{'event':'iteration_started','op':'o','iteration':0,'attempt':1}"),
-            event(
-                "{'event':'finished','op':'o','status':'cancelled','best':null,'iterations_run':1,'usage':{'iterations_run':1,'work_lost':0}}",
-            ),
-            JOB_START.to_owned(),
-            event("{'event':'iteration_started','op':'o','iteration':0,'attempt':1}"),
-            event(
-                "{'event':'finished','op':'o','status':'succeeded','best':null,'iterations_run':2,'usage':{'iterations_run':2,'work_lost':0}}",
-            ),
-        ] {
-            lines.read(&line, false);
-        }
-        let summary = serde_json::to_value(lines.finished().unwrap()).unwrap();
-        assert_eq!(summary["status"], "succeeded");
-        assert_eq!(summary["usage"]["work_lost"], 1);
-        assert_eq!(summary["usage"]["iterations_run"], 2);
-        assert_eq!(summary["iterations_run"], 2);
-    }
 }

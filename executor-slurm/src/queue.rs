@@ -1,0 +1,107 @@
+//! The SLURM commands everything here goes through: `squeue` to tell
+//! whether a job still runs, `scancel` to stop one.
+
+use std::ffi::OsString;
+
+use crate::backend::{SlurmError, job_name};
+
+/// Whether `job` (`123` or `123_4`) is still queued or running.
+pub async fn in_queue(job: &str) -> bool {
+    let output = tokio::process::Command::new("squeue")
+        .args(squeue_job(job))
+        .output()
+        .await;
+    match output {
+        Ok(output) => listed(&output),
+        // Cannot tell: assume it runs, rather than run it twice.
+        Err(_) => true,
+    }
+}
+
+/// [`in_queue`] for callers outside a runtime; `None` if `squeue` cannot
+/// be run here (not a submit host).
+pub fn job_queued(job: &str) -> Option<bool> {
+    let output = std::process::Command::new("squeue")
+        .args(squeue_job(job))
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    Some(listed(&output))
+}
+
+/// `squeue` arguments that list `job` (one line per task, no header).
+fn squeue_job(job: &str) -> [&str; 5] {
+    ["-h", "-o", "%T", "-j", job]
+}
+
+/// Whether `squeue` listed the job: it fails for a job it no longer knows.
+fn listed(output: &std::process::Output) -> bool {
+    output.status.success() && !output.stdout.trim_ascii().is_empty()
+}
+
+/// `scancel ARGS` (a job id, or `--name NAME`).
+pub async fn scancel(args: &[OsString]) -> Result<(), SlurmError> {
+    run("scancel", args).await.map(|_| ())
+}
+
+pub(crate) async fn run(program: &str, args: &[OsString]) -> Result<String, SlurmError> {
+    let output = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| SlurmError::Command {
+            command: program.into(),
+            message: e.to_string(),
+        })?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(SlurmError::Command {
+            command: program.into(),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
+
+/// Cancels job `job` (`scancel JOB`), outside a runtime: SLURM stops it
+/// wherever it runs, or waits to, with the SIGTERM a cancel sends.
+pub fn cancel_job(job: &str) -> Result<(), SlurmError> {
+    run_now("scancel", &[job]).map(drop)
+}
+
+/// Cancels every job of operation `op` still in the queue (those its
+/// coordinator submitted, if it was killed and left them running), outside
+/// a runtime; how many there were. No SLURM on this machine: none.
+pub fn cancel_jobs_of(op: &str) -> Result<usize, SlurmError> {
+    let name = job_name(op);
+    let jobs = match run_now("squeue", &["-h", "-r", "-o", "%i", "--name", &name]) {
+        Ok(listed) => listed.lines().count(),
+        Err(SlurmError::Command { message, .. }) if message.starts_with("cannot run") => {
+            return Ok(0);
+        }
+        Err(e) => return Err(e),
+    };
+    if jobs > 0 {
+        run_now("scancel", &["--name", &name])?;
+    }
+    Ok(jobs)
+}
+
+/// Runs a SLURM command and waits: its standard output, or what it said.
+fn run_now(program: &str, args: &[&str]) -> Result<String, SlurmError> {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| SlurmError::Command {
+            command: program.into(),
+            message: format!("cannot run {program}: {e}"),
+        })?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(SlurmError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
