@@ -16,11 +16,12 @@ use clap::{Args, ValueEnum};
 use pragma_executor_local::{Config, Event, FinalStatus};
 use pragma_session::{Applied, Records, RunRecord, SessionError, Settle, check_op_id};
 
+use crate::args::{OnConflict, RunArgs};
+use crate::ending::{exit_code, print_summary};
 use crate::live::{DirLive, FileDigest};
+use crate::location::SlurmJobs;
 use crate::location::{Location, quoted};
 use crate::progress::event_line;
-use crate::run::{OnConflict, RunArgs, exit_code, print_summary};
-use crate::slurm::SlurmJobs;
 use crate::{Exit, Failure, exit};
 
 /// Arguments of `pragma wait`.
@@ -107,7 +108,7 @@ pub(crate) fn submit(args: &RunArgs) -> Exit {
     if args.fresh {
         command.arg("--fresh");
     }
-    if args.backend == crate::run::Backend::Slurm {
+    if args.backend == crate::args::Backend::Slurm {
         command.args(["--backend", "slurm"]);
     }
     if let Some(partition) = &args.partition {
@@ -363,7 +364,7 @@ pub(crate) fn apply(args: &ApplyArgs) -> Exit {
         (None, true) => Some(OnConflict::KeepLive),
         (None, false) => None,
     };
-    let settle: Settle = crate::run::settle(rule);
+    let settle: Settle = crate::args::settle(rule);
     let state = std::path::PathBuf::from(&record.state);
     let applied = with_session(&location, async |session| {
         let live = DirLive::new(&state, session.executor().host().clone());

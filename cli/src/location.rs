@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use pragma_checkpoint::{LocalStore, ObjectStoreBackend, Store};
 use pragma_executor_local::{Config, Executor};
-use pragma_session::{Records, Session};
+use pragma_session::{JobQueue, Records, Session};
 
 use crate::shell::ShellHost;
 
@@ -109,7 +109,7 @@ impl Location {
 
     /// The lifecycle of operations on this location, on `executor`.
     pub(crate) fn session(&self, executor: ShellExecutor) -> ShellSession {
-        Session::new(executor, self.records()).with_job_queue(Arc::new(crate::slurm::SlurmJobs))
+        Session::new(executor, self.records()).with_job_queue(Arc::new(SlurmJobs))
     }
 
     /// The lifecycle's records of this location's operations.
@@ -142,5 +142,19 @@ pub(crate) fn quoted(text: &str) -> String {
         text.to_owned()
     } else {
         format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// SLURM as the lifecycle asks it whether a runner that is a job still
+/// runs.
+pub(crate) struct SlurmJobs;
+
+impl JobQueue for SlurmJobs {
+    fn name(&self) -> &str {
+        "SLURM"
+    }
+
+    fn queued(&self, job: &str) -> Option<bool> {
+        pragma_executor_slurm::job_queued(job)
     }
 }

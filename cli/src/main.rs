@@ -6,7 +6,9 @@
 //! conflicts) in `pragma-session`, the execution in the executors.
 //!
 //! - `check`: `pragma check`;
+//! - `args`: the flags of `run` and `submit`;
 //! - `run`: `pragma run`, and the detached run behind `pragma submit`;
+//! - `ending`: a run's announcement, summary and exit code;
 //! - `control`: `submit`, `wait`, `cancel` and `apply`;
 //! - `inspect`: `status`, `report` and `logs`;
 //! - `shell`: the host for shell cells (state directories, `/bin/sh`);
@@ -25,8 +27,10 @@ use clap::{Parser, Subcommand};
 
 #[macro_use]
 mod output;
+mod args;
 mod check;
 mod control;
+mod ending;
 mod inspect;
 mod live;
 mod location;
@@ -71,9 +75,9 @@ enum Command {
     /// Check a cell's directive and print it in canonical form.
     Check(check::CheckArgs),
     /// Run a shell cell on a state directory and wait; apply the best state.
-    Run(run::RunArgs),
+    Run(args::RunArgs),
     /// Start a run detached in the background and print its operation id.
-    Submit(run::RunArgs),
+    Submit(args::RunArgs),
     /// Wait for a submitted operation; exit as `run` would have.
     Wait(control::WaitArgs),
     /// Cancel a running operation; its last checkpoint stays for a resume.
@@ -157,7 +161,7 @@ fn try_main(cli: Cli) -> Exit {
         Command::Apply(args) => control::apply(&args),
         Command::Reap { token } => Ok(reaper::serve(&token)),
         Command::SlurmTask { dir } => Ok(slurm::task(&dir)),
-        Command::SlurmRun { dir } => slurm::run_whole(&dir),
+        Command::SlurmRun { dir } => run::run(&slurm::whole_job_run(&dir)?),
         Command::Status(args) => inspect::status(&args),
         Command::Report(args) => inspect::report(&args),
         Command::Logs(args) => inspect::logs(&args),

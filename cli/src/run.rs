@@ -3,101 +3,22 @@
 //! `pragma submit` runs the same thing detached (see `control`).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use clap::{Args, ValueEnum};
-use pragma_executor_local::{
-    Config, ExecError, ExecutionBackend, Executor, FinalStatus, Handle, Outcome,
-};
+use pragma_executor_local::{Config, ExecError, ExecutionBackend, Executor, Handle, Outcome};
 use pragma_parse::Directive;
-use pragma_session::{Ending, Rule, SessionError, Settle, StartRequest, Summary};
+use pragma_session::{SessionError, StartRequest};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::args::{Backend, RunArgs, settle};
+use crate::ending::{announce, exit_code, print_summary};
 use crate::live::DirLive;
 use crate::location::Location;
 use crate::progress::Progress;
 use crate::reaper::Reaper;
 use crate::shell::{DirState, ShellHost};
 use crate::{Exit, Failure, exit};
-
-/// Arguments of `pragma run` and `pragma submit`.
-#[derive(Args, Clone)]
-pub(crate) struct RunArgs {
-    /// The cell: a `#pragma` line, then a shell script.
-    pub(crate) cell: PathBuf,
-    /// The state directory; its files are the variables. On success the
-    /// best state's changes are applied to it.
-    #[arg(long)]
-    pub(crate) state: PathBuf,
-    /// Where checkpoints, logs and working copies are kept: a directory,
-    /// or s3://BUCKET/PREFIX for the checkpoints (credentials and endpoint
-    /// from the AWS_* environment variables; the rest then stays in
-    /// `.pragma/remote/`).
-    #[arg(long, default_value = ".pragma")]
-    pub(crate) store: String,
-    /// Iterations that run at once (default: the number of cores).
-    #[arg(long)]
-    pub(crate) workers: Option<u64>,
-    /// Retries of an iteration whose body exits non-zero.
-    #[arg(long, default_value_t = 2)]
-    pub(crate) retries: u32,
-    /// Print events as JSON Lines on standard output.
-    #[arg(long)]
-    pub(crate) json: bool,
-    /// Start over instead of resuming an interrupted run.
-    #[arg(long)]
-    pub(crate) fresh: bool,
-    /// What to do with files changed both by the run and in the state
-    /// directory meanwhile (default: apply nothing of them, exit 3).
-    #[arg(long, value_enum)]
-    pub(crate) on_conflict: Option<OnConflict>,
-    /// Where iterations run: here, or on a SLURM cluster (parallel and
-    /// async cells; the store must then be reachable from every node).
-    #[arg(long, value_enum, default_value = "local")]
-    pub(crate) backend: Backend,
-    /// The SLURM partition (with --backend slurm).
-    #[arg(long)]
-    pub(crate) partition: Option<String>,
-    /// One more argument for `sbatch` (with --backend slurm); repeatable.
-    #[arg(long = "sbatch-arg", allow_hyphen_values = true)]
-    pub(crate) sbatch_args: Vec<String>,
-    /// Internal: run detached for `pragma submit`, printing the operation
-    /// id on standard output once it is submitted.
-    #[arg(long, hide = true)]
-    pub(crate) detached: bool,
-    /// The SLURM job this run is, when it runs a repeat operation as one
-    /// job (`pragma __slurm-run`): what `cancel`, `wait` and `status` follow.
-    #[arg(skip)]
-    pub(crate) slurm_job: Option<String>,
-}
-
-/// Where iterations run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Backend {
-    /// In this process's workers.
-    Local,
-    /// As SLURM jobs: one job array per operation.
-    Slurm,
-}
-
-/// How to settle conflicts.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub(crate) enum OnConflict {
-    /// Take the run's version.
-    TakeBackground,
-    /// Keep the state directory's version.
-    KeepLive,
-}
-
-/// How `--on-conflict` settles conflicts.
-pub(crate) fn settle(on_conflict: Option<OnConflict>) -> Settle {
-    match on_conflict {
-        Some(OnConflict::TakeBackground) => Settle::by_rule(Rule::TakeBackground),
-        Some(OnConflict::KeepLive) => Settle::by_rule(Rule::KeepLive),
-        None => Settle::ask(),
-    }
-}
 
 /// Runs the command; returns the exit code.
 pub(crate) fn run(args: &RunArgs) -> Exit {
@@ -109,16 +30,6 @@ pub(crate) fn run(args: &RunArgs) -> Exit {
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Failure::failed(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(run_async(args))
-}
-
-/// Tells the operation's id once it is submitted: to `pragma submit`
-/// (which reads the line and returns), or to the person at the terminal.
-pub(crate) fn announce(args: &RunArgs, op: &str, directive: &dyn std::fmt::Display) {
-    if args.detached {
-        outln!("{op}");
-    } else if !args.json {
-        errln!("operation {op}: {directive}");
-    }
 }
 
 /// The text of the cell `args` names, once it parses and the state is a
@@ -338,69 +249,4 @@ async fn follow(
         let _ = file.flush();
     }
     handle.wait().await
-}
-
-/// The exit code a summary stands for.
-pub(crate) fn exit_code(summary: &Summary) -> u8 {
-    match summary.ending() {
-        Ending::Applied => exit::OK,
-        Ending::ConflictsLeft => exit::CONFLICTS,
-        Ending::Cancelled => exit::CANCELLED,
-        Ending::Interrupted => exit::INTERRUPTED,
-        _ => exit::FAILED,
-    }
-}
-
-/// Prints a summary: the JSON line, or text for a person.
-pub(crate) fn print_summary(summary: &Summary, location: &Location, json: bool) {
-    if json {
-        outln!("{}", serde_json::to_string(summary).unwrap_or_default());
-        return;
-    }
-    let reason = summary.reason().unwrap_or_default();
-    match &summary.status {
-        FinalStatus::Succeeded => match &summary.best {
-            Some(best) => outln!(
-                "succeeded: best iteration {}{}",
-                best.iteration,
-                best.score
-                    .map(|s| format!(", score {s}"))
-                    .unwrap_or_default()
-            ),
-            None => outln!("succeeded"),
-        },
-        FinalStatus::Failed { .. } => outln!("failed: {reason}"),
-        FinalStatus::Cancelled => outln!("cancelled: nothing applied; run again to resume"),
-        FinalStatus::Stopped { .. } => outln!(
-            "stopped, the store is full: {reason}; nothing applied, the last checkpoint stays: make room and run again to resume"
-        ),
-        FinalStatus::Interrupted { .. } => {
-            outln!("interrupted: {reason}; the body asked for interactive input, nothing applied")
-        }
-        other => outln!("ended: {}", other.name()),
-    }
-    for failed in &summary.failed_iterations {
-        outln!("  iteration {} failed: {}", failed.iteration, failed.error);
-    }
-    let usage = &summary.usage;
-    outln!(
-        "  {} iterations run, {} lost to preemption, {:.1} worker-seconds, {} bytes checkpointed",
-        usage.iterations_run,
-        usage.work_lost,
-        usage.worker_seconds,
-        usage.bytes_checkpointed
-    );
-    if let Some(error) = &summary.apply_error {
-        outln!("error: {error}");
-    }
-    if !summary.conflicts.is_empty() {
-        outln!(
-            "conflicts: changed both by the run and in the state directory meanwhile, not applied: {}",
-            summary.conflicts.join(", ")
-        );
-        let (op, store) = (&summary.op, location.store_flag());
-        outln!(
-            "  settle them with `pragma apply {op}{store} --take background` or `pragma apply {op}{store} --keep-live`"
-        );
-    }
 }

@@ -12,27 +12,14 @@ use pragma_parse::Directive;
 use serde::{Deserialize, Serialize};
 
 use pragma_executor_local::FinalStatus;
-use pragma_session::{JobQueue, RunRecord, Runner, StartRequest, Summary};
+use pragma_session::{RunRecord, Runner, StartRequest, Summary};
 
+use crate::args::RunArgs;
+use crate::ending::{announce, exit_code, print_summary};
 use crate::live::{DirLive, FileDigest};
 use crate::location::{Location, ShellSession};
-use crate::run::RunArgs;
 use crate::shell::ShellHost;
 use crate::{Exit, Failure, exit};
-
-/// SLURM as the lifecycle asks it whether a runner that is a job still
-/// runs.
-pub(crate) struct SlurmJobs;
-
-impl JobQueue for SlurmJobs {
-    fn name(&self) -> &str {
-        "SLURM"
-    }
-
-    fn queued(&self, job: &str) -> Option<bool> {
-        pragma_executor_slurm::job_queued(job)
-    }
-}
 
 /// What a task needs to open the store where it runs.
 #[derive(Debug, Serialize, Deserialize)]
@@ -180,7 +167,7 @@ pub(crate) async fn run_repeat(
         .filter(|outcome| !outcome.status.is_resumable());
     let mut summary = match ended {
         Some(outcome) => {
-            crate::run::announce(args, &op, &text.lines().next().unwrap_or_default());
+            announce(args, &op, &text.lines().next().unwrap_or_default());
             if !args.json {
                 errln!("operation {op} ended in an earlier SLURM job; its result is applied now");
             }
@@ -199,7 +186,7 @@ pub(crate) async fn run_repeat(
         let result = host.state_from(&dir.join("state")).await;
         summary = match result {
             Ok(result) => {
-                let settle = crate::run::settle(args.on_conflict);
+                let settle = crate::args::settle(args.on_conflict);
                 session
                     .settle(&record, summary, Some(&result), &live, &settle)
                     .await
@@ -227,9 +214,9 @@ pub(crate) async fn run_repeat(
         let _ = std::fs::remove_dir_all(&dir);
     }
     if !args.detached {
-        crate::run::print_summary(&summary, location, args.json);
+        print_summary(&summary, location, args.json);
     }
-    Ok(crate::run::exit_code(&summary))
+    Ok(exit_code(&summary))
 }
 
 /// Submits the job of a repeat operation, or follows the one that runs
@@ -279,7 +266,7 @@ async fn run_job(
     };
     // Only now: once the record names the job, `wait` and `status` see
     // the operation running.
-    crate::run::announce(args, op, &text.lines().next().unwrap_or_default());
+    announce(args, op, &text.lines().next().unwrap_or_default());
     if !args.json {
         errln!(
             "SLURM job {job} runs the operation; its output is in `{}`",
@@ -397,9 +384,11 @@ async fn follow_job(job: &str, output: &Path, json: bool) -> Option<whole::Finis
     lines.finished()
 }
 
-/// `pragma __slurm-run DIR`: runs a whole repeat operation in a SLURM job
-/// (see [`run_repeat`]); a restart resumes it from its last checkpoint.
-pub(crate) fn run_whole(dir: &Path) -> Exit {
+/// `pragma __slurm-run DIR`: what runs a whole repeat operation in a SLURM
+/// job (see [`run_repeat`]): `pragma run` of the cell and state in `dir`,
+/// which resumes from its last checkpoint at every start. Marks this
+/// start in the job's output.
+pub(crate) fn whole_job_run(dir: &Path) -> Result<RunArgs, Failure> {
     let setup: Option<pragma_executor_slurm::TaskSetup> = read_json(&dir.join("setup.json"));
     let setup = setup
         .and_then(|s| serde_json::from_value::<WorkerSetup>(s.worker).ok())
@@ -415,8 +404,8 @@ pub(crate) fn run_whole(dir: &Path) -> Exit {
         json: true,
         fresh: false,
         // Nobody else writes this copy of the state.
-        on_conflict: Some(crate::run::OnConflict::TakeBackground),
-        backend: crate::run::Backend::Local,
+        on_conflict: Some(crate::args::OnConflict::TakeBackground),
+        backend: crate::args::Backend::Local,
         partition: None,
         sbatch_args: Vec::new(),
         detached: false,
@@ -425,5 +414,5 @@ pub(crate) fn run_whole(dir: &Path) -> Exit {
     // Marks where this start's lines begin in the job's output (see
     // `JobLines`).
     outln!("{}", whole::JOB_START);
-    crate::run::run(&args)
+    Ok(args)
 }

@@ -13,7 +13,8 @@ use pragma_executor_local::{
 use pragma_scheduler::WorkerId;
 use serde::{Deserialize, Serialize};
 
-use crate::queue::{in_queue, run};
+use crate::error::SlurmError;
+use crate::queue::{in_queue, job_name, run};
 
 /// How the backend uses the cluster.
 #[derive(Debug, Clone)]
@@ -31,28 +32,6 @@ pub struct SlurmConfig {
     pub sbatch_args: Vec<String>,
     /// How often to look for reports and at the queue.
     pub poll: Duration,
-}
-
-/// Why the backend cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SlurmError {
-    /// `sbatch` or another SLURM command failed or is missing.
-    #[error("{command}: {message}")]
-    Command {
-        /// The command.
-        command: String,
-        /// What it said.
-        message: String,
-    },
-    /// The shared directory cannot be used.
-    #[error("the shared directory `{dir}`: {source}")]
-    SharedDir {
-        /// The directory.
-        dir: PathBuf,
-        /// What went wrong.
-        source: std::io::Error,
-    },
 }
 
 /// What a task directory holds besides the specs: how to run them.
@@ -419,11 +398,6 @@ impl ExecutionBackend for SlurmBackend {
             Err(e) => failed(format!("the worker's report: {e}")),
         }
     }
-}
-
-/// The job name of an operation's jobs (for `scancel --name`).
-pub fn job_name(op: &str) -> String {
-    format!("pragma-{op}")
 }
 
 pub(crate) async fn write_setup(dir: &Path, setup: &serde_json::Value) -> Result<(), SlurmError> {

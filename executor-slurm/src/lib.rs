@@ -58,12 +58,14 @@
 //! ```
 
 mod backend;
+mod error;
 mod queue;
 pub mod whole;
 pub mod worker;
 
-pub use backend::{SlurmBackend, SlurmConfig, SlurmError, TaskSetup, job_name};
-pub use queue::{cancel_job, cancel_jobs_of, in_queue, job_queued, scancel};
+pub use backend::{SlurmBackend, SlurmConfig, TaskSetup};
+pub use error::SlurmError;
+pub use queue::{cancel_job, cancel_jobs_of, in_queue, job_name, job_queued, scancel};
 pub use worker::{TaskFiles, task_files, write_report};
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 
-use crate::backend::{SlurmError, job_name};
+use crate::error::SlurmError;
 
 /// Whether `job` (`123` or `123_4`) is still queued or running.
 pub async fn in_queue(job: &str) -> bool {
@@ -104,4 +104,9 @@ fn run_now(program: &str, args: &[&str]) -> Result<String, SlurmError> {
             message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         })
     }
+}
+
+/// The job name of an operation's jobs (for `scancel --name`).
+pub fn job_name(op: &str) -> String {
+    format!("pragma-{op}")
 }

@@ -1,0 +1,85 @@
+//! The flags of `pragma run` and `pragma submit`, and what they mean to
+//! the lifecycle.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use pragma_session::{Rule, Settle};
+
+/// Arguments of `pragma run` and `pragma submit`.
+#[derive(Args, Clone)]
+pub(crate) struct RunArgs {
+    /// The cell: a `#pragma` line, then a shell script.
+    pub(crate) cell: PathBuf,
+    /// The state directory; its files are the variables. On success the
+    /// best state's changes are applied to it.
+    #[arg(long)]
+    pub(crate) state: PathBuf,
+    /// Where checkpoints, logs and working copies are kept: a directory,
+    /// or s3://BUCKET/PREFIX for the checkpoints (credentials and endpoint
+    /// from the AWS_* environment variables; the rest then stays in
+    /// `.pragma/remote/`).
+    #[arg(long, default_value = ".pragma")]
+    pub(crate) store: String,
+    /// Iterations that run at once (default: the number of cores).
+    #[arg(long)]
+    pub(crate) workers: Option<u64>,
+    /// Retries of an iteration whose body exits non-zero.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) retries: u32,
+    /// Print events as JSON Lines on standard output.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Start over instead of resuming an interrupted run.
+    #[arg(long)]
+    pub(crate) fresh: bool,
+    /// What to do with files changed both by the run and in the state
+    /// directory meanwhile (default: apply nothing of them, exit 3).
+    #[arg(long, value_enum)]
+    pub(crate) on_conflict: Option<OnConflict>,
+    /// Where iterations run: here, or on a SLURM cluster (parallel and
+    /// async cells; the store must then be reachable from every node).
+    #[arg(long, value_enum, default_value = "local")]
+    pub(crate) backend: Backend,
+    /// The SLURM partition (with --backend slurm).
+    #[arg(long)]
+    pub(crate) partition: Option<String>,
+    /// One more argument for `sbatch` (with --backend slurm); repeatable.
+    #[arg(long = "sbatch-arg", allow_hyphen_values = true)]
+    pub(crate) sbatch_args: Vec<String>,
+    /// Internal: run detached for `pragma submit`, printing the operation
+    /// id on standard output once it is submitted.
+    #[arg(long, hide = true)]
+    pub(crate) detached: bool,
+    /// The SLURM job this run is, when it runs a repeat operation as one
+    /// job (`pragma __slurm-run`): what `cancel`, `wait` and `status` follow.
+    #[arg(skip)]
+    pub(crate) slurm_job: Option<String>,
+}
+
+/// Where iterations run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Backend {
+    /// In this process's workers.
+    Local,
+    /// As SLURM jobs: one job array per operation.
+    Slurm,
+}
+
+/// How to settle conflicts.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum OnConflict {
+    /// Take the run's version.
+    TakeBackground,
+    /// Keep the state directory's version.
+    KeepLive,
+}
+
+/// How `--on-conflict` settles conflicts.
+pub(crate) fn settle(on_conflict: Option<OnConflict>) -> Settle {
+    match on_conflict {
+        Some(OnConflict::TakeBackground) => Settle::by_rule(Rule::TakeBackground),
+        Some(OnConflict::KeepLive) => Settle::by_rule(Rule::KeepLive),
+        None => Settle::ask(),
+    }
+}

@@ -1,0 +1,84 @@
+//! How the command tells a run's id and its end: the announcement, the
+//! summary (text or the JSON line), and the exit code it stands for.
+
+use pragma_executor_local::FinalStatus;
+use pragma_session::{Ending, Summary};
+
+use crate::args::RunArgs;
+use crate::exit;
+use crate::location::Location;
+
+/// Tells the operation's id once it is submitted: to `pragma submit`
+/// (which reads the line and returns), or to the person at the terminal.
+pub(crate) fn announce(args: &RunArgs, op: &str, directive: &dyn std::fmt::Display) {
+    if args.detached {
+        outln!("{op}");
+    } else if !args.json {
+        errln!("operation {op}: {directive}");
+    }
+}
+
+/// The exit code a summary stands for.
+pub(crate) fn exit_code(summary: &Summary) -> u8 {
+    match summary.ending() {
+        Ending::Applied => exit::OK,
+        Ending::ConflictsLeft => exit::CONFLICTS,
+        Ending::Cancelled => exit::CANCELLED,
+        Ending::Interrupted => exit::INTERRUPTED,
+        _ => exit::FAILED,
+    }
+}
+
+/// Prints a summary: the JSON line, or text for a person.
+pub(crate) fn print_summary(summary: &Summary, location: &Location, json: bool) {
+    if json {
+        outln!("{}", serde_json::to_string(summary).unwrap_or_default());
+        return;
+    }
+    let reason = summary.reason().unwrap_or_default();
+    match &summary.status {
+        FinalStatus::Succeeded => match &summary.best {
+            Some(best) => outln!(
+                "succeeded: best iteration {}{}",
+                best.iteration,
+                best.score
+                    .map(|s| format!(", score {s}"))
+                    .unwrap_or_default()
+            ),
+            None => outln!("succeeded"),
+        },
+        FinalStatus::Failed { .. } => outln!("failed: {reason}"),
+        FinalStatus::Cancelled => outln!("cancelled: nothing applied; run again to resume"),
+        FinalStatus::Stopped { .. } => outln!(
+            "stopped, the store is full: {reason}; nothing applied, the last checkpoint stays: make room and run again to resume"
+        ),
+        FinalStatus::Interrupted { .. } => {
+            outln!("interrupted: {reason}; the body asked for interactive input, nothing applied")
+        }
+        other => outln!("ended: {}", other.name()),
+    }
+    for failed in &summary.failed_iterations {
+        outln!("  iteration {} failed: {}", failed.iteration, failed.error);
+    }
+    let usage = &summary.usage;
+    outln!(
+        "  {} iterations run, {} lost to preemption, {:.1} worker-seconds, {} bytes checkpointed",
+        usage.iterations_run,
+        usage.work_lost,
+        usage.worker_seconds,
+        usage.bytes_checkpointed
+    );
+    if let Some(error) = &summary.apply_error {
+        outln!("error: {error}");
+    }
+    if !summary.conflicts.is_empty() {
+        outln!(
+            "conflicts: changed both by the run and in the state directory meanwhile, not applied: {}",
+            summary.conflicts.join(", ")
+        );
+        let (op, store) = (&summary.op, location.store_flag());
+        outln!(
+            "  settle them with `pragma apply {op}{store} --take background` or `pragma apply {op}{store} --keep-live`"
+        );
+    }
+}
