@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use pragma_session::{Rule, Settle};
+use serde::{Deserialize, Serialize};
 
-/// Arguments of `pragma run` and `pragma submit`.
-#[derive(Args, Clone)]
+/// Arguments of `pragma run` and `pragma submit`; `submit` hands them to
+/// the detached run as JSON.
+#[derive(Args, Clone, Serialize, Deserialize)]
 pub(crate) struct RunArgs {
     /// The cell: a `#pragma` line, then a shell script.
     pub(crate) cell: PathBuf,
@@ -47,9 +49,9 @@ pub(crate) struct RunArgs {
     /// One more argument for `sbatch` (with --backend slurm); repeatable.
     #[arg(long = "sbatch-arg", allow_hyphen_values = true)]
     pub(crate) sbatch_args: Vec<String>,
-    /// Internal: run detached for `pragma submit`, printing the operation
-    /// id on standard output once it is submitted.
-    #[arg(long, hide = true)]
+    /// Run detached for `pragma submit` (`pragma __run-detached`),
+    /// printing the operation id on standard output once it is submitted.
+    #[arg(skip)]
     pub(crate) detached: bool,
     /// The SLURM job this run is, when it runs a repeat operation as one
     /// job (`pragma __slurm-run`): what `cancel`, `wait` and `status` follow.
@@ -58,7 +60,7 @@ pub(crate) struct RunArgs {
 }
 
 /// Where iterations run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub(crate) enum Backend {
     /// In this process's workers.
     Local,
@@ -67,7 +69,7 @@ pub(crate) enum Backend {
 }
 
 /// How to settle conflicts.
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, Deserialize)]
 pub(crate) enum OnConflict {
     /// Take the run's version.
     TakeBackground,

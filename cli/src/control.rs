@@ -17,6 +17,7 @@ use pragma_executor_local::{Config, Event, FinalStatus};
 use pragma_session::{Applied, Records, RunRecord, SessionError, Settle, check_op_id};
 
 use crate::args::{OnConflict, RunArgs};
+
 use crate::ending::{exit_code, print_summary};
 use crate::live::{DirLive, FileDigest};
 use crate::location::SlurmJobs;
@@ -90,45 +91,26 @@ pub(crate) fn submit(args: &RunArgs) -> Exit {
         .map_err(|e| Failure::usage(format!("cannot write `{}`: {e}", log_path.display())))?;
     let exe = std::env::current_exe()
         .map_err(|e| Failure::usage(format!("cannot find the pragma executable: {e}")))?;
+    // The detached run gets the very arguments, typed, on its standard
+    // input: nothing is rebuilt as a command line.
+    let request = RunArgs {
+        detached: true,
+        ..args.clone()
+    };
+    let request = serde_json::to_vec(&request).map_err(Failure::failed)?;
     let mut command = Command::new(exe);
     command
-        .arg("run")
-        .arg(&args.cell)
-        .arg("--state")
-        .arg(&args.state)
-        .args(["--store", &args.store])
-        .args(["--retries", &args.retries.to_string()])
-        .arg("--detached")
-        .stdin(Stdio::null())
+        .arg("__run-detached")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(log);
-    if let Some(workers) = args.workers {
-        command.args(["--workers", &workers.to_string()]);
-    }
-    if args.fresh {
-        command.arg("--fresh");
-    }
-    if args.backend == crate::args::Backend::Slurm {
-        command.args(["--backend", "slurm"]);
-    }
-    if let Some(partition) = &args.partition {
-        command.args(["--partition", partition]);
-    }
-    for arg in &args.sbatch_args {
-        command.arg(format!("--sbatch-arg={arg}"));
-    }
-    if let Some(rule) = args.on_conflict {
-        command.args([
-            "--on-conflict",
-            match rule {
-                OnConflict::TakeBackground => "take-background",
-                OnConflict::KeepLive => "keep-live",
-            },
-        ]);
-    }
     let mut child = command
         .spawn()
         .map_err(|e| Failure::usage(format!("cannot start the background run: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A run that stopped before reading it says why in its log.
+        let _ = std::io::Write::write_all(&mut stdin, &request);
+    }
     let mut line = String::new();
     if let Some(stdout) = child.stdout.take() {
         let _ = BufReader::new(stdout).read_line(&mut line);
@@ -167,6 +149,19 @@ pub(crate) fn submit(args: &RunArgs) -> Exit {
     } else {
         code
     }))
+}
+
+/// The arguments `pragma submit` hands its detached run.
+pub(crate) fn detached_request() -> Result<RunArgs, Failure> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .map_err(|e| Failure::usage(format!("cannot read the run's arguments: {e}")))?;
+    let args: RunArgs = serde_json::from_str(&text)
+        .map_err(|e| Failure::usage(format!("the run's arguments: {e}")))?;
+    Ok(RunArgs {
+        detached: true,
+        ..args
+    })
 }
 
 /// Opens the location and the record of `op`.

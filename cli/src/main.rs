@@ -90,6 +90,10 @@ enum Command {
     Report(inspect::ReportArgs),
     /// Show the standard output and error of an operation's iterations.
     Logs(inspect::LogsArgs),
+    /// Internal: the run behind `pragma submit`, its arguments as JSON on
+    /// standard input.
+    #[command(name = "__run-detached", hide = true)]
+    RunDetached,
     /// Internal: stops the bodies of a run whose process dies.
     #[command(name = "__reap", hide = true)]
     Reap {
@@ -156,6 +160,7 @@ fn try_main(cli: Cli) -> Exit {
         },
         Command::Run(args) => run::run(&args),
         Command::Submit(args) => control::submit(&args),
+        Command::RunDetached => run::run(&control::detached_request()?),
         Command::Wait(args) => control::wait(&args),
         Command::Cancel(args) => control::cancel(&args),
         Command::Apply(args) => control::apply(&args),
