@@ -226,80 +226,15 @@ pub(crate) fn wait(args: &WaitArgs) -> Exit {
 /// stays, and running the same cell and state again resumes it.
 pub(crate) fn cancel(args: &CancelArgs) -> Exit {
     let (location, record) = open(&args.op, &args.store)?;
-    let records = location.records();
     if args.forget {
-        let forgotten = forget(&location, &args.op)?;
-        match forgotten {
-            Some(runner) => outln!(
-                "forgot {} as the runner of operation {}; {}",
-                runner.describe(Some(&SlurmJobs)),
-                args.op,
-                resume_hint(&record)
-            ),
-            None => outln!("operation {} had no runner on record", args.op),
-        }
-        return Ok(exit::OK);
+        return forget_runner(&location, &record);
     }
+    let records = location.records();
     let Some(runner) = running(&records, &args.op) else {
-        // Its coordinator is gone (killed), but SLURM may still run its
-        // tasks: they are stopped as the coordinator would have.
-        if location.local.join("slurm").join(&args.op).is_dir() {
-            match pragma_executor_slurm::cancel_jobs_of(&args.op) {
-                Ok(0) => {}
-                Ok(jobs) => errln!(
-                    "cancelled {jobs} SLURM job(s) of operation {} that ran without their coordinator",
-                    args.op
-                ),
-                Err(e) => return Err(Failure::usage(e)),
-            }
-        }
-        match records.outcome(&args.op) {
-            Some(outcome) => outln!(
-                "operation {} is not running: it ended {}",
-                args.op,
-                outcome.status.name()
-            ),
-            None => outln!(
-                "operation {} is not running; its last checkpoint stays, and {}",
-                args.op,
-                resume_hint(&record)
-            ),
-        }
-        return Ok(exit::OK);
+        return not_running(&location, &record);
     };
     let described = runner.describe(Some(&SlurmJobs));
-    if let Some(job) = &runner.batch_job {
-        // The job may run on any node, or wait to start again: SLURM
-        // stops it wherever it is, with the SIGTERM a cancel sends.
-        pragma_executor_slurm::cancel_job(job)
-            .map_err(|e| Failure::usage(format!("{e} (operation {})", args.op)))?;
-    } else if !runner.here() {
-        return Err(Failure::usage(format!(
-            "operation {} runs in {described}; run `pragma cancel {0}` there (if that machine is gone \
-             for good, `pragma cancel {0} --forget` lets `pragma run` resume it here)",
-            args.op,
-        )));
-    } else {
-        let signalled = i32::try_from(runner.pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-            .map(|pid| rustix::process::kill_process(pid, rustix::process::Signal::TERM));
-        match signalled {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                return Err(Failure::usage(format!(
-                    "cannot signal process {} running operation {}: {e}",
-                    runner.pid, args.op
-                )));
-            }
-            None => {
-                return Err(Failure::usage(format!(
-                    "process id {} is out of range",
-                    runner.pid
-                )));
-            }
-        }
-    }
+    stop(&runner, &args.op, &described)?;
     errln!(
         "cancelling operation {} ({described}): workers stop, the last checkpoint stays",
         args.op
@@ -327,6 +262,76 @@ pub(crate) fn cancel(args: &CancelArgs) -> Exit {
         _ => outln!("cancelled: {}", resume_hint(&record)),
     }
     Ok(exit::OK)
+}
+
+/// `pragma cancel --forget`: drops the runner on record, without
+/// signalling it.
+fn forget_runner(location: &Location, record: &RunRecord<FileDigest>) -> Exit {
+    match forget(location, &record.op)? {
+        Some(runner) => outln!(
+            "forgot {} as the runner of operation {}; {}",
+            runner.describe(Some(&SlurmJobs)),
+            record.op,
+            resume_hint(record)
+        ),
+        None => outln!("operation {} had no runner on record", record.op),
+    }
+    Ok(exit::OK)
+}
+
+/// `pragma cancel` of an operation nothing runs: what SLURM still runs of
+/// it is stopped, and the user told where it stands.
+fn not_running(location: &Location, record: &RunRecord<FileDigest>) -> Exit {
+    let op = &record.op;
+    // Its coordinator is gone (killed), but SLURM may still run its tasks:
+    // they are stopped as the coordinator would have.
+    if location.local.join("slurm").join(op).is_dir() {
+        match pragma_executor_slurm::cancel_jobs_of(op) {
+            Ok(0) => {}
+            Ok(jobs) => errln!(
+                "cancelled {jobs} SLURM job(s) of operation {op} that ran without their coordinator"
+            ),
+            Err(e) => return Err(Failure::usage(e)),
+        }
+    }
+    match location.records().outcome(op) {
+        Some(outcome) => outln!(
+            "operation {op} is not running: it ended {}",
+            outcome.status.name()
+        ),
+        None => outln!(
+            "operation {op} is not running; its last checkpoint stays, and {}",
+            resume_hint(record)
+        ),
+    }
+    Ok(exit::OK)
+}
+
+/// Asks `runner` to stop, as Ctrl-C stops a run: its SLURM job is
+/// cancelled, its process here gets SIGTERM.
+fn stop(runner: &pragma_session::Runner, op: &str, described: &str) -> Result<(), Failure> {
+    if let Some(job) = &runner.batch_job {
+        // The job may run on any node, or wait to start again: SLURM stops
+        // it wherever it is, with the SIGTERM a cancel sends.
+        return pragma_executor_slurm::cancel_job(job)
+            .map_err(|e| Failure::usage(format!("{e} (operation {op})")));
+    }
+    if !runner.here() {
+        return Err(Failure::usage(format!(
+            "operation {op} runs in {described}; run `pragma cancel {op}` there (if that machine is gone \
+             for good, `pragma cancel {op} --forget` lets `pragma run` resume it here)"
+        )));
+    }
+    let pid = i32::try_from(runner.pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| Failure::usage(format!("process id {} is out of range", runner.pid)))?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).map_err(|e| {
+        Failure::usage(format!(
+            "cannot signal process {} running operation {op}: {e}",
+            runner.pid
+        ))
+    })
 }
 
 /// Forgets the runner on record of `op`.

@@ -176,36 +176,7 @@ pub(crate) async fn run_repeat(
         None => run_job(args, (&dir, &key, text), backend, session, &op).await?,
     };
     if summary.status == FinalStatus::Succeeded {
-        let record = RunRecord {
-            op: op.clone(),
-            cell: args.cell.display().to_string(),
-            state: pragma_session::LiveState::identity(&live),
-            submitted,
-            runner: None,
-        };
-        let result = host.state_from(&dir.join("state")).await;
-        summary = match result {
-            Ok(result) => {
-                let settle = crate::args::settle(args.on_conflict);
-                session
-                    .settle(&record, summary, Some(&result), &live, &settle)
-                    .await
-            }
-            Err(e) => {
-                let mut summary = summary;
-                summary.apply_error = Some(format!(
-                    "cannot read the result in `{}`: {e}",
-                    dir.join("state").display()
-                ));
-                summary
-            }
-        };
-        // `pragma apply` settles what is left on the live state.
-        if let Err(e) = session.records().write_run(&record) {
-            summary
-                .warnings
-                .push(format!("cannot record operation {op}: {e}"));
-        }
+        summary = apply_job_result(args, (&dir, &op, submitted), summary, (host, session)).await;
     }
     for warning in &summary.warnings {
         errln!("warning: {warning}");
@@ -217,6 +188,47 @@ pub(crate) async fn run_repeat(
         print_summary(&summary, location, args.json);
     }
     Ok(exit_code(&summary))
+}
+
+/// Applies the result a repeat job left in its directory to the live
+/// state, as a local run applies its own; the record then names the live
+/// state, for `pragma apply` to settle what is left.
+async fn apply_job_result(
+    args: &RunArgs,
+    (dir, op, submitted): (&Path, &str, pragma_session::Digests<FileDigest>),
+    summary: Summary,
+    (host, session): (&ShellHost, &ShellSession),
+) -> Summary {
+    let live = DirLive::new(&args.state, host.clone());
+    let record = RunRecord {
+        op: op.to_owned(),
+        cell: args.cell.display().to_string(),
+        state: pragma_session::LiveState::identity(&live),
+        submitted,
+        runner: None,
+    };
+    let mut summary = match host.state_from(&dir.join("state")).await {
+        Ok(result) => {
+            let settle = crate::args::settle(args.on_conflict);
+            session
+                .settle(&record, summary, Some(&result), &live, &settle)
+                .await
+        }
+        Err(e) => {
+            let mut summary = summary;
+            summary.apply_error = Some(format!(
+                "cannot read the result in `{}`: {e}",
+                dir.join("state").display()
+            ));
+            summary
+        }
+    };
+    if let Err(e) = session.records().write_run(&record) {
+        summary
+            .warnings
+            .push(format!("cannot record operation {op}: {e}"));
+    }
+    summary
 }
 
 /// Submits the job of a repeat operation, or follows the one that runs
