@@ -12,6 +12,7 @@
 //! - `control`: `submit`, `wait`, `cancel` and `apply`;
 //! - `inspect`: `status`, `report` and `logs`;
 //! - `shell`: the host for shell cells (state directories, `/bin/sh`);
+//! - `capture`: a shell's output, streamed to its log with bounded memory;
 //! - `live`: the state directory as the lifecycle sees it (digests, apply);
 //! - `output`: all printing, which a closed pipe never turns into a panic;
 //! - `location`: `--store` as a directory or an `s3://` URL;
@@ -28,6 +29,7 @@ use clap::{Parser, Subcommand};
 #[macro_use]
 mod output;
 mod args;
+mod capture;
 mod check;
 mod control;
 mod ending;

@@ -14,6 +14,7 @@ use pragma_selector::Evaluation;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::Command;
 
+use crate::capture::{Capture, Pumps};
 use crate::reaper::{Reaper, kill_group};
 
 /// A state: a private directory (deleted when the last clone is dropped)
@@ -160,23 +161,17 @@ impl ShellHost {
         self
     }
 
-    /// Keeps a run's output; a failure to do so only costs the log.
-    /// Empty output leaves no file: most bodies print little, and every
-    /// file created costs time.
-    async fn keep_output(&self, ctx: &IterationContext, stdout: &[u8], stderr: &[u8]) {
-        if stdout.is_empty() && stderr.is_empty() {
-            return;
-        }
-        let dir = self.logs.join(&*ctx.op);
-        if tokio::fs::create_dir_all(&dir).await.is_err() {
-            return;
-        }
-        let stem = format!("{}-{}", ctx.iteration, ctx.attempt);
-        for (text, extension) in [(stdout, "out"), (stderr, "err")] {
-            if !text.is_empty() {
-                let _ = tokio::fs::write(dir.join(format!("{stem}.{extension}")), text).await;
-            }
-        }
+    /// Where a run's standard output and error are kept:
+    /// `OP/ITERATION-ATTEMPT.out` and `.err` (created only if it prints).
+    fn captures(&self, ctx: &IterationContext) -> (Capture, Capture) {
+        let stem = self
+            .logs
+            .join(&*ctx.op)
+            .join(format!("{}-{}", ctx.iteration, ctx.attempt));
+        (
+            Capture::to_log(stem.with_extension("out")),
+            Capture::to_log(stem.with_extension("err")),
+        )
     }
 
     fn new_dir(&self) -> io::Result<WorkDir> {
@@ -227,17 +222,6 @@ pub(crate) fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// The last line of `text` that is not blank.
-fn last_line(text: &[u8]) -> String {
-    String::from_utf8_lossy(text)
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-        .to_owned()
-}
-
 #[async_trait]
 impl Host for ShellHost {
     type State = DirState;
@@ -281,27 +265,38 @@ impl Host for ShellHost {
             .and_then(|s| std::fs::read_link(format!("/proc/self/fd/{}", s.as_raw_fd())).ok());
         let pid = child.id();
         let group = GroupGuard::new(pid, self.reaper.as_deref());
-        let output = tokio::select! {
-            output = child.wait_with_output() => output.map_err(|e| failed("running the body", e))?,
+        let (out, err) = self.captures(ctx);
+        let pumps = Pumps::start(&mut child, out, err);
+        let status = tokio::select! {
+            status = child.wait() => status.map_err(|e| failed("running the body", e))?,
             () = ctx.cancel.cancelled() => return Err(RunError::Cancelled),
             message = watch_for_input(pid, stdin_link) => {
                 return Err(RunError::InteractiveInput(message));
             }
         };
+        // The iteration ends with its shell: what it left running in the
+        // background is stopped now, and its output not waited for.
         drop(group);
         drop(stdin);
-        self.keep_output(ctx, &output.stdout, &output.stderr).await;
-        if !output.status.success() {
-            let code = output
-                .status
+        let (_, err) = pumps.finish().await;
+        if !status.success() {
+            let code = status
                 .code()
                 .map_or("a signal".to_owned(), |c| format!("exit code {c}"));
-            let last = last_line(&output.stderr);
+            let last = err.last_line();
             return Err(RunError::Failed(if last.is_empty() {
                 format!("the body failed with {code}")
             } else {
                 format!("the body failed with {code}: {last}")
             }));
+        }
+        if let Some(special) = crate::live::special_file(copy.path()) {
+            let name = special.strip_prefix(copy.path()).unwrap_or(&special);
+            return Err(RunError::Failed(format!(
+                "the body left `{}`, a special file (a FIFO, socket or device), which \
+                 cannot be state: remove it before the body ends",
+                name.display()
+            )));
         }
         state.dir = Arc::new(copy);
         Ok(())
@@ -320,20 +315,23 @@ impl Host for ShellHost {
             .process_group(0)
             .kill_on_drop(true)
             .spawn();
-        let output = match child {
-            Ok(child) => {
-                let _group = GroupGuard::new(child.id(), self.reaper.as_deref());
-                child.wait_with_output().await
-            }
-            Err(e) => Err(e),
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) => return Evaluation::failed(format!("cannot run the selection command: {e}")),
         };
-        match output {
+        let group = GroupGuard::new(child.id(), self.reaper.as_deref());
+        let pumps = Pumps::start(&mut child, Capture::tail_only(), Capture::tail_only());
+        let status = child.wait().await;
+        // The score is in once the command exits; what it left running in
+        // the background is stopped.
+        drop(group);
+        let (out, err) = pumps.finish().await;
+        match status {
             Err(e) => Evaluation::failed(format!("cannot run the selection command: {e}")),
-            Ok(output) if !output.status.success() => {
-                let last = last_line(&output.stderr);
+            Ok(status) if !status.success() => {
+                let last = err.last_line();
                 Evaluation::failed(format!(
-                    "the selection command failed ({}){}",
-                    output.status,
+                    "the selection command failed ({status}){}",
                     if last.is_empty() {
                         String::new()
                     } else {
@@ -341,7 +339,7 @@ impl Host for ShellHost {
                     }
                 ))
             }
-            Ok(output) => Evaluation::parse(&last_line(&output.stdout)),
+            Ok(_) => Evaluation::parse(&out.last_line()),
         }
     }
 
