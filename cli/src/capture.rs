@@ -94,7 +94,7 @@ impl Capture {
         }
         if left {
             note.push_str(
-                "\n[pragma: the body's shell exited; output of what it left running is not kept]\n",
+                "\n[pragma: the run ended before this stream closed; what came after is not kept]\n",
             );
         }
         let _ = file.write_all(note.as_bytes()).await;

@@ -69,7 +69,7 @@ pub(crate) fn print_summary(summary: &Summary, location: &Location, json: bool) 
         usage.bytes_checkpointed
     );
     if let Some(error) = &summary.apply_error {
-        outln!("error: {error}");
+        errln!("error: {error}");
     }
     if !summary.conflicts.is_empty() {
         outln!(

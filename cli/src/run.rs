@@ -48,7 +48,49 @@ pub(crate) fn checked_cell(args: &RunArgs) -> Result<String, Failure> {
             args.state.display()
         )));
     }
+    refuse_store_inside_state(args)?;
     Ok(text)
+}
+
+/// A store inside the state would be copied into every iteration's state,
+/// and its files taken for variables: refused before anything is written.
+fn refuse_store_inside_state(args: &RunArgs) -> Result<(), Failure> {
+    // An S3 store keeps its local files in `.pragma/` here.
+    let local = if args.store.contains("://") {
+        Path::new(".pragma")
+    } else {
+        Path::new(&args.store)
+    };
+    let (Some(store), Ok(state)) = (resolved(local), std::fs::canonicalize(&args.state)) else {
+        return Ok(());
+    };
+    if store.starts_with(&state) {
+        return Err(Failure::usage(format!(
+            "the store `{}` would be inside the state `{}`, whose files are the cell's variables; \
+             keep it outside: pass --store with a directory outside the state (the default \
+             `.pragma` is in the current directory, so run pragma from outside the state)",
+            args.store,
+            args.state.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `path` made absolute, with symlinks and `..` resolved as far as it
+/// exists.
+fn resolved(path: &Path) -> Option<std::path::PathBuf> {
+    let absolute = std::path::absolute(path).ok()?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while std::fs::symlink_metadata(existing).is_err() {
+        rest.push(existing.file_name()?.to_owned());
+        existing = existing.parent()?;
+    }
+    let mut resolved = std::fs::canonicalize(existing).ok()?;
+    for part in rest.iter().rev() {
+        resolved.push(part);
+    }
+    Some(resolved)
 }
 
 /// The shell host on `location`, with the companion that stops its bodies

@@ -2501,3 +2501,82 @@ mod hardening {
         assert!(!dir.path().join("state/pipe").exists());
     }
 }
+
+mod hardening_more {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn setup() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("state")).unwrap();
+        std::fs::write(dir.path().join("state/score"), "0\n").unwrap();
+        std::fs::write(
+            dir.path().join("cell"),
+            "#pragma repeat --iterations 1 --max-by 'cat score'\necho 1 > score\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_store_inside_the_state_is_refused_before_anything_is_written() {
+        let dir = setup();
+        for (cwd, store) in [
+            ("state", None),
+            (".", Some("state/x")),
+            (".", Some("state")),
+            (".", Some("./state/../state/deeper/still")),
+        ] {
+            let mut command = pragma();
+            command
+                .arg("run")
+                .arg(dir.path().join("cell"))
+                .arg("--state")
+                .arg(dir.path().join("state"))
+                .current_dir(dir.path().join(cwd));
+            if let Some(store) = store {
+                command.args(["--store", store]);
+            }
+            command
+                .assert()
+                .code(2)
+                .stderr(predicate::str::contains("would be inside the state"));
+            let names: Vec<_> = std::fs::read_dir(dir.path().join("state"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["score"], "{cwd} {store:?}: nothing is written");
+        }
+    }
+
+    #[test]
+    fn the_output_of_an_interrupted_run_is_logged() {
+        let dir = setup();
+        std::fs::write(
+            dir.path().join("cell"),
+            "#pragma repeat --iterations 1 --max-by 'cat score'\necho before the question; read answer\n",
+        )
+        .unwrap();
+        pragma()
+            .args(["run", "cell", "--state", "state"])
+            .current_dir(dir.path())
+            .timeout(Duration::from_secs(30))
+            .assert()
+            .code(4);
+        let ops = dir.path().join(".pragma/ops");
+        let op = std::fs::read_dir(ops)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name();
+        pragma()
+            .arg("logs")
+            .arg(&op)
+            .current_dir(dir.path())
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("before the question"));
+    }
+}
