@@ -99,10 +99,117 @@ impl Error {
     /// [`Error::StorageFull`].
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         let context = context.into();
-        if source.kind() == io::ErrorKind::StorageFull || source.raw_os_error() == Some(28) {
+        // `StorageFull` is what the platform's "no space left" (ENOSPC on
+        // Unix) maps to.
+        if source.kind() == io::ErrorKind::StorageFull {
             Error::StorageFull { context, source }
         } else {
             Error::Io { context, source }
         }
+    }
+
+    /// Whether this error says the store is full: [`Error::StorageFull`],
+    /// or an [`Error::Io`] or [`Error::Backend`] caused by a full disk
+    /// ([`io::ErrorKind::StorageFull`], ENOSPC) or an exhausted quota
+    /// ([`io::ErrorKind::QuotaExceeded`]), wherever in its chain of
+    /// causes, including an error of this crate wrapped in an
+    /// [`io::Error`] (a backend's reader passing on a store's error, say).
+    ///
+    /// A caller that sees it knows that retrying at once is futile: the
+    /// previous checkpoint is intact, and the work goes on once there is
+    /// room.
+    ///
+    /// ```
+    /// use std::io;
+    /// use pragma_checkpoint::Error;
+    ///
+    /// let full = Error::io("writing", io::Error::from(io::ErrorKind::StorageFull));
+    /// assert!(full.is_storage_full());
+    /// let denied = Error::io("writing", io::Error::from(io::ErrorKind::PermissionDenied));
+    /// assert!(!denied.is_storage_full());
+    /// ```
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Error::StorageFull { .. } => true,
+            Error::Io { source, .. } => io_is_full(source),
+            Error::Backend { source, .. } => cause_is_full(source.as_ref()),
+            _ => false,
+        }
+    }
+}
+
+/// Whether an I/O error is a full disk or quota, or wraps an error that is.
+fn io_is_full(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) || error.get_ref().is_some_and(|inner| cause_is_full(inner))
+}
+
+/// Whether `error` or any of its causes says the storage is full.
+fn cause_is_full(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(store) = error.downcast_ref::<Error>() {
+            if store.is_storage_full() {
+                return true;
+            }
+        } else if let Some(io) = error.downcast_ref::<io::Error>()
+            && io_is_full(io)
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Backend {
+            store: "test",
+            source: Box::new(source),
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_a_full_store() {
+        let enospc = io::Error::from(io::ErrorKind::StorageFull);
+        assert!(Error::io("writing", enospc).is_storage_full());
+        #[cfg(target_os = "linux")]
+        {
+            // The raw OS error (ENOSPC), as a write(2) that failed gives it.
+            let raw = io::Error::from_raw_os_error(28);
+            let error = Error::io("writing", raw);
+            assert!(matches!(error, Error::StorageFull { .. }), "{error:?}");
+            assert!(error.is_storage_full());
+        }
+        let quota = io::Error::from(io::ErrorKind::QuotaExceeded);
+        assert!(Error::io("writing", quota).is_storage_full());
+    }
+
+    #[test]
+    fn a_full_store_is_found_where_it_is_wrapped() {
+        // A store's error inside an io::Error (a reader passing it on).
+        let inner = Error::io("writing", io::Error::from(io::ErrorKind::StorageFull));
+        let wrapped = Error::io("copying", io::Error::other(inner));
+        assert!(matches!(wrapped, Error::Io { .. }));
+        assert!(wrapped.is_storage_full());
+        // An io::Error inside an io::Error, inside a backend's error.
+        let nested = io::Error::other(io::Error::from(io::ErrorKind::StorageFull));
+        assert!(backend(nested).is_storage_full());
+    }
+
+    #[test]
+    fn other_errors_are_not_a_full_store() {
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        assert!(!Error::io("writing", denied).is_storage_full());
+        assert!(!backend(io::Error::other("timed out")).is_storage_full());
+        let not_found = Error::NotFound { key: "k".into() };
+        assert!(!not_found.is_storage_full());
+        assert!(!Error::io("copying", io::Error::other(not_found)).is_storage_full());
     }
 }
