@@ -115,11 +115,26 @@ const GARBAGE: &[&str] = &[
 /// - [`Host::unsaveable`] names nothing in a saveable state, and exactly
 ///   the sample's names in its unsaveable one.
 pub async fn host<H: Host>(host: &H, sample: HostSample<H::State>) -> Result<(), Nonconformance> {
-    let score = |evaluation: Evaluation| match evaluation {
+    round_trip(host, &sample).await?;
+    malformed_expressions(host, &sample).await?;
+    iteration_variable(host, &sample).await?;
+    unsaveable(host, sample)
+}
+
+/// The score of an evaluation, if it is one.
+fn score(evaluation: Evaluation) -> Option<f64> {
+    match evaluation {
         Evaluation::Score(score) => Some(score),
         Evaluation::Invalid(_) => None,
-    };
-    // Round trip.
+    }
+}
+
+/// A snapshot restored scores as the original, and so do the states the
+/// body leaves on both.
+async fn round_trip<H: Host>(
+    host: &H,
+    sample: &HostSample<H::State>,
+) -> Result<(), Nonconformance> {
     let original = score(host.evaluate(&sample.expr, &sample.state).await);
     if original.is_none() {
         return fail(format!(
@@ -157,8 +172,15 @@ pub async fn host<H: Host>(host: &H, sample: HostSample<H::State>) -> Result<(),
              on the original {after:?}"
         ));
     }
+    Ok(())
+}
 
-    // Malformed expressions.
+/// Malformed expressions give an evaluation (a panic fails the suite), and
+/// one naming nothing is invalid.
+async fn malformed_expressions<H: Host>(
+    host: &H,
+    sample: &HostSample<H::State>,
+) -> Result<(), Nonconformance> {
     let long = "x".repeat(100_000);
     for expr in GARBAGE.iter().copied().chain([long.as_str()]) {
         let _ = host.evaluate(expr, &sample.state).await;
@@ -172,8 +194,14 @@ pub async fn host<H: Host>(host: &H, sample: HostSample<H::State>) -> Result<(),
             "reading a variable that does not exist scored {score}"
         ));
     }
+    Ok(())
+}
 
-    // The iteration variable.
+/// The iteration variable reads as set, and is gone once removed.
+async fn iteration_variable<H: Host>(
+    host: &H,
+    sample: &HostSample<H::State>,
+) -> Result<(), Nonconformance> {
     let var = "pragma_conformance_iteration";
     let mut with_var = sample.state.clone();
     host.set_iteration_var(&mut with_var, var, 7);
@@ -191,8 +219,12 @@ pub async fn host<H: Host>(host: &H, sample: HostSample<H::State>) -> Result<(),
             "the iteration variable is still there after its removal ({score})"
         ));
     }
+    Ok(())
+}
 
-    // Unsaveable variables.
+/// Nothing in the saveable state is unsaveable, and exactly the sample's
+/// names are in its unsaveable one.
+fn unsaveable<H: Host>(host: &H, sample: HostSample<H::State>) -> Result<(), Nonconformance> {
     let named = host.unsaveable(&sample.state);
     if !named.is_empty() {
         return fail(format!(
