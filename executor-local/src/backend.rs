@@ -13,6 +13,7 @@ use pragma_selector::Evaluation;
 use serde::{Deserialize, Serialize};
 
 use crate::host::{Host, IterationContext, RunError};
+use crate::iteration::run_iteration;
 
 /// The output of a job run in this process: opaque to the backend, which
 /// only hands it back ([`JobOutcome::Ran`]); only the executor reads it.
@@ -309,13 +310,22 @@ impl JobSpec {
 
     /// The context to run the body in, with a fresh cancellation token.
     pub fn context(&self) -> IterationContext {
+        self.context_with(tokio_util::sync::CancellationToken::new())
+    }
+
+    /// The context to run the body in, stopped by `cancel` (the executor
+    /// keeps a token per running job).
+    pub(crate) fn context_with(
+        &self,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> IterationContext {
         IterationContext {
             op: Arc::clone(&self.op),
             iteration: self.iteration,
             attempt: self.attempt,
             iteration_var: Arc::clone(&self.iteration_var),
             seed: self.seed,
-            cancel: tokio_util::sync::CancellationToken::new(),
+            cancel,
         }
     }
 }
@@ -345,28 +355,32 @@ pub async fn run_spec<H: Host, S: Store>(
     let Some(input) = &spec.input else {
         return failed("the job's input state is not in the store".into());
     };
-    let mut state = match log.load(&spec.op, input.generation).await {
-        Ok(manifest) => match log.open_part(&manifest, &input.part).await {
-            Ok(mut reader) => match host.restore(&mut reader).await {
-                Ok(state) => state,
-                Err(e) => return failed(format!("restoring the input state: {e}")),
-            },
-            Err(e) => return failed(format!("reading the input state: {e}")),
-        },
-        Err(e) => return failed(format!("reading the input state: {e}")),
+    let restored = async {
+        let manifest = log
+            .load(&spec.op, input.generation)
+            .await
+            .map_err(|e| RunError::Failed(format!("reading the input state: {e}")))?;
+        let mut reader = log
+            .open_part(&manifest, &input.part)
+            .await
+            .map_err(|e| RunError::Failed(format!("reading the input state: {e}")))?;
+        host.restore(&mut reader)
+            .await
+            .map_err(|e| RunError::Failed(format!("restoring the input state: {e}")))
     };
-    host.set_iteration_var(&mut state, &spec.iteration_var, spec.iteration);
-    if let Err(e) = host.run(&spec.body, &mut state, &spec.context()).await {
-        return RemoteOutput {
-            result: Err(e),
-            evaluation: None,
-            seconds: begin.elapsed().as_secs_f64(),
-            lost_runs: 0,
-        };
-    }
-    let evaluation = match &spec.expr {
-        Some(expr) => Some(host.evaluate(expr, &state).await),
-        None => None,
+    let ctx = spec.context();
+    let (state, evaluation) =
+        run_iteration(host, restored.await, &spec.body, &ctx, spec.expr.as_deref()).await;
+    let state = match state {
+        Ok(state) => state,
+        Err(e) => {
+            return RemoteOutput {
+                result: Err(e),
+                evaluation: None,
+                seconds: begin.elapsed().as_secs_f64(),
+                lost_runs: 0,
+            };
+        }
     };
     // Stream the snapshot into the store through a pipe.
     let (mut writer, mut reader) = tokio::io::duplex(1 << 16);

@@ -117,8 +117,12 @@ mod backend;
 pub mod conflict;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod coordinator;
 mod executor;
 mod host;
+mod iteration;
+mod op;
+mod persist;
 mod record;
 mod report;
 #[cfg(feature = "test-util")]

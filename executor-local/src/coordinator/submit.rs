@@ -1,0 +1,99 @@
+//! New and resumed operations: the plan and budgets the scheduler gets,
+//! and the operation's first events.
+
+use pragma_checkpoint::Store;
+use pragma_parse::Directive;
+use pragma_scheduler::{Action, Budgets, OpId, Plan, Resume};
+
+use super::{Coordinator, NewOp};
+use crate::host::Host;
+use crate::op::Op;
+use crate::report::{Event, FinalStatus};
+
+/// The scheduler's plan for `directive` on a backend of `capacity` slots.
+fn plan_of(directive: &Directive, capacity: u64) -> Plan {
+    match directive {
+        Directive::Repeat(r) => Plan::Repeat {
+            iterations: r.iterations(),
+            checkpoint_period: r.checkpoint_period(),
+        },
+        Directive::Parallel(p) => Plan::Parallel {
+            iterations: p.iterations(),
+            max_workers: Some(p.parallel_runs().unwrap_or(capacity).max(1)),
+        },
+        Directive::Async => Plan::Async,
+    }
+}
+
+impl<H: Host, S: Store + 'static> Coordinator<H, S> {
+    /// Takes an operation in and schedules it (from where it got, if it
+    /// is resumed).
+    pub(super) fn submit(&mut self, new: NewOp<H::State>) {
+        let plan = plan_of(&new.directive, self.shared.backend.capacity());
+        let (op, progress) = Op::new(new);
+        let Some((id, actions)) = self.schedule(&op, plan, progress) else {
+            return;
+        };
+        self.by_name.insert(op.name.clone(), id);
+        self.ops.insert(id, op);
+        self.announce_queued(id, &actions);
+        self.act(actions);
+        self.update_status(id);
+    }
+
+    /// Hands `op`'s plan to the scheduler; `None` if it refuses, which
+    /// ends the operation at once.
+    fn schedule(
+        &mut self,
+        op: &Op<H::State>,
+        plan: Plan,
+        progress: Option<Resume>,
+    ) -> Option<(OpId, Vec<Action>)> {
+        let config = self.shared.config;
+        let budgets = Budgets {
+            retries: config.retries,
+            preemptions: config.preemptions,
+            max_attempts: config.max_attempts,
+        };
+        let result = match progress {
+            Some(progress) => {
+                op.emit(|op| Event::Resumed {
+                    op,
+                    iterations_done: match &progress {
+                        Resume::Repeat { iterations_done } => *iterations_done,
+                        Resume::Parallel { finished } => finished.len() as u64,
+                    },
+                });
+                self.scheduler.resume(plan, budgets, progress)
+            }
+            None => self.scheduler.submit(plan, budgets),
+        };
+        match result {
+            Ok(submitted) => Some(submitted),
+            Err(e) => {
+                op.emit(|op| Event::Finished {
+                    op,
+                    status: FinalStatus::Failed {
+                        reason: e.to_string(),
+                    },
+                    best: None,
+                });
+                None
+            }
+        }
+    }
+
+    /// Says why an operation waits, if it waits for workers from the
+    /// start.
+    fn announce_queued(&self, id: OpId, actions: &[Action]) {
+        if let Some(pragma_scheduler::Status::Queued { reason, .. }) = self.scheduler.status(id)
+            && actions.is_empty()
+            && let Some(op) = self.ops.get(&id)
+        {
+            op.emit(|op| Event::Queued {
+                op,
+                reason: reason.to_string(),
+            });
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The caller's side of a submitted operation: its events, status, outcome
+//! and cancellation.
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::ExecError;
+use crate::coordinator::Msg;
+use crate::report::{Event, Outcome, Status};
+
+/// A submitted operation: its events, its status, and its outcome.
+pub struct Handle<State> {
+    // Built by `Executor::hand_over`, beside the coordinator's ends.
+    pub(super) op: String,
+    pub(super) events: mpsc::UnboundedReceiver<Event>,
+    pub(super) status: watch::Receiver<Status>,
+    pub(super) done: oneshot::Receiver<Outcome<State>>,
+    pub(super) control: mpsc::UnboundedSender<Msg<State>>,
+}
+
+impl<State> Handle<State> {
+    /// The operation's id (its name in the store).
+    pub fn id(&self) -> &str {
+        &self.op
+    }
+
+    /// The next event, in order; `None` once the operation has ended and
+    /// every event was taken.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// The events that are already there, without waiting.
+    pub fn try_events(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Ok(event) = self.events.try_recv() {
+            events.push(event);
+        }
+        events
+    }
+
+    /// The status now.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// Cancels the operation: workers stop at once, the last checkpoint is
+    /// kept, nothing is applied. Does nothing once it has ended.
+    pub fn cancel(&self) {
+        let _ = self.control.send(Msg::Cancel(self.op.clone()));
+    }
+
+    /// Waits for the outcome.
+    pub async fn wait(self) -> Result<Outcome<State>, ExecError> {
+        // Nobody reads the events any more: let the executor stop making them.
+        let Handle { done, events, .. } = self;
+        drop(events);
+        done.await.map_err(|_| ExecError::Stopped)
+    }
+
+    /// Waits for the outcome, and gives back the events too.
+    pub async fn wait_with_events(mut self) -> Result<(Outcome<State>, Vec<Event>), ExecError> {
+        let mut events = Vec::new();
+        while let Some(event) = self.events.recv().await {
+            events.push(event);
+        }
+        let outcome = self.done.await.map_err(|_| ExecError::Stopped)?;
+        Ok((outcome, events))
+    }
+}

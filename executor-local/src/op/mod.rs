@@ -1,0 +1,149 @@
+//! The coordinator's view of one operation, [`Op`], in parts that each
+//! keep one concern: how far it got ([`Progress`]), the selection of the
+//! best ([`Selection`]), the chain of records in the store
+//! ([`RecordChain`]), the group commit of finished parallel iterations
+//! ([`GroupCommit`]), what it used ([`UsageCount`]) and how it ends
+//! ([`Ending`]). Only the coordinator task touches an `Op`, so none of it
+//! is locked.
+
+mod chain;
+mod ending;
+mod group;
+mod progress;
+mod selection;
+mod usage;
+
+use std::sync::Arc;
+
+use pragma_checkpoint::Lease;
+use pragma_parse::Directive;
+use pragma_scheduler::Resume;
+use tokio::sync::{mpsc, watch};
+
+pub(crate) use chain::{Batch, RecordChain, Written};
+pub(crate) use ending::Ending;
+pub(crate) use group::GroupCommit;
+pub(crate) use progress::Progress;
+pub(crate) use selection::{Judged, Selection, selector_of};
+pub(crate) use usage::UsageCount;
+
+use crate::coordinator::NewOp;
+use crate::record::Record;
+use crate::report::{BestScore, Event, Status};
+
+/// The coordinator's view of one operation.
+pub(crate) struct Op<St> {
+    pub(crate) name: String,
+    pub(crate) directive: Directive,
+    pub(crate) body: Arc<str>,
+    pub(crate) lease: Lease,
+    /// The state at submission, while iterations may start from it (a
+    /// repeat lets it go after its first checkpoint: one copy less).
+    pub(crate) submission: Option<Arc<St>>,
+    /// The iteration variable's name and the selection expression, shared
+    /// with every job.
+    pub(crate) var: Arc<str>,
+    pub(crate) expr: Option<Arc<str>>,
+    /// The operation's name, shared with every job.
+    pub(crate) shared_name: Arc<str>,
+    /// Whether its first iteration started (and `Event::Started` was sent).
+    pub(crate) started: bool,
+    pub(crate) progress: Progress,
+    pub(crate) selection: Selection<St>,
+    pub(crate) chain: RecordChain,
+    pub(crate) group: GroupCommit,
+    pub(crate) usage: UsageCount,
+    pub(crate) ending: Ending<St>,
+    events: mpsc::UnboundedSender<Event>,
+    pub(crate) status: watch::Sender<Status>,
+}
+
+impl<St> Op<St> {
+    /// The operation `new` describes, taken up where its record left off
+    /// if it is resumed; with the progress to resume the schedule from.
+    pub(crate) fn new(new: NewOp<St>) -> (Op<St>, Option<Resume>) {
+        let NewOp {
+            name,
+            directive,
+            body,
+            lease,
+            submission,
+            submission_generation,
+            progress,
+            record,
+            last_generation,
+            events,
+            status,
+            done,
+        } = new;
+        let var: Arc<str> = Arc::from(directive.iteration_var().unwrap_or("iteration"));
+        let expr: Option<Arc<str>> = directive.select().map(|s| Arc::from(s.expr()));
+        let mut op = Op {
+            shared_name: Arc::from(name.as_str()),
+            name,
+            selection: Selection::new(selector_of(&directive)),
+            directive,
+            body,
+            lease,
+            submission: Some(submission),
+            var,
+            expr,
+            started: false,
+            progress: Progress::default(),
+            chain: RecordChain::new(submission_generation, last_generation),
+            group: GroupCommit::new(),
+            usage: UsageCount::default(),
+            ending: Ending::new(done),
+            events,
+            status,
+        };
+        if let Some(record) = record {
+            op.resume_from(record);
+        }
+        (op, progress)
+    }
+
+    /// Takes up what the operation's last record says.
+    fn resume_from(&mut self, record: Record) {
+        self.selection.resume_from(
+            record.selector,
+            &record.candidates,
+            record.best,
+            self.chain.last_generation,
+        );
+        self.progress.abandoned = record.failed;
+        self.progress.finished = record.finished.into_iter().collect();
+        self.progress.iterations_done = record.iterations_done;
+        self.usage.resume_from(record.usage);
+    }
+
+    /// Sends an event, built (from the operation's name) only while the
+    /// handle still listens.
+    pub(crate) fn emit(&self, event: impl FnOnce(String) -> Event) {
+        if !self.events.is_closed() {
+            let _ = self.events.send(event(self.name.clone()));
+        }
+    }
+
+    pub(crate) fn is_repeat(&self) -> bool {
+        matches!(self.directive, Directive::Repeat(_))
+    }
+
+    pub(crate) fn iteration_var(&self) -> &str {
+        &self.var
+    }
+
+    pub(crate) fn best_score(&self) -> Option<BestScore> {
+        self.selection.best_score()
+    }
+
+    /// The selection expression a job scores its result with: only
+    /// candidates are scored there (a repeat scores its checkpoints).
+    pub(crate) fn job_expr(&self) -> Option<Arc<str>> {
+        if self.is_repeat() {
+            None
+        } else {
+            self.expr.clone()
+        }
+    }
+}
