@@ -88,23 +88,6 @@ fn on(path: &Path) -> impl FnOnce(io::Error) -> io::Error + '_ {
     move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-/// The first special file (FIFO, socket, device) under `dir`, if any: a
-/// body must not leave one in its state (opening it to copy or digest it
-/// could block for good).
-pub(crate) fn special_file(dir: &Path) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let kind = entry.file_type().ok()?;
-        if kind.is_dir() {
-            if let Some(found) = special_file(&entry.path()) {
-                return Some(found);
-            }
-        } else if !kind.is_file() && !kind.is_symlink() {
-            return Some(entry.path());
-        }
-    }
-    None
-}
-
 /// A digest of every file under `dir`, by relative path.
 pub(crate) fn digests(dir: &Path) -> io::Result<Digests<FileDigest>> {
     fn walk(root: &Path, dir: &Path, out: &mut Digests<FileDigest>) -> io::Result<()> {

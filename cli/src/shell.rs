@@ -201,6 +201,23 @@ impl ShellHost {
     }
 }
 
+/// The first special file (FIFO, socket, device) under `dir`, if any: a
+/// body must not leave one in its state (opening it to copy or digest it
+/// could block for good).
+pub(crate) fn special_file(dir: &Path) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let kind = entry.file_type().ok()?;
+        if kind.is_dir() {
+            if let Some(found) = special_file(&entry.path()) {
+                return Some(found);
+            }
+        } else if !kind.is_file() && !kind.is_symlink() {
+            return Some(entry.path());
+        }
+    }
+    None
+}
+
 /// Copies the files of `from` into `to` (which exists), recursively.
 /// Files are reflinked where the file system can (btrfs, XFS, bcachefs):
 /// the copy shares blocks until one side writes, so a state of many GiB
@@ -290,7 +307,7 @@ impl Host for ShellHost {
                 format!("the body failed with {code}: {last}")
             }));
         }
-        if let Some(special) = crate::live::special_file(copy.path()) {
+        if let Some(special) = special_file(copy.path()) {
             let name = special.strip_prefix(copy.path()).unwrap_or(&special);
             return Err(RunError::Failed(format!(
                 "the body left `{}`, a special file (a FIFO, socket or device), which \

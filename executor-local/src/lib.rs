@@ -114,10 +114,12 @@
 #![deny(missing_docs)]
 
 mod backend;
+mod config;
 pub mod conflict;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod coordinator;
+mod error;
 mod executor;
 mod host;
 mod iteration;
@@ -125,6 +127,7 @@ mod op;
 mod persist;
 mod record;
 mod report;
+mod shared;
 #[cfg(feature = "test-util")]
 pub mod testkit;
 
@@ -132,7 +135,9 @@ pub use backend::{
     ExecutionBackend, Job, JobOutcome, JobSpec, LocalOutput, RemoteError, RemoteOutput,
     RemoteReport, StateRef, TokioBackend, run_spec,
 };
-pub use executor::{Config, ExecError, Executor, Handle};
+pub use config::Config;
+pub use error::ExecError;
+pub use executor::{Executor, Handle};
 pub use host::{Host, IterationContext, RunError, derive_seed};
 pub use report::{
     Best, BestScore, CandidateScore, Event, FinalStatus, OperationSummary, Outcome, Status, Usage,

@@ -1,16 +1,16 @@
 //! Runs the iterations of pragma operations on a SLURM cluster.
 //!
-//! [`SlurmBackend`] is an [`ExecutionBackend`] for
+//! [`SlurmBackend`] is an [`ExecutionBackend`](pragma_executor_local::ExecutionBackend) for
 //! [`pragma_executor_local::Executor`]: the executor still decides what
 //! runs (retries, budgets, the best candidate, checkpoints), and SLURM runs
 //! it. The first iteration of an operation submits **one job array** for
 //! all its iterations, throttled to the backend's capacity
 //! (`sbatch --array=0-N%P`); task `i` runs iteration `i`. A retry of an
 //! iteration is a single job. Each task runs a worker command (the `pragma`
-//! binary's `__slurm-task`) that reads its [`JobSpec`] from a shared
+//! binary's `__slurm-task`) that reads its [`JobSpec`](pragma_executor_local::JobSpec) from a shared
 //! directory, runs it with [`run_spec`](pragma_executor_local::run_spec)
 //! against the shared checkpoint store, and writes a
-//! [`RemoteReport`] beside it. Tasks are requeueable: a task that finds its
+//! [`RemoteReport`](pragma_executor_local::RemoteReport) beside it. Tasks are requeueable: a task that finds its
 //! report already written does nothing, so no finished iteration runs
 //! twice.
 //!

@@ -28,12 +28,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use msg::{Msg, NewOp};
+pub(crate) use msg::Msg;
 
-use crate::executor::Shared;
 use crate::host::Host;
 use crate::op::Op;
 use crate::report::Status;
+use crate::shared::Shared;
 
 /// Maps keyed by small sequential numbers: ordered maps are cheaper than
 /// hashing them.

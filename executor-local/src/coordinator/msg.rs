@@ -2,19 +2,13 @@
 //! operation, a cancel) and from the tasks it spawned (a job done, a state
 //! scored, a commit made, an operation concluded).
 
-use std::sync::Arc;
-
-use pragma_checkpoint::Lease;
-use pragma_parse::Directive;
-use pragma_scheduler::{OpId, Resume, WorkerId};
+use pragma_scheduler::{OpId, WorkerId};
 use pragma_selector::Evaluation;
-use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backend::JobOutcome;
-use crate::op::Written;
+use crate::op::{NewOp, Written};
 use crate::persist::CommitFailure;
-use crate::record::Record;
-use crate::report::{Best, Event, FinalStatus, Outcome, Status};
+use crate::report::{Best, FinalStatus};
 
 /// What the coordinator hears.
 pub(crate) enum Msg<St> {
@@ -61,22 +55,4 @@ pub(crate) enum CommitKind {
         best_iteration: Option<u64>,
         written: Written,
     },
-}
-
-/// An operation ready to be handed to the coordinator.
-pub(crate) struct NewOp<St> {
-    pub(crate) name: String,
-    pub(crate) directive: Directive,
-    pub(crate) body: Arc<str>,
-    pub(crate) lease: Lease,
-    pub(crate) submission: Arc<St>,
-    pub(crate) submission_generation: u64,
-    /// Where the schedule resumes from, if it does.
-    pub(crate) progress: Option<Resume>,
-    /// The record to take up, if the operation is resumed.
-    pub(crate) record: Option<Record>,
-    pub(crate) last_generation: u64,
-    pub(crate) events: mpsc::UnboundedSender<Event>,
-    pub(crate) status: watch::Sender<Status>,
-    pub(crate) done: oneshot::Sender<Outcome<St>>,
 }

@@ -5,8 +5,9 @@ use pragma_checkpoint::Store;
 use pragma_parse::Directive;
 use pragma_scheduler::{Action, Budgets, OpId, Plan, Resume};
 
-use super::{Coordinator, NewOp};
+use super::Coordinator;
 use crate::host::Host;
+use crate::op::NewOp;
 use crate::op::Op;
 use crate::report::{Event, FinalStatus};
 

@@ -4,8 +4,6 @@
 //! coordinator task (`crate::coordinator`); this module records
 //! submissions and hands operations over to it.
 
-mod config;
-mod error;
 mod handle;
 
 use std::sync::Arc;
@@ -15,13 +13,16 @@ use pragma_parse::Directive;
 use pragma_scheduler::Resume;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use config::Config;
-pub use error::ExecError;
 pub use handle::Handle;
 
+use crate::config::Config;
+use crate::error::ExecError;
+use crate::shared::Shared;
+
 use crate::backend::{ExecutionBackend, TokioBackend};
-use crate::coordinator::{Coordinator, Msg, NewOp};
+use crate::coordinator::{Coordinator, Msg};
 use crate::host::Host;
+use crate::op::NewOp;
 use crate::op::selector_of;
 use crate::persist::{commit_state, restore_part, whole_record};
 use crate::record::{Record, score_value};
@@ -36,14 +37,6 @@ pub struct Executor<H: Host, S: Store + 'static> {
     shared: Arc<Shared<H, S>>,
     control: mpsc::UnboundedSender<Msg<H::State>>,
     coordinator: tokio::task::JoinHandle<()>,
-}
-
-/// What the executor, the coordinator and every job share.
-pub(crate) struct Shared<H, S> {
-    pub(crate) host: H,
-    pub(crate) log: CheckpointLog<S>,
-    pub(crate) backend: Arc<dyn ExecutionBackend>,
-    pub(crate) config: Config,
 }
 
 impl<H: Host, S: Store + 'static> Drop for Executor<H, S> {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use pragma_checkpoint::Lease;
 use pragma_parse::Directive;
 use pragma_scheduler::Resume;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub(crate) use chain::{Batch, RecordChain, Written};
 pub(crate) use ending::Ending;
@@ -27,9 +27,8 @@ pub(crate) use progress::Progress;
 pub(crate) use selection::{Judged, Selection, selector_of};
 pub(crate) use usage::UsageCount;
 
-use crate::coordinator::NewOp;
 use crate::record::Record;
-use crate::report::{BestScore, Event, Status};
+use crate::report::{BestScore, Event, Outcome, Status};
 
 /// The coordinator's view of one operation.
 pub(crate) struct Op<St> {
@@ -146,4 +145,22 @@ impl<St> Op<St> {
             self.expr.clone()
         }
     }
+}
+
+/// An operation ready to be handed to the coordinator.
+pub(crate) struct NewOp<St> {
+    pub(crate) name: String,
+    pub(crate) directive: Directive,
+    pub(crate) body: Arc<str>,
+    pub(crate) lease: Lease,
+    pub(crate) submission: Arc<St>,
+    pub(crate) submission_generation: u64,
+    /// Where the schedule resumes from, if it does.
+    pub(crate) progress: Option<Resume>,
+    /// The record to take up, if the operation is resumed.
+    pub(crate) record: Option<Record>,
+    pub(crate) last_generation: u64,
+    pub(crate) events: mpsc::UnboundedSender<Event>,
+    pub(crate) status: watch::Sender<Status>,
+    pub(crate) done: oneshot::Sender<Outcome<St>>,
 }

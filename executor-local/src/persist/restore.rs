@@ -4,9 +4,10 @@
 use pragma_checkpoint::{Manifest, Store};
 
 use crate::backend::RemoteOutput;
-use crate::executor::{ExecError, Shared};
+use crate::error::ExecError;
 use crate::host::{Host, RunError};
 use crate::iteration::JobResult;
+use crate::shared::Shared;
 
 /// The state in `part` of the commit `manifest` describes.
 pub(crate) async fn restore_part<H: Host, S: Store>(

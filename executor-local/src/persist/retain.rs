@@ -4,9 +4,10 @@
 use pragma_checkpoint::{Lease, Store};
 
 use super::CommitFailure;
-use crate::executor::{ExecError, Shared};
+use crate::error::ExecError;
 use crate::host::Host;
 use crate::record::Record;
+use crate::shared::Shared;
 
 /// Keeps `keep`, the latest and the best; failures to clean up are logged,
 /// not fatal.

@@ -1,0 +1,17 @@
+//! What the executor, the coordinator and every job share: the host, the
+//! checkpoint log, the backend and the configuration.
+
+use std::sync::Arc;
+
+use pragma_checkpoint::CheckpointLog;
+
+use crate::backend::ExecutionBackend;
+use crate::config::Config;
+
+/// What the executor, the coordinator and every job share.
+pub(crate) struct Shared<H, S> {
+    pub(crate) host: H,
+    pub(crate) log: CheckpointLog<S>,
+    pub(crate) backend: Arc<dyn ExecutionBackend>,
+    pub(crate) config: Config,
+}
