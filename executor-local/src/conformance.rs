@@ -6,14 +6,29 @@
 //! (a [`Nonconformance`]) instead of panicking, so that a test can also show
 //! that a broken implementation fails it.
 //!
+//! A backend runs one call; a host gives a sample of its own language: a
+//! state, a body that runs on it, an expression that scores it, and how an
+//! expression reads the iteration variable (here the scripted host of the
+//! `test-util` feature, whose expressions are variable names):
+//!
 //! ```
-//! use pragma_executor_local::{TokioBackend, conformance};
+//! use pragma_executor_local::conformance::{self, HostSample};
+//! use pragma_executor_local::testkit::{MapState, ScriptedHost};
+//! use pragma_executor_local::TokioBackend;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! conformance::backend(&TokioBackend::new(4)).await.expect("TokioBackend conforms");
+//!
+//! let state = MapState::from([("value".to_owned(), 1.0)]);
+//! let sample = HostSample::new(state, "any body", "value", |name| name.to_owned());
+//! conformance::host(&ScriptedHost::new(), sample).await.expect("the scripted host conforms");
 //! # }
 //! ```
+//!
+//! A shell host's sample would be a state directory, a body such as
+//! `echo 5 > score`, the expression `cat score`, and
+//! `|name| format!("echo \"${name}\"")`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
