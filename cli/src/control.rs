@@ -168,10 +168,16 @@ pub(crate) fn detached_request() -> Result<RunArgs, Failure> {
 fn open(op: &str, store: &str) -> Result<(Location, RunRecord<FileDigest>), Failure> {
     check_op_id(op).map_err(|e| Failure::usage(format!("{e}, and `pragma status` lists them")))?;
     let location = Location::existing(store).map_err(Failure::usage)?;
-    match location.records().run(op) {
-        Some(record) => Ok((location, record)),
-        None => Err(Failure::usage(format!(
+    match location.records().try_run(op) {
+        Ok(Some(record)) => Ok((location, record)),
+        Ok(None) => Err(Failure::usage(format!(
             "the store `{store}` has no run of operation `{op}` (`pragma status{}` lists them)",
+            location.store_flag()
+        ))),
+        Err(damaged) => Err(Failure::failed(format!(
+            "the record of operation {op}, {damaged}; its checkpoints are in the store \
+             (`pragma status {op}{}` shows them), and running its cell on its state again \
+             starts a new operation",
             location.store_flag()
         ))),
     }

@@ -2551,6 +2551,48 @@ mod hardening_more {
     }
 
     #[test]
+    fn a_damaged_record_is_named_and_the_next_run_says_it_starts_anew() {
+        let dir = setup();
+        let run = || {
+            pragma()
+                .args(["run", "cell", "--state", "state"])
+                .current_dir(dir.path())
+                .assert()
+        };
+        // An interrupted operation (exit 4) leaves its record.
+        std::fs::write(
+            dir.path().join("cell"),
+            "#pragma repeat --iterations 1 --max-by 'cat score'\nread x\n",
+        )
+        .unwrap();
+        run().code(4);
+        let ops = dir.path().join(".pragma/ops");
+        let op = std::fs::read_dir(&ops)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name();
+        let op = op.to_str().unwrap().to_owned();
+        let record = ops.join(&op).join("run.json");
+        std::fs::write(&record, "{garbage").unwrap();
+        pragma()
+            .args(["wait", &op])
+            .current_dir(dir.path())
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(
+                "run.json` is damaged: key must be a string",
+            ));
+        pragma()
+            .args(["apply", &op])
+            .current_dir(dir.path())
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("is damaged"));
+    }
+
+    #[test]
     fn the_output_of_an_interrupted_run_is_logged() {
         let dir = setup();
         std::fs::write(

@@ -148,7 +148,7 @@ mod summary;
 
 pub use error::SessionError;
 pub use live::{Change, Digests, LiveState};
-pub use records::{Records, RunRecord, check_op_id, run_key, write_atomically};
+pub use records::{Damaged, Records, RunRecord, check_op_id, run_key, write_atomically};
 pub use runner::{JobQueue, Runner, this_host};
 pub use session::{Applied, RunState, Running, Session, Settle, StartRequest, Ticket};
 pub use summary::{Ending, FailedIteration, Summary};

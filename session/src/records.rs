@@ -79,9 +79,15 @@ impl Records {
         self.op_dir(op).join("events.jsonl")
     }
 
-    /// The record of `op`, if there is one.
+    /// The record of `op`, if there is one and it reads.
     pub fn run<D: DeserializeOwned>(&self, op: &str) -> Option<RunRecord<D>> {
-        read_json(&self.op_dir(op).join("run.json"))
+        self.try_run(op).ok().flatten()
+    }
+
+    /// The record of `op`: `None` if there is none, an error naming the
+    /// file if it is damaged.
+    pub fn try_run<D: DeserializeOwned>(&self, op: &str) -> Result<Option<RunRecord<D>>, Damaged> {
+        try_read_json(&self.op_dir(op).join("run.json"))
     }
 
     /// Saves the record of an operation.
@@ -116,9 +122,10 @@ impl Records {
         self.kept_result_path(op).is_file()
     }
 
-    /// The operation that runs `cell` on the live state `identity`.
-    pub fn indexed(&self, cell: &str, identity: &str) -> Option<String> {
-        read_json::<RunIndex>(&self.index_path(cell, identity)).map(|index| index.op)
+    /// The operation that runs `cell` on the live state `identity`: `None`
+    /// if there is none, an error naming the file if it is damaged.
+    pub fn indexed(&self, cell: &str, identity: &str) -> Result<Option<String>, Damaged> {
+        try_read_json::<RunIndex>(&self.index_path(cell, identity)).map(|index| index.map(|i| i.op))
     }
 
     /// Remembers that `op` runs `cell` on the live state `identity`.
@@ -208,7 +215,32 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    try_read_json(path).ok().flatten()
+}
+
+/// A record that is there but cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{}` is damaged: {reason}", path.display())]
+pub struct Damaged {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// `path` as JSON: `None` if it is not there.
+fn try_read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, Damaged> {
+    let damaged = |reason: String| Damaged {
+        path: path.to_owned(),
+        reason,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| damaged(e.to_string())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(damaged(e.to_string())),
+    }
 }
 
 fn remove_if_there(path: &Path) -> io::Result<()> {

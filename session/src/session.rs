@@ -230,7 +230,8 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
                 source,
             })?;
         let mut warnings = Vec::new();
-        let (handle, record, resumed) = match self.resumable(request, &identity).await {
+        let resumable = self.resumable(request, &identity, &mut warnings).await;
+        let (handle, record, resumed) = match resumable {
             Some(mut record) => {
                 // An earlier start of this very batch job (requeued after
                 // its node failed) is no other runner.
@@ -293,22 +294,42 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
     }
 
     /// The record of the operation that an earlier run of the request's
-    /// cell on `identity` left to go on with, if any.
+    /// cell on `identity` left to go on with, if any; a damaged record
+    /// starts a new operation, with a warning that names the file.
     async fn resumable<D: serde::de::DeserializeOwned>(
         &self,
         request: &StartRequest,
         identity: &str,
+        warnings: &mut Vec<String>,
     ) -> Option<RunRecord<D>> {
         if request.fresh {
             return None;
         }
-        let op = self.records.indexed(&request.cell, identity)?;
+        let op = match self.records.indexed(&request.cell, identity) {
+            Ok(op) => op?,
+            Err(damaged) => {
+                warnings.push(format!("{damaged}; a new operation starts"));
+                return None;
+            }
+        };
         let summary = self.executor.summary(&op).await.ok()?;
-        let goes_on = summary
+        if !summary
             .status
             .as_ref()
-            .is_none_or(FinalStatus::is_resumable);
-        goes_on.then(|| self.records.run(&op)).flatten()
+            .is_none_or(FinalStatus::is_resumable)
+        {
+            return None;
+        }
+        match self.records.try_run(&op) {
+            Ok(record) => record,
+            Err(damaged) => {
+                warnings.push(format!(
+                    "the record of operation {op}, {damaged}; a new operation starts (the \
+                     damaged one stays in the store)"
+                ));
+                None
+            }
+        }
     }
 
     async fn capture<L: LiveState>(

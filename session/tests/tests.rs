@@ -470,3 +470,58 @@ async fn an_unreadable_live_state_is_named() {
         "{bad}"
     );
 }
+
+#[tokio::test]
+async fn damaged_records_are_named_and_a_new_operation_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = Live::new(&[("x", 0)]);
+    let request = StartRequest::new(SLOW_REPEAT, "c");
+    let session = session(dir.path());
+    let first = session.start(&request, &live).await.unwrap();
+    let op = first.ticket.op().to_owned();
+    first.handle.cancel();
+    let outcome = first.handle.wait().await.unwrap();
+    session
+        .finish(first.ticket, outcome, &live, &Settle::ask())
+        .await;
+
+    // The operation's record is garbage: it cannot be resumed, and the
+    // warning says which file.
+    let record = dir.path().join("records/ops").join(&op).join("run.json");
+    std::fs::write(&record, "{not json").unwrap();
+    assert!(matches!(
+        session.records().try_run::<i64>(&op),
+        Err(pragma_session::Damaged { ref path, .. }) if *path == record
+    ));
+    let second = session.start(&request, &live).await.unwrap();
+    assert!(!second.resumed && second.ticket.op() != op);
+    assert_eq!(second.warnings.len(), 1, "{:?}", second.warnings);
+    assert!(
+        second.warnings[0].contains(&format!("{}` is damaged", record.display())),
+        "{:?}",
+        second.warnings
+    );
+    let op2 = second.ticket.op().to_owned();
+    second.handle.cancel();
+    let outcome = second.handle.wait().await.unwrap();
+    session
+        .finish(second.ticket, outcome, &live, &Settle::ask())
+        .await;
+
+    // The run index is garbage.
+    let index = std::fs::read_dir(dir.path().join("records/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    std::fs::write(&index, [0xff, 0xfe]).unwrap();
+    let third = session.start(&request, &live).await.unwrap();
+    assert!(!third.resumed && third.ticket.op() != op2);
+    assert!(
+        third.warnings[0].contains("is damaged")
+            && third.warnings[0].contains("a new operation starts"),
+        "{:?}",
+        third.warnings
+    );
+    third.handle.cancel();
+}
