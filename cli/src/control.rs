@@ -332,12 +332,36 @@ fn stop(runner: &pragma_session::Runner, op: &str, described: &str) -> Result<()
         .ok()
         .and_then(rustix::process::Pid::from_raw)
         .ok_or_else(|| Failure::usage(format!("process id {} is out of range", runner.pid)))?;
+    // The record names the process; it is signalled only if it is a pragma
+    // runner, so a stale or edited record cannot make cancel kill another.
+    if let Some(other) = not_pragma(runner.pid) {
+        return Err(Failure::usage(format!(
+            "process {} on record as running operation {op} is not pragma (it runs `{other}`): \
+             its record is stale or was edited; `pragma cancel {op} --forget` drops it",
+            runner.pid
+        )));
+    }
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).map_err(|e| {
         Failure::usage(format!(
             "cannot signal process {} running operation {op}: {e}",
             runner.pid
         ))
     })
+}
+
+/// What process `pid` runs, if it is not this pragma binary.
+fn not_pragma(pid: u32) -> Option<String> {
+    let theirs = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let ours = std::env::current_exe().ok()?;
+    // A binary rebuilt since it started shows as `… (deleted)`.
+    let name = |path: &std::path::Path| {
+        path.file_name().map(|n| {
+            n.to_string_lossy()
+                .trim_end_matches(" (deleted)")
+                .to_owned()
+        })
+    };
+    (name(&theirs) != name(&ours)).then(|| theirs.display().to_string())
 }
 
 /// Forgets the runner on record of `op`.

@@ -2593,6 +2593,62 @@ mod hardening_more {
     }
 
     #[test]
+    fn cancel_signals_only_a_pragma_runner_whatever_the_record_says() {
+        let dir = setup();
+        std::fs::write(
+            dir.path().join("cell"),
+            "#pragma repeat --iterations 1 --max-by 'cat score'\nread x\n",
+        )
+        .unwrap();
+        pragma()
+            .args(["run", "cell", "--state", "state"])
+            .current_dir(dir.path())
+            .assert()
+            .code(4);
+        let ops = dir.path().join(".pragma/ops");
+        let op = std::fs::read_dir(&ops)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name();
+        let op = op.to_str().unwrap().to_owned();
+        // An unrelated process, named in the record with its true start time.
+        let mut bystander = std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", bystander.id())).unwrap();
+        let started: u64 = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .nth(19)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let path = ops.join(&op).join("run.json");
+        let mut record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        record["runner"] = serde_json::json!({ "pid": bystander.id(), "started": started });
+        std::fs::write(&path, record.to_string()).unwrap();
+        pragma()
+            .args(["cancel", &op])
+            .current_dir(dir.path())
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("is not pragma (it runs `"))
+            .stderr(predicate::str::contains("--forget"));
+        assert!(
+            bystander.try_wait().unwrap().is_none(),
+            "the bystander was signalled"
+        );
+        bystander.kill().unwrap();
+        let _ = bystander.wait();
+    }
+
+    #[test]
     fn the_output_of_an_interrupted_run_is_logged() {
         let dir = setup();
         std::fs::write(
