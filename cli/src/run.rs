@@ -38,9 +38,19 @@ pub(crate) fn checked_cell(args: &RunArgs) -> Result<String, Failure> {
     let name = args.cell.display().to_string();
     let text = crate::check::read_cell(&args.cell)
         .map_err(|message| Failure::usage(format!("cannot read cell `{name}`: {message}")))?;
-    if let Err(error) = pragma_parse::parse_cell(&text) {
-        err!("{}", error.render(&text, &name));
-        return Err(Failure::reported(exit::USAGE));
+    let cell = match pragma_parse::parse_cell(&text) {
+        Ok(cell) => cell,
+        Err(error) => {
+            err!("{}", error.render(&text, &name));
+            return Err(Failure::reported(exit::USAGE));
+        }
+    };
+    if let Some(var) = cell.directive.iteration_var()
+        && let Some(why) = reserved_var(var)
+    {
+        return Err(Failure::usage(format!(
+            "`--iteration-var {var}` in `{name}`: {why}; choose another name, such as `iteration`"
+        )));
     }
     if !args.state.is_dir() {
         return Err(Failure::usage(format!(
@@ -50,6 +60,20 @@ pub(crate) fn checked_cell(args: &RunArgs) -> Result<String, Failure> {
     }
     refuse_store_inside_state(args)?;
     Ok(text)
+}
+
+/// Why a shell body cannot have `var` as its iteration variable (it is an
+/// environment variable), if it cannot.
+fn reserved_var(var: &str) -> Option<&'static str> {
+    match var {
+        "PRAGMA_SEED" | "PRAGMA_OP_ID" | "PRAGMA_RUNNER" => {
+            Some("pragma sets that variable for every body itself")
+        }
+        "PATH" | "IFS" | "HOME" | "PWD" | "OLDPWD" | "SHELL" | "ENV" | "CDPATH" | "PS4" => {
+            Some("the body's shell needs that variable; the iteration number would replace it")
+        }
+        _ => None,
+    }
 }
 
 /// A store inside the state would be copied into every iteration's state,

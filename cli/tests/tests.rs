@@ -2649,6 +2649,27 @@ mod hardening_more {
     }
 
     #[test]
+    fn an_iteration_variable_the_shell_or_pragma_needs_is_refused() {
+        let dir = setup();
+        for var in ["PATH", "IFS", "PRAGMA_SEED", "PRAGMA_RUNNER"] {
+            std::fs::write(
+                dir.path().join("cell"),
+                format!("#pragma parallel --iterations 2 --iteration-var {var} --max-by 'cat score'\ntrue\n"),
+            )
+            .unwrap();
+            pragma()
+                .args(["run", "cell", "--state", "state"])
+                .current_dir(dir.path())
+                .assert()
+                .code(2)
+                .stderr(predicate::str::contains(format!(
+                    "`--iteration-var {var}` in `cell`"
+                )));
+        }
+        assert!(!dir.path().join(".pragma").exists(), "nothing ran");
+    }
+
+    #[test]
     fn the_output_of_an_interrupted_run_is_logged() {
         let dir = setup();
         std::fs::write(
