@@ -439,7 +439,12 @@ pub(crate) fn apply(args: &ApplyArgs) -> Exit {
         outln!(
             "conflicts: changed both by the run and in `{}` meanwhile, not applied: {}",
             record.state,
-            summary.conflicts.join(", ")
+            summary
+                .conflicts
+                .iter()
+                .map(|name| crate::output::shown(name))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         outln!(
             "  settle them with `pragma apply {}{store} --take background` or `pragma apply {0}{store} --keep-live`",

@@ -74,7 +74,12 @@ pub(crate) fn print_summary(summary: &Summary, location: &Location, json: bool) 
     if !summary.conflicts.is_empty() {
         outln!(
             "conflicts: changed both by the run and in the state directory meanwhile, not applied: {}",
-            summary.conflicts.join(", ")
+            summary
+                .conflicts
+                .iter()
+                .map(|name| crate::output::shown(name))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let (op, store) = (&summary.op, location.store_flag());
         outln!(

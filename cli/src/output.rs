@@ -22,13 +22,40 @@ macro_rules! err {
     ($($arg:tt)*) => { $crate::output::err(format_args!($($arg)*)) };
 }
 
+/// `text` with its control characters escaped (`\n`, `\u{1b}`…), for a
+/// name that the user did not type into this message (a file of the
+/// state, an id): it cannot forge a line or reach the terminal as an
+/// escape sequence.
+pub(crate) fn shown(text: &str) -> String {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        text.to_owned()
+    }
+}
+
 /// Writes to standard output, flushed; a failure is dropped.
 pub(crate) fn out(text: fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_fmt(text).and_then(|()| out.flush());
 }
 
-/// Writes to standard error; a failure is dropped.
+/// Writes to standard error, escape sequences escaped (what reaches a
+/// terminal there is text, never a command to it); a failure is dropped.
 pub(crate) fn err(text: fmt::Arguments<'_>) {
-    let _ = std::io::stderr().lock().write_fmt(text);
+    let text = text.to_string();
+    let text = if text.contains('\u{1b}') {
+        text.replace('\u{1b}', "\\u{1b}")
+    } else {
+        text
+    };
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }

@@ -2670,6 +2670,50 @@ mod hardening_more {
     }
 
     #[test]
+    fn names_with_control_characters_are_shown_escaped() {
+        let dir = setup();
+        let forged = "a\nsucceeded: everything fine\u{1b}[2J";
+        std::fs::write(dir.path().join("state").join(forged), "0").unwrap();
+        // The body changes the file while the state directory changes it
+        // too: a conflict, printed by name.
+        std::fs::write(
+            dir.path().join("cell"),
+            "#pragma repeat --iterations 1 --max-by 'cat score'\n\
+             echo 1 > score; for f in a*; do echo 2 > \"$f\"; done; sleep 0.3\n",
+        )
+        .unwrap();
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
+            .args(["run", "cell", "--state", "state"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        std::fs::write(dir.path().join("state").join(forged), "3").unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(3));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains("a\\nsucceeded: everything fine\\u{1b}[2J"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains('\u{1b}'), "{stdout}");
+        assert!(
+            !stdout
+                .lines()
+                .any(|l| l.starts_with("succeeded: everything")),
+            "{stdout}"
+        );
+        pragma()
+            .args(["status", "op-\u{1b}[31mred"])
+            .current_dir(dir.path())
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("\\u{1b}[31mred"));
+    }
+
+    #[test]
     fn the_output_of_an_interrupted_run_is_logged() {
         let dir = setup();
         std::fs::write(

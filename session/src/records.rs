@@ -189,16 +189,35 @@ pub fn run_key(cell: &str, identity: &str) -> String {
 
 /// Checks an operation id given by a user before it becomes a path.
 pub fn check_op_id(op: &str) -> Result<(), String> {
-    let fine = !op.is_empty()
-        && op
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let fine = op.strip_prefix("op-").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    });
     if fine {
         Ok(())
     } else {
         Err(format!(
-            "`{op}` is not an operation id; ids look like op-0123abcd…"
+            "`{}` is not an operation id; ids look like op-0123abcd…",
+            op.escape_debug()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_ids_are_op_and_a_name_of_safe_characters() {
+        assert!(check_op_id("op-0123abcd").is_ok());
+        assert!(check_op_id("op-nope_2").is_ok());
+        for bad in ["", "-", "foo", "op-", "op-../x", "op-a/b", "op-\u{1b}[31m"] {
+            assert!(check_op_id(bad).is_err(), "{bad:?}");
+        }
+        let message = check_op_id("op-\u{1b}[2J").unwrap_err();
+        assert!(!message.contains('\u{1b}'), "{message}");
     }
 }
 
