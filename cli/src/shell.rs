@@ -258,10 +258,13 @@ impl Host for ShellHost {
             .await
             .map_err(|e| failed("copying the state", io::Error::other(e)))?
             .map_err(|e| failed("copying the state", e))?;
+        // A cell saved with CRLF line endings (on Windows) runs as with LF:
+        // the shell would take each `\r` for part of a word.
+        let body = body.replace("\r\n", "\n");
         let mut command = Command::new("/bin/sh");
         command
             .arg("-c")
-            .arg(body)
+            .arg(&body)
             .current_dir(copy.path())
             .envs(&state.env)
             .env("PRAGMA_SEED", ctx.seed.to_string())

@@ -2714,6 +2714,31 @@ mod hardening_more {
     }
 
     #[test]
+    fn a_cell_with_crlf_line_endings_runs_as_with_lf() {
+        let dir = setup();
+        std::fs::write(
+            dir.path().join("cell"),
+            "#pragma repeat --iterations 2 --max-by \"cat score\"\r\necho $((iteration + 1)) > score\r\n",
+        )
+        .unwrap();
+        pragma()
+            .args(["run", "cell", "--state", "state"])
+            .current_dir(dir.path())
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("score 2"));
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("state"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["score"], "no file named `score\\r`");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("state/score")).unwrap(),
+            "2\n"
+        );
+    }
+
+    #[test]
     fn the_output_of_an_interrupted_run_is_logged() {
         let dir = setup();
         std::fs::write(
