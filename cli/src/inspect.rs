@@ -1,7 +1,6 @@
 //! `pragma status`, `pragma report` and `pragma logs`: what the store knows
 //! about operations.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -33,7 +32,8 @@ pub(crate) struct ReportArgs {
     /// The store the operation is in.
     #[arg(long, default_value = ".pragma")]
     store: String,
-    /// Also write an SVG chart of the score per iteration to this file.
+    /// Also write an SVG chart of the candidates and scores to this file
+    /// (`-`: standard output, instead of the table).
     #[arg(long)]
     svg: Option<PathBuf>,
 }
@@ -154,6 +154,24 @@ pub(crate) fn report(args: &ReportArgs) -> Exit {
             .await
             .map_err(|e| e.to_string())
     })?;
+    let svg_to_stdout = args.svg.as_deref() == Some(std::path::Path::new("-"));
+    if !svg_to_stdout {
+        print_report(&summary);
+    }
+    if let Some(path) = &args.svg {
+        let svg = pragma_chart::svg(&summary).map_err(Failure::failed)?;
+        if path.as_os_str() == "-" {
+            crate::output::out(format_args!("{svg}"));
+        } else {
+            std::fs::write(path, svg)
+                .map_err(|e| Failure::failed(format!("cannot write `{}`: {e}", path.display())))?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// The candidates and scores of an operation, as a table.
+fn print_report(summary: &OperationSummary) {
     outln!(
         "{}  {}  {}",
         summary.op,
@@ -185,108 +203,6 @@ pub(crate) fn report(args: &ReportArgs) -> Exit {
     for (iteration, error) in &summary.failed_iterations {
         outln!("{iteration:>26}  failed: {error}");
     }
-    if let Some(path) = &args.svg {
-        std::fs::write(path, chart(&summary))
-            .map_err(|e| Failure::failed(format!("cannot write `{}`: {e}", path.display())))?;
-    }
-    Ok(exit::OK)
-}
-
-/// An SVG chart of score per iteration: the best in red, checkpoints
-/// (repeat) as squares.
-fn chart(summary: &OperationSummary) -> String {
-    let points: Vec<(u64, f64)> = summary
-        .candidates
-        .iter()
-        .filter_map(|c| c.score.filter(|s| s.is_finite()).map(|s| (c.iteration, s)))
-        .collect();
-    let (width, height, margin) = (640.0, 360.0, 48.0);
-    let max_x = summary.iterations.max(1) as f64;
-    let (low, high) = points
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &(_, s)| {
-            (lo.min(s), hi.max(s))
-        });
-    let (low, high) = if points.is_empty() {
-        (0.0, 1.0)
-    } else if low == high {
-        (low - 1.0, high + 1.0)
-    } else {
-        (low, high)
-    };
-    let x = |i: u64| margin + (i as f64 / max_x) * (width - 2.0 * margin);
-    let y = |s: f64| height - margin - (s - low) / (high - low) * (height - 2.0 * margin);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-<text x="{margin}" y="20">{} — score per {}</text>
-<line x1="{margin}" y1="{}" x2="{}" y2="{}" stroke="black"/>
-<line x1="{margin}" y1="{margin}" x2="{margin}" y2="{}" stroke="black"/>
-<text x="{margin}" y="{}" >0</text><text x="{}" y="{}" text-anchor="end">{}</text>
-<text x="4" y="{}">{high:.4}</text><text x="4" y="{}">{low:.4}</text>
-"#,
-        xml(&summary.op),
-        if summary.candidates_are_checkpoints {
-            "checkpoint"
-        } else {
-            "iteration"
-        },
-        height - margin,
-        width - margin,
-        height - margin,
-        height - margin,
-        height - margin + 16.0,
-        width - margin,
-        height - margin + 16.0,
-        summary.iterations,
-        margin + 4.0,
-        height - margin,
-    );
-    let path: Vec<String> = points
-        .iter()
-        .map(|&(i, s)| format!("{:.1},{:.1}", x(i), y(s)))
-        .collect();
-    if points.len() > 1 {
-        let _ = writeln!(
-            svg,
-            r#"<polyline points="{}" fill="none" stroke="steelblue"/>"#,
-            path.join(" ")
-        );
-    }
-    for &(i, s) in &points {
-        let best = summary.best.as_ref().is_some_and(|b| b.iteration == i);
-        let color = if best { "crimson" } else { "steelblue" };
-        let title = format!(
-            "<title>iteration {i}: {s}{}</title>",
-            if best { " (best)" } else { "" }
-        );
-        if summary.candidates_are_checkpoints {
-            let _ = writeln!(
-                svg,
-                r#"<rect x="{:.1}" y="{:.1}" width="8" height="8" fill="{color}">{title}</rect>"#,
-                x(i) - 4.0,
-                y(s) - 4.0
-            );
-        } else {
-            let _ = writeln!(
-                svg,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="{}" fill="{color}">{title}</circle>"#,
-                x(i),
-                y(s),
-                if best { 6 } else { 4 }
-            );
-        }
-    }
-    svg.push_str("</svg>\n");
-    svg
-}
-
-fn xml(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// `pragma logs`: the standard output and error of iterations.

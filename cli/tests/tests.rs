@@ -605,9 +605,19 @@ mod inspect {
             .stdout(predicate::str::contains("3  4  <- best"));
         let chart = std::fs::read_to_string(&svg).unwrap();
         assert!(
-            chart.starts_with("<svg") && chart.contains("crimson"),
+            chart.starts_with("<svg") && chart.contains("best: iteration 3, score 4"),
             "{chart}"
         );
+        // `--svg -`: the chart alone on standard output.
+        let out = pragma()
+            .args(["report", &op, "--svg", "-", "--store"])
+            .arg(&store)
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        assert_eq!(String::from_utf8(out).unwrap(), chart);
 
         pragma()
             .args(["logs", &op, "--iteration", "2", "--store"])
