@@ -1,0 +1,233 @@
+"""A persistent worker interpreter of the notebook host.
+
+The Rust host (crate ``pragma-notebook``) starts a few of these and sends
+each request over standard input; the answer goes back on the worker's own
+copy of standard output. Imports stay loaded between requests, so a body's
+``import tensorflow`` is paid once per worker, not once per iteration.
+
+Framing: every message is one JSON header frame followed by as many blob
+frames as the header's ``vars`` names; a frame is a 4-byte big-endian
+length and that many bytes. A variable travels as ``b"P" + pickle`` or
+``b"M" + module name`` (a module is imported again where it is loaded).
+
+Requests: ``{"op": "run", "body", "vars", "iteration_var", "iteration",
+"seed"}`` and ``{"op": "eval", "expr", "vars"}``. Answers: ``{"ok": true,
+"vars", "stdout", "stderr"}`` for a run, ``{"ok": true, "score"}`` for an
+evaluation, or ``{"ok": false, "error"}``, ``{"ok": false,
+"interactive"}``, ``{"ok": false, "unsaveable": [[name, type], ...]}``.
+"""
+
+import builtins
+import contextlib
+import importlib
+import io
+import json
+import math
+import os
+import pickle
+import random
+import socket
+import struct
+import sys
+import threading
+import traceback
+import types
+
+try:  # Functions, lambdas and classes defined in the notebook.
+    import cloudpickle
+except ImportError:  # pragma: no cover - pickle alone then
+    cloudpickle = None
+
+# Bodies print into a buffer per run; the protocol keeps the real streams.
+_PROTOCOL_IN = os.fdopen(os.dup(0), "rb", buffering=0)
+_PROTOCOL_OUT = os.fdopen(os.dup(1), "wb", buffering=0)
+os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+os.dup2(2, 1)
+
+# The most a run keeps of each of its streams.
+OUTPUT_CAP = 1 << 20
+
+
+class InteractiveInput(Exception):
+    """A body asked for interactive input."""
+
+
+class _NoInput(io.TextIOBase):
+    """Standard input for bodies: reading it stops the run."""
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        raise InteractiveInput("the body read sys.stdin")
+
+    def readline(self, size=-1):
+        raise InteractiveInput("the body read sys.stdin")
+
+
+def _no_input(*args, **kwargs):
+    raise InteractiveInput("input() was called")
+
+
+def _no_getpass(*args, **kwargs):
+    raise InteractiveInput("getpass() was called")
+
+
+def read_exactly(n):
+    data = b""
+    while len(data) < n:
+        chunk = _PROTOCOL_IN.read(n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def read_frame():
+    (length,) = struct.unpack(">I", read_exactly(4))
+    return read_exactly(length)
+
+
+def write_frames(header, blobs=()):
+    frames = [json.dumps(header).encode()] + list(blobs)
+    _PROTOCOL_OUT.write(b"".join(struct.pack(">I", len(f)) + f for f in frames))
+
+
+def load(blob):
+    kind, data = blob[:1], blob[1:]
+    if kind == b"M":
+        return importlib.import_module(data.decode())
+    return pickle.loads(data)
+
+
+# What is never state, whatever a pickler could make of it: open files,
+# sockets, generators, locks (cloudpickle would save a file's contents).
+_NEVER_STATE = (
+    io.IOBase,
+    socket.socket,
+    types.GeneratorType,
+    types.CoroutineType,
+    type(threading.Lock()),
+    type(threading.RLock()),
+)
+
+
+class Unsaveable(Exception):
+    """A value that cannot be saved."""
+
+
+def dump(value):
+    if isinstance(value, types.ModuleType):
+        return b"M" + value.__name__.encode()
+    if isinstance(value, _NEVER_STATE):
+        raise Unsaveable(type(value).__name__)
+    try:
+        return b"P" + pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        if cloudpickle is None:
+            raise
+        return b"P" + cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def namespace(request, blobs):
+    return {name: load(blob) for name, blob in zip(request["vars"], blobs)}
+
+
+def seed(value):
+    random.seed(value)
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        try:
+            import numpy
+        except ImportError:
+            return
+    numpy.random.seed(value % (1 << 32))
+
+
+def last_error():
+    lines = traceback.format_exception_only(*sys.exc_info()[:2])
+    return lines[-1].strip() if lines else "the body failed"
+
+
+class _Capped(io.StringIO):
+    def write(self, text):
+        if self.tell() < OUTPUT_CAP:
+            super().write(text[: OUTPUT_CAP - self.tell()])
+        return len(text)
+
+
+def run(request, blobs):
+    ns = namespace(request, blobs)
+    var = request.get("iteration_var")
+    if var:
+        ns[var] = request["iteration"]
+    seed(request["seed"])
+    out, err = _Capped(), _Capped()
+    saved = builtins.input
+    getpass = sys.modules.get("getpass")
+    saved_getpass = getpass.getpass if getpass else None
+    builtins.input = _no_input
+    if getpass:
+        getpass.getpass = _no_getpass
+    sys.stdin = _NoInput()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            exec(compile(request["body"], "<cell>", "exec"), ns)
+    except InteractiveInput as asked:
+        return {"ok": False, "interactive": str(asked)}, []
+    except BaseException:  # the body's own failure, SystemExit included
+        return {
+            "ok": False,
+            "error": last_error(),
+            "stdout": out.getvalue(),
+            "stderr": err.getvalue(),
+        }, []
+    finally:
+        builtins.input = saved
+        if getpass:
+            getpass.getpass = saved_getpass
+    if var:
+        ns.pop(var, None)
+    ns.pop("__builtins__", None)
+    names, dumped, unsaveable = [], [], []
+    for name, value in ns.items():
+        try:
+            dumped.append(dump(value))
+            names.append(name)
+        except Exception:
+            unsaveable.append([name, type(value).__name__])
+    if unsaveable:
+        return {"ok": False, "unsaveable": unsaveable}, []
+    return {
+        "ok": True,
+        "vars": names,
+        "stdout": out.getvalue(),
+        "stderr": err.getvalue(),
+    }, dumped
+
+
+def evaluate(request, blobs):
+    try:
+        ns = namespace(request, blobs)
+        if request.get("iteration_var"):
+            ns[request["iteration_var"]] = request["iteration"]
+        value = float(eval(compile(request["expr"], "<selection>", "eval"), ns))
+    except BaseException:
+        return {"ok": False, "error": last_error()}, []
+    return {"ok": True, "score": "nan" if math.isnan(value) else repr(value)}, []
+
+
+def main():
+    while True:
+        try:
+            request = json.loads(read_frame())
+            blobs = [read_frame() for _ in request.get("vars", [])]
+        except EOFError:
+            return
+        handler = run if request["op"] == "run" else evaluate
+        header, answer = handler(request, blobs)
+        write_frames(header, answer)
+
+
+if __name__ == "__main__":
+    main()

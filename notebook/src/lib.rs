@@ -1,0 +1,49 @@
+//! The notebook host's core: `#pragma repeat|parallel|async` cells on a
+//! Python namespace, each iteration run in a pool of persistent worker
+//! interpreters.
+//!
+//! - [`WorkerPool`] starts up to [`WorkerConfig::size`] workers
+//!   (`python -m pragma_notebook.worker`, from `notebook/python/`) when
+//!   first needed and keeps them: a body's imports are paid once per
+//!   worker, not once per iteration.
+//! - [`PythonHost`] is the executor's [`Host`](pragma_executor_local::Host)
+//!   for Python: the state is a [`Namespace`] of variables, each saved on
+//!   its own (pickle; cloudpickle for what pickle cannot take, where it is
+//!   installed; modules by name). A run sends the namespace, the body, the
+//!   iteration variable and the seed to a worker, which seeds `random`
+//!   (and numpy's global generator, where numpy is installed), runs the
+//!   body with `input()`, `getpass()` and `sys.stdin` stopping it as
+//!   interactive input, and sends back every variable, or names those that
+//!   cannot be saved. The selection expression is evaluated in a worker
+//!   too; an exception or NaN makes the candidate invalid.
+//! - A worker that dies (killed, out of memory) fails its iteration, which
+//!   runs again within the retry budget; a new worker takes its place. A
+//!   cancelled run stops its worker.
+//!
+//! The IPython extension (`%load_ext pragma_notebook`), which captures the
+//! kernel's namespace and applies results between cells through the
+//! `pragma-session` lifecycle, builds on this crate.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use pragma_checkpoint::MemoryStore;
+//! use pragma_executor_local::{Config, Executor};
+//! use pragma_notebook::{Namespace, PythonHost, WorkerConfig, WorkerPool};
+//!
+//! let mut workers = WorkerConfig::new("python3");
+//! workers.python_path.push("notebook/python".into());
+//! let host = PythonHost::new(WorkerPool::new(workers));
+//! let executor = Executor::new(host, MemoryStore::new(), Config::default());
+//! let cell = "#pragma repeat --iterations 5 --max-by x\nx = iteration * 2";
+//! let outcome = executor.submit(cell, Namespace::new()).await?.wait().await?;
+//! println!("{:?}", outcome.best.map(|b| b.iteration));
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+mod host;
+mod pool;
+
+pub use host::{Namespace, PythonHost};
+pub use pool::{WorkerConfig, WorkerError, WorkerPool};

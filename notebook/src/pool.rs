@@ -1,0 +1,209 @@
+//! A pool of persistent worker interpreters (`python -m
+//! pragma_notebook.worker`), and the framed protocol spoken with them.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// How workers are started.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The Python interpreter (the kernel's own, `sys.executable`).
+    pub python: PathBuf,
+    /// Directories put first on the workers' `PYTHONPATH`: where the
+    /// `pragma_notebook` package is, if it is not installed.
+    pub python_path: Vec<PathBuf>,
+    /// The most workers at once (each runs one iteration at a time).
+    pub size: usize,
+}
+
+impl WorkerConfig {
+    /// Workers of `python`, at most as many as the machine has cores.
+    pub fn new(python: impl Into<PathBuf>) -> WorkerConfig {
+        WorkerConfig {
+            python: python.into(),
+            python_path: Vec::new(),
+            size: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// Why a call to a worker did not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The worker could not be started.
+    #[error("cannot start the worker `{python} -m pragma_notebook.worker`: {source}")]
+    Start {
+        /// The interpreter.
+        python: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The worker died (killed, out of memory) or broke the protocol.
+    #[error("the worker process died ({0})")]
+    Died(String),
+    /// The call was cancelled; the worker was stopped.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// One worker interpreter.
+struct Worker {
+    child: Child,
+    input: ChildStdin,
+    output: ChildStdout,
+}
+
+/// Persistent worker interpreters: started when first needed, at most
+/// [`WorkerConfig::size`], reused for every request after.
+pub struct WorkerPool {
+    config: WorkerConfig,
+    idle: Mutex<Vec<Worker>>,
+    slots: Semaphore,
+}
+
+impl std::fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerPool {
+    /// A pool; no worker starts until one is needed.
+    pub fn new(config: WorkerConfig) -> Arc<WorkerPool> {
+        let slots = Semaphore::new(config.size.max(1));
+        Arc::new(WorkerPool {
+            config,
+            idle: Mutex::new(Vec::new()),
+            slots,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// Sends `header` and `blobs` to a worker and returns its answer: its
+    /// header and blobs. A worker that dies or is cancelled is not reused.
+    pub(crate) async fn call(
+        &self,
+        header: &Value,
+        blobs: &[&[u8]],
+        cancel: &CancellationToken,
+    ) -> Result<(Value, Vec<Vec<u8>>), WorkerError> {
+        let _slot = tokio::select! {
+            slot = self.slots.acquire() => slot.map_err(|_| WorkerError::Cancelled)?,
+            () = cancel.cancelled() => return Err(WorkerError::Cancelled),
+        };
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut worker = match idle {
+            Some(worker) => worker,
+            None => self.start()?,
+        };
+        let exchange = exchange(&mut worker, header, blobs);
+        let answer = tokio::select! {
+            answer = exchange => answer,
+            () = cancel.cancelled() => {
+                // It may be in the middle of the body: it stops with it.
+                let _ = worker.child.start_kill();
+                return Err(WorkerError::Cancelled);
+            }
+        };
+        match answer {
+            Ok(answer) => {
+                if let Ok(mut idle) = self.idle.lock() {
+                    idle.push(worker);
+                }
+                Ok(answer)
+            }
+            Err(e) => {
+                let _ = worker.child.start_kill();
+                let status = worker.child.wait().await.ok();
+                Err(WorkerError::Died(match status {
+                    Some(status) => format!("{status}; {e}"),
+                    None => e.to_string(),
+                }))
+            }
+        }
+    }
+
+    fn start(&self) -> Result<Worker, WorkerError> {
+        let mut path: Vec<OsString> = self
+            .config
+            .python_path
+            .iter()
+            .map(|p| p.clone().into_os_string())
+            .collect();
+        if let Some(existing) = std::env::var_os("PYTHONPATH") {
+            path.push(existing);
+        }
+        let mut command = Command::new(&self.config.python);
+        command
+            .args(["-u", "-m", "pragma_notebook.worker"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if !path.is_empty() {
+            command.env("PYTHONPATH", std::env::join_paths(path).unwrap_or_default());
+        }
+        let mut child = command.spawn().map_err(|source| WorkerError::Start {
+            python: self.config.python.display().to_string(),
+            source,
+        })?;
+        let (Some(input), Some(output)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(WorkerError::Died("its pipes could not be opened".into()));
+        };
+        Ok(Worker {
+            child,
+            input,
+            output,
+        })
+    }
+}
+
+/// One request and its answer.
+async fn exchange(
+    worker: &mut Worker,
+    header: &Value,
+    blobs: &[&[u8]],
+) -> std::io::Result<(Value, Vec<Vec<u8>>)> {
+    let header = serde_json::to_vec(header)?;
+    let mut message =
+        Vec::with_capacity(header.len() + 4 + blobs.iter().map(|b| b.len() + 4).sum::<usize>());
+    for frame in std::iter::once(header.as_slice()).chain(blobs.iter().copied()) {
+        let length = u32::try_from(frame.len())
+            .map_err(|_| std::io::Error::other("a variable of 4 GiB or more cannot travel"))?;
+        message.extend_from_slice(&length.to_be_bytes());
+        message.extend_from_slice(frame);
+    }
+    worker.input.write_all(&message).await?;
+    worker.input.flush().await?;
+    let answer: Value = serde_json::from_slice(&read_frame(&mut worker.output).await?)?;
+    let count = answer["vars"].as_array().map_or(0, Vec::len);
+    let mut blobs = Vec::with_capacity(count);
+    if answer["ok"] == true {
+        for _ in 0..count {
+            blobs.push(read_frame(&mut worker.output).await?);
+        }
+    }
+    Ok((answer, blobs))
+}
+
+async fn read_frame(output: &mut ChildStdout) -> std::io::Result<Vec<u8>> {
+    let mut length = [0u8; 4];
+    output.read_exact(&mut length).await?;
+    let mut frame = vec![0u8; u32::from_be_bytes(length) as usize];
+    output.read_exact(&mut frame).await?;
+    Ok(frame)
+}
