@@ -44,6 +44,8 @@
 
 mod host;
 mod pool;
+#[cfg(feature = "python")]
+mod python;
 
 pub use host::{Namespace, PythonHost};
 pub use pool::{WorkerConfig, WorkerError, WorkerPool};

@@ -1,7 +1,353 @@
 """pragma for notebooks: ``#pragma repeat|parallel|async`` cells on the
-notebook's Python variables.
+notebook's Python variables, run in the background.
 
-This package holds the worker interpreters the Rust host runs iterations
-in (``pragma_notebook.worker``); the IPython extension and the magics build
-on it.
+In Jupyter or IPython::
+
+    %load_ext pragma_notebook
+
+then a cell whose first line is a ``#pragma`` directive returns at once
+with its operation id; its iterations run in worker interpreters, and the
+best state's changed variables come back into the namespace between
+cells (``%pragma wait`` waits for it). The same from Python::
+
+    op = pragma_notebook.submit(cell_text, namespace)
+    outcome = pragma_notebook.wait(op)
+
+The scheduling, checkpoints, selection, resume and conflicts are the Rust
+executor's and lifecycle library's (``pragma_notebook._native``); this
+package only saves and restores variables and talks to IPython.
 """
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass, field
+
+from . import state
+
+__all__ = [
+    "Outcome",
+    "Operation",
+    "UnsaveableError",
+    "apply",
+    "cancel",
+    "config",
+    "exclude",
+    "last_op",
+    "status",
+    "submit",
+    "wait",
+]
+
+# IPython's own names, never state.
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "_", "__", "___"}
+_IPYTHON_PATTERN = re.compile(r"^_(i{1,3}|i?\d+|oh|dh|ih)$")
+
+_settings = {
+    "store": ".pragma",
+    "workers": os.cpu_count() or 1,
+    "on_conflict": "ask",
+}
+_excluded: set[str] = set()
+_session = None
+# This kernel's operations, in order, with the namespace each came from.
+_ops: list[str] = []
+_namespaces: dict[str, dict] = {}
+_outcomes: dict[str, Outcome] = {}
+
+
+class UnsaveableError(Exception):
+    """Variables of the namespace cannot be saved: the cell did not run."""
+
+
+@dataclass
+class Outcome:
+    """How an operation ended, and what was applied."""
+
+    op: str
+    status: str
+    best_iteration: int | None
+    best_score: float | None
+    conflicts: list[str] = field(default_factory=list)
+    failed_iterations: list[int] = field(default_factory=list)
+    usage: dict = field(default_factory=dict)
+    reason: str | None = None
+
+    def __repr__(self):
+        best = (
+            f"best iteration {self.best_iteration}, score {self.best_score}"
+            if self.best_iteration is not None
+            else "no best"
+        )
+        text = f"<{self.op}: {self.status}, {best}"
+        if self.reason:
+            text += f" ({self.reason})"
+        if self.conflicts:
+            text += f"; conflicts left: {', '.join(self.conflicts)}"
+        return text + ">"
+
+
+@dataclass
+class Operation:
+    """A submitted operation."""
+
+    op: str
+    resumed: bool = False
+
+    def __str__(self):
+        return self.op
+
+    def wait(self, timeout=None):
+        """Waits for it to end and applies its result; its outcome."""
+        return wait(self.op, timeout=timeout)
+
+
+def _native_session():
+    global _session
+    if _session is None:
+        from ._native import NativeSession
+
+        store = os.path.abspath(_settings["store"])
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        _session = NativeSession(store, sys.executable, [package], int(_settings["workers"]))
+    return _session
+
+
+def _identity():
+    # The same cell on the same notebook's state resumes after a restart.
+    return "ipython:" + os.getcwd()
+
+
+def _state_names(namespace):
+    return [
+        name
+        for name in namespace
+        if name not in _IPYTHON_NAMES
+        and not _IPYTHON_PATTERN.match(name)
+        and not name.startswith("__")
+        and name not in _excluded
+    ]
+
+
+def _save(namespace):
+    names, blobs, unsaveable = [], [], []
+    for name in _state_names(namespace):
+        value = namespace[name]
+        try:
+            blobs.append(state.dump(value))
+            names.append(name)
+        except Exception:  # noqa: BLE001 - every failure is reported by name
+            unsaveable.append(f"{name} ({type(value).__name__})")
+    if unsaveable:
+        raise UnsaveableError(
+            "The following variables cannot be serialized: "
+            + ", ".join(unsaveable)
+            + "; `%pragma exclude NAME...` leaves them out of the saved state"
+            " (the body does not see them, nothing overwrites them)"
+        )
+    return names, blobs
+
+
+def submit(cell, namespace, name="cell"):
+    """Runs ``cell`` (a ``#pragma`` line, then the body) in the background
+    on ``namespace``; returns at once with the :class:`Operation`."""
+    names, blobs = _save(namespace)
+    op, resumed = _native_session().submit(cell, name, _identity(), names, blobs)
+    _ops.append(op)
+    _namespaces[op] = namespace
+    return Operation(op, resumed)
+
+
+def last_op():
+    """The most recent operation of this kernel."""
+    if not _ops:
+        raise ValueError("no operation was submitted in this kernel yet")
+    return _ops[-1]
+
+
+def _op(op):
+    return str(op) if op is not None else last_op()
+
+
+def status(op=None):
+    """Where an operation stands, as a dict."""
+    op = _op(op)
+    done, total, in_flight, best_iteration, best_score, ended = _native_session().status(op)
+    return {
+        "op": op,
+        "done": done,
+        "total": total,
+        "in_flight": in_flight,
+        "best_iteration": best_iteration,
+        "best_score": best_score,
+        "ended": ended,
+    }
+
+
+def cancel(op=None):
+    """Cancels an operation: its workers stop, its last checkpoint stays."""
+    _native_session().cancel(_op(op))
+
+
+def _apply_changes(namespace, changes):
+    for name, saved in changes:
+        if saved is None:
+            namespace.pop(name, None)
+        else:
+            namespace[name] = state.load(saved)
+
+
+def _outcome(summary):
+    best = summary.get("best") or {}
+    return Outcome(
+        op=summary["op"],
+        status=summary["status"],
+        best_iteration=best.get("iteration"),
+        best_score=best.get("score"),
+        conflicts=list(summary.get("conflicts", [])),
+        failed_iterations=[f["iteration"] for f in summary.get("failed_iterations", [])],
+        usage=dict(summary.get("usage", {})),
+        reason=summary.get("reason"),
+    )
+
+
+def _finish(op):
+    namespace = _namespaces[op]
+    names, blobs = _save(namespace)
+    summary, changes = _native_session().finish(
+        op, _identity(), names, blobs, _settings["on_conflict"], [], []
+    )
+    _apply_changes(namespace, changes)
+    outcome = _outcome(json.loads(summary))
+    _outcomes[op] = outcome
+    return outcome
+
+
+def wait(op=None, timeout=None):
+    """Waits for an operation to end, applies its result to its namespace
+    (conflicts as the ``on_conflict`` rule says), and returns its
+    :class:`Outcome`; ``None`` if ``timeout`` seconds passed first."""
+    op = _op(op)
+    if op in _outcomes:
+        return _outcomes[op]
+    if not _native_session().wait(op, timeout):
+        return None
+    return _finish(op)
+
+
+def apply(op=None, take_background=None, keep_live=None):
+    """Settles the conflicts an operation left: the named variables take
+    the operation's value (``take_background``) or keep the notebook's
+    (``keep_live``); its outcome after."""
+    op = _op(op)
+    namespace = _namespaces[op]
+    names, blobs = _save(namespace)
+    summary, changes = _native_session().apply_kept(
+        op, _identity(), names, blobs, "ask", list(take_background or []), list(keep_live or [])
+    )
+    _apply_changes(namespace, changes)
+    if summary is not None:
+        _outcomes[op] = _outcome(json.loads(summary))
+    return _outcomes.get(op)
+
+
+def exclude(*names):
+    """Leaves variables out of the saved state from now on."""
+    _excluded.update(names)
+
+
+def config(**settings):
+    """Sets ``store``, ``workers`` or ``on_conflict``
+    (``take-background``, ``keep-live`` or ``ask``)."""
+    for key, value in settings.items():
+        if key not in _settings:
+            raise ValueError(f"unknown setting `{key}`: use one of {', '.join(_settings)}")
+        if key == "on_conflict" and value not in ("take-background", "keep-live", "ask"):
+            raise ValueError(f"on_conflict `{value}`: use take-background, keep-live or ask")
+        _settings[key] = value
+
+
+# --- IPython ---------------------------------------------------------------
+
+
+def _is_directive(lines):
+    for line in lines:
+        if line.strip():
+            return line.lstrip().startswith("#pragma ")
+    return False
+
+
+def _transform(lines):
+    if not _is_directive(lines):
+        return lines
+    return [f"__import__('pragma_notebook')._run_cell({''.join(lines)!r})\n"]
+
+
+def _run_cell(cell):
+    from IPython import get_ipython
+
+    ip = get_ipython()
+    try:
+        operation = submit(cell, ip.user_ns, name=f"In[{ip.execution_count}]")
+    except UnsaveableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return
+    verb = "resumed" if operation.resumed else "running"
+    print(f"{operation.op}: {verb} in the background; `%pragma wait` waits for it")
+
+
+def _apply_finished(*args):
+    # Between cells: results that arrived are applied now, never during a cell.
+    for op in list(_ops):
+        if op in _outcomes:
+            continue
+        if _native_session().status(op)[5]:
+            outcome = _finish(op)
+            print(f"{op} ended: {outcome!r}")
+
+
+def _magic(line):
+    words = shlex.split(line)
+    if not words:
+        print("usage: %pragma status|wait|cancel|apply|exclude|config ...")
+        return None
+    command, rest = words[0], words[1:]
+    if command == "wait":
+        return wait(rest[0] if rest else None)
+    if command == "status":
+        return status(rest[0] if rest else None)
+    if command == "cancel":
+        cancel(rest[0] if rest else None)
+        return None
+    if command == "exclude":
+        exclude(*rest)
+        return None
+    if command == "config":
+        config(**dict(word.split("=", 1) for word in rest))
+        return None
+    if command == "apply":
+        op, take, keep, target = None, [], [], None
+        for word in rest:
+            if word == "--take-background":
+                target = take
+            elif word == "--keep-live":
+                target = keep
+            elif target is None:
+                op = word
+            else:
+                target.append(word)
+        return apply(op, take_background=take, keep_live=keep)
+    raise ValueError(f"unknown %pragma command `{command}`")
+
+
+def load_ipython_extension(ip):
+    """``%load_ext pragma_notebook``: ``#pragma`` cells run in the
+    background, ``%pragma ...`` controls them."""
+    if _transform not in ip.input_transformers_cleanup:
+        ip.input_transformers_cleanup.append(_transform)
+    ip.register_magic_function(_magic, magic_kind="line", magic_name="pragma")
+    ip.events.register("post_run_cell", _apply_finished)

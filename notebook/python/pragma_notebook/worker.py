@@ -19,30 +19,20 @@ evaluation, or ``{"ok": false, "error"}``, ``{"ok": false,
 
 import builtins
 import contextlib
-import importlib
 import io
 import json
 import math
 import os
-import pickle
 import random
-import socket
 import struct
 import sys
-import threading
 import traceback
-import types
 
-try:  # Functions, lambdas and classes defined in the notebook.
-    import cloudpickle
-except ImportError:  # pragma: no cover - pickle alone then
-    cloudpickle = None
+from pragma_notebook.state import dump, load
 
-# Bodies print into a buffer per run; the protocol keeps the real streams.
-_PROTOCOL_IN = os.fdopen(os.dup(0), "rb", buffering=0)
-_PROTOCOL_OUT = os.fdopen(os.dup(1), "wb", buffering=0)
-os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-os.dup2(2, 1)
+# The protocol's streams (see `main`).
+_PROTOCOL_IN = None
+_PROTOCOL_OUT = None
 
 # The most a run keeps of each of its streams.
 OUTPUT_CAP = 1 << 20
@@ -91,42 +81,6 @@ def read_frame():
 def write_frames(header, blobs=()):
     frames = [json.dumps(header).encode()] + list(blobs)
     _PROTOCOL_OUT.write(b"".join(struct.pack(">I", len(f)) + f for f in frames))
-
-
-def load(blob):
-    kind, data = blob[:1], blob[1:]
-    if kind == b"M":
-        return importlib.import_module(data.decode())
-    return pickle.loads(data)
-
-
-# What is never state, whatever a pickler could make of it: open files,
-# sockets, generators, locks (cloudpickle would save a file's contents).
-_NEVER_STATE = (
-    io.IOBase,
-    socket.socket,
-    types.GeneratorType,
-    types.CoroutineType,
-    type(threading.Lock()),
-    type(threading.RLock()),
-)
-
-
-class Unsaveable(Exception):
-    """A value that cannot be saved."""
-
-
-def dump(value):
-    if isinstance(value, types.ModuleType):
-        return b"M" + value.__name__.encode()
-    if isinstance(value, _NEVER_STATE):
-        raise Unsaveable(type(value).__name__)
-    try:
-        return b"P" + pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        if cloudpickle is None:
-            raise
-        return b"P" + cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def namespace(request, blobs):
@@ -218,6 +172,12 @@ def evaluate(request, blobs):
 
 
 def main():
+    global _PROTOCOL_IN, _PROTOCOL_OUT
+    # Bodies print into a buffer per run; the protocol keeps the real streams.
+    _PROTOCOL_IN = os.fdopen(os.dup(0), "rb", buffering=0)
+    _PROTOCOL_OUT = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(2, 1)
     while True:
         try:
             request = json.loads(read_frame())

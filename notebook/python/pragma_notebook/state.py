@@ -1,0 +1,54 @@
+"""How a notebook variable is saved, on its own: ``b"P"`` and its pickle
+(cloudpickle for functions, lambdas and classes defined in the notebook,
+which pickle cannot take by reference), or ``b"M"`` and a module's name,
+imported again where it is loaded. Open files, sockets, generators and
+locks are never state.
+"""
+
+import importlib
+import io
+import pickle
+import socket
+import threading
+import types
+
+try:  # Functions, lambdas and classes defined in the notebook.
+    import cloudpickle
+except ImportError:  # pragma: no cover - pickle alone then
+    cloudpickle = None
+
+
+def load(blob):
+    kind, data = blob[:1], blob[1:]
+    if kind == b"M":
+        return importlib.import_module(data.decode())
+    return pickle.loads(data)
+
+
+# What is never state, whatever a pickler could make of it: open files,
+# sockets, generators, locks (cloudpickle would save a file's contents).
+_NEVER_STATE = (
+    io.IOBase,
+    socket.socket,
+    types.GeneratorType,
+    types.CoroutineType,
+    type(threading.Lock()),
+    type(threading.RLock()),
+)
+
+
+class Unsaveable(Exception):
+    """A value that cannot be saved."""
+
+
+def dump(value):
+    if isinstance(value, types.ModuleType):
+        return b"M" + value.__name__.encode()
+    if isinstance(value, _NEVER_STATE):
+        raise Unsaveable(type(value).__name__)
+    try:
+        return b"P" + pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        if cloudpickle is None:
+            raise
+        return b"P" + cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)

@@ -1,0 +1,420 @@
+//! The Python extension module `pragma_notebook._native` (feature
+//! `python`, built by maturin): the lifecycle of notebook operations,
+//! driven from the kernel by the `pragma_notebook` package.
+//!
+//! The kernel hands over its namespace as saved variables (names and
+//! bytes, pickled in the kernel thread, where the values live) and gets
+//! back the changes to make when an operation ends; everything between
+//! (scheduling, checkpoints, selection, resume, conflicts) runs here, on a
+//! runtime of its own, without the GIL.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pragma_checkpoint::{LocalStore, Store};
+use pragma_executor_local::{Config, Executor, Outcome, Status};
+use pragma_session::{
+    Applied, Change, Digests, LiveState, Records, Resolution, Rule, Session, Settle, StartRequest,
+    Ticket,
+};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use tokio::sync::Notify;
+
+use crate::{Namespace, PythonHost, WorkerConfig, WorkerPool};
+
+type NotebookSession = Session<PythonHost, Arc<dyn Store>>;
+
+/// A variable's digest: its saved length and CRC-32.
+type Digest = (u64, u32);
+
+fn digest(bytes: &[u8]) -> Digest {
+    (bytes.len() as u64, crc32fast::hash(bytes))
+}
+
+/// The kernel's namespace as the lifecycle sees it: the variables the
+/// kernel saved for this call, and the changes the lifecycle makes.
+struct KernelLive {
+    identity: String,
+    vars: Namespace,
+    changes: Mutex<Vec<(String, Option<Vec<u8>>)>>,
+}
+
+#[async_trait]
+impl LiveState for KernelLive {
+    type State = Namespace;
+    type Digest = Digest;
+
+    fn identity(&self) -> String {
+        self.identity.clone()
+    }
+
+    async fn capture(&self) -> io::Result<(Namespace, Digests<Digest>)> {
+        Ok((self.vars.clone(), digests(&self.vars)))
+    }
+
+    async fn digests(&self) -> io::Result<Digests<Digest>> {
+        Ok(digests(&self.vars))
+    }
+
+    async fn digests_of(&self, state: &Namespace) -> io::Result<Digests<Digest>> {
+        Ok(digests(state))
+    }
+
+    async fn apply(&self, result: &Namespace, changes: &[Change]) -> io::Result<()> {
+        // The kernel makes them, between cells: here they are only listed.
+        let mut listed = self
+            .changes
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?;
+        for change in changes {
+            match change {
+                Change::Set(name) => {
+                    listed.push((name.clone(), result.get(name).map(<[u8]>::to_vec)))
+                }
+                Change::Remove(name) => listed.push((name.clone(), None)),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn digests(vars: &Namespace) -> Digests<Digest> {
+    vars.vars()
+        .map(|(name, bytes)| (name.to_owned(), digest(bytes)))
+        .collect()
+}
+
+fn namespace(names: Vec<String>, blobs: Vec<Vec<u8>>) -> PyResult<Namespace> {
+    if names.len() != blobs.len() {
+        return Err(PyValueError::new_err(
+            "as many names as saved values are needed",
+        ));
+    }
+    let mut vars = Namespace::new();
+    for (name, blob) in names.into_iter().zip(blobs) {
+        vars.insert(name, blob);
+    }
+    Ok(vars)
+}
+
+/// The changes to make in the kernel: a name and its saved value, or
+/// `None` to delete it.
+type Changes = Vec<(String, Option<Py<PyBytes>>)>;
+
+/// Where an operation stands: done, total, in flight, best iteration,
+/// best score, ended.
+type Progress = (u64, u64, u64, Option<u64>, Option<f64>, bool);
+
+/// An operation of this kernel.
+struct Slot {
+    ticket: Option<Ticket<Digest>>,
+    status: Arc<Mutex<Option<Status>>>,
+    outcome: Arc<Mutex<Option<Outcome<Namespace>>>>,
+    done: Arc<Notify>,
+    cancel: Arc<Notify>,
+}
+
+/// The lifecycle of one kernel's operations on one store.
+#[pyclass(module = "pragma_notebook._native")]
+struct NativeSession {
+    runtime: tokio::runtime::Runtime,
+    session: Arc<NotebookSession>,
+    ops: Mutex<HashMap<String, Slot>>,
+}
+
+fn failed(e: impl std::fmt::Display) -> PyErr {
+    PyRuntimeError::new_err(e.to_string())
+}
+
+#[pymethods]
+impl NativeSession {
+    /// A session on the store directory `store`, running bodies with
+    /// `python` (the kernel's interpreter) in at most `workers` workers.
+    #[new]
+    fn new(
+        store: String,
+        python: String,
+        python_path: Vec<String>,
+        workers: usize,
+    ) -> PyResult<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(failed)?;
+        let mut config = WorkerConfig::new(python);
+        config.python_path = python_path.into_iter().map(Into::into).collect();
+        config.size = workers.max(1);
+        let session = runtime.block_on(async {
+            let root = std::path::PathBuf::from(&store);
+            let checkpoints: Arc<dyn Store> =
+                Arc::new(LocalStore::new(root.join("store")).map_err(failed)?);
+            let host = PythonHost::new(WorkerPool::new(config)).with_logs(root.join("logs"));
+            let executor = Executor::new(
+                host,
+                checkpoints,
+                Config::default().workers(workers.max(1) as u64),
+            );
+            Ok::<_, PyErr>(Session::new(executor, Records::new(&root)))
+        })?;
+        Ok(NativeSession {
+            runtime,
+            session: Arc::new(session),
+            ops: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Runs (or resumes) `cell` on the saved variables; returns the
+    /// operation id and whether it resumed an interrupted run.
+    fn submit(
+        &self,
+        py: Python<'_>,
+        cell: String,
+        cell_name: String,
+        identity: String,
+        names: Vec<String>,
+        blobs: Vec<Vec<u8>>,
+    ) -> PyResult<(String, bool)> {
+        let live = KernelLive {
+            identity,
+            vars: namespace(names, blobs)?,
+            changes: Mutex::new(Vec::new()),
+        };
+        let session = Arc::clone(&self.session);
+        let running = py.detach(|| {
+            self.runtime.block_on(async move {
+                session
+                    .start(&StartRequest::new(cell, cell_name), &live)
+                    .await
+            })
+        });
+        let running = running.map_err(failed)?;
+        let op = running.ticket.op().to_owned();
+        let slot = Slot {
+            ticket: Some(running.ticket),
+            status: Arc::default(),
+            outcome: Arc::default(),
+            done: Arc::default(),
+            cancel: Arc::default(),
+        };
+        let (status, outcome, done, cancel) = (
+            Arc::clone(&slot.status),
+            Arc::clone(&slot.outcome),
+            Arc::clone(&slot.done),
+            Arc::clone(&slot.cancel),
+        );
+        let mut handle = running.handle;
+        self.runtime.spawn(async move {
+            loop {
+                tokio::select! {
+                    event = handle.next_event() => {
+                        if let Ok(mut status) = status.lock() {
+                            *status = Some(handle.status());
+                        }
+                        if event.is_none() { break; }
+                    }
+                    () = cancel.notified() => handle.cancel(),
+                }
+            }
+            if let Ok(ended) = handle.wait().await
+                && let Ok(mut outcome) = outcome.lock()
+            {
+                *outcome = Some(ended);
+            }
+            done.notify_waiters();
+            done.notify_one();
+        });
+        self.ops.lock().map_err(failed)?.insert(op.clone(), slot);
+        Ok((op, running.resumed))
+    }
+
+    /// Where `op` stands: `(done, total, in flight, best iteration, best
+    /// score, ended)`.
+    fn status(&self, op: &str) -> PyResult<Progress> {
+        let ops = self.ops.lock().map_err(failed)?;
+        let slot = ops
+            .get(op)
+            .ok_or_else(|| PyValueError::new_err(format!("no operation `{op}` in this kernel")))?;
+        let ended = slot.outcome.lock().map_err(failed)?.is_some() || slot.ticket.is_none();
+        let status = slot.status.lock().map_err(failed)?.clone();
+        Ok(match status {
+            Some(status) => {
+                let progress = status.schedule.progress();
+                (
+                    progress.done,
+                    progress.total,
+                    progress.in_flight,
+                    status.best.map(|b| b.iteration),
+                    status.best.and_then(|b| b.score),
+                    ended,
+                )
+            }
+            None => (0, 0, 0, None, None, ended),
+        })
+    }
+
+    /// Waits until `op` ends, at most `timeout` seconds; whether it ended.
+    #[pyo3(signature = (op, timeout=None))]
+    fn wait(&self, py: Python<'_>, op: &str, timeout: Option<f64>) -> PyResult<bool> {
+        let (outcome, done) = {
+            let ops = self.ops.lock().map_err(failed)?;
+            let slot = ops.get(op).ok_or_else(|| {
+                PyValueError::new_err(format!("no operation `{op}` in this kernel"))
+            })?;
+            (Arc::clone(&slot.outcome), Arc::clone(&slot.done))
+        };
+        let ended = || outcome.lock().map(|o| o.is_some()).unwrap_or(true);
+        let deadline =
+            timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        py.detach(|| {
+            self.runtime.block_on(async {
+                while !ended() {
+                    let left =
+                        deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+                    if left.is_some_and(|l| l.is_zero()) {
+                        return;
+                    }
+                    // Polled too: a notification may come before the wait.
+                    let _ = tokio::time::timeout(
+                        left.unwrap_or(Duration::from_millis(100))
+                            .min(Duration::from_millis(100)),
+                        done.notified(),
+                    )
+                    .await;
+                }
+            })
+        });
+        Ok(ended())
+    }
+
+    /// Cancels `op`: its workers stop, its last checkpoint stays.
+    fn cancel(&self, op: &str) -> PyResult<()> {
+        let ops = self.ops.lock().map_err(failed)?;
+        let slot = ops
+            .get(op)
+            .ok_or_else(|| PyValueError::new_err(format!("no operation `{op}` in this kernel")))?;
+        slot.cancel.notify_one();
+        Ok(())
+    }
+
+    /// Ends `op` against the kernel's variables now: returns its summary
+    /// (JSON) and the changes to make, `(name, saved value or None to
+    /// delete)`; conflicts are settled by `rule` (`ask`, `take-background`,
+    /// `keep-live`) and the per-variable choices.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (op, identity, names, blobs, rule, take_background, keep_live))]
+    fn finish(
+        &self,
+        py: Python<'_>,
+        op: &str,
+        identity: String,
+        names: Vec<String>,
+        blobs: Vec<Vec<u8>>,
+        rule: &str,
+        take_background: Vec<String>,
+        keep_live: Vec<String>,
+    ) -> PyResult<(String, Changes)> {
+        let settle = settle(rule, take_background, keep_live)?;
+        let live = KernelLive {
+            identity,
+            vars: namespace(names, blobs)?,
+            changes: Mutex::new(Vec::new()),
+        };
+        let (ticket, outcome) = {
+            let mut ops = self.ops.lock().map_err(failed)?;
+            let slot = ops.get_mut(op).ok_or_else(|| {
+                PyValueError::new_err(format!("no operation `{op}` in this kernel"))
+            })?;
+            let outcome = slot.outcome.lock().map_err(failed)?.take();
+            match (slot.ticket.take(), outcome) {
+                (Some(ticket), Some(outcome)) => (ticket, outcome),
+                (ticket, outcome) => {
+                    slot.ticket = ticket;
+                    *slot.outcome.lock().map_err(failed)? = outcome;
+                    return Err(PyValueError::new_err(format!(
+                        "operation {op} has not ended, or was finished already"
+                    )));
+                }
+            }
+        };
+        let session = Arc::clone(&self.session);
+        let summary = py.detach(|| {
+            self.runtime
+                .block_on(async { session.finish(ticket, outcome, &live, &settle).await })
+        });
+        let json = serde_json::to_string(&summary).map_err(failed)?;
+        Ok((json, changes(py, &live)?))
+    }
+
+    /// Applies the kept result of `op` (its conflicts left to settle)
+    /// against the kernel's variables now; as `finish`.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_kept(
+        &self,
+        py: Python<'_>,
+        op: &str,
+        identity: String,
+        names: Vec<String>,
+        blobs: Vec<Vec<u8>>,
+        rule: &str,
+        take_background: Vec<String>,
+        keep_live: Vec<String>,
+    ) -> PyResult<(Option<String>, Changes)> {
+        let settle = settle(rule, take_background, keep_live)?;
+        let live = KernelLive {
+            identity,
+            vars: namespace(names, blobs)?,
+            changes: Mutex::new(Vec::new()),
+        };
+        let session = Arc::clone(&self.session);
+        let applied = py.detach(|| {
+            self.runtime
+                .block_on(async { session.apply_kept(op, &live, &settle).await })
+        });
+        let summary = match applied.map_err(failed)? {
+            Applied::Now(summary) => Some(serde_json::to_string(&*summary).map_err(failed)?),
+            _ => None,
+        };
+        Ok((summary, changes(py, &live)?))
+    }
+}
+
+fn settle(rule: &str, take_background: Vec<String>, keep_live: Vec<String>) -> PyResult<Settle> {
+    let mut settle = match rule {
+        "ask" => Settle::ask(),
+        "take-background" => Settle::by_rule(Rule::TakeBackground),
+        "keep-live" => Settle::by_rule(Rule::KeepLive),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "on_conflict `{other}` is not a rule: use take-background, keep-live or ask"
+            )));
+        }
+    };
+    for name in take_background {
+        settle = settle.choose(name, Resolution::TakeBackground);
+    }
+    for name in keep_live {
+        settle = settle.choose(name, Resolution::KeepLive);
+    }
+    Ok(settle)
+}
+
+fn changes(py: Python<'_>, live: &KernelLive) -> PyResult<Changes> {
+    let listed = std::mem::take(&mut *live.changes.lock().map_err(failed)?);
+    Ok(listed
+        .into_iter()
+        .map(|(name, value)| (name, value.map(|v| PyBytes::new(py, &v).unbind())))
+        .collect())
+}
+
+/// The extension module.
+#[pymodule]
+fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<NativeSession>()?;
+    Ok(())
+}

@@ -1,0 +1,139 @@
+"""The notebook host in a real Jupyter kernel, driven by nbclient."""
+
+import json
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+
+def run(tmp_path, *cells, timeout=120):
+    """Runs the cells in a fresh kernel; the text each printed."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("%load_ext pragma_notebook")] + [
+        nbformat.v4.new_code_cell(cell) for cell in cells
+    ]
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+    texts = []
+    for cell in notebook.cells[1:]:
+        text = ""
+        for output in cell.outputs:
+            if output.get("output_type") == "stream":
+                text += output["text"]
+            elif "data" in output:
+                text += output["data"].get("text/plain", "")
+        texts.append(text)
+    return texts
+
+
+def test_a_repeat_cell_runs_in_the_background_and_its_best_checkpoint_lands(tmp_path):
+    texts = run(
+        tmp_path,
+        "x = 0",
+        '#pragma repeat --iterations 6 --checkpoint-period 2 --max-by "x if x <= 4 else -x"\n'
+        "x = x + 1",
+        "y = 5",
+        "outcome = %pragma wait\nprint(outcome.status, outcome.best_iteration, outcome.best_score)",
+        "print(x, y)",
+    )
+    assert "running in the background" in texts[1], texts
+    assert texts[3].strip() == "succeeded 3 4.0", texts
+    assert texts[4].strip() == "4 5", texts
+
+
+def test_a_plain_cell_runs_at_once_while_an_operation_works(tmp_path):
+    texts = run(
+        tmp_path,
+        "import time\nstarted = time.time()",
+        "#pragma repeat --iterations 6 --max-by n\nimport time\ntime.sleep(0.5)\nn = iteration",
+        "print(time.time() - started < 1.0)",
+        "%pragma wait\nprint(n, time.time() - started > 2.5)",
+    )
+    assert texts[2].strip() == "True", texts
+    assert texts[3].strip() == "5 True", texts
+
+
+def test_a_parallel_cell_leaves_no_iteration_variable(tmp_path):
+    texts = run(
+        tmp_path,
+        '#pragma parallel --iterations 5 --iteration-var i --min-by "abs(y - 5)"\ny = i * 2',
+        "%pragma wait\nprint(y, 'i' in globals())",
+    )
+    assert texts[1].strip() == "4 False", texts
+
+
+def test_input_interrupts_the_operation_and_nothing_is_applied(tmp_path):
+    texts = run(
+        tmp_path,
+        "answer = 'unchanged'",
+        "#pragma repeat --iterations 2 --max-by 1\nanswer = input('name? ')",
+        "outcome = %pragma wait\nprint(outcome.status, answer)\nprint(outcome.reason)",
+    )
+    lines = texts[2].splitlines()
+    assert lines[0] == "interrupted unchanged", texts
+    assert lines[1].startswith("iteration 0:") and "input() was called" in lines[1], texts
+
+
+def test_an_unsaveable_variable_is_named_before_anything_runs_and_can_be_excluded(tmp_path):
+    texts = run(
+        tmp_path,
+        "f = open('/dev/null')\nn = 1",
+        "#pragma repeat --iterations 1 --max-by n\nn = 2",
+        "%pragma exclude f\nprint('excluded')",
+        "#pragma repeat --iterations 1 --max-by n\nn = 3",
+        "%pragma wait\nprint(n, f.closed)",
+    )
+    assert "The following variables cannot be serialized: f (TextIOWrapper)" in texts[1], texts
+    assert "%pragma exclude" in texts[1], texts
+    assert texts[4].strip() == "3 False", texts
+
+
+@pytest.mark.parametrize(
+    "settle, expected",
+    [("--take-background", "99 1"), ("--keep-live", "99 2")],
+)
+def test_a_variable_changed_on_both_sides_is_a_conflict_settled_explicitly(
+    tmp_path, settle, expected
+):
+    texts = run(
+        tmp_path,
+        "notes = 0\nmodel = 0",
+        "#pragma repeat --iterations 1 --max-by model\nimport time\ntime.sleep(1.5)\n"
+        "notes = 1\nmodel = 99",
+        "notes = 2",
+        "outcome = %pragma wait\nprint(outcome.conflicts, model, notes)",
+        f"%pragma apply {settle} notes",
+        "print(model, notes)",
+    )
+    # The rest is applied; the conflict is left alone until settled.
+    assert texts[3].strip() == "['notes'] 99 2", texts
+    assert texts[5].strip() == expected, texts
+
+
+def test_a_rule_declared_up_front_settles_conflicts(tmp_path):
+    texts = run(
+        tmp_path,
+        "%pragma config on_conflict=take-background\nnotes = 0",
+        "#pragma repeat --iterations 1 --max-by 1\nimport time\ntime.sleep(1.5)\nnotes = 1",
+        "notes = 2",
+        "outcome = %pragma wait\nprint(outcome.conflicts, notes)",
+    )
+    assert texts[3].strip() == "[] 1", texts
+
+
+def test_the_store_is_the_one_pragma_status_reads(tmp_path):
+    run(
+        tmp_path,
+        "#pragma parallel --iterations 2 --max-by v\nv = iteration",
+        "%pragma wait",
+    )
+    ops = list((tmp_path / ".pragma" / "ops").iterdir())
+    assert len(ops) == 1
+    outcome = json.loads((ops[0] / "outcome.json").read_text())
+    assert outcome["status"] == "succeeded" and outcome["best"]["iteration"] == 1
