@@ -306,7 +306,12 @@ def _apply_finished(*args):
         if op in _outcomes:
             continue
         if _native_session().status(op)[5]:
-            outcome = _finish(op)
+            try:
+                outcome = _finish(op)
+            except UnsaveableError as error:
+                # The live namespace cannot be compared now; it waits.
+                print(f"{op} ended, but its result waits: {error}", file=sys.stderr)
+                continue
             print(f"{op} ended: {outcome!r}")
 
 
