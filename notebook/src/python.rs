@@ -292,6 +292,17 @@ impl NativeSession {
         Ok(ended())
     }
 
+    /// The chart of `op`'s candidates and scores, as SVG (what `pragma
+    /// report --svg` draws).
+    fn report_svg(&self, py: Python<'_>, op: &str) -> PyResult<String> {
+        let session = Arc::clone(&self.session);
+        let summary = py.detach(|| {
+            self.runtime
+                .block_on(async { session.executor().summary(op).await })
+        });
+        pragma_chart::svg(&summary.map_err(failed)?).map_err(failed)
+    }
+
     /// Cancels `op`: its workers stop, its last checkpoint stays.
     fn cancel(&self, op: &str) -> PyResult<()> {
         let ops = self.ops.lock().map_err(failed)?;

@@ -27,7 +27,10 @@ def run(tmp_path, *cells, timeout=120):
             if output.get("output_type") == "stream":
                 text += output["text"]
             elif "data" in output:
-                text += output["data"].get("text/plain", "")
+                if "image/svg+xml" in output["data"]:
+                    text += "[svg]" + output["data"]["image/svg+xml"]
+                else:
+                    text += output["data"].get("text/plain", "")
         texts.append(text)
     return texts
 
@@ -137,3 +140,16 @@ def test_the_store_is_the_one_pragma_status_reads(tmp_path):
     assert len(ops) == 1
     outcome = json.loads((ops[0] / "outcome.json").read_text())
     assert outcome["status"] == "succeeded" and outcome["best"]["iteration"] == 1
+
+
+def test_report_shows_the_chart_inline_and_logs_show_each_runs_output(tmp_path):
+    notebook_texts = run(
+        tmp_path,
+        '#pragma parallel --iterations 3 --max-by v\nv = iteration\nprint("ran", iteration)',
+        "%pragma wait",
+        "%pragma logs --iteration 2",
+        "%pragma report",
+    )
+    assert "== iteration 2 attempt 1 stdout\nran 2" in notebook_texts[2], notebook_texts
+    chart = notebook_texts[3]
+    assert chart.startswith("[svg]<svg") and "best: iteration 2" in chart, notebook_texts

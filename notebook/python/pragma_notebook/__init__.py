@@ -38,6 +38,8 @@ __all__ = [
     "config",
     "exclude",
     "last_op",
+    "logs",
+    "report",
     "status",
     "submit",
     "wait",
@@ -255,6 +257,36 @@ def apply(op=None, take_background=None, keep_live=None):
     return _outcomes.get(op)
 
 
+def report(op=None):
+    """The chart of an operation's candidates and scores, as SVG text
+    (``%pragma report`` shows it inline)."""
+    return _native_session().report_svg(_op(op))
+
+
+def logs(op=None, iteration=None):
+    """Each run's captured standard output and error, as text."""
+    op = _op(op)
+    directory = os.path.join(os.path.abspath(_settings["store"]), "logs", op)
+    if not os.path.isdir(directory):
+        return f"operation {op}: its iterations printed nothing so far"
+
+    def order(name):
+        stem, _, extension = name.partition(".")
+        numbers = [int(part) if part.isdigit() else 0 for part in stem.split("-")]
+        return numbers, extension == "err"
+
+    parts = []
+    for name in sorted(os.listdir(directory), key=order):
+        numbers, is_err = order(name)
+        if iteration is not None and numbers[:1] != [int(iteration)]:
+            continue
+        with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as file:
+            text = file.read()
+        stream = "stderr" if is_err else "stdout"
+        parts.append(f"== iteration {numbers[0]} attempt {numbers[-1]} {stream}\n{text}")
+    return "".join(parts) or f"operation {op}: no output for iteration {iteration}"
+
+
 def exclude(*names):
     """Leaves variables out of the saved state from now on."""
     _excluded.update(names)
@@ -318,7 +350,7 @@ def _apply_finished(*args):
 def _magic(line):
     words = shlex.split(line)
     if not words:
-        print("usage: %pragma status|wait|cancel|apply|exclude|config ...")
+        print("usage: %pragma status|wait|cancel|apply|report|logs|exclude|config ...")
         return None
     command, rest = words[0], words[1:]
     if command == "wait":
@@ -327,6 +359,20 @@ def _magic(line):
         return status(rest[0] if rest else None)
     if command == "cancel":
         cancel(rest[0] if rest else None)
+        return None
+    if command == "report":
+        from IPython.display import SVG, display
+
+        display(SVG(report(rest[0] if rest else None)))
+        return None
+    if command == "logs":
+        op, iteration = None, None
+        for i, word in enumerate(rest):
+            if word == "--iteration" and i + 1 < len(rest):
+                iteration = rest[i + 1]
+            elif rest[i - 1 : i] != ["--iteration"]:
+                op = word
+        print(logs(op, iteration), end="")
         return None
     if command == "exclude":
         exclude(*rest)
