@@ -153,3 +153,24 @@ def test_report_shows_the_chart_inline_and_logs_show_each_runs_output(tmp_path):
     assert "== iteration 2 attempt 1 stdout\nran 2" in notebook_texts[2], notebook_texts
     chart = notebook_texts[3]
     assert chart.startswith("[svg]<svg") and "best: iteration 2" in chart, notebook_texts
+
+
+def test_a_model_trained_a_step_per_iteration_lands_as_its_best_checkpoint(tmp_path):
+    texts = run(
+        tmp_path,
+        "from sklearn.datasets import load_digits\n"
+        "from sklearn.linear_model import SGDClassifier\n"
+        "from sklearn.model_selection import train_test_split\n"
+        "import numpy as np\n"
+        "X, y = load_digits(return_X_y=True)\n"
+        "x_train, x_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)\n"
+        "model = SGDClassifier(random_state=0)\n"
+        "classes = np.unique(y)",
+        "#pragma repeat --iterations 10 --checkpoint-period 2 "
+        '--max-by "model.score(x_test, y_test)"\n'
+        "model.partial_fit(x_train, y_train, classes=classes)",
+        "outcome = %pragma wait\n"
+        "print(outcome.status, outcome.best_iteration in (1, 3, 5, 7, 9))\n"
+        "print(outcome.best_score == model.score(x_test, y_test), outcome.best_score > 0.8)",
+    )
+    assert texts[2].splitlines() == ["succeeded True", "True True"], texts
