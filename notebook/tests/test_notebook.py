@@ -174,3 +174,15 @@ def test_a_model_trained_a_step_per_iteration_lands_as_its_best_checkpoint(tmp_p
         "print(outcome.best_score == model.score(x_test, y_test), outcome.best_score > 0.8)",
     )
     assert texts[2].splitlines() == ["succeeded True", "True True"], texts
+
+
+def test_a_list_changed_in_place_meanwhile_is_a_conflict(tmp_path):
+    texts = run(
+        tmp_path,
+        "notes = [1]",
+        "#pragma repeat --iterations 1 --max-by 1\n"
+        "import time\ntime.sleep(1.5)\nnotes = notes + [2]",
+        "notes.append(3)",
+        "outcome = %pragma wait\nprint(outcome.conflicts, notes)",
+    )
+    assert texts[3].strip() == "['notes'] [1, 3]", texts

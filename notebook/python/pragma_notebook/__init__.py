@@ -60,6 +60,8 @@ _session = None
 _ops: list[str] = []
 _namespaces: dict[str, dict] = {}
 _outcomes: dict[str, Outcome] = {}
+# What each operation was submitted with: the objects and their pickles.
+_submitted: dict[str, dict] = {}
 
 
 class UnsaveableError(Exception):
@@ -161,7 +163,31 @@ def submit(cell, namespace, name="cell"):
     op, resumed = _native_session().submit(cell, name, _identity(), names, blobs)
     _ops.append(op)
     _namespaces[op] = namespace
+    _submitted[op] = {n: (namespace[n], b) for n, b in zip(names, blobs)}
     return Operation(op, resumed)
+
+
+# Types whose pickle is the same for the same value: for these a change in
+# place shows as a different pickle.
+_STABLE_PICKLES = ("builtins", "collections", "numpy", "datetime", "decimal", "fractions")
+
+
+def _live(op, namespace):
+    """The namespace now, saved, for the conflict check. A variable changed
+    in the notebook if it was bound to another object, or, for values whose
+    pickle is stable (builtins, numpy arrays, ...), changed in place. Other
+    objects may pickle differently each time (a Keras model's archive holds
+    a timestamp): the same object counts as unchanged."""
+    names, blobs = _save(namespace)
+    submitted = _submitted.get(op, {})
+    for i, name in enumerate(names):
+        if name not in submitted:
+            continue
+        value, blob = submitted[name]
+        stable = type(value).__module__.split(".")[0] in _STABLE_PICKLES
+        if namespace[name] is value and not stable:
+            blobs[i] = blob
+    return names, blobs
 
 
 def last_op():
@@ -219,7 +245,7 @@ def _outcome(summary):
 
 def _finish(op):
     namespace = _namespaces[op]
-    names, blobs = _save(namespace)
+    names, blobs = _live(op, namespace)
     summary, changes = _native_session().finish(
         op, _identity(), names, blobs, _settings["on_conflict"], [], []
     )
@@ -247,7 +273,7 @@ def apply(op=None, take_background=None, keep_live=None):
     (``keep_live``); its outcome after."""
     op = _op(op)
     namespace = _namespaces[op]
-    names, blobs = _save(namespace)
+    names, blobs = _live(op, namespace)
     summary, changes = _native_session().apply_kept(
         op, _identity(), names, blobs, "ask", list(take_background or []), list(keep_live or [])
     )

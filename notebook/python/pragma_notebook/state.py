@@ -1,6 +1,6 @@
 """How a notebook variable is saved, on its own: ``b"P"`` and its pickle
-(cloudpickle for functions, lambdas and classes defined in the notebook,
-which pickle cannot take by reference), or ``b"M"`` and a module's name,
+(by cloudpickle, so that functions, lambdas and classes defined in the
+notebook travel by value), or ``b"M"`` and a module's name,
 imported again where it is loaded. Open files, sockets, generators and
 locks are never state.
 """
@@ -46,9 +46,9 @@ def dump(value):
         return b"M" + value.__name__.encode()
     if isinstance(value, _NEVER_STATE):
         raise Unsaveable(type(value).__name__)
-    try:
-        return b"P" + pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        if cloudpickle is None:
-            raise
-        return b"P" + cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    # cloudpickle saves what the notebook defined (in `__main__`: functions,
+    # lambdas, classes, and values that hold them) by value, which plain
+    # pickle would save as a reference that no worker can resolve; for the
+    # rest it is pickle.
+    pickler = cloudpickle if cloudpickle is not None else pickle
+    return b"P" + pickler.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)

@@ -1,0 +1,42 @@
+"""The product page's own cells, unchanged but for the data (scikit-learn's
+bundled 8x8 digits): a Keras model trained one epoch per iteration, the
+best checkpoint by test accuracy back in the notebook."""
+
+import os
+
+import pytest
+from test_notebook import run
+
+if not os.environ.get("CI"):
+    # Under CI it must run: scripts/python-venv installs tensorflow-cpu.
+    pytest.importorskip("keras", reason="tensorflow-cpu is not installed")
+
+
+def test_the_product_pages_keras_cell_keeps_the_most_accurate_checkpoint(tmp_path):
+    texts = run(
+        tmp_path,
+        "import os\n"
+        "os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\n"
+        "import keras\n"
+        "from sklearn.datasets import load_digits\n"
+        "from sklearn.model_selection import train_test_split\n"
+        "X, y = load_digits(return_X_y=True)\n"
+        "x_train, x_test, y_train, y_test = train_test_split(X / 16.0, y, test_size=0.3, "
+        "random_state=0)\n"
+        "def create_model():\n"
+        "    return keras.Sequential([keras.Input((64,)),\n"
+        "        keras.layers.Dense(32, activation='relu'),\n"
+        "        keras.layers.Dense(10, activation='softmax')])\n"
+        "model = create_model()\n"
+        "model.compile(optimizer='adam', loss='sparse_categorical_crossentropy', "
+        "metrics=['accuracy'])",
+        "#pragma repeat --iterations 20 --checkpoint-period 5 "
+        '--max-by "model.evaluate(x_test, y_test, verbose=0)[1]"\n'
+        "model.fit(x_train, y_train, epochs=1, verbose=0)",
+        "outcome = %pragma wait\n"
+        "print(outcome.status, outcome.best_iteration in (4, 9, 14, 19))\n"
+        "accuracy = model.evaluate(x_test, y_test, verbose=0)[1]\n"
+        "print(abs(accuracy - outcome.best_score) < 1e-6, accuracy > 0.8)",
+        timeout=600,
+    )
+    assert texts[2].splitlines() == ["succeeded True", "True True"], texts
