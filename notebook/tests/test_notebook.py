@@ -1,6 +1,9 @@
 """The notebook host in a real Jupyter kernel, driven by nbclient."""
 
 import json
+import os
+import pathlib
+import subprocess
 
 import nbformat
 import pytest
@@ -186,3 +189,26 @@ def test_a_list_changed_in_place_meanwhile_is_a_conflict(tmp_path):
         "outcome = %pragma wait\nprint(outcome.conflicts, notes)",
     )
     assert texts[3].strip() == "['notes'] [1, 3]", texts
+
+
+def test_pragma_status_and_report_show_notebook_operations(tmp_path):
+    pragma = pathlib.Path(__file__).resolve().parents[2] / "target" / "debug" / "pragma"
+    if not pragma.exists():
+        # Under CI it must run: scripts/test builds it (cargo nextest) first.
+        assert not os.environ.get("CI"), f"{pragma} is missing"
+        pytest.skip("the pragma binary is not built (cargo build -p pragma-cli)")
+    run(
+        tmp_path,
+        "#pragma parallel --iterations 3 --max-by v\nv = iteration * 10",
+        "%pragma wait",
+    )
+    status = subprocess.run(
+        [pragma, "status", "--json"], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    line = json.loads(status.stdout.splitlines()[0])
+    assert line["status"]["status"] == "succeeded", line
+    assert line["best"] == {"iteration": 2, "score": 20.0}, line
+    report = subprocess.run(
+        [pragma, "report", line["op"]], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert "2  20  <- best" in report.stdout, report.stdout
