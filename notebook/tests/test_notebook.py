@@ -212,3 +212,18 @@ def test_pragma_status_and_report_show_notebook_operations(tmp_path):
         [pragma, "report", line["op"]], cwd=tmp_path, capture_output=True, text=True, check=True
     )
     assert "2  20  <- best" in report.stdout, report.stdout
+
+
+def test_the_submitting_cell_shows_live_progress_in_place(tmp_path):
+    notebook_texts = run(
+        tmp_path,
+        "#pragma repeat --iterations 4 --max-by n\nimport time\ntime.sleep(0.4)\nn = iteration",
+        "import time\ntime.sleep(1.2)\nprint('meanwhile')",
+        "%pragma wait\ntime.sleep(1.0)",
+    )
+    shown = notebook_texts[0]
+    assert "4/4 iterations done" in shown and "ended" in shown, notebook_texts
+    assert "best 3.0 (iteration 3)" in shown, notebook_texts
+    # No progress leaks into the other cells.
+    assert notebook_texts[1].strip() == "meanwhile", notebook_texts
+    assert "iterations done" not in notebook_texts[2], notebook_texts

@@ -39,6 +39,7 @@ __all__ = [
     "exclude",
     "last_op",
     "logs",
+    "progress_text",
     "report",
     "status",
     "submit",
@@ -356,6 +357,53 @@ def _run_cell(cell):
         return
     verb = "resumed" if operation.resumed else "running"
     print(f"{operation.op}: {verb} in the background; `%pragma wait` waits for it")
+    _show_progress(operation.op)
+
+
+def _clock(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def progress_text(op, started, now):
+    """One line of progress: done of total, in flight, best so far,
+    elapsed and the time left."""
+    st = status(op)
+    elapsed = now - started
+    text = f"{op}: {st['done']}/{st['total']} iterations done, {st['in_flight']} in flight"
+    if st["best_iteration"] is not None:
+        text += f", best {st['best_score']} (iteration {st['best_iteration']})"
+    text += f", {_clock(elapsed)} elapsed"
+    if st["ended"]:
+        return text + ", ended: its result is applied after the next cell or by `%pragma wait`"
+    if st["done"] and st["total"] > st["done"]:
+        text += f", about {_clock(elapsed / st['done'] * (st['total'] - st['done']))} left"
+    return text
+
+
+def _show_progress(op):
+    # Updated in place by its display id, so it stays in the submitting
+    # cell's output whatever cell runs meanwhile.
+    import threading
+    import time
+
+    from IPython.display import display
+
+    started = time.time()
+    handle = display({"text/plain": progress_text(op, started, started)}, raw=True, display_id=True)
+
+    def follow():
+        while True:
+            time.sleep(0.5)
+            try:
+                text = progress_text(op, started, time.time())
+            except Exception:  # noqa: BLE001 - the kernel is shutting down
+                return
+            handle.update({"text/plain": text}, raw=True)
+            if text.endswith("`%pragma wait`"):
+                return
+
+    threading.Thread(target=follow, name=f"pragma progress {op}", daemon=True).start()
 
 
 def _apply_finished(*args):
