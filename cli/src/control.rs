@@ -436,19 +436,11 @@ pub(crate) fn apply(args: &ApplyArgs) -> Exit {
         );
         Ok(exit::OK)
     } else {
-        outln!(
-            "conflicts: changed both by the run and in `{}` meanwhile, not applied: {}",
-            record.state,
-            summary
-                .conflicts
-                .iter()
-                .map(|name| crate::output::shown(name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        outln!(
-            "  settle them with `pragma apply {}{store} --take background` or `pragma apply {0}{store} --keep-live`",
-            args.op
+        crate::ending::print_conflicts(
+            &summary.conflicts,
+            &format!("`{}`", record.state),
+            &args.op,
+            &location,
         );
         Ok(exit::CONFLICTS)
     }

@@ -72,18 +72,28 @@ pub(crate) fn print_summary(summary: &Summary, location: &Location, json: bool) 
         errln!("error: {error}");
     }
     if !summary.conflicts.is_empty() {
-        outln!(
-            "conflicts: changed both by the run and in the state directory meanwhile, not applied: {}",
-            summary
-                .conflicts
-                .iter()
-                .map(|name| crate::output::shown(name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let (op, store) = (&summary.op, location.store_flag());
-        outln!(
-            "  settle them with `pragma apply {op}{store} --take background` or `pragma apply {op}{store} --keep-live`"
+        print_conflicts(
+            &summary.conflicts,
+            "the state directory",
+            &summary.op,
+            location,
         );
     }
+}
+
+/// Names the conflicts left unapplied (changed both by the run and in
+/// `state` meanwhile) and the commands that settle them.
+pub(crate) fn print_conflicts(conflicts: &[String], state: &str, op: &str, location: &Location) {
+    let names: Vec<String> = conflicts
+        .iter()
+        .map(|name| crate::output::shown(name))
+        .collect();
+    outln!(
+        "conflicts: changed both by the run and in {state} meanwhile, not applied: {}",
+        names.join(", ")
+    );
+    let store = location.store_flag();
+    outln!(
+        "  settle them with `pragma apply {op}{store} --take background` or `pragma apply {op}{store} --keep-live`"
+    );
 }

@@ -2529,6 +2529,25 @@ mod hardening_more {
         dir
     }
 
+    /// Writes `cell_text` as the cell, then runs `pragma run cell --state
+    /// state` in `dir`.
+    fn run_cell(dir: &std::path::Path, cell_text: &str) -> assert_cmd::assert::Assert {
+        std::fs::write(dir.join("cell"), cell_text).unwrap();
+        pragma()
+            .args(["run", "cell", "--state", "state"])
+            .current_dir(dir)
+            .timeout(Duration::from_secs(30))
+            .assert()
+    }
+
+    /// The one operation in the store of `dir`.
+    fn only_op(dir: &std::path::Path) -> String {
+        let mut ops = std::fs::read_dir(dir.join(".pragma/ops")).unwrap();
+        let op = ops.next().unwrap().unwrap().file_name();
+        assert!(ops.next().is_none(), "one operation");
+        op.to_str().unwrap().to_owned()
+    }
+
     #[test]
     fn a_store_inside_the_state_is_refused_before_anything_is_written() {
         let dir = setup();
@@ -2563,27 +2582,14 @@ mod hardening_more {
     #[test]
     fn a_damaged_record_is_named_and_the_next_run_says_it_starts_anew() {
         let dir = setup();
-        let run = || {
-            pragma()
-                .args(["run", "cell", "--state", "state"])
-                .current_dir(dir.path())
-                .assert()
-        };
         // An interrupted operation (exit 4) leaves its record.
-        std::fs::write(
-            dir.path().join("cell"),
+        run_cell(
+            dir.path(),
             "#pragma repeat --iterations 1 --max-by 'cat score'\nread x\n",
         )
-        .unwrap();
-        run().code(4);
+        .code(4);
+        let op = only_op(dir.path());
         let ops = dir.path().join(".pragma/ops");
-        let op = std::fs::read_dir(&ops)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .file_name();
-        let op = op.to_str().unwrap().to_owned();
         let record = ops.join(&op).join("run.json");
         std::fs::write(&record, "{garbage").unwrap();
         pragma()
@@ -2605,24 +2611,13 @@ mod hardening_more {
     #[test]
     fn cancel_signals_only_a_pragma_runner_whatever_the_record_says() {
         let dir = setup();
-        std::fs::write(
-            dir.path().join("cell"),
+        run_cell(
+            dir.path(),
             "#pragma repeat --iterations 1 --max-by 'cat score'\nread x\n",
         )
-        .unwrap();
-        pragma()
-            .args(["run", "cell", "--state", "state"])
-            .current_dir(dir.path())
-            .assert()
-            .code(4);
+        .code(4);
+        let op = only_op(dir.path());
         let ops = dir.path().join(".pragma/ops");
-        let op = std::fs::read_dir(&ops)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .file_name();
-        let op = op.to_str().unwrap().to_owned();
         // An unrelated process, named in the record with its true start time.
         let mut bystander = std::process::Command::new("sleep")
             .arg("300")
@@ -2662,16 +2657,11 @@ mod hardening_more {
     fn an_iteration_variable_the_shell_or_pragma_needs_is_refused() {
         let dir = setup();
         for var in ["PATH", "IFS", "PRAGMA_SEED", "PRAGMA_RUNNER"] {
-            std::fs::write(
-                dir.path().join("cell"),
-                format!("#pragma parallel --iterations 2 --iteration-var {var} --max-by 'cat score'\ntrue\n"),
+            run_cell(
+                dir.path(),
+                &format!("#pragma parallel --iterations 2 --iteration-var {var} --max-by 'cat score'\ntrue\n"),
             )
-            .unwrap();
-            pragma()
-                .args(["run", "cell", "--state", "state"])
-                .current_dir(dir.path())
-                .assert()
-                .code(2)
+            .code(2)
                 .stderr(predicate::str::contains(format!(
                     "`--iteration-var {var}` in `cell`"
                 )));
@@ -2726,16 +2716,11 @@ mod hardening_more {
     #[test]
     fn a_cell_with_crlf_line_endings_runs_as_with_lf() {
         let dir = setup();
-        std::fs::write(
-            dir.path().join("cell"),
+        run_cell(
+            dir.path(),
             "#pragma repeat --iterations 2 --max-by \"cat score\"\r\necho $((iteration + 1)) > score\r\n",
         )
-        .unwrap();
-        pragma()
-            .args(["run", "cell", "--state", "state"])
-            .current_dir(dir.path())
-            .assert()
-            .code(0)
+        .code(0)
             .stdout(predicate::str::contains("score 2"));
         let names: Vec<_> = std::fs::read_dir(dir.path().join("state"))
             .unwrap()
@@ -2751,24 +2736,12 @@ mod hardening_more {
     #[test]
     fn the_output_of_an_interrupted_run_is_logged() {
         let dir = setup();
-        std::fs::write(
-            dir.path().join("cell"),
+        run_cell(
+            dir.path(),
             "#pragma repeat --iterations 1 --max-by 'cat score'\necho before the question; read answer\n",
         )
-        .unwrap();
-        pragma()
-            .args(["run", "cell", "--state", "state"])
-            .current_dir(dir.path())
-            .timeout(Duration::from_secs(30))
-            .assert()
-            .code(4);
-        let ops = dir.path().join(".pragma/ops");
-        let op = std::fs::read_dir(ops)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .file_name();
+        .code(4);
+        let op = only_op(dir.path());
         pragma()
             .arg("logs")
             .arg(&op)
