@@ -45,6 +45,14 @@ impl Namespace {
         self.vars.iter().map(|(k, v)| (k.as_str(), &**v))
     }
 
+    /// The iteration variable to set, and its value, if any.
+    fn iteration_var(&self) -> (Option<&str>, Option<u64>) {
+        match &self.iteration {
+            Some((var, iteration)) => (Some(var), Some(*iteration)),
+            None => (None, None),
+        }
+    }
+
     fn names(&self) -> Vec<&str> {
         self.vars.keys().map(String::as_str).collect()
     }
@@ -109,10 +117,7 @@ impl Host for PythonHost {
         state: &mut Namespace,
         ctx: &IterationContext,
     ) -> Result<(), RunError> {
-        let (var, iteration) = state
-            .iteration
-            .clone()
-            .map_or((None, None), |(v, i)| (Some(v), Some(i)));
+        let (var, iteration) = state.iteration_var();
         let header = json!({
             "op": "run",
             "body": body,
@@ -143,10 +148,7 @@ impl Host for PythonHost {
     }
 
     async fn evaluate(&self, expr: &str, state: &Namespace) -> Evaluation {
-        let (var, iteration) = state
-            .iteration
-            .clone()
-            .map_or((None, None), |(v, i)| (Some(v), Some(i)));
+        let (var, iteration) = state.iteration_var();
         let header = json!({
             "op": "eval",
             "expr": expr,

@@ -83,6 +83,18 @@ impl LiveState for KernelLive {
     }
 }
 
+impl KernelLive {
+    /// The kernel's namespace as saved for one call: `names[i]` saved as
+    /// `blobs[i]`.
+    fn new(identity: String, names: Vec<String>, blobs: Vec<Vec<u8>>) -> PyResult<KernelLive> {
+        Ok(KernelLive {
+            identity,
+            vars: namespace(names, blobs)?,
+            changes: Mutex::new(Vec::new()),
+        })
+    }
+}
+
 fn digests(vars: &Namespace) -> Digests<Digest> {
     vars.vars()
         .map(|(name, bytes)| (name.to_owned(), digest(bytes)))
@@ -125,6 +137,11 @@ struct NativeSession {
     runtime: tokio::runtime::Runtime,
     session: Arc<NotebookSession>,
     ops: Mutex<HashMap<String, Slot>>,
+}
+
+/// `op` is not an operation of this kernel.
+fn unknown(op: &str) -> PyErr {
+    PyValueError::new_err(format!("no operation `{op}` in this kernel"))
 }
 
 fn failed(e: impl std::fmt::Display) -> PyErr {
@@ -180,11 +197,7 @@ impl NativeSession {
         names: Vec<String>,
         blobs: Vec<Vec<u8>>,
     ) -> PyResult<(String, bool)> {
-        let live = KernelLive {
-            identity,
-            vars: namespace(names, blobs)?,
-            changes: Mutex::new(Vec::new()),
-        };
+        let live = KernelLive::new(identity, names, blobs)?;
         let session = Arc::clone(&self.session);
         let running = py.detach(|| {
             self.runtime.block_on(async move {
@@ -237,9 +250,7 @@ impl NativeSession {
     /// score, ended)`.
     fn status(&self, op: &str) -> PyResult<Progress> {
         let ops = self.ops.lock().map_err(failed)?;
-        let slot = ops
-            .get(op)
-            .ok_or_else(|| PyValueError::new_err(format!("no operation `{op}` in this kernel")))?;
+        let slot = ops.get(op).ok_or_else(|| unknown(op))?;
         let ended = slot.outcome.lock().map_err(failed)?.is_some() || slot.ticket.is_none();
         let status = slot.status.lock().map_err(failed)?.clone();
         Ok(match status {
@@ -263,9 +274,7 @@ impl NativeSession {
     fn wait(&self, py: Python<'_>, op: &str, timeout: Option<f64>) -> PyResult<bool> {
         let (outcome, done) = {
             let ops = self.ops.lock().map_err(failed)?;
-            let slot = ops.get(op).ok_or_else(|| {
-                PyValueError::new_err(format!("no operation `{op}` in this kernel"))
-            })?;
+            let slot = ops.get(op).ok_or_else(|| unknown(op))?;
             (Arc::clone(&slot.outcome), Arc::clone(&slot.done))
         };
         let ended = || outcome.lock().map(|o| o.is_some()).unwrap_or(true);
@@ -306,9 +315,7 @@ impl NativeSession {
     /// Cancels `op`: its workers stop, its last checkpoint stays.
     fn cancel(&self, op: &str) -> PyResult<()> {
         let ops = self.ops.lock().map_err(failed)?;
-        let slot = ops
-            .get(op)
-            .ok_or_else(|| PyValueError::new_err(format!("no operation `{op}` in this kernel")))?;
+        let slot = ops.get(op).ok_or_else(|| unknown(op))?;
         slot.cancel.notify_one();
         Ok(())
     }
@@ -331,16 +338,10 @@ impl NativeSession {
         keep_live: Vec<String>,
     ) -> PyResult<(String, Changes)> {
         let settle = settle(rule, take_background, keep_live)?;
-        let live = KernelLive {
-            identity,
-            vars: namespace(names, blobs)?,
-            changes: Mutex::new(Vec::new()),
-        };
+        let live = KernelLive::new(identity, names, blobs)?;
         let (ticket, outcome) = {
             let mut ops = self.ops.lock().map_err(failed)?;
-            let slot = ops.get_mut(op).ok_or_else(|| {
-                PyValueError::new_err(format!("no operation `{op}` in this kernel"))
-            })?;
+            let slot = ops.get_mut(op).ok_or_else(|| unknown(op))?;
             let outcome = slot.outcome.lock().map_err(failed)?.take();
             match (slot.ticket.take(), outcome) {
                 (Some(ticket), Some(outcome)) => (ticket, outcome),
@@ -377,11 +378,7 @@ impl NativeSession {
         keep_live: Vec<String>,
     ) -> PyResult<(Option<String>, Changes)> {
         let settle = settle(rule, take_background, keep_live)?;
-        let live = KernelLive {
-            identity,
-            vars: namespace(names, blobs)?,
-            changes: Mutex::new(Vec::new()),
-        };
+        let live = KernelLive::new(identity, names, blobs)?;
         let session = Arc::clone(&self.session);
         let applied = py.detach(|| {
             self.runtime
