@@ -122,6 +122,19 @@ fn session(dir: &std::path::Path) -> Session<AddHost, LocalStore> {
     Session::new(executor, Records::new(dir.join("records")))
 }
 
+/// Cancels a started operation and finishes it: its last checkpoint stays.
+async fn cancel_and_finish(
+    session: &Session<AddHost, LocalStore>,
+    running: pragma_session::Running<Vars, i64>,
+    live: &Live,
+) -> pragma_session::Summary {
+    running.handle.cancel();
+    let outcome = running.handle.wait().await.unwrap();
+    session
+        .finish(running.ticket, outcome, live, &Settle::ask())
+        .await
+}
+
 const SLOW_REPEAT: &str = "#pragma repeat --iterations 40 --checkpoint-period 2 --max-by x\nx slow";
 
 #[tokio::test]
@@ -248,11 +261,7 @@ async fn a_cancelled_operation_resumes_and_fresh_starts_over() {
     let request = StartRequest::new(SLOW_REPEAT, "c");
     let running = session.start(&request, &live).await.unwrap();
     let op = running.ticket.op().to_owned();
-    running.handle.cancel();
-    let outcome = running.handle.wait().await.unwrap();
-    let summary = session
-        .finish(running.ticket, outcome, &live, &Settle::ask())
-        .await;
+    let summary = cancel_and_finish(&session, running, &live).await;
     assert_eq!(summary.ending(), Ending::Cancelled);
     assert_eq!(live.get("x"), Some(0), "nothing is applied");
     let store_summary = session.executor().summary(&op).await.unwrap();
@@ -265,11 +274,7 @@ async fn a_cancelled_operation_resumes_and_fresh_starts_over() {
         None,
         "a resumed run has not ended"
     );
-    resumed.handle.cancel();
-    let outcome = resumed.handle.wait().await.unwrap();
-    session
-        .finish(resumed.ticket, outcome, &live, &Settle::ask())
-        .await;
+    cancel_and_finish(&session, resumed, &live).await;
 
     let fresh = session
         .start(&request.clone().fresh(true), &live)
@@ -383,11 +388,7 @@ async fn applying_what_has_no_result_says_why() {
         still.to_string(),
         format!("operation {op} is still running")
     );
-    running.handle.cancel();
-    let outcome = running.handle.wait().await.unwrap();
-    session
-        .finish(running.ticket, outcome, &live, &Settle::ask())
-        .await;
+    cancel_and_finish(&session, running, &live).await;
     let none = session
         .apply_kept(&op, &live, &Settle::ask())
         .await
@@ -479,11 +480,7 @@ async fn damaged_records_are_named_and_a_new_operation_starts() {
     let session = session(dir.path());
     let first = session.start(&request, &live).await.unwrap();
     let op = first.ticket.op().to_owned();
-    first.handle.cancel();
-    let outcome = first.handle.wait().await.unwrap();
-    session
-        .finish(first.ticket, outcome, &live, &Settle::ask())
-        .await;
+    cancel_and_finish(&session, first, &live).await;
 
     // The operation's record is garbage: it cannot be resumed, and the
     // warning says which file.
@@ -502,11 +499,7 @@ async fn damaged_records_are_named_and_a_new_operation_starts() {
         second.warnings
     );
     let op2 = second.ticket.op().to_owned();
-    second.handle.cancel();
-    let outcome = second.handle.wait().await.unwrap();
-    session
-        .finish(second.ticket, outcome, &live, &Settle::ask())
-        .await;
+    cancel_and_finish(&session, second, &live).await;
 
     // The run index is garbage.
     let index = std::fs::read_dir(dir.path().join("records/runs"))

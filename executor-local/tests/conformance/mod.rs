@@ -38,11 +38,35 @@ async fn the_tokio_and_faulty_backends_conform() {
         .unwrap();
 }
 
-/// The scripted host, but its snapshots forget every variable.
-struct Forgetful(ScriptedHost);
+/// The scripted host with one of its duties broken.
+struct Broken {
+    host: ScriptedHost,
+    /// Its snapshots forget every variable.
+    forgetful: bool,
+    /// It never removes the iteration variable.
+    sticky: bool,
+}
+
+impl Broken {
+    fn forgetful() -> Broken {
+        Broken {
+            host: ScriptedHost::new(),
+            forgetful: true,
+            sticky: false,
+        }
+    }
+
+    fn sticky() -> Broken {
+        Broken {
+            host: ScriptedHost::new(),
+            forgetful: false,
+            sticky: true,
+        }
+    }
+}
 
 #[async_trait]
-impl Host for Forgetful {
+impl Host for Broken {
     type State = MapState;
     async fn run(
         &self,
@@ -50,32 +74,36 @@ impl Host for Forgetful {
         state: &mut MapState,
         ctx: &IterationContext,
     ) -> Result<(), RunError> {
-        self.0.run(body, state, ctx).await
+        self.host.run(body, state, ctx).await
     }
     async fn evaluate(&self, expr: &str, state: &MapState) -> Evaluation {
-        self.0.evaluate(expr, state).await
+        self.host.evaluate(expr, state).await
     }
     async fn snapshot(
         &self,
-        _state: &MapState,
+        state: &MapState,
         out: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> io::Result<()> {
-        self.0.snapshot(&MapState::new(), out).await
+        let empty = MapState::new();
+        let saved = if self.forgetful { &empty } else { state };
+        self.host.snapshot(saved, out).await
     }
     async fn restore(&self, input: &mut (dyn AsyncRead + Send + Unpin)) -> io::Result<MapState> {
-        self.0.restore(input).await
+        self.host.restore(input).await
     }
     fn set_iteration_var(&self, state: &mut MapState, name: &str, iteration: u64) {
-        self.0.set_iteration_var(state, name, iteration)
+        self.host.set_iteration_var(state, name, iteration)
     }
-    fn remove_iteration_var(&self, _state: &mut MapState, _name: &str) {
-        // Broken too: the variable stays.
+    fn remove_iteration_var(&self, state: &mut MapState, name: &str) {
+        if !self.sticky {
+            self.host.remove_iteration_var(state, name)
+        }
     }
 }
 
 #[tokio::test]
 async fn a_host_whose_snapshots_lose_state_fails() {
-    let error = conformance::host(&Forgetful(ScriptedHost::new()), sample())
+    let error = conformance::host(&Broken::forgetful(), sample())
         .await
         .unwrap_err();
     assert!(
@@ -86,41 +114,8 @@ async fn a_host_whose_snapshots_lose_state_fails() {
 
 #[tokio::test]
 async fn a_host_that_keeps_the_iteration_variable_fails() {
-    /// Round trips fine; only the iteration variable stays.
-    struct Sticky(ScriptedHost);
-    #[async_trait]
-    impl Host for Sticky {
-        type State = MapState;
-        async fn run(
-            &self,
-            body: &str,
-            state: &mut MapState,
-            ctx: &IterationContext,
-        ) -> Result<(), RunError> {
-            self.0.run(body, state, ctx).await
-        }
-        async fn evaluate(&self, expr: &str, state: &MapState) -> Evaluation {
-            self.0.evaluate(expr, state).await
-        }
-        async fn snapshot(
-            &self,
-            state: &MapState,
-            out: &mut (dyn AsyncWrite + Send + Unpin),
-        ) -> io::Result<()> {
-            self.0.snapshot(state, out).await
-        }
-        async fn restore(
-            &self,
-            input: &mut (dyn AsyncRead + Send + Unpin),
-        ) -> io::Result<MapState> {
-            self.0.restore(input).await
-        }
-        fn set_iteration_var(&self, state: &mut MapState, name: &str, iteration: u64) {
-            self.0.set_iteration_var(state, name, iteration)
-        }
-        fn remove_iteration_var(&self, _state: &mut MapState, _name: &str) {}
-    }
-    let error = conformance::host(&Sticky(ScriptedHost::new()), sample())
+    // Round trips fine; only the iteration variable stays.
+    let error = conformance::host(&Broken::sticky(), sample())
         .await
         .unwrap_err();
     assert!(error.0.contains("still there after its removal"), "{error}");
