@@ -206,6 +206,7 @@ async fn apply_job_result(
         state: pragma_session::LiveState::identity(&live),
         submitted,
         runner: None,
+        key: String::new(),
     };
     let mut summary = match host.state_from(&dir.join("state")).await {
         Ok(result) => {

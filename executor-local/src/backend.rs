@@ -237,6 +237,8 @@ pub enum RemoteError {
     InteractiveInput(String),
     /// The run was cancelled.
     Cancelled,
+    /// The process running the body died under it.
+    Lost(String),
 }
 
 impl From<&RemoteOutput> for RemoteReport {
@@ -248,6 +250,7 @@ impl From<&RemoteOutput> for RemoteReport {
                 (None, Some(RemoteError::InteractiveInput(m.clone())))
             }
             Err(RunError::Cancelled) => (None, Some(RemoteError::Cancelled)),
+            Err(RunError::Lost(m)) => (None, Some(RemoteError::Lost(m.clone()))),
         };
         let (score, invalid) = match &output.evaluation {
             Some(Evaluation::Score(score)) => (Some(format!("{score:?}")), None),
@@ -275,6 +278,7 @@ impl TryFrom<RemoteReport> for RemoteOutput {
             (_, Some(RemoteError::Failed(m))) => Err(RunError::Failed(m)),
             (_, Some(RemoteError::InteractiveInput(m))) => Err(RunError::InteractiveInput(m)),
             (_, Some(RemoteError::Cancelled)) => Err(RunError::Cancelled),
+            (_, Some(RemoteError::Lost(m))) => Err(RunError::Lost(m)),
             (Some(key), None) => Ok(Key::parse(&key).map_err(|e| e.to_string())?),
             (None, None) => return Err("the report names neither a state nor an error".into()),
         };

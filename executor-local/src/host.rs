@@ -41,6 +41,11 @@ pub enum RunError {
     /// The run stopped because [`IterationContext::cancel`] fired.
     #[error("cancelled")]
     Cancelled,
+    /// The process running the body died under it (killed, out of
+    /// memory): a preemption, not a failure of the body. The iteration runs
+    /// again within the preemption budget and the run counts as work lost.
+    #[error("the process running the body was lost: {0}")]
+    Lost(String),
 }
 
 /// Runs cell bodies on states: what a notebook kernel, a job runner or the

@@ -103,6 +103,8 @@ impl PythonHost {
 fn worker_failure(error: WorkerError) -> RunError {
     match error {
         WorkerError::Cancelled => RunError::Cancelled,
+        // Killed, out of memory: a preemption; the run is lost work.
+        died @ WorkerError::Died(_) => RunError::Lost(died.to_string()),
         other => RunError::Failed(other.to_string()),
     }
 }

@@ -153,6 +153,9 @@ impl WorkerPool {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            // Signals to the kernel's process group (an interrupt, a
+            // shutdown) stop the kernel's cell, not the background.
+            .process_group(0)
             .kill_on_drop(true);
         if !path.is_empty() {
             command.env("PYTHONPATH", std::env::join_paths(path).unwrap_or_default());

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use pragma_checkpoint::{LocalStore, Store};
 use pragma_executor_local::{Config, Executor, Outcome, Status};
 use pragma_session::{
-    Applied, Change, Digests, LiveState, Records, Resolution, Rule, Session, Settle, StartRequest,
-    Ticket,
+    Applied, Change, Digests, LiveState, Records, Resolution, Rule, Running, Session, SessionError,
+    Settle, StartRequest, Ticket,
 };
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -206,44 +206,43 @@ impl NativeSession {
                     .await
             })
         });
-        let running = running.map_err(failed)?;
-        let op = running.ticket.op().to_owned();
-        let slot = Slot {
-            ticket: Some(running.ticket),
-            status: Arc::default(),
-            outcome: Arc::default(),
-            done: Arc::default(),
-            cancel: Arc::default(),
+        let running = match running {
+            Ok(running) => running,
+            // Followed here already (taken up after a kernel restart).
+            Err(SessionError::AlreadyRunning { op, .. }) if self.follows(&op) => {
+                return Ok((op, true));
+            }
+            Err(e) => return Err(failed(e)),
         };
-        let (status, outcome, done, cancel) = (
-            Arc::clone(&slot.status),
-            Arc::clone(&slot.outcome),
-            Arc::clone(&slot.done),
-            Arc::clone(&slot.cancel),
-        );
-        let mut handle = running.handle;
-        self.runtime.spawn(async move {
-            loop {
-                tokio::select! {
-                    event = handle.next_event() => {
-                        if let Ok(mut status) = status.lock() {
-                            *status = Some(handle.status());
-                        }
-                        if event.is_none() { break; }
-                    }
-                    () = cancel.notified() => handle.cancel(),
-                }
-            }
-            if let Ok(ended) = handle.wait().await
-                && let Ok(mut outcome) = outcome.lock()
-            {
-                *outcome = Some(ended);
-            }
-            done.notify_waiters();
-            done.notify_one();
+        let resumed = running.resumed;
+        Ok((self.follow(running)?, resumed))
+    }
+
+    /// The operations of the notebook `identity` left unfinished by a
+    /// kernel that is gone (restarted, crashed), not followed here yet.
+    fn unfinished(&self, py: Python<'_>, identity: String) -> PyResult<Vec<String>> {
+        let session = Arc::clone(&self.session);
+        let ops = py.detach(|| {
+            self.runtime
+                .block_on(async { session.unfinished(&identity).await })
         });
-        self.ops.lock().map_err(failed)?.insert(op.clone(), slot);
-        Ok((op, running.resumed))
+        Ok(ops
+            .map_err(failed)?
+            .into_iter()
+            .filter(|op| !self.follows(op))
+            .collect())
+    }
+
+    /// Goes on with `op` here, from its last checkpoint (what
+    /// `unfinished` lists); followed as a submitted one.
+    fn resume(&self, py: Python<'_>, op: String) -> PyResult<()> {
+        let session = Arc::clone(&self.session);
+        let running = py.detach(|| {
+            self.runtime
+                .block_on(async { session.resume::<Digest>(&op, None).await })
+        });
+        self.follow(running.map_err(failed)?)?;
+        Ok(())
     }
 
     /// Where `op` stands: `(done, total, in flight, best iteration, best
@@ -389,6 +388,57 @@ impl NativeSession {
             _ => None,
         };
         Ok((summary, changes(py, &live)?))
+    }
+}
+
+impl NativeSession {
+    /// Whether this kernel follows `op` (it has not been finished here).
+    fn follows(&self, op: &str) -> bool {
+        self.ops
+            .lock()
+            .is_ok_and(|ops| ops.get(op).is_some_and(|slot| slot.ticket.is_some()))
+    }
+
+    /// Follows a started operation: its status, cancel and outcome, in a
+    /// task of the runtime; its id.
+    fn follow(&self, running: Running<Namespace, Digest>) -> PyResult<String> {
+        let op = running.ticket.op().to_owned();
+        let slot = Slot {
+            ticket: Some(running.ticket),
+            status: Arc::default(),
+            outcome: Arc::default(),
+            done: Arc::default(),
+            cancel: Arc::default(),
+        };
+        let (status, outcome, done, cancel) = (
+            Arc::clone(&slot.status),
+            Arc::clone(&slot.outcome),
+            Arc::clone(&slot.done),
+            Arc::clone(&slot.cancel),
+        );
+        let mut handle = running.handle;
+        self.runtime.spawn(async move {
+            loop {
+                tokio::select! {
+                    event = handle.next_event() => {
+                        if let Ok(mut status) = status.lock() {
+                            *status = Some(handle.status());
+                        }
+                        if event.is_none() { break; }
+                    }
+                    () = cancel.notified() => handle.cancel(),
+                }
+            }
+            if let Ok(ended) = handle.wait().await
+                && let Ok(mut outcome) = outcome.lock()
+            {
+                *outcome = Some(ended);
+            }
+            done.notify_waiters();
+            done.notify_one();
+        });
+        self.ops.lock().map_err(failed)?.insert(op.clone(), slot);
+        Ok(op)
     }
 }
 

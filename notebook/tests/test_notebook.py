@@ -3,39 +3,52 @@
 import json
 import os
 import pathlib
+import queue
 import subprocess
+import time
 
 import nbformat
 import pytest
+from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
 
 
-def run(tmp_path, *cells, timeout=120):
-    """Runs the cells in a fresh kernel; the text each printed."""
+def notebook_client(tmp_path, cells, timeout=120):
+    """A client for a notebook of the cells, after `%load_ext`, run in a
+    fresh kernel in `tmp_path`."""
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell("%load_ext pragma_notebook")] + [
         nbformat.v4.new_code_cell(cell) for cell in cells
     ]
-    client = NotebookClient(
+    return NotebookClient(
         notebook,
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(tmp_path)}},
     )
+
+
+def shown(cell):
+    """The text a cell printed and displayed."""
+    text = ""
+    for output in cell.outputs:
+        if output.get("output_type") == "stream":
+            text += output["text"]
+        elif "data" in output:
+            if "image/svg+xml" in output["data"]:
+                text += "[svg]" + output["data"]["image/svg+xml"]
+            else:
+                text += output["data"].get("text/plain", "")
+    return text
+
+
+def run(tmp_path, *cells, timeout=120):
+    """Runs the cells in a fresh kernel after `%load_ext`; the text each
+    printed."""
+    client = notebook_client(tmp_path, cells, timeout)
     client.execute()
-    texts = []
-    for cell in notebook.cells[1:]:
-        text = ""
-        for output in cell.outputs:
-            if output.get("output_type") == "stream":
-                text += output["text"]
-            elif "data" in output:
-                if "image/svg+xml" in output["data"]:
-                    text += "[svg]" + output["data"]["image/svg+xml"]
-                else:
-                    text += output["data"].get("text/plain", "")
-        texts.append(text)
-    return texts
+    return [shown(cell) for cell in client.nb.cells[1:]]
 
 
 def test_a_repeat_cell_runs_in_the_background_and_its_best_checkpoint_lands(tmp_path):
@@ -221,9 +234,133 @@ def test_the_submitting_cell_shows_live_progress_in_place(tmp_path):
         "import time\ntime.sleep(1.2)\nprint('meanwhile')",
         "%pragma wait\ntime.sleep(1.0)",
     )
-    shown = notebook_texts[0]
-    assert "4/4 iterations done" in shown and "ended" in shown, notebook_texts
-    assert "best 3.0 (iteration 3)" in shown, notebook_texts
+    shown_first = notebook_texts[0]
+    assert "4/4 iterations done" in shown_first, notebook_texts
+    assert "best 3.0 (iteration 3)" in shown_first, notebook_texts
+    # Once applied, the submitting cell's display says so.
+    assert shown_first.endswith("; succeeded, applied: n"), notebook_texts
     # No progress leaks into the other cells.
     assert notebook_texts[1].strip() == "meanwhile", notebook_texts
     assert "iterations done" not in notebook_texts[2], notebook_texts
+
+
+def kernel_messages(kc, code, timeout=60):
+    """Runs `code` through the kernel client; the kernel's messages about it
+    until it is idle again."""
+    msg_id = kc.execute(code)
+    messages = []
+    while True:
+        message = kc.get_iopub_msg(timeout=timeout)
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        messages.append(message)
+        if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+            return messages
+
+
+def test_a_result_is_applied_while_the_kernel_is_idle_and_the_submitting_cell_says_so(tmp_path):
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        kernel_messages(kc, "%load_ext pragma_notebook\nx = 0\nnotes = 0")
+        submitted = kernel_messages(
+            kc,
+            "#pragma parallel --iterations 2 --max-by x\nimport time\ntime.sleep(1)\n"
+            "x = iteration + 10\nnotes = 1",
+        )
+        display_id = next(
+            m["content"]["transient"]["display_id"]
+            for m in submitted
+            if m["msg_type"] == "display_data"
+        )
+        kernel_messages(kc, "notes = 2")
+        # No cell runs now: the result comes in on its own, and the
+        # submitting cell's display is updated in place.
+        updates, deadline = [], time.time() + 30
+        while time.time() < deadline and not any("succeeded" in u for u in updates):
+            try:
+                message = kc.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            if (
+                message["msg_type"] == "update_display_data"
+                and message["content"]["transient"]["display_id"] == display_id
+            ):
+                updates.append(message["content"]["data"]["text/plain"])
+        printed = kernel_messages(kc, "print(x, notes)")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    final = updates[-1]
+    op = final.split(":")[0]
+    assert "2/2 iterations done" in final, updates
+    assert final.endswith(
+        "succeeded, applied: time, x; changed here meanwhile, left alone: notes "
+        f"(`%pragma apply {op} --take-background notes` or `--keep-live notes`)"
+    ), updates
+    # Applied before the last cell ran, not after it.
+    text = "".join(m["content"]["text"] for m in printed if m["msg_type"] == "stream")
+    assert text.strip() == "11 2", printed
+
+
+def test_an_operation_goes_on_after_its_kernel_dies_once_the_extension_is_loaded_again(
+    tmp_path,
+):
+    cell = (
+        "#pragma repeat --iterations 12 --checkpoint-period 3 --max-by total\n"
+        "import time\ntime.sleep(0.3)\ntotal = total + 1\n"
+        "with open('runs.log', 'a') as log:\n    log.write(f'{iteration}\\n')\ndel log"
+    )
+    crash = (
+        "import os, time\n"
+        "deadline = time.time() + 60\n"
+        "while not os.path.exists('runs.log') or len(open('runs.log').read().split()) < 7:\n"
+        "    assert time.time() < deadline, 'the operation does not get on'\n"
+        "    time.sleep(0.05)\n"
+        "os.kill(os.getpid(), 9)"
+    )
+    first = notebook_client(tmp_path, ["total = 0", cell, crash])
+    with pytest.raises(DeadKernelError):
+        first.execute()
+    # A new kernel of the same notebook: loading the extension takes it up.
+    texts = run(
+        tmp_path,
+        "total = 0",
+        "outcome = %pragma wait\nprint(outcome.status, outcome.best_iteration, total)",
+    )
+    assert texts[-1].strip() == "succeeded 11 12", texts
+    runs = [int(line) for line in (tmp_path / "runs.log").read_text().split()]
+    assert sorted(set(runs)) == list(range(12)), runs
+    # At most the work since the last checkpoint (3 iterations) ran twice.
+    assert len(runs) - 12 <= 3, runs
+
+
+def test_the_extension_says_which_operations_it_took_up(tmp_path):
+    cell = "#pragma repeat --iterations 40 --max-by n\nimport time\ntime.sleep(0.2)\nn = iteration"
+    first = notebook_client(
+        tmp_path, [cell, "import os, time\ntime.sleep(1)\nos.kill(os.getpid(), 9)"]
+    )
+    with pytest.raises(DeadKernelError):
+        first.execute()
+    client = notebook_client(
+        tmp_path, ["%pragma cancel\noutcome = %pragma wait\nprint(outcome.status)"]
+    )
+    client.execute()
+    loaded = shown(client.nb.cells[0])
+    assert "resumed in the background from its last checkpoint" in loaded, loaded
+    assert shown(client.nb.cells[1]).strip() == "cancelled"
+
+
+def test_a_worker_killed_mid_iteration_costs_only_its_run(tmp_path):
+    texts = run(
+        tmp_path,
+        "#pragma parallel --iterations 4 --max-by v\n"
+        "import os\n"
+        "if iteration == 2 and not os.path.exists('killed'):\n"
+        "    open('killed', 'w').close()\n"
+        "    os.kill(os.getpid(), 9)\n"
+        "v = iteration",
+        "outcome = %pragma wait\n"
+        "print(outcome.status, outcome.best_iteration, v, outcome.failed_iterations)\n"
+        "print(outcome.usage['iterations_run'], outcome.usage['work_lost'])",
+    )
+    assert texts[1].splitlines() == ["succeeded 3 3 []", "5 1"], texts

@@ -206,6 +206,9 @@ async fn a_worker_killed_mid_iteration_costs_only_that_run() {
     assert!(flag.exists(), "the worker was killed once");
     assert_eq!(outcome.best.unwrap().iteration, 3);
     assert_eq!(outcome.usage.iterations_run, 5, "iteration 2 ran again");
+    // A preemption, not a failure of the body: the run is lost work.
+    assert_eq!(outcome.usage.work_lost, 1);
+    assert!(outcome.failed_iterations.is_empty());
 }
 
 #[tokio::test]

@@ -63,6 +63,14 @@ pub enum SessionError {
         /// How it ended.
         status: String,
     },
+    /// The operation has ended: there is nothing to resume.
+    #[error("operation {op} has ended ({status}): there is nothing to resume")]
+    Ended {
+        /// The operation.
+        op: String,
+        /// How it ended.
+        status: String,
+    },
     /// A record could not be read or written.
     #[error("the records of operation {op}: {source}")]
     Records {

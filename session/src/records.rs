@@ -36,6 +36,11 @@ pub struct RunRecord<D> {
     pub submitted: Digests<D>,
     /// The process running the operation now.
     pub runner: Option<Runner>,
+    /// The [run key](run_key) of its cell on its state: the index entry and
+    /// start lock it goes by, so that it can be resumed by its id alone
+    /// (empty in records written before it was kept).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
 }
 
 /// The index entry of a cell and live state.
@@ -138,7 +143,12 @@ impl Records {
     /// Forgets which operation runs `cell` on `identity`: the next run
     /// starts a new one.
     pub fn remove_index(&self, cell: &str, identity: &str) -> io::Result<()> {
-        remove_if_there(&self.index_path(cell, identity))
+        self.remove_index_of(&run_key(cell, identity))
+    }
+
+    /// Forgets the index entry of the [run key](run_key) `key`.
+    pub fn remove_index_of(&self, key: &str) -> io::Result<()> {
+        remove_if_there(&self.root.join("runs").join(format!("{key}.json")))
     }
 
     fn index_path(&self, cell: &str, identity: &str) -> PathBuf {
@@ -147,14 +157,11 @@ impl Records {
             .join(format!("{}.json", run_key(cell, identity)))
     }
 
-    /// Takes the start lock of `cell` on `identity`, waiting for another
-    /// start to finish deciding. Polled, never blocking the thread: the
-    /// other start may be a task on the same thread.
-    pub(crate) async fn lock_start(&self, cell: &str, identity: &str) -> io::Result<StartLock> {
-        let path = self
-            .root
-            .join("runs")
-            .join(format!("{}.lock", run_key(cell, identity)));
+    /// Takes the start lock of the [run key](run_key) `key`, waiting for
+    /// another start to finish deciding. Polled, never blocking the thread:
+    /// the other start may be a task on the same thread.
+    pub(crate) async fn lock_start(&self, key: &str) -> io::Result<StartLock> {
+        let path = self.root.join("runs").join(format!("{key}.lock"));
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }

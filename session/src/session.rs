@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::SessionError;
 use crate::live::{Change, Digests, LiveState};
-use crate::records::{Records, RunRecord};
+use crate::records::{Records, RunRecord, run_key};
 use crate::runner::{JobQueue, Runner};
 use crate::summary::Summary;
 
@@ -116,7 +116,6 @@ pub struct Running<State, D> {
 #[derive(Debug, Clone)]
 pub struct Ticket<D> {
     record: RunRecord<D>,
-    cell: String,
 }
 
 impl<D> Ticket<D> {
@@ -221,39 +220,16 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
         L: LiveState<State = H::State>,
     {
         let identity = live.identity();
-        let _turn = self
-            .records
-            .lock_start(&request.cell, &identity)
-            .await
-            .map_err(|source| SessionError::Records {
-                op: crate::records::run_key(&request.cell, &identity),
-                source,
-            })?;
+        let key = run_key(&request.cell, &identity);
+        let _turn = self.lock_start(&key).await?;
         let mut warnings = Vec::new();
         let resumable = self.resumable(request, &identity, &mut warnings).await;
         let (handle, record, resumed) = match resumable {
             Some(mut record) => {
-                // An earlier start of this very batch job (requeued after
-                // its node failed) is no other runner.
-                let same_job =
-                    |r: &Runner| r.batch_job.is_some() && r.batch_job == request.batch_job;
-                if let Some(runner) = record
-                    .runner
-                    .as_ref()
-                    .filter(|r| !same_job(r) && self.alive(r))
-                {
-                    return Err(SessionError::AlreadyRunning {
-                        op: record.op.clone(),
-                        runner: self.describe(runner),
-                        reachable: runner.here() || runner.batch_job.is_some(),
-                    });
-                }
-                let handle = self.executor.resume(&record.op).await?;
-                record.runner = Runner::current(request.batch_job.clone());
-                // A cancel's outcome is not the end any more.
-                if let Err(e) = self.records.remove_outcome(&record.op) {
-                    warnings.push(format!("cannot clear the outcome of {}: {e}", record.op));
-                }
+                record.key = key;
+                let handle = self
+                    .go_on(&mut record, request.batch_job.clone(), &mut warnings)
+                    .await?;
                 (handle, record, true)
             }
             None => {
@@ -269,6 +245,7 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
                     state: identity.clone(),
                     submitted,
                     runner: Runner::current(request.batch_job.clone()),
+                    key,
                 };
                 if let Err(e) = self
                     .records
@@ -279,18 +256,132 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
                 (handle, record, false)
             }
         };
+        Ok(self.running(handle, record, resumed, warnings))
+    }
+
+    /// Goes on with `op`, left unfinished by a runner that is gone (a
+    /// restarted notebook kernel, a killed command), from its last
+    /// checkpoint: as [`start`](Session::start) of its cell on its state
+    /// would, for a host that knows the operation but not the cell's text.
+    /// Refused while its runner still runs, or once it has ended.
+    pub async fn resume<D>(
+        &self,
+        op: &str,
+        batch_job: Option<String>,
+    ) -> Result<Running<H::State, D>, SessionError>
+    where
+        D: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let record_error = |source| SessionError::Records {
+            op: op.to_owned(),
+            source,
+        };
+        let read = || -> Result<RunRecord<D>, SessionError> {
+            self.records
+                .try_run(op)
+                .map_err(|damaged| record_error(io::Error::other(damaged.to_string())))?
+                .ok_or_else(|| SessionError::Unknown { op: op.to_owned() })
+        };
+        let key = read()?.key;
+        if key.is_empty() {
+            return Err(record_error(io::Error::other(
+                "its record does not say which cell it runs: run the cell again to resume it",
+            )));
+        }
+        let _turn = self.lock_start(&key).await?;
+        // Read again under the lock: another start may have taken it.
+        let mut record = read()?;
+        let summary = self.executor.summary(op).await?;
+        if let Some(status) = summary.status.as_ref().filter(|s| !s.is_resumable()) {
+            return Err(SessionError::Ended {
+                op: op.to_owned(),
+                status: status.name().to_owned(),
+            });
+        }
+        let mut warnings = Vec::new();
+        let handle = self.go_on(&mut record, batch_job, &mut warnings).await?;
+        Ok(self.running(handle, record, true, warnings))
+    }
+
+    /// The operations on the live state `identity` that have not ended and
+    /// that nothing runs any more (their runner was killed or crashed):
+    /// what [`resume`](Session::resume) can go on with.
+    pub async fn unfinished(&self, identity: &str) -> Result<Vec<String>, SessionError> {
+        Ok(self
+            .executor
+            .unfinished()
+            .await?
+            .into_iter()
+            .filter(|op| {
+                self.records
+                    .run::<serde::de::IgnoredAny>(op)
+                    .is_some_and(|record| {
+                        record.state == identity
+                            && !record.key.is_empty()
+                            && !record.runner.as_ref().is_some_and(|r| self.alive(r))
+                    })
+            })
+            .collect())
+    }
+
+    async fn lock_start(&self, key: &str) -> Result<crate::records::StartLock, SessionError> {
+        self.records
+            .lock_start(key)
+            .await
+            .map_err(|source| SessionError::Records {
+                op: key.to_owned(),
+                source,
+            })
+    }
+
+    /// Resumes the operation of `record` here, unless another runner still
+    /// runs it, and makes this process its runner.
+    async fn go_on<D>(
+        &self,
+        record: &mut RunRecord<D>,
+        batch_job: Option<String>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Handle<H::State>, SessionError> {
+        // An earlier start of this very batch job (requeued after its node
+        // failed) is no other runner.
+        let same_job = |r: &Runner| r.batch_job.is_some() && r.batch_job == batch_job;
+        if let Some(runner) = record
+            .runner
+            .as_ref()
+            .filter(|r| !same_job(r) && self.alive(r))
+        {
+            return Err(SessionError::AlreadyRunning {
+                op: record.op.clone(),
+                runner: self.describe(runner),
+                reachable: runner.here() || runner.batch_job.is_some(),
+            });
+        }
+        let handle = self.executor.resume(&record.op).await?;
+        record.runner = Runner::current(batch_job);
+        // A cancel's outcome is not the end any more.
+        if let Err(e) = self.records.remove_outcome(&record.op) {
+            warnings.push(format!("cannot clear the outcome of {}: {e}", record.op));
+        }
+        Ok(handle)
+    }
+
+    /// Records `record`'s runner and hands the operation to the host.
+    fn running<D: serde::Serialize>(
+        &self,
+        handle: Handle<H::State>,
+        record: RunRecord<D>,
+        resumed: bool,
+        mut warnings: Vec<String>,
+    ) -> Running<H::State, D> {
         if let Err(e) = self.records.write_run(&record) {
             warnings.push(format!("cannot record operation {}: {e}", record.op));
         }
-        Ok(Running {
+        Running {
             handle,
-            ticket: Ticket {
-                record,
-                cell: request.cell.clone(),
-            },
+            ticket: Ticket { record },
             resumed,
             warnings,
-        })
+        }
     }
 
     /// The record of the operation that an earlier run of the request's
@@ -364,6 +455,7 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
             state: live.identity(),
             submitted,
             runner: None,
+            key: run_key(&request.cell, &live.identity()),
         };
         self.records
             .write_run(&record)
@@ -392,10 +484,11 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
     where
         L: LiveState<State = H::State>,
     {
-        let Ticket { mut record, cell } = ticket;
+        let Ticket { mut record } = ticket;
         let mut warnings = Vec::new();
         if !outcome.status.is_resumable()
-            && let Err(e) = self.records.remove_index(&cell, &record.state)
+            && !record.key.is_empty()
+            && let Err(e) = self.records.remove_index_of(&record.key)
         {
             warnings.push(format!("cannot clear the run index of {}: {e}", record.op));
         }

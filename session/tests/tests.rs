@@ -228,6 +228,86 @@ async fn the_same_cell_on_the_same_state_resumes_after_a_crash() {
 }
 
 #[tokio::test]
+async fn an_operation_whose_runner_is_gone_is_listed_and_resumes_by_its_id_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = Live::new(&[("x", 0)]);
+    let op = {
+        let session = session(dir.path());
+        let mut running = session
+            .start(&StartRequest::new(SLOW_REPEAT, "c"), &live)
+            .await
+            .unwrap();
+        while let Some(event) = running.handle.next_event().await {
+            if matches!(event, Event::CheckpointCommitted { iterations_done, .. } if iterations_done >= 4)
+            {
+                break;
+            }
+        }
+        running.ticket.op().to_owned()
+        // Dropped here: the executor stops as a crash would.
+    };
+    let session = session(dir.path());
+    // While its runner (this process) lives, it is neither listed nor taken.
+    assert_eq!(
+        session.unfinished(&live.identity()).await.unwrap(),
+        Vec::<String>::new()
+    );
+    let refused = session.resume::<i64>(&op, None).await;
+    assert!(
+        matches!(&refused, Err(SessionError::AlreadyRunning { .. })),
+        "{:?}",
+        refused.err()
+    );
+    // A later process with the same pid: the runner is gone.
+    let mut record: RunRecord<i64> = session.records().run(&op).unwrap();
+    record.runner = record.runner.map(|r| Runner {
+        started: r.started + 1,
+        ..r
+    });
+    session.records().write_run(&record).unwrap();
+    assert_eq!(
+        session.unfinished("another state").await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        session.unfinished(&live.identity()).await.unwrap(),
+        vec![op.clone()]
+    );
+
+    let running = session.resume::<i64>(&op, None).await.unwrap();
+    assert!(running.resumed);
+    assert_eq!(running.ticket.op(), op);
+    // Taken: a start of its cell now finds it running here.
+    let refused = session
+        .start(&StartRequest::new(SLOW_REPEAT, "c"), &live)
+        .await;
+    assert!(matches!(&refused, Err(SessionError::AlreadyRunning { op: o, .. }) if *o == op));
+    let outcome = running.handle.wait().await.unwrap();
+    let summary = session
+        .finish(running.ticket, outcome, &live, &Settle::ask())
+        .await;
+    assert_eq!(summary.status, FinalStatus::Succeeded);
+    assert_eq!(live.get("x"), Some((0..40).sum()));
+    assert_eq!(
+        session.unfinished(&live.identity()).await.unwrap(),
+        Vec::<String>::new()
+    );
+    let ended = session.resume::<i64>(&op, None).await;
+    assert!(
+        matches!(&ended, Err(SessionError::Ended { .. })),
+        "{:?}",
+        ended.err()
+    );
+    // Ended and unindexed: the same cell starts a new operation.
+    let again = session
+        .start(&StartRequest::new(SLOW_REPEAT, "c"), &live)
+        .await
+        .unwrap();
+    assert!(!again.resumed);
+    again.handle.cancel();
+}
+
+#[tokio::test]
 async fn two_starts_at_the_same_instant_run_one_operation() {
     let dir = tempfile::tempdir().unwrap();
     let live = Live::new(&[("x", 0)]);

@@ -34,6 +34,13 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let Some(output) = output else {
             return self.worker_lost(id, worker, running.iteration);
         };
+        if let Err(RunError::Lost(_)) = &output.result {
+            // A preemption: the scheduler counts the run as lost work.
+            if let Some(op) = self.ops.get_mut(&id) {
+                op.usage.add_job(output.seconds, output.lost_runs);
+            }
+            return self.worker_lost(id, worker, running.iteration);
+        }
         let Some(event) = self.take_result(id, worker, output) else {
             return;
         };
@@ -94,7 +101,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         } = output;
         op.usage.add_job(seconds, lost_runs);
         let event = match result {
-            Err(RunError::Cancelled) => return None,
+            Err(RunError::Cancelled | RunError::Lost(_)) => return None,
             Err(RunError::InteractiveInput(message)) => {
                 op.interrupt(iteration, message);
                 SchedulerEvent::Cancel(id)

@@ -41,6 +41,7 @@ __all__ = [
     "logs",
     "progress_text",
     "report",
+    "resume_unfinished",
     "status",
     "submit",
     "wait",
@@ -63,6 +64,10 @@ _namespaces: dict[str, dict] = {}
 _outcomes: dict[str, Outcome] = {}
 # What each operation was submitted with: the objects and their pickles.
 _submitted: dict[str, dict] = {}
+# What each operation changed in its namespace when it was applied.
+_applied: dict[str, list[str]] = {}
+# The progress display of each operation submitted from a cell.
+_displays: dict[str, object] = {}
 
 
 class UnsaveableError(Exception):
@@ -123,11 +128,16 @@ def _native_session():
 
 
 def _identity():
-    # The same cell on the same notebook's state resumes after a restart.
-    return "ipython:" + os.getcwd()
+    # The same notebook's operations resume after a kernel restart: Jupyter
+    # names the notebook in JPY_SESSION_NAME; elsewhere the directory does.
+    return "ipython:" + (os.environ.get("JPY_SESSION_NAME") or os.getcwd())
 
 
 def _state_names(namespace):
+    # What IPython put in the namespace itself (`open`, `exit`, ...) and
+    # the user has not rebound is not state either.
+    ip = _ipython()
+    hidden = getattr(ip, "user_ns_hidden", {}) if ip is not None else {}
     return [
         name
         for name in namespace
@@ -135,6 +145,7 @@ def _state_names(namespace):
         and not _IPYTHON_PATTERN.match(name)
         and not name.startswith("__")
         and name not in _excluded
+        and not (name in hidden and hidden[name] is namespace[name])
     ]
 
 
@@ -166,6 +177,24 @@ def submit(cell, namespace, name="cell"):
     _namespaces[op] = namespace
     _submitted[op] = {n: (namespace[n], b) for n, b in zip(names, blobs)}
     return Operation(op, resumed)
+
+
+def resume_unfinished(namespace):
+    """Takes up the operations of this notebook that a kernel restart (or
+    crash) left unfinished: each goes on from its last checkpoint, and its
+    result is applied to ``namespace`` as for a submitted one. Returns them
+    as :class:`Operation` s. ``%load_ext pragma_notebook`` calls it."""
+    store = os.path.abspath(_settings["store"])
+    if _session is None and not os.path.isdir(os.path.join(store, "ops")):
+        return []  # nothing was ever run here
+    session = _native_session()
+    resumed = []
+    for op in session.unfinished(_identity()):
+        session.resume(op)
+        _ops.append(op)
+        _namespaces[op] = namespace
+        resumed.append(Operation(op, resumed=True))
+    return resumed
 
 
 # Types whose pickle is the same for the same value: for these a change in
@@ -251,8 +280,10 @@ def _finish(op):
         op, _identity(), names, blobs, _settings["on_conflict"], [], []
     )
     _apply_changes(namespace, changes)
+    _applied[op] = [name for name, _ in changes]
     outcome = _outcome(json.loads(summary))
     _outcomes[op] = outcome
+    _show_ending(op)
     return outcome
 
 
@@ -279,8 +310,10 @@ def apply(op=None, take_background=None, keep_live=None):
         op, _identity(), names, blobs, "ask", list(take_background or []), list(keep_live or [])
     )
     _apply_changes(namespace, changes)
+    _applied[op] = _applied.get(op, []) + [name for name, _ in changes]
     if summary is not None:
         _outcomes[op] = _outcome(json.loads(summary))
+        _show_ending(op)
     return _outcomes.get(op)
 
 
@@ -327,7 +360,21 @@ def config(**settings):
             raise ValueError(f"unknown setting `{key}`: use one of {', '.join(_settings)}")
         if key == "on_conflict" and value not in ("take-background", "keep-live", "ask"):
             raise ValueError(f"on_conflict `{value}`: use take-background, keep-live or ask")
+        if key in ("store", "workers") and _session is not None and value != _settings[key]:
+            if any(op not in _outcomes for op in _ops):
+                raise ValueError(
+                    f"`{key}` cannot change while operations of this kernel run: wait for"
+                    " them or cancel them first"
+                )
+            _reset_session()
         _settings[key] = value
+        if key == "store" and _ipython() is not None:
+            _take_up_unfinished(_ipython())
+
+
+def _reset_session():
+    global _session
+    _session = None
 
 
 # --- IPython ---------------------------------------------------------------
@@ -346,10 +393,16 @@ def _transform(lines):
     return [f"__import__('pragma_notebook')._run_cell({''.join(lines)!r})\n"]
 
 
-def _run_cell(cell):
-    from IPython import get_ipython
+def _ipython():
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
 
-    ip = get_ipython()
+
+def _run_cell(cell):
+    ip = _ipython()
     try:
         operation = submit(cell, ip.user_ns, name=f"In[{ip.execution_count}]")
     except UnsaveableError as error:
@@ -367,58 +420,144 @@ def _clock(seconds):
 
 def progress_text(op, started, now):
     """One line of progress: done of total, in flight, best so far,
-    elapsed and the time left."""
+    elapsed and the time left; once the result is applied, what it
+    changed and what is left to settle."""
     st = status(op)
     elapsed = now - started
     text = f"{op}: {st['done']}/{st['total']} iterations done, {st['in_flight']} in flight"
     if st["best_iteration"] is not None:
         text += f", best {st['best_score']} (iteration {st['best_iteration']})"
     text += f", {_clock(elapsed)} elapsed"
+    outcome = _outcomes.get(op)
+    if outcome is not None:
+        return text + "; " + _ending_text(op, outcome)
     if st["ended"]:
-        return text + ", ended: its result is applied after the next cell or by `%pragma wait`"
+        return text + ", ended: its result is applied once the kernel is idle"
     if st["done"] and st["total"] > st["done"]:
         text += f", about {_clock(elapsed / st['done'] * (st['total'] - st['done']))} left"
     return text
 
 
+def _ending_text(op, outcome):
+    text = outcome.status
+    if outcome.reason:
+        text += f" ({outcome.reason})"
+    applied = _applied.get(op, [])
+    if applied:
+        text += ", applied: " + ", ".join(applied)
+    elif outcome.status == "succeeded":
+        text += ", nothing to apply"
+    if outcome.conflicts:
+        names = " ".join(outcome.conflicts)
+        text += (
+            f"; changed here meanwhile, left alone: {', '.join(outcome.conflicts)}"
+            f" (`%pragma apply {op} --take-background {names}` or `--keep-live {names}`)"
+        )
+    return text
+
+
+class _Progress:
+    """The submitting cell's progress display, updated in place by its
+    display id, so it stays in that cell whatever cell runs meanwhile."""
+
+    def __init__(self, op):
+        import threading
+        import time
+
+        from IPython.display import display
+
+        self.op = op
+        # The follower thread and the kernel's thread both update it: the
+        # text is made and sent under the lock, so the last sent is fresh.
+        self.lock = threading.Lock()
+        self.started = time.time()
+        self.handle = display(
+            {"text/plain": progress_text(op, self.started, self.started)},
+            raw=True,
+            display_id=True,
+        )
+
+    def show(self):
+        import time
+
+        with self.lock:
+            text = progress_text(self.op, self.started, time.time())
+            self.handle.update({"text/plain": text}, raw=True)
+        return text
+
+
 def _show_progress(op):
-    # Updated in place by its display id, so it stays in the submitting
-    # cell's output whatever cell runs meanwhile.
     import threading
     import time
 
-    from IPython.display import display
-
-    started = time.time()
-    handle = display({"text/plain": progress_text(op, started, started)}, raw=True, display_id=True)
+    progress = _Progress(op)
+    _displays[op] = progress
 
     def follow():
-        while True:
+        while op not in _outcomes:
             time.sleep(0.5)
             try:
-                text = progress_text(op, started, time.time())
+                progress.show()
+                ended = _native_session().status(op)[5]
             except Exception:  # noqa: BLE001 - the kernel is shutting down
                 return
-            handle.update({"text/plain": text}, raw=True)
-            if text.endswith("`%pragma wait`"):
+            if ended:
+                _when_idle(_apply_finished)
                 return
 
     threading.Thread(target=follow, name=f"pragma progress {op}", daemon=True).start()
 
 
+def _show_ending(op):
+    progress = _displays.get(op)
+    if progress is not None:
+        progress.show()
+    elif _ipython() is not None and getattr(_ipython(), "kernel", None) is None:
+        # A terminal IPython shows no display updates: it is printed.
+        print(f"{op} ended: {_ending_text(op, _outcomes[op])}")
+
+
+# Whether a cell is running now: results are applied between cells only.
+_cell_running = False
+
+
+def _pre_run_cell(*args):
+    global _cell_running
+    _cell_running = True
+
+
+def _when_idle(callback):
+    # On the kernel's own loop, which runs callbacks between requests; a
+    # cell running then (one that awaits) is left alone: after it ends,
+    # post_run_cell applies what arrived.
+    kernel = getattr(_ipython(), "kernel", None)
+    loop = getattr(kernel, "io_loop", None)
+    if loop is not None:
+        loop.add_callback(lambda: None if _cell_running else callback())
+
+
 def _apply_finished(*args):
+    global _cell_running
+    _cell_running = False
     # Between cells: results that arrived are applied now, never during a cell.
     for op in list(_ops):
         if op in _outcomes:
             continue
         if _native_session().status(op)[5]:
             try:
-                outcome = _finish(op)
+                _finish(op)
             except UnsaveableError as error:
                 # The live namespace cannot be compared now; it waits.
                 print(f"{op} ended, but its result waits: {error}", file=sys.stderr)
-                continue
-            print(f"{op} ended: {outcome!r}")
+
+
+def _take_up_unfinished(ip):
+    for operation in resume_unfinished(ip.user_ns):
+        print(
+            f"{operation.op}: resumed in the background from its last checkpoint (a kernel"
+            " restart stopped it); `%pragma wait` waits for it"
+        )
+        _show_progress(operation.op)
 
 
 def _magic(line):
@@ -475,4 +614,6 @@ def load_ipython_extension(ip):
     if _transform not in ip.input_transformers_cleanup:
         ip.input_transformers_cleanup.append(_transform)
     ip.register_magic_function(_magic, magic_kind="line", magic_name="pragma")
+    ip.events.register("pre_run_cell", _pre_run_cell)
     ip.events.register("post_run_cell", _apply_finished)
+    _take_up_unfinished(ip)
