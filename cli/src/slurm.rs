@@ -115,7 +115,10 @@ pub(crate) fn task(dir: &Path) -> u8 {
                 ));
             }
             let location = Location::open(&setup.store)?;
-            Ok((location.host()?, CheckpointLog::new(location.checkpoints)))
+            Ok((
+                location.host()?,
+                CheckpointLog::new(location.checkpoints.clone()),
+            ))
         },
     ));
     match end {

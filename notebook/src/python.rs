@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pragma_checkpoint::{LocalStore, Store};
+use pragma_checkpoint::Store;
 use pragma_executor_local::{Config, Executor, Outcome, Status};
 use pragma_session::{
-    Applied, Change, Digests, LiveState, Records, Resolution, Rule, Running, Session, SessionError,
-    Settle, StartRequest, Ticket,
+    Applied, Change, Digests, LiveState, Resolution, Rule, Running, Session, SessionError, Settle,
+    StartRequest, StoreLocation, Ticket,
 };
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -136,6 +136,7 @@ struct Slot {
 struct NativeSession {
     runtime: tokio::runtime::Runtime,
     session: Arc<NotebookSession>,
+    logs: std::path::PathBuf,
     ops: Mutex<HashMap<String, Slot>>,
 }
 
@@ -150,8 +151,9 @@ fn failed(e: impl std::fmt::Display) -> PyErr {
 
 #[pymethods]
 impl NativeSession {
-    /// A session on the store directory `store`, running bodies with
-    /// `python` (the kernel's interpreter) in at most `workers` workers.
+    /// A session on the store `store` (a directory, or `s3://BUCKET/PREFIX`
+    /// as for the `pragma` command), running bodies with `python` (the
+    /// kernel's interpreter) in at most `workers` workers.
     #[new]
     fn new(
         store: String,
@@ -167,23 +169,31 @@ impl NativeSession {
         let mut config = WorkerConfig::new(python);
         config.python_path = python_path.into_iter().map(Into::into).collect();
         config.size = workers.max(1);
-        let session = runtime.block_on(async {
-            let root = std::path::PathBuf::from(&store);
-            let checkpoints: Arc<dyn Store> =
-                Arc::new(LocalStore::new(root.join("store")).map_err(failed)?);
-            let host = PythonHost::new(WorkerPool::new(config)).with_logs(root.join("logs"));
+        // The object store's client and the executor start on the runtime
+        // they run on.
+        let (session, logs) = {
+            let _entered = runtime.enter();
+            let location = StoreLocation::open(&store).map_err(PyValueError::new_err)?;
+            let host = PythonHost::new(WorkerPool::new(config)).with_logs(location.logs());
             let executor = Executor::new(
                 host,
-                checkpoints,
+                Arc::clone(&location.checkpoints),
                 Config::default().workers(workers.max(1) as u64),
             );
-            Ok::<_, PyErr>(Session::new(executor, Records::new(&root)))
-        })?;
+            (Session::new(executor, location.records()), location.logs())
+        };
         Ok(NativeSession {
             runtime,
             session: Arc::new(session),
+            logs,
             ops: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The directory of each run's captured output: `OP/ITERATION-ATTEMPT.out`
+    /// and `.err`.
+    fn logs_dir(&self) -> String {
+        self.logs.display().to_string()
     }
 
     /// Runs (or resumes) `cell` on the saved variables; returns the

@@ -364,3 +364,39 @@ def test_a_worker_killed_mid_iteration_costs_only_its_run(tmp_path):
         "print(outcome.usage['iterations_run'], outcome.usage['work_lost'])",
     )
     assert texts[1].splitlines() == ["succeeded 3 3 []", "5 1"], texts
+
+
+def test_an_s3_store_keeps_the_checkpoints_in_the_bucket(tmp_path, monkeypatch):
+    endpoint = os.environ.get("PRAGMA_TEST_S3_ENDPOINT")
+    if not endpoint:
+        assert not os.environ.get("CI"), "under CI .ci/run starts SeaweedFS"
+        pytest.skip("PRAGMA_TEST_S3_ENDPOINT is not set (see scripts/start-seaweedfs)")
+    # The kernel takes its environment from here.
+    monkeypatch.setenv("AWS_ENDPOINT", endpoint)
+    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    bucket = os.environ.get("PRAGMA_TEST_S3_BUCKET", "pragma")
+    url = f"s3://{bucket}/notebook-{os.getpid()}-{tmp_path.name}"
+    texts = run(
+        tmp_path,
+        f"%pragma config store={url}",
+        "#pragma parallel --iterations 3 --max-by v\nv = iteration * 10\nprint('ran', iteration)",
+        "outcome = %pragma wait\nprint(outcome.status, v)",
+        "%pragma logs --iteration 1",
+    )
+    assert texts[2].strip() == "succeeded 20", texts
+    assert "ran 1" in texts[3], texts
+    # Checkpoints in the bucket, records and logs on this machine.
+    assert (tmp_path / ".pragma" / "remote").is_dir()
+    assert not (tmp_path / ".pragma" / "store").exists()
+    pragma = pathlib.Path(__file__).resolve().parents[2] / "target" / "debug" / "pragma"
+    if pragma.exists():
+        status = subprocess.run(
+            [pragma, "status", "--store", url, "--json"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        line = json.loads(status.stdout.splitlines()[0])
+        assert line["status"]["status"] == "succeeded" and line["best"]["score"] == 20.0, line

@@ -140,6 +140,7 @@
 
 mod error;
 mod live;
+mod location;
 pub mod procfs;
 mod records;
 mod runner;
@@ -148,6 +149,7 @@ mod summary;
 
 pub use error::SessionError;
 pub use live::{Change, Digests, LiveState};
+pub use location::StoreLocation;
 pub use records::{Damaged, Records, RunRecord, check_op_id, run_key, write_atomically};
 pub use runner::{JobQueue, Runner, this_host};
 pub use session::{Applied, RunState, Running, Session, Settle, StartRequest, Ticket};

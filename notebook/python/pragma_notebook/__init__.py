@@ -121,10 +121,16 @@ def _native_session():
     if _session is None:
         from ._native import NativeSession
 
-        store = os.path.abspath(_settings["store"])
+        store = _store()
         package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         _session = NativeSession(store, sys.executable, [package], int(_settings["workers"]))
     return _session
+
+
+def _store():
+    # A directory is taken where the kernel is now; a URL as it is.
+    store = str(_settings["store"])
+    return store if "://" in store else os.path.abspath(store)
 
 
 def _identity():
@@ -184,8 +190,8 @@ def resume_unfinished(namespace):
     crash) left unfinished: each goes on from its last checkpoint, and its
     result is applied to ``namespace`` as for a submitted one. Returns them
     as :class:`Operation` s. ``%load_ext pragma_notebook`` calls it."""
-    store = os.path.abspath(_settings["store"])
-    if _session is None and not os.path.isdir(os.path.join(store, "ops")):
+    store = _store()
+    if _session is None and "://" not in store and not os.path.isdir(os.path.join(store, "ops")):
         return []  # nothing was ever run here
     session = _native_session()
     resumed = []
@@ -326,7 +332,7 @@ def report(op=None):
 def logs(op=None, iteration=None):
     """Each run's captured standard output and error, as text."""
     op = _op(op)
-    directory = os.path.join(os.path.abspath(_settings["store"]), "logs", op)
+    directory = os.path.join(_native_session().logs_dir(), op)
     if not os.path.isdir(directory):
         return f"operation {op}: its iterations printed nothing so far"
 
@@ -353,8 +359,10 @@ def exclude(*names):
 
 
 def config(**settings):
-    """Sets ``store``, ``workers`` or ``on_conflict``
-    (``take-background``, ``keep-live`` or ``ask``)."""
+    """Sets ``store`` (a directory, ``.pragma`` by default, or
+    ``s3://BUCKET/PREFIX`` as for the ``pragma`` command), ``workers`` (the
+    most worker interpreters, the machine's cores by default) or
+    ``on_conflict`` (``take-background``, ``keep-live`` or ``ask``)."""
     for key, value in settings.items():
         if key not in _settings:
             raise ValueError(f"unknown setting `{key}`: use one of {', '.join(_settings)}")

@@ -1,0 +1,114 @@
+//! Where a host's operations live, given as the user writes it (`--store
+//! DIR`, `%pragma config store=...`): a directory, or an `s3://` URL.
+//!
+//! A directory holds everything: checkpoints under `store/`, and beside
+//! them what stays on this machine (the [`Records`] under `runs/` and
+//! `ops/`, run logs under `logs/`, a host's working files). With an
+//! `s3://BUCKET/PREFIX` URL the checkpoints go to the bucket and the rest
+//! stays here, in `.pragma/remote/<digest of the URL>` of the current
+//! directory, so every host on a store finds the same records.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pragma_checkpoint::{LocalStore, ObjectStoreBackend, Store};
+
+use crate::records::Records;
+
+/// An opened store: where checkpoints go, and the local directory beside.
+#[derive(Debug, Clone)]
+pub struct StoreLocation {
+    /// The directory for records, logs and working files.
+    pub local: PathBuf,
+    /// Where checkpoints go.
+    pub checkpoints: Arc<dyn Store>,
+    /// The store as the user wrote it, for messages and commands to suggest.
+    pub shown: String,
+}
+
+impl StoreLocation {
+    /// Opens (creating if need be) the store that `spec` names: a
+    /// directory, or `s3://BUCKET/PREFIX` (credentials and the endpoint
+    /// from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+    /// `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`). The error says what is wrong
+    /// with `spec` and what to write instead.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let location = pragma_session::StoreLocation::open(dir.path().to_str().unwrap()).unwrap();
+    /// assert!(dir.path().join("store").is_dir());
+    /// assert_eq!(location.logs(), dir.path().join("logs"));
+    ///
+    /// let error = pragma_session::StoreLocation::open("ftp://host/x").unwrap_err();
+    /// assert!(error.contains("give a directory or an s3://BUCKET/PREFIX URL"), "{error}");
+    /// ```
+    pub fn open(spec: &str) -> Result<StoreLocation, String> {
+        let (local, checkpoints): (PathBuf, Arc<dyn Store>) = match spec.split_once("://") {
+            Some(("s3", rest)) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(format!(
+                        "the store URL `{spec}` names no bucket; write it as s3://BUCKET/PREFIX"
+                    ));
+                }
+                let s3 = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .map_err(|e| {
+                        format!(
+                            "cannot use the store `{spec}`: {e} (credentials and the endpoint come from \
+                             AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT and AWS_ALLOW_HTTP)"
+                        )
+                    })?;
+                let backend = ObjectStoreBackend::new(Arc::new(s3), prefix)
+                    .map_err(|e| format!("cannot use the store `{spec}`: {e}"))?;
+                let mut hasher = crc32fast::Hasher::new();
+                hasher.update(spec.trim_end_matches('/').as_bytes());
+                let local = Path::new(".pragma")
+                    .join("remote")
+                    .join(format!("{:08x}", hasher.finalize()));
+                (local, Arc::new(backend))
+            }
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "the store `{spec}` has the scheme `{scheme}`, which pragma does not support; \
+                     give a directory or an s3://BUCKET/PREFIX URL"
+                ));
+            }
+            None => {
+                let local = PathBuf::from(spec);
+                let store = LocalStore::new(local.join("store"))
+                    .map_err(|e| format!("cannot use the store `{spec}`: {e}"))?;
+                (local, Arc::new(store))
+            }
+        };
+        std::fs::create_dir_all(&local)
+            .map_err(|e| format!("cannot use the store `{spec}`: {}: {e}", local.display()))?;
+        Ok(StoreLocation {
+            local,
+            checkpoints,
+            shown: spec.to_owned(),
+        })
+    }
+
+    /// Opens an existing store, for what only reads one: a directory
+    /// without checkpoints is refused (a URL is taken as it is).
+    pub fn existing(spec: &str) -> Result<StoreLocation, String> {
+        if !spec.contains("://") && !Path::new(spec).join("store").is_dir() {
+            return Err(format!(
+                "there is no store at `{spec}` (run `pragma run` there first, or pass --store)"
+            ));
+        }
+        StoreLocation::open(spec)
+    }
+
+    /// The lifecycle's records of the operations on this store.
+    pub fn records(&self) -> Records {
+        Records::new(&self.local)
+    }
+
+    /// Where iterations' standard output and error are kept.
+    pub fn logs(&self) -> PathBuf {
+        self.local.join("logs")
+    }
+}
