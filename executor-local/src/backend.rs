@@ -156,6 +156,14 @@ pub struct JobSpec {
     /// Where the input state is in the checkpoint store; `None` if it is
     /// only in this process's memory.
     pub input: Option<StateRef>,
+    /// Whether the state this run leaves is saved (see
+    /// [`IterationContext::result_saved`]).
+    #[serde(default = "saved_by_default")]
+    pub result_saved: bool,
+}
+
+fn saved_by_default() -> bool {
+    true
 }
 
 /// A state in the checkpoint store: a part of a committed generation.
@@ -329,6 +337,7 @@ impl JobSpec {
             attempt: self.attempt,
             iteration_var: Arc::clone(&self.iteration_var),
             seed: self.seed,
+            result_saved: self.result_saved,
             cancel,
         }
     }

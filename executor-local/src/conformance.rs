@@ -39,7 +39,7 @@ use pragma_selector::Evaluation;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{ExecutionBackend, Job, JobOutcome, JobSpec, LocalOutput};
-use crate::host::{Host, IterationContext};
+use crate::host::{Host, IterationContext, RunError};
 
 /// What an implementation does that its trait's contract forbids.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,6 +100,7 @@ fn context(iteration: u64) -> IterationContext {
         attempt: 1,
         iteration_var: Arc::from("conformance_iteration"),
         seed: crate::derive_seed("op-conformance", iteration),
+        result_saved: true,
         cancel: CancellationToken::new(),
     }
 }
@@ -131,6 +132,7 @@ const GARBAGE: &[&str] = &[
 ///   the sample's names in its unsaveable one.
 pub async fn host<H: Host>(host: &H, sample: HostSample<H::State>) -> Result<(), Nonconformance> {
     round_trip(host, &sample).await?;
+    states_are_values(host, &sample).await?;
     malformed_expressions(host, &sample).await?;
     iteration_variable(host, &sample).await?;
     unsaveable(host, sample)
@@ -185,6 +187,63 @@ async fn round_trip<H: Host>(
         return fail(format!(
             "the body run on a restored snapshot leaves a state scoring {after_restored:?}, \
              on the original {after:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// A state left by a run whose result is not saved (a repeat between its
+/// checkpoints) is still a value: a clone of it scores and snapshots as it
+/// did after the original runs on, and the chain gives what a chain of
+/// saved runs gives.
+async fn states_are_values<H: Host>(
+    host: &H,
+    sample: &HostSample<H::State>,
+) -> Result<(), Nonconformance> {
+    let unsaved = IterationContext {
+        result_saved: false,
+        ..context(0)
+    };
+    let body_failed = |e: RunError| Nonconformance(format!("the sample's body failed: {e}"));
+    let mut chained = sample.state.clone();
+    host.run(&sample.body, &mut chained, &unsaved)
+        .await
+        .map_err(body_failed)?;
+    let kept = chained.clone();
+    let kept_score = score(host.evaluate(&sample.expr, &kept).await);
+    host.run(&sample.body, &mut chained, &unsaved)
+        .await
+        .map_err(body_failed)?;
+    let mut bytes = Vec::new();
+    host.snapshot(&kept, &mut bytes)
+        .await
+        .map_err(|e| Nonconformance(format!("snapshot of a state left by an unsaved run: {e}")))?;
+    let restored = host
+        .restore(&mut bytes.as_slice())
+        .await
+        .map_err(|e| Nonconformance(format!("restoring a snapshot: {e}")))?;
+    let (later, restored_score) = (
+        score(host.evaluate(&sample.expr, &kept).await),
+        score(host.evaluate(&sample.expr, &restored).await),
+    );
+    if later != kept_score || restored_score != kept_score {
+        return fail(format!(
+            "a clone of a state scored {kept_score:?}, then {later:?} (its snapshot              {restored_score:?}) once the original ran on: states must not share"
+        ));
+    }
+    let mut saved = sample.state.clone();
+    for _ in 0..2 {
+        host.run(&sample.body, &mut saved, &context(0))
+            .await
+            .map_err(body_failed)?;
+    }
+    let (chain_score, saved_score) = (
+        score(host.evaluate(&sample.expr, &chained).await),
+        score(host.evaluate(&sample.expr, &saved).await),
+    );
+    if chain_score != saved_score {
+        return fail(format!(
+            "two unsaved runs leave a state scoring {chain_score:?}, two saved ones              {saved_score:?}"
         ));
     }
     Ok(())
@@ -272,6 +331,7 @@ fn job(id: u64, work: impl std::future::Future<Output = ()> + Send + 'static) ->
         expr: None,
         // Its input is only here: it must run here.
         input: None,
+        result_saved: true,
     };
     Job::new(spec, async move {
         work.await;

@@ -23,6 +23,15 @@ pub struct IterationContext {
     /// A seed derived from the operation id and the iteration number only:
     /// the same after a retry or a resume ([`derive_seed`]).
     pub seed: u64,
+    /// Whether the executor saves the state this run leaves: a candidate
+    /// (parallel, async) or a repeat's checkpoint is saved; a repeat's
+    /// iteration between checkpoints only feeds the next iteration, which
+    /// runs in this process after it. A host may then leave that state
+    /// where the body ran (a worker's memory) instead of making it
+    /// portable, as long as [`snapshot`](Host::snapshot) and
+    /// [`evaluate`](Host::evaluate) still work on it. A host that makes
+    /// every state portable ignores it.
+    pub result_saved: bool,
     /// Cancelled when the run must stop (the operation was cancelled or
     /// interrupted). A host should stop promptly when it fires.
     pub cancel: CancellationToken,

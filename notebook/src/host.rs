@@ -14,15 +14,71 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::pool::{WorkerError, WorkerPool};
 
+/// Saved variables, by name.
+type Saved = BTreeMap<String, Arc<[u8]>>;
+
 /// A notebook's variables, each saved on its own: `P` and its pickle, or
 /// `M` and a module's name (imported again where it is loaded). The bytes
 /// are opaque here; the workers make and read them.
+///
+/// The namespace a run leaves stays in its worker's memory as well (see
+/// [`IterationContext::result_saved`]): a repeat's next iteration runs on
+/// it there, and between checkpoints it is not saved at all. Such a
+/// namespace has its variables here only once saved:
+/// [`PythonHost::fetch`] makes sure of it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Namespace {
-    vars: BTreeMap<String, Arc<[u8]>>,
+    /// The variables, unless they are only in a worker.
+    vars: Saved,
     /// The iteration variable to set for the next run, if any.
     iteration: Option<(String, u64)>,
+    /// The worker that holds this namespace, if one does.
+    resident: Option<Arc<Resident>>,
 }
+
+/// A namespace left in a worker's memory by a run.
+struct Resident {
+    pool: Arc<WorkerPool>,
+    worker: u64,
+    token: u64,
+    /// Its variables, once saved (by the run itself, or fetched).
+    saved: tokio::sync::OnceCell<Saved>,
+    /// A later run changed it in place: the worker holds it no more.
+    consumed: std::sync::atomic::AtomicBool,
+}
+
+impl Resident {
+    /// Whether its worker still holds it, so that requests can go there.
+    fn held(&self) -> bool {
+        !self.consumed.load(std::sync::atomic::Ordering::Acquire) && self.pool.holds(self.worker)
+    }
+}
+
+impl Drop for Resident {
+    fn drop(&mut self) {
+        if !self.consumed.load(std::sync::atomic::Ordering::Acquire) {
+            self.pool.forget(self.worker, self.token);
+        }
+    }
+}
+
+impl std::fmt::Debug for Resident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resident")
+            .field("worker", &self.worker)
+            .field("token", &self.token)
+            .field("saved", &self.saved.initialized())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Resident {
+    fn eq(&self, other: &Resident) -> bool {
+        (self.worker, self.token) == (other.worker, other.token)
+    }
+}
+
+impl Eq for Resident {}
 
 impl Namespace {
     /// An empty namespace.
@@ -30,19 +86,37 @@ impl Namespace {
         Namespace::default()
     }
 
-    /// Sets `name` to a saved value (as the workers save them).
+    /// Sets `name` to a saved value (as the workers save them), in a
+    /// namespace whose variables are here.
     pub fn insert(&mut self, name: impl Into<String>, saved: impl Into<Arc<[u8]>>) {
         self.vars.insert(name.into(), saved.into());
     }
 
-    /// The saved value of `name`.
+    /// The saved value of `name` (`None` also while the namespace is only
+    /// in a worker: see [`PythonHost::fetch`]).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.vars.get(name).map(|v| &**v)
+        self.saved()?.get(name).map(|v| &**v)
     }
 
-    /// The variables, by name.
+    /// The variables, by name (none while the namespace is only in a
+    /// worker: see [`PythonHost::fetch`]).
     pub fn vars(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.vars.iter().map(|(k, v)| (k.as_str(), &**v))
+        self.saved()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), &**v))
+    }
+
+    /// Whether its variables are here (saved), not only in a worker.
+    pub fn is_saved(&self) -> bool {
+        self.saved().is_some()
+    }
+
+    fn saved(&self) -> Option<&Saved> {
+        match &self.resident {
+            None => Some(&self.vars),
+            Some(resident) => resident.saved.get(),
+        }
     }
 
     /// The iteration variable to set, and its value, if any.
@@ -53,12 +127,24 @@ impl Namespace {
         }
     }
 
-    fn names(&self) -> Vec<&str> {
-        self.vars.keys().map(String::as_str).collect()
+    /// The worker to send a request about it to, and the state's token
+    /// there, if a worker holds it.
+    fn held(&self) -> Option<(u64, u64)> {
+        self.resident
+            .as_ref()
+            .filter(|r| r.held())
+            .map(|r| (r.worker, r.token))
     }
 
-    fn blobs(&self) -> Vec<&[u8]> {
-        self.vars.values().map(|v| &**v).collect()
+    /// What a request that carries the variables sends: names and bytes.
+    fn names_and_blobs(&self) -> Result<(Vec<&str>, Vec<&[u8]>), RunError> {
+        let saved = self.saved().ok_or_else(|| {
+            RunError::Lost("the worker process that held the state is gone".into())
+        })?;
+        Ok((
+            saved.keys().map(String::as_str).collect(),
+            saved.values().map(|v| &**v).collect(),
+        ))
     }
 }
 
@@ -103,10 +189,58 @@ impl PythonHost {
 fn worker_failure(error: WorkerError) -> RunError {
     match error {
         WorkerError::Cancelled => RunError::Cancelled,
-        // Killed, out of memory: a preemption; the run is lost work.
-        died @ WorkerError::Died(_) => RunError::Lost(died.to_string()),
+        // Killed, out of memory (with the state it held): a preemption;
+        // the run is lost work.
+        lost @ (WorkerError::Died(_) | WorkerError::Gone) => RunError::Lost(lost.to_string()),
         other => RunError::Failed(other.to_string()),
     }
+}
+
+impl PythonHost {
+    /// Makes sure `state`'s variables are here, asking the worker that
+    /// holds it to save them if need be.
+    pub async fn fetch(&self, state: &Namespace) -> io::Result<()> {
+        let Some(resident) = &state.resident else {
+            return Ok(());
+        };
+        resident
+            .saved
+            .get_or_try_init(|| async {
+                if !resident.held() {
+                    return Err(io::Error::other(
+                        "the worker process that held the state is gone",
+                    ));
+                }
+                let header = json!({"op": "dump", "resident": resident.token});
+                let never = tokio_util::sync::CancellationToken::new();
+                let (answer, blobs, _) = self
+                    .pool
+                    .call(Some(resident.worker), &header, &[], &never)
+                    .await
+                    .map_err(io::Error::other)?;
+                if answer["ok"] != true {
+                    return Err(io::Error::other(run_error(&answer).to_string()));
+                }
+                Ok(saved_vars(&answer, blobs))
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// The variables an answer names, with the blobs that came with it.
+fn saved_vars(answer: &serde_json::Value, blobs: Vec<Vec<u8>>) -> Saved {
+    let names = answer["vars"].as_array().cloned().unwrap_or_default();
+    names
+        .iter()
+        .zip(blobs)
+        .map(|(name, blob)| {
+            (
+                name.as_str().unwrap_or_default().to_owned(),
+                Arc::from(blob),
+            )
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -119,56 +253,95 @@ impl Host for PythonHost {
         state: &mut Namespace,
         ctx: &IterationContext,
     ) -> Result<(), RunError> {
+        let held = state.held();
+        if let (Some(_), Some(resident)) = (held, &state.resident)
+            && Arc::strong_count(resident) > 1
+        {
+            // Other states hold this value: it is saved before the body
+            // changes it in place.
+            self.fetch(state)
+                .await
+                .map_err(|e| RunError::Lost(e.to_string()))?;
+        }
+        let (names, blobs) = match held {
+            Some(_) => (Vec::new(), Vec::new()),
+            None => state.names_and_blobs()?,
+        };
         let (var, iteration) = state.iteration_var();
         let header = json!({
             "op": "run",
             "body": body,
-            "vars": state.names(),
+            "vars": names,
+            "resident": held.map(|(_, token)| token),
+            "dump": ctx.result_saved,
             "iteration_var": var,
             "iteration": iteration,
             "seed": ctx.seed,
         });
-        let (answer, blobs) = self
+        let answer = self
             .pool
-            .call(&header, &state.blobs(), &ctx.cancel)
-            .await
-            .map_err(worker_failure)?;
+            .call(held.map(|(worker, _)| worker), &header, &blobs, &ctx.cancel)
+            .await;
+        if held.is_some()
+            && let Some(resident) = &state.resident
+        {
+            // Sent: the worker took it (or died with it).
+            resident
+                .consumed
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        let (answer, blobs, worker) = answer.map_err(worker_failure)?;
         self.keep_output(ctx, &answer).await;
         if answer["ok"] != true {
             return Err(run_error(&answer));
         }
-        let names = answer["vars"].as_array().cloned().unwrap_or_default();
-        let mut vars = BTreeMap::new();
-        for (name, blob) in names.iter().zip(blobs) {
-            vars.insert(
-                name.as_str().unwrap_or_default().to_owned(),
-                Arc::from(blob),
-            );
+        let saved = tokio::sync::OnceCell::new();
+        if ctx.result_saved {
+            let _ = saved.set(saved_vars(&answer, blobs));
         }
-        state.vars = vars;
+        state.vars = Saved::new();
+        state.resident = answer["token"].as_u64().map(|token| {
+            Arc::new(Resident {
+                pool: Arc::clone(&self.pool),
+                worker,
+                token,
+                saved,
+                consumed: std::sync::atomic::AtomicBool::new(false),
+            })
+        });
         Ok(())
     }
 
     async fn evaluate(&self, expr: &str, state: &Namespace) -> Evaluation {
+        let held = state.held();
+        let (names, blobs) = match held {
+            Some(_) => (Vec::new(), Vec::new()),
+            None => match state.names_and_blobs() {
+                Ok(carried) => carried,
+                Err(e) => return Evaluation::failed(e.to_string()),
+            },
+        };
         let (var, iteration) = state.iteration_var();
         let header = json!({
             "op": "eval",
             "expr": expr,
-            "vars": state.names(),
+            "vars": names,
+            "resident": held.map(|(_, token)| token),
             "iteration_var": var,
             "iteration": iteration,
         });
         let never = tokio_util::sync::CancellationToken::new();
-        match self.pool.call(&header, &state.blobs(), &never).await {
+        let to = held.map(|(worker, _)| worker);
+        match self.pool.call(to, &header, &blobs, &never).await {
             Err(e) => Evaluation::failed(e.to_string()),
-            Ok((answer, _)) if answer["ok"] == true => {
+            Ok((answer, _, _)) if answer["ok"] == true => {
                 let text = answer["score"].as_str().unwrap_or("nan");
                 match text.parse::<f64>() {
                     Ok(score) => Evaluation::Score(score),
                     Err(_) => Evaluation::failed(format!("the score `{text}` is not a number")),
                 }
             }
-            Ok((answer, _)) => Evaluation::failed(
+            Ok((answer, _, _)) => Evaluation::failed(
                 answer["error"]
                     .as_str()
                     .unwrap_or("the expression failed")
@@ -182,8 +355,9 @@ impl Host for PythonHost {
         state: &Namespace,
         out: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> io::Result<()> {
+        self.fetch(state).await?;
         out.write_all(MAGIC).await?;
-        for (name, value) in &state.vars {
+        for (name, value) in state.vars() {
             out.write_all(&(name.len() as u32).to_be_bytes()).await?;
             out.write_all(name.as_bytes()).await?;
             out.write_all(&(value.len() as u64).to_be_bytes()).await?;
@@ -203,6 +377,7 @@ impl Host for PythonHost {
     }
 
     fn remove_iteration_var(&self, state: &mut Namespace, name: &str) {
+        // A worker drops it after each run: only what is here has it.
         state.iteration = None;
         state.vars.remove(name);
     }
@@ -210,6 +385,14 @@ impl Host for PythonHost {
 
 /// How a worker said a run failed.
 fn run_error(answer: &serde_json::Value) -> RunError {
+    if answer["gone"] == true {
+        return RunError::Lost(
+            answer["error"]
+                .as_str()
+                .unwrap_or("the worker no longer holds the state")
+                .to_owned(),
+        );
+    }
     if let Some(asked) = answer["interactive"].as_str() {
         return RunError::InteractiveInput(asked.to_owned());
     }
@@ -268,6 +451,7 @@ fn parse_snapshot(bytes: &[u8]) -> io::Result<Namespace> {
     Ok(Namespace {
         vars,
         iteration: None,
+        resident: None,
     })
 }
 

@@ -52,20 +52,33 @@ pub enum WorkerError {
     /// The call was cancelled; the worker was stopped.
     #[error("cancelled")]
     Cancelled,
+    /// The worker asked for (the one holding a state) is gone.
+    #[error("the worker process that held the state is gone")]
+    Gone,
 }
 
 /// One worker interpreter.
 struct Worker {
+    serial: u64,
     child: Child,
     input: ChildStdin,
     output: ChildStdout,
 }
 
 /// Persistent worker interpreters: started when first needed, at most
-/// [`WorkerConfig::size`], reused for every request after.
+/// [`WorkerConfig::size`], reused for every request after. Each has a
+/// serial number, so that a request can go to the one that holds a state
+/// in its memory.
 pub struct WorkerPool {
     config: WorkerConfig,
     idle: Mutex<Vec<Worker>>,
+    /// Serials of the workers alive (idle or busy).
+    alive: Mutex<std::collections::HashSet<u64>>,
+    next_serial: std::sync::atomic::AtomicU64,
+    /// Signalled when a worker goes back to idle, or dies.
+    returned: tokio::sync::Notify,
+    /// States each worker may forget, told with its next request.
+    forgets: Mutex<std::collections::HashMap<u64, Vec<u64>>>,
     slots: Semaphore,
 }
 
@@ -84,8 +97,58 @@ impl WorkerPool {
         Arc::new(WorkerPool {
             config,
             idle: Mutex::new(Vec::new()),
+            alive: Mutex::default(),
+            next_serial: std::sync::atomic::AtomicU64::new(1),
+            returned: tokio::sync::Notify::new(),
+            forgets: Mutex::default(),
             slots,
         })
+    }
+
+    /// Whether the worker `serial` is alive.
+    pub(crate) fn holds(&self, serial: u64) -> bool {
+        self.alive.lock().is_ok_and(|alive| alive.contains(&serial))
+    }
+
+    /// The worker `serial` may forget the state `token`: told with its next
+    /// request.
+    pub(crate) fn forget(&self, serial: u64, token: u64) {
+        if self.holds(serial)
+            && let Ok(mut forgets) = self.forgets.lock()
+        {
+            forgets.entry(serial).or_default().push(token);
+        }
+    }
+
+    /// Takes the worker `serial` once it is idle.
+    async fn take(&self, serial: u64, cancel: &CancellationToken) -> Result<Worker, WorkerError> {
+        loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Ok(mut idle) = self.idle.lock()
+                && let Some(at) = idle.iter().position(|w| w.serial == serial)
+            {
+                return Ok(idle.swap_remove(at));
+            }
+            if !self.holds(serial) {
+                return Err(WorkerError::Gone);
+            }
+            tokio::select! {
+                () = returned => {}
+                () = cancel.cancelled() => return Err(WorkerError::Cancelled),
+            }
+        }
+    }
+
+    fn died(&self, serial: u64) {
+        if let Ok(mut alive) = self.alive.lock() {
+            alive.remove(&serial);
+        }
+        if let Ok(mut forgets) = self.forgets.lock() {
+            forgets.remove(&serial);
+        }
+        self.returned.notify_waiters();
     }
 
     /// The configuration.
@@ -93,41 +156,63 @@ impl WorkerPool {
         &self.config
     }
 
-    /// Sends `header` and `blobs` to a worker and returns its answer: its
-    /// header and blobs. A worker that dies or is cancelled is not reused.
+    /// Sends `header` and `blobs` to a worker (the worker `to`, if given,
+    /// once it is idle) and returns its answer: its header and blobs, and
+    /// the worker's serial. A worker that dies or is cancelled is not
+    /// reused.
     pub(crate) async fn call(
         &self,
+        to: Option<u64>,
         header: &Value,
         blobs: &[&[u8]],
         cancel: &CancellationToken,
-    ) -> Result<(Value, Vec<Vec<u8>>), WorkerError> {
+    ) -> Result<(Value, Vec<Vec<u8>>, u64), WorkerError> {
         let _slot = tokio::select! {
             slot = self.slots.acquire() => slot.map_err(|_| WorkerError::Cancelled)?,
             () = cancel.cancelled() => return Err(WorkerError::Cancelled),
         };
-        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut worker = match idle {
-            Some(worker) => worker,
-            None => self.start()?,
+        let mut worker = match to {
+            Some(serial) => self.take(serial, cancel).await?,
+            None => match self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+                Some(worker) => worker,
+                None => self.start()?,
+            },
         };
-        let exchange = exchange(&mut worker, header, blobs);
+        let forget = self
+            .forgets
+            .lock()
+            .ok()
+            .and_then(|mut forgets| forgets.remove(&worker.serial))
+            .unwrap_or_default();
+        let header = if forget.is_empty() {
+            std::borrow::Cow::Borrowed(header)
+        } else {
+            let mut with = header.clone();
+            with["forget"] = Value::from(forget);
+            std::borrow::Cow::Owned(with)
+        };
+        let exchange = exchange(&mut worker, &header, blobs);
         let answer = tokio::select! {
             answer = exchange => answer,
             () = cancel.cancelled() => {
                 // It may be in the middle of the body: it stops with it.
                 let _ = worker.child.start_kill();
+                self.died(worker.serial);
                 return Err(WorkerError::Cancelled);
             }
         };
+        let serial = worker.serial;
         match answer {
-            Ok(answer) => {
+            Ok((answer, blobs)) => {
                 if let Ok(mut idle) = self.idle.lock() {
                     idle.push(worker);
                 }
-                Ok(answer)
+                self.returned.notify_waiters();
+                Ok((answer, blobs, serial))
             }
             Err(e) => {
                 let _ = worker.child.start_kill();
+                self.died(serial);
                 let status = worker.child.wait().await.ok();
                 Err(WorkerError::Died(match status {
                     Some(status) => format!("{status}; {e}"),
@@ -167,7 +252,14 @@ impl WorkerPool {
         let (Some(input), Some(output)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(WorkerError::Died("its pipes could not be opened".into()));
         };
+        let serial = self
+            .next_serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut alive) = self.alive.lock() {
+            alive.insert(serial);
+        }
         Ok(Worker {
+            serial,
             child,
             input,
             output,

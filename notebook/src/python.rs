@@ -62,10 +62,12 @@ impl LiveState for KernelLive {
     }
 
     async fn digests_of(&self, state: &Namespace) -> io::Result<Digests<Digest>> {
+        saved_here(state)?;
         Ok(digests(state))
     }
 
     async fn apply(&self, result: &Namespace, changes: &[Change]) -> io::Result<()> {
+        saved_here(result)?;
         // The kernel makes them, between cells: here they are only listed.
         let mut listed = self
             .changes
@@ -92,6 +94,18 @@ impl KernelLive {
             vars: namespace(names, blobs)?,
             changes: Mutex::new(Vec::new()),
         })
+    }
+}
+
+/// A result whose variables are still only in a worker is not compared or
+/// applied: its empty list of variables would read as every one removed.
+fn saved_here(state: &Namespace) -> io::Result<()> {
+    if state.is_saved() {
+        Ok(())
+    } else {
+        Err(io::Error::other(
+            "the result's variables are still in its worker; it is kept to apply later",
+        ))
     }
 }
 
@@ -365,8 +379,14 @@ impl NativeSession {
         };
         let session = Arc::clone(&self.session);
         let summary = py.detach(|| {
-            self.runtime
-                .block_on(async { session.finish(ticket, outcome, &live, &settle).await })
+            self.runtime.block_on(async {
+                // Saved already (a candidate, a checkpoint), unless
+                // something changed that: then fetched here.
+                if let Some(best) = &outcome.best {
+                    let _ = session.executor().host().fetch(&best.state).await;
+                }
+                session.finish(ticket, outcome, &live, &settle).await
+            })
         });
         let json = serde_json::to_string(&summary).map_err(failed)?;
         Ok((json, changes(py, &live)?))

@@ -53,6 +53,7 @@ fn context() -> IterationContext {
         attempt: 1,
         iteration_var: Arc::from("iteration"),
         seed: 7,
+        result_saved: true,
         cancel: Default::default(),
     }
 }
@@ -245,4 +246,50 @@ async fn an_expression_that_fails_or_gives_nan_is_an_invalid_candidate() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_repeat_pickles_its_namespace_only_at_its_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("counted.py"),
+        "class Counted:\n    def __init__(self, log):\n        self.n, self.log = 0, log\n\
+         \x20   def __getstate__(self):\n        with open(self.log, 'a') as f:\n            f.write('pickled\\n')\n\
+         \x20       return self.__dict__\n",
+    )
+    .unwrap();
+    let log = dir.path().join("pickles.log");
+    let mut workers = WorkerConfig::new(python());
+    workers.python_path = vec![
+        concat!(env!("CARGO_MANIFEST_DIR"), "/python").into(),
+        dir.path().to_owned(),
+    ];
+    workers.size = 2;
+    let host = PythonHost::new(WorkerPool::new(workers));
+    let state = namespace(
+        &host,
+        &format!("import os, counted\nc = counted.Counted({log:?})\npid = os.getpid()"),
+    )
+    .await;
+    let pickled = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let before = pickled();
+    let cell = "#pragma repeat --iterations 10 --checkpoint-period 5 --max-by \"c.n\"\n\
+                import os\nc.n += 1\nsame_worker = os.getpid() == pid";
+    let outcome = run(host.clone(), cell, state).await;
+    assert_eq!(outcome.status, FinalStatus::Succeeded);
+    let best = outcome.best.unwrap();
+    assert_eq!(best.iteration, 9);
+    assert_eq!(score(&host, "c.n", &best.state).await, Some(10.0));
+    // Saved twice, at the checkpoints after iterations 4 and 9; between
+    // them the namespace stayed in the worker, unpickled.
+    assert_eq!(pickled() - before, 2);
+    assert_eq!(
+        score(&host, "1 if same_worker else 0", &best.state).await,
+        Some(1.0)
+    );
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pragma_checkpoint::Store;
+use pragma_parse::Directive;
 use pragma_scheduler::{OpId, StartFrom, WorkerId};
 use tokio_util::sync::CancellationToken;
 
@@ -166,6 +167,20 @@ impl<St> Op<St> {
                 generation,
                 part: part.into(),
             }),
+            result_saved: self.result_saved(iteration),
+        }
+    }
+
+    /// Whether the state `iteration` leaves is saved: every candidate is; a
+    /// repeat saves its checkpoints (after every period and the last).
+    fn result_saved(&self, iteration: u64) -> bool {
+        match &self.directive {
+            Directive::Repeat(repeat) => {
+                let done = iteration + 1;
+                done.is_multiple_of(repeat.checkpoint_period().max(1))
+                    || done >= repeat.iterations()
+            }
+            _ => true,
         }
     }
 }

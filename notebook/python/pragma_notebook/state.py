@@ -41,10 +41,16 @@ class Unsaveable(Exception):
     """A value that cannot be saved."""
 
 
+def never_state(value):
+    """Whether ``value`` is of a kind that is never state (a cheap check,
+    without pickling)."""
+    return isinstance(value, _NEVER_STATE)
+
+
 def dump(value):
     if isinstance(value, types.ModuleType):
         return b"M" + value.__name__.encode()
-    if isinstance(value, _NEVER_STATE):
+    if never_state(value):
         raise Unsaveable(type(value).__name__)
     # cloudpickle saves what the notebook defined (in `__main__`: functions,
     # lambdas, classes, and values that hold them) by value, which plain

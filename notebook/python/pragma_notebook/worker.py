@@ -11,10 +11,21 @@ length and that many bytes. A variable travels as ``b"P" + pickle`` or
 ``b"M" + module name`` (a module is imported again where it is loaded).
 
 Requests: ``{"op": "run", "body", "vars", "iteration_var", "iteration",
-"seed"}`` and ``{"op": "eval", "expr", "vars"}``. Answers: ``{"ok": true,
-"vars", "stdout", "stderr"}`` for a run, ``{"ok": true, "score"}`` for an
-evaluation, or ``{"ok": false, "error"}``, ``{"ok": false,
-"interactive"}``, ``{"ok": false, "unsaveable": [[name, type], ...]}``.
+"seed", "resident", "dump"}``, ``{"op": "eval", "expr", "vars",
+"resident"}`` and ``{"op": "dump", "resident"}``; any request may carry
+``"forget": [token, ...]``. Answers: ``{"ok": true, "token", "vars",
+"stdout", "stderr"}`` for a run, ``{"ok": true, "score"}`` for an
+evaluation, ``{"ok": true, "vars"}`` for a dump, or ``{"ok": false,
+"error"}``, ``{"ok": false, "interactive"}``, ``{"ok": false,
+"unsaveable": [[name, type], ...]}``.
+
+Resident namespaces: the namespace a run leaves stays here under the
+answer's ``token``, so the next iteration of a ``repeat`` runs on it
+(``"resident": token``, consuming it) without the namespace travelling or
+being pickled. A run saves (``"dump": true``) only where the executor
+keeps the state: a candidate, a checkpoint; between checkpoints only what
+is never state (open files, sockets, generators, locks) is looked for. The
+host forgets a token once no state refers to it.
 """
 
 import builtins
@@ -28,7 +39,11 @@ import struct
 import sys
 import traceback
 
-from pragma_notebook.state import dump, load
+from pragma_notebook.state import dump, load, never_state
+
+# Namespaces left by runs, by token (see the module docs).
+_residents = {}
+_next_token = 0
 
 # The protocol's streams (see `main`).
 _PROTOCOL_IN = None
@@ -111,7 +126,11 @@ class _Capped(io.StringIO):
 
 
 def run(request, blobs):
-    ns = namespace(request, blobs)
+    global _next_token
+    token = request.get("resident")
+    if token is not None and token not in _residents:
+        return {"ok": False, "gone": True, "error": "this worker no longer holds that state"}, []
+    ns = _residents.pop(token) if token is not None else namespace(request, blobs)
     var = request.get("iteration_var")
     if var:
         ns[var] = request["iteration"]
@@ -143,6 +162,26 @@ def run(request, blobs):
     if var:
         ns.pop(var, None)
     ns.pop("__builtins__", None)
+    if request.get("dump", True):
+        names, dumped, unsaveable = saved_vars(ns)
+    else:
+        names, dumped = [], []
+        unsaveable = [[n, type(v).__name__] for n, v in ns.items() if never_state(v)]
+    if unsaveable:
+        return {"ok": False, "unsaveable": unsaveable}, []
+    _next_token += 1
+    _residents[_next_token] = ns
+    return {
+        "ok": True,
+        "token": _next_token,
+        "vars": names,
+        "stdout": out.getvalue(),
+        "stderr": err.getvalue(),
+    }, dumped
+
+
+def saved_vars(ns):
+    """Each variable saved: the names, their bytes, and the unsaveable."""
     names, dumped, unsaveable = [], [], []
     for name, value in ns.items():
         try:
@@ -150,25 +189,43 @@ def run(request, blobs):
             names.append(name)
         except Exception:
             unsaveable.append([name, type(value).__name__])
+    return names, dumped, unsaveable
+
+
+def dump_resident(request, blobs):
+    ns = _residents.get(request["resident"])
+    if ns is None:
+        return {"ok": False, "gone": True, "error": "this worker no longer holds that state"}, []
+    names, dumped, unsaveable = saved_vars(ns)
     if unsaveable:
         return {"ok": False, "unsaveable": unsaveable}, []
-    return {
-        "ok": True,
-        "vars": names,
-        "stdout": out.getvalue(),
-        "stderr": err.getvalue(),
-    }, dumped
+    return {"ok": True, "vars": names}, dumped
 
 
 def evaluate(request, blobs):
+    token = request.get("resident")
+    var = request.get("iteration_var")
+    if token is not None and token not in _residents:
+        return {"ok": False, "gone": True, "error": "this worker no longer holds that state"}, []
     try:
-        ns = namespace(request, blobs)
-        if request.get("iteration_var"):
-            ns[request["iteration_var"]] = request["iteration"]
-        value = float(eval(compile(request["expr"], "<selection>", "eval"), ns))
+        if token is not None:
+            ns = _residents[token]  # scored where it is, not copied
+        else:
+            ns = namespace(request, blobs)
+        if var:
+            ns[var] = request["iteration"]
+        try:
+            value = float(eval(compile(request["expr"], "<selection>", "eval"), ns))
+        finally:
+            if var:
+                ns.pop(var, None)
+            ns.pop("__builtins__", None)
     except BaseException:
         return {"ok": False, "error": last_error()}, []
     return {"ok": True, "score": "nan" if math.isnan(value) else repr(value)}, []
+
+
+_HANDLERS = {"run": run, "eval": evaluate, "dump": dump_resident}
 
 
 def _die_with_parent():
@@ -201,8 +258,9 @@ def main():
             blobs = [read_frame() for _ in request.get("vars", [])]
         except EOFError:
             return
-        handler = run if request["op"] == "run" else evaluate
-        header, answer = handler(request, blobs)
+        for token in request.get("forget", ()):
+            _residents.pop(token, None)
+        header, answer = _HANDLERS[request["op"]](request, blobs)
         write_frames(header, answer)
 
 
