@@ -37,6 +37,16 @@ def test_the_product_pages_keras_cell_keeps_the_most_accurate_checkpoint(tmp_pat
         "print(outcome.status, outcome.best_iteration in (4, 9, 14, 19))\n"
         "accuracy = model.evaluate(x_test, y_test, verbose=0)[1]\n"
         "print(abs(accuracy - outcome.best_score) < 1e-6, accuracy > 0.8)",
+        # The product page's parallel cell: 20 independent runs, at most 5
+        # at once, told apart by `var`, which is gone afterwards.
+        '#pragma parallel --iterations 20 --parallel-runs 5 --iteration-var "var" '
+        '--max-by "model.evaluate(x_test, y_test, verbose=0)[1]"\n'
+        "model.fit(x_train, y_train, epochs=1, verbose=0)",
+        "outcome = %pragma wait\n"
+        "accuracy = model.evaluate(x_test, y_test, verbose=0)[1]\n"
+        "print(outcome.status, len(outcome.failed_iterations), 'var' in globals())\n"
+        "print(abs(accuracy - outcome.best_score) < 1e-6, outcome.usage['iterations_run'])",
         timeout=600,
     )
     assert texts[2].splitlines() == ["succeeded True", "True True"], texts
+    assert texts[4].splitlines() == ["succeeded 0 False", "True 20"], texts
