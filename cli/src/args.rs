@@ -24,7 +24,7 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value = ".pragma")]
     pub(crate) store: String,
     /// Iterations that run at once (default: the number of cores).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) workers: Option<u64>,
     /// Retries of an iteration whose body exits non-zero.
     #[arg(long, default_value_t = 2)]

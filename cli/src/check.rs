@@ -56,14 +56,27 @@ pub(crate) fn run(args: &CheckArgs, out: &mut impl Write) -> io::Result<u8> {
 }
 
 /// Reads a cell file (`-`: standard input) as UTF-8 text.
+/// The most of a cell that is read: far more than any script, far less
+/// than `/dev/zero`.
+pub(crate) const CELL_LIMIT: usize = 16 << 20;
+
 pub(crate) fn read_cell(path: &PathBuf) -> Result<String, String> {
     let mut bytes = Vec::new();
+    // One more byte than allowed tells a cell that is too large.
+    let limit = CELL_LIMIT as u64 + 1;
     let read = if path.as_os_str() == "-" {
-        io::stdin().read_to_end(&mut bytes)
+        io::stdin().take(limit).read_to_end(&mut bytes)
     } else {
-        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes))
+        std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut bytes))
     };
     read.map_err(|e| e.to_string())?;
+    if bytes.len() > CELL_LIMIT {
+        return Err(format!(
+            "it is larger than {} MiB, which no cell is (a `#pragma` line and a script): \
+             is it the right file?",
+            CELL_LIMIT >> 20
+        ));
+    }
     String::from_utf8(bytes).map_err(|e| {
         format!(
             "it is not UTF-8 text (invalid byte at offset {})",

@@ -37,16 +37,28 @@ pub(crate) fn print_summary(summary: &Summary, location: &Location, json: bool) 
     }
     let reason = summary.reason().unwrap_or_default();
     match &summary.status {
-        FinalStatus::Succeeded => match &summary.best {
-            Some(best) => outln!(
-                "succeeded: best iteration {}{}",
-                best.iteration,
-                best.score
-                    .map(|s| format!(", score {s}"))
-                    .unwrap_or_default()
-            ),
-            None => outln!("succeeded"),
-        },
+        FinalStatus::Succeeded => {
+            let best = match &summary.best {
+                Some(best) => format!(
+                    ": best iteration {}{}",
+                    best.iteration,
+                    best.score
+                        .map(|s| format!(", score {s}"))
+                        .unwrap_or_default()
+                ),
+                None => String::new(),
+            };
+            if summary.apply_error.is_some() {
+                outln!(
+                    "succeeded{best}; but the result could not be applied (the error follows): it is kept, \
+                     and `pragma apply {}{}` applies it once that is fixed",
+                    summary.op,
+                    location.store_flag()
+                );
+            } else {
+                outln!("succeeded{best}");
+            }
+        }
         FinalStatus::Failed { .. } => outln!("failed: {reason}"),
         FinalStatus::Cancelled => outln!("cancelled: nothing applied; run again to resume"),
         FinalStatus::Stopped { .. } => outln!(

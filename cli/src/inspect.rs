@@ -85,7 +85,21 @@ fn run_state(session: &ShellSession, summary: &OperationSummary) -> String {
         RunState::Running(runner) => format!("running ({})", session.describe(&runner)),
         RunState::Stopped => "stopped, resumable".to_owned(),
         RunState::Resumable => "resumable".to_owned(),
-        RunState::ResultNotApplied => "result not applied (conflicts)".to_owned(),
+        RunState::ResultNotApplied => match session.records().outcome(&summary.op) {
+            Some(outcome) if !outcome.conflicts.is_empty() => format!(
+                "result not applied (conflicts: {})",
+                outcome
+                    .conflicts
+                    .iter()
+                    .map(|c| crate::output::shown(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some(outcome) if outcome.apply_error.is_some() => {
+                "result not applied (applying it failed; `pragma apply` tries again)".to_owned()
+            }
+            _ => "result not applied".to_owned(),
+        },
         _ => String::new(),
     }
 }
@@ -209,6 +223,24 @@ fn print_report(summary: &OperationSummary) {
 pub(crate) fn logs(args: &LogsArgs) -> Exit {
     check_op(&args.op).map_err(Failure::usage)?;
     let location = Location::existing(&args.store).map_err(Failure::usage)?;
+    if let Some(iteration) = args.iteration {
+        let op = args.op.clone();
+        let iterations = with_session(&args.store, async |session| {
+            Ok(session
+                .executor()
+                .summary(&op)
+                .await
+                .map(|s| s.iterations)
+                .ok())
+        })?;
+        if let Some(iterations) = iterations.filter(|n| iteration >= *n) {
+            return Err(Failure::usage(format!(
+                "operation {} has iterations 0 to {}: there is no iteration {iteration}",
+                args.op,
+                iterations.saturating_sub(1)
+            )));
+        }
+    }
     let dir = location.logs().join(&args.op);
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries.flatten().map(|e| e.path()).collect(),

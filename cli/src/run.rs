@@ -59,6 +59,13 @@ pub(crate) fn checked_cell(args: &RunArgs) -> Result<String, Failure> {
         )));
     }
     refuse_store_inside_state(args)?;
+    if args.backend == crate::args::Backend::Local
+        && (args.partition.is_some() || !args.sbatch_args.is_empty())
+    {
+        return Err(Failure::usage(
+            "--partition and --sbatch-arg are for --backend slurm: add `--backend slurm`, or drop them to run here",
+        ));
+    }
     Ok(text)
 }
 

@@ -141,4 +141,5 @@ pub use executor::{Executor, Handle};
 pub use host::{Host, IterationContext, RunError, derive_seed};
 pub use report::{
     Best, BestScore, CandidateScore, Event, FinalStatus, OperationSummary, Outcome, Status, Usage,
+    score_json,
 };

@@ -53,6 +53,7 @@ pub enum Event {
         /// The iteration.
         iteration: u64,
         /// Its score, if it is a candidate and valid.
+        #[serde(with = "score_json", default)]
         score: Option<f64>,
         /// Why it is not a valid candidate, if it is one and is not valid.
         invalid: Option<String>,
@@ -76,6 +77,7 @@ pub enum Event {
         /// Iterations it covers.
         iterations_done: u64,
         /// The score of a repeat checkpoint.
+        #[serde(with = "score_json", default)]
         score: Option<f64>,
         /// Parallel: the iterations this commit recorded as finished.
         recorded: Vec<u64>,
@@ -118,6 +120,7 @@ pub struct BestScore {
     /// The iteration (repeat: the last iteration the checkpoint covers).
     pub iteration: u64,
     /// Its score (`None` for `async`, which has no selection).
+    #[serde(with = "score_json", default)]
     pub score: Option<f64>,
 }
 
@@ -195,6 +198,7 @@ pub struct CandidateScore {
     /// The iteration.
     pub iteration: u64,
     /// Its score, if valid.
+    #[serde(with = "score_json", default)]
     pub score: Option<f64>,
     /// Why it is invalid, if it is.
     pub invalid: Option<String>,
@@ -264,4 +268,48 @@ pub struct OperationSummary {
     pub failed_iterations: Vec<(u64, String)>,
     /// What it consumed.
     pub usage: Usage,
+}
+
+/// Scores in JSON: a number, or for an infinite score (a valid score: it
+/// ranks beyond every finite one) the text `"inf"` or `"-inf"`, which JSON
+/// numbers cannot hold; `null` when there is none. Either form reads back.
+///
+/// ```
+/// use pragma_executor_local::BestScore;
+/// let best = BestScore { iteration: 1, score: Some(f64::INFINITY) };
+/// let json = serde_json::to_string(&best).unwrap();
+/// assert_eq!(json, r#"{"iteration":1,"score":"inf"}"#);
+/// assert_eq!(serde_json::from_str::<BestScore>(&json).unwrap(), best);
+/// let finite: BestScore = serde_json::from_str(r#"{"iteration":2,"score":0.5}"#).unwrap();
+/// assert_eq!(finite.score, Some(0.5));
+/// ```
+pub mod score_json {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `score` as a number, `"inf"`/`"-inf"`, or `null`.
+    pub fn serialize<S: Serializer>(score: &Option<f64>, out: S) -> Result<S::Ok, S::Error> {
+        match score {
+            Some(s) if s.is_infinite() => out.serialize_str(if *s > 0.0 { "inf" } else { "-inf" }),
+            Some(s) => out.serialize_f64(*s),
+            None => out.serialize_none(),
+        }
+    }
+
+    /// Reads a number, a score's text (`"inf"`, `"-inf"`, `"nan"`, ...),
+    /// or `null`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Option<f64>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Number(f64),
+            Text(String),
+        }
+        match Option::<Either>::deserialize(input)? {
+            None => Ok(None),
+            Some(Either::Number(n)) => Ok(Some(n)),
+            Some(Either::Text(text)) => pragma_selector::parse_score(&text)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
+    }
 }

@@ -347,6 +347,10 @@ pub enum InvalidValue {
     /// The selection expression has a line feed, which a directive line cannot hold.
     #[error("the selection expression contains a line break; it must fit on the directive line")]
     LineBreakInExpression,
+    /// The selection expression has a control character (a NUL, an
+    /// escape), which a directive line cannot hold.
+    #[error("the selection expression contains the control character U+{0:04X}")]
+    ControlInExpression(u32),
 }
 
 pub(crate) fn check_positive(option: &'static str, value: u64) -> Result<(), InvalidValue> {
@@ -373,6 +377,11 @@ pub(crate) fn check_expression(expr: &str) -> Result<(), InvalidValue> {
         Err(InvalidValue::EmptyExpression)
     } else if expr.contains('\n') {
         Err(InvalidValue::LineBreakInExpression)
+    } else if let Some(c) = expr
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\r'))
+    {
+        Err(InvalidValue::ControlInExpression(u32::from(c)))
     } else {
         Ok(())
     }

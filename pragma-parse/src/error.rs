@@ -46,6 +46,9 @@ pub enum ErrorKind {
     /// Text after the directive where only a directive was expected
     /// ([`parse_directive`](crate::parse_directive)).
     TrailingText,
+    /// A NUL or another control character in the directive line, which no
+    /// option value can hold.
+    ControlCharacter,
 }
 
 /// A problem in a cell's directive, with its position.

@@ -41,13 +41,33 @@ pub fn parse_cell(cell: &str) -> Result<Cell<'_>, ParseError> {
         )
         .with_help(EXAMPLE_HELP));
     };
+    // A byte-order mark (a cell saved by some Windows editors) is no text.
     let start = line_start + cell[line_start..].len()
-        - cell[line_start..].trim_start_matches([' ', '\t']).len();
+        - cell[line_start..]
+            .trim_start_matches([' ', '\t', '\u{feff}'])
+            .len();
     let token_end = cell[start..]
         .find([' ', '\t', '\r', '\n'])
         .map_or(cell.len(), |i| start + i);
     if &cell[start..token_end] != "#pragma" {
         return Err(not_a_directive(cell, start..token_end));
+    }
+    let line_end = cell[start..].find('\n').map_or(cell.len(), |i| start + i);
+    if let Some((at, c)) = cell[start..line_end]
+        .char_indices()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\r'))
+    {
+        let at = start + at;
+        return Err(ParseError::new(
+            ErrorKind::ControlCharacter,
+            format!(
+                "the directive line holds the control character U+{:04X}, which no option can",
+                u32::from(c)
+            ),
+            cell,
+            at..at + c.len_utf8(),
+        )
+        .with_help("remove it (a directive is one line of plain text)"));
     }
     let (words, body_start) =
         lexer::split_words(cell, token_end).map_err(|e| lex_error(cell, e))?;
@@ -558,20 +578,29 @@ impl Words<'_> {
                 seen.iteration_var = Some(value);
             }
             Opt::MaxBy | Opt::MinBy => {
-                if let Err(problem) = check_expression(&value) {
-                    return Err(self
-                        .error(
-                            ErrorKind::EmptyExpression,
-                            format!("the expression of `--{}` is empty", opt.name()),
-                            span,
-                        )
-                        .with_help(match problem {
-                            InvalidValue::LineBreakInExpression => problem.to_string(),
-                            _ => format!(
+                match check_expression(&value) {
+                    Ok(()) => {}
+                    Err(InvalidValue::EmptyExpression) => {
+                        return Err(self
+                            .error(
+                                ErrorKind::EmptyExpression,
+                                format!("the expression of `--{}` is empty", opt.name()),
+                                span,
+                            )
+                            .with_help(format!(
                                 "give the expression the host evaluates to score a state, e.g. `--{} \"accuracy\"`",
                                 opt.name()
-                            ),
-                        }));
+                            )));
+                    }
+                    Err(problem) => {
+                        return Err(self
+                            .error(
+                                ErrorKind::ControlCharacter,
+                                format!("the expression of `--{}`: {problem}", opt.name()),
+                                span,
+                            )
+                            .with_help("a directive is one line of plain text: remove it"));
+                    }
                 }
                 let objective = if opt == Opt::MaxBy {
                     Objective::Max

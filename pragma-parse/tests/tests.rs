@@ -166,6 +166,39 @@ mod cells {
     }
 
     #[test]
+    fn a_byte_order_mark_before_the_directive_is_no_text() {
+        let cell = "\u{feff}#pragma repeat --iterations 2 --max-by acc\nbody\n";
+        let parsed = parse_cell(cell).unwrap();
+        assert_eq!(parsed.body, "body\n");
+        assert_eq!(parsed.directive.iterations(), 2);
+    }
+
+    #[test]
+    fn a_control_character_in_the_directive_is_named_where_it_is() {
+        for (cell, at) in [
+            ("#pragma repeat --iterations 2 --max-by \"a\0b\"\nbody", 41),
+            (
+                "#pragma repeat --iterations 2 --max-by a\u{1b}[2J\nbody",
+                40,
+            ),
+        ] {
+            let error = parse_cell(cell).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::ControlCharacter, "{cell:?}");
+            assert_eq!(error.span().start, at, "{cell:?}");
+            assert!(
+                error.message().contains("control character U+00"),
+                "{}",
+                error.message()
+            );
+        }
+        // Inside a continued line, the expression itself says so.
+        let cell = "#pragma repeat --iterations 2 \\\n --max-by \"a\u{7f}\"\nbody";
+        let error = parse_cell(cell).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ControlCharacter);
+        assert!(error.message().contains("U+007F"), "{}", error.message());
+    }
+
+    #[test]
     fn a_directive_without_body_has_an_empty_body() {
         let parsed = parse_cell("#pragma async").unwrap();
         assert_eq!(parsed.body, "");

@@ -41,8 +41,16 @@ impl StoreLocation {
     ///
     /// let error = pragma_session::StoreLocation::open("ftp://host/x").unwrap_err();
     /// assert!(error.contains("give a directory or an s3://BUCKET/PREFIX URL"), "{error}");
+    /// assert!(pragma_session::StoreLocation::open("").unwrap_err().starts_with("the store is empty"));
     /// ```
     pub fn open(spec: &str) -> Result<StoreLocation, String> {
+        if spec.trim().is_empty() {
+            return Err(
+                "the store is empty: give a directory (the default is .pragma) or an \
+                 s3://BUCKET/PREFIX URL"
+                    .to_owned(),
+            );
+        }
         let (local, checkpoints): (PathBuf, Arc<dyn Store>) = match spec.split_once("://") {
             Some(("s3", rest)) => {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));

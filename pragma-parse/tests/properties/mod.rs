@@ -9,7 +9,12 @@ use pragma_parse::{
 fn selection() -> impl Strategy<Value = Selection> {
     (
         prop_oneof![Just(Objective::Max), Just(Objective::Min)],
-        "[^\n]{1,40}".prop_filter("not blank", |s| !s.trim().is_empty()),
+        "[^\n]{1,40}".prop_filter("not blank, no control characters", |s| {
+            !s.trim().is_empty()
+                && !s
+                    .chars()
+                    .any(|c| c.is_control() && !matches!(c, '\t' | '\r'))
+        }),
     )
         .prop_map(|(objective, expr)| Selection::new(objective, expr).unwrap())
 }
