@@ -222,6 +222,11 @@ pub(crate) fn special_file(dir: &Path) -> Option<PathBuf> {
 /// Files are reflinked where the file system can (btrfs, XFS, bcachefs):
 /// the copy shares blocks until one side writes, so a state of many GiB
 /// costs next to nothing to copy. Elsewhere they are copied.
+/// Whether the file system holding `dir` has (next to) no room left.
+fn disk_full(dir: &Path) -> bool {
+    rustix::fs::statvfs(dir).is_ok_and(|fs| fs.f_bavail.saturating_mul(fs.f_frsize) < 64 * 1024)
+}
+
 pub(crate) fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
@@ -249,7 +254,18 @@ impl Host for ShellHost {
         state: &mut DirState,
         ctx: &IterationContext,
     ) -> Result<(), RunError> {
-        let failed = |what: &str, e: io::Error| RunError::Failed(format!("{what}: {e}"));
+        // A full disk under the working copies stops the operation
+        // (resumable), where another error is the iteration's failure.
+        let failed = |what: &str, e: io::Error| {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+            ) {
+                RunError::StorageFull(format!("{what}: {e}"))
+            } else {
+                RunError::Failed(format!("{what}: {e}"))
+            }
+        };
         let copy = self
             .new_dir()
             .map_err(|e| failed("creating a working copy", e))?;
@@ -304,11 +320,20 @@ impl Host for ShellHost {
                 .code()
                 .map_or("a signal".to_owned(), |c| format!("exit code {c}"));
             let last = err.last_line();
-            return Err(RunError::Failed(if last.is_empty() {
+            let message = if last.is_empty() {
                 format!("the body failed with {code}")
             } else {
                 format!("the body failed with {code}: {last}")
-            }));
+            };
+            // A body that failed on the disk its working copy filled is no
+            // failure of its own: running it again cannot help.
+            if disk_full(copy.path()) {
+                return Err(RunError::StorageFull(format!(
+                    "{message} (the disk of the working copies, `{}`, is full)",
+                    self.work.display()
+                )));
+            }
+            return Err(RunError::Failed(message));
         }
         if let Some(special) = special_file(copy.path()) {
             let name = special.strip_prefix(copy.path()).unwrap_or(&special);

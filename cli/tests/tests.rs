@@ -426,6 +426,62 @@ mod run {
     }
 
     #[test]
+    fn a_full_disk_while_copying_the_state_stops_the_run_instead_of_failing_it() {
+        let dir = setup();
+        let Some(disk) = Tmpfs::mount(&dir.path().join("store"), "1m") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "under CI the full-store test must run (as root)"
+            );
+            eprintln!(
+                "\n*** SKIPPED: full-store test: cannot mount a tmpfs here (needs root) ***\n"
+            );
+            return;
+        };
+        std::fs::write(dir.path().join("state/blob"), vec![7u8; 350_000]).unwrap();
+        // The submission's snapshot and two working copies of the state do
+        // not fit in 1 MiB: copying the state runs out of room.
+        let cell = cell(
+            dir.path(),
+            "#pragma parallel --iterations 4 --max-by 'cat n'\necho $iteration > n\n",
+        );
+        let out = run(
+            dir.path(),
+            &cell,
+            &["--json", "--workers", "2", "--retries", "0"],
+        )
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+        let last = json_lines(&out).pop().unwrap();
+        assert_eq!(last["status"], "stopped", "{last}");
+        assert!(
+            last["reason"]
+                .as_str()
+                .unwrap()
+                .contains("No space left on device"),
+            "{last}"
+        );
+        assert!(!dir.path().join("state/n").exists(), "nothing is applied");
+        disk.grow("40m");
+        let out = run(dir.path(), &cell, &["--json", "--workers", "2"])
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        let last = json_lines(&out).pop().unwrap();
+        assert_eq!(
+            last["status"], "succeeded",
+            "the same operation resumes: {last}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("state/n")).unwrap(),
+            "3\n"
+        );
+    }
+
+    #[test]
     fn a_run_killed_with_sigkill_resumes_from_its_last_checkpoint() {
         use std::io::{BufRead, BufReader};
         let dir = setup();

@@ -247,6 +247,8 @@ pub enum RemoteError {
     Cancelled,
     /// The process running the body died under it.
     Lost(String),
+    /// The worker's storage was full.
+    StorageFull(String),
 }
 
 impl From<&RemoteOutput> for RemoteReport {
@@ -259,6 +261,7 @@ impl From<&RemoteOutput> for RemoteReport {
             }
             Err(RunError::Cancelled) => (None, Some(RemoteError::Cancelled)),
             Err(RunError::Lost(m)) => (None, Some(RemoteError::Lost(m.clone()))),
+            Err(RunError::StorageFull(m)) => (None, Some(RemoteError::StorageFull(m.clone()))),
         };
         let (score, invalid) = match &output.evaluation {
             Some(Evaluation::Score(score)) => (Some(format!("{score:?}")), None),
@@ -287,6 +290,7 @@ impl TryFrom<RemoteReport> for RemoteOutput {
             (_, Some(RemoteError::InteractiveInput(m))) => Err(RunError::InteractiveInput(m)),
             (_, Some(RemoteError::Cancelled)) => Err(RunError::Cancelled),
             (_, Some(RemoteError::Lost(m))) => Err(RunError::Lost(m)),
+            (_, Some(RemoteError::StorageFull(m))) => Err(RunError::StorageFull(m)),
             (Some(key), None) => Ok(Key::parse(&key).map_err(|e| e.to_string())?),
             (None, None) => return Err("the report names neither a state nor an error".into()),
         };

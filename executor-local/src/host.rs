@@ -55,6 +55,12 @@ pub enum RunError {
     /// again within the preemption budget and the run counts as work lost.
     #[error("the process running the body was lost: {0}")]
     Lost(String),
+    /// The host's own storage is full (the disk of its working copies):
+    /// the operation stops at its last checkpoint, resumable once there is
+    /// room, as when the checkpoint store is full. Not a failure of the
+    /// body, so no retry is spent on it.
+    #[error("no space left for the run: {0}")]
+    StorageFull(String),
 }
 
 /// Runs cell bodies on states: what a notebook kernel, a job runner or the

@@ -106,6 +106,13 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 op.interrupt(iteration, message);
                 SchedulerEvent::Cancel(id)
             }
+            Err(RunError::StorageFull(message)) => {
+                // As a full store: stop at the last checkpoint, resumable.
+                if op.ending.stopped.is_none() {
+                    op.ending.stopped = Some(format!("iteration {iteration}: {message}"));
+                }
+                SchedulerEvent::Cancel(id)
+            }
             Err(RunError::Failed(error)) => {
                 op.iteration_failed(iteration, error);
                 SchedulerEvent::IterationFailed(worker)
