@@ -11,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pragma_executor_local::{Host, IterationContext, RunError};
 use pragma_selector::Evaluation;
+use pragma_session::Runner;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::Command;
 
@@ -35,8 +36,9 @@ impl DirState {
 /// Runs bodies with `/bin/sh -c` in a copy of the state directory.
 #[derive(Debug, Clone)]
 pub(crate) struct ShellHost {
-    /// Where working copies live.
-    work: PathBuf,
+    /// Where this process's working copies live: a directory of its own
+    /// under the store's `work/`, named after it (see [`OwnWork`]).
+    work: Arc<OwnWork>,
     /// Where each run's standard output and error are kept:
     /// `OP/ITERATION-ATTEMPT.out` and `.err`.
     logs: PathBuf,
@@ -53,6 +55,8 @@ pub(crate) struct ShellHost {
 pub(crate) struct WorkDir {
     dir: Option<tempfile::TempDir>,
     pool: Arc<DirPool>,
+    /// The directory it is in stays while it does.
+    _owner: Arc<OwnWork>,
 }
 
 impl WorkDir {
@@ -137,9 +141,64 @@ impl Drop for GroupGuard<'_> {
     }
 }
 
+/// This process's directory of working copies, `work/HOST-PID-START`:
+/// what a runner killed with `kill -9` leaves there is found by its name
+/// and removed by the next runner on the machine. Removed when the host is
+/// dropped (its copies are gone by then).
+#[derive(Debug)]
+struct OwnWork(PathBuf);
+
+impl OwnWork {
+    /// Takes a directory of its own under `work`, first removing those of
+    /// runners of this machine that are gone.
+    fn new(work: &Path) -> io::Result<OwnWork> {
+        std::fs::create_dir_all(work)?;
+        for entry in std::fs::read_dir(work)?.flatten() {
+            let name = entry.file_name();
+            if let Some(owner) = name.to_str().and_then(owner_of)
+                && owner.here()
+                && !owner.alive(None)
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let runner = Runner::current(None)
+            .ok_or_else(|| io::Error::other("/proc does not tell this process's start time"))?;
+        let own = work.join(format!(
+            "{}-{}-{}",
+            runner.host.unwrap_or_default(),
+            runner.pid,
+            runner.started
+        ));
+        std::fs::create_dir_all(&own)?;
+        Ok(OwnWork(own))
+    }
+}
+
+impl Drop for OwnWork {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The runner whose working copies a directory named `HOST-PID-START`
+/// holds.
+fn owner_of(name: &str) -> Option<Runner> {
+    let mut parts = name.rsplitn(3, '-');
+    let started = parts.next()?.parse().ok()?;
+    let pid = parts.next()?.parse().ok()?;
+    let host = parts.next()?.to_owned();
+    Some(Runner {
+        pid,
+        started,
+        host: Some(host),
+        batch_job: None,
+    })
+}
+
 impl ShellHost {
     pub(crate) fn new(work: PathBuf, logs: PathBuf) -> io::Result<Self> {
-        std::fs::create_dir_all(&work)?;
+        let work = Arc::new(OwnWork::new(&work)?);
         std::fs::create_dir_all(&logs)?;
         Ok(ShellHost {
             work,
@@ -179,11 +238,12 @@ impl ShellHost {
             Some(dir) => dir,
             None => tempfile::Builder::new()
                 .prefix("state-")
-                .tempdir_in(&self.work)?,
+                .tempdir_in(&self.work.0)?,
         };
         Ok(WorkDir {
             dir: Some(dir),
             pool: Arc::clone(&self.pool),
+            _owner: Arc::clone(&self.work),
         })
     }
 
@@ -218,15 +278,15 @@ pub(crate) fn special_file(dir: &Path) -> Option<PathBuf> {
     None
 }
 
-/// Copies the files of `from` into `to` (which exists), recursively.
-/// Files are reflinked where the file system can (btrfs, XFS, bcachefs):
-/// the copy shares blocks until one side writes, so a state of many GiB
-/// costs next to nothing to copy. Elsewhere they are copied.
 /// Whether the file system holding `dir` has (next to) no room left.
 fn disk_full(dir: &Path) -> bool {
     rustix::fs::statvfs(dir).is_ok_and(|fs| fs.f_bavail.saturating_mul(fs.f_frsize) < 64 * 1024)
 }
 
+/// Copies the files of `from` into `to` (which exists), recursively.
+/// Files are reflinked where the file system can (btrfs, XFS, bcachefs):
+/// the copy shares blocks until one side writes, so a state of many GiB
+/// costs next to nothing to copy. Elsewhere they are copied.
 pub(crate) fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
@@ -330,7 +390,7 @@ impl Host for ShellHost {
             if disk_full(copy.path()) {
                 return Err(RunError::StorageFull(format!(
                     "{message} (the disk of the working copies, `{}`, is full)",
-                    self.work.display()
+                    self.work.0.display()
                 )));
             }
             return Err(RunError::Failed(message));
@@ -394,7 +454,7 @@ impl Host for ShellHost {
         out: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> io::Result<()> {
         // Archive into a file first (tar is blocking), then stream it out.
-        let archive = tempfile::NamedTempFile::new_in(&self.work)?;
+        let archive = tempfile::NamedTempFile::new_in(&self.work.0)?;
         let (dir, path) = (state.path().to_owned(), archive.path().to_owned());
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             let mut builder = tar::Builder::new(std::fs::File::create(&path)?);
@@ -410,7 +470,7 @@ impl Host for ShellHost {
     }
 
     async fn restore(&self, input: &mut (dyn AsyncRead + Send + Unpin)) -> io::Result<DirState> {
-        let archive = tempfile::NamedTempFile::new_in(&self.work)?;
+        let archive = tempfile::NamedTempFile::new_in(&self.work.0)?;
         let mut file = tokio::fs::File::create(archive.path()).await?;
         tokio::io::copy(input, &mut file).await?;
         drop(file);

@@ -511,12 +511,17 @@ mod run {
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        let work = dir.path().join("store/work");
+        let left = || std::fs::read_dir(&work).unwrap().count();
+        assert_eq!(left(), 1, "the killed run's working copies are left behind");
 
         let out = run(dir.path(), &cell, &["--json"])
             .code(0)
             .get_output()
             .stdout
             .clone();
+        // The rerun took the killed run's copies back, and its own are gone.
+        assert_eq!(left(), 0);
         let lines = json_lines(&out);
         let resumed = lines
             .iter()
