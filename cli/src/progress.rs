@@ -146,6 +146,14 @@ pub(crate) fn event_line(event: &Event) -> Option<String> {
         Event::Resumed {
             iterations_done, ..
         } => format!("resumed: {iterations_done} iterations already done"),
+        Event::CheckpointSkipped {
+            generation,
+            problem,
+            ..
+        } => format!(
+            "warning: checkpoint {generation} is damaged and was skipped ({problem}); \
+             resuming from an earlier one, so more work runs again"
+        ),
         Event::IterationFinished {
             iteration,
             score,

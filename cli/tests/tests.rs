@@ -426,6 +426,73 @@ mod run {
     }
 
     #[test]
+    fn a_damaged_latest_checkpoint_is_named_at_resume_and_an_earlier_one_is_used() {
+        use std::io::{BufRead, BufReader};
+        let dir = setup();
+        let cell = cell(
+            dir.path(),
+            "#pragma repeat --iterations 6 --checkpoint-period 1 --max-by 'cat count'\n\
+             sleep 0.2; echo $(( $(cat count 2>/dev/null || echo 0) + 1 )) > count\n",
+        );
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
+            .arg("run")
+            .arg(&cell)
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .arg("--json")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        loop {
+            let line = lines.next().expect("a checkpoint before the end").unwrap();
+            if line.contains("\"checkpoint_committed\"") && line.contains("\"iterations_done\":3") {
+                break;
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // Flip a byte of the newest state saved.
+        let newest = walk(&dir.path().join("store/store"))
+            .into_iter()
+            .filter(|p| p.file_name().is_some_and(|n| n == "state"))
+            .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+            .unwrap();
+        let mut bytes = std::fs::read(&newest).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&newest, bytes).unwrap();
+
+        let assert = run(dir.path(), &cell, &[]).code(0);
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains("is damaged and was skipped")
+                && stderr.contains("resuming from an earlier one"),
+            "{stderr}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("state/count")).unwrap(),
+            "6\n"
+        );
+    }
+
+    /// Every file under `dir`.
+    fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                files.extend(walk(&entry.path()));
+            } else {
+                files.push(entry.path());
+            }
+        }
+        files
+    }
+
+    #[test]
     fn a_full_disk_while_copying_the_state_stops_the_run_instead_of_failing_it() {
         let dir = setup();
         let Some(disk) = Tmpfs::mount(&dir.path().join("store"), "1m") else {

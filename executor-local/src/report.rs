@@ -27,6 +27,17 @@ pub enum Event {
         /// Iterations already done (repeat: checkpointed; parallel: recorded).
         iterations_done: u64,
     },
+    /// A newer checkpoint did not verify (damaged, cut short, deleted) and
+    /// was skipped: the operation resumes from an earlier one, so more
+    /// work runs again. Comes before [`Event::Resumed`].
+    CheckpointSkipped {
+        /// The operation.
+        op: String,
+        /// The skipped checkpoint's generation.
+        generation: u64,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A failed or lost iteration starts again (attempt 2 and later).
     Retrying {
         /// The operation.

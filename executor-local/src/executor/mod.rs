@@ -111,6 +111,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             None,
             None,
             generation,
+            Vec::new(),
         )
     }
 
@@ -195,8 +196,16 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         progress: Option<Resume>,
         record: Option<Record>,
         last_generation: u64,
+        skipped: Vec<pragma_checkpoint::Warning>,
     ) -> Result<Handle<H::State>, ExecError> {
         let (events_tx, events) = mpsc::unbounded_channel();
+        for warning in skipped {
+            let _ = events_tx.send(crate::report::Event::CheckpointSkipped {
+                op: name.clone(),
+                generation: warning.generation,
+                problem: warning.problem,
+            });
+        }
         let initial = Status {
             schedule: pragma_scheduler::Status::Queued {
                 reason: pragma_scheduler::WaitReason::CapacityZero,
@@ -348,6 +357,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             Some(progress),
             Some(record),
             generation,
+            loaded.warnings,
         )
     }
 }
