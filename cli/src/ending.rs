@@ -98,7 +98,7 @@ pub(crate) fn print_summary(summary: &Summary, location: &Location, json: bool) 
 pub(crate) fn print_conflicts(conflicts: &[String], state: &str, op: &str, location: &Location) {
     let names: Vec<String> = conflicts
         .iter()
-        .map(|name| crate::output::shown(name))
+        .map(|name| crate::live::shown_var(name))
         .collect();
     outln!(
         "conflicts: changed both by the run and in {state} meanwhile, not applied: {}",

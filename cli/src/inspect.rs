@@ -91,7 +91,7 @@ fn run_state(session: &ShellSession, summary: &OperationSummary) -> String {
                 outcome
                     .conflicts
                     .iter()
-                    .map(|c| crate::output::shown(c))
+                    .map(|c| crate::live::shown_var(c))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

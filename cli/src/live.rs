@@ -1,6 +1,9 @@
 //! The live state of a shell cell: the state directory the user keeps
 //! working in. Its files are the variables (by path relative to it); a
 //! symlink is a variable whose value is its target, never followed.
+//!
+//! File names are bytes: a path that is not UTF-8 is named by
+//! [`var_name`], losslessly, and shown escaped (`b\xff`).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -83,6 +86,60 @@ impl LiveState for DirLive {
     }
 }
 
+/// Starts the name of a variable whose path is not UTF-8 (no file name
+/// holds a NUL): the rest is the path with each byte that is not UTF-8
+/// written `\xHH`, and `\` as `\\`.
+const NOT_UTF8: char = '\0';
+
+/// The variable name of the relative path `path`: the path itself when it
+/// is UTF-8, otherwise its escaped bytes after [`NOT_UTF8`].
+pub(crate) fn var_name(path: &Path) -> String {
+    use std::fmt::Write;
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(text) = path.to_str() {
+        return text.to_owned();
+    }
+    let mut name = String::from(NOT_UTF8);
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        name.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for byte in chunk.invalid() {
+            let _ = write!(name, "\\x{byte:02x}");
+        }
+    }
+    name
+}
+
+/// The relative path a variable name stands for (see [`var_name`]).
+pub(crate) fn var_path(name: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let Some(escaped) = name.strip_prefix(NOT_UTF8) else {
+        return PathBuf::from(name);
+    };
+    let mut bytes = Vec::with_capacity(escaped.len());
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            bytes.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+            continue;
+        }
+        match chars.next() {
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).collect();
+                bytes.push(u8::from_str_radix(&hex, 16).unwrap_or(b'?'));
+            }
+            Some(other) => bytes.extend_from_slice(other.encode_utf8(&mut [0; 4]).as_bytes()),
+            None => bytes.push(b'\\'),
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(bytes))
+}
+
+/// A variable name as a person reads it: the path, its bytes that are not
+/// UTF-8 escaped (`b\xff`), control characters escaped.
+pub(crate) fn shown_var(name: &str) -> String {
+    crate::output::shown(name.strip_prefix(NOT_UTF8).unwrap_or(name))
+}
+
 /// Names `path` in an error: what failed, on which file.
 fn on(path: &Path) -> impl FnOnce(io::Error) -> io::Error + '_ {
     move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
@@ -95,12 +152,7 @@ pub(crate) fn digests(dir: &Path) -> io::Result<Digests<FileDigest>> {
             let entry = entry.map_err(on(dir))?;
             let path = entry.path();
             let kind = entry.file_type().map_err(on(&path))?;
-            let name = || {
-                path.strip_prefix(root)
-                    .unwrap_or(&path)
-                    .to_string_lossy()
-                    .into_owned()
-            };
+            let name = || var_name(path.strip_prefix(root).unwrap_or(&path));
             if kind.is_symlink() {
                 let link = std::fs::read_link(&path).map_err(on(&path))?;
                 out.insert(name(), FileDigest::Link { link });
@@ -162,7 +214,7 @@ fn apply(live: &Path, result: &Path, changes: &[Change]) -> io::Result<()> {
     }
     for change in changes {
         if let Change::Remove(name) = change {
-            let target = live.join(name);
+            let target = live.join(var_path(name));
             match std::fs::remove_file(&target) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(on(&target)(e)),
                 _ => {}
@@ -182,16 +234,14 @@ fn stage(
 ) -> io::Result<()> {
     for change in changes {
         let Change::Set(name) = change else { continue };
-        let (source, target) = (result.join(name), live.join(name));
+        let path = var_path(name);
+        let (source, target) = (result.join(&path), live.join(&path));
         let parent = target.parent().unwrap_or(live);
         std::fs::create_dir_all(parent).map_err(on(parent))?;
-        let temporary = parent.join(format!(
-            ".{}.pragma-apply",
-            target
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        ));
+        let mut temporary_name = std::ffi::OsString::from(".");
+        temporary_name.push(target.file_name().unwrap_or_default());
+        temporary_name.push(".pragma-apply");
+        let temporary = parent.join(temporary_name);
         let kind = std::fs::symlink_metadata(&source).map_err(on(&source))?;
         let _ = std::fs::remove_file(&temporary);
         let written = if kind.file_type().is_symlink() {
@@ -243,6 +293,48 @@ mod tests {
         .unwrap();
         let error = digests(dir.path()).unwrap_err().to_string();
         assert!(error.contains("/f is a special file"), "{error}");
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_keep_their_bytes_end_to_end() {
+        use std::os::unix::ffi::OsStrExt;
+        for bytes in [&b"b\xff"[..], b"dir/a\\b\xfe\xfd", b"plain\\name", b"\xc3"] {
+            let path = Path::new(std::ffi::OsStr::from_bytes(bytes));
+            assert_eq!(var_path(&var_name(path)), path, "{bytes:?}");
+        }
+        assert_eq!(var_name(Path::new("plain\\name")), "plain\\name");
+        let odd = Path::new(std::ffi::OsStr::from_bytes(b"b\xff"));
+        assert_eq!(shown_var(&var_name(odd)), "b\\xff");
+
+        // Digested, changed and applied by those names.
+        let (live, result) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(live.path().join(odd), "old").unwrap();
+        std::fs::write(result.path().join(odd), "new").unwrap();
+        let created = Path::new(std::ffi::OsStr::from_bytes(b"c\xfe"));
+        std::fs::write(result.path().join(created), "made").unwrap();
+        let names: Vec<String> = digests(result.path()).unwrap().into_keys().collect();
+        let changes: Vec<Change> = names.into_iter().map(Change::Set).collect();
+        apply(live.path(), result.path(), &changes).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(live.path().join(odd)).unwrap(),
+            "new"
+        );
+        assert_eq!(
+            std::fs::read_to_string(live.path().join(created)).unwrap(),
+            "made"
+        );
+        assert_eq!(
+            std::fs::read_dir(live.path()).unwrap().count(),
+            2,
+            "no staging left"
+        );
+        apply(
+            live.path(),
+            result.path(),
+            &[Change::Remove(var_name(created))],
+        )
+        .unwrap();
+        assert!(!live.path().join(created).exists());
     }
 
     #[test]

@@ -3059,4 +3059,45 @@ mod hardening_also {
             ))
             .stdout(predicate::str::contains("conflicts").not());
     }
+
+    #[test]
+    fn names_that_are_not_utf8_are_applied_and_shown_escaped() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = setup();
+        let odd = std::ffi::OsStr::from_bytes(b"b\xff");
+        std::fs::write(dir.path().join("state").join(odd), "0\n").unwrap();
+        let cell = "#pragma repeat --iterations 1 --max-by 'cat score'\n\
+                    echo 1 > \"$(printf 'b\\377')\"; echo 2 > \"$(printf 'c\\376')\"\n";
+        run_cell(dir.path(), cell, &[]).code(0);
+        let state = dir.path().join("state");
+        assert_eq!(std::fs::read_to_string(state.join(odd)).unwrap(), "1\n");
+        let made = std::ffi::OsStr::from_bytes(b"c\xfe");
+        assert_eq!(std::fs::read_to_string(state.join(made)).unwrap(), "2\n");
+        // Changed on both sides: the conflict names it escaped.
+        let slow = "#pragma repeat --iterations 1 --max-by 'cat score'\n\
+                    sleep 1; echo 3 > \"$(printf 'b\\377')\"\n";
+        std::fs::write(dir.path().join("slow"), slow).unwrap();
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
+            .args(["run", "slow", "--state", "state"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Once the second operation is on record, its state is captured.
+        let ops = dir.path().join(".pragma/ops");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::fs::read_dir(&ops).unwrap().count() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the second run did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::write(state.join(odd), "live\n").unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(3), "{stdout}");
+        assert!(stdout.contains("not applied: b\\xff"), "{stdout}");
+    }
 }
