@@ -3077,7 +3077,7 @@ mod hardening_also {
         let slow = "#pragma repeat --iterations 1 --max-by 'cat score'\n\
                     sleep 1; echo 3 > \"$(printf 'b\\377')\"\n";
         std::fs::write(dir.path().join("slow"), slow).unwrap();
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
             .args(["run", "slow", "--state", "state"])
             .current_dir(dir.path())
             .stdout(std::process::Stdio::piped())
