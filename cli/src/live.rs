@@ -59,6 +59,24 @@ impl LiveState for DirLive {
         // Digested first: a special file is refused before a copy could
         // block on it.
         let digests = self.digests().await?;
+        // A link into the state by its absolute path would lead every
+        // iteration's copy back to the live files: no isolation.
+        for (name, digest) in &digests {
+            if let FileDigest::Link { link } = digest
+                && link.is_absolute()
+                && link.starts_with(&self.dir)
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} links into the state by its absolute path ({}): every iteration \
+                         would write to the live files; make the link relative (`ln -sfr`)",
+                        self.dir.join(var_path(name)).display(),
+                        link.display()
+                    ),
+                ));
+            }
+        }
         let state = self.host.state_from(&self.dir).await?;
         Ok((state, digests))
     }

@@ -3100,4 +3100,28 @@ mod hardening_also {
         assert_eq!(output.status.code(), Some(3), "{stdout}");
         assert!(stdout.contains("not applied: b\\xff"), "{stdout}");
     }
+
+    #[test]
+    fn a_link_into_the_state_by_its_absolute_path_is_refused_before_anything_runs() {
+        let dir = setup();
+        let state = std::fs::canonicalize(dir.path().join("state")).unwrap();
+        std::fs::write(state.join("data"), "0\n").unwrap();
+        std::os::unix::fs::symlink(state.join("data"), state.join("log")).unwrap();
+        let cell = "#pragma parallel --iterations 2 --max-by 'cat score'\necho x >> log\n";
+        run_cell(dir.path(), cell, &[])
+            .code(2)
+            .stderr(predicate::str::contains(
+                "links into the state by its absolute path",
+            ))
+            .stderr(predicate::str::contains("ln -sfr"));
+        assert_eq!(std::fs::read_to_string(state.join("data")).unwrap(), "0\n");
+        // Relative, it is the copy's own file in each iteration.
+        std::fs::remove_file(state.join("log")).unwrap();
+        std::os::unix::fs::symlink("data", state.join("log")).unwrap();
+        run_cell(dir.path(), cell, &[]).code(0);
+        assert_eq!(
+            std::fs::read_to_string(state.join("data")).unwrap(),
+            "0\nx\n"
+        );
+    }
 }
