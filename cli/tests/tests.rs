@@ -426,6 +426,78 @@ mod run {
     }
 
     #[test]
+    fn usage_counts_the_runs_past_the_last_checkpoint_of_a_killed_run() {
+        use std::io::{BufRead, BufReader};
+        let dir = setup();
+        let runs = dir.path().join("runs.log");
+        // Every body run leaves a line outside the state: what the test
+        // observes, to hold the usage to.
+        let cell = cell(
+            dir.path(),
+            &format!(
+                "#pragma repeat --iterations 8 --checkpoint-period 4 --max-by 'cat count'\n\
+                 echo run >> {runs:?}; sleep 0.3; echo $(( $(cat count 2>/dev/null || echo 0) + 1 )) > count\n"
+            ),
+        );
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
+            .arg("run")
+            .arg(&cell)
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .arg("--json")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Two runs finished past the checkpoint after 4, the third running.
+        let mut finished = 0;
+        loop {
+            let line = lines.next().expect("runs before the end").unwrap();
+            if line.contains("\"iteration_finished\"") {
+                finished += 1;
+                if finished == 6 {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let observed_before = std::fs::read_to_string(&runs).unwrap().lines().count() as u64;
+        assert_eq!(observed_before, 7, "six finished, the seventh cut short");
+
+        let out = run(dir.path(), &cell, &["--json"])
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        let last = json_lines(&out).pop().unwrap();
+        let observed = std::fs::read_to_string(&runs).unwrap().lines().count() as u64;
+        // 4 checkpointed, 3 run again after the kill (the 2 finished past the
+        // checkpoint and the one cut short), then the last one.
+        assert_eq!(observed, 11);
+        let usage = &last["usage"];
+        let (counted, lost) = (
+            usage["iterations_run"].as_u64().unwrap(),
+            usage["work_lost"].as_u64().unwrap(),
+        );
+        // Documented bound: the runs of one record interval (100 ms here,
+        // shorter than one run) can go uncounted: the one cut short.
+        assert!(
+            counted <= observed && counted + 1 >= observed,
+            "{counted} runs counted, {observed} observed: {last}"
+        );
+        assert!((2..=3).contains(&lost), "{lost} runs lost: {last}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("state/count")).unwrap(),
+            "8\n"
+        );
+    }
+
+    #[test]
     fn a_damaged_latest_checkpoint_is_named_at_resume_and_an_earlier_one_is_used() {
         use std::io::{BufRead, BufReader};
         let dir = setup();

@@ -29,6 +29,15 @@ pub(crate) struct Record {
     pub(crate) candidates: Vec<CandidateRecord>,
     pub(crate) failed: Vec<(u64, String)>,
     pub(crate) usage: Usage,
+    /// Runs `usage` counts whose results this record does not hold: a
+    /// repeat's runs since its last checkpoint, a parallel operation's runs
+    /// in flight. A resume after a crash counts them as lost work.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) pending_runs: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Record {
@@ -45,6 +54,7 @@ impl Record {
             best
         });
         self.usage = delta.usage;
+        self.pending_runs = delta.pending_runs;
     }
 }
 

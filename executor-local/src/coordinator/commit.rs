@@ -66,7 +66,12 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         } = batch;
         let shared = Arc::clone(&self.shared);
         let control = self.control.clone();
+        let turn = self.ops.get(&id).map(|op| Arc::clone(&op.commit_turn));
         self.tasks.spawn(async move {
+            let _turn = match &turn {
+                Some(turn) => Some(turn.lock().await),
+                None => None,
+            };
             let result = match &best_state {
                 Some(state) => commit_state(&shared, &lease, &record, "state", state).await,
                 None => commit_record(&shared, &lease, &record)
@@ -85,6 +90,49 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     best_iteration,
                     written,
                 },
+                result,
+            });
+        });
+    }
+
+    /// A repeat's iteration `iteration` finished between checkpoints: its
+    /// usage goes to the store at most once per record interval (a record
+    /// without a state), so that after a crash the runs since the last
+    /// checkpoint are counted, as runs and as lost work. What can still go
+    /// uncounted: the runs of one record interval.
+    pub(super) fn record_usage(&mut self, id: OpId, iteration: u64) {
+        let interval = self.shared.config.record_interval;
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        // A checkpoint that follows records it anyway.
+        if op.result_saved(iteration) || op.last_record.elapsed() < interval {
+            return;
+        }
+        op.last_record = std::time::Instant::now();
+        op.usage
+            .refresh(self.scheduler.status(id).map(|s| s.progress()));
+        let mut record = op.record(None);
+        if let Some(best) = &mut record.best
+            && best.generation.is_none()
+        {
+            best.generation = Some(op.chain.last_generation);
+        }
+        // The submission and the last checkpoint stay; earlier usage
+        // records go.
+        let keep = vec![op.chain.submission_generation, op.chain.last_generation];
+        let (lease, turn) = (op.lease.clone(), Arc::clone(&op.commit_turn));
+        let shared = Arc::clone(&self.shared);
+        let control = self.control.clone();
+        self.tasks.spawn(async move {
+            let _turn = turn.lock().await;
+            let result = commit_record(&shared, &lease, &record)
+                .await
+                .map(|generation| (generation, 0));
+            let result = retain(&shared, &lease, &record, keep, result).await;
+            let _ = control.send(Msg::Committed {
+                op: id,
+                commit: CommitKind::Usage,
                 result,
             });
         });
@@ -150,7 +198,10 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             .refresh(self.scheduler.status(id).map(|s| s.progress()));
         let mut record = op.record(None);
         record.iterations_done = iterations_done;
+        // Its runs are the checkpoint's now.
+        record.pending_runs = 0;
         op.group.committing = true;
+        let turn = Arc::clone(&op.commit_turn);
         let keep = vec![op.chain.submission_generation];
         let lease = op.lease.clone();
         let shared = Arc::clone(&self.shared);
@@ -161,6 +212,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             .host
             .set_iteration_var(&mut state, op.iteration_var(), iteration);
         self.tasks.spawn(async move {
+            let _turn = turn.lock().await;
             let result = commit_state(&shared, &lease, &record, "state", &state).await;
             let result = retain(&shared, &lease, &record, keep, result).await;
             let _ = control.send(Msg::Committed {
@@ -186,6 +238,15 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let Some(op) = self.ops.get_mut(&id) else {
             return;
         };
+        if let CommitKind::Usage = commit {
+            // A failure costs only the count since the last record: the
+            // next record or checkpoint carries it.
+            match result {
+                Ok((_, bytes)) => op.usage.add_bytes(bytes),
+                Err(e) => tracing::warn!(op = %op.name, error = %e, "usage could not be recorded"),
+            }
+            return;
+        }
         op.group.committing = false;
         let mut retry_at_once = true;
         let event = match (commit, result) {
@@ -212,6 +273,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 retry_at_once = false;
                 op.batch_failed(id, workers, &error)
             }
+            (CommitKind::Usage, _) => None,
         };
         if let Some(event) = event {
             self.tell(event);
@@ -237,6 +299,9 @@ impl<St> Op<St> {
         iterations_done: u64,
         result: Result<(u64, u64), CommitFailure>,
     ) -> Option<SchedulerEvent> {
+        // Covered by the checkpoint, or rewound (counted as lost by the
+        // scheduler) if it failed.
+        self.runs_since_checkpoint = 0;
         match result {
             Ok((generation, bytes)) => {
                 self.progress.iterations_done = iterations_done;

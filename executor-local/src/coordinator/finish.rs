@@ -70,7 +70,9 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         };
         let shared = Arc::clone(&self.shared);
         let control = self.control.clone();
+        let turn = Arc::clone(&op.commit_turn);
         self.tasks.spawn(async move {
+            let _turn = turn.lock().await;
             let (status, best) = conclude(&shared, conclusion).await;
             let _ = control.send(Msg::Finalized {
                 op: id,

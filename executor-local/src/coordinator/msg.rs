@@ -55,4 +55,6 @@ pub(crate) enum CommitKind {
         best_iteration: Option<u64>,
         written: Written,
     },
+    /// A repeat's record of its usage between checkpoints.
+    Usage,
 }

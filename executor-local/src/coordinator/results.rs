@@ -73,7 +73,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
     /// The worker running `iteration` was lost: the scheduler runs it
     /// again elsewhere.
     fn worker_lost(&mut self, id: OpId, worker: WorkerId, iteration: u64) {
-        if let Some(op) = self.ops.get(&id) {
+        if let Some(op) = self.ops.get_mut(&id) {
+            op.runs_since_checkpoint = 0;
             op.emit(|op| Event::WorkerLost {
                 op,
                 iteration: Some(iteration),
@@ -114,6 +115,9 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 SchedulerEvent::Cancel(id)
             }
             Err(RunError::Failed(error)) => {
+                // A repeat rewinds to its last checkpoint: the scheduler
+                // counts what is lost.
+                op.runs_since_checkpoint = 0;
                 op.iteration_failed(iteration, error);
                 SchedulerEvent::IterationFailed(worker)
             }
@@ -125,6 +129,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     invalid: None,
                 });
                 self.worker_states.insert(worker, state);
+                self.record_usage(id, iteration);
                 SchedulerEvent::IterationFinished(worker)
             }
             Ok(state) => {

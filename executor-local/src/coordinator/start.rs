@@ -41,6 +41,9 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             return;
         };
         op.announce_start(iteration, attempt);
+        if op.is_repeat() {
+            op.runs_since_checkpoint += 1;
+        }
         // The spec names the input in the store unless this worker holds
         // it in memory, which only a run here can use.
         let in_memory =
@@ -173,7 +176,7 @@ impl<St> Op<St> {
 
     /// Whether the state `iteration` leaves is saved: every candidate is; a
     /// repeat saves its checkpoints (after every period and the last).
-    fn result_saved(&self, iteration: u64) -> bool {
+    pub(crate) fn result_saved(&self, iteration: u64) -> bool {
         match &self.directive {
             Directive::Repeat(repeat) => {
                 let done = iteration + 1;

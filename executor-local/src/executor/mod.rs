@@ -179,6 +179,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             candidates: Vec::new(),
             failed: Vec::new(),
             usage: Usage::default(),
+            pending_runs: 0,
         };
         let (generation, _) =
             commit_state(&self.shared, &lease, &record, "submission", state).await?;

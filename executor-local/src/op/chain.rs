@@ -123,6 +123,11 @@ impl<St> Op<St> {
 
     /// A record without the lists that grow with the iterations.
     fn record_header(&self, ended: Option<FinalStatus>) -> Record {
+        let pending_runs = match &ended {
+            Some(_) => 0,
+            None if self.is_repeat() => self.runs_since_checkpoint,
+            None => self.usage.in_flight,
+        };
         Record {
             base: None,
             directive: self.directive.to_string(),
@@ -135,6 +140,7 @@ impl<St> Op<St> {
             candidates: Vec::new(),
             failed: Vec::new(),
             usage: self.usage.total,
+            pending_runs,
         }
     }
 

@@ -52,6 +52,15 @@ pub(crate) struct Op<St> {
     pub(crate) chain: RecordChain,
     pub(crate) group: GroupCommit,
     pub(crate) usage: UsageCount,
+    /// A repeat's runs since its last checkpoint (see
+    /// `Record::pending_runs`).
+    pub(crate) runs_since_checkpoint: u64,
+    /// When a record last went to the store (a repeat records its usage
+    /// between checkpoints at most once per record interval).
+    pub(crate) last_record: std::time::Instant,
+    /// Taken by every commit of the operation while it writes, so that
+    /// they reach the store one after the other.
+    pub(crate) commit_turn: Arc<tokio::sync::Mutex<()>>,
     pub(crate) ending: Ending<St>,
     events: mpsc::UnboundedSender<Event>,
     pub(crate) status: watch::Sender<Status>,
@@ -92,6 +101,9 @@ impl<St> Op<St> {
             chain: RecordChain::new(submission_generation, last_generation),
             group: GroupCommit::new(),
             usage: UsageCount::default(),
+            runs_since_checkpoint: 0,
+            last_record: std::time::Instant::now(),
+            commit_turn: Arc::default(),
             ending: Ending::new(done),
             events,
             status,
@@ -113,7 +125,7 @@ impl<St> Op<St> {
         self.progress.abandoned = record.failed;
         self.progress.finished = record.finished.into_iter().collect();
         self.progress.iterations_done = record.iterations_done;
-        self.usage.resume_from(record.usage);
+        self.usage.resume_from(record.usage, record.pending_runs);
     }
 
     /// Sends an event, built (from the operation's name) only while the

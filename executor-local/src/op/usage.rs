@@ -13,11 +13,15 @@ pub(crate) struct UsageCount {
     before: Usage,
     /// Runs lost where a backend ran jobs (see `JobResult::lost_runs`).
     lost_elsewhere: u64,
+    /// Runs in flight at the last refresh.
+    pub(crate) in_flight: u64,
 }
 
 impl UsageCount {
-    /// Goes on from a record's usage.
-    pub(crate) fn resume_from(&mut self, usage: Usage) {
+    /// Goes on from a record's usage; its `pending` runs (counted, their
+    /// results not held: see `Record::pending_runs`) are lost work now.
+    pub(crate) fn resume_from(&mut self, mut usage: Usage, pending: u64) {
+        usage.work_lost += pending;
         self.total = usage;
         self.before = usage;
     }
@@ -38,6 +42,7 @@ impl UsageCount {
     /// every record carries it (a resume after a crash starts from there).
     pub(crate) fn refresh(&mut self, progress: Option<pragma_scheduler::Progress>) {
         if let Some(progress) = progress {
+            self.in_flight = progress.in_flight;
             self.total.iterations_run =
                 self.before.iterations_run + progress.attempts + self.lost_elsewhere;
             self.total.work_lost = self.before.work_lost + progress.lost + self.lost_elsewhere;
