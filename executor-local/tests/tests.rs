@@ -134,6 +134,32 @@ mod parallel {
     use super::*;
 
     #[tokio::test]
+    async fn many_operations_are_admitted_in_submission_order() {
+        let host = ScriptedHost::new();
+        let executor = executor(&host, 8);
+        let cell = "#pragma parallel --iterations 10 --max-by value\nbody";
+        let mut handles = Vec::new();
+        for _ in 0..500 {
+            handles.push(executor.submit(cell, MapState::new()).await.unwrap());
+        }
+        let ids: Vec<String> = handles.iter().map(|h| h.id().to_owned()).collect();
+        for handle in handles {
+            assert_eq!(handle.wait().await.unwrap().status, FinalStatus::Succeeded);
+        }
+        let mut firsts: Vec<String> = Vec::new();
+        for run in host.runs() {
+            if !firsts.contains(&run.op) {
+                firsts.push(run.op);
+            }
+        }
+        assert_eq!(
+            firsts, ids,
+            "each operation's first run, in order of submission"
+        );
+        assert_eq!(host.runs().len(), 5000);
+    }
+
+    #[tokio::test]
     async fn the_best_iteration_wins_from_its_own_copy_of_the_state() {
         let host = ScriptedHost::new().value(4, 99.0).value(6, 99.0);
         let (outcome, _) = run(&host, "#pragma parallel --iterations 8 --parallel-runs 3 --iteration-var i --max-by value\nbody").await;

@@ -13,12 +13,15 @@
 //!
 //! # Rules
 //!
-//! - **Admission** is first come, first served: free slots go to the oldest
-//!   operation that can use one. An operation that cannot start is queued,
-//!   with the reason in its [`Status`] (`capacity 0`, `waiting for 3 of 5
-//!   workers`). A parallel operation starts with the workers there are and
-//!   grows up to P as slots come back; a finishing worker stays with its
-//!   operation unless an older one is waiting.
+//! - **Admission** is first come, first served, and none starves: free
+//!   slots go to the oldest operation that can use one. An operation that cannot start is
+//!   queued, with the reason in its [`Status`] (`capacity 0`, `waiting for
+//!   3 of 5 workers`). A parallel operation starts with the workers there
+//!   are and grows up to P as slots come back; a finishing worker stays with
+//!   its operation unless an older one is waiting. An operation that has
+//!   made 64 starts and keeps several workers hands a finishing one to the
+//!   oldest operation that holds none: a large operation never holds back
+//!   those behind it for more than one of its iterations.
 //! - **repeat** runs iterations in order on one worker and asks for a
 //!   [`Action::Checkpoint`] after every K-th iteration and after the last;
 //!   the next iteration starts only once the checkpoint is committed. A

@@ -24,6 +24,10 @@ pub enum Resume {
     },
 }
 
+/// After this many starts, an operation that keeps several workers gives
+/// one back at each finish while another operation holds none.
+const YIELD_AFTER_STARTS: u64 = 64;
+
 /// Decides what runs next, on which worker, and when to checkpoint, for
 /// many operations sharing one pool of worker slots.
 ///
@@ -40,6 +44,13 @@ pub struct Scheduler {
     ops: BTreeMap<OpId, Operation>,
     /// Operations that have not ended, in order of submission.
     active: BTreeSet<OpId>,
+    /// Workers lent to each operation.
+    #[serde(default)]
+    lent: BTreeMap<OpId, u64>,
+    /// Operations that have not ended and hold no worker: each gets one
+    /// before any gets more, oldest first.
+    #[serde(default)]
+    idle: BTreeSet<OpId>,
     /// Which operation holds each lent worker.
     workers: BTreeMap<WorkerId, OpId>,
 }
@@ -111,6 +122,8 @@ impl Scheduler {
             next_worker: 0,
             ops: BTreeMap::new(),
             active: BTreeSet::new(),
+            lent: BTreeMap::new(),
+            idle: BTreeSet::new(),
             workers: BTreeMap::new(),
         }
     }
@@ -213,6 +226,7 @@ impl Scheduler {
             },
         );
         self.active.insert(id);
+        self.idle.insert(id);
         id
     }
 
@@ -315,16 +329,40 @@ impl Scheduler {
         let waiting: Vec<OpId> = self.active.iter().copied().collect();
         for id in waiting {
             while self.in_use < self.capacity && self.ops[&id].wants_worker() {
-                let worker = WorkerId(self.next_worker);
-                self.next_worker += 1;
-                self.in_use += 1;
-                self.workers.insert(worker, id);
-                self.grant(id, worker, actions);
+                self.lend(id, actions);
             }
             if self.in_use >= self.capacity {
                 break;
             }
         }
+    }
+
+    /// Lends a free slot to `id` and puts it to work.
+    fn lend(&mut self, id: OpId, actions: &mut Vec<Action>) {
+        let worker = WorkerId(self.next_worker);
+        self.next_worker += 1;
+        self.in_use += 1;
+        self.workers.insert(worker, id);
+        *self.lent.entry(id).or_default() += 1;
+        self.idle.remove(&id);
+        self.grant(id, worker, actions);
+    }
+
+    /// Takes `worker` back from the operation it was lent to; that one is
+    /// idle if it was its last.
+    fn take_back(&mut self, worker: WorkerId) -> Option<OpId> {
+        let id = self.workers.remove(&worker)?;
+        self.in_use -= 1;
+        if let Some(count) = self.lent.get_mut(&id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.lent.remove(&id);
+                if self.active.contains(&id) {
+                    self.idle.insert(id);
+                }
+            }
+        }
+        Some(id)
     }
 
     /// Puts a newly lent worker to work.
@@ -407,8 +445,7 @@ impl Scheduler {
             return; // A late report from a worker the operation gave up.
         };
         if report == Report::Lost {
-            self.workers.remove(&worker);
-            self.in_use -= 1;
+            self.take_back(worker);
         }
         let is_repeat = matches!(self.ops[&id].state, PlanState::Repeat(_));
         if is_repeat {
@@ -558,13 +595,31 @@ impl Scheduler {
         }
         if report != Report::Lost {
             // Keep the worker for the next iteration unless an earlier
-            // operation waits for one (first come, first served).
+            // operation waits for one (first come, first served); an
+            // operation that has run a while and keeps others hands it to
+            // the oldest one that holds none, so that none starves behind a
+            // large one.
             let older_waiting = self
                 .active
                 .range(..id)
                 .any(|older| self.ops[older].wants_worker());
+            let keeps_others = self.lent.get(&id).is_some_and(|n| *n > 1);
+            let yield_to = if keeps_others && self.ops[&id].attempts >= YIELD_AFTER_STARTS {
+                self.idle
+                    .iter()
+                    .find(|waiting| self.ops[waiting].wants_worker())
+                    .copied()
+            } else {
+                None
+            };
             if older_waiting {
                 self.release(id, worker, actions);
+            } else if let Some(waiting) = yield_to {
+                self.release(id, worker, actions);
+                // Not beyond a pool that shrank meanwhile.
+                if self.in_use < self.capacity {
+                    self.lend(waiting, actions);
+                }
             } else {
                 self.start_next_parallel(id, worker, actions);
             }
@@ -620,8 +675,7 @@ impl Scheduler {
 
     /// The operation gives a worker back to the pool.
     fn release(&mut self, id: OpId, worker: WorkerId, actions: &mut Vec<Action>) {
-        if self.workers.remove(&worker).is_some() {
-            self.in_use -= 1;
+        if self.take_back(worker).is_some() {
             actions.push(Action::Release { op: id, worker });
         }
         if let Some(Operation {
@@ -645,8 +699,7 @@ impl Scheduler {
             .map(|(&worker, _)| worker)
             .collect();
         for worker in held {
-            self.workers.remove(&worker);
-            self.in_use -= 1;
+            self.take_back(worker);
             actions.push(Action::Stop { op: id, worker });
         }
         if let Some(op) = self.ops.get_mut(&id) {
@@ -668,6 +721,7 @@ impl Scheduler {
         {
             op.outcome = Some(outcome);
             self.active.remove(&id);
+            self.idle.remove(&id);
             actions.push(Action::Finished { op: id, outcome });
         }
     }

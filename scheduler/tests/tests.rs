@@ -62,6 +62,44 @@ mod schedules {
     }
 
     #[test]
+    fn operations_start_in_submission_order_and_none_starves_behind_a_large_one() {
+        let mut s = Scheduler::new(2);
+        let (large, actions) = s
+            .submit(parallel(1_000_000, Some(2)), Budgets::default())
+            .unwrap();
+        let mut running: Vec<WorkerId> = starts(&actions).iter().map(|s| s.1).collect();
+        assert_eq!(running.len(), 2);
+        let small: Vec<OpId> = (0..5)
+            .map(|_| {
+                s.submit(parallel(2, Some(2)), Budgets::default())
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        // The large one's workers finish: each goes to the oldest
+        // operation that has not started, while the large one keeps one.
+        let mut first_starts = Vec::new();
+        for _ in 0..200 {
+            let Some(worker) = running.pop() else { break };
+            let actions = s.handle(Event::IterationFinished(worker));
+            for (op, w, _) in starts(&actions) {
+                if op != large && !first_starts.contains(&op) {
+                    first_starts.push(op);
+                }
+                running.insert(0, w);
+            }
+        }
+        assert_eq!(first_starts, small, "admitted in submission order");
+        for op in &small {
+            assert!(
+                matches!(s.status(*op), Some(Status::Ended { .. })),
+                "{op} ended while the large one runs"
+            );
+        }
+        assert!(matches!(s.status(large), Some(Status::Running { .. })));
+    }
+
+    #[test]
     fn a_parallel_operation_shrinks_on_lost_workers_and_grows_back() {
         let mut s = Scheduler::new(3);
         let (op, actions) = s.submit(parallel(10, Some(3)), Budgets::default()).unwrap();
