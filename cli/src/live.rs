@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use pragma_session::{Change, Digests, LiveState};
@@ -34,6 +36,9 @@ pub(crate) struct DirLive {
     dir: PathBuf,
     /// Copies it into a state to submit.
     host: ShellHost,
+    /// Set by a signal: an apply under way stops before its next file, and
+    /// leaves the directory as it was.
+    stop: Arc<AtomicBool>,
 }
 
 impl DirLive {
@@ -42,7 +47,13 @@ impl DirLive {
         DirLive {
             dir: std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned()),
             host,
+            stop: Arc::default(),
         }
+    }
+
+    /// What a signal sets to stop an apply under way (see [`DirLive::stop`]).
+    pub(crate) fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
     }
 }
 
@@ -98,7 +109,8 @@ impl LiveState for DirLive {
     async fn apply(&self, result: &DirState, changes: &[Change]) -> io::Result<()> {
         let (live, result) = (self.dir.clone(), result.path().to_owned());
         let changes = changes.to_vec();
-        tokio::task::spawn_blocking(move || apply(&live, &result, &changes))
+        let stop = Arc::clone(&self.stop);
+        tokio::task::spawn_blocking(move || apply(&live, &result, &changes, &stop))
             .await
             .map_err(io::Error::other)?
     }
@@ -218,9 +230,9 @@ fn file_digest(path: &Path) -> io::Result<FileDigest> {
 /// file system allows: every new file is staged beside its target first
 /// (a full disk or a permission error fails here, with the live state as
 /// it was), then renamed over it.
-fn apply(live: &Path, result: &Path, changes: &[Change]) -> io::Result<()> {
+fn apply(live: &Path, result: &Path, changes: &[Change], stop: &AtomicBool) -> io::Result<()> {
     let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let staging = stage(live, result, changes, &mut staged);
+    let staging = stage(live, result, changes, stop, &mut staged);
     if let Err(e) = staging {
         for (temporary, _) in &staged {
             let _ = std::fs::remove_file(temporary);
@@ -248,10 +260,17 @@ fn stage(
     live: &Path,
     result: &Path,
     changes: &[Change],
+    stop: &AtomicBool,
     staged: &mut Vec<(PathBuf, PathBuf)>,
 ) -> io::Result<()> {
     for change in changes {
         let Change::Set(name) = change else { continue };
+        if stop.load(Ordering::Relaxed) {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "a signal stopped it before anything was applied",
+            ));
+        }
         let path = var_path(name);
         let (source, target) = (result.join(&path), live.join(&path));
         let parent = target.parent().unwrap_or(live);
@@ -332,7 +351,8 @@ mod tests {
         std::fs::write(result.path().join(created), "made").unwrap();
         let names: Vec<String> = digests(result.path()).unwrap().into_keys().collect();
         let changes: Vec<Change> = names.into_iter().map(Change::Set).collect();
-        apply(live.path(), result.path(), &changes).unwrap();
+        let go_on = AtomicBool::new(false);
+        apply(live.path(), result.path(), &changes, &go_on).unwrap();
         assert_eq!(
             std::fs::read_to_string(live.path().join(odd)).unwrap(),
             "new"
@@ -350,6 +370,7 @@ mod tests {
             live.path(),
             result.path(),
             &[Change::Remove(var_name(created))],
+            &go_on,
         )
         .unwrap();
         assert!(!live.path().join(created).exists());

@@ -212,9 +212,27 @@ async fn run_async(args: &RunArgs) -> Exit {
         }
     }
     let outcome = outcome.map_err(exec_failure)?;
+    // A signal while the result is applied stops the apply before its next
+    // file (the state as it was, the result kept for `pragma apply`).
+    let stop = live.stop_flag();
+    let watch = tokio::spawn(async move {
+        stop_signal().await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
     let summary = session
         .finish(running.ticket, outcome, &live, &settle(args.on_conflict))
         .await;
+    watch.abort();
+    if live.stop_flag().load(std::sync::atomic::Ordering::Relaxed)
+        && let Some(error) = &summary.apply_error
+    {
+        errln!("error: {error}");
+        errln!(
+            "stopped by a signal: the result is kept; `pragma apply {op}{}` applies it",
+            location.store_flag()
+        );
+        return Ok(exit::CANCELLED);
+    }
     for warning in &summary.warnings {
         errln!("warning: {warning}");
     }
@@ -252,6 +270,24 @@ fn exec_failure(error: ExecError) -> Failure {
 }
 
 /// Follows the operation to its end, keeping its events in the store;
+/// The first of Ctrl-C, SIGTERM and a hangup.
+async fn stop_signal() {
+    let (terminate, hangup) = (
+        signal(SignalKind::terminate()).ok(),
+        signal(SignalKind::hangup()).ok(),
+    );
+    match (terminate, hangup) {
+        (Some(mut terminate), Some(mut hangup)) => tokio::select! {
+            _ = terminate.recv() => {},
+            _ = hangup.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        },
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// Ctrl-C, SIGTERM (`pragma cancel`) and a hangup cancel it.
 async fn follow(
     mut handle: Handle<DirState>,

@@ -3196,4 +3196,74 @@ mod hardening_also {
             "0\nx\n"
         );
     }
+
+    #[test]
+    fn a_signal_while_the_result_is_applied_stops_the_command_and_keeps_the_result() {
+        let dir = setup();
+        // 19,532 files of 4 KiB to apply: time to send a signal meanwhile.
+        let cell = "#pragma repeat --iterations 1 --max-by 'cat score'\n\
+                    head -c 80000000 /dev/zero | split -b 4096 -a 5 - f\n";
+        std::fs::write(dir.path().join("cell"), cell).unwrap();
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
+            .args(["run", "cell", "--state", "state"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let state = dir.path().join("state");
+        let applying = || {
+            std::fs::read_dir(&state)
+                .unwrap()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".pragma-apply"))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !applying() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the apply did not start"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let sent = std::time::Instant::now();
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(130), "{stderr}");
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "it stopped promptly"
+        );
+        assert!(
+            stderr.contains("stopped by a signal: the result is kept"),
+            "{stderr}"
+        );
+        // The state is as it was, without leftovers; the result applies later.
+        let names: Vec<String> = std::fs::read_dir(&state)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["score"]);
+        let op = std::fs::read_dir(dir.path().join(".pragma/ops"))
+            .unwrap()
+            .flatten()
+            .next()
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        pragma()
+            .args(["apply", &op])
+            .current_dir(dir.path())
+            .timeout(Duration::from_secs(120))
+            .assert()
+            .code(0);
+        assert!(state.join("faaaaa").is_file());
+    }
 }
