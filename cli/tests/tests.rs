@@ -3204,7 +3204,7 @@ mod hardening_also {
         let cell = "#pragma repeat --iterations 1 --max-by 'cat score'\n\
                     head -c 80000000 /dev/zero | split -b 4096 -a 5 - f\n";
         std::fs::write(dir.path().join("cell"), cell).unwrap();
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
             .args(["run", "cell", "--state", "state"])
             .current_dir(dir.path())
             .stdout(std::process::Stdio::null())
