@@ -24,6 +24,9 @@ use crate::reaper::{Reaper, kill_group};
 pub(crate) struct DirState {
     dir: Arc<WorkDir>,
     env: BTreeMap<String, String>,
+    /// The score the run that left this state found, by the expression
+    /// (scored in the body's own shell: see [`ScoreFiles`]).
+    scored: Option<(Arc<str>, Evaluation)>,
 }
 
 impl DirState {
@@ -46,6 +49,9 @@ pub(crate) struct ShellHost {
     reaper: Option<Arc<Reaper>>,
     /// Empty working directories, for reuse.
     pool: Arc<DirPool>,
+    /// Directories of score files, for reuse (their files are overwritten,
+    /// not removed: a new file per iteration costs more than the rest).
+    score_dirs: Arc<std::sync::Mutex<Vec<tempfile::TempDir>>>,
 }
 
 /// A working directory of a state. Dropped, it is emptied and kept for
@@ -205,6 +211,7 @@ impl ShellHost {
             logs,
             reaper: None,
             pool: Arc::default(),
+            score_dirs: Arc::default(),
         })
     }
 
@@ -257,6 +264,7 @@ impl ShellHost {
         Ok(DirState {
             dir: Arc::new(copy),
             env: BTreeMap::new(),
+            scored: None,
         })
     }
 }
@@ -276,6 +284,103 @@ pub(crate) fn special_file(dir: &Path) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// Where a body's shell leaves the score of the state it made: the body
+/// runs in a subshell (so that its `exit`, `cd` and variables stay its
+/// own, as in a shell of its own), its status goes to a file, and then the
+/// shell runs the selection command as its last, with its standard input
+/// closed and its output and error in files.
+struct ScoreFiles {
+    dir: Option<tempfile::TempDir>,
+    pool: Arc<std::sync::Mutex<Vec<tempfile::TempDir>>>,
+    /// Written with the status by this run alone: a status an earlier run
+    /// of the directory left is never taken for this one's.
+    token: u64,
+}
+
+impl ScoreFiles {
+    /// A directory from `pool`, or a new one under `work`.
+    fn take(
+        work: &Path,
+        pool: &Arc<std::sync::Mutex<Vec<tempfile::TempDir>>>,
+    ) -> io::Result<ScoreFiles> {
+        let dir = match pool.lock().ok().and_then(|mut free| free.pop()) {
+            Some(dir) => dir,
+            None => tempfile::Builder::new().prefix("score-").tempdir_in(work)?,
+        };
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Ok(ScoreFiles {
+            dir: Some(dir),
+            pool: Arc::clone(pool),
+            token: RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir
+            .as_ref()
+            .map_or_else(PathBuf::new, |d| d.path().join(name))
+    }
+
+    /// The script running `body`, then, if it succeeded, `expr`: the last
+    /// command, so that the shell may become it (one process start less).
+    fn script(&self, body: &str, expr: &str) -> String {
+        let quoted = |name: &str| crate::location::quoted(&self.path(name).to_string_lossy());
+        format!(
+            "(\n{body}\n)\n__pragma_status=$?\n\
+             printf '{token} %s' \"$__pragma_status\" >{status}\n\
+             if [ \"$__pragma_status\" -ne 0 ]; then exit \"$__pragma_status\"; fi\n\
+             exec </dev/null >{out} 2>{err}\n{expr}\n",
+            out = quoted("out"),
+            err = quoted("err"),
+            status = quoted("status"),
+            token = self.token,
+        )
+    }
+
+    /// The body's exit status, if this run's shell got as far as writing
+    /// it down.
+    fn body_status(&self) -> Option<i32> {
+        let status = std::fs::read_to_string(self.path("status")).ok()?;
+        status
+            .strip_prefix(&format!("{} ", self.token))?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// What the selection command gave, as `evaluate` would have: the
+    /// shell ended as it did (`status`, once the body succeeded).
+    fn evaluation(&self, status: std::process::ExitStatus) -> Evaluation {
+        let read = |name: &str| {
+            let mut text = String::new();
+            let _ = std::fs::File::open(self.path(name))
+                .and_then(|f| io::Read::read_to_string(&mut io::Read::take(f, 1 << 20), &mut text));
+            text
+        };
+        let last_line = |text: &str| text.lines().last().unwrap_or_default().trim().to_owned();
+        if status.success() {
+            return Evaluation::parse(&last_line(&read("out")));
+        }
+        let last = last_line(&read("err"));
+        Evaluation::failed(format!(
+            "the selection command failed ({status}){}",
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!(": {last}")
+            }
+        ))
+    }
+}
+
+impl Drop for ScoreFiles {
+    fn drop(&mut self) {
+        if let (Some(dir), Ok(mut free)) = (self.dir.take(), self.pool.lock()) {
+            free.push(dir);
+        }
+    }
 }
 
 /// Whether the file system holding `dir` has (next to) no room left.
@@ -337,10 +442,23 @@ impl Host for ShellHost {
         // A cell saved with CRLF line endings (on Windows) runs as with LF:
         // the shell would take each `\r` for part of a word.
         let body = body.replace("\r\n", "\n");
+        // A candidate is scored in the same shell, after the body: one
+        // process start per iteration instead of two.
+        let score_files = match &ctx.expr {
+            Some(_) => Some(
+                ScoreFiles::take(&self.work.0, &self.score_dirs)
+                    .map_err(|e| failed("scoring", e))?,
+            ),
+            None => None,
+        };
+        let script = match (&ctx.expr, &score_files) {
+            (Some(expr), Some(files)) => files.script(&body, expr),
+            _ => body,
+        };
         let mut command = Command::new("/bin/sh");
         command
             .arg("-c")
-            .arg(&body)
+            .arg(&script)
             .current_dir(copy.path())
             .envs(&state.env)
             .env("PRAGMA_SEED", ctx.seed.to_string())
@@ -375,10 +493,17 @@ impl Host for ShellHost {
         drop(group);
         drop(stdin);
         let (_, err) = pumps.finish().await;
-        if !status.success() {
-            let code = status
-                .code()
-                .map_or("a signal".to_owned(), |c| format!("exit code {c}"));
+        // With a score to take, the shell went on to the selection command
+        // after the body: the body's own status is the one it wrote down.
+        let body_status = score_files.as_ref().and_then(ScoreFiles::body_status);
+        let body_ok = body_status.map_or(status.success(), |code| code == 0);
+        if !body_ok {
+            let code = match body_status {
+                Some(code) => format!("exit code {code}"),
+                None => status
+                    .code()
+                    .map_or("a signal".to_owned(), |c| format!("exit code {c}")),
+            };
             let last = err.last_line();
             let message = if last.is_empty() {
                 format!("the body failed with {code}")
@@ -404,10 +529,19 @@ impl Host for ShellHost {
             )));
         }
         state.dir = Arc::new(copy);
+        state.scored = match (&ctx.expr, &score_files) {
+            (Some(expr), Some(files)) => Some((Arc::clone(expr), files.evaluation(status))),
+            _ => None,
+        };
         Ok(())
     }
 
     async fn evaluate(&self, expr: &str, state: &DirState) -> Evaluation {
+        if let Some((scored, evaluation)) = &state.scored
+            && **scored == *expr
+        {
+            return evaluation.clone();
+        }
         let child = Command::new("/bin/sh")
             .arg("-c")
             .arg(expr)
@@ -484,15 +618,18 @@ impl Host for ShellHost {
         Ok(DirState {
             dir: Arc::new(dir),
             env: BTreeMap::new(),
+            scored: None,
         })
     }
 
     fn set_iteration_var(&self, state: &mut DirState, name: &str, iteration: u64) {
         state.env.insert(name.to_owned(), iteration.to_string());
+        state.scored = None;
     }
 
     fn remove_iteration_var(&self, state: &mut DirState, name: &str) {
         state.env.remove(name);
+        state.scored = None;
     }
 }
 

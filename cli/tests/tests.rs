@@ -3266,4 +3266,40 @@ mod hardening_also {
             .code(0);
         assert!(state.join("faaaaa").is_file());
     }
+
+    #[test]
+    fn a_candidate_scored_in_the_bodys_shell_scores_as_on_its_own() {
+        let dir = setup();
+        std::fs::create_dir(dir.path().join("state/sub")).unwrap();
+        // The body's `cd`, variables and `exit` stay its own; the score
+        // command reads no input; a failing one makes the candidate invalid.
+        let cell = "#pragma parallel --iterations 4 --max-by 'test -z \"$x\" && read line; \
+                    if [ $iteration = 3 ]; then echo nope >&2; exit 1; fi; cat n'\n\
+                    x=1; echo $iteration > n; cd sub; echo no > n; \
+                    if [ $iteration = 2 ]; then exit 0; fi\n";
+        let out = run_cell(dir.path(), cell, &["--json"])
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        let text = String::from_utf8(out).unwrap();
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let scores: std::collections::BTreeMap<u64, serde_json::Value> = events
+            .iter()
+            .filter(|e| e["event"] == "iteration_finished")
+            .map(|e| (e["iteration"].as_u64().unwrap(), e.clone()))
+            .collect();
+        assert_eq!(scores[&0]["score"], 0.0, "{text}");
+        assert_eq!(scores[&2]["score"], 2.0, "{text}");
+        let invalid = scores[&3]["invalid"].as_str().unwrap();
+        assert!(
+            invalid.contains("exit status: 1") && invalid.contains("nope"),
+            "{invalid}"
+        );
+        let last = events.last().unwrap();
+        assert_eq!(last["best"]["iteration"], 2, "{last}");
+    }
 }

@@ -342,6 +342,7 @@ impl JobSpec {
             iteration_var: Arc::clone(&self.iteration_var),
             seed: self.seed,
             result_saved: self.result_saved,
+            expr: self.expr.clone(),
             cancel,
         }
     }

@@ -101,6 +101,7 @@ fn context(iteration: u64) -> IterationContext {
         iteration_var: Arc::from("conformance_iteration"),
         seed: crate::derive_seed("op-conformance", iteration),
         result_saved: true,
+        expr: None,
         cancel: CancellationToken::new(),
     }
 }
@@ -133,6 +134,7 @@ const GARBAGE: &[&str] = &[
 pub async fn host<H: Host>(host: &H, sample: HostSample<H::State>) -> Result<(), Nonconformance> {
     round_trip(host, &sample).await?;
     states_are_values(host, &sample).await?;
+    scored_in_the_same_go(host, &sample).await?;
     malformed_expressions(host, &sample).await?;
     iteration_variable(host, &sample).await?;
     unsaveable(host, sample)
@@ -244,6 +246,44 @@ async fn states_are_values<H: Host>(
     if chain_score != saved_score {
         return fail(format!(
             "two unsaved runs leave a state scoring {chain_score:?}, two saved ones              {saved_score:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// A run told the expression its result is scored with scores as a
+/// separate evaluation does, and another expression is not answered from
+/// that score.
+async fn scored_in_the_same_go<H: Host>(
+    host: &H,
+    sample: &HostSample<H::State>,
+) -> Result<(), Nonconformance> {
+    let told = IterationContext {
+        expr: Some(Arc::from(sample.expr.as_str())),
+        ..context(0)
+    };
+    let mut scored = sample.state.clone();
+    host.run(&sample.body, &mut scored, &told)
+        .await
+        .map_err(|e| Nonconformance(format!("the sample's body failed: {e}")))?;
+    let mut plain = sample.state.clone();
+    host.run(&sample.body, &mut plain, &context(0))
+        .await
+        .map_err(|e| Nonconformance(format!("the sample's body failed: {e}")))?;
+    let (told_score, plain_score) = (
+        score(host.evaluate(&sample.expr, &scored).await),
+        score(host.evaluate(&sample.expr, &plain).await),
+    );
+    if told_score != plain_score {
+        return fail(format!(
+            "a run told its expression scores {told_score:?}, one not told {plain_score:?}"
+        ));
+    }
+    let nothing = (sample.reads_var)("pragma_conformance_no_such_name_7f3a");
+    if let Evaluation::Score(score) = host.evaluate(&nothing, &scored).await {
+        return fail(format!(
+            "another expression, reading a variable that does not exist, scored {score} \
+             on a state scored in the same go"
         ));
     }
     Ok(())

@@ -32,6 +32,12 @@ pub struct IterationContext {
     /// [`evaluate`](Host::evaluate) still work on it. A host that makes
     /// every state portable ignores it.
     pub result_saved: bool,
+    /// The selection expression this run's result is scored with right
+    /// after it ([`Host::evaluate`] on the state it leaves), if it is a
+    /// candidate: a host that can score in the same go (the shell host runs
+    /// it in the body's own shell, one process start less) may, and answer
+    /// that `evaluate` from what it found.
+    pub expr: Option<Arc<str>>,
     /// Cancelled when the run must stop (the operation was cancelled or
     /// interrupted). A host should stop promptly when it fires.
     pub cancel: CancellationToken,

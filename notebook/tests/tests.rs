@@ -54,6 +54,7 @@ fn context() -> IterationContext {
         iteration_var: Arc::from("iteration"),
         seed: 7,
         result_saved: true,
+        expr: None,
         cancel: Default::default(),
     }
 }
