@@ -427,7 +427,6 @@ mod run {
 
     #[test]
     fn usage_counts_the_runs_past_the_last_checkpoint_of_a_killed_run() {
-        use std::io::{BufRead, BufReader};
         let dir = setup();
         let runs = dir.path().join("runs.log");
         // Every body run leaves a line outside the state: what the test
@@ -439,33 +438,12 @@ mod run {
                  echo run >> {runs:?}; sleep 0.3; echo $(( $(cat count 2>/dev/null || echo 0) + 1 )) > count\n"
             ),
         );
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
-            .arg("run")
-            .arg(&cell)
-            .arg("--state")
-            .arg(dir.path().join("state"))
-            .arg("--store")
-            .arg(dir.path().join("store"))
-            .arg("--json")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         // Two runs finished past the checkpoint after 4, the third running.
         let mut finished = 0;
-        loop {
-            let line = lines.next().expect("runs before the end").unwrap();
-            if line.contains("\"iteration_finished\"") {
-                finished += 1;
-                if finished == 6 {
-                    break;
-                }
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(150));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        kill_when(dir.path(), &cell, |line| {
+            finished += usize::from(line.contains("\"iteration_finished\""));
+            finished == 6
+        });
         let observed_before = std::fs::read_to_string(&runs).unwrap().lines().count() as u64;
         assert_eq!(observed_before, 7, "six finished, the seventh cut short");
 
@@ -499,34 +477,15 @@ mod run {
 
     #[test]
     fn a_damaged_latest_checkpoint_is_named_at_resume_and_an_earlier_one_is_used() {
-        use std::io::{BufRead, BufReader};
         let dir = setup();
         let cell = cell(
             dir.path(),
             "#pragma repeat --iterations 6 --checkpoint-period 1 --max-by 'cat count'\n\
              sleep 0.2; echo $(( $(cat count 2>/dev/null || echo 0) + 1 )) > count\n",
         );
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
-            .arg("run")
-            .arg(&cell)
-            .arg("--state")
-            .arg(dir.path().join("state"))
-            .arg("--store")
-            .arg(dir.path().join("store"))
-            .arg("--json")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        loop {
-            let line = lines.next().expect("a checkpoint before the end").unwrap();
-            if line.contains("\"checkpoint_committed\"") && line.contains("\"iterations_done\":3") {
-                break;
-            }
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        kill_when(dir.path(), &cell, |line| {
+            line.contains("\"checkpoint_committed\"") && line.contains("\"iterations_done\":3")
+        });
         // Flip a byte of the newest state saved.
         let newest = walk(&dir.path().join("store/store"))
             .into_iter()
@@ -620,22 +579,18 @@ mod run {
         );
     }
 
-    #[test]
-    fn a_run_killed_with_sigkill_resumes_from_its_last_checkpoint() {
+    /// Runs `cell` with `--json` on the setup's state and store, reads its
+    /// events until `until` holds for one, and kills it with SIGKILL a
+    /// moment later (within the run that comes next).
+    fn kill_when(dir: &Path, cell: &Path, mut until: impl FnMut(&str) -> bool) {
         use std::io::{BufRead, BufReader};
-        let dir = setup();
-        let cell = cell(
-            dir.path(),
-            "#pragma repeat --iterations 6 --checkpoint-period 1 --max-by 'cat count'\n\
-             sleep 0.2; echo $(( $(cat count 2>/dev/null || echo 0) + 1 )) > count\n",
-        );
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
             .arg("run")
-            .arg(&cell)
+            .arg(cell)
             .arg("--state")
-            .arg(dir.path().join("state"))
+            .arg(dir.join("state"))
             .arg("--store")
-            .arg(dir.path().join("store"))
+            .arg(dir.join("store"))
             .arg("--json")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -643,13 +598,30 @@ mod run {
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         loop {
-            let line = lines.next().expect("a checkpoint before the end").unwrap();
-            if line.contains("\"checkpoint_committed\"") && line.contains("\"iterations_done\":2") {
+            let line = lines
+                .next()
+                .expect("the awaited event before the end")
+                .unwrap();
+            if until(&line) {
                 break;
             }
         }
+        std::thread::sleep(std::time::Duration::from_millis(150));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_run_killed_with_sigkill_resumes_from_its_last_checkpoint() {
+        let dir = setup();
+        let cell = cell(
+            dir.path(),
+            "#pragma repeat --iterations 6 --checkpoint-period 1 --max-by 'cat count'\n\
+             sleep 0.2; echo $(( $(cat count 2>/dev/null || echo 0) + 1 )) > count\n",
+        );
+        kill_when(dir.path(), &cell, |line| {
+            line.contains("\"checkpoint_committed\"") && line.contains("\"iterations_done\":2")
+        });
         let work = dir.path().join("store/work");
         let left = || std::fs::read_dir(&work).unwrap().count();
         assert_eq!(left(), 1, "the killed run's working copies are left behind");

@@ -165,25 +165,39 @@ async fn a_run_applies_its_best_state_and_records_how_it_ended() {
     assert_eq!(session.run_state(&store_summary), RunState::Ended);
 }
 
+/// Starts `SLOW_REPEAT` on `live`, and drops its executor once 4
+/// iterations are checkpointed, as a crash would stop it; the operation.
+async fn crash_after_a_checkpoint(dir: &std::path::Path, live: &Live) -> String {
+    let session = session(dir);
+    let mut running = session
+        .start(&StartRequest::new(SLOW_REPEAT, "c"), live)
+        .await
+        .unwrap();
+    while let Some(event) = running.handle.next_event().await {
+        if matches!(event, Event::CheckpointCommitted { iterations_done, .. } if iterations_done >= 4)
+        {
+            break;
+        }
+    }
+    running.ticket.op().to_owned()
+}
+
+/// Makes the runner on record of `op` a later process with the same pid:
+/// one that is gone.
+fn runner_gone(session: &Session<AddHost, LocalStore>, op: &str) {
+    let mut record: RunRecord<i64> = session.records().run(op).unwrap();
+    record.runner = record.runner.map(|r| Runner {
+        started: r.started + 1,
+        ..r
+    });
+    session.records().write_run(&record).unwrap();
+}
+
 #[tokio::test]
 async fn the_same_cell_on_the_same_state_resumes_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let live = Live::new(&[("x", 0)]);
-    let op = {
-        let session = session(dir.path());
-        let mut running = session
-            .start(&StartRequest::new(SLOW_REPEAT, "c"), &live)
-            .await
-            .unwrap();
-        while let Some(event) = running.handle.next_event().await {
-            if matches!(event, Event::CheckpointCommitted { iterations_done, .. } if iterations_done >= 4)
-            {
-                break;
-            }
-        }
-        running.ticket.op().to_owned()
-        // Dropped here: the executor stops as a crash would.
-    };
+    let op = crash_after_a_checkpoint(dir.path(), &live).await;
     let session = session(dir.path());
     // The crashed runner was this process: while it "lives", a start is
     // refused; a runner that is gone (a later process with its pid) is not.
@@ -195,12 +209,7 @@ async fn the_same_cell_on_the_same_state_resumes_after_a_crash() {
         "{:?}",
         refused.err()
     );
-    let mut record: RunRecord<i64> = session.records().run(&op).unwrap();
-    record.runner = record.runner.map(|r| Runner {
-        started: r.started + 1,
-        ..r
-    });
-    session.records().write_run(&record).unwrap();
+    runner_gone(&session, &op);
     let store_summary = session.executor().summary(&op).await.unwrap();
     assert_eq!(session.run_state(&store_summary), RunState::Stopped);
 
@@ -231,21 +240,7 @@ async fn the_same_cell_on_the_same_state_resumes_after_a_crash() {
 async fn an_operation_whose_runner_is_gone_is_listed_and_resumes_by_its_id_alone() {
     let dir = tempfile::tempdir().unwrap();
     let live = Live::new(&[("x", 0)]);
-    let op = {
-        let session = session(dir.path());
-        let mut running = session
-            .start(&StartRequest::new(SLOW_REPEAT, "c"), &live)
-            .await
-            .unwrap();
-        while let Some(event) = running.handle.next_event().await {
-            if matches!(event, Event::CheckpointCommitted { iterations_done, .. } if iterations_done >= 4)
-            {
-                break;
-            }
-        }
-        running.ticket.op().to_owned()
-        // Dropped here: the executor stops as a crash would.
-    };
+    let op = crash_after_a_checkpoint(dir.path(), &live).await;
     let session = session(dir.path());
     // While its runner (this process) lives, it is neither listed nor taken.
     assert_eq!(
@@ -259,12 +254,7 @@ async fn an_operation_whose_runner_is_gone_is_listed_and_resumes_by_its_id_alone
         refused.err()
     );
     // A later process with the same pid: the runner is gone.
-    let mut record: RunRecord<i64> = session.records().run(&op).unwrap();
-    record.runner = record.runner.map(|r| Runner {
-        started: r.started + 1,
-        ..r
-    });
-    session.records().write_run(&record).unwrap();
+    runner_gone(&session, &op);
     assert_eq!(
         session.unfinished("another state").await.unwrap(),
         Vec::<String>::new()
