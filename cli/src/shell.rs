@@ -363,15 +363,7 @@ impl ScoreFiles {
         if status.success() {
             return Evaluation::parse(&last_line(&read("out")));
         }
-        let last = last_line(&read("err"));
-        Evaluation::failed(format!(
-            "the selection command failed ({status}){}",
-            if last.is_empty() {
-                String::new()
-            } else {
-                format!(": {last}")
-            }
-        ))
+        selection_failed(status, &last_line(&read("err")))
     }
 }
 
@@ -381,6 +373,19 @@ impl Drop for ScoreFiles {
             free.push(dir);
         }
     }
+}
+
+/// The evaluation of a selection command that ended with `status`, its
+/// error's last line `last`.
+fn selection_failed(status: std::process::ExitStatus, last: &str) -> Evaluation {
+    Evaluation::failed(format!(
+        "the selection command failed ({status}){}",
+        if last.is_empty() {
+            String::new()
+        } else {
+            format!(": {last}")
+        }
+    ))
 }
 
 /// Whether the file system holding `dir` has (next to) no room left.
@@ -567,17 +572,7 @@ impl Host for ShellHost {
         let (out, err) = pumps.finish().await;
         match status {
             Err(e) => Evaluation::failed(format!("cannot run the selection command: {e}")),
-            Ok(status) if !status.success() => {
-                let last = err.last_line();
-                Evaluation::failed(format!(
-                    "the selection command failed ({status}){}",
-                    if last.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {last}")
-                    }
-                ))
-            }
+            Ok(status) if !status.success() => selection_failed(status, &err.last_line()),
             Ok(_) => Evaluation::parse(&out.last_line()),
         }
     }

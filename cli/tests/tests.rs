@@ -387,16 +387,7 @@ mod run {
             .get_output()
             .stdout
             .clone();
-        let last = json_lines(&out).pop().unwrap();
-        assert_eq!(last["status"], "stopped", "{last}");
-        assert!(
-            last["reason"]
-                .as_str()
-                .unwrap()
-                .contains("No space left on device"),
-            "{last}"
-        );
-        assert!(!dir.path().join("state/n").exists(), "nothing is applied");
+        assert_stopped_by_a_full_disk(dir.path(), &out);
         pragma()
             .args(["status", "--store"])
             .arg(dir.path().join("store"))
@@ -552,16 +543,7 @@ mod run {
         .get_output()
         .stdout
         .clone();
-        let last = json_lines(&out).pop().unwrap();
-        assert_eq!(last["status"], "stopped", "{last}");
-        assert!(
-            last["reason"]
-                .as_str()
-                .unwrap()
-                .contains("No space left on device"),
-            "{last}"
-        );
-        assert!(!dir.path().join("state/n").exists(), "nothing is applied");
+        assert_stopped_by_a_full_disk(dir.path(), &out);
         disk.grow("40m");
         let out = run(dir.path(), &cell, &["--json", "--workers", "2"])
             .code(0)
@@ -577,6 +559,21 @@ mod run {
             std::fs::read_to_string(dir.path().join("state/n")).unwrap(),
             "3\n"
         );
+    }
+
+    /// The run whose JSON output is `out` stopped on a full disk, with
+    /// nothing applied to `dir`'s state.
+    fn assert_stopped_by_a_full_disk(dir: &Path, out: &[u8]) {
+        let last = json_lines(out).pop().unwrap();
+        assert_eq!(last["status"], "stopped", "{last}");
+        assert!(
+            last["reason"]
+                .as_str()
+                .unwrap()
+                .contains("No space left on device"),
+            "{last}"
+        );
+        assert!(!dir.join("state/n").exists(), "nothing is applied");
     }
 
     /// Runs `cell` with `--json` on the setup's state and store, reads its
