@@ -3169,9 +3169,9 @@ mod hardening_also {
     #[test]
     fn a_signal_while_the_result_is_applied_stops_the_command_and_keeps_the_result() {
         let dir = setup();
-        // 19,532 files of 4 KiB to apply: time to send a signal meanwhile.
+        // 4,883 files of 4 KiB to apply: time to send a signal meanwhile.
         let cell = "#pragma repeat --iterations 1 --max-by 'cat score'\n\
-                    head -c 80000000 /dev/zero | split -b 4096 -a 5 - f\n";
+                    head -c 20000000 /dev/zero | split -b 4096 -a 5 - f\n";
         std::fs::write(dir.path().join("cell"), cell).unwrap();
         let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
             .args(["run", "cell", "--state", "state"])
