@@ -33,6 +33,10 @@ pub(crate) fn exit_code(summary: &Summary) -> u8 {
 pub(crate) fn print_summary(summary: &Summary, location: &Location, json: bool) {
     if json {
         outln!("{}", serde_json::to_string(summary).unwrap_or_default());
+        // Errors go to standard error in every mode.
+        if let Some(error) = &summary.apply_error {
+            errln!("error: {error}");
+        }
         return;
     }
     let reason = summary.reason().unwrap_or_default();

@@ -3099,6 +3099,20 @@ mod hardening_also {
                 "result not applied (applying it failed",
             ))
             .stdout(predicate::str::contains("conflicts").not());
+        // With --json too the error is on standard error, and in the JSON.
+        let assert = run_cell(dir.path(), cell, &["--json"]).code(1);
+        let output = assert.get_output();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last = stdout.lines().last().unwrap_or_default();
+        assert!(
+            last.contains("\"apply_error\":\"cannot apply the result"),
+            "{last}"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("error: cannot apply the result"),
+            "{stderr}"
+        );
     }
 
     #[test]
