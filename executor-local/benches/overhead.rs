@@ -10,73 +10,20 @@
 //! iterations are part of what is measured. Run with
 //! `cargo bench -p pragma-executor-local`.
 
-use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use pragma_checkpoint::MemoryStore;
-use pragma_executor_local::{Config, Executor, FinalStatus, Host, IterationContext, RunError};
-use pragma_selector::Evaluation;
-use tokio::io::{AsyncRead, AsyncWrite};
+use pragma_executor_local::{Config, Executor, FinalStatus};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-/// A host whose body does nothing, or sleeps.
-struct Noop {
-    sleep: Duration,
-}
-
-/// The body: nothing, or a sleep of `sleep`. The sleep is a thread's
-/// (precise to tens of microseconds), not tokio's timer, which rounds every
-/// sleep up to the next millisecond: 5% of 20 ms that no executor could
-/// win back.
-async fn body(sleep: Duration) {
-    if sleep.is_zero() {
-        std::hint::black_box(());
-    } else {
-        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(sleep)).await;
-    }
-}
-
-#[async_trait]
-impl Host for Noop {
-    type State = ();
-
-    async fn run(
-        &self,
-        _body: &str,
-        _state: &mut (),
-        _ctx: &IterationContext,
-    ) -> Result<(), RunError> {
-        body(self.sleep).await;
-        Ok(())
-    }
-
-    async fn evaluate(&self, _expr: &str, _state: &()) -> Evaluation {
-        Evaluation::Score(1.0)
-    }
-
-    async fn snapshot(
-        &self,
-        _state: &(),
-        _out: &mut (dyn AsyncWrite + Send + Unpin),
-    ) -> io::Result<()> {
-        Ok(())
-    }
-
-    async fn restore(&self, _input: &mut (dyn AsyncRead + Send + Unpin)) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn set_iteration_var(&self, _state: &mut (), _name: &str, _iteration: u64) {}
-
-    fn remove_iteration_var(&self, _state: &mut (), _name: &str) {}
-}
+mod common;
+use common::{Noop, body};
 
 async fn executor_run(iterations: u64, sleep: Duration) -> Duration {
     let config = Config::default().workers(8);
-    let executor = Executor::new(Noop { sleep }, MemoryStore::new(), config);
+    let executor = Executor::new(Noop::sleeping(sleep), MemoryStore::new(), config);
     let cell = format!(
         "#pragma parallel --iterations {iterations} --parallel-runs 8 --max-by score\nnoop"
     );

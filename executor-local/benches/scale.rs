@@ -13,60 +13,14 @@
 //!
 //! Run with `cargo bench -p pragma-executor-local --bench scale`.
 
-use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use pragma_checkpoint::LocalStore;
-use pragma_executor_local::{Config, Executor, FinalStatus, Host, IterationContext, RunError};
-use pragma_selector::Evaluation;
-use tokio::io::{AsyncRead, AsyncWrite};
+use pragma_executor_local::{Config, Executor, FinalStatus};
 
-/// A host whose body does nothing; it may note which operation each run
-/// is of, in the order the runs start: the order of admission.
-struct Noop {
-    runs: Option<std::sync::Mutex<Vec<Arc<str>>>>,
-}
-
-#[async_trait]
-impl Host for Noop {
-    type State = ();
-
-    async fn run(
-        &self,
-        _body: &str,
-        _state: &mut (),
-        ctx: &IterationContext,
-    ) -> Result<(), RunError> {
-        if let Some(runs) = &self.runs
-            && let Ok(mut runs) = runs.lock()
-        {
-            runs.push(Arc::clone(&ctx.op));
-        }
-        Ok(())
-    }
-
-    async fn evaluate(&self, _expr: &str, _state: &()) -> Evaluation {
-        Evaluation::Score(1.0)
-    }
-
-    async fn snapshot(
-        &self,
-        _state: &(),
-        _out: &mut (dyn AsyncWrite + Send + Unpin),
-    ) -> io::Result<()> {
-        Ok(())
-    }
-
-    async fn restore(&self, _input: &mut (dyn AsyncRead + Send + Unpin)) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn set_iteration_var(&self, _state: &mut (), _name: &str, _iteration: u64) {}
-
-    fn remove_iteration_var(&self, _state: &mut (), _name: &str) {}
-}
+mod common;
+use common::Noop;
 
 /// A field of `/proc/self/status`, in KiB.
 fn status_kib(field: &str) -> u64 {
@@ -96,9 +50,7 @@ fn bytes_under(dir: &std::path::Path) -> u64 {
 
 fn executor(dir: &std::path::Path, note_runs: bool) -> Executor<Noop, LocalStore> {
     let store = LocalStore::new(dir.join("store")).expect("a store");
-    let host = Noop {
-        runs: note_runs.then(Default::default),
-    };
+    let host = Noop::noting_runs(note_runs);
     Executor::new(host, store, Config::default().workers(8))
 }
 
@@ -149,12 +101,7 @@ async fn many_small(operations: usize) {
     }
     let elapsed = begin.elapsed();
     // The order of each operation's first run: the order of admission.
-    let runs = executor
-        .host()
-        .runs
-        .as_ref()
-        .map(|r| r.lock().expect("runs").clone())
-        .unwrap_or_default();
+    let runs = executor.host().runs();
     let position: std::collections::HashMap<&str, usize> = ids
         .iter()
         .enumerate()
