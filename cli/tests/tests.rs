@@ -2686,7 +2686,8 @@ mod hardening_more {
 
     use super::*;
 
-    fn setup() -> tempfile::TempDir {
+    /// A directory with `state/score` (0) and a cell that sets it to 1.
+    pub(super) fn setup() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("state")).unwrap();
         std::fs::write(dir.path().join("state/score"), "0\n").unwrap();
@@ -2701,16 +2702,27 @@ mod hardening_more {
     /// Writes `cell_text` as the cell, then runs `pragma run cell --state
     /// state` in `dir`.
     fn run_cell(dir: &std::path::Path, cell_text: &str) -> assert_cmd::assert::Assert {
+        run_cell_with(dir, cell_text, &[], Duration::from_secs(30))
+    }
+
+    /// As [`run_cell`], with `extra` arguments, given at most `timeout`.
+    pub(super) fn run_cell_with(
+        dir: &std::path::Path,
+        cell_text: &str,
+        extra: &[&str],
+        timeout: Duration,
+    ) -> assert_cmd::assert::Assert {
         std::fs::write(dir.join("cell"), cell_text).unwrap();
         pragma()
             .args(["run", "cell", "--state", "state"])
+            .args(extra)
             .current_dir(dir)
-            .timeout(Duration::from_secs(30))
+            .timeout(timeout)
             .assert()
     }
 
     /// The one operation in the store of `dir`.
-    fn only_op(dir: &std::path::Path) -> String {
+    pub(super) fn only_op(dir: &std::path::Path) -> String {
         let mut ops = std::fs::read_dir(dir.join(".pragma/ops")).unwrap();
         let op = ops.next().unwrap().unwrap().file_name();
         assert!(ops.next().is_none(), "one operation");
@@ -2925,27 +2937,15 @@ mod hardening_more {
 mod hardening_also {
     use std::time::Duration;
 
+    use super::hardening_more::{only_op, run_cell_with, setup};
     use super::*;
-
-    fn setup() -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("state")).unwrap();
-        std::fs::write(dir.path().join("state/score"), "0\n").unwrap();
-        dir
-    }
 
     fn run_cell(
         dir: &std::path::Path,
         cell_text: &str,
         extra: &[&str],
     ) -> assert_cmd::assert::Assert {
-        std::fs::write(dir.join("cell"), cell_text).unwrap();
-        pragma()
-            .args(["run", "cell", "--state", "state"])
-            .args(extra)
-            .current_dir(dir)
-            .timeout(Duration::from_secs(60))
-            .assert()
+        run_cell_with(dir, cell_text, extra, Duration::from_secs(60))
     }
 
     #[test]
@@ -3232,14 +3232,7 @@ mod hardening_also {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["score"]);
-        let op = std::fs::read_dir(dir.path().join(".pragma/ops"))
-            .unwrap()
-            .flatten()
-            .next()
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
+        let op = only_op(dir.path());
         pragma()
             .args(["apply", &op])
             .current_dir(dir.path())
