@@ -20,21 +20,21 @@
 //!   (their true value is in their point's tooltip and in `pragma report`).
 //!
 //! ```
-//! use pragma_executor_local::OperationSummary;
+//! use pragma_executor_local::{CandidateScore, OperationSummary};
 //!
 //! let summary: OperationSummary = serde_json::from_value(serde_json::json!({
 //!     "op": "op-1", "directive": "#pragma parallel --iterations 3 --max-by acc",
 //!     "status": {"status": "succeeded"}, "iterations": 3, "done": 3,
-//!     "best": {"iteration": 1, "score": 0.9},
-//!     "candidates": [
-//!         {"iteration": 0, "score": 0.5, "invalid": null},
-//!         {"iteration": 1, "score": 0.9, "invalid": null},
-//!         {"iteration": 2, "score": null, "invalid": "NaN"}
-//!     ],
+//!     "best": {"iteration": 1, "score": 0.9}, "candidate_count": 3,
 //!     "candidates_are_checkpoints": false, "failed_iterations": [],
 //!     "usage": {}
 //! })).unwrap();
-//! let svg = pragma_chart::svg(&summary).unwrap();
+//! let candidates: Vec<CandidateScore> = serde_json::from_value(serde_json::json!([
+//!     {"iteration": 0, "score": 0.5, "invalid": null},
+//!     {"iteration": 1, "score": 0.9, "invalid": null},
+//!     {"iteration": 2, "score": null, "invalid": "NaN"}
+//! ])).unwrap();
+//! let svg = pragma_chart::svg(&summary, &candidates).unwrap();
 //! assert!(svg.starts_with("<svg") && svg.contains("best: iteration 1"));
 //! ```
 
@@ -42,7 +42,7 @@
 
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use pragma_executor_local::OperationSummary;
+use pragma_executor_local::{CandidateScore, OperationSummary};
 use pragma_parse::Objective;
 
 /// Scores are drawn within ±this: beyond it (or infinite) a score sits on
@@ -60,10 +60,15 @@ const TITLE_CHARS: usize = 48;
 #[error("cannot draw the chart: {0}")]
 pub struct ChartError(String);
 
-/// The chart of `summary`, as an SVG document.
-pub fn svg(summary: &OperationSummary) -> Result<String, ChartError> {
+/// The chart of `summary` and its `candidates` (as
+/// [`Executor::candidates`](pragma_executor_local::Executor::candidates)
+/// reads them), as an SVG document.
+pub fn svg(
+    summary: &OperationSummary,
+    candidates: &[CandidateScore],
+) -> Result<String, ChartError> {
     let mut out = String::new();
-    draw(summary, &mut out).map_err(|e| ChartError(e.to_string()))?;
+    draw(summary, candidates, &mut out).map_err(|e| ChartError(e.to_string()))?;
     Ok(out)
 }
 
@@ -90,7 +95,7 @@ struct Plan {
     y: std::ops::Range<f64>,
 }
 
-fn plan(summary: &OperationSummary) -> Plan {
+fn plan(summary: &OperationSummary, candidates: &[CandidateScore]) -> Plan {
     let select = pragma_parse::parse_directive(&summary.directive)
         .ok()
         .and_then(|d| d.select().cloned());
@@ -105,8 +110,7 @@ fn plan(summary: &OperationSummary) -> Plan {
         }
         None => "score".to_owned(),
     };
-    let mut placed: Vec<Placed> = summary
-        .candidates
+    let mut placed: Vec<Placed> = candidates
         .iter()
         .filter_map(|c| {
             let score = c.score.filter(|s| !s.is_nan())?;
@@ -118,8 +122,7 @@ fn plan(summary: &OperationSummary) -> Plan {
         })
         .collect();
     placed.sort_by_key(|p| p.iteration);
-    let invalid = summary
-        .candidates
+    let invalid = candidates
         .iter()
         .filter(|c| c.score.is_none_or(f64::is_nan))
         .map(|c| c.iteration)
@@ -230,8 +233,12 @@ const ORANGE: RGBColor = RGBColor(255, 127, 14);
 /// never hides a point).
 const LEGEND_WIDTH: u32 = 220;
 
-fn draw(summary: &OperationSummary, out: &mut String) -> Result<(), Box<dyn std::error::Error>> {
-    let plan = plan(summary);
+fn draw(
+    summary: &OperationSummary,
+    candidates: &[CandidateScore],
+    out: &mut String,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let plan = plan(summary, candidates);
     let root = SVGBackend::with_string(out, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let status = summary.status.as_ref().map_or("unfinished", |s| s.name());

@@ -1,24 +1,29 @@
 //! The chart as a document: it parses, says what it shows, and no
 //! coordinate is NaN or infinite, whatever the scores.
 
-use pragma_executor_local::OperationSummary;
+use pragma_chart::ChartError;
+use pragma_executor_local::{CandidateScore, OperationSummary};
 
-fn summary(
+/// The chart of an operation with `directive` and `candidates`, its
+/// summary's other fields changed as `extra` says.
+fn chart(
     directive: &str,
     candidates: serde_json::Value,
     extra: serde_json::Value,
-) -> OperationSummary {
+) -> Result<String, ChartError> {
+    let candidates: Vec<CandidateScore> = serde_json::from_value(candidates).unwrap();
     let mut value = serde_json::json!({
         "op": "op-chart", "directive": directive,
         "status": {"status": "succeeded"}, "iterations": 8, "done": 8,
-        "best": null, "candidates": candidates,
+        "best": null, "candidate_count": candidates.len(),
         "candidates_are_checkpoints": false, "failed_iterations": [],
         "usage": {}
     });
     for (key, v) in extra.as_object().unwrap() {
         value[key] = v.clone();
     }
-    serde_json::from_value(value).unwrap()
+    let summary: OperationSummary = serde_json::from_value(value).unwrap();
+    pragma_chart::svg(&summary, &candidates)
 }
 
 fn candidate(iteration: u64, score: Option<f64>, invalid: Option<&str>) -> serde_json::Value {
@@ -68,7 +73,7 @@ fn texts(svg: &str) -> Vec<String> {
 
 #[test]
 fn a_parallel_search_shows_every_candidate_the_best_and_what_failed() {
-    let chart = pragma_chart::svg(&summary(
+    let chart = chart(
         "#pragma parallel --iterations 8 --max-by accuracy",
         serde_json::json!([
             candidate(1, Some(0.87), None),
@@ -83,7 +88,7 @@ fn a_parallel_search_shows_every_candidate_the_best_and_what_failed() {
             "best": {"iteration": 2, "score": 0.89},
             "failed_iterations": [[3, "exit code 1"]],
         }),
-    ))
+    )
     .unwrap();
     let texts = texts(&chart);
     for expected in [
@@ -121,11 +126,11 @@ fn infinite_and_huge_scores_give_no_nan_coordinates() {
             .map(|(i, s)| candidate(i as u64, *s, None))
             .collect();
         let best = scores.first().copied().flatten().filter(|s| s.is_finite());
-        let chart = pragma_chart::svg(&summary(
+        let chart = chart(
             "#pragma parallel --iterations 8 --min-by loss",
             serde_json::Value::Array(candidates),
             serde_json::json!({ "best": best.map(|s| serde_json::json!({"iteration": 0, "score": s})) }),
-        ))
+        )
         .unwrap();
         texts(&chart);
     }
@@ -134,7 +139,7 @@ fn infinite_and_huge_scores_give_no_nan_coordinates() {
 #[test]
 fn a_long_expression_is_shortened_and_checkpoints_are_named() {
     let expr = "model.evaluate(x_test, y_test, verbose=0)[1] * weights_for_the_final_report";
-    let chart = pragma_chart::svg(&summary(
+    let chart = chart(
         &format!("#pragma repeat --iterations 20 --checkpoint-period 5 --max-by '{expr}'"),
         serde_json::json!([candidate(4, Some(0.5), None), candidate(9, Some(0.7), None)]),
         serde_json::json!({
@@ -142,7 +147,7 @@ fn a_long_expression_is_shortened_and_checkpoints_are_named() {
             "iterations": 20,
             "best": {"iteration": 9, "score": 0.7},
         }),
-    ))
+    )
     .unwrap();
     let texts = texts(&chart);
     let title = texts.iter().find(|t| t.starts_with("max-by ")).unwrap();

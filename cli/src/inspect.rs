@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use pragma_executor_local::{Config, FinalStatus, OperationSummary};
+use pragma_executor_local::{CandidateScore, Config, FinalStatus, OperationSummary};
 
 use pragma_session::{RunState, check_op_id};
 
@@ -158,22 +158,46 @@ pub(crate) fn status(args: &StatusArgs) -> Exit {
     Ok(exit::OK)
 }
 
-/// `pragma report`: the candidates and their scores, and a chart.
+/// `pragma report`: the candidates and their scores, and a chart. The
+/// table is printed as the candidates are read from the store, so that an
+/// operation of millions of iterations costs no memory for it; only a
+/// chart holds them all.
 pub(crate) fn report(args: &ReportArgs) -> Exit {
-    let summary = with_session(&args.store, async |session| {
+    let svg_to_stdout = args.svg.as_deref() == Some(std::path::Path::new("-"));
+    let charted = with_session(&args.store, async |session| {
         check_op(&args.op)?;
-        session
-            .executor()
+        let executor = session.executor();
+        let summary = executor
             .summary(&args.op)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        let mut candidates = executor
+            .candidates(&args.op)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !svg_to_stdout {
+            print_heading(&summary);
+        }
+        let mut kept = Vec::new();
+        while let Some(candidate) = candidates.next().await {
+            let candidate = candidate.map_err(|e| e.to_string())?;
+            if !svg_to_stdout {
+                print_candidate(&summary, &candidate);
+            }
+            if args.svg.is_some() {
+                kept.push(candidate);
+            }
+        }
+        if !svg_to_stdout {
+            for (iteration, error) in &summary.failed_iterations {
+                outln!("{iteration:>26}  failed: {error}");
+            }
+        }
+        Ok((summary, kept))
     })?;
-    let svg_to_stdout = args.svg.as_deref() == Some(std::path::Path::new("-"));
-    if !svg_to_stdout {
-        print_report(&summary);
-    }
     if let Some(path) = &args.svg {
-        let svg = pragma_chart::svg(&summary).map_err(Failure::failed)?;
+        let (summary, candidates) = charted;
+        let svg = pragma_chart::svg(&summary, &candidates).map_err(Failure::failed)?;
         if path.as_os_str() == "-" {
             crate::output::out(format_args!("{svg}"));
         } else {
@@ -184,8 +208,8 @@ pub(crate) fn report(args: &ReportArgs) -> Exit {
     Ok(exit::OK)
 }
 
-/// The candidates and scores of an operation, as a table.
-fn print_report(summary: &OperationSummary) {
+/// The head of an operation's table of candidates and scores.
+fn print_heading(summary: &OperationSummary) {
     outln!(
         "{}  {}  {}",
         summary.op,
@@ -198,25 +222,24 @@ fn print_report(summary: &OperationSummary) {
         "iteration"
     };
     outln!("{what:>26}  score");
-    for candidate in &summary.candidates {
-        let best = summary
-            .best
-            .as_ref()
-            .is_some_and(|b| b.iteration == candidate.iteration);
-        let score = match (candidate.score, &candidate.invalid) {
-            (Some(score), _) => score.to_string(),
-            (None, Some(reason)) => format!("invalid: {reason}"),
-            (None, None) => "-".to_owned(),
-        };
-        outln!(
-            "{:>26}  {score}{}",
-            candidate.iteration,
-            if best { "  <- best" } else { "" }
-        );
-    }
-    for (iteration, error) in &summary.failed_iterations {
-        outln!("{iteration:>26}  failed: {error}");
-    }
+}
+
+/// One row of the table: a candidate and its score.
+fn print_candidate(summary: &OperationSummary, candidate: &CandidateScore) {
+    let best = summary
+        .best
+        .as_ref()
+        .is_some_and(|b| b.iteration == candidate.iteration);
+    let score = match (candidate.score, &candidate.invalid) {
+        (Some(score), _) => score.to_string(),
+        (None, Some(reason)) => format!("invalid: {reason}"),
+        (None, None) => "-".to_owned(),
+    };
+    outln!(
+        "{:>26}  {score}{}",
+        candidate.iteration,
+        if best { "  <- best" } else { "" }
+    );
 }
 
 /// `pragma logs`: the standard output and error of iterations.

@@ -18,11 +18,18 @@ pub struct Config {
     /// often (a group commit). A crash loses at most the iterations
     /// finished since the last record; a longer interval costs less.
     pub record_interval: std::time::Duration,
+    /// Parallel: how many finished iterations of one operation may wait
+    /// for a group commit (while a large one is on its way) before the
+    /// workers that finish more are held back until it is made. It bounds
+    /// the coordinator's memory (some tens of bytes per waiting iteration)
+    /// whatever the number of iterations.
+    pub max_unrecorded: usize,
 }
 
 impl Default for Config {
     /// As many workers as the machine has cores, 2 retries, 10 preemptions,
-    /// records every 20 ms.
+    /// records every 20 ms, at most 262,144 finished iterations waiting for
+    /// a record.
     fn default() -> Self {
         Config {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
@@ -30,6 +37,7 @@ impl Default for Config {
             preemptions: 10,
             max_attempts: None,
             record_interval: std::time::Duration::from_millis(20),
+            max_unrecorded: 1 << 18,
         }
     }
 }
@@ -62,6 +70,13 @@ impl Config {
     /// Recording finished parallel iterations at most every `interval`.
     pub fn record_interval(mut self, interval: std::time::Duration) -> Self {
         self.record_interval = interval;
+        self
+    }
+
+    /// With at most `max_unrecorded` finished iterations of an operation
+    /// waiting for a record before workers are held back (at least 1).
+    pub fn max_unrecorded(mut self, max_unrecorded: usize) -> Self {
+        self.max_unrecorded = max_unrecorded.max(1);
         self
     }
 }

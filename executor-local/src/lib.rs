@@ -139,6 +139,7 @@ pub use config::Config;
 pub use error::ExecError;
 pub use executor::{Executor, Handle};
 pub use host::{Host, IterationContext, RunError, derive_seed};
+pub use persist::candidates::Candidates;
 pub use report::{
     Best, BestScore, CandidateScore, Event, FinalStatus, OperationSummary, Outcome, Status, Usage,
     score_json,

@@ -1,7 +1,13 @@
 //! What the executor writes into each checkpoint's metadata, so that a new
-//! executor can resume an operation from the store alone.
+//! executor can resume an operation from the store alone. The metadata
+//! stays small whatever the number of iterations: finished iterations are
+//! ranges, and the candidates' scores are in a data part of their own (see
+//! `persist::candidates`), not here.
+
+use std::ops::Range;
 
 use pragma_selector::{Selector, parse_score};
+use rangemap::RangeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::report::{CandidateScore, FinalStatus, Usage};
@@ -10,9 +16,10 @@ use crate::report::{CandidateScore, FinalStatus, Usage};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Record {
     /// `None`: this record is whole. `Some(g)`: it lists only what changed
-    /// since the previous record (`finished`, `candidates` and `failed` are
-    /// the new ones); the whole is the full record of generation `g` and
-    /// every record after it, in order. The other fields are always whole.
+    /// since the previous record (`finished_ranges`, `failed` and the
+    /// candidates in its `candidates` part are the new ones); the whole is
+    /// the full record of generation `g` and every record after it, in
+    /// order. The other fields are always whole.
     #[serde(default)]
     pub(crate) base: Option<u64>,
     /// The directive, in canonical form.
@@ -22,11 +29,22 @@ pub(crate) struct Record {
     pub(crate) ended: Option<FinalStatus>,
     /// Repeat: iterations covered by the latest checkpoint.
     pub(crate) iterations_done: u64,
-    /// Parallel: iterations recorded as finished.
+    /// Parallel: iterations recorded as finished, one by one (records of
+    /// earlier versions; read, never written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) finished: Vec<u64>,
+    /// Parallel: iterations recorded as finished, as `[start, end)` ranges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) finished_ranges: Vec<(u64, u64)>,
     pub(crate) selector: Option<Selector>,
     pub(crate) best: Option<BestRecord>,
+    /// Candidates in the metadata (records of earlier versions; read,
+    /// never written: they are in `candidates` parts now).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) candidates: Vec<CandidateRecord>,
+    /// How many candidates the chain of records up to this one holds.
+    #[serde(default)]
+    pub(crate) candidate_count: u64,
     pub(crate) failed: Vec<(u64, String)>,
     pub(crate) usage: Usage,
     /// Runs `usage` counts whose results this record does not hold: a
@@ -44,7 +62,9 @@ impl Record {
     /// Adds a delta record of generation `generation` to this whole one.
     pub(crate) fn apply(&mut self, delta: Record, generation: u64) {
         self.finished.extend(delta.finished);
+        self.finished_ranges.extend(delta.finished_ranges);
         self.candidates.extend(delta.candidates);
+        self.candidate_count = delta.candidate_count;
         self.failed.extend(delta.failed);
         self.ended = delta.ended;
         self.iterations_done = delta.iterations_done;
@@ -56,6 +76,38 @@ impl Record {
         self.usage = delta.usage;
         self.pending_runs = delta.pending_runs;
     }
+
+    /// The iterations recorded as finished, in either form.
+    pub(crate) fn finished_set(&self) -> RangeSet<u64> {
+        let mut set: RangeSet<u64> = self.finished.iter().map(|&i| i..i + 1).collect();
+        for &(start, end) in &self.finished_ranges {
+            if start < end {
+                set.insert(start..end);
+            }
+        }
+        set
+    }
+
+    /// How many candidates the chain holds, counting those of earlier
+    /// versions' records in the metadata.
+    pub(crate) fn candidates_held(&self) -> u64 {
+        self.candidate_count + self.candidates.len() as u64
+    }
+}
+
+/// `set`'s ranges, as a record writes them.
+pub(crate) fn ranges_of(set: &RangeSet<u64>) -> Vec<(u64, u64)> {
+    set.iter().map(|r| (r.start, r.end)).collect()
+}
+
+/// `set`'s ranges, as the scheduler takes them.
+pub(crate) fn scheduler_ranges(set: &RangeSet<u64>) -> Vec<Range<u64>> {
+    set.iter().cloned().collect()
+}
+
+/// How many iterations `set` holds.
+pub(crate) fn count_of(set: &RangeSet<u64>) -> u64 {
+    set.iter().map(|r| r.end - r.start).sum()
 }
 
 /// The best candidate and where its state is stored.
@@ -101,5 +153,51 @@ impl From<&CandidateRecord> for CandidateScore {
             score: score_value(&c.score),
             invalid: c.invalid.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records written before finished iterations became ranges and
+    /// candidates moved to their own part still read, as the same story.
+    #[test]
+    fn records_of_earlier_versions_still_read() {
+        let old = serde_json::json!({
+            "base": null, "directive": "#pragma parallel --iterations 6 --max-by x",
+            "body": "body", "ended": null, "iterations_done": 0,
+            "finished": [0, 1, 2, 4], "selector": null, "best": null,
+            "candidates": [
+                {"iteration": 0, "score": "1", "invalid": null},
+                {"iteration": 4, "score": null, "invalid": "NaN"}
+            ],
+            "failed": [], "usage": {}
+        });
+        let mut record: Record = serde_json::from_value(old).unwrap();
+        assert_eq!(ranges_of(&record.finished_set()), vec![(0, 3), (4, 5)]);
+        assert_eq!(record.candidates_held(), 2);
+        // A newer delta on it adds ranges and candidates in its part.
+        let mut delta = record.clone();
+        delta.finished = Vec::new();
+        delta.candidates = Vec::new();
+        delta.finished_ranges = vec![(3, 4), (5, 6)];
+        delta.candidate_count = 3;
+        record.apply(delta, 9);
+        assert_eq!(ranges_of(&record.finished_set()), vec![(0, 6)]);
+        assert_eq!(count_of(&record.finished_set()), 6);
+        assert_eq!(record.candidates_held(), 5);
+        // What is written now has neither old list.
+        let written = serde_json::to_value(Record {
+            finished: Vec::new(),
+            candidates: Vec::new(),
+            ..record
+        })
+        .unwrap();
+        assert!(written.get("finished").is_none() && written.get("candidates").is_none());
+        assert_eq!(
+            written["finished_ranges"],
+            serde_json::json!([[3, 4], [5, 6]])
+        );
     }
 }

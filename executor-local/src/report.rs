@@ -226,8 +226,10 @@ pub struct Outcome<State> {
     /// The best candidate: its iteration, score and state (without the
     /// iteration variable). `None` unless it succeeded.
     pub best: Option<Best<State>>,
-    /// Every candidate's score, in the order they were scored.
-    pub candidates: Vec<CandidateScore>,
+    /// How many candidates were scored. They are in the store, not here
+    /// (an operation may have millions): read them, in the order they were
+    /// scored, with [`Executor::candidates`](crate::Executor::candidates).
+    pub candidate_count: u64,
     /// Iterations that failed for good, with the last error.
     pub failed_iterations: Vec<(u64, String)>,
     /// What it consumed.
@@ -271,8 +273,9 @@ pub struct OperationSummary {
     pub done: u64,
     /// The best so far.
     pub best: Option<BestScore>,
-    /// Every candidate's score, in the order they were scored.
-    pub candidates: Vec<CandidateScore>,
+    /// How many candidates were scored; read them with
+    /// [`Executor::candidates`](crate::Executor::candidates).
+    pub candidate_count: u64,
     /// Whether the candidates are checkpoints (repeat) or iterations.
     pub candidates_are_checkpoints: bool,
     /// Iterations that failed for good.

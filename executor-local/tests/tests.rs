@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use pragma_checkpoint::MemoryStore;
 use pragma_executor_local::testkit::{FaultyBackend, MapState, ScriptedHost};
-use pragma_executor_local::{Config, Event, ExecError, Executor, FinalStatus, Outcome};
+use pragma_executor_local::{
+    CandidateScore, Config, Event, ExecError, Executor, FinalStatus, Outcome,
+};
 use pragma_selector::Evaluation;
 
 mod chaos;
@@ -26,10 +28,23 @@ fn executor(host: &ScriptedHost, workers: u64) -> Executor<ScriptedHost, MemoryS
 }
 
 async fn run(host: &ScriptedHost, cell: &str) -> (Outcome<MapState>, Vec<Event>) {
+    let (outcome, events, _) = run_reading(host, cell).await;
+    (outcome, events)
+}
+
+/// [`run`], and the candidates the store holds at the end.
+async fn run_reading(
+    host: &ScriptedHost,
+    cell: &str,
+) -> (Outcome<MapState>, Vec<Event>, Vec<CandidateScore>) {
     let executor = executor(host, 3);
     let state = MapState::from([("data".to_string(), 1.0)]);
     let handle = executor.submit(cell, state).await.expect("submit");
-    handle.wait_with_events().await.expect("an outcome")
+    let (outcome, events) = handle.wait_with_events().await.expect("an outcome");
+    let candidates = executor.candidates(&outcome.op).await.expect("candidates");
+    assert_eq!(candidates.count(), outcome.candidate_count);
+    let candidates = candidates.collect().await.expect("every candidate");
+    (outcome, events, candidates)
 }
 
 fn best(outcome: &Outcome<MapState>) -> (u64, Option<f64>) {
@@ -46,7 +61,7 @@ mod repeat {
             .value(1, 10.0)
             .value(3, 50.0)
             .value(5, 20.0);
-        let (outcome, events) = run(
+        let (outcome, events, candidates) = run_reading(
             &host,
             "#pragma repeat --iterations 6 --checkpoint-period 2 --max-by value\nbody",
         )
@@ -63,11 +78,8 @@ mod repeat {
             !state.contains_key("iteration"),
             "the iteration variable is removed"
         );
-        let scores: Vec<(u64, Option<f64>)> = outcome
-            .candidates
-            .iter()
-            .map(|c| (c.iteration, c.score))
-            .collect();
+        let scores: Vec<(u64, Option<f64>)> =
+            candidates.iter().map(|c| (c.iteration, c.score)).collect();
         assert_eq!(
             scores,
             vec![(1, Some(10.0)), (3, Some(50.0)), (5, Some(20.0))]
@@ -162,7 +174,7 @@ mod parallel {
     #[tokio::test]
     async fn the_best_iteration_wins_from_its_own_copy_of_the_state() {
         let host = ScriptedHost::new().value(4, 99.0).value(6, 99.0);
-        let (outcome, _) = run(&host, "#pragma parallel --iterations 8 --parallel-runs 3 --iteration-var i --max-by value\nbody").await;
+        let (outcome, _, candidates) = run_reading(&host, "#pragma parallel --iterations 8 --parallel-runs 3 --iteration-var i --max-by value\nbody").await;
         assert_eq!(outcome.status, FinalStatus::Succeeded);
         assert_eq!(
             best(&outcome),
@@ -175,7 +187,7 @@ mod parallel {
             "no state leaks between parallel iterations"
         );
         assert!(!state.contains_key("i"));
-        assert_eq!(outcome.candidates.len(), 8);
+        assert_eq!(candidates.len(), 8);
     }
 
     #[tokio::test]
@@ -183,17 +195,13 @@ mod parallel {
         let host = ScriptedHost::new()
             .score(0, Evaluation::Score(f64::NAN))
             .value(2, -5.0);
-        let (outcome, _) = run(
+        let (outcome, _, candidates) = run_reading(
             &host,
             "#pragma parallel --iterations 4 --min-by value\nbody",
         )
         .await;
         assert_eq!(best(&outcome), (2, Some(-5.0)));
-        let nan = outcome
-            .candidates
-            .iter()
-            .find(|c| c.iteration == 0)
-            .unwrap();
+        let nan = candidates.iter().find(|c| c.iteration == 0).unwrap();
         assert_eq!(nan.invalid.as_deref(), Some("the score is NaN"));
     }
 
@@ -288,19 +296,90 @@ mod control {
         assert_eq!(best(&outcome), (321, Some(-5.0)));
 
         // The final record builds on the chain: it does not list every
-        // candidate again.
+        // candidate (nor every finished iteration) again, and no record
+        // lists candidates in its metadata.
         let checkpoints = executor.log().checkpoints(&op).await.unwrap();
         let last = checkpoints.last().unwrap();
         assert!(!last.meta()["base"].is_null(), "{}", last.meta());
-        assert_eq!(last.meta()["candidates"], serde_json::json!([]));
+        for manifest in &checkpoints {
+            assert!(
+                manifest.meta().get("candidates").is_none(),
+                "{}",
+                manifest.meta()
+            );
+            assert!(
+                manifest.meta().to_string().len() < 2_000,
+                "{}",
+                manifest.meta()
+            );
+        }
         // And a new executor reads the whole story from the chain.
-        let summary = Executor::new(host, store, config(1))
-            .summary(&op)
-            .await
-            .unwrap();
+        let again = Executor::new(host, store, config(1));
+        let summary = again.summary(&op).await.unwrap();
         assert_eq!(summary.status, Some(FinalStatus::Succeeded));
-        assert_eq!((summary.done, summary.candidates.len()), (600, 600));
+        assert_eq!((summary.done, summary.candidate_count), (600, 600));
         assert_eq!(summary.best.map(|b| b.iteration), Some(321));
+        let mut iterations: Vec<u64> = again
+            .candidates(&op)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.iteration)
+            .collect();
+        iterations.sort_unstable();
+        assert_eq!(iterations, (0..600).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn workers_wait_while_too_many_finished_iterations_are_unrecorded() {
+        // Records at most every 40 ms, and at most 5 finished iterations
+        // may wait for one: the workers that finish more wait for it.
+        let (cap, workers) = (5, 4);
+        let host = ScriptedHost::new().value(77, 1e9);
+        let executor = Executor::new(
+            host.clone(),
+            MemoryStore::new(),
+            config(workers)
+                .record_interval(Duration::from_millis(40))
+                .max_unrecorded(cap),
+        );
+        let cell = "#pragma parallel --iterations 120 --parallel-runs 4 --max-by value\nbody";
+        let handle = executor.submit(cell, MapState::new()).await.unwrap();
+        let (outcome, events) = handle.wait_with_events().await.unwrap();
+        assert_eq!(outcome.status, FinalStatus::Succeeded);
+        assert_eq!(best(&outcome), (77, Some(1e9)));
+        let mut unrecorded: i64 = 0;
+        let mut most = 0;
+        for event in &events {
+            match event {
+                Event::IterationFinished { .. } => unrecorded += 1,
+                Event::CheckpointCommitted { recorded, .. } => unrecorded -= recorded.len() as i64,
+                _ => {}
+            }
+            most = most.max(unrecorded);
+        }
+        assert_eq!(unrecorded, 0, "every finished iteration was recorded");
+        assert!(
+            most <= (cap + workers as usize) as i64,
+            "at most {cap} waited, and one per worker that finished meanwhile: {most}"
+        );
+        // Nothing ran twice, and every iteration is a candidate once.
+        assert_eq!(host.runs().len(), 120);
+        let mut iterations: Vec<u64> = executor
+            .candidates(&outcome.op)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.iteration)
+            .collect();
+        iterations.sort_unstable();
+        assert_eq!(iterations, (0..120).collect::<Vec<_>>());
     }
 
     #[tokio::test]
@@ -863,7 +942,7 @@ mod remote {
             // and every remote result is.)
             ScriptedHost::new().value(4, 40.0).value(7, -3.0).fail(9, 1)
         };
-        let (local, _) = run(&scripted(), cell).await;
+        let (local, _, local_candidates) = run_reading(&scripted(), cell).await;
 
         let store = MemoryStore::new();
         let backend = Arc::new(Elsewhere {
@@ -893,16 +972,19 @@ mod remote {
             outcome.best.as_ref().unwrap().state,
             local.best.as_ref().unwrap().state
         );
-        let sorted = |outcome: &Outcome<MapState>| {
-            let mut candidates: Vec<_> = outcome
-                .candidates
-                .iter()
-                .map(|c| (c.iteration, c.score.map(f64::to_bits), c.invalid.clone()))
+        let sorted = |candidates: Vec<CandidateScore>| {
+            let mut candidates: Vec<_> = candidates
+                .into_iter()
+                .map(|c| (c.iteration, c.score.map(f64::to_bits), c.invalid))
                 .collect();
             candidates.sort();
             candidates
         };
-        assert_eq!(sorted(&outcome), sorted(&local));
+        let candidates = executor.candidates(&outcome.op).await.unwrap();
+        assert_eq!(
+            sorted(candidates.collect().await.unwrap()),
+            sorted(local_candidates)
+        );
         assert!(
             here.runs().is_empty(),
             "nothing ran in the executor's process"

@@ -328,11 +328,16 @@ impl NativeSession {
     /// report --svg` draws).
     fn report_svg(&self, py: Python<'_>, op: &str) -> PyResult<String> {
         let session = Arc::clone(&self.session);
-        let summary = py.detach(|| {
-            self.runtime
-                .block_on(async { session.executor().summary(op).await })
+        let read = py.detach(|| {
+            self.runtime.block_on(async {
+                let executor = session.executor();
+                let summary = executor.summary(op).await?;
+                let candidates = executor.candidates(op).await?.collect().await?;
+                Ok::<_, pragma_executor_local::ExecError>((summary, candidates))
+            })
         });
-        pragma_chart::svg(&summary.map_err(failed)?).map_err(failed)
+        let (summary, candidates) = read.map_err(failed)?;
+        pragma_chart::svg(&summary, &candidates).map_err(failed)
     }
 
     /// Cancels `op`: its workers stop, its last checkpoint stays.

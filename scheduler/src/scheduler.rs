@@ -17,10 +17,12 @@ pub enum Resume {
         /// They run no more; the next starts from that checkpoint.
         iterations_done: u64,
     },
-    /// Parallel (or async): iterations recorded as finished.
+    /// Parallel (or async): iterations recorded as finished, as ranges
+    /// (in any order; they may overlap), so that resuming an operation of
+    /// millions of iterations costs memory for its gaps, not for them.
     Parallel {
         /// They never run again.
-        finished: Vec<u64>,
+        finished: Vec<std::ops::Range<u64>>,
     },
 }
 
@@ -89,8 +91,15 @@ struct RepeatState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct ParallelState {
     max_workers: Option<u64>,
-    /// Iterations from here on have never started.
+    /// Iterations from here on have never started (but those in `skip`).
     next_fresh: u64,
+    /// A resumed operation's finished iterations from `next_fresh` on:
+    /// disjoint ranges in order, passed over as `next_fresh` reaches them.
+    #[serde(default)]
+    skip: VecDeque<std::ops::Range<u64>>,
+    /// How many iterations `skip` holds.
+    #[serde(default)]
+    skipped: u64,
     /// Iterations to run again, in order.
     retry: VecDeque<u64>,
     in_flight: BTreeMap<WorkerId, u64>,
@@ -174,13 +183,8 @@ impl Scheduler {
                 (repeat.committed == total).then_some(Outcome::Succeeded)
             }
             (PlanState::Parallel(parallel), Resume::Parallel { finished }) => {
-                let finished: BTreeSet<u64> = finished.into_iter().filter(|&i| i < total).collect();
-                parallel.retry = (0..total).filter(|i| !finished.contains(i)).collect();
-                parallel.next_fresh = total;
-                parallel.succeeded = finished.len() as u64;
-                parallel
-                    .retry
-                    .is_empty()
+                parallel.skip_finished(finished, total);
+                (!parallel.has_pending(total))
                     .then(|| parallel.outcome(FailReason::NoIterationSucceeded))
             }
             _ => None,
@@ -753,6 +757,8 @@ impl ParallelState {
         ParallelState {
             max_workers,
             next_fresh: 0,
+            skip: VecDeque::new(),
+            skipped: 0,
             retry: VecDeque::new(),
             in_flight: BTreeMap::new(),
             succeeded: 0,
@@ -770,17 +776,54 @@ impl ParallelState {
         }
     }
 
+    /// Takes up a resumed operation's `finished` iterations (those below
+    /// `total`): they count as succeeded and are never started.
+    fn skip_finished(&mut self, mut finished: Vec<std::ops::Range<u64>>, total: u64) {
+        finished.retain(|r| r.start < r.end.min(total));
+        finished.sort_unstable_by_key(|r| r.start);
+        let mut skip: VecDeque<std::ops::Range<u64>> = VecDeque::with_capacity(finished.len());
+        for range in finished {
+            let range = range.start..range.end.min(total);
+            match skip.back_mut() {
+                Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+                _ => skip.push_back(range),
+            }
+        }
+        self.skipped = skip.iter().map(|r| r.end - r.start).sum();
+        self.succeeded = self.skipped;
+        self.skip = skip;
+        self.pass_skipped();
+    }
+
+    /// Moves `next_fresh` past the finished iterations it has reached.
+    fn pass_skipped(&mut self) {
+        while let Some(range) = self.skip.front()
+            && range.start <= self.next_fresh
+        {
+            self.next_fresh = self.next_fresh.max(range.end);
+            self.skipped -= range.end - range.start;
+            self.skip.pop_front();
+        }
+    }
+
+    /// Iterations never started and not to be skipped.
+    fn fresh_left(&self, total: u64) -> u64 {
+        total.saturating_sub(self.next_fresh) - self.skipped
+    }
+
     fn has_pending(&self, total: u64) -> bool {
-        !self.retry.is_empty() || self.next_fresh < total
+        !self.retry.is_empty() || self.fresh_left(total) > 0
     }
 
     fn next_pending(&mut self, total: u64) -> Option<u64> {
         if let Some(iteration) = self.retry.pop_front() {
             return Some(iteration);
         }
-        (self.next_fresh < total).then(|| {
+        (self.fresh_left(total) > 0).then(|| {
+            let iteration = self.next_fresh;
             self.next_fresh += 1;
-            self.next_fresh - 1
+            self.pass_skipped();
+            iteration
         })
     }
 }
@@ -799,7 +842,7 @@ impl Operation {
             PlanState::Repeat(_) => 1,
             PlanState::Parallel(parallel) => {
                 let remaining = parallel.retry.len() as u64
-                    + (self.plan.iterations() - parallel.next_fresh)
+                    + parallel.fresh_left(self.plan.iterations())
                     + parallel.in_flight.len() as u64;
                 parallel.max_workers.unwrap_or(capacity).min(remaining)
             }

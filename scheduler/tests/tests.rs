@@ -249,7 +249,7 @@ mod schedules {
         use pragma_scheduler::Resume;
         let mut s = Scheduler::new(8);
         let finished = Resume::Parallel {
-            finished: vec![0, 2, 3],
+            finished: vec![0..1, 3..4, 2..3],
         };
         let (op, actions) = s
             .resume(parallel(6, None), Budgets::default(), finished)
@@ -275,7 +275,7 @@ mod schedules {
 
         // Everything was finished already: it ends at once.
         let all = Resume::Parallel {
-            finished: vec![0, 1],
+            finished: vec![1..2, 0..1],
         };
         let (op, actions) = s
             .resume(parallel(2, None), Budgets::default(), all)
@@ -757,5 +757,41 @@ proptest! {
         prop_assert_eq!(&plain.log, &again.log);
         prop_assert_eq!(&plain.log, &restored.log);
         prop_assert_eq!(&plain.ended, &restored.ended);
+    }
+
+    /// A parallel operation resumed from finished ranges (in any order,
+    /// overlapping, reaching past its end) runs every other iteration
+    /// exactly once, in ascending order, and counts the finished ones done.
+    #[test]
+    fn a_resume_from_ranges_runs_exactly_the_rest_in_order(
+        total in 1u64..60,
+        ranges in proptest::collection::vec((0u64..70, 0u64..12), 0..8),
+        workers in 1u64..4,
+    ) {
+        use pragma_scheduler::Resume;
+        let finished: Vec<std::ops::Range<u64>> =
+            ranges.iter().map(|&(start, len)| start..start + len).collect();
+        let done: BTreeSet<u64> = finished.iter().flat_map(|r| r.clone()).filter(|&i| i < total).collect();
+        let mut s = Scheduler::new(workers);
+        let (op, mut actions) = s
+            .resume(parallel(total, None), Budgets::default(), Resume::Parallel { finished })
+            .unwrap();
+        prop_assert_eq!(s.status(op).unwrap().progress().done, done.len() as u64);
+        let mut ran = Vec::new();
+        loop {
+            let started = starts(&actions);
+            if started.is_empty() {
+                break;
+            }
+            let mut next = Vec::new();
+            for (_, worker, iteration) in started {
+                ran.push(iteration);
+                next.extend(s.handle(Event::IterationFinished(worker)));
+            }
+            actions = next;
+        }
+        let rest: Vec<u64> = (0..total).filter(|i| !done.contains(i)).collect();
+        prop_assert_eq!(ran, rest);
+        prop_assert_eq!(s.status(op).unwrap().progress().done, total);
     }
 }

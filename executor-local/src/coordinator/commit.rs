@@ -13,7 +13,7 @@ use super::Coordinator;
 use super::msg::{CommitKind, Msg};
 use crate::host::Host;
 use crate::op::{Batch, Op, Written};
-use crate::persist::{CommitFailure, commit_record, commit_state, retain};
+use crate::persist::{CandidatesPart, CommitFailure, commit_record, commit_state, retain};
 use crate::report::Event;
 
 impl<H: Host, S: Store + 'static> Coordinator<H, S> {
@@ -58,26 +58,31 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
     ) {
         let Batch {
             record,
+            candidates,
             written,
             best_state,
             best_iteration,
             keep,
             clean_up,
         } = batch;
+        let full = written.full;
         let shared = Arc::clone(&self.shared);
         let control = self.control.clone();
         let turn = self.ops.get(&id).map(|op| Arc::clone(&op.commit_turn));
         self.tasks.spawn(async move {
-            let _turn = match &turn {
+            let mut turn = match &turn {
                 Some(turn) => Some(turn.lock().await),
                 None => None,
             };
             let result = match &best_state {
-                Some(state) => commit_state(&shared, &lease, &record, "state", state).await,
-                None => commit_record(&shared, &lease, &record)
-                    .await
-                    .map(|g| (g, 0)),
+                Some(state) => {
+                    commit_state(&shared, &lease, &record, "state", state, &candidates).await
+                }
+                None => commit_record(&shared, &lease, &record, &candidates).await,
             };
+            if let (true, Ok((generation, _)), Some(turn)) = (full, &result, &mut turn) {
+                **turn = *generation;
+            }
             let result = if clean_up {
                 retain(&shared, &lease, &record, keep, result).await
             } else {
@@ -112,23 +117,19 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         op.last_record = std::time::Instant::now();
         op.usage
             .refresh(self.scheduler.status(id).map(|s| s.progress()));
-        let mut record = op.record(None);
-        if let Some(best) = &mut record.best
-            && best.generation.is_none()
-        {
-            best.generation = Some(op.chain.last_generation);
-        }
-        // The submission and the last checkpoint stay; earlier usage
-        // records go.
-        let keep = vec![op.chain.submission_generation, op.chain.last_generation];
+        let record = op.usage_record();
+        // The submission and the chain stay; earlier usage records go.
+        let keep = op.chain.keep(false);
         let (lease, turn) = (op.lease.clone(), Arc::clone(&op.commit_turn));
         let shared = Arc::clone(&self.shared);
         let control = self.control.clone();
         self.tasks.spawn(async move {
-            let _turn = turn.lock().await;
-            let result = commit_record(&shared, &lease, &record)
-                .await
-                .map(|generation| (generation, 0));
+            let turn = turn.lock().await;
+            if record.base != Some(*turn) {
+                // A checkpoint went first: it holds more than this.
+                return;
+            }
+            let result = commit_record(&shared, &lease, &record, &CandidatesPart::default()).await;
             let result = retain(&shared, &lease, &record, keep, result).await;
             let _ = control.send(Msg::Committed {
                 op: id,
@@ -196,7 +197,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         op.selection.push_candidate(iteration, score, invalid);
         op.usage
             .refresh(self.scheduler.status(id).map(|s| s.progress()));
-        let mut record = op.record(None);
+        let (mut record, candidates, written) = op.full_record(None);
         record.iterations_done = iterations_done;
         // Its runs are the checkpoint's now.
         record.pending_runs = 0;
@@ -212,14 +213,18 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             .host
             .set_iteration_var(&mut state, op.iteration_var(), iteration);
         self.tasks.spawn(async move {
-            let _turn = turn.lock().await;
-            let result = commit_state(&shared, &lease, &record, "state", &state).await;
+            let mut turn = turn.lock().await;
+            let result = commit_state(&shared, &lease, &record, "state", &state, &candidates).await;
+            if let Ok((generation, _)) = &result {
+                *turn = *generation;
+            }
             let result = retain(&shared, &lease, &record, keep, result).await;
             let _ = control.send(Msg::Committed {
                 op: id,
                 commit: CommitKind::Checkpoint {
                     worker,
                     iterations_done,
+                    written,
                 },
                 result,
             });
@@ -254,9 +259,10 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 CommitKind::Checkpoint {
                     worker,
                     iterations_done,
+                    written,
                 },
                 result,
-            ) => op.checkpoint_committed(id, worker, iterations_done, result),
+            ) => op.checkpoint_committed(id, worker, iterations_done, &written, result),
             (
                 CommitKind::Batch {
                     workers,
@@ -278,6 +284,15 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         if let Some(event) = event {
             self.tell(event);
         }
+        // Workers held back while the commit was on its way go on.
+        let held = self
+            .ops
+            .get_mut(&id)
+            .map(|op| std::mem::take(&mut op.group.held))
+            .unwrap_or_default();
+        for worker in held {
+            self.tell(SchedulerEvent::IterationFinished(worker));
+        }
         // A record that failed is tried again with the next one (the next
         // finished iteration, the flush, the end), not at once: a store
         // that keeps failing would otherwise be asked in a tight loop.
@@ -297,6 +312,7 @@ impl<St> Op<St> {
         id: OpId,
         worker: WorkerId,
         iterations_done: u64,
+        written: &Written,
         result: Result<(u64, u64), CommitFailure>,
     ) -> Option<SchedulerEvent> {
         // Covered by the checkpoint, or rewound (counted as lost by the
@@ -305,12 +321,14 @@ impl<St> Op<St> {
         match result {
             Ok((generation, bytes)) => {
                 self.progress.iterations_done = iterations_done;
-                self.chain.last_generation = generation;
+                self.chain.written(written, generation);
+                self.selection
+                    .recorded(written.candidates, written.candidate_bytes);
                 self.usage.add_bytes(bytes);
                 // Rewinds go to this checkpoint from now on.
                 self.submission = None;
                 self.selection.place(generation);
-                let score = self.selection.candidates.last().and_then(|c| c.score);
+                let score = self.selection.last_score;
                 self.emit(|op| Event::CheckpointCommitted {
                     op,
                     generation,
@@ -354,14 +372,14 @@ impl<St> Op<St> {
         bytes: u64,
     ) {
         self.group.failures = 0;
-        let finished = self.progress.finished.len() + workers.len();
-        self.chain.written(written, generation, finished);
+        self.chain.written(written, generation);
+        self.selection
+            .recorded(written.candidates, written.candidate_bytes);
         self.usage.add_bytes(bytes);
         self.selection.place_if(best_iteration, generation);
         self.progress
-            .finished
-            .extend(workers.iter().map(|(_, i)| *i));
-        let iterations_done = self.progress.finished.len() as u64;
+            .record_finished(workers.iter().map(|(_, i)| *i));
+        let iterations_done = self.progress.finished_count;
         self.emit(|op| Event::CheckpointCommitted {
             op,
             generation,

@@ -9,7 +9,7 @@ use pragma_scheduler::OpId;
 
 use super::{Coordinator, Msg};
 use crate::host::Host;
-use crate::persist::{commit_record, restore_generation};
+use crate::persist::{CandidatesPart, commit_record, restore_generation};
 use crate::record::{BestRecord, Record, score_value};
 use crate::report::{Best, BestScore, Event, FinalStatus, Outcome, Status};
 use crate::shared::Shared;
@@ -21,6 +21,7 @@ struct Conclusion<St> {
     var: Arc<str>,
     status: FinalStatus,
     record: Record,
+    candidates: CandidatesPart,
     /// The best to hand back (a succeeded operation's), and its state if
     /// it is in memory.
     best: Option<BestRecord>,
@@ -54,11 +55,13 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         }
         op.usage
             .refresh(self.scheduler.status(id).map(|s| s.progress()));
+        let (record, candidates) = op.final_record(&status);
         let conclusion = Conclusion {
             name: op.name.clone(),
             lease: op.lease.clone(),
             var: Arc::clone(&op.var),
-            record: op.final_record(&status),
+            record,
+            candidates,
             best: if status == FinalStatus::Succeeded {
                 op.selection.best.clone()
             } else {
@@ -107,7 +110,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             op: op.name.clone(),
             status,
             best,
-            candidates: op.selection.candidates.clone(),
+            candidate_count: op.selection.count,
             failed_iterations: op.progress.abandoned.clone(),
             usage: op.usage.total,
         };
@@ -136,6 +139,7 @@ async fn conclude<H: Host, S: Store>(
         var,
         mut status,
         mut record,
+        candidates,
         best,
         best_state,
         last_generation,
@@ -175,7 +179,7 @@ async fn conclude<H: Host, S: Store>(
     // would leave it: no final record, which would count what was never
     // saved (and there is no room for it anyway).
     let stopped = matches!(status, FinalStatus::Stopped { .. });
-    if !stopped && let Err(e) = commit_record(shared, &lease, &record).await {
+    if !stopped && let Err(e) = commit_record(shared, &lease, &record, &candidates).await {
         tracing::warn!(op = %name, error = %e, "the final record could not be written");
     }
     (status, best)

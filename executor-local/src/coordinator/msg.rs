@@ -47,6 +47,7 @@ pub(crate) enum CommitKind {
     Checkpoint {
         worker: WorkerId,
         iterations_done: u64,
+        written: Written,
     },
     /// A parallel group commit, recording `workers`' iterations.
     Batch {

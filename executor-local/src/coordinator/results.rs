@@ -85,7 +85,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
     }
 
     /// Takes a job's result in; returns what to tell the scheduler (none:
-    /// the job was cancelled).
+    /// the job was cancelled, or its worker is held back).
     fn take_result(
         &mut self,
         id: OpId,
@@ -133,10 +133,18 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 SchedulerEvent::IterationFinished(worker)
             }
             Ok(state) => {
-                // Parallel or async: a candidate. Recorded durably before
-                // the scheduler hears that it finished.
+                // Parallel or async: a candidate, for the next group
+                // commit to record; its worker is held back while too many
+                // wait for one.
                 op.candidate(&self.shared.host, worker, iteration, evaluation, state);
+                let hold = op.group.is_full(self.shared.config.max_unrecorded);
+                if hold {
+                    op.group.held.push(worker);
+                }
                 self.commit_batch(id);
+                if hold {
+                    return None;
+                }
                 SchedulerEvent::IterationFinished(worker)
             }
         };

@@ -62,7 +62,9 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     op,
                     iterations_done: match &progress {
                         Resume::Repeat { iterations_done } => *iterations_done,
-                        Resume::Parallel { finished } => finished.len() as u64,
+                        Resume::Parallel { finished } => {
+                            finished.iter().map(|r| r.end - r.start).sum()
+                        }
                     },
                 });
                 self.scheduler.resume(plan, budgets, progress)

@@ -22,10 +22,11 @@ use crate::shared::Shared;
 use crate::backend::{ExecutionBackend, TokioBackend};
 use crate::coordinator::{Coordinator, Msg};
 use crate::host::Host;
-use crate::op::NewOp;
 use crate::op::selector_of;
-use crate::persist::{commit_state, restore_part, whole_record};
-use crate::record::{Record, score_value};
+use crate::op::{NewOp, RecordedChain};
+use crate::persist::candidates::{Candidates, OpenPart};
+use crate::persist::{CandidatesPart, commit_state, restore_part, whole_record};
+use crate::record::{Record, count_of, scheduler_ranges, score_value};
 use crate::report::{BestScore, CandidateScore, OperationSummary, Status, Usage};
 
 /// Runs operations in the background. Cheap to share behind an `Arc`.
@@ -174,15 +175,24 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             ended: None,
             iterations_done: 0,
             finished: Vec::new(),
+            finished_ranges: Vec::new(),
             selector: selector_of(directive),
             best: None,
             candidates: Vec::new(),
+            candidate_count: 0,
             failed: Vec::new(),
             usage: Usage::default(),
             pending_runs: 0,
         };
-        let (generation, _) =
-            commit_state(&self.shared, &lease, &record, "submission", state).await?;
+        let (generation, _) = commit_state(
+            &self.shared,
+            &lease,
+            &record,
+            "submission",
+            state,
+            &CandidatesPart::default(),
+        )
+        .await?;
         Ok((name, lease, body, generation))
     }
 
@@ -195,7 +205,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         lease: Lease,
         submission: (Arc<H::State>, u64),
         progress: Option<Resume>,
-        record: Option<Record>,
+        resumed: Option<(Record, RecordedChain)>,
         last_generation: u64,
         skipped: Vec<pragma_checkpoint::Warning>,
     ) -> Result<Handle<H::State>, ExecError> {
@@ -216,6 +226,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         };
         let (status_tx, status) = watch::channel(initial);
         let (done_tx, done) = oneshot::channel();
+        let (record, chain) = resumed.unzip();
         let new = NewOp {
             name: name.clone(),
             directive,
@@ -225,6 +236,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             submission_generation: submission.1,
             progress,
             record,
+            chain,
             last_generation,
             events: events_tx,
             status: status_tx,
@@ -272,25 +284,71 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             .map(|d| d.iterations())
             .unwrap_or(0);
         let repeat = record.directive.starts_with("#pragma repeat");
+        let done = if repeat {
+            record.iterations_done
+        } else {
+            count_of(&record.finished_set())
+        };
+        let candidate_count = record.candidates_held();
         Ok(OperationSummary {
             op: op.to_owned(),
             directive: record.directive,
             status: record.ended,
             iterations: total,
-            done: if repeat {
-                record.iterations_done
-            } else {
-                record.finished.len() as u64
-            },
+            done,
             best: record.best.as_ref().map(|b| BestScore {
                 iteration: b.iteration,
                 score: score_value(&b.score),
             }),
-            candidates: record.candidates.iter().map(CandidateScore::from).collect(),
+            candidate_count,
             candidates_are_checkpoints: repeat,
             failed_iterations: record.failed,
             usage: record.usage,
         })
+    }
+
+    /// Every candidate of an operation and its score, in the order they
+    /// were scored, as its latest record has them: read from the store as
+    /// they are asked for, so memory stays flat however many there are.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use pragma_checkpoint::MemoryStore;
+    /// use pragma_executor_local::testkit::{MapState, ScriptedHost};
+    /// use pragma_executor_local::{Config, Executor};
+    /// let host = ScriptedHost::new().value(1, 5.0);
+    /// let executor = Executor::new(host, MemoryStore::new(), Config::default());
+    /// let cell = "#pragma parallel --iterations 3 --max-by value\nbody";
+    /// let handle = executor.submit(cell, MapState::new()).await.unwrap();
+    /// let outcome = handle.wait().await.unwrap();
+    /// let mut candidates = executor.candidates(&outcome.op).await.unwrap();
+    /// assert_eq!(candidates.count(), 3);
+    /// let mut iterations = Vec::new();
+    /// while let Some(candidate) = candidates.next().await {
+    ///     iterations.push(candidate.unwrap().iteration);
+    /// }
+    /// iterations.sort();
+    /// assert_eq!(iterations, [0, 1, 2]);
+    /// # }
+    /// ```
+    pub async fn candidates(&self, op: &str) -> Result<Candidates, ExecError> {
+        let checkpoints = self.shared.log.checkpoints(op).await?;
+        let latest = checkpoints.last().ok_or_else(|| ExecError::Operation {
+            op: op.to_owned(),
+            reason: "there is no such operation in the store".to_owned(),
+        })?;
+        let record = whole_record(op, &checkpoints, latest)?;
+        let base = latest.meta_as::<Record>().ok().and_then(|r| r.base);
+        let chain = RecordedChain::of(&checkpoints, latest, base);
+        let shared: Arc<dyn OpenPart> = self.shared.clone();
+        Ok(Candidates::new(
+            op,
+            shared,
+            record.candidates.iter().map(CandidateScore::from).collect(),
+            chain.generations(),
+            record.candidates_held(),
+        ))
     }
 
     /// Every operation in the store, in order of their ids.
@@ -315,6 +373,12 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             .ok_or_else(|| problem("it has no checkpoint to resume from"))?;
         let checkpoints = self.shared.log.checkpoints(op).await?;
         let record = whole_record(op, &checkpoints, &loaded.manifest)?;
+        let base = loaded
+            .manifest
+            .meta_as::<Record>()
+            .ok()
+            .and_then(|r| r.base);
+        let chain = RecordedChain::of(&checkpoints, &loaded.manifest, base);
         let directive: Directive =
             record
                 .directive
@@ -333,7 +397,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
                 iterations_done: record.iterations_done,
             },
             _ => Resume::Parallel {
-                finished: record.finished.clone(),
+                finished: scheduler_ranges(&record.finished_set()),
             },
         };
         let body: Arc<str> = Arc::from(record.body.as_str());
@@ -356,7 +420,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             lease,
             (Arc::new(submission), first_generation),
             Some(progress),
-            Some(record),
+            Some((record, chain)),
             generation,
             loaded.warnings,
         )

@@ -4,9 +4,13 @@
 //! `Record::base`), so the bytes written stay linear in the iterations.
 
 use pragma_scheduler::WorkerId;
+use rangemap::RangeSet;
+
+use pragma_checkpoint::Manifest;
 
 use super::Op;
-use crate::record::{CandidateRecord, Record};
+use crate::persist::{CandidatesPart, candidates};
+use crate::record::{Record, ranges_of};
 use crate::report::FinalStatus;
 
 /// Where an operation's records are, and how much of it they cover.
@@ -15,14 +19,15 @@ pub(crate) struct RecordChain {
     pub(crate) submission_generation: u64,
     /// The latest commit (a repeat's last checkpoint, the latest record).
     pub(crate) last_generation: u64,
-    /// Parallel: the last full record, and the deltas since.
-    full_generation: Option<u64>,
+    /// The last full record (at first the submission's; a repeat's last
+    /// checkpoint), and the deltas since that hold candidates: the records
+    /// whose `candidates` parts hold every recorded candidate, in order.
+    pub(crate) full_generation: u64,
     delta_generations: Vec<u64>,
     /// The entries in the deltas since the last full record, and in it.
     delta_entries: usize,
     full_entries: usize,
-    /// How many candidates and abandoned iterations the records cover.
-    recorded_candidates: usize,
+    /// How many abandoned iterations the records cover.
     recorded_abandoned: usize,
 }
 
@@ -30,16 +35,20 @@ pub(crate) struct RecordChain {
 pub(crate) struct Written {
     /// Whether the record is full (else a delta).
     pub(crate) full: bool,
-    /// The entries it adds to the chain.
+    /// The entries it adds to the chain, and the entries of the whole.
     pub(crate) entries: usize,
-    /// How many candidates and abandoned iterations it brings up to date.
+    pub(crate) total_entries: usize,
+    /// How many unrecorded candidates it records (and the bytes of their
+    /// lines), and how many abandoned iterations it brings up to date.
     pub(crate) candidates: usize,
+    pub(crate) candidate_bytes: usize,
     pub(crate) abandoned: usize,
 }
 
 /// A group commit, ready to be written.
 pub(crate) struct Batch<St> {
     pub(crate) record: Record,
+    pub(crate) candidates: CandidatesPart,
     pub(crate) written: Written,
     /// The best state, if this commit is the one to hold it.
     pub(crate) best_state: Option<St>,
@@ -49,16 +58,57 @@ pub(crate) struct Batch<St> {
     pub(crate) clean_up: bool,
 }
 
+/// A resumed operation's chain of records in the store: its full record,
+/// and the deltas after it that hold candidates.
+pub(crate) struct RecordedChain {
+    pub(crate) full: u64,
+    pub(crate) deltas: Vec<u64>,
+}
+
+impl RecordedChain {
+    /// The chain of records `latest` (whose base is `base`) ends, among
+    /// `checkpoints`.
+    pub(crate) fn of(checkpoints: &[Manifest], latest: &Manifest, base: Option<u64>) -> Self {
+        let full = base.unwrap_or(latest.generation());
+        let deltas = checkpoints
+            .iter()
+            .filter(|m| m.generation() > full && m.generation() <= latest.generation())
+            .filter(|m| m.parts().iter().any(|p| p.name == candidates::PART))
+            .map(Manifest::generation)
+            .collect();
+        RecordedChain { full, deltas }
+    }
+
+    /// Its records, in order.
+    pub(crate) fn generations(&self) -> Vec<u64> {
+        let mut all = vec![self.full];
+        all.extend(self.deltas.iter().copied());
+        all
+    }
+}
+
 impl RecordChain {
-    pub(crate) fn new(submission_generation: u64, last_generation: u64) -> Self {
+    /// The chain of a new operation (its submission is its first full
+    /// record), or of a resumed one.
+    pub(crate) fn new(
+        submission_generation: u64,
+        last_generation: u64,
+        chain: Option<RecordedChain>,
+    ) -> Self {
+        let RecordedChain {
+            full: full_generation,
+            deltas: delta_generations,
+        } = chain.unwrap_or(RecordedChain {
+            full: submission_generation,
+            deltas: Vec::new(),
+        });
         RecordChain {
             submission_generation,
             last_generation,
-            full_generation: None,
-            delta_generations: Vec::new(),
+            full_generation,
+            delta_generations,
             delta_entries: 0,
             full_entries: 0,
-            recorded_candidates: 0,
             recorded_abandoned: 0,
         }
     }
@@ -68,57 +118,102 @@ impl RecordChain {
         self.last_generation
     }
 
-    /// Whether a record adding `new_entries` is to be full: the first one
-    /// is, and then one once the deltas since the last outweigh it a few
-    /// times over, so full records (and the clean-ups after them) are rare.
+    /// The records whose candidates parts a full record's part is made of.
+    pub(crate) fn sources(&self) -> Vec<u64> {
+        let mut sources = vec![self.full_generation];
+        sources.extend(self.delta_generations.iter().copied());
+        sources
+    }
+
+    /// Whether a record adding `new_entries` is to be full: once the deltas
+    /// since the last outweigh it a few times over, so full records (and
+    /// the clean-ups after them) are rare, and the bytes they rewrite stay
+    /// linear in the iterations.
     fn wants_full(&self, new_entries: usize) -> bool {
-        self.full_generation.is_none()
-            || self.delta_entries + new_entries > 3 * self.full_entries.max(256)
+        self.delta_entries + new_entries > 3 * self.full_entries.max(256)
     }
 
     /// What must survive the clean-up after a record: the submission, and
     /// the chain of records since the last full one unless it is `full`.
-    fn keep(&self, full: bool) -> Vec<u64> {
+    pub(crate) fn keep(&self, full: bool) -> Vec<u64> {
         let mut keep = vec![self.submission_generation];
         if !full {
-            keep.extend(self.full_generation);
-            keep.extend(self.delta_generations.iter().copied());
+            keep.extend(self.sources());
         }
         keep
     }
 
-    /// A group commit is in `generation`; `finished` iterations are on
-    /// record with it.
-    pub(crate) fn written(&mut self, written: &Written, generation: u64, finished: usize) {
+    /// A record is in `generation`: a full one (a group commit's, a
+    /// repeat's checkpoint) starts the chain anew.
+    pub(crate) fn written(&mut self, written: &Written, generation: u64) {
         if written.full {
-            self.full_generation = Some(generation);
+            self.full_generation = generation;
             self.delta_generations.clear();
             self.delta_entries = 0;
-            self.full_entries = finished + written.candidates;
+            self.full_entries = written.total_entries;
         } else {
             self.delta_generations.push(generation);
             self.delta_entries += written.entries;
         }
-        self.recorded_candidates = written.candidates;
         self.recorded_abandoned = written.abandoned;
         self.last_generation = generation;
     }
 }
 
 impl<St> Op<St> {
-    /// A whole record of the operation.
-    pub(crate) fn record(&self, ended: Option<FinalStatus>) -> Record {
-        Record {
-            finished: self.progress.finished.iter().copied().collect(),
-            candidates: self
-                .selection
-                .candidates
-                .iter()
-                .map(CandidateRecord::from)
-                .collect(),
+    /// A full record of the operation, and its candidates part: every
+    /// candidate (the chain's parts streamed, then the unrecorded ones).
+    pub(crate) fn full_record(
+        &self,
+        ended: Option<FinalStatus>,
+    ) -> (Record, CandidatesPart, Written) {
+        let (new, candidates) = self.selection.unrecorded_lines();
+        let record = Record {
+            finished_ranges: ranges_of(&self.progress.finished),
             failed: self.progress.abandoned.clone(),
             ..self.record_header(ended)
-        }
+        };
+        let written = Written {
+            full: true,
+            entries: candidates,
+            total_entries: self.progress.finished_count as usize + self.selection.count as usize,
+            candidates,
+            candidate_bytes: new.len(),
+            abandoned: self.progress.abandoned.len(),
+        };
+        let part = CandidatesPart {
+            earlier: self.chain.sources(),
+            new,
+        };
+        (record, part, written)
+    }
+
+    /// A delta on the chain: what changed since its last record, with
+    /// `finished` newly recorded as finished; its candidates part holds the
+    /// unrecorded candidates.
+    pub(crate) fn delta_record(
+        &self,
+        ended: Option<FinalStatus>,
+        finished: &[(WorkerId, u64)],
+    ) -> (Record, CandidatesPart, Written) {
+        let (new, candidates) = self.selection.unrecorded_lines();
+        let entries = finished.len() + candidates;
+        let finished: RangeSet<u64> = finished.iter().map(|&(_, i)| i..i + 1).collect();
+        let record = Record {
+            base: Some(self.chain.full_generation),
+            finished_ranges: ranges_of(&finished),
+            failed: self.progress.abandoned[self.chain.recorded_abandoned..].to_vec(),
+            ..self.record_header(ended)
+        };
+        let written = Written {
+            full: false,
+            entries,
+            total_entries: 0,
+            candidates,
+            candidate_bytes: new.len(),
+            abandoned: self.progress.abandoned.len(),
+        };
+        (record, CandidatesPart::new(new), written)
     }
 
     /// A record without the lists that grow with the iterations.
@@ -135,9 +230,11 @@ impl<St> Op<St> {
             ended,
             iterations_done: self.progress.iterations_done,
             finished: Vec::new(),
+            finished_ranges: Vec::new(),
             selector: self.selection.selector.clone(),
             best: self.selection.best.clone(),
             candidates: Vec::new(),
+            candidate_count: self.selection.count,
             failed: Vec::new(),
             usage: self.usage.total,
             pending_runs,
@@ -152,30 +249,20 @@ impl<St> Op<St> {
     where
         St: Clone,
     {
-        let candidates = &self.selection.candidates;
-        let new_entries = workers.len() + candidates.len() - self.chain.recorded_candidates;
-        let full = self.chain.wants_full(new_entries);
-        let mut record;
-        if full {
-            record = self.record(None);
-            record.finished.extend(workers.iter().map(|(_, i)| *i));
-            record.finished.sort_unstable();
+        let unrecorded = self.selection.unrecorded_count();
+        let full = self.chain.wants_full(workers.len() + unrecorded);
+        let (mut record, candidates, mut written) = if full {
+            let (mut record, part, written) = self.full_record(None);
+            let mut finished = self.progress.finished.clone();
+            for &(_, i) in workers {
+                finished.insert(i..i + 1);
+            }
+            record.finished_ranges = ranges_of(&finished);
+            (record, part, written)
         } else {
-            record = self.record_header(None);
-            record.base = self.chain.full_generation;
-            record.finished = workers.iter().map(|(_, i)| *i).collect();
-            record.candidates = candidates[self.chain.recorded_candidates..]
-                .iter()
-                .map(CandidateRecord::from)
-                .collect();
-            record.failed = self.progress.abandoned[self.chain.recorded_abandoned..].to_vec();
-        }
-        let written = Written {
-            full,
-            entries: new_entries,
-            candidates: candidates.len(),
-            abandoned: self.progress.abandoned.len(),
+            self.delta_record(None, workers)
         };
+        written.total_entries += workers.len();
         let best_state = self.selection.take_unwritten();
         let best_iteration = best_state
             .as_ref()
@@ -191,6 +278,7 @@ impl<St> Op<St> {
         }
         Batch {
             record,
+            candidates,
             written,
             keep: self.chain.keep(full),
             clean_up: full || best_state.is_some(),
@@ -199,19 +287,23 @@ impl<St> Op<St> {
         }
     }
 
-    /// The final record, with status `status`. Once everything finished is
-    /// on record, it is a delta on the chain of records, not a full record
-    /// of every candidate again.
-    pub(crate) fn final_record(&self, status: &FinalStatus) -> Record {
-        let all_recorded = self.group.pending.is_empty()
-            && self.chain.recorded_candidates == self.selection.candidates.len()
-            && self.chain.recorded_abandoned == self.progress.abandoned.len();
-        match self.chain.full_generation {
-            Some(base) if all_recorded => Record {
-                base: Some(base),
-                ..self.record_header(Some(status.clone()))
-            },
-            _ => self.record(Some(status.clone())),
+    /// The final record, with status `status`: a delta on the chain of
+    /// records, with the candidates no commit holds yet.
+    pub(crate) fn final_record(&self, status: &FinalStatus) -> (Record, CandidatesPart) {
+        let (record, part, _) = self.delta_record(Some(status.clone()), &[]);
+        (record, part)
+    }
+
+    /// A repeat's record of its usage between checkpoints: a delta on its
+    /// last checkpoint, with no candidates.
+    pub(crate) fn usage_record(&self) -> Record {
+        let mut record = self.record_header(None);
+        record.base = Some(self.chain.full_generation);
+        if let Some(best) = &mut record.best
+            && best.generation.is_none()
+        {
+            best.generation = Some(self.chain.last_generation);
         }
+        record
     }
 }

@@ -20,6 +20,12 @@ pub(crate) struct GroupCommit {
     pub(crate) flush_scheduled: bool,
     /// Group commits that failed in a row.
     pub(crate) failures: u32,
+    /// Workers whose iteration finished while too many were waiting (see
+    /// `Config::max_unrecorded`): the scheduler hears that they finished
+    /// (and starts them again) once the commit on its way is made. While a
+    /// large commit is on its way, memory so stays bounded instead of
+    /// growing with how fast bodies finish.
+    pub(crate) held: Vec<WorkerId>,
 }
 
 impl GroupCommit {
@@ -30,6 +36,7 @@ impl GroupCommit {
             last_record: Instant::now(),
             flush_scheduled: false,
             failures: 0,
+            held: Vec::new(),
         }
     }
 
@@ -51,6 +58,12 @@ impl GroupCommit {
         } else {
             None
         }
+    }
+
+    /// Whether a worker whose iteration just finished is to be held back,
+    /// with at most `cap` iterations waiting.
+    pub(crate) fn is_full(&self, cap: usize) -> bool {
+        self.pending.len() >= cap
     }
 
     /// Starts a group commit: takes everything pending.

@@ -20,7 +20,7 @@ use pragma_parse::Directive;
 use pragma_scheduler::Resume;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub(crate) use chain::{Batch, RecordChain, Written};
+pub(crate) use chain::{Batch, RecordChain, RecordedChain, Written};
 pub(crate) use ending::Ending;
 pub(crate) use group::GroupCommit;
 pub(crate) use progress::Progress;
@@ -59,8 +59,10 @@ pub(crate) struct Op<St> {
     /// between checkpoints at most once per record interval).
     pub(crate) last_record: std::time::Instant,
     /// Taken by every commit of the operation while it writes, so that
-    /// they reach the store one after the other.
-    pub(crate) commit_turn: Arc<tokio::sync::Mutex<()>>,
+    /// they reach the store one after the other; it holds the generation
+    /// of the latest full record in the store (a repeat's usage record
+    /// made before a checkpoint that went first is stale, and is dropped).
+    pub(crate) commit_turn: Arc<tokio::sync::Mutex<u64>>,
     pub(crate) ending: Ending<St>,
     events: mpsc::UnboundedSender<Event>,
     pub(crate) status: watch::Sender<Status>,
@@ -80,6 +82,7 @@ impl<St> Op<St> {
             progress,
             record,
             last_generation,
+            chain,
             events,
             status,
             done,
@@ -98,12 +101,14 @@ impl<St> Op<St> {
             expr,
             started: false,
             progress: Progress::default(),
-            chain: RecordChain::new(submission_generation, last_generation),
+            commit_turn: Arc::new(tokio::sync::Mutex::new(
+                chain.as_ref().map_or(submission_generation, |c| c.full),
+            )),
+            chain: RecordChain::new(submission_generation, last_generation, chain),
             group: GroupCommit::new(),
             usage: UsageCount::default(),
             runs_since_checkpoint: 0,
             last_record: std::time::Instant::now(),
-            commit_turn: Arc::default(),
             ending: Ending::new(done),
             events,
             status,
@@ -117,13 +122,15 @@ impl<St> Op<St> {
     /// Takes up what the operation's last record says.
     fn resume_from(&mut self, record: Record) {
         self.selection.resume_from(
-            record.selector,
+            record.selector.clone(),
+            record.candidate_count,
             &record.candidates,
-            record.best,
+            record.best.clone(),
             self.chain.last_generation,
         );
+        self.progress.finished = record.finished_set();
+        self.progress.finished_count = crate::record::count_of(&self.progress.finished);
         self.progress.abandoned = record.failed;
-        self.progress.finished = record.finished.into_iter().collect();
         self.progress.iterations_done = record.iterations_done;
         self.usage.resume_from(record.usage, record.pending_runs);
     }
@@ -172,6 +179,9 @@ pub(crate) struct NewOp<St> {
     /// The record to take up, if the operation is resumed.
     pub(crate) record: Option<Record>,
     pub(crate) last_generation: u64,
+    /// A resumed operation's chain of records: its full record and the
+    /// deltas after it that hold candidates.
+    pub(crate) chain: Option<RecordedChain>,
     pub(crate) events: mpsc::UnboundedSender<Event>,
     pub(crate) status: watch::Sender<Status>,
     pub(crate) done: oneshot::Sender<Outcome<St>>,

@@ -1,13 +1,17 @@
 //! How far an operation got: the iterations that finished, the ones given
 //! up on, and why the failing ones failed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+
+use rangemap::RangeSet;
 
 /// What has run, as the records say it (and what failed meanwhile).
 #[derive(Default)]
 pub(crate) struct Progress {
-    /// Parallel: iterations recorded as finished.
-    pub(crate) finished: BTreeSet<u64>,
+    /// Parallel: iterations recorded as finished, as ranges (a few,
+    /// however many iterations), and how many they are.
+    pub(crate) finished: RangeSet<u64>,
+    pub(crate) finished_count: u64,
     /// Repeat: iterations covered by the last checkpoint.
     pub(crate) iterations_done: u64,
     /// Iterations given up on, with their last error.
@@ -18,6 +22,16 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
+    /// `iterations` are recorded as finished now.
+    pub(crate) fn record_finished(&mut self, iterations: impl IntoIterator<Item = u64>) {
+        for iteration in iterations {
+            if !self.finished.contains(&iteration) {
+                self.finished.insert(iteration..iteration + 1);
+                self.finished_count += 1;
+            }
+        }
+    }
+
     /// Gives up on `iteration`, with its last error (none: its workers
     /// were lost).
     pub(crate) fn abandon(&mut self, iteration: u64) {

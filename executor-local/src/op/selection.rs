@@ -1,9 +1,11 @@
-//! The best so far: the selector that ranks candidates, every candidate's
-//! score, and the best state with where it is (to be) stored.
+//! The best so far: the selector that ranks candidates, the candidates
+//! not yet in the store (the others are only there), and the best state
+//! with where it is (to be) stored.
 
 use pragma_parse::{Directive, Objective as DirectiveObjective};
 use pragma_selector::{Evaluation, Objective, Offer, Selector};
 
+use crate::persist::candidates;
 use crate::record::{BestRecord, CandidateRecord, score_text, score_value};
 use crate::report::{BestScore, CandidateScore, FinalStatus};
 
@@ -21,8 +23,15 @@ pub(crate) fn selector_of(directive: &Directive) -> Option<Selector> {
 pub(crate) struct Selection<St> {
     /// `None`: the directive selects nothing.
     pub(crate) selector: Option<Selector>,
-    /// Every candidate's score, in the order they were offered.
-    pub(crate) candidates: Vec<CandidateScore>,
+    /// The candidates no commit holds yet, in the order they were
+    /// offered, as the lines of a part (a few bytes each); the earlier
+    /// ones are only in the store.
+    unrecorded: Vec<u8>,
+    unrecorded_count: usize,
+    /// How many candidates there are in all.
+    pub(crate) count: u64,
+    /// The score of the latest candidate.
+    pub(crate) last_score: Option<f64>,
     /// The best so far, and the commit that holds its state (`None` there:
     /// the next commit will).
     pub(crate) best: Option<BestRecord>,
@@ -46,24 +55,35 @@ impl<St> Selection<St> {
     pub(crate) fn new(selector: Option<Selector>) -> Self {
         Selection {
             selector,
-            candidates: Vec::new(),
+            unrecorded: Vec::new(),
+            unrecorded_count: 0,
+            count: 0,
+            last_score: None,
             best: None,
             best_state: None,
             best_dirty: false,
         }
     }
 
-    /// Takes up a record's selection; a best whose record names no commit
-    /// is in `last_generation`'s.
+    /// Takes up a record's selection: `count` candidates in the store, and
+    /// those an earlier version kept in its metadata (to be written into
+    /// the next commit's part); a best whose record names no commit is in
+    /// `last_generation`'s.
     pub(crate) fn resume_from(
         &mut self,
         selector: Option<Selector>,
-        candidates: &[CandidateRecord],
+        count: u64,
+        in_metadata: &[CandidateRecord],
         best: Option<BestRecord>,
         last_generation: u64,
     ) {
         self.selector = selector;
-        self.candidates = candidates.iter().map(CandidateScore::from).collect();
+        self.unrecorded.clear();
+        for candidate in in_metadata {
+            candidates::encode_into(&mut self.unrecorded, &CandidateScore::from(candidate));
+        }
+        self.unrecorded_count = in_metadata.len();
+        self.count = count + in_metadata.len() as u64;
         self.best = best.map(|mut best| {
             best.generation = best.generation.or(Some(last_generation));
             best
@@ -96,11 +116,33 @@ impl<St> Selection<St> {
         score: Option<f64>,
         invalid: Option<String>,
     ) {
-        self.candidates.push(CandidateScore {
+        let candidate = CandidateScore {
             iteration,
             score,
             invalid,
-        });
+        };
+        candidates::encode_into(&mut self.unrecorded, &candidate);
+        self.unrecorded_count += 1;
+        self.count += 1;
+        self.last_score = score;
+    }
+
+    /// The candidates no commit holds yet, as the lines of a part, and how
+    /// many they are.
+    pub(crate) fn unrecorded_lines(&self) -> (Vec<u8>, usize) {
+        (self.unrecorded.clone(), self.unrecorded_count)
+    }
+
+    /// How many candidates no commit holds yet.
+    pub(crate) fn unrecorded_count(&self) -> usize {
+        self.unrecorded_count
+    }
+
+    /// The first `n` unrecorded candidates, the first `bytes` of their
+    /// lines, are in the store now.
+    pub(crate) fn recorded(&mut self, n: usize, bytes: usize) {
+        self.unrecorded.drain(..bytes.min(self.unrecorded.len()));
+        self.unrecorded_count = self.unrecorded_count.saturating_sub(n);
     }
 
     /// Takes `state` as the new best; the next commit that holds it says

@@ -53,22 +53,73 @@ pub(crate) fn whole_record(
     Ok(whole)
 }
 
-/// Streams a state's snapshot into a commit whose meta is `record`.
+/// The `candidates` part of a commit: the parts of earlier commits of the
+/// operation (streamed from the store, in order), then new candidates'
+/// lines (see [`candidates`](super::candidates)).
+#[derive(Default)]
+pub(crate) struct CandidatesPart {
+    pub(crate) earlier: Vec<u64>,
+    pub(crate) new: Vec<u8>,
+}
+
+impl CandidatesPart {
+    /// Only new candidates.
+    pub(crate) fn new(new: Vec<u8>) -> Self {
+        CandidatesPart {
+            earlier: Vec::new(),
+            new,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.earlier.is_empty() && self.new.is_empty()
+    }
+}
+
+/// Streams a state's snapshot into a commit whose meta is `record`, with
+/// its candidates part.
 pub(crate) async fn commit_state<H: Host, S: Store>(
     shared: &Shared<H, S>,
     lease: &Lease,
     record: &Record,
     part: &str,
     state: &H::State,
+    candidates: &CandidatesPart,
+) -> Result<(u64, u64), ExecError> {
+    commit(shared, lease, record, Some((part, state)), candidates).await
+}
+
+/// Commits a record without a state, with its candidates part.
+pub(crate) async fn commit_record<H: Host, S: Store>(
+    shared: &Shared<H, S>,
+    lease: &Lease,
+    record: &Record,
+    candidates: &CandidatesPart,
+) -> Result<(u64, u64), ExecError> {
+    commit(shared, lease, record, None, candidates).await
+}
+
+/// Commits `record` with a state's snapshot (if any) and candidates (if
+/// any), each streamed into its part; a snapshot or earlier candidates
+/// that cannot be read fail the commit, which then leaves nothing.
+async fn commit<H: Host, S: Store>(
+    shared: &Shared<H, S>,
+    lease: &Lease,
+    record: &Record,
+    state: Option<(&str, &H::State)>,
+    candidates: &CandidatesPart,
 ) -> Result<(u64, u64), ExecError> {
     let meta = Meta::from_serialize(record).map_err(|e| ExecError::State(io::Error::other(e)))?;
     let (mut writer, reader) = tokio::io::duplex(1 << 16);
     let failed = Arc::new(Mutex::new(None));
-    let mut reader = GuardedReader {
+    let mut state_reader = GuardedReader {
         inner: reader,
         failed: Arc::clone(&failed),
     };
     let snapshot = async {
+        let Some((_, state)) = state else {
+            return Ok(());
+        };
         let result = shared.host.snapshot(state, &mut writer).await;
         let result = match result {
             Ok(()) => writer.shutdown().await,
@@ -77,36 +128,54 @@ pub(crate) async fn commit_state<H: Host, S: Store>(
         if let Err(e) = &result
             && let Ok(mut slot) = failed.lock()
         {
-            *slot = Some(e.to_string());
+            *slot = Some(format!("the snapshot failed: {e}"));
         }
         drop(writer);
         result
     };
-    let commit = shared
-        .log
-        .commit(lease, meta, vec![Part::new(part, &mut reader)]);
-    let (snapshot, commit) = tokio::join!(snapshot, commit);
+    // Only new candidates go in as they are; earlier ones are streamed.
+    let (candidates_writer, candidates_reader) = tokio::io::duplex(1 << 16);
+    let candidates_failed = Arc::new(Mutex::new(None));
+    let mut streamed = GuardedReader {
+        inner: candidates_reader,
+        failed: Arc::clone(&candidates_failed),
+    };
+    let mut new: &[u8] = &candidates.new;
+    let stream_earlier = async {
+        if candidates.earlier.is_empty() {
+            return Ok(());
+        }
+        super::candidates::stream_into(
+            shared,
+            lease.op(),
+            &candidates.earlier,
+            &candidates.new,
+            candidates_writer,
+            Arc::clone(&candidates_failed),
+        )
+        .await
+    };
+    let mut parts = Vec::new();
+    if let Some((name, _)) = state {
+        parts.push(Part::new(name, &mut state_reader));
+    }
+    if !candidates.is_empty() {
+        if candidates.earlier.is_empty() {
+            parts.push(Part::new(super::candidates::PART, &mut new));
+        } else {
+            parts.push(Part::new(super::candidates::PART, &mut streamed));
+        }
+    }
+    let commit = shared.log.commit(lease, meta, parts);
+    let (snapshot, streamed, commit) = tokio::join!(snapshot, stream_earlier, commit);
     snapshot.map_err(ExecError::State)?;
+    streamed?;
     let manifest = commit?;
     Ok((manifest.generation(), manifest.bytes()))
 }
 
-/// Commits a record without data.
-pub(crate) async fn commit_record<H: Host, S: Store>(
-    shared: &Shared<H, S>,
-    lease: &Lease,
-    record: &Record,
-) -> Result<u64, ExecError> {
-    let meta = Meta::from_serialize(record).map_err(|e| ExecError::State(io::Error::other(e)))?;
-    Ok(shared
-        .log
-        .commit(lease, meta, Vec::new())
-        .await?
-        .generation())
-}
-
-/// A reader that fails at its end if the snapshot that feeds it failed, so
-/// a half-written snapshot is never committed.
+/// A reader that fails at its end if what feeds it (a snapshot, earlier
+/// candidates) failed, so a part cut short is never committed.
 struct GuardedReader {
     inner: tokio::io::DuplexStream,
     failed: Arc<Mutex<Option<String>>>,
@@ -125,9 +194,7 @@ impl AsyncRead for GuardedReader {
             && let Ok(failed) = self.failed.lock()
             && let Some(message) = failed.as_ref()
         {
-            return Poll::Ready(Err(io::Error::other(format!(
-                "the snapshot failed: {message}"
-            ))));
+            return Poll::Ready(Err(io::Error::other(message.clone())));
         }
         polled
     }

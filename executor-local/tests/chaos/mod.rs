@@ -17,15 +17,16 @@ fn scripted() -> ScriptedHost {
 }
 
 /// Runs `cell` to the end, crashing the executor after a random number of
-/// events (below `crash_window`) each time, until it ends. Returns the outcome and every event of
-/// every executor, in order.
+/// events (below `crash_window`) each time, until it ends. Returns the
+/// outcome, every event of every executor in order, and the candidates the
+/// store holds at the end.
 async fn run_with_crashes(
     host: &ScriptedHost,
     cell: &str,
     seed: u64,
     loss: f64,
     crash_window: u64,
-) -> (Outcome<MapState>, Vec<Event>) {
+) -> (Outcome<MapState>, Vec<Event>, Vec<CandidateScore>) {
     let store = MemoryStore::new();
     let mut rng = seed.wrapping_mul(6_364_136_223_846_793_005).max(1);
     let mut random = move |below: u64| {
@@ -59,7 +60,10 @@ async fn run_with_crashes(
             events.push(event);
             seen += 1;
             if finished {
-                return (handle.wait().await.unwrap(), events);
+                let outcome = handle.wait().await.unwrap();
+                let candidates = executor.candidates(&outcome.op).await.unwrap();
+                assert_eq!(candidates.count(), outcome.candidate_count);
+                return (outcome, events, candidates.collect().await.unwrap());
             }
             if seen >= crash_after {
                 break;
@@ -117,7 +121,7 @@ async fn compare_with_fault_free(cell: &str, repeat: bool) {
     assert_eq!(reference.status, FinalStatus::Succeeded);
     for seed in 1..=6 {
         let host = scripted();
-        let (outcome, events) = run_with_crashes(&host, cell, seed, 0.15, 25).await;
+        let (outcome, events, _) = run_with_crashes(&host, cell, seed, 0.15, 25).await;
         assert_eq!(summary(&outcome), summary(&reference), "seed {seed}");
         check_no_rerun_after_recording(&events, repeat);
         let crashes = events
@@ -158,10 +162,10 @@ async fn a_long_parallel_operation_resumes_from_compacted_records() {
     // 1,500 iterations: many small delta records and several full ones.
     let host = ScriptedHost::new().value(1_234, 1e9);
     let cell = "#pragma parallel --iterations 1500 --parallel-runs 4 --max-by value\nbody";
-    let (outcome, events) = run_with_crashes(&host, cell, 99, 0.0, 1500).await;
+    let (outcome, events, candidates) = run_with_crashes(&host, cell, 99, 0.0, 1500).await;
     assert_eq!(outcome.status, FinalStatus::Succeeded);
     assert_eq!(best(&outcome), (1_234, Some(1e9)));
-    let mut iterations: Vec<u64> = outcome.candidates.iter().map(|c| c.iteration).collect();
+    let mut iterations: Vec<u64> = candidates.iter().map(|c| c.iteration).collect();
     iterations.sort_unstable();
     assert_eq!(
         iterations,
