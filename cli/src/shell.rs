@@ -52,6 +52,11 @@ pub(crate) struct ShellHost {
     /// Directories of score files, for reuse (their files are overwritten,
     /// not removed: a new file per iteration costs more than the rest).
     score_dirs: Arc<std::sync::Mutex<Vec<tempfile::TempDir>>>,
+    /// Where they are: a directory of this process's in memory (under
+    /// `/dev/shm`) where there is one, since rewriting three small files
+    /// per iteration on a journalling disk cost as much as the shell that
+    /// wrote them; otherwise [`ShellHost::work`].
+    scratch: Option<Arc<OwnWork>>,
 }
 
 /// A working directory of a state. Dropped, it is emptied and kept for
@@ -187,6 +192,28 @@ impl Drop for OwnWork {
     }
 }
 
+/// A directory of this process's own in memory, `/dev/shm/pragma-UID/
+/// HOST-PID-START` (what a killed runner left there is removed as under
+/// `work/`); `None` where there is no `/dev/shm` to write to.
+fn in_memory_scratch() -> Option<Arc<OwnWork>> {
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        return None;
+    }
+    let uid = rustix::process::getuid().as_raw();
+    let root = shm.join(format!("pragma-{uid}"));
+    let _ = std::fs::create_dir(&root);
+    // Only a directory of this user's, that no one else may write to: a
+    // score is trusted as this user's body's.
+    use std::os::unix::fs::MetadataExt;
+    let own = std::fs::symlink_metadata(&root)
+        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o022 == 0);
+    if !own {
+        return None;
+    }
+    OwnWork::new(&root).ok().map(Arc::new)
+}
+
 /// The runner whose working copies a directory named `HOST-PID-START`
 /// holds.
 fn owner_of(name: &str) -> Option<Runner> {
@@ -212,7 +239,13 @@ impl ShellHost {
             reaper: None,
             pool: Arc::default(),
             score_dirs: Arc::default(),
+            scratch: in_memory_scratch(),
         })
+    }
+
+    /// Where score files go.
+    fn scratch_dir(&self) -> &Path {
+        self.scratch.as_deref().unwrap_or(&self.work).0.as_path()
     }
 
     /// The mark of this runner's bodies (see [`Reaper::token`]); empty
@@ -451,7 +484,7 @@ impl Host for ShellHost {
         // process start per iteration instead of two.
         let score_files = match &ctx.expr {
             Some(_) => Some(
-                ScoreFiles::take(&self.work.0, &self.score_dirs)
+                ScoreFiles::take(self.scratch_dir(), &self.score_dirs)
                     .map_err(|e| failed("scoring", e))?,
             ),
             None => None,
