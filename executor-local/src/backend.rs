@@ -312,6 +312,17 @@ impl TryFrom<RemoteReport> for RemoteOutput {
 }
 
 impl JobSpec {
+    /// Where the resulting state of a run of this job elsewhere goes in
+    /// the checkpoint store: `remote/OP/ITERATION-ATTEMPT` (what every
+    /// remote backend's worker passes to [`run_spec`]).
+    pub fn result_key(&self) -> Result<Key, String> {
+        Key::parse(&format!(
+            "remote/{}/{}-{}",
+            self.op, self.iteration, self.attempt
+        ))
+        .map_err(|e| e.to_string())
+    }
+
     /// The same job for another iteration of the operation, at its first
     /// attempt, with that iteration's seed: what a backend that submits
     /// all iterations at once (a job array) writes for each.

@@ -140,6 +140,8 @@ pub use error::ExecError;
 pub use executor::{Executor, Handle};
 pub use host::{Host, IterationContext, RunError, derive_seed};
 pub use persist::candidates::Candidates;
+/// The worker slot a job runs on (see [`ExecutionBackend::execute`]).
+pub use pragma_scheduler::WorkerId;
 pub use report::{
     Best, BestScore, CandidateScore, Event, FinalStatus, OperationSummary, Outcome, Status, Usage,
     score_json,

@@ -83,11 +83,7 @@ pub fn write_report(path: &Path, report: &RemoteReport) -> std::io::Result<()> {
 /// Where the resulting state of a remote run of `spec` goes in the
 /// checkpoint store: `remote/OP/ITERATION-ATTEMPT`.
 pub fn result_key(spec: &JobSpec) -> Result<Key, String> {
-    Key::parse(&format!(
-        "remote/{}/{}-{}",
-        spec.op, spec.iteration, spec.attempt
-    ))
-    .map_err(|e| e.to_string())
+    spec.result_key()
 }
 
 /// How long a task whose body failed waits for a SIGTERM of its own before

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::pool::{WorkerError, WorkerPool};
 
 /// Saved variables, by name.
-type Saved = BTreeMap<String, Arc<[u8]>>;
+pub(crate) type Saved = BTreeMap<String, Arc<[u8]>>;
 
 /// A notebook's variables, each saved on its own: `P` and its pickle, or
 /// `M` and a module's name (imported again where it is loaded). The bytes
@@ -29,9 +29,9 @@ type Saved = BTreeMap<String, Arc<[u8]>>;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Namespace {
     /// The variables, unless they are only in a worker.
-    vars: Saved,
+    pub(crate) vars: Saved,
     /// The iteration variable to set for the next run, if any.
-    iteration: Option<(String, u64)>,
+    pub(crate) iteration: Option<(String, u64)>,
     /// The worker that holds this namespace, if one does.
     resident: Option<Arc<Resident>>,
 }
@@ -81,6 +81,16 @@ impl PartialEq for Resident {
 impl Eq for Resident {}
 
 impl Namespace {
+    /// A namespace of saved variables, here.
+    #[cfg_attr(not(feature = "python"), allow(dead_code))] // the Ray worker's
+    pub(crate) fn from_saved(vars: Saved) -> Namespace {
+        Namespace {
+            vars,
+            iteration: None,
+            resident: None,
+        }
+    }
+
     /// An empty namespace.
     pub fn new() -> Namespace {
         Namespace::default()
@@ -120,7 +130,7 @@ impl Namespace {
     }
 
     /// The iteration variable to set, and its value, if any.
-    fn iteration_var(&self) -> (Option<&str>, Option<u64>) {
+    pub(crate) fn iteration_var(&self) -> (Option<&str>, Option<u64>) {
         match &self.iteration {
             Some((var, iteration)) => (Some(var), Some(*iteration)),
             None => (None, None),
@@ -137,7 +147,7 @@ impl Namespace {
     }
 
     /// What a request that carries the variables sends: names and bytes.
-    fn names_and_blobs(&self) -> Result<(Vec<&str>, Vec<&[u8]>), RunError> {
+    pub(crate) fn names_and_blobs(&self) -> Result<(Vec<&str>, Vec<&[u8]>), RunError> {
         let saved = self.saved().ok_or_else(|| {
             RunError::Lost("the worker process that held the state is gone".into())
         })?;
@@ -168,20 +178,25 @@ impl PythonHost {
         self.logs = Some(logs.into());
         self
     }
+}
 
-    /// Keeps a run's output; a failure to do so only costs the log.
-    async fn keep_output(&self, ctx: &IterationContext, answer: &serde_json::Value) {
-        let Some(logs) = &self.logs else { return };
-        let dir = logs.join(&*ctx.op);
-        for (stream, extension) in [("stdout", "out"), ("stderr", "err")] {
-            let text = answer[stream].as_str().unwrap_or_default();
-            if text.is_empty() {
-                continue;
-            }
-            if tokio::fs::create_dir_all(&dir).await.is_ok() {
-                let path = dir.join(format!("{}-{}.{extension}", ctx.iteration, ctx.attempt));
-                let _ = tokio::fs::write(path, text).await;
-            }
+/// Keeps a run's output under `logs` (as `pragma logs` reads it); a
+/// failure to do so only costs the log.
+pub(crate) async fn keep_output(
+    logs: Option<&std::path::Path>,
+    ctx: &IterationContext,
+    answer: &serde_json::Value,
+) {
+    let Some(logs) = logs else { return };
+    let dir = logs.join(&*ctx.op);
+    for (stream, extension) in [("stdout", "out"), ("stderr", "err")] {
+        let text = answer[stream].as_str().unwrap_or_default();
+        if text.is_empty() {
+            continue;
+        }
+        if tokio::fs::create_dir_all(&dir).await.is_ok() {
+            let path = dir.join(format!("{}-{}.{extension}", ctx.iteration, ctx.attempt));
+            let _ = tokio::fs::write(path, text).await;
         }
     }
 }
@@ -229,7 +244,7 @@ impl PythonHost {
 }
 
 /// The variables an answer names, with the blobs that came with it.
-fn saved_vars(answer: &serde_json::Value, blobs: Vec<Vec<u8>>) -> Saved {
+pub(crate) fn saved_vars(answer: &serde_json::Value, blobs: Vec<Vec<u8>>) -> Saved {
     let names = answer["vars"].as_array().cloned().unwrap_or_default();
     names
         .iter()
@@ -291,7 +306,7 @@ impl Host for PythonHost {
                 .store(true, std::sync::atomic::Ordering::Release);
         }
         let (answer, blobs, worker) = answer.map_err(worker_failure)?;
-        self.keep_output(ctx, &answer).await;
+        keep_output(self.logs.as_deref(), ctx, &answer).await;
         if answer["ok"] != true {
             return Err(run_error(&answer));
         }
@@ -356,14 +371,7 @@ impl Host for PythonHost {
         out: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> io::Result<()> {
         self.fetch(state).await?;
-        out.write_all(MAGIC).await?;
-        for (name, value) in state.vars() {
-            out.write_all(&(name.len() as u32).to_be_bytes()).await?;
-            out.write_all(name.as_bytes()).await?;
-            out.write_all(&(value.len() as u64).to_be_bytes()).await?;
-            out.write_all(value).await?;
-        }
-        Ok(())
+        write_snapshot(state, out).await
     }
 
     async fn restore(&self, input: &mut (dyn AsyncRead + Send + Unpin)) -> io::Result<Namespace> {
@@ -384,7 +392,7 @@ impl Host for PythonHost {
 }
 
 /// How a worker said a run failed.
-fn run_error(answer: &serde_json::Value) -> RunError {
+pub(crate) fn run_error(answer: &serde_json::Value) -> RunError {
     if answer["gone"] == true {
         return RunError::Lost(
             answer["error"]
@@ -421,10 +429,25 @@ fn run_error(answer: &serde_json::Value) -> RunError {
     )
 }
 
+/// Writes `state`'s saved variables as a snapshot.
+pub(crate) async fn write_snapshot(
+    state: &Namespace,
+    out: &mut (dyn AsyncWrite + Send + Unpin),
+) -> io::Result<()> {
+    out.write_all(MAGIC).await?;
+    for (name, value) in state.vars() {
+        out.write_all(&(name.len() as u32).to_be_bytes()).await?;
+        out.write_all(name.as_bytes()).await?;
+        out.write_all(&(value.len() as u64).to_be_bytes()).await?;
+        out.write_all(value).await?;
+    }
+    Ok(())
+}
+
 /// The start of a namespace snapshot, and its format version.
 const MAGIC: &[u8] = b"pragma-namespace 1\n";
 
-fn parse_snapshot(bytes: &[u8]) -> io::Result<Namespace> {
+pub(crate) fn parse_snapshot(bytes: &[u8]) -> io::Result<Namespace> {
     let invalid = |what: &str| {
         io::Error::new(
             io::ErrorKind::InvalidData,

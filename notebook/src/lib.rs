@@ -46,6 +46,8 @@ mod host;
 mod pool;
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod ray;
 
 pub use host::{Namespace, PythonHost};
 pub use pool::{WorkerConfig, WorkerError, WorkerPool};

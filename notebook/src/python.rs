@@ -167,13 +167,17 @@ fn failed(e: impl std::fmt::Display) -> PyErr {
 impl NativeSession {
     /// A session on the store `store` (a directory, or `s3://BUCKET/PREFIX`
     /// as for the `pragma` command), running bodies with `python` (the
-    /// kernel's interpreter) in at most `workers` workers.
+    /// kernel's interpreter) in at most `workers` workers; with `ray` (a
+    /// `pragma_notebook.ray_backend.Dispatcher`), iterations whose input
+    /// is in the store run as Ray tasks instead, at most `workers` at once.
     #[new]
+    #[pyo3(signature = (store, python, python_path, workers, ray=None))]
     fn new(
         store: String,
         python: String,
         python_path: Vec<String>,
         workers: usize,
+        ray: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -189,11 +193,15 @@ impl NativeSession {
             let _entered = runtime.enter();
             let location = StoreLocation::open(&store).map_err(PyValueError::new_err)?;
             let host = PythonHost::new(WorkerPool::new(config)).with_logs(location.logs());
-            let executor = Executor::new(
-                host,
-                Arc::clone(&location.checkpoints),
-                Config::default().workers(workers.max(1) as u64),
-            );
+            let settings = Config::default().workers(workers.max(1) as u64);
+            let checkpoints = Arc::clone(&location.checkpoints);
+            let executor = match ray {
+                Some(dispatcher) => {
+                    let backend = crate::ray::RayBackend::new(dispatcher, workers as u64, store);
+                    Executor::with_backend(host, checkpoints, Arc::new(backend), settings)
+                }
+                None => Executor::new(host, checkpoints, settings),
+            };
             (Session::new(executor, location.records()), location.logs())
         };
         Ok(NativeSession {
@@ -509,5 +517,10 @@ fn changes(py: Python<'_>, live: &KernelLive) -> PyResult<Changes> {
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<NativeSession>()?;
+    module.add_function(wrap_pyfunction!(crate::ray::run_remote_job, module)?)?;
+    module.add_function(wrap_pyfunction!(
+        crate::ray::ray_backend_conformance,
+        module
+    )?)?;
     Ok(())
 }

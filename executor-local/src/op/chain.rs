@@ -13,6 +13,10 @@ use crate::persist::{CandidatesPart, candidates};
 use crate::record::{Record, ranges_of};
 use crate::report::FinalStatus;
 
+/// The deltas after which a full record comes early (see
+/// [`RecordChain::wants_full`]).
+const MANY_DELTAS: usize = 64;
+
 /// Where an operation's records are, and how much of it they cover.
 pub(crate) struct RecordChain {
     /// The commit that holds the state at submission.
@@ -128,9 +132,14 @@ impl RecordChain {
     /// Whether a record adding `new_entries` is to be full: once the deltas
     /// since the last outweigh it a few times over, so full records (and
     /// the clean-ups after them) are rare, and the bytes they rewrite stay
-    /// linear in the iterations.
+    /// linear in the iterations; or once there are many deltas holding a
+    /// quarter as much as it, so that an operation recording a few
+    /// iterations at a time does not pile up commits (every load and
+    /// clean-up reads them all).
     fn wants_full(&self, new_entries: usize) -> bool {
-        self.delta_entries + new_entries > 3 * self.full_entries.max(256)
+        let entries = self.delta_entries + new_entries;
+        entries > 3 * self.full_entries.max(256)
+            || (self.delta_generations.len() >= MANY_DELTAS && 4 * entries >= self.full_entries)
     }
 
     /// What must survive the clean-up after a record: the submission, and

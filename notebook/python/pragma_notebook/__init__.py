@@ -20,6 +20,7 @@ package only saves and restores variables and talks to IPython.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -55,7 +56,17 @@ _settings = {
     "store": ".pragma",
     "workers": os.cpu_count() or 1,
     "on_conflict": "ask",
+    # From the kernel's environment, so that a restarted kernel takes its
+    # unfinished operations up on the same cluster (`address` None:
+    # ray.init reads RAY_ADDRESS).
+    "backend": os.environ.get("PRAGMA_BACKEND", "local"),
+    "address": None,
+    "ray": {},
 }
+# Settings the session is built with: changing one makes a new session.
+_SESSION_SETTINGS = ("store", "workers", "backend", "address", "ray")
+# Whether `workers` was set (with Ray, the cluster's CPUs otherwise).
+_workers_set = False
 _excluded: set[str] = set()
 _session = None
 # This kernel's operations, in order, with the namespace each came from.
@@ -86,6 +97,8 @@ class Outcome:
     failed_iterations: list[int] = field(default_factory=list)
     usage: dict = field(default_factory=dict)
     reason: str | None = None
+    # The last error of each iteration that failed for good.
+    errors: dict[int, str] = field(default_factory=dict)
 
     def __repr__(self):
         best = (
@@ -123,7 +136,14 @@ def _native_session():
 
         store = _store()
         package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        _session = NativeSession(store, sys.executable, [package], int(_settings["workers"]))
+        workers, dispatcher = int(_settings["workers"]), None
+        if _settings["backend"] == "ray":
+            from .ray_backend import Dispatcher
+
+            dispatcher = Dispatcher(_settings["address"], **_settings["ray"])
+            if not _workers_set:
+                workers = dispatcher.capacity()
+        _session = NativeSession(store, sys.executable, [package], workers, dispatcher)
     return _session
 
 
@@ -276,6 +296,7 @@ def _outcome(summary):
         failed_iterations=[f["iteration"] for f in summary.get("failed_iterations", [])],
         usage=dict(summary.get("usage", {})),
         reason=summary.get("reason"),
+        errors={f["iteration"]: f["error"] for f in summary.get("failed_iterations", [])},
     )
 
 
@@ -361,14 +382,24 @@ def exclude(*names):
 def config(**settings):
     """Sets ``store`` (a directory, ``.pragma`` by default, or
     ``s3://BUCKET/PREFIX`` as for the ``pragma`` command), ``workers`` (the
-    most worker interpreters, the machine's cores by default) or
-    ``on_conflict`` (``take-background``, ``keep-live`` or ``ask``)."""
+    most worker interpreters, the machine's cores by default; with Ray, the
+    most iterations at once, the cluster's CPUs by default),
+    ``on_conflict`` (``take-background``, ``keep-live`` or ``ask``),
+    ``backend`` (``local``, or ``ray`` to run iterations on a Ray
+    cluster), ``address`` (the cluster's, as ``ray.init`` takes it) and
+    ``ray`` (a dict of more ``ray.init`` arguments, such as
+    ``runtime_env``)."""
+    global _workers_set
     for key, value in settings.items():
         if key not in _settings:
             raise ValueError(f"unknown setting `{key}`: use one of {', '.join(_settings)}")
         if key == "on_conflict" and value not in ("take-background", "keep-live", "ask"):
             raise ValueError(f"on_conflict `{value}`: use take-background, keep-live or ask")
-        if key in ("store", "workers") and _session is not None and value != _settings[key]:
+        if key == "backend" and value not in ("local", "ray"):
+            raise ValueError(f"backend `{value}`: use local or ray")
+        if key == "ray" and not isinstance(value, dict):
+            raise ValueError(f"ray `{value!r}`: give a dict of ray.init arguments")
+        if key in _SESSION_SETTINGS and _session is not None and value != _settings[key]:
             if any(op not in _outcomes for op in _ops):
                 raise ValueError(
                     f"`{key}` cannot change while operations of this kernel run: wait for"
@@ -376,6 +407,8 @@ def config(**settings):
                 )
             _reset_session()
         _settings[key] = value
+        if key == "workers":
+            _workers_set = True
         if key == "store" and _ipython() is not None:
             _take_up_unfinished(_ipython())
 
@@ -450,6 +483,12 @@ def _ending_text(op, outcome):
     text = outcome.status
     if outcome.reason:
         text += f" ({outcome.reason})"
+    if outcome.errors:
+        iteration, error = min(outcome.errors.items())
+        more = len(outcome.errors) - 1
+        text += f"; iteration {iteration} failed: {error}" + (
+            f" (and {more} more: `%pragma logs`)" if more else ""
+        )
     applied = _applied.get(op, [])
     if applied:
         text += ", applied: " + ", ".join(applied)
@@ -599,7 +638,7 @@ def _magic(line):
         exclude(*rest)
         return None
     if command == "config":
-        config(**dict(word.split("=", 1) for word in rest))
+        config(**_config_words(rest))
         return None
     if command == "apply":
         op, take, keep, target = None, [], [], None
@@ -614,6 +653,27 @@ def _magic(line):
                 target.append(word)
         return apply(op, take_background=take, keep_live=keep)
     raise ValueError(f"unknown %pragma command `{command}`")
+
+
+def _config_words(words):
+    """``KEY=VALUE`` words as settings; ``ray.NAME=VALUE`` ones gather into
+    the ``ray`` dict, each value read as a Python literal where it is one
+    (``ray.log_to_driver=True``, ``ray.runtime_env={...}``)."""
+    settings, ray_options = {}, {}
+    for word in words:
+        if "=" not in word:
+            raise ValueError(f"`{word}`: write settings as KEY=VALUE")
+        key, value = word.split("=", 1)
+        if key.startswith("ray."):
+            try:
+                ray_options[key[4:]] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                ray_options[key[4:]] = value
+        else:
+            settings[key] = value
+    if ray_options:
+        settings["ray"] = {**_settings["ray"], **ray_options}
+    return settings
 
 
 def load_ipython_extension(ip):

@@ -228,6 +228,17 @@ def evaluate(request, blobs):
 _HANDLERS = {"run": run, "eval": evaluate, "dump": dump_resident}
 
 
+def handle_here(header, blobs):
+    """Answers one request (JSON text and its blobs) in this interpreter,
+    not over the protocol: what a Ray task does in its worker process. The
+    namespace a run leaves is not kept here; it goes to the store."""
+    request = json.loads(header)
+    answer, out = _HANDLERS[request["op"]](request, list(blobs))
+    if request["op"] == "run" and answer.get("ok"):
+        _residents.pop(answer["token"], None)
+    return json.dumps(answer), list(out)
+
+
 def _die_with_parent():
     # A worker outlives its kernel only as an orphan burning CPU on a run
     # nobody takes: when the kernel dies (killed, restarted), so does it.

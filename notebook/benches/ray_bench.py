@@ -1,0 +1,82 @@
+"""The notebook host on a local Ray cluster against plain Ray, in one run.
+
+    target/py-venv/bin/python notebook/benches/ray_bench.py
+
+starts a cluster of two nodes of one CPU each on 127.0.0.1, then prints,
+each a median of a few interleaved rounds: a no-op parallel cell of 200
+iterations (`--parallel-runs 2`) against `ray.get([f.remote(i) for i in
+range(200)])` of the same no-op work, as a ratio (target <= 1.5x) and as
+the milliseconds the notebook host adds per iteration.
+"""
+
+import os
+import statistics
+import tempfile
+import time
+
+# Ray keeps to 127.0.0.1 (see notebook/tests/test_ray.py); read at import.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+import pragma_notebook as pn  # noqa: E402
+import ray  # noqa: E402
+from pragma_notebook.ray_backend import LINGER  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+
+ITERATIONS = 200
+ROUNDS = 3
+
+
+@ray.remote(num_cpus=1, max_retries=0)
+def noop(iteration):
+    return iteration
+
+
+def timed(work):
+    begin = time.perf_counter()
+    work()
+    return time.perf_counter() - begin
+
+
+def through_pragma():
+    cell = f"#pragma parallel --iterations {ITERATIONS} --parallel-runs 2 --max-by x\nx = iteration"
+    outcome = pn.submit(cell, {}).wait()
+    assert outcome.status == "succeeded", outcome
+
+
+def plain_ray():
+    assert ray.get([noop.remote(i) for i in range(ITERATIONS)]) == list(range(ITERATIONS))
+
+
+def main():
+    os.chdir(tempfile.mkdtemp(prefix="pragma-ray-bench-"))
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"node_ip_address": "127.0.0.1", "num_cpus": 1, "include_dashboard": False},
+    )
+    cluster.add_node(node_ip_address="127.0.0.1", num_cpus=1)
+    try:
+        pn.config(backend="ray", address=cluster.address)
+        # Warm both: the workers' processes start once.
+        through_pragma()
+        plain_ray()
+        pairs = []
+        for _ in range(ROUNDS):
+            ours = timed(through_pragma)
+            # The notebook host's idle runners give their CPUs back.
+            time.sleep(LINGER * 2)
+            pairs.append((ours, timed(plain_ray)))
+        ours = statistics.median(p[0] for p in pairs)
+        theirs = statistics.median(p[1] for p in pairs)
+        print(
+            f"{ITERATIONS} no-op parallel iterations on a 2-node local Ray cluster, median of "
+            f"{ROUNDS}: notebook host {ours:.2f} s, plain ray.get {theirs:.2f} s: ratio "
+            f"{ours / theirs:.2f} (target <= 1.5), "
+            f"{(ours - theirs) / ITERATIONS * 1000:.1f} ms added per iteration"
+        )
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,432 @@
+//! Notebook cells on a Ray cluster. Both sides live here:
+//!
+//! - [`RayBackend`], the executor's [`ExecutionBackend`] in the kernel: a
+//!   job whose input state is in the store (a parallel or async
+//!   iteration) is submitted as a Ray task through a dispatcher object of
+//!   the Python package (`pragma_notebook.ray_backend.Dispatcher`); one
+//!   whose input is only in the kernel's memory (a repeat's next
+//!   iteration) runs in the kernel's own workers. The executor keeps
+//!   everything else: scheduling, retries, the preemption budget, the
+//!   selection, checkpoints, conflicts and the apply.
+//! - [`run_remote_job`], what the Ray task calls in its worker process: it
+//!   opens the store, loads the input state, runs the body and the
+//!   selection expression in that interpreter ([`InProcessHost`]), and
+//!   writes the resulting state to the store, as every remote backend's
+//!   worker does ([`run_spec`]); the kernel restores it from there.
+//!
+//! A Ray worker that dies under its task (its node was lost, it was
+//! killed) makes the run a preemption: it runs again, within the budget,
+//! wherever Ray has room. Dropping a job (a cancel) cancels its task with
+//! `ray.cancel(force=True)`.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use pragma_checkpoint::CheckpointLog;
+use pragma_executor_local::{
+    ExecutionBackend, Host, IterationContext, Job, JobOutcome, JobSpec, RemoteOutput, RemoteReport,
+    RunError, WorkerId, run_spec,
+};
+use pragma_selector::Evaluation;
+use pragma_session::StoreLocation;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use crate::host::{Namespace, keep_output, parse_snapshot, run_error, saved_vars, write_snapshot};
+
+/// How long one poll of a task waits for it, at most.
+const POLL_SECONDS: f64 = 0.5;
+
+/// Runs iterations whose input is in the store as Ray tasks, the others
+/// here (see the module docs).
+pub(crate) struct RayBackend {
+    /// `pragma_notebook.ray_backend.Dispatcher`, connected to the cluster.
+    dispatcher: Arc<Py<PyAny>>,
+    capacity: u64,
+    /// The store as every node opens it (an absolute directory, a URL).
+    store: String,
+}
+
+impl RayBackend {
+    pub(crate) fn new(dispatcher: Py<PyAny>, capacity: u64, store: String) -> RayBackend {
+        RayBackend {
+            dispatcher: Arc::new(dispatcher),
+            capacity: capacity.max(1),
+            store,
+        }
+    }
+}
+
+/// Calls `method` of the dispatcher on a blocking thread (the
+/// interpreter's lock is taken there) with the arguments `args` makes.
+async fn call_dispatcher<T>(
+    dispatcher: &Arc<Py<PyAny>>,
+    method: &'static str,
+    args: impl for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyTuple>>
+    + Send
+    + 'static,
+) -> Result<T, String>
+where
+    T: for<'py> FromPyObjectOwned<'py> + Send + 'static,
+{
+    let dispatcher = Arc::clone(dispatcher);
+    tokio::task::spawn_blocking(move || {
+        Python::attach(|py| {
+            let args = args(py)?;
+            dispatcher
+                .bind(py)
+                .call_method1(method, args)?
+                .extract::<T>()
+                .map_err(Into::into)
+        })
+        .map_err(|e: PyErr| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// A submitted task, cancelled (forcibly) if the job is dropped first.
+struct TaskGuard {
+    dispatcher: Arc<Py<PyAny>>,
+    task: Option<Arc<Py<PyAny>>>,
+}
+
+impl TaskGuard {
+    /// The task ended: nothing to cancel.
+    fn ended(&mut self) {
+        self.task = None;
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            let dispatcher = Arc::clone(&self.dispatcher);
+            // Off the async thread: cancelling takes the interpreter's lock.
+            std::thread::spawn(move || {
+                Python::attach(|py| {
+                    if let Err(e) = dispatcher.call_method1(py, "cancel", (task.clone_ref(py),)) {
+                        eprintln!("pragma: the Ray task could not be cancelled: {e}");
+                    }
+                })
+            });
+        }
+    }
+}
+
+/// A remote run that failed before it could say so itself.
+fn failed(message: String) -> JobOutcome {
+    JobOutcome::Remote(RemoteOutput {
+        result: Err(RunError::Failed(message)),
+        evaluation: None,
+        seconds: 0.0,
+        lost_runs: 0,
+    })
+}
+
+#[async_trait]
+impl ExecutionBackend for RayBackend {
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    async fn execute(&self, _worker: WorkerId, job: Job) -> JobOutcome {
+        // Only this process has the input (a repeat's chained state).
+        if job.spec().input.is_none() {
+            return job.run_here().await;
+        }
+        let spec = job.into_spec();
+        let json = match serde_json::to_string(&spec) {
+            Ok(json) => json,
+            Err(e) => return failed(format!("the job cannot be sent to Ray: {e}")),
+        };
+        let store = self.store.clone();
+        let submitted: Result<Py<PyAny>, String> =
+            call_dispatcher(&self.dispatcher, "submit", move |py| {
+                (json, store).into_pyobject(py)
+            })
+            .await;
+        let task = match submitted {
+            Ok(task) => Arc::new(task),
+            Err(e) => return failed(format!("the iteration could not be submitted to Ray: {e}")),
+        };
+        let mut guard = TaskGuard {
+            dispatcher: Arc::clone(&self.dispatcher),
+            task: Some(Arc::clone(&task)),
+        };
+        loop {
+            let task = Arc::clone(&task);
+            let polled: Result<Option<(String, String)>, String> =
+                call_dispatcher(&self.dispatcher, "poll", move |py| {
+                    (task.clone_ref(py), POLL_SECONDS).into_pyobject(py)
+                })
+                .await;
+            let (kind, text) = match polled {
+                Ok(None) => continue,
+                Ok(Some(ended)) => ended,
+                Err(e) => {
+                    guard.ended();
+                    return failed(format!("Ray could not say how the iteration went: {e}"));
+                }
+            };
+            guard.ended();
+            return match kind.as_str() {
+                "done" => match serde_json::from_str::<RemoteReport>(&text)
+                    .map_err(|e| e.to_string())
+                    .and_then(RemoteOutput::try_from)
+                {
+                    Ok(output) => JobOutcome::Remote(output),
+                    Err(e) => failed(format!("the Ray task's report is unreadable: {e}")),
+                },
+                "lost" => {
+                    tracing_lost(&spec, &text);
+                    JobOutcome::Lost
+                }
+                _ => failed(text),
+            };
+        }
+    }
+}
+
+/// Says on standard error that a run was lost (the executor runs it again).
+fn tracing_lost(spec: &JobSpec, why: &str) {
+    eprintln!(
+        "pragma: iteration {} of {} was lost on the Ray cluster and runs again: {why}",
+        spec.iteration, spec.op
+    );
+}
+
+/// Runs bodies in this interpreter (a Ray worker's), with the request
+/// handlers of `pragma_notebook.worker`: the namespace travels in and out
+/// of the store, never resident.
+pub(crate) struct InProcessHost {
+    logs: Option<PathBuf>,
+}
+
+impl InProcessHost {
+    /// Sends one request to `pragma_notebook.worker.handle_here`.
+    async fn call(
+        &self,
+        header: serde_json::Value,
+        blobs: Vec<Vec<u8>>,
+    ) -> Result<(serde_json::Value, Vec<Vec<u8>>), String> {
+        tokio::task::spawn_blocking(move || {
+            Python::attach(|py| -> PyResult<(String, Vec<Vec<u8>>)> {
+                let worker = py.import("pragma_notebook.worker")?;
+                let blobs: Vec<Bound<'_, PyBytes>> =
+                    blobs.iter().map(|b| PyBytes::new(py, b)).collect();
+                worker
+                    .call_method1("handle_here", (header.to_string(), blobs))?
+                    .extract()
+            })
+            .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .and_then(|(answer, blobs)| {
+            serde_json::from_str(&answer)
+                .map(|answer| (answer, blobs))
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+fn owned(blobs: Vec<&[u8]>) -> Vec<Vec<u8>> {
+    blobs.into_iter().map(<[u8]>::to_vec).collect()
+}
+
+#[async_trait]
+impl Host for InProcessHost {
+    type State = Namespace;
+
+    async fn run(
+        &self,
+        body: &str,
+        state: &mut Namespace,
+        ctx: &IterationContext,
+    ) -> Result<(), RunError> {
+        let (names, blobs) = state.names_and_blobs()?;
+        let (var, iteration) = state.iteration_var();
+        let header = json!({
+            "op": "run",
+            "body": body,
+            "vars": names,
+            "resident": null,
+            "dump": true,
+            "iteration_var": var,
+            "iteration": iteration,
+            "seed": ctx.seed,
+        });
+        let blobs = owned(blobs);
+        let (answer, blobs) = self.call(header, blobs).await.map_err(RunError::Failed)?;
+        keep_output(self.logs.as_deref(), ctx, &answer).await;
+        if answer["ok"] != true {
+            return Err(run_error(&answer));
+        }
+        *state = Namespace::from_saved(saved_vars(&answer, blobs));
+        Ok(())
+    }
+
+    async fn evaluate(&self, expr: &str, state: &Namespace) -> Evaluation {
+        let (names, blobs) = match state.names_and_blobs() {
+            Ok(carried) => carried,
+            Err(e) => return Evaluation::failed(e.to_string()),
+        };
+        let (var, iteration) = state.iteration_var();
+        let header = json!({
+            "op": "eval",
+            "expr": expr,
+            "vars": names,
+            "resident": null,
+            "iteration_var": var,
+            "iteration": iteration,
+        });
+        match self.call(header, owned(blobs)).await {
+            Err(e) => Evaluation::failed(e),
+            Ok((answer, _)) if answer["ok"] == true => {
+                let text = answer["score"].as_str().unwrap_or("nan");
+                match text.parse::<f64>() {
+                    Ok(score) => Evaluation::Score(score),
+                    Err(_) => Evaluation::failed(format!("the score `{text}` is not a number")),
+                }
+            }
+            Ok((answer, _)) => Evaluation::failed(
+                answer["error"]
+                    .as_str()
+                    .unwrap_or("the expression failed")
+                    .to_owned(),
+            ),
+        }
+    }
+
+    async fn snapshot(
+        &self,
+        state: &Namespace,
+        out: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> io::Result<()> {
+        write_snapshot(state, out).await
+    }
+
+    async fn restore(&self, input: &mut (dyn AsyncRead + Send + Unpin)) -> io::Result<Namespace> {
+        let mut bytes = Vec::new();
+        input.read_to_end(&mut bytes).await?;
+        parse_snapshot(&bytes)
+    }
+
+    fn set_iteration_var(&self, state: &mut Namespace, name: &str, iteration: u64) {
+        state.iteration = Some((name.to_owned(), iteration));
+    }
+
+    fn remove_iteration_var(&self, state: &mut Namespace, name: &str) {
+        state.iteration = None;
+        state.vars.remove(name);
+    }
+}
+
+/// The runtime and the opened stores of this process (a Ray worker runs
+/// many tasks; each store is opened once).
+fn remote_runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn opened_store(store: &str) -> Result<StoreLocation, String> {
+    static STORES: OnceLock<Mutex<HashMap<String, StoreLocation>>> = OnceLock::new();
+    let stores = STORES.get_or_init(Mutex::default);
+    if let Some(location) = stores.lock().ok().and_then(|s| s.get(store).cloned()) {
+        return Ok(location);
+    }
+    let location = StoreLocation::existing(store)?;
+    if let Ok(mut stores) = stores.lock() {
+        stores.insert(store.to_owned(), location.clone());
+    }
+    Ok(location)
+}
+
+/// This machine's name, for messages.
+fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "this node".to_owned())
+}
+
+/// Runs the job `spec` (JSON) against the store `store` in this process,
+/// a Ray worker: restores its input state, runs the body and the selection
+/// expression here, writes the resulting state to the store, and returns
+/// the report (JSON) the kernel reads. A store this node cannot reach
+/// fails the iteration with a message naming it.
+#[pyfunction]
+pub(crate) fn run_remote_job(py: Python<'_>, spec: &str, store: &str) -> PyResult<String> {
+    let spec: JobSpec = serde_json::from_str(spec)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("a job spec: {e}")))?;
+    let runtime = remote_runtime().map_err(pyo3::exceptions::PyRuntimeError::new_err)?;
+    let report = py.detach(|| {
+        runtime.block_on(async {
+            let begin = std::time::Instant::now();
+            let unreachable = |e: String| RemoteOutput {
+                result: Err(RunError::Failed(format!(
+                    "the store `{store}` cannot be reached from {}: {e} (every Ray node must \
+                     reach it: a shared directory, or an s3:// store)",
+                    node_name()
+                ))),
+                evaluation: None,
+                seconds: begin.elapsed().as_secs_f64(),
+                lost_runs: 0,
+            };
+            let location = match opened_store(store) {
+                Ok(location) => location,
+                Err(e) => return RemoteReport::from(&unreachable(e)),
+            };
+            let log = CheckpointLog::new(Arc::clone(&location.checkpoints));
+            let key = match spec.result_key() {
+                Ok(key) => key,
+                Err(e) => return RemoteReport::from(&unreachable(e)),
+            };
+            // Run logs only where the kernel reads them too: beside a
+            // shared directory store.
+            let host = InProcessHost {
+                logs: (!store.contains("://")).then(|| location.logs()),
+            };
+            let mut output = run_spec(&host, &log, &spec, &key).await;
+            // An input this node cannot read names the store.
+            if let Err(RunError::Failed(message)) = &output.result
+                && let Some(reason) = message.strip_prefix("reading the input state: ")
+            {
+                output.result = unreachable(reason.to_owned()).result;
+            }
+            RemoteReport::from(&output)
+        })
+    });
+    serde_json::to_string(&report)
+        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+}
+
+/// Runs the executor's `ExecutionBackend` conformance suite against a Ray
+/// backend on `dispatcher`; the problem found, if any.
+#[pyfunction]
+pub(crate) fn ray_backend_conformance(
+    py: Python<'_>,
+    dispatcher: Py<PyAny>,
+    capacity: u64,
+    store: String,
+) -> PyResult<Option<String>> {
+    let backend = RayBackend::new(dispatcher, capacity, store);
+    let runtime = remote_runtime().map_err(pyo3::exceptions::PyRuntimeError::new_err)?;
+    let found =
+        py.detach(|| runtime.block_on(pragma_executor_local::conformance::backend(&backend)));
+    Ok(found.err().map(|e| e.to_string()))
+}

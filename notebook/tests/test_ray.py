@@ -1,0 +1,267 @@
+"""Notebook cells on a real Ray cluster: two nodes started here on the
+loopback address only (``ray.cluster_utils.Cluster``), driven from real
+Jupyter kernels (nbclient) with ``%pragma config backend=ray``."""
+
+import concurrent.futures
+import os
+import pathlib
+import time
+
+import pytest
+
+# Every Ray process (the nodes here, the kernels' drivers, their workers,
+# this process) keeps to 127.0.0.1: Ray otherwise turns a loopback address
+# into the machine's own. Ray reads it when it is imported.
+LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+os.environ.update(LOOPBACK_ONLY)
+
+ray = pytest.importorskip("ray", reason="Ray is installed with ./notebook[test]")
+from ray.cluster_utils import Cluster  # noqa: E402
+from test_notebook import notebook_client, run, shown  # noqa: E402
+
+
+def start_cluster():
+    """A head node and a worker node, one CPU each, on 127.0.0.1."""
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"node_ip_address": "127.0.0.1", "num_cpus": 1, "include_dashboard": False},
+    )
+    worker = cluster.add_node(node_ip_address="127.0.0.1", num_cpus=1)
+    return cluster, worker
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    cluster, _ = start_cluster()
+    yield cluster
+    cluster.shutdown()
+
+
+@pytest.fixture
+def own_cluster():
+    """A cluster of this test's own (it loses a node)."""
+    cluster, worker = start_cluster()
+    yield cluster, worker
+    cluster.shutdown()
+
+
+def on_ray(cluster, store=None):
+    """The config cell that puts the kernel's operations on `cluster`."""
+    line = f"%pragma config backend=ray address={cluster.address}"
+    return line + (f" store={store}" if store else "")
+
+
+def files(directory, prefix):
+    return sorted(p.name for p in pathlib.Path(directory).glob(prefix + "*"))
+
+
+def wait_for(condition, what, timeout=60):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+PARALLEL = (
+    "#pragma parallel --iterations 6 --parallel-runs 2 --max-by score\n"
+    "import sys, time\n"
+    "time.sleep(0.5)\n"
+    "ray = sys.modules.get('ray')  # there in a Ray worker only\n"
+    "node = ray.get_runtime_context().get_node_id() if ray else 'here'\n"
+    "del ray\n"
+    "open(f'{where}/node-{iteration}', 'w').write(node)\n"
+    "score = (iteration * 7) % 5 + base\n"
+)
+
+
+def test_a_parallel_cell_spreads_over_both_nodes_with_the_local_backends_outcome(tmp_path, cluster):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cells = [
+        f"base = 10\nwhere = {str(marks)!r}",
+        PARALLEL,
+        "outcome = %pragma wait\n"
+        "print(outcome.status, outcome.best_iteration, outcome.best_score, score, "
+        "outcome.failed_iterations)",
+        "%pragma report",
+    ]
+    (tmp_path / "local").mkdir()
+    local = run(tmp_path / "local", *cells)
+    on_cluster = run(tmp_path, on_ray(cluster), *cells)
+    # The same outcome, iteration by iteration.
+    assert local[2] == "succeeded 2 14.0 14 []\n", local
+    assert on_cluster[3] == local[2], (on_cluster, local)
+    assert table(on_cluster[4]) == table(local[3]), (on_cluster[4], local[3])
+    # Spread over both nodes of the cluster.
+    nodes = {(marks / f"node-{i}").read_text() for i in range(6)}
+    assert len(nodes) == 2 and "here" not in nodes, nodes
+
+
+def table(report):
+    """The candidate rows of a report (iteration and score), in order."""
+    rows = [line.split() for line in report.splitlines()]
+    return sorted(row[:2] for row in rows if len(row) >= 2 and row[0].isdigit())
+
+
+def test_a_node_lost_mid_operation_costs_only_its_run(tmp_path, own_cluster):
+    cluster, worker_node = own_cluster
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cell = (
+        "#pragma parallel --iterations 4 --parallel-runs 2 --max-by v\n"
+        "import ray, time\n"
+        "node = ray.get_runtime_context().get_node_id()\n"
+        "open(f'{where}/started-{iteration}-{node}-{time.time()}', 'w').close()\n"
+        "time.sleep(2)\n"
+        "v = iteration"
+    )
+    client = notebook_client(
+        tmp_path,
+        [
+            on_ray(cluster),
+            f"where = {str(marks)!r}",
+            cell,
+            "outcome = %pragma wait\n"
+            "print('ended:', outcome.status, outcome.best_iteration, v, "
+            "outcome.failed_iterations)\n"
+            "print('usage:', outcome.usage['iterations_run'], outcome.usage['work_lost'])",
+        ],
+        timeout=180,
+    )
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        executed = pool.submit(client.execute)
+        # Once an iteration runs on the worker node, the node goes.
+        on_worker = f"-{worker_node.node_id}-"
+        wait_for(
+            lambda: any(on_worker in name for name in files(marks, "started-")),
+            "an iteration on the worker node",
+        )
+        cluster.remove_node(worker_node, allow_graceful=False)
+        executed.result(timeout=180)
+    # (Ray's driver says on its own that the node's raylet died.)
+    said = shown(client.nb.cells[-1]).splitlines()
+    lines = [line for line in said if line.startswith(("ended:", "usage:"))]
+    assert lines[0] == "ended: succeeded 3 3 []", said
+    runs, lost = map(int, lines[1].split()[1:])
+    # The run cut short ran again on the other node, and counts as lost.
+    assert lost >= 1 and runs >= 5, lines
+    started = files(marks, "started-")
+    assert {name.split("-")[1] for name in started} == {"0", "1", "2", "3"}, started
+
+
+def test_cancel_stops_the_ray_tasks_within_seconds(tmp_path, cluster):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cell = (
+        "#pragma parallel --iterations 4 --parallel-runs 2 --max-by 1\n"
+        "import time\n"
+        "for beat in range(600):\n"
+        "    open(f'{where}/beat-{iteration}', 'w').write(str(beat))\n"
+        "    time.sleep(0.1)\n"
+    )
+    client = notebook_client(
+        tmp_path,
+        [
+            on_ray(cluster),
+            f"where = {str(marks)!r}",
+            cell,
+            "import os, time\n"
+            f"while len(os.listdir({str(marks)!r})) < 2:\n"
+            "    time.sleep(0.05)\n"
+            "%pragma cancel\n"
+            "outcome = %pragma wait\n"
+            "print(outcome.status)",
+        ],
+    )
+    client.execute()
+    cancelled = time.time()
+    assert shown(client.nb.cells[-1]).strip() == "cancelled"
+
+    def beating():
+        return {p.name: p.stat().st_mtime for p in marks.iterdir()}
+
+    # Within a few seconds no body beats any more.
+    deadline = cancelled + 5
+    while True:
+        before = beating()
+        time.sleep(1.0)
+        if beating() == before:
+            break
+        assert time.time() < deadline, "the Ray tasks still run after the cancel"
+
+
+def test_a_kernel_restart_mid_operation_never_runs_a_recorded_iteration_again(
+    tmp_path, cluster, monkeypatch
+):
+    # A restarted kernel takes up its operations on the cluster its
+    # environment names.
+    monkeypatch.setenv("PRAGMA_BACKEND", "ray")
+    monkeypatch.setenv("RAY_ADDRESS", cluster.address)
+    log = tmp_path / "runs.log"
+    cell = (
+        "#pragma parallel --iterations 10 --parallel-runs 2 --max-by v\n"
+        "import time\ntime.sleep(0.4)\nv = iteration\n"
+        f"with open({str(log)!r}, 'a') as runs:\n"
+        "    runs.write(f'{iteration}\\n')\n"
+        "del runs"
+    )
+    crash = (
+        "import os, time\n"
+        f"while not os.path.exists({str(log)!r}) or len(open({str(log)!r}).read().split()) < 4:\n"
+        "    time.sleep(0.05)\n"
+        "time.sleep(0.3)\n"
+        "os.kill(os.getpid(), 9)"
+    )
+    from nbclient.exceptions import DeadKernelError
+
+    first = notebook_client(tmp_path, [cell, crash])
+    with pytest.raises(DeadKernelError):
+        first.execute()
+    texts = run(
+        tmp_path,
+        "outcome = %pragma wait\nprint(outcome.status, outcome.best_iteration, v)",
+    )
+    assert texts[-1].strip() == "succeeded 9 9", texts
+    runs = [int(line) for line in log.read_text().split()]
+    assert sorted(set(runs)) == list(range(10)), runs
+    # Only runs the records did not hold ran again: at most those in
+    # flight (2) and those finished since the last record.
+    assert len(runs) - 10 <= 4, runs
+
+
+def test_an_unreachable_store_fails_the_iteration_naming_it(tmp_path, cluster, monkeypatch):
+    endpoint = os.environ.get("PRAGMA_TEST_S3_ENDPOINT")
+    if not endpoint:
+        assert not os.environ.get("CI"), "under CI .ci/run starts SeaweedFS"
+        pytest.skip("PRAGMA_TEST_S3_ENDPOINT is not set (see scripts/start-seaweedfs)")
+    monkeypatch.setenv("AWS_ENDPOINT", endpoint)
+    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    bucket = os.environ.get("PRAGMA_TEST_S3_BUCKET", "pragma")
+    url = f"s3://{bucket}/ray-{os.getpid()}-{tmp_path.name}"
+    # The kernel reaches the store; the Ray workers are sent elsewhere.
+    nowhere = '{"env_vars":{"AWS_ENDPOINT":"http://127.0.0.1:9"}}'
+    texts = run(
+        tmp_path,
+        f"{on_ray(cluster, url)} ray.runtime_env={nowhere}",
+        "#pragma parallel --iterations 2 --max-by v\nv = iteration",
+        "outcome = %pragma wait\nprint(outcome.status)\nprint(outcome.errors[0])",
+        timeout=180,
+    )
+    lines = texts[2].splitlines()
+    assert lines[-2] == "failed", texts
+    assert f"the store `{url}` cannot be reached from" in lines[-1], texts
+    # And the submitting cell's line says so.
+    assert f"iteration 0 failed: the store `{url}` cannot be reached" in texts[1], texts
+
+
+def test_the_ray_backend_passes_the_execution_backend_conformance_suite(tmp_path, cluster):
+    from pragma_notebook import _native
+    from pragma_notebook.ray_backend import Dispatcher
+
+    try:
+        dispatcher = Dispatcher(cluster.address)
+        found = _native.ray_backend_conformance(dispatcher, dispatcher.capacity(), str(tmp_path))
+    finally:
+        ray.shutdown()
+    assert found is None, found
