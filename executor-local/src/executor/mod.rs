@@ -24,7 +24,7 @@ use crate::coordinator::{Coordinator, Msg};
 use crate::host::Host;
 use crate::op::selector_of;
 use crate::op::{NewOp, RecordedChain};
-use crate::persist::candidates::{Candidates, OpenPart};
+use crate::persist::candidates::{Candidates, OpenPart, commits_of};
 use crate::persist::{CandidatesPart, commit_state, restore_part, whole_record};
 use crate::record::{Record, count_of, scheduler_ranges, score_value};
 use crate::report::{BestScore, CandidateScore, OperationSummary, Status, Usage};
@@ -341,12 +341,13 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         let record = whole_record(op, &checkpoints, latest)?;
         let base = latest.meta_as::<Record>().ok().and_then(|r| r.base);
         let chain = RecordedChain::of(&checkpoints, latest, base);
+        let commits = commits_of(op, &checkpoints, &chain.generations())?;
         let shared: Arc<dyn OpenPart> = self.shared.clone();
         Ok(Candidates::new(
             op,
             shared,
             record.candidates.iter().map(CandidateScore::from).collect(),
-            chain.generations(),
+            commits,
             record.candidates_held(),
         ))
     }

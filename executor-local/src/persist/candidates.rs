@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use pragma_checkpoint::{Reader, Store};
+use pragma_checkpoint::{Manifest, Reader, Store};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines};
 
 use crate::error::ExecError;
@@ -71,31 +71,61 @@ fn decode(line: &str) -> Result<CandidateScore, String> {
     })
 }
 
-/// Opens a commit's part (the store, type-erased so that [`Candidates`]
+/// Reads commits' parts (the store, type-erased so that [`Candidates`]
 /// names neither the host nor the store).
 pub(crate) trait OpenPart: Send + Sync {
-    /// The commit `generation` of `op`, if it has a `candidates` part.
-    fn candidates_of<'a>(
+    /// The usable commits of `op`, oldest first.
+    fn commits<'a>(
         &'a self,
         op: &'a str,
-        generation: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Manifest>, ExecError>> + Send + 'a>>;
+
+    /// The `candidates` part of `manifest`'s commit, if it has one; the
+    /// reader fails at its end if the bytes do not match their checksum.
+    fn candidates_of<'a>(
+        &'a self,
+        manifest: &'a Manifest,
     ) -> Pin<Box<dyn Future<Output = Result<Option<Reader>, ExecError>> + Send + 'a>>;
 }
 
 impl<H: Send + Sync, S: Store> OpenPart for Shared<H, S> {
-    fn candidates_of<'a>(
+    fn commits<'a>(
         &'a self,
         op: &'a str,
-        generation: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Manifest>, ExecError>> + Send + 'a>> {
+        Box::pin(async move { Ok(self.log.checkpoints(op).await?) })
+    }
+
+    fn candidates_of<'a>(
+        &'a self,
+        manifest: &'a Manifest,
     ) -> Pin<Box<dyn Future<Output = Result<Option<Reader>, ExecError>> + Send + 'a>> {
         Box::pin(async move {
-            let manifest = self.log.load(op, generation).await?;
             if !manifest.parts().iter().any(|p| p.name == PART) {
                 return Ok(None);
             }
-            Ok(Some(self.log.open_part(&manifest, PART).await?))
+            Ok(Some(self.log.open_part(manifest, PART).await?))
         })
     }
+}
+
+/// The commits of `generations` among `commits`, in that order; a missing
+/// one is named.
+pub(crate) fn commits_of(
+    op: &str,
+    commits: &[Manifest],
+    generations: &[u64],
+) -> Result<Vec<Manifest>, ExecError> {
+    generations
+        .iter()
+        .map(|&generation| {
+            commits
+                .iter()
+                .find(|m| m.generation() == generation)
+                .cloned()
+                .ok_or_else(|| damaged(op, generation, "the checkpoint is gone"))
+        })
+        .collect()
 }
 
 /// Streams into `writer` the candidates parts of `generations` of `op` (in
@@ -110,11 +140,13 @@ pub(crate) async fn stream_into(
     failed: Arc<Mutex<Option<String>>>,
 ) -> Result<(), ExecError> {
     let result = async {
-        for &generation in generations {
-            if let Some(mut part) = store.candidates_of(op, generation).await? {
+        // One listing of the commits, not one per part.
+        let commits = store.commits(op).await?;
+        for manifest in commits_of(op, &commits, generations)? {
+            if let Some(mut part) = store.candidates_of(&manifest).await? {
                 tokio::io::copy(&mut part, &mut writer)
                     .await
-                    .map_err(|e| damaged(op, generation, &e.to_string()))?;
+                    .map_err(|e| damaged(op, manifest.generation(), &e.to_string()))?;
             }
         }
         writer.write_all(new).await.map_err(ExecError::State)?;
@@ -145,7 +177,7 @@ pub struct Candidates {
     /// Candidates of earlier versions' records, kept in their metadata.
     from_metadata: VecDeque<CandidateScore>,
     /// The commits whose parts are still to be read.
-    generations: VecDeque<u64>,
+    commits: VecDeque<Manifest>,
     /// The part being read, and its commit.
     current: Option<(u64, Lines<BufReader<Reader>>)>,
     count: u64,
@@ -165,14 +197,14 @@ impl Candidates {
         op: &str,
         store: Arc<dyn OpenPart>,
         from_metadata: Vec<CandidateScore>,
-        generations: Vec<u64>,
+        commits: Vec<Manifest>,
         count: u64,
     ) -> Self {
         Candidates {
             op: op.to_owned(),
             store,
             from_metadata: from_metadata.into(),
-            generations: generations.into(),
+            commits: commits.into(),
             current: None,
             count,
         }
@@ -201,17 +233,19 @@ impl Candidates {
                     Ok(None) => self.current = None,
                     Err(e) => {
                         self.current = None;
-                        self.generations.clear();
+                        self.commits.clear();
                         return Some(Err(damaged(&self.op, generation, &e.to_string())));
                     }
                 }
             }
-            let generation = self.generations.pop_front()?;
-            match self.store.candidates_of(&self.op, generation).await {
-                Ok(Some(part)) => self.current = Some((generation, BufReader::new(part).lines())),
+            let manifest = self.commits.pop_front()?;
+            match self.store.candidates_of(&manifest).await {
+                Ok(Some(part)) => {
+                    self.current = Some((manifest.generation(), BufReader::new(part).lines()));
+                }
                 Ok(None) => {}
                 Err(e) => {
-                    self.generations.clear();
+                    self.commits.clear();
                     return Some(Err(e));
                 }
             }
