@@ -47,6 +47,23 @@ async fn run_reading(
     (outcome, events, candidates)
 }
 
+/// The iterations of `op`'s candidates in the store, in order.
+async fn candidate_iterations(
+    executor: &Executor<ScriptedHost, MemoryStore>,
+    op: &str,
+) -> Vec<u64> {
+    let candidates = executor.candidates(op).await.unwrap();
+    let mut iterations: Vec<u64> = candidates
+        .collect()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.iteration)
+        .collect();
+    iterations.sort_unstable();
+    iterations
+}
+
 fn best(outcome: &Outcome<MapState>) -> (u64, Option<f64>) {
     let best = outcome.best.as_ref().expect("a best state");
     (best.iteration, best.score)
@@ -319,18 +336,10 @@ mod control {
         assert_eq!(summary.status, Some(FinalStatus::Succeeded));
         assert_eq!((summary.done, summary.candidate_count), (600, 600));
         assert_eq!(summary.best.map(|b| b.iteration), Some(321));
-        let mut iterations: Vec<u64> = again
-            .candidates(&op)
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap()
-            .iter()
-            .map(|c| c.iteration)
-            .collect();
-        iterations.sort_unstable();
-        assert_eq!(iterations, (0..600).collect::<Vec<_>>());
+        assert_eq!(
+            candidate_iterations(&again, &op).await,
+            (0..600).collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,18 +377,10 @@ mod control {
         );
         // Nothing ran twice, and every iteration is a candidate once.
         assert_eq!(host.runs().len(), 120);
-        let mut iterations: Vec<u64> = executor
-            .candidates(&outcome.op)
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap()
-            .iter()
-            .map(|c| c.iteration)
-            .collect();
-        iterations.sort_unstable();
-        assert_eq!(iterations, (0..120).collect::<Vec<_>>());
+        assert_eq!(
+            candidate_iterations(&executor, &outcome.op).await,
+            (0..120).collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]

@@ -129,6 +129,18 @@ impl Namespace {
         }
     }
 
+    /// Sets the iteration variable `name` to `iteration` for the next run.
+    pub(crate) fn set_iteration(&mut self, name: &str, iteration: u64) {
+        self.iteration = Some((name.to_owned(), iteration));
+    }
+
+    /// Removes the iteration variable `name` (a worker drops it after each
+    /// run: only what is here has it).
+    pub(crate) fn remove_iteration(&mut self, name: &str) {
+        self.iteration = None;
+        self.vars.remove(name);
+    }
+
     /// The iteration variable to set, and its value, if any.
     pub(crate) fn iteration_var(&self) -> (Option<&str>, Option<u64>) {
         match &self.iteration {
@@ -349,19 +361,7 @@ impl Host for PythonHost {
         let to = held.map(|(worker, _)| worker);
         match self.pool.call(to, &header, &blobs, &never).await {
             Err(e) => Evaluation::failed(e.to_string()),
-            Ok((answer, _, _)) if answer["ok"] == true => {
-                let text = answer["score"].as_str().unwrap_or("nan");
-                match text.parse::<f64>() {
-                    Ok(score) => Evaluation::Score(score),
-                    Err(_) => Evaluation::failed(format!("the score `{text}` is not a number")),
-                }
-            }
-            Ok((answer, _, _)) => Evaluation::failed(
-                answer["error"]
-                    .as_str()
-                    .unwrap_or("the expression failed")
-                    .to_owned(),
-            ),
+            Ok((answer, _, _)) => evaluation_of(&answer),
         }
     }
 
@@ -375,20 +375,43 @@ impl Host for PythonHost {
     }
 
     async fn restore(&self, input: &mut (dyn AsyncRead + Send + Unpin)) -> io::Result<Namespace> {
-        let mut bytes = Vec::new();
-        input.read_to_end(&mut bytes).await?;
-        parse_snapshot(&bytes)
+        read_snapshot(input).await
     }
 
     fn set_iteration_var(&self, state: &mut Namespace, name: &str, iteration: u64) {
-        state.iteration = Some((name.to_owned(), iteration));
+        state.set_iteration(name, iteration);
     }
 
     fn remove_iteration_var(&self, state: &mut Namespace, name: &str) {
-        // A worker drops it after each run: only what is here has it.
-        state.iteration = None;
-        state.vars.remove(name);
+        state.remove_iteration(name);
     }
+}
+
+/// What a worker's answer to an evaluation says: the score, or why there
+/// is none.
+pub(crate) fn evaluation_of(answer: &serde_json::Value) -> Evaluation {
+    if answer["ok"] != true {
+        return Evaluation::failed(
+            answer["error"]
+                .as_str()
+                .unwrap_or("the expression failed")
+                .to_owned(),
+        );
+    }
+    let text = answer["score"].as_str().unwrap_or("nan");
+    match text.parse::<f64>() {
+        Ok(score) => Evaluation::Score(score),
+        Err(_) => Evaluation::failed(format!("the score `{text}` is not a number")),
+    }
+}
+
+/// A namespace snapshot read whole from `input`.
+pub(crate) async fn read_snapshot(
+    input: &mut (dyn AsyncRead + Send + Unpin),
+) -> io::Result<Namespace> {
+    let mut bytes = Vec::new();
+    input.read_to_end(&mut bytes).await?;
+    parse_snapshot(&bytes)
 }
 
 /// How a worker said a run failed.
@@ -447,7 +470,7 @@ pub(crate) async fn write_snapshot(
 /// The start of a namespace snapshot, and its format version.
 const MAGIC: &[u8] = b"pragma-namespace 1\n";
 
-pub(crate) fn parse_snapshot(bytes: &[u8]) -> io::Result<Namespace> {
+fn parse_snapshot(bytes: &[u8]) -> io::Result<Namespace> {
     let invalid = |what: &str| {
         io::Error::new(
             io::ErrorKind::InvalidData,

@@ -35,9 +35,11 @@ use pragma_session::StoreLocation;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::host::{Namespace, keep_output, parse_snapshot, run_error, saved_vars, write_snapshot};
+use crate::host::{
+    Namespace, evaluation_of, keep_output, read_snapshot, run_error, saved_vars, write_snapshot,
+};
 
 /// How long one poll of a task waits for it, at most.
 const POLL_SECONDS: f64 = 0.5;
@@ -288,19 +290,7 @@ impl Host for InProcessHost {
         });
         match self.call(header, owned(blobs)).await {
             Err(e) => Evaluation::failed(e),
-            Ok((answer, _)) if answer["ok"] == true => {
-                let text = answer["score"].as_str().unwrap_or("nan");
-                match text.parse::<f64>() {
-                    Ok(score) => Evaluation::Score(score),
-                    Err(_) => Evaluation::failed(format!("the score `{text}` is not a number")),
-                }
-            }
-            Ok((answer, _)) => Evaluation::failed(
-                answer["error"]
-                    .as_str()
-                    .unwrap_or("the expression failed")
-                    .to_owned(),
-            ),
+            Ok((answer, _)) => evaluation_of(&answer),
         }
     }
 
@@ -313,18 +303,15 @@ impl Host for InProcessHost {
     }
 
     async fn restore(&self, input: &mut (dyn AsyncRead + Send + Unpin)) -> io::Result<Namespace> {
-        let mut bytes = Vec::new();
-        input.read_to_end(&mut bytes).await?;
-        parse_snapshot(&bytes)
+        read_snapshot(input).await
     }
 
     fn set_iteration_var(&self, state: &mut Namespace, name: &str, iteration: u64) {
-        state.iteration = Some((name.to_owned(), iteration));
+        state.set_iteration(name, iteration);
     }
 
     fn remove_iteration_var(&self, state: &mut Namespace, name: &str) {
-        state.iteration = None;
-        state.vars.remove(name);
+        state.remove_iteration(name);
     }
 }
 

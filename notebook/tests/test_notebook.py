@@ -366,17 +366,24 @@ def test_a_worker_killed_mid_iteration_costs_only_its_run(tmp_path):
     assert texts[1].splitlines() == ["succeeded 3 3 []", "5 1"], texts
 
 
-def test_an_s3_store_keeps_the_checkpoints_in_the_bucket(tmp_path, monkeypatch):
+def s3_store(tmp_path, monkeypatch, name):
+    """A store URL in the SeaweedFS bucket that .ci/run starts (the test is
+    skipped without one, except under CI), with the kernels' environment
+    set to reach it."""
     endpoint = os.environ.get("PRAGMA_TEST_S3_ENDPOINT")
     if not endpoint:
         assert not os.environ.get("CI"), "under CI .ci/run starts SeaweedFS"
         pytest.skip("PRAGMA_TEST_S3_ENDPOINT is not set (see scripts/start-seaweedfs)")
-    # The kernel takes its environment from here.
+    # A kernel takes its environment from here.
     monkeypatch.setenv("AWS_ENDPOINT", endpoint)
     monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     bucket = os.environ.get("PRAGMA_TEST_S3_BUCKET", "pragma")
-    url = f"s3://{bucket}/notebook-{os.getpid()}-{tmp_path.name}"
+    return f"s3://{bucket}/{name}-{os.getpid()}-{tmp_path.name}"
+
+
+def test_an_s3_store_keeps_the_checkpoints_in_the_bucket(tmp_path, monkeypatch):
+    url = s3_store(tmp_path, monkeypatch, "notebook")
     texts = run(
         tmp_path,
         f"%pragma config store={url}",

@@ -17,7 +17,7 @@ os.environ.update(LOOPBACK_ONLY)
 
 ray = pytest.importorskip("ray", reason="Ray is installed with ./notebook[test]")
 from ray.cluster_utils import Cluster  # noqa: E402
-from test_notebook import notebook_client, run, shown  # noqa: E402
+from test_notebook import notebook_client, run, s3_store, shown  # noqa: E402
 
 
 def start_cluster():
@@ -230,15 +230,7 @@ def test_a_kernel_restart_mid_operation_never_runs_a_recorded_iteration_again(
 
 
 def test_an_unreachable_store_fails_the_iteration_naming_it(tmp_path, cluster, monkeypatch):
-    endpoint = os.environ.get("PRAGMA_TEST_S3_ENDPOINT")
-    if not endpoint:
-        assert not os.environ.get("CI"), "under CI .ci/run starts SeaweedFS"
-        pytest.skip("PRAGMA_TEST_S3_ENDPOINT is not set (see scripts/start-seaweedfs)")
-    monkeypatch.setenv("AWS_ENDPOINT", endpoint)
-    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    bucket = os.environ.get("PRAGMA_TEST_S3_BUCKET", "pragma")
-    url = f"s3://{bucket}/ray-{os.getpid()}-{tmp_path.name}"
+    url = s3_store(tmp_path, monkeypatch, "ray")
     # The kernel reaches the store; the Ray workers are sent elsewhere.
     nowhere = '{"env_vars":{"AWS_ENDPOINT":"http://127.0.0.1:9"}}'
     texts = run(

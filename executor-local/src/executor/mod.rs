@@ -272,12 +272,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
     /// progress, candidates and usage (from its latest record; nothing is
     /// verified or loaded).
     pub async fn summary(&self, op: &str) -> Result<OperationSummary, ExecError> {
-        let checkpoints = self.shared.log.checkpoints(op).await?;
-        let latest = checkpoints.last().ok_or_else(|| ExecError::Operation {
-            op: op.to_owned(),
-            reason: "there is no such operation in the store".to_owned(),
-        })?;
-        let record = whole_record(op, &checkpoints, latest)?;
+        let (_, record) = self.latest_record(op).await?;
         let total = record
             .directive
             .parse::<Directive>()
@@ -333,12 +328,10 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
     /// # }
     /// ```
     pub async fn candidates(&self, op: &str) -> Result<Candidates, ExecError> {
-        let checkpoints = self.shared.log.checkpoints(op).await?;
-        let latest = checkpoints.last().ok_or_else(|| ExecError::Operation {
-            op: op.to_owned(),
-            reason: "there is no such operation in the store".to_owned(),
-        })?;
-        let record = whole_record(op, &checkpoints, latest)?;
+        let (checkpoints, record) = self.latest_record(op).await?;
+        let Some(latest) = checkpoints.last() else {
+            return Err(no_such_operation(op));
+        };
         let base = latest.meta_as::<Record>().ok().and_then(|r| r.base);
         let chain = RecordedChain::of(&checkpoints, latest, base);
         let commits = commits_of(op, &checkpoints, &chain.generations())?;
@@ -350,6 +343,15 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             commits,
             record.candidates_held(),
         ))
+    }
+
+    /// `op`'s usable commits, oldest first, and the whole record as of the
+    /// latest.
+    async fn latest_record(&self, op: &str) -> Result<(Vec<Manifest>, Record), ExecError> {
+        let checkpoints = self.shared.log.checkpoints(op).await?;
+        let latest = checkpoints.last().ok_or_else(|| no_such_operation(op))?;
+        let record = whole_record(op, &checkpoints, latest)?;
+        Ok((checkpoints, record))
     }
 
     /// Every operation in the store, in order of their ids.
@@ -425,5 +427,13 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             generation,
             loaded.warnings,
         )
+    }
+}
+
+/// `op` has no commit in the store.
+fn no_such_operation(op: &str) -> ExecError {
+    ExecError::Operation {
+        op: op.to_owned(),
+        reason: "there is no such operation in the store".to_owned(),
     }
 }
