@@ -2,13 +2,14 @@
 //!
 //! - [`RayBackend`], the executor's [`ExecutionBackend`] in the kernel: a
 //!   job whose input state is in the store (a parallel or async
-//!   iteration) is submitted as a Ray task through a dispatcher object of
-//!   the Python package (`pragma_notebook.ray_backend.Dispatcher`); one
+//!   iteration) is submitted to the cluster through a dispatcher object of
+//!   the Python package (`pragma_notebook.ray_backend.Dispatcher`), as a
+//!   call to a runner actor of one CPU kept while there is work; one
 //!   whose input is only in the kernel's memory (a repeat's next
 //!   iteration) runs in the kernel's own workers. The executor keeps
 //!   everything else: scheduling, retries, the preemption budget, the
 //!   selection, checkpoints, conflicts and the apply.
-//! - [`run_remote_job`], what the Ray task calls in its worker process: it
+//! - [`run_remote_job`], what the runner calls in its worker process: it
 //!   opens the store, loads the input state, runs the body and the
 //!   selection expression in that interpreter ([`InProcessHost`]), and
 //!   writes the resulting state to the store, as every remote backend's
@@ -16,8 +17,8 @@
 //!
 //! A Ray worker that dies under its task (its node was lost, it was
 //! killed) makes the run a preemption: it runs again, within the budget,
-//! wherever Ray has room. Dropping a job (a cancel) cancels its task with
-//! `ray.cancel(force=True)`.
+//! wherever Ray has room. Dropping a job (a cancel) kills its runner
+//! (`ray.kill`): its body stops at once.
 
 use std::collections::HashMap;
 use std::io;
@@ -92,7 +93,8 @@ where
     .map_err(|e| e.to_string())?
 }
 
-/// A submitted task, cancelled (forcibly) if the job is dropped first.
+/// A submitted iteration, cancelled (its runner killed) if the job is
+/// dropped first.
 struct TaskGuard {
     dispatcher: Arc<Py<PyAny>>,
     task: Option<Arc<Py<PyAny>>>,

@@ -5,8 +5,9 @@ address=...)``) makes the kernel a Ray driver. The Rust executor keeps
 deciding what runs (scheduling, retries, the preemption budget, the
 selection, checkpoints, conflicts, the apply); each iteration whose input
 state is in the store (every iteration of a ``parallel`` or ``async`` cell)
-is a Ray task, made and followed through the :class:`Dispatcher` here. The
-task runs in a Ray worker process: it loads the state from the store, runs
+is a call to a runner (a Ray actor of one CPU, kept while it has work),
+made and followed through the :class:`Dispatcher` here. It runs in the
+runner's Ray worker process: it loads the state from the store, runs
 the body and the selection expression there, and writes the resulting
 state back to the store, which every node must reach (a shared directory,
 or ``s3://``). A worker or node lost under a task makes its run a
@@ -97,14 +98,16 @@ class Dispatcher:
         if not ready:
             return None
         try:
-            report = ray.get(task.result)
+            ended = "done", ray.get(task.result)
         except ray.exceptions.RayTaskError as error:
-            return "failed", f"the Ray task failed: {error}"
+            # The runner lives on (what it ran raised): it is kept.
+            ended = "failed", f"the Ray task failed: {error}"
         except ray.exceptions.RayError as error:
+            # Its process or node is gone, and the runner with it.
             return "lost", f"{type(error).__name__}: {error}"
         with self._lock:
             self._idle.append((task.runner, time.monotonic()))
-        return "done", report
+        return ended
 
     def cancel(self, task):
         """Stops ``task`` at once: its runner's process is killed."""
