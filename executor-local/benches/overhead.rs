@@ -14,30 +14,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pragma_checkpoint::MemoryStore;
-use pragma_executor_local::{Config, Executor, FinalStatus};
+use pragma_executor_local::{Config, Executor};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 mod common;
-use common::{Noop, body};
+use common::{Noop, body, run_parallel};
 
 async fn executor_run(iterations: u64, sleep: Duration) -> Duration {
     let config = Config::default().workers(8);
     let executor = Executor::new(Noop::sleeping(sleep), MemoryStore::new(), config);
-    let cell = format!(
-        "#pragma parallel --iterations {iterations} --parallel-runs 8 --max-by score\nnoop"
-    );
-    let begin = Instant::now();
-    let outcome = executor
-        .submit(&cell, ())
-        .await
-        .expect("submit")
-        .wait()
-        .await
-        .expect("outcome");
-    let elapsed = begin.elapsed();
-    assert_eq!(outcome.status, FinalStatus::Succeeded);
-    elapsed
+    run_parallel(&executor, iterations).await
 }
 
 async fn baseline_run(iterations: u64, sleep: Duration) -> Duration {

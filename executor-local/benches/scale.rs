@@ -20,7 +20,7 @@ use pragma_checkpoint::LocalStore;
 use pragma_executor_local::{Config, Executor, FinalStatus};
 
 mod common;
-use common::Noop;
+use common::{Noop, run_parallel};
 
 /// A field of `/proc/self/status`, in KiB.
 fn status_kib(field: &str) -> u64 {
@@ -59,19 +59,7 @@ async fn one_large(iterations: u64) {
     let dir = tempfile::tempdir().expect("a directory");
     let baseline = status_kib("VmRSS:");
     let executor = executor(dir.path(), false);
-    let cell = format!(
-        "#pragma parallel --iterations {iterations} --parallel-runs 8 --max-by score\nnoop"
-    );
-    let begin = Instant::now();
-    let outcome = executor
-        .submit(&cell, ())
-        .await
-        .expect("submit")
-        .wait()
-        .await
-        .expect("outcome");
-    let elapsed = begin.elapsed();
-    assert_eq!(outcome.status, FinalStatus::Succeeded);
+    let elapsed = run_parallel(&executor, iterations).await;
     let peak = status_kib("VmHWM:").saturating_sub(baseline);
     let bytes = bytes_under(&dir.path().join("store"));
     println!(

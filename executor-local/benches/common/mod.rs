@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pragma_executor_local::{Host, IterationContext, RunError};
+use pragma_checkpoint::Store;
+use pragma_executor_local::{Executor, FinalStatus, Host, IterationContext, RunError};
 use pragma_selector::Evaluation;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -41,6 +42,28 @@ impl Noop {
             .and_then(|runs| runs.lock().ok().map(|runs| runs.clone()))
             .unwrap_or_default()
     }
+}
+
+/// Runs one parallel operation of `iterations` no-op iterations, 8 at a
+/// time, on `executor` to its success; how long it took.
+pub(crate) async fn run_parallel<S: Store + 'static>(
+    executor: &Executor<Noop, S>,
+    iterations: u64,
+) -> Duration {
+    let cell = format!(
+        "#pragma parallel --iterations {iterations} --parallel-runs 8 --max-by score\nnoop"
+    );
+    let begin = std::time::Instant::now();
+    let outcome = executor
+        .submit(&cell, ())
+        .await
+        .expect("submit")
+        .wait()
+        .await
+        .expect("outcome");
+    let elapsed = begin.elapsed();
+    assert_eq!(outcome.status, FinalStatus::Succeeded);
+    elapsed
 }
 
 /// The body: nothing, or a sleep of `sleep`. The sleep is a thread's
