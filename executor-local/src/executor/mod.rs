@@ -437,3 +437,66 @@ fn no_such_operation(op: &str) -> ExecError {
         reason: "there is no such operation in the store".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use pragma_checkpoint::MemoryStore;
+
+    use super::*;
+    use crate::persist::commit_record;
+    use crate::report::FinalStatus;
+    use crate::testkit::{MapState, ScriptedHost};
+
+    /// An operation that an earlier version interrupted, its candidates in
+    /// its record's metadata, is resumed: each candidate is counted and
+    /// listed once, however the records after it are written.
+    #[tokio::test]
+    async fn candidates_of_an_earlier_versions_record_count_once_after_a_resume() {
+        let store = MemoryStore::new();
+        let host = (0..12).fold(ScriptedHost::new(), |host, i| host.value(i, i as f64));
+        let host = host.delay(Duration::from_millis(2));
+        let config = Config::default()
+            .workers(2)
+            .record_interval(Duration::from_millis(1));
+        let cell = "#pragma parallel --iterations 12 --max-by value\nbody";
+        let parsed = pragma_parse::parse_cell(cell).unwrap();
+        let op = {
+            let executor = Executor::new(host.clone(), store.clone(), config);
+            let (op, lease, _, _) = executor
+                .record_submission(&parsed.directive, parsed.body, &MapState::new())
+                .await
+                .unwrap();
+            // What an earlier version wrote after iterations 0 and 1.
+            let old: Record = serde_json::from_value(serde_json::json!({
+                "base": null, "directive": parsed.directive.to_string(),
+                "body": parsed.body, "ended": null, "iterations_done": 0,
+                "finished": [0, 1], "selector": selector_of(&parsed.directive),
+                "best": null, "failed": [], "usage": {},
+                "candidates": [
+                    {"iteration": 0, "score": "0", "invalid": null},
+                    {"iteration": 1, "score": "1", "invalid": null}
+                ],
+            }))
+            .unwrap();
+            assert_eq!(old.candidates.len(), 2);
+            commit_record(&executor.shared, &lease, &old, &CandidatesPart::default())
+                .await
+                .unwrap();
+            op
+        };
+        let executor = Executor::new(host.clone(), store.clone(), config);
+        let outcome = executor.resume(&op).await.unwrap().wait().await.unwrap();
+        assert_eq!(outcome.status, FinalStatus::Succeeded);
+        assert_eq!(outcome.candidate_count, 12);
+        let mut candidates = executor.candidates(&op).await.unwrap();
+        assert_eq!(candidates.count(), 12);
+        let mut iterations = Vec::new();
+        while let Some(candidate) = candidates.next().await {
+            iterations.push(candidate.unwrap().iteration);
+        }
+        iterations.sort_unstable();
+        assert_eq!(iterations, (0..12).collect::<Vec<_>>());
+    }
+}

@@ -33,6 +33,10 @@ pub(crate) struct RecordChain {
     full_entries: usize,
     /// How many abandoned iterations the records cover.
     recorded_abandoned: usize,
+    /// The last full record is an earlier version's, with candidates in
+    /// its metadata: they wait among the unrecorded ones, so the next
+    /// record must be full (a delta's part would hold them a second time).
+    base_holds_candidates: bool,
 }
 
 /// What a group commit writes, beside the iterations it records.
@@ -114,7 +118,14 @@ impl RecordChain {
             delta_entries: 0,
             full_entries: 0,
             recorded_abandoned: 0,
+            base_holds_candidates: false,
         }
+    }
+
+    /// The operation is taken up from an earlier version's record whose
+    /// metadata holds candidates (see `base_holds_candidates`).
+    pub(crate) fn resumed_with_candidates_in_metadata(&mut self) {
+        self.base_holds_candidates = true;
     }
 
     /// The generation of the last repeat checkpoint (0: the submission).
@@ -138,7 +149,8 @@ impl RecordChain {
     /// clean-up reads them all).
     fn wants_full(&self, new_entries: usize) -> bool {
         let entries = self.delta_entries + new_entries;
-        entries > 3 * self.full_entries.max(256)
+        self.base_holds_candidates
+            || entries > 3 * self.full_entries.max(256)
             || (self.delta_generations.len() >= MANY_DELTAS && 4 * entries >= self.full_entries)
     }
 
@@ -156,6 +168,7 @@ impl RecordChain {
     /// repeat's checkpoint) starts the chain anew.
     pub(crate) fn written(&mut self, written: &Written, generation: u64) {
         if written.full {
+            self.base_holds_candidates = false;
             self.full_generation = generation;
             self.delta_generations.clear();
             self.delta_entries = 0;
@@ -297,17 +310,24 @@ impl<St> Op<St> {
     }
 
     /// The final record, with status `status`: a delta on the chain of
-    /// records, with the candidates no commit holds yet.
+    /// records, with the candidates no commit holds yet (a full record if
+    /// the chain's base is an earlier version's, see `wants_full`).
     pub(crate) fn final_record(&self, status: &FinalStatus) -> (Record, CandidatesPart) {
-        let (record, part, _) = self.delta_record(Some(status.clone()), &[]);
+        let (record, part, _) = if self.chain.base_holds_candidates {
+            self.full_record(Some(status.clone()))
+        } else {
+            self.delta_record(Some(status.clone()), &[])
+        };
         (record, part)
     }
 
     /// A repeat's record of its usage between checkpoints: a delta on its
-    /// last checkpoint, with no candidates.
+    /// last checkpoint, with no candidates part (so it counts only the
+    /// candidates the chain holds, not those waiting for a checkpoint).
     pub(crate) fn usage_record(&self) -> Record {
         let mut record = self.record_header(None);
         record.base = Some(self.chain.full_generation);
+        record.candidate_count -= self.selection.unrecorded_count() as u64;
         if let Some(best) = &mut record.best
             && best.generation.is_none()
         {

@@ -121,6 +121,9 @@ impl<St> Op<St> {
 
     /// Takes up what the operation's last record says.
     fn resume_from(&mut self, record: Record) {
+        if !record.candidates.is_empty() {
+            self.chain.resumed_with_candidates_in_metadata();
+        }
         self.selection.resume_from(
             record.selector.clone(),
             record.candidate_count,
