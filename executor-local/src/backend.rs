@@ -109,8 +109,9 @@ impl std::fmt::Debug for Job {
 ///   state from the checkpoint store, runs the body with the host, scores
 ///   it, and writes the resulting state (with
 ///   [`Host::snapshot`](crate::Host::snapshot)) to the store
-///   ([`run_spec`] does all of it); the backend then returns
-///   [`JobOutcome::Remote`] naming it. A spec without an input
+///   ([`run_spec`] does all of it), or hands its bytes back
+///   ([`run_spec_returning`]); the backend then returns
+///   [`JobOutcome::Remote`] naming it, or carrying them. A spec without an input
 ///   ([`JobSpec::input`] is `None`) has its input only in this process's
 ///   memory: such a job must run here.
 /// - [`JobOutcome::Lost`] says the worker was lost: the executor runs the
@@ -178,10 +179,9 @@ pub struct StateRef {
 /// The output of a job that ran elsewhere (see [`ExecutionBackend`]).
 #[derive(Debug)]
 pub struct RemoteOutput {
-    /// The key in the checkpoint store of the resulting state (written
-    /// with [`Host::snapshot`](crate::Host::snapshot)), or why the run
-    /// failed. The executor restores the state, then deletes the key.
-    pub result: Result<Key, RunError>,
+    /// Where the resulting state is (its snapshot, written with
+    /// [`Host::snapshot`](crate::Host::snapshot)), or why the run failed.
+    pub result: Result<RemoteState, RunError>,
     /// The score of the resulting state, if the spec had an expression.
     pub evaluation: Option<Evaluation>,
     /// Seconds the worker spent on it.
@@ -190,6 +190,29 @@ pub struct RemoteOutput {
     /// cluster requeued it, its node failed): counted in the operation's
     /// usage as runs and as lost work.
     pub lost_runs: u64,
+}
+
+/// Where a job that ran elsewhere left its resulting state's snapshot.
+///
+/// Either way it is not durable until the executor records it: a result
+/// lost before that (the coordinator died) only means the iteration runs
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemoteState {
+    /// In the checkpoint store, under this key ([`run_spec`]); the
+    /// executor restores it, then deletes the key.
+    Stored(Key),
+    /// Handed back with the output, as bytes ([`run_spec_returning`]): a
+    /// cluster engine that returns values (Ray's object store) spares the
+    /// store a write, a read and a delete per iteration.
+    Returned(Vec<u8>),
+}
+
+impl From<Key> for RemoteState {
+    fn from(key: Key) -> Self {
+        RemoteState::Stored(key)
+    }
 }
 
 /// Runs every job as a task on the current tokio runtime.
@@ -233,6 +256,10 @@ pub struct RemoteReport {
     /// Earlier runs cut short (see [`RemoteOutput::lost_runs`]).
     #[serde(default)]
     pub lost_runs: u64,
+    /// The resulting state travels beside the report, as bytes
+    /// ([`RemoteState::Returned`]; see [`RemoteReport::into_output`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub returned: bool,
 }
 
 /// How a remote run failed.
@@ -254,7 +281,8 @@ pub enum RemoteError {
 impl From<&RemoteOutput> for RemoteReport {
     fn from(output: &RemoteOutput) -> RemoteReport {
         let (state, error) = match &output.result {
-            Ok(key) => (Some(key.to_string()), None),
+            Ok(RemoteState::Stored(key)) => (Some(key.to_string()), None),
+            Ok(RemoteState::Returned(_)) => (None, None),
             Err(RunError::Failed(m)) => (None, Some(RemoteError::Failed(m.clone()))),
             Err(RunError::InteractiveInput(m)) => {
                 (None, Some(RemoteError::InteractiveInput(m.clone())))
@@ -275,6 +303,7 @@ impl From<&RemoteOutput> for RemoteReport {
             invalid,
             seconds: output.seconds,
             lost_runs: output.lost_runs,
+            returned: matches!(output.result, Ok(RemoteState::Returned(_))),
         }
     }
 }
@@ -283,16 +312,41 @@ impl TryFrom<RemoteReport> for RemoteOutput {
     type Error = String;
 
     /// Fails if the report names a bad key, has an unreadable score, or
-    /// says neither what it produced nor how it failed.
+    /// says neither what it produced nor how it failed (a report whose
+    /// state travels beside it: see [`RemoteReport::into_output`]).
     fn try_from(report: RemoteReport) -> Result<RemoteOutput, String> {
+        report.into_output(None)
+    }
+}
+
+impl RemoteReport {
+    /// The output the report describes, with `returned`, the resulting
+    /// state's bytes if they travelled beside it ([`RemoteReport::returned`]).
+    /// Fails as [`RemoteOutput::try_from`] does, or if the report and the
+    /// bytes do not go together.
+    pub fn into_output(self, returned: Option<Vec<u8>>) -> Result<RemoteOutput, String> {
+        let report = self;
         let result = match (report.state, report.error) {
             (_, Some(RemoteError::Failed(m))) => Err(RunError::Failed(m)),
             (_, Some(RemoteError::InteractiveInput(m))) => Err(RunError::InteractiveInput(m)),
             (_, Some(RemoteError::Cancelled)) => Err(RunError::Cancelled),
             (_, Some(RemoteError::Lost(m))) => Err(RunError::Lost(m)),
             (_, Some(RemoteError::StorageFull(m))) => Err(RunError::StorageFull(m)),
-            (Some(key), None) => Ok(Key::parse(&key).map_err(|e| e.to_string())?),
-            (None, None) => return Err("the report names neither a state nor an error".into()),
+            (Some(_), None) if returned.is_some() => {
+                return Err("the report names a stored state, and bytes came beside it".into());
+            }
+            (Some(key), None) => Ok(RemoteState::Stored(
+                Key::parse(&key).map_err(|e| e.to_string())?,
+            )),
+            (None, None) => match (report.returned, returned) {
+                (true, Some(bytes)) => Ok(RemoteState::Returned(bytes)),
+                (true, None) => {
+                    return Err("the report's state was to come beside it, and did not".into());
+                }
+                (false, _) => {
+                    return Err("the report names neither a state nor an error".into());
+                }
+            },
         };
         let evaluation = match (report.score, report.invalid) {
             (_, Some(reason)) => Some(Evaluation::Invalid(reason)),
@@ -375,58 +429,100 @@ pub async fn run_spec<H: Host, S: Store>(
     result: &Key,
 ) -> RemoteOutput {
     let begin = std::time::Instant::now();
-    let failed = |message: String| RemoteOutput {
-        result: Err(RunError::Failed(message)),
-        evaluation: None,
-        seconds: begin.elapsed().as_secs_f64(),
-        lost_runs: 0,
-    };
-    let Some(input) = &spec.input else {
-        return failed("the job's input state is not in the store".into());
-    };
-    let restored = async {
-        let manifest = log
-            .load(&spec.op, input.generation)
-            .await
-            .map_err(|e| RunError::Failed(format!("reading the input state: {e}")))?;
-        let mut reader = log
-            .open_part(&manifest, &input.part)
-            .await
-            .map_err(|e| RunError::Failed(format!("reading the input state: {e}")))?;
-        host.restore(&mut reader)
-            .await
-            .map_err(|e| RunError::Failed(format!("restoring the input state: {e}")))
-    };
-    let ctx = spec.context();
-    let (state, evaluation) =
-        run_iteration(host, restored.await, &spec.body, &ctx, spec.expr.as_deref()).await;
-    let state = match state {
-        Ok(state) => state,
-        Err(e) => {
-            return RemoteOutput {
-                result: Err(e),
-                evaluation: None,
-                seconds: begin.elapsed().as_secs_f64(),
-                lost_runs: 0,
+    let input = load_input(host, log, spec).await;
+    let (state, evaluation) = run_loaded(host, input, spec).await;
+    let result = match state {
+        Err(e) => Err(e),
+        Ok(state) => {
+            // Stream the snapshot into the store through a pipe.
+            let (mut writer, mut reader) = tokio::io::duplex(1 << 16);
+            let snapshot = async {
+                let snapped = host.snapshot(&state, &mut writer).await;
+                drop(writer);
+                snapped
             };
+            match tokio::join!(snapshot, log.store().put(result, &mut reader)) {
+                (Ok(()), Ok(_)) => Ok(RemoteState::Stored(result.clone())),
+                (Err(e), _) => Err(saving_failed(&e)),
+                (_, Err(e)) => Err(saving_failed(&e)),
+            }
         }
     };
-    // Stream the snapshot into the store through a pipe.
-    let (mut writer, mut reader) = tokio::io::duplex(1 << 16);
-    let snapshot = async {
-        let snapped = host.snapshot(&state, &mut writer).await;
-        drop(writer);
-        snapped
+    remote_output(result, evaluation, begin)
+}
+
+/// Runs `spec` here on `input`, its input state (restored with
+/// [`load_input`], or kept from an earlier job of the same input), as
+/// [`run_spec`] does, but hands the resulting state back as bytes
+/// ([`RemoteState::Returned`]) instead of writing it to the store.
+pub async fn run_spec_returning<H: Host>(
+    host: &H,
+    input: Result<H::State, RunError>,
+    spec: &JobSpec,
+) -> RemoteOutput {
+    let begin = std::time::Instant::now();
+    let (state, evaluation) = run_loaded(host, input, spec).await;
+    let result = match state {
+        Err(e) => Err(e),
+        Ok(state) => {
+            let mut bytes = Vec::new();
+            match host.snapshot(&state, &mut bytes).await {
+                Ok(()) => Ok(RemoteState::Returned(bytes)),
+                Err(e) => Err(saving_failed(&e)),
+            }
+        }
     };
-    let (snapped, stored) = tokio::join!(snapshot, log.store().put(result, &mut reader));
-    match (snapped, stored) {
-        (Ok(()), Ok(_)) => RemoteOutput {
-            result: Ok(result.clone()),
-            evaluation,
-            seconds: begin.elapsed().as_secs_f64(),
-            lost_runs: 0,
-        },
-        (Err(e), _) => failed(format!("saving the resulting state: {e}")),
-        (_, Err(e)) => failed(format!("saving the resulting state: {e}")),
+    remote_output(result, evaluation, begin)
+}
+
+/// Restores `spec`'s input state from `log`. An input that is not in the
+/// store, or cannot be read, fails as the run would.
+pub async fn load_input<H: Host, S: Store>(
+    host: &H,
+    log: &CheckpointLog<S>,
+    spec: &JobSpec,
+) -> Result<H::State, RunError> {
+    let Some(input) = &spec.input else {
+        return Err(RunError::Failed(
+            "the job's input state is not in the store".into(),
+        ));
+    };
+    let manifest = log
+        .load(&spec.op, input.generation)
+        .await
+        .map_err(|e| RunError::Failed(format!("reading the input state: {e}")))?;
+    let mut reader = log
+        .open_part(&manifest, &input.part)
+        .await
+        .map_err(|e| RunError::Failed(format!("reading the input state: {e}")))?;
+    host.restore(&mut reader)
+        .await
+        .map_err(|e| RunError::Failed(format!("restoring the input state: {e}")))
+}
+
+/// Sets the iteration variable, runs the body, scores the result.
+async fn run_loaded<H: Host>(
+    host: &H,
+    input: Result<H::State, RunError>,
+    spec: &JobSpec,
+) -> (Result<H::State, RunError>, Option<Evaluation>) {
+    let ctx = spec.context();
+    run_iteration(host, input, &spec.body, &ctx, spec.expr.as_deref()).await
+}
+
+fn saving_failed(e: &dyn std::fmt::Display) -> RunError {
+    RunError::Failed(format!("saving the resulting state: {e}"))
+}
+
+fn remote_output(
+    result: Result<RemoteState, RunError>,
+    evaluation: Option<Evaluation>,
+    begin: std::time::Instant,
+) -> RemoteOutput {
+    RemoteOutput {
+        evaluation: if result.is_ok() { evaluation } else { None },
+        result,
+        seconds: begin.elapsed().as_secs_f64(),
+        lost_runs: 0,
     }
 }

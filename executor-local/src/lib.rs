@@ -133,7 +133,7 @@ pub mod testkit;
 
 pub use backend::{
     ExecutionBackend, Job, JobOutcome, JobSpec, LocalOutput, RemoteError, RemoteOutput,
-    RemoteReport, StateRef, TokioBackend, run_spec,
+    RemoteReport, RemoteState, StateRef, TokioBackend, load_input, run_spec, run_spec_returning,
 };
 pub use config::Config;
 pub use error::ExecError;

@@ -890,7 +890,8 @@ mod remote {
     use async_trait::async_trait;
     use pragma_checkpoint::{CheckpointLog, Key, Store};
     use pragma_executor_local::{
-        ExecutionBackend, Job, JobOutcome, RemoteOutput, RemoteReport, run_spec,
+        ExecutionBackend, Job, JobOutcome, RemoteOutput, RemoteReport, RemoteState, load_input,
+        run_spec, run_spec_returning,
     };
     use pragma_scheduler::WorkerId;
 
@@ -899,6 +900,8 @@ mod remote {
     struct Elsewhere {
         log: CheckpointLog<MemoryStore>,
         host: ScriptedHost,
+        /// Whether results come back as bytes (else through the store).
+        returning: bool,
         /// The (iteration, attempt) of every job run from its spec.
         ran: Mutex<Vec<(u64, u32)>>,
     }
@@ -923,20 +926,66 @@ mod remote {
                 spec.op, spec.iteration, spec.attempt
             ))
             .unwrap();
-            let mut output = run_spec(&self.host, &self.log, &spec, &key).await;
+            let mut output = if self.returning {
+                let input = load_input(&self.host, &self.log, &spec).await;
+                run_spec_returning(&self.host, input, &spec).await
+            } else {
+                run_spec(&self.host, &self.log, &spec, &key).await
+            };
             if spec.iteration == 3 {
                 // As if the cluster had cut a first run of it short.
                 output.lost_runs = 1;
             }
-            // Across processes the output travels as JSON.
+            // Across processes the output travels as JSON, and the
+            // returned state's bytes beside it.
+            let bytes = match &mut output.result {
+                Ok(RemoteState::Returned(bytes)) => Some(std::mem::take(bytes)),
+                _ => None,
+            };
+            assert_eq!(bytes.is_some(), self.returning && output.result.is_ok());
             let json = serde_json::to_string(&RemoteReport::from(&output)).unwrap();
             let report: RemoteReport = serde_json::from_str(&json).unwrap();
-            JobOutcome::Remote(RemoteOutput::try_from(report).unwrap())
+            JobOutcome::Remote(report.into_output(bytes).unwrap())
         }
     }
 
     #[tokio::test]
     async fn jobs_run_from_their_specs_give_the_same_outcome() {
+        same_outcome_elsewhere(false).await;
+    }
+
+    #[tokio::test]
+    async fn jobs_whose_results_come_back_as_bytes_give_the_same_outcome() {
+        same_outcome_elsewhere(true).await;
+    }
+
+    /// A report and bytes that do not go together are refused.
+    #[test]
+    fn a_report_and_its_returned_state_must_agree() {
+        let returned = RemoteOutput {
+            result: Ok(RemoteState::Returned(b"{}".to_vec())),
+            evaluation: None,
+            seconds: 0.0,
+            lost_runs: 0,
+        };
+        let report = RemoteReport::from(&returned);
+        assert!(report.returned && report.state.is_none());
+        let error = report.clone().into_output(None).unwrap_err();
+        assert!(error.contains("did not"), "{error}");
+        assert!(RemoteOutput::try_from(report.clone()).is_err());
+        let back = report.into_output(Some(b"{}".to_vec())).unwrap();
+        assert_eq!(back.result.unwrap(), RemoteState::Returned(b"{}".to_vec()));
+        let stored = RemoteOutput {
+            result: Ok(RemoteState::Stored(Key::parse("remote/op/1-1").unwrap())),
+            ..returned
+        };
+        let error = RemoteReport::from(&stored)
+            .into_output(Some(Vec::new()))
+            .unwrap_err();
+        assert!(error.contains("stored"), "{error}");
+    }
+
+    async fn same_outcome_elsewhere(returning: bool) {
         let cell = "#pragma parallel --iterations 12 --parallel-runs 3 --max-by value\nbody";
         let scripted = || {
             // (No NaN: a state holding one cannot be snapshotted as JSON,
@@ -949,6 +998,7 @@ mod remote {
         let backend = Arc::new(Elsewhere {
             log: CheckpointLog::new(store.clone()),
             host: scripted(),
+            returning,
             ran: Mutex::new(Vec::new()),
         });
         let here = ScriptedHost::new();

@@ -10,10 +10,13 @@
 //!   everything else: scheduling, retries, the preemption budget, the
 //!   selection, checkpoints, conflicts and the apply.
 //! - [`run_remote_job`], what the runner calls in its worker process: it
-//!   opens the store, loads the input state, runs the body and the
-//!   selection expression in that interpreter ([`InProcessHost`]), and
-//!   writes the resulting state to the store, as every remote backend's
-//!   worker does ([`run_spec`]); the kernel restores it from there.
+//!   loads the input state from the store (once per runner: the iterations
+//!   of an operation share it), runs the body and the selection expression
+//!   in that interpreter ([`InProcessHost`]), and hands the resulting
+//!   state back through Ray's object store with its report
+//!   ([`run_spec_returning`]); the kernel restores it from there. It is
+//!   not durable until the executor records it, as with local workers: a
+//!   result lost on the way only means the iteration runs again.
 //!
 //! A Ray worker that dies under its task (its node was lost, it was
 //! killed) makes the run a preemption: it runs again, within the budget,
@@ -29,7 +32,7 @@ use async_trait::async_trait;
 use pragma_checkpoint::CheckpointLog;
 use pragma_executor_local::{
     ExecutionBackend, Host, IterationContext, Job, JobOutcome, JobSpec, RemoteOutput, RemoteReport,
-    RunError, WorkerId, run_spec,
+    RunError, StateRef, WorkerId, load_input, run_spec_returning,
 };
 use pragma_selector::Evaluation;
 use pragma_session::StoreLocation;
@@ -77,20 +80,57 @@ async fn call_dispatcher<T>(
 where
     T: for<'py> FromPyObjectOwned<'py> + Send + 'static,
 {
+    call_dispatcher_with(dispatcher, method, args, |answer| {
+        answer.extract::<T>().map_err(Into::into)
+    })
+    .await
+}
+
+/// [`call_dispatcher`], with the answer read by `read`.
+async fn call_dispatcher_with<T: Send + 'static>(
+    dispatcher: &Arc<Py<PyAny>>,
+    method: &'static str,
+    args: impl for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyTuple>>
+    + Send
+    + 'static,
+    read: impl for<'py> FnOnce(Bound<'py, PyAny>) -> PyResult<T> + Send + 'static,
+) -> Result<T, String> {
     let dispatcher = Arc::clone(dispatcher);
     tokio::task::spawn_blocking(move || {
         Python::attach(|py| {
             let args = args(py)?;
-            dispatcher
-                .bind(py)
-                .call_method1(method, args)?
-                .extract::<T>()
-                .map_err(Into::into)
+            read(dispatcher.bind(py).call_method1(method, args)?)
         })
         .map_err(|e: PyErr| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())?
+}
+
+/// How a polled task ended: its kind (`done`, `lost`, `failed`), its text
+/// (the report, or why), and the resulting state's bytes if they came.
+type Ended = (String, String, Option<Vec<u8>>);
+
+/// Reads what `Dispatcher.poll` answers: `None`, or `(kind, text)` or
+/// `(kind, text, state bytes)`.
+fn read_polled(answer: Bound<'_, PyAny>) -> PyResult<Option<Ended>> {
+    if answer.is_none() {
+        return Ok(None);
+    }
+    let kind: String = answer.get_item(0)?.extract()?;
+    let text: String = answer.get_item(1)?.extract()?;
+    let bytes = match answer.len()? {
+        3 => {
+            let bytes = answer.get_item(2)?;
+            if bytes.is_none() {
+                None
+            } else {
+                Some(bytes.cast_into::<PyBytes>()?.as_bytes().to_vec())
+            }
+        }
+        _ => None,
+    };
+    Ok(Some((kind, text, bytes)))
 }
 
 /// A submitted iteration, cancelled (its runner killed) if the job is
@@ -165,12 +205,14 @@ impl ExecutionBackend for RayBackend {
         };
         loop {
             let task = Arc::clone(&task);
-            let polled: Result<Option<(String, String)>, String> =
-                call_dispatcher(&self.dispatcher, "poll", move |py| {
-                    (task.clone_ref(py), POLL_SECONDS).into_pyobject(py)
-                })
-                .await;
-            let (kind, text) = match polled {
+            let polled = call_dispatcher_with(
+                &self.dispatcher,
+                "poll",
+                move |py| (task.clone_ref(py), POLL_SECONDS).into_pyobject(py),
+                read_polled,
+            )
+            .await;
+            let (kind, text, state) = match polled {
                 Ok(None) => continue,
                 Ok(Some(ended)) => ended,
                 Err(e) => {
@@ -182,7 +224,7 @@ impl ExecutionBackend for RayBackend {
             return match kind.as_str() {
                 "done" => match serde_json::from_str::<RemoteReport>(&text)
                     .map_err(|e| e.to_string())
-                    .and_then(RemoteOutput::try_from)
+                    .and_then(|report| report.into_output(state))
                 {
                     Ok(output) => JobOutcome::Remote(output),
                     Err(e) => failed(format!("the Ray task's report is unreadable: {e}")),
@@ -353,17 +395,58 @@ fn node_name() -> String {
         .unwrap_or_else(|_| "this node".to_owned())
 }
 
+/// The input state this process restored last, with where it is: the
+/// iterations of an operation share their input, so a runner reads it from
+/// the store once (a committed state never changes).
+type KeptInput = Option<((String, Arc<str>, StateRef), Namespace)>;
+
+fn kept_input() -> &'static Mutex<KeptInput> {
+    static KEPT: OnceLock<Mutex<KeptInput>> = OnceLock::new();
+    KEPT.get_or_init(Mutex::default)
+}
+
+/// `spec`'s input state: the one kept, if it is that, else restored from
+/// `location` (and kept in its place).
+async fn input_of(
+    host: &InProcessHost,
+    location: &StoreLocation,
+    store: &str,
+    spec: &JobSpec,
+) -> Result<Namespace, RunError> {
+    let key = spec
+        .input
+        .as_ref()
+        .map(|input| (store.to_owned(), Arc::clone(&spec.op), input.clone()));
+    if let Some(key) = &key
+        && let Ok(kept) = kept_input().lock()
+        && let Some((kept_key, state)) = kept.as_ref()
+        && kept_key == key
+    {
+        return Ok(state.clone());
+    }
+    let log = CheckpointLog::new(Arc::clone(&location.checkpoints));
+    let state = load_input(host, &log, spec).await?;
+    if let (Some(key), Ok(mut kept)) = (key, kept_input().lock()) {
+        *kept = Some((key, state.clone()));
+    }
+    Ok(state)
+}
+
 /// Runs the job `spec` (JSON) against the store `store` in this process,
 /// a Ray worker: restores its input state, runs the body and the selection
-/// expression here, writes the resulting state to the store, and returns
-/// the report (JSON) the kernel reads. A store this node cannot reach
-/// fails the iteration with a message naming it.
+/// expression here, and returns the report (JSON) the kernel reads with
+/// the resulting state's snapshot (bytes), if there is one. A store this
+/// node cannot reach fails the iteration with a message naming it.
 #[pyfunction]
-pub(crate) fn run_remote_job(py: Python<'_>, spec: &str, store: &str) -> PyResult<String> {
+pub(crate) fn run_remote_job<'py>(
+    py: Python<'py>,
+    spec: &str,
+    store: &str,
+) -> PyResult<(String, Option<Bound<'py, PyBytes>>)> {
     let spec: JobSpec = serde_json::from_str(spec)
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("a job spec: {e}")))?;
     let runtime = remote_runtime().map_err(pyo3::exceptions::PyRuntimeError::new_err)?;
-    let report = py.detach(|| {
+    let mut output = py.detach(|| {
         runtime.block_on(async {
             let begin = std::time::Instant::now();
             let unreachable = |e: String| RemoteOutput {
@@ -378,30 +461,33 @@ pub(crate) fn run_remote_job(py: Python<'_>, spec: &str, store: &str) -> PyResul
             };
             let location = match opened_store(store) {
                 Ok(location) => location,
-                Err(e) => return RemoteReport::from(&unreachable(e)),
-            };
-            let log = CheckpointLog::new(Arc::clone(&location.checkpoints));
-            let key = match spec.result_key() {
-                Ok(key) => key,
-                Err(e) => return RemoteReport::from(&unreachable(e)),
+                Err(e) => return unreachable(e),
             };
             // Run logs only where the kernel reads them too: beside a
             // shared directory store.
             let host = InProcessHost {
                 logs: (!store.contains("://")).then(|| location.logs()),
             };
-            let mut output = run_spec(&host, &log, &spec, &key).await;
+            let input = input_of(&host, &location, store, &spec).await;
+            let mut output = run_spec_returning(&host, input, &spec).await;
             // An input this node cannot read names the store.
             if let Err(RunError::Failed(message)) = &output.result
                 && let Some(reason) = message.strip_prefix("reading the input state: ")
             {
                 output.result = unreachable(reason.to_owned()).result;
             }
-            RemoteReport::from(&output)
+            output
         })
     });
-    serde_json::to_string(&report)
-        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+    let state = match &mut output.result {
+        Ok(pragma_executor_local::RemoteState::Returned(bytes)) => {
+            Some(PyBytes::new(py, &std::mem::take(bytes)))
+        }
+        _ => None,
+    };
+    let report = serde_json::to_string(&RemoteReport::from(&output))
+        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+    Ok((report, state))
 }
 
 /// Runs the executor's `ExecutionBackend` conformance suite against a Ray

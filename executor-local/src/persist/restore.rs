@@ -3,7 +3,7 @@
 
 use pragma_checkpoint::{Manifest, Store};
 
-use crate::backend::RemoteOutput;
+use crate::backend::{RemoteOutput, RemoteState};
 use crate::error::ExecError;
 use crate::host::{Host, RunError};
 use crate::iteration::JobResult;
@@ -48,7 +48,16 @@ pub(crate) async fn restore_remote<H: Host, S: Store>(
 ) -> JobResult<H::State> {
     let result = match remote.result {
         Err(e) => Err(e),
-        Ok(key) => {
+        Ok(RemoteState::Returned(bytes)) => shared
+            .host
+            .restore(&mut bytes.as_slice())
+            .await
+            .map_err(|e| {
+                RunError::Failed(format!(
+                    "restoring the result of iteration {iteration} of {op}: {e}"
+                ))
+            }),
+        Ok(RemoteState::Stored(key)) => {
             let restored = match shared.log.store().get(&key).await {
                 Ok(mut reader) => shared.host.restore(&mut reader).await.map_err(|e| {
                     RunError::Failed(format!(

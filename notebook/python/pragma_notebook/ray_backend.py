@@ -7,11 +7,12 @@ selection, checkpoints, conflicts, the apply); each iteration whose input
 state is in the store (every iteration of a ``parallel`` or ``async`` cell)
 is a call to a runner (a Ray actor of one CPU, kept while it has work),
 made and followed through the :class:`Dispatcher` here. It runs in the
-runner's Ray worker process: it loads the state from the store, runs
-the body and the selection expression there, and writes the resulting
-state back to the store, which every node must reach (a shared directory,
-or ``s3://``). A worker or node lost under a task makes its run a
-preemption: it runs again wherever Ray has room.
+runner's Ray worker process: it loads the state from the store, which
+every node must reach (a shared directory, or ``s3://``), once per
+runner; runs the body and the selection expression there; and returns
+the resulting state through Ray's object store, with its report. A
+worker or node lost under a task makes its run a preemption: it runs
+again wherever Ray has room.
 """
 
 import threading
@@ -92,13 +93,14 @@ class Dispatcher:
 
     def poll(self, task, timeout):
         """``None`` while ``task`` runs (waiting at most ``timeout``
-        seconds), else ``("done", report)``, ``("lost", why)`` when its
-        worker or node died under it, or ``("failed", why)``."""
+        seconds), else ``("done", report, state)`` (the resulting state's
+        bytes, or ``None``), ``("lost", why)`` when its worker or node died
+        under it, or ``("failed", why)``."""
         ready, _ = ray.wait([task.result], timeout=timeout)
         if not ready:
             return None
         try:
-            ended = "done", ray.get(task.result)
+            ended = ("done", *ray.get(task.result))
         except ray.exceptions.RayTaskError as error:
             # The runner lives on (what it ran raised): it is kept.
             ended = "failed", f"the Ray task failed: {error}"
