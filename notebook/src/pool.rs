@@ -1,11 +1,17 @@
 //! A pool of persistent worker interpreters (`python -m
 //! pragma_notebook.worker`), and the framed protocol spoken with them.
+//! The workers are this machine's processes, or a cluster's (with the
+//! `python` feature, Ray actors: see `crate::ray`), behind one
+//! [`WorkerChannel`].
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -46,6 +52,9 @@ pub enum WorkerError {
         /// What failed.
         source: std::io::Error,
     },
+    /// No worker actor could be started on the cluster.
+    #[error("cannot start a worker actor on the Ray cluster: {0}")]
+    StartOnCluster(String),
     /// The worker died (killed, out of memory) or broke the protocol.
     #[error("the worker process died ({0})")]
     Died(String),
@@ -57,12 +66,53 @@ pub enum WorkerError {
     Gone,
 }
 
-/// One worker interpreter.
-struct Worker {
-    serial: u64,
+/// The line to one worker interpreter: requests go in, answers come out.
+#[async_trait]
+pub(crate) trait WorkerChannel: Send {
+    /// Sends one request and reads its answer: the header, and as many
+    /// blobs as an answer that is `ok` names in `vars`.
+    async fn exchange(
+        &mut self,
+        header: &Value,
+        blobs: &[&[u8]],
+    ) -> std::io::Result<(Value, Vec<Vec<u8>>)>;
+
+    /// Stops the worker at once (it may be in the middle of a body).
+    fn kill(&mut self);
+
+    /// Once killed, or broken: how it ended, if that can be told.
+    async fn ended(&mut self) -> Option<String>;
+}
+
+/// Where a pool's workers come from.
+#[async_trait]
+pub(crate) trait WorkerSpawner: Send + Sync {
+    /// Starts a worker.
+    async fn start(&self, config: &WorkerConfig) -> Result<Box<dyn WorkerChannel>, WorkerError>;
+
+    /// How long a worker idle and holding no state is kept: `None`, for
+    /// as long as the pool lives (a local process costs nothing idle; a
+    /// cluster's worker holds a CPU there).
+    fn linger(&self) -> Option<Duration>;
+}
+
+/// Workers as child processes of this one.
+struct LocalProcesses;
+
+/// A worker process, spoken to through its standard input and output.
+struct ProcessChannel {
     child: Child,
     input: ChildStdin,
     output: ChildStdout,
+}
+
+/// One worker interpreter.
+struct Worker {
+    serial: u64,
+    channel: Box<dyn WorkerChannel>,
+    /// The states its runs left in its memory, not forgotten yet.
+    holding: HashSet<u64>,
+    idle_since: Instant,
 }
 
 /// Persistent worker interpreters: started when first needed, at most
@@ -71,6 +121,7 @@ struct Worker {
 /// in its memory.
 pub struct WorkerPool {
     config: WorkerConfig,
+    spawner: Box<dyn WorkerSpawner>,
     idle: Mutex<Vec<Worker>>,
     /// Serials of the workers alive (idle or busy).
     alive: Mutex<std::collections::HashSet<u64>>,
@@ -93,16 +144,59 @@ impl std::fmt::Debug for WorkerPool {
 impl WorkerPool {
     /// A pool; no worker starts until one is needed.
     pub fn new(config: WorkerConfig) -> Arc<WorkerPool> {
+        WorkerPool::with_spawner(config, Box::new(LocalProcesses))
+    }
+
+    /// A pool whose workers `spawner` starts. Workers it lets linger are
+    /// let go by a thread of the pool's once idle that long, holding no
+    /// state.
+    pub(crate) fn with_spawner(
+        config: WorkerConfig,
+        spawner: Box<dyn WorkerSpawner>,
+    ) -> Arc<WorkerPool> {
+        let linger = spawner.linger();
         let slots = Semaphore::new(config.size.max(1));
-        Arc::new(WorkerPool {
+        let pool = Arc::new(WorkerPool {
             config,
+            spawner,
             idle: Mutex::new(Vec::new()),
             alive: Mutex::default(),
             next_serial: std::sync::atomic::AtomicU64::new(1),
             returned: tokio::sync::Notify::new(),
             forgets: Mutex::default(),
             slots,
-        })
+        });
+        if let Some(linger) = linger {
+            let pool = Arc::downgrade(&pool);
+            std::thread::Builder::new()
+                .name("pragma idle workers".into())
+                .spawn(move || let_go_idle(&pool, linger))
+                .ok();
+        }
+        pool
+    }
+
+    /// Drops the idle workers that have held no state for `linger`.
+    fn let_go_of_idle(&self, linger: Duration) {
+        let forgets = self.forgets.lock().map(|f| f.clone()).unwrap_or_default();
+        let stale: Vec<Worker> = match self.idle.lock() {
+            Ok(mut idle) => {
+                let (stale, kept) = std::mem::take(&mut *idle).into_iter().partition(|w| {
+                    let forgotten = forgets.get(&w.serial);
+                    w.idle_since.elapsed() >= linger
+                        && w.holding
+                            .iter()
+                            .all(|t| forgotten.is_some_and(|f| f.contains(t)))
+                });
+                *idle = kept;
+                stale
+            }
+            Err(_) => return,
+        };
+        for mut worker in stale {
+            worker.channel.kill();
+            self.died(worker.serial);
+        }
     }
 
     /// Whether the worker `serial` is alive.
@@ -175,7 +269,7 @@ impl WorkerPool {
             Some(serial) => self.take(serial, cancel).await?,
             None => match self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
                 Some(worker) => worker,
-                None => self.start()?,
+                None => self.start().await?,
             },
         };
         let forget = self
@@ -184,6 +278,9 @@ impl WorkerPool {
             .ok()
             .and_then(|mut forgets| forgets.remove(&worker.serial))
             .unwrap_or_default();
+        for token in &forget {
+            worker.holding.remove(token);
+        }
         let header = if forget.is_empty() {
             std::borrow::Cow::Borrowed(header)
         } else {
@@ -191,12 +288,12 @@ impl WorkerPool {
             with["forget"] = Value::from(forget);
             std::borrow::Cow::Owned(with)
         };
-        let exchange = exchange(&mut worker, &header, blobs);
+        let exchange = worker.channel.exchange(&header, blobs);
         let answer = tokio::select! {
             answer = exchange => answer,
             () = cancel.cancelled() => {
                 // It may be in the middle of the body: it stops with it.
-                let _ = worker.child.start_kill();
+                worker.channel.kill();
                 self.died(worker.serial);
                 return Err(WorkerError::Cancelled);
             }
@@ -204,6 +301,16 @@ impl WorkerPool {
         let serial = worker.serial;
         match answer {
             Ok((answer, blobs)) => {
+                // A run takes the state it ran on, and leaves one.
+                if header["op"] == "run" {
+                    if let Some(token) = header["resident"].as_u64() {
+                        worker.holding.remove(&token);
+                    }
+                    if let Some(token) = answer["token"].as_u64() {
+                        worker.holding.insert(token);
+                    }
+                }
+                worker.idle_since = Instant::now();
                 if let Ok(mut idle) = self.idle.lock() {
                     idle.push(worker);
                 }
@@ -211,10 +318,9 @@ impl WorkerPool {
                 Ok((answer, blobs, serial))
             }
             Err(e) => {
-                let _ = worker.child.start_kill();
+                worker.channel.kill();
                 self.died(serial);
-                let status = worker.child.wait().await.ok();
-                Err(WorkerError::Died(match status {
+                Err(WorkerError::Died(match worker.channel.ended().await {
                     Some(status) => format!("{status}; {e}"),
                     None => e.to_string(),
                 }))
@@ -222,9 +328,39 @@ impl WorkerPool {
         }
     }
 
-    fn start(&self) -> Result<Worker, WorkerError> {
-        let mut path: Vec<OsString> = self
-            .config
+    async fn start(&self) -> Result<Worker, WorkerError> {
+        let channel = self.spawner.start(&self.config).await?;
+        let serial = self
+            .next_serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut alive) = self.alive.lock() {
+            alive.insert(serial);
+        }
+        Ok(Worker {
+            serial,
+            channel,
+            holding: HashSet::new(),
+            idle_since: Instant::now(),
+        })
+    }
+}
+
+/// The pool's thread that lets lingering workers go, while it lives.
+fn let_go_idle(pool: &Weak<WorkerPool>, linger: Duration) {
+    let every = (linger / 2).max(Duration::from_millis(100));
+    loop {
+        std::thread::sleep(every);
+        match pool.upgrade() {
+            Some(pool) => pool.let_go_of_idle(linger),
+            None => return,
+        }
+    }
+}
+
+#[async_trait]
+impl WorkerSpawner for LocalProcesses {
+    async fn start(&self, config: &WorkerConfig) -> Result<Box<dyn WorkerChannel>, WorkerError> {
+        let mut path: Vec<OsString> = config
             .python_path
             .iter()
             .map(|p| p.clone().into_os_string())
@@ -232,7 +368,7 @@ impl WorkerPool {
         if let Some(existing) = std::env::var_os("PYTHONPATH") {
             path.push(existing);
         }
-        let mut command = Command::new(&self.config.python);
+        let mut command = Command::new(&config.python);
         command
             .args(["-u", "-m", "pragma_notebook.worker"])
             .stdin(Stdio::piped())
@@ -246,30 +382,50 @@ impl WorkerPool {
             command.env("PYTHONPATH", std::env::join_paths(path).unwrap_or_default());
         }
         let mut child = command.spawn().map_err(|source| WorkerError::Start {
-            python: self.config.python.display().to_string(),
+            python: config.python.display().to_string(),
             source,
         })?;
         let (Some(input), Some(output)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(WorkerError::Died("its pipes could not be opened".into()));
         };
-        let serial = self
-            .next_serial
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Ok(mut alive) = self.alive.lock() {
-            alive.insert(serial);
-        }
-        Ok(Worker {
-            serial,
+        Ok(Box::new(ProcessChannel {
             child,
             input,
             output,
-        })
+        }))
+    }
+
+    fn linger(&self) -> Option<Duration> {
+        None
+    }
+}
+
+#[async_trait]
+impl WorkerChannel for ProcessChannel {
+    async fn exchange(
+        &mut self,
+        header: &Value,
+        blobs: &[&[u8]],
+    ) -> std::io::Result<(Value, Vec<Vec<u8>>)> {
+        exchange(self, header, blobs).await
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.start_kill();
+    }
+
+    async fn ended(&mut self) -> Option<String> {
+        self.child
+            .wait()
+            .await
+            .ok()
+            .map(|status| status.to_string())
     }
 }
 
 /// One request and its answer.
 async fn exchange(
-    worker: &mut Worker,
+    worker: &mut ProcessChannel,
     header: &Value,
     blobs: &[&[u8]],
 ) -> std::io::Result<(Value, Vec<Vec<u8>>)> {

@@ -169,10 +169,12 @@ impl NativeSession {
     /// as for the `pragma` command), running bodies with `python` (the
     /// kernel's interpreter) in at most `workers` workers; with `ray` (a
     /// `pragma_notebook.ray_backend.Dispatcher`), iterations whose input
-    /// is in the store run as Ray tasks instead, at most `workers` at once.
+    /// is in the store run as Ray tasks instead, at most `workers` at once,
+    /// and the workers are Ray actors.
     #[new]
     #[pyo3(signature = (store, python, python_path, workers, ray=None))]
     fn new(
+        py: Python<'_>,
         store: String,
         python: String,
         python_path: Vec<String>,
@@ -192,7 +194,15 @@ impl NativeSession {
         let (session, logs) = {
             let _entered = runtime.enter();
             let location = StoreLocation::open(&store).map_err(PyValueError::new_err)?;
-            let host = PythonHost::new(WorkerPool::new(config)).with_logs(location.logs());
+            // With Ray, the kernel's workers are actors on the cluster.
+            let pool = match &ray {
+                Some(dispatcher) => WorkerPool::with_spawner(
+                    config,
+                    Box::new(crate::ray::RayWorkers::new(dispatcher.clone_ref(py))),
+                ),
+                None => WorkerPool::new(config),
+            };
+            let host = PythonHost::new(pool).with_logs(location.logs());
             let settings = Config::default().workers(workers.max(1) as u64);
             let checkpoints = Arc::clone(&location.checkpoints);
             let executor = match ray {

@@ -6,7 +6,8 @@
 //!   the Python package (`pragma_notebook.ray_backend.Dispatcher`), as a
 //!   call to a runner actor of one CPU kept while there is work; one
 //!   whose input is only in the kernel's memory (a repeat's next
-//!   iteration) runs in the kernel's own workers. The executor keeps
+//!   iteration) runs in the kernel's own workers, which are actors on the
+//!   cluster too ([`RayWorkers`]). The executor keeps
 //!   everything else: scheduling, retries, the preemption budget, the
 //!   selection, checkpoints, conflicts and the apply.
 //! - [`run_remote_job`], what the runner calls in its worker process: it
@@ -17,6 +18,13 @@
 //!   ([`run_spec_returning`]); the kernel restores it from there. It is
 //!   not durable until the executor records it, as with local workers: a
 //!   result lost on the way only means the iteration runs again.
+//!
+//! - [`RayWorkers`], the kernel's own worker interpreters as Ray actors:
+//!   a job that must run in the kernel's workers (a `repeat`'s iterations
+//!   after the first, on the state the last one left) runs in one of
+//!   them, which keeps that state in its memory from one iteration to the
+//!   next, as a local worker does; the kernel asks it for the state only
+//!   at checkpoints, and writes them to the store.
 //!
 //! A Ray worker that dies under its task (its node was lost, it was
 //! killed) makes the run a preemption: it runs again, within the budget,
@@ -44,6 +52,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::host::{
     Namespace, evaluation_of, keep_output, read_snapshot, run_error, saved_vars, write_snapshot,
 };
+use crate::pool::{WorkerChannel, WorkerConfig, WorkerError, WorkerSpawner};
 
 /// How long one poll of a task waits for it, at most.
 const POLL_SECONDS: f64 = 0.5;
@@ -237,6 +246,141 @@ impl ExecutionBackend for RayBackend {
             };
         }
     }
+}
+
+/// The kernel's worker interpreters as Ray actors of one CPU
+/// (`pragma_notebook.ray_backend._Worker`): what runs in the kernel's
+/// workers with the local backend (a `repeat`'s iterations, whose state
+/// stays in the worker's memory between them, and is pickled only at
+/// checkpoints) runs on the cluster. An actor idle and holding no state
+/// for [`WORKER_LINGER`] is let go, so that its CPU is the cluster's again.
+pub(crate) struct RayWorkers {
+    dispatcher: Arc<Py<PyAny>>,
+}
+
+/// How long an idle worker actor holding no state is kept.
+const WORKER_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl RayWorkers {
+    pub(crate) fn new(dispatcher: Py<PyAny>) -> RayWorkers {
+        RayWorkers {
+            dispatcher: Arc::new(dispatcher),
+        }
+    }
+}
+
+#[async_trait]
+impl WorkerSpawner for RayWorkers {
+    async fn start(&self, _config: &WorkerConfig) -> Result<Box<dyn WorkerChannel>, WorkerError> {
+        let actor: Py<PyAny> = call_dispatcher(&self.dispatcher, "start_worker", |py| {
+            Ok(pyo3::types::PyTuple::empty(py))
+        })
+        .await
+        .map_err(WorkerError::StartOnCluster)?;
+        Ok(Box::new(RayChannel {
+            dispatcher: Arc::clone(&self.dispatcher),
+            actor: Some(Arc::new(actor)),
+            ended: None,
+        }))
+    }
+
+    fn linger(&self) -> Option<std::time::Duration> {
+        Some(WORKER_LINGER)
+    }
+}
+
+/// A worker actor, spoken to through actor calls; killed when dropped.
+struct RayChannel {
+    dispatcher: Arc<Py<PyAny>>,
+    actor: Option<Arc<Py<PyAny>>>,
+    /// Why it broke, once it did.
+    ended: Option<String>,
+}
+
+#[async_trait]
+impl WorkerChannel for RayChannel {
+    async fn exchange(
+        &mut self,
+        header: &serde_json::Value,
+        blobs: &[&[u8]],
+    ) -> io::Result<(serde_json::Value, Vec<Vec<u8>>)> {
+        let Some(actor) = self.actor.clone() else {
+            return Err(io::Error::other("the worker actor was stopped"));
+        };
+        let header = header.to_string();
+        let blobs = owned(blobs.to_vec());
+        let call: Py<PyAny> = call_dispatcher(&self.dispatcher, "call_worker", move |py| {
+            let blobs: Vec<Bound<'_, PyBytes>> =
+                blobs.iter().map(|b| PyBytes::new(py, b)).collect();
+            (actor.clone_ref(py), header, blobs).into_pyobject(py)
+        })
+        .await
+        .map_err(io::Error::other)?;
+        let call = Arc::new(call);
+        loop {
+            let polled = Arc::clone(&call);
+            let answer = call_dispatcher_with(
+                &self.dispatcher,
+                "poll_worker",
+                move |py| (polled.clone_ref(py), POLL_SECONDS).into_pyobject(py),
+                read_worker_answer,
+            )
+            .await;
+            match answer {
+                Ok(None) => continue,
+                Ok(Some((answer, blobs))) => {
+                    let answer = serde_json::from_str(&answer).map_err(io::Error::other)?;
+                    return Ok((answer, blobs));
+                }
+                Err(e) => {
+                    self.ended = Some(e.clone());
+                    return Err(io::Error::other(e));
+                }
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(actor) = self.actor.take() {
+            kill_actor(&self.dispatcher, actor);
+        }
+    }
+
+    async fn ended(&mut self) -> Option<String> {
+        self.ended.clone()
+    }
+}
+
+impl Drop for RayChannel {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Kills `actor` off the async thread (that takes the interpreter's lock).
+fn kill_actor(dispatcher: &Arc<Py<PyAny>>, actor: Arc<Py<PyAny>>) {
+    let dispatcher = Arc::clone(dispatcher);
+    std::thread::spawn(move || {
+        Python::attach(|py| {
+            if let Err(e) = dispatcher.call_method1(py, "kill_worker", (actor.clone_ref(py),)) {
+                eprintln!("pragma: a Ray worker actor could not be stopped: {e}");
+            }
+        })
+    });
+}
+
+/// Reads what `Dispatcher.poll_worker` answers: `None` while the call
+/// runs, else the answer's header (JSON) and blobs.
+fn read_worker_answer(answer: Bound<'_, PyAny>) -> PyResult<Option<(String, Vec<Vec<u8>>)>> {
+    if answer.is_none() {
+        return Ok(None);
+    }
+    let header: String = answer.get_item(0)?.extract()?;
+    let mut blobs = Vec::new();
+    for blob in answer.get_item(1)?.try_iter()? {
+        blobs.push(blob?.cast_into::<PyBytes>()?.as_bytes().to_vec());
+    }
+    Ok(Some((header, blobs)))
 }
 
 /// Says on standard error that a run was lost (the executor runs it again).

@@ -149,6 +149,60 @@ def test_a_node_lost_mid_operation_costs_only_its_run(tmp_path, own_cluster):
     assert {name.split("-")[1] for name in started} == {"0", "1", "2", "3"}, started
 
 
+REPEAT = (
+    "#pragma repeat --iterations 8 --checkpoint-period 3 --max-by x\n"
+    "import os, sys, time\n"
+    "ray = sys.modules.get('ray')  # there in a Ray worker only\n"
+    "actor = ray.get_runtime_context().get_actor_id() if ray else None\n"
+    "del ray\n"
+    "runs = runs + [(iteration, os.getpid(), actor)]\n"
+    "open(f'{where}/ran-{iteration}-{os.getpid()}', 'w').close()\n"
+    "time.sleep(0.4)\n"
+    "x = x + 1\n"
+)
+
+
+def test_a_repeat_cell_runs_on_the_cluster_in_one_actor_and_resumes_from_its_checkpoint(
+    tmp_path, cluster
+):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    client = notebook_client(
+        tmp_path,
+        [
+            on_ray(cluster),
+            f"x = 0\nruns = []\nwhere = {str(marks)!r}",
+            REPEAT,
+            "outcome = %pragma wait\n"
+            "print('ended:', outcome.status, outcome.best_iteration, x)\n"
+            "print('usage:', outcome.usage['iterations_run'], outcome.usage['work_lost'])\n"
+            "print('runs:', runs)",
+        ],
+        timeout=180,
+    )
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        executed = pool.submit(client.execute)
+        # Past the first checkpoint (3 iterations), the worker actor that
+        # holds the state dies.
+        wait_for(lambda: files(marks, "ran-4-"), "iteration 4")
+        killed = int(files(marks, "ran-4-")[0].split("-")[2])
+        os.kill(killed, 9)
+        executed.result(timeout=180)
+    said = shown(client.nb.cells[4])
+    assert "ended: succeeded 7 8" in said, said
+    usage = next(line for line in said.splitlines() if line.startswith("usage:")).split()
+    assert int(usage[2]) >= 1, said  # the run cut short is lost work
+    runs = eval(next(line for line in said.splitlines() if line.startswith("runs:"))[5:])
+    # Every iteration once in the state, each in a Ray worker process.
+    assert [run[0] for run in runs] == list(range(8)), runs
+    assert all(run[2] for run in runs), runs
+    # The state stayed in one actor from one iteration to the next: the
+    # one killed had run the iterations up to the checkpoint, and the one
+    # after the resume ran the last ones.
+    assert runs[1][1] == runs[2][1] == killed, (runs, killed)
+    assert len({run[1] for run in runs[5:]}) == 1 and runs[7][1] != killed, runs
+
+
 def test_cancel_stops_the_ray_tasks_within_seconds(tmp_path, cluster):
     marks = tmp_path / "marks"
     marks.mkdir()

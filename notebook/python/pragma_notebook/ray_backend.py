@@ -13,6 +13,11 @@ runner; runs the body and the selection expression there; and returns
 the resulting state through Ray's object store, with its report. A
 worker or node lost under a task makes its run a preemption: it runs
 again wherever Ray has room.
+
+The kernel's worker interpreters are on the cluster too (:class:`_Worker`
+actors, started, called and let go by the Rust pool through the
+dispatcher): a ``repeat``'s iterations after the first run in one of
+them, on the state the last one left in its memory.
 """
 
 import threading
@@ -37,6 +42,18 @@ class _Runner:
         from pragma_notebook import _native
 
         return _native.run_remote_job(spec, store)
+
+
+@ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)
+class _Worker:
+    """One of the kernel's worker interpreters, on the cluster: the
+    namespace a run leaves stays in its memory, so that a ``repeat``'s next
+    iteration runs on it there (see :mod:`pragma_notebook.worker`)."""
+
+    def handle(self, header, blobs):
+        from pragma_notebook import worker
+
+        return worker.handle_kept(header, blobs)
 
 
 class _Task:
@@ -114,3 +131,25 @@ class Dispatcher:
     def cancel(self, task):
         """Stops ``task`` at once: its runner's process is killed."""
         ray.kill(task.runner, no_restart=True)
+
+    # The kernel's worker interpreters as actors (the Rust pool keeps them,
+    # and lets them go).
+
+    def start_worker(self):
+        """A new worker actor."""
+        return _Worker.remote()
+
+    def call_worker(self, worker, header, blobs):
+        """Sends one request (JSON text and blobs) to ``worker``."""
+        return worker.handle.remote(header, blobs)
+
+    def poll_worker(self, call, timeout):
+        """``None`` while ``call`` runs (waiting at most ``timeout``
+        seconds), else its answer: the header (JSON text) and blobs. Raises
+        if the worker died under it."""
+        ready, _ = ray.wait([call], timeout=timeout)
+        return ray.get(call) if ready else None
+
+    def kill_worker(self, worker):
+        """Stops ``worker`` at once."""
+        ray.kill(worker, no_restart=True)

@@ -239,6 +239,17 @@ def handle_here(header, blobs):
     return json.dumps(answer), list(out)
 
 
+def handle_kept(header, blobs):
+    """Answers one request (JSON text and its blobs) in this interpreter, as
+    the protocol loop of :func:`main` does, the namespace a run leaves kept
+    here: what a worker actor on a Ray cluster does."""
+    request = json.loads(header)
+    for token in request.get("forget", ()):
+        _residents.pop(token, None)
+    answer, out = _HANDLERS[request["op"]](request, list(blobs))
+    return json.dumps(answer), list(out)
+
+
 def _die_with_parent():
     # A worker outlives its kernel only as an orphan burning CPU on a run
     # nobody takes: when the kernel dies (killed, restarted), so does it.
