@@ -4,21 +4,21 @@
 //!   job whose input state is in the store (a parallel or async
 //!   iteration) is submitted to the cluster through a dispatcher object of
 //!   the Python package (`pragma_notebook.ray_backend.Dispatcher`), as a
-//!   call to a runner actor of one CPU kept while there is work; one
+//!   Ray task of one CPU (submitted by a detached supervisor actor, so
+//!   that it outlives the kernel and a new kernel takes its result); one
 //!   whose input is only in the kernel's memory (a repeat's next
 //!   iteration) runs in the kernel's own workers, which are actors on the
-//!   cluster too ([`RayWorkers`]). The executor keeps
-//!   everything else: scheduling, retries, the preemption budget, the
-//!   selection, checkpoints, conflicts and the apply.
-//! - [`run_remote_job`], what the runner calls in its worker process: it
-//!   loads the input state from the store (once per runner: the iterations
-//!   of an operation share it), runs the body and the selection expression
-//!   in that interpreter ([`InProcessHost`]), and hands the resulting
-//!   state back through Ray's object store with its report
+//!   cluster too ([`RayWorkers`]). The executor keeps everything else:
+//!   scheduling, retries, the preemption budget, the selection,
+//!   checkpoints, conflicts and the apply.
+//! - [`run_remote_job`], what the task calls in its worker process: it
+//!   loads the input state from the store (once per process: the
+//!   iterations of an operation share it), runs the body and the selection
+//!   expression in that interpreter ([`InProcessHost`]), and hands the
+//!   resulting state back through Ray's object store with its report
 //!   ([`run_spec_returning`]); the kernel restores it from there. It is
 //!   not durable until the executor records it, as with local workers: a
 //!   result lost on the way only means the iteration runs again.
-//!
 //! - [`RayWorkers`], the kernel's own worker interpreters as Ray actors:
 //!   a job that must run in the kernel's workers (a `repeat`'s iterations
 //!   after the first, on the state the last one left) runs in one of
@@ -28,8 +28,8 @@
 //!
 //! A Ray worker that dies under its task (its node was lost, it was
 //! killed) makes the run a preemption: it runs again, within the budget,
-//! wherever Ray has room. Dropping a job (a cancel) kills its runner
-//! (`ray.kill`): its body stops at once.
+//! wherever Ray has room. Dropping a job (a cancel) cancels its task
+//! (`ray.cancel`, forced): its body stops at once.
 
 use std::collections::HashMap;
 use std::io;
@@ -142,7 +142,7 @@ fn read_polled(answer: Bound<'_, PyAny>) -> PyResult<Option<Ended>> {
     Ok(Some((kind, text, bytes)))
 }
 
-/// A submitted iteration, cancelled (its runner killed) if the job is
+/// A submitted iteration, cancelled (its task stopped) if the job is
 /// dropped first.
 struct TaskGuard {
     dispatcher: Arc<Py<PyAny>>,
@@ -540,7 +540,7 @@ fn node_name() -> String {
 }
 
 /// The input state this process restored last, with where it is: the
-/// iterations of an operation share their input, so a runner reads it from
+/// iterations of an operation share their input, so a process reads it from
 /// the store once (a committed state never changes).
 type KeptInput = Option<((String, Arc<str>, StateRef), Namespace)>;
 

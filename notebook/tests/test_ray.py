@@ -153,16 +153,16 @@ REPEAT = (
     "#pragma repeat --iterations 8 --checkpoint-period 3 --max-by x\n"
     "import os, sys, time\n"
     "ray = sys.modules.get('ray')  # there in a Ray worker only\n"
-    "actor = ray.get_runtime_context().get_actor_id() if ray else None\n"
+    "node = ray.get_runtime_context().get_node_id() if ray else None\n"
     "del ray\n"
-    "runs = runs + [(iteration, os.getpid(), actor)]\n"
+    "runs = runs + [(iteration, os.getpid(), node)]\n"
     "open(f'{where}/ran-{iteration}-{os.getpid()}', 'w').close()\n"
     "time.sleep(0.4)\n"
     "x = x + 1\n"
 )
 
 
-def test_a_repeat_cell_runs_on_the_cluster_in_one_actor_and_resumes_from_its_checkpoint(
+def test_a_repeat_cell_runs_on_the_cluster_in_one_worker_and_resumes_from_its_checkpoint(
     tmp_path, cluster
 ):
     marks = tmp_path / "marks"
@@ -196,9 +196,9 @@ def test_a_repeat_cell_runs_on_the_cluster_in_one_actor_and_resumes_from_its_che
     # Every iteration once in the state, each in a Ray worker process.
     assert [run[0] for run in runs] == list(range(8)), runs
     assert all(run[2] for run in runs), runs
-    # The state stayed in one actor from one iteration to the next: the
-    # one killed had run the iterations up to the checkpoint, and the one
-    # after the resume ran the last ones.
+    # The state stayed in one worker actor from one iteration to the next:
+    # the one killed had run the iterations up to the checkpoint, and the
+    # one after the resume ran the last ones.
     assert runs[1][1] == runs[2][1] == killed, (runs, killed)
     assert len({run[1] for run in runs[5:]}) == 1 and runs[7][1] != killed, runs
 
@@ -244,7 +244,7 @@ def test_cancel_stops_the_ray_tasks_within_seconds(tmp_path, cluster):
         assert time.time() < deadline, "the Ray tasks still run after the cancel"
 
 
-def test_a_kernel_restart_mid_operation_never_runs_a_recorded_iteration_again(
+def test_a_kernel_restart_mid_operation_takes_up_the_runs_in_flight_and_never_reruns_a_recorded_one(
     tmp_path, cluster, monkeypatch
 ):
     # A restarted kernel takes up its operations on the cluster its
@@ -252,18 +252,20 @@ def test_a_kernel_restart_mid_operation_never_runs_a_recorded_iteration_again(
     monkeypatch.setenv("PRAGMA_BACKEND", "ray")
     monkeypatch.setenv("RAY_ADDRESS", cluster.address)
     log = tmp_path / "runs.log"
+    killed_at = tmp_path / "killed-at"
     cell = (
         "#pragma parallel --iterations 10 --parallel-runs 2 --max-by v\n"
-        "import time\ntime.sleep(0.4)\nv = iteration\n"
+        "import time\nstarted = time.time()\ntime.sleep(0.6)\nv = iteration\n"
         f"with open({str(log)!r}, 'a') as runs:\n"
-        "    runs.write(f'{iteration}\\n')\n"
-        "del runs"
+        "    runs.write(f'{iteration} {started} {time.time()}\\n')\n"
+        "del runs, started"
     )
     crash = (
         "import os, time\n"
-        f"while not os.path.exists({str(log)!r}) or len(open({str(log)!r}).read().split()) < 4:\n"
+        f"while not os.path.exists({str(log)!r}) or len(open({str(log)!r}).readlines()) < 4:\n"
         "    time.sleep(0.05)\n"
         "time.sleep(0.3)\n"
+        f"open({str(killed_at)!r}, 'w').write(str(time.time()))\n"
         "os.kill(os.getpid(), 9)"
     )
     from nbclient.exceptions import DeadKernelError
@@ -276,11 +278,19 @@ def test_a_kernel_restart_mid_operation_never_runs_a_recorded_iteration_again(
         "outcome = %pragma wait\nprint(outcome.status, outcome.best_iteration, v)",
     )
     assert texts[-1].strip() == "succeeded 9 9", texts
-    runs = [int(line) for line in log.read_text().split()]
-    assert sorted(set(runs)) == list(range(10)), runs
-    # Only runs the records did not hold ran again: at most those in
-    # flight (2) and those finished since the last record.
-    assert len(runs) - 10 <= 4, runs
+    runs = [line.split() for line in log.read_text().splitlines()]
+    iterations = [int(run[0]) for run in runs]
+    assert sorted(set(iterations)) == list(range(10)), runs
+    # The runs in flight when the kernel died went on, and the new kernel
+    # took their results: none ran again.
+    kill = float(killed_at.read_text())
+    in_flight = {int(i) for i, begin, end in runs if float(begin) < kill < float(end)}
+    assert in_flight, runs
+    for iteration in in_flight:
+        assert iterations.count(iteration) == 1, (iteration, runs)
+    # Only runs the records did not hold ran again: at most those
+    # finished since the last record.
+    assert len(runs) - 10 <= 2, runs
 
 
 def test_an_unreachable_store_fails_the_iteration_naming_it(tmp_path, cluster, monkeypatch):

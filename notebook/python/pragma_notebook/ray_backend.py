@@ -5,14 +5,19 @@ address=...)``) makes the kernel a Ray driver. The Rust executor keeps
 deciding what runs (scheduling, retries, the preemption budget, the
 selection, checkpoints, conflicts, the apply); each iteration whose input
 state is in the store (every iteration of a ``parallel`` or ``async`` cell)
-is a call to a runner (a Ray actor of one CPU, kept while it has work),
-made and followed through the :class:`Dispatcher` here. It runs in the
-runner's Ray worker process: it loads the state from the store, which
-every node must reach (a shared directory, or ``s3://``), once per
-runner; runs the body and the selection expression there; and returns
-the resulting state through Ray's object store, with its report. A
-worker or node lost under a task makes its run a preemption: it runs
-again wherever Ray has room.
+is a Ray task of one CPU, spread over the nodes, made and followed through
+the :class:`Dispatcher` here. It runs in a Ray worker process: it loads
+the state from the store, which every node must reach (a shared
+directory, or ``s3://``), once per process; runs the body and the
+selection expression there; and returns the resulting state through
+Ray's object store, with its report. A worker or node lost under a task
+makes its run a preemption: it runs again wherever Ray has room.
+
+The tasks are submitted by a supervisor (:class:`_Supervisor`, a detached
+actor of no CPU), not by the kernel itself, so that they outlive a kernel
+that dies: the supervisor keeps what they give, and a new kernel taking
+the operation up takes those results instead of running the iterations
+again.
 
 The kernel's worker interpreters are on the cluster too (:class:`_Worker`
 actors, started, called and let go by the Rust pool through the
@@ -20,28 +25,118 @@ dispatcher): a ``repeat``'s iterations after the first run in one of
 them, on the state the last one left in its memory.
 """
 
+import hashlib
+import json
 import threading
 import time
 
 import ray
 import ray.exceptions
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 __all__ = ["Dispatcher"]
 
-# Seconds an idle runner is kept for the next iteration.
-LINGER = 1.0
+# The Ray namespace the supervisors are named in.
+NAMESPACE = "pragma"
+# Seconds a supervisor keeps a result its kernel did not take (the kernel
+# died), for a new kernel taking the operation up.
+KEEP_UNTAKEN = 300.0
 
 
-@ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)  # retries are the executor's
-class _Runner:
-    """A Ray worker process that runs iterations, one at a time: an actor,
-    so that each task goes straight to it (a task of its own would wait for
-    a worker lease every time)."""
+def job_key(spec):
+    """What a job is, whichever start of it: its operation, iteration and
+    input (the body and seed follow from them)."""
+    job = json.loads(spec)
+    return f"{job['op']}/{job['iteration']}/{json.dumps(job['input'], sort_keys=True)}"
 
-    def run(self, spec, store):
-        from pragma_notebook import _native
 
-        return _native.run_remote_job(spec, store)
+@ray.remote(num_cpus=1, max_retries=0)  # retries are the executor's
+def _run_iteration(spec, store):
+    from pragma_notebook import _native
+
+    return _native.run_remote_job(spec, store)
+
+
+class _Job:
+    """An iteration's task, followed by the supervisor, and since when it
+    ended."""
+
+    def __init__(self, ref):
+        self.ref = ref
+        self.ended_at = None
+
+    def outcome(self):
+        """Waits for the task: ``("done", report, state)``, ``("failed",
+        why)`` or ``("lost", why)``."""
+        try:
+            outcome = ("done", *ray.get(self.ref))
+        except ray.exceptions.TaskCancelledError:
+            outcome = ("failed", "the iteration was cancelled")
+        except ray.exceptions.RayTaskError as error:
+            outcome = ("failed", f"the Ray task failed: {error}")
+        except ray.exceptions.RayError as error:
+            # Its process or node is gone: a preemption.
+            outcome = ("lost", f"{type(error).__name__}: {error}")
+        self.ended_at = time.monotonic()
+        return outcome
+
+
+# A thread per iteration it follows (a thread waits for a task's result
+# sooner than an event loop hands it over).
+@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1024)
+class _Supervisor:
+    """Submits the iterations' tasks for kernels, and keeps their outcomes
+    until the kernel takes them: a detached actor of no CPU, named after
+    the runtime environment its tasks run in, that outlives any kernel."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._jobs = {}
+        threading.Thread(target=self._sweep, name="pragma untaken", daemon=True).start()
+
+    def run(self, key, spec, store):
+        """Runs the job ``spec`` on the store ``store``; its outcome (see
+        :meth:`_Job.outcome`)."""
+        job = _Job(_run_iteration.options(scheduling_strategy="SPREAD").remote(spec, store))
+        with self._lock:
+            self._jobs[key] = job
+        return job.outcome()
+
+    def held(self, op):
+        """The jobs of ``op`` whose outcomes are kept or still to come."""
+        with self._lock:
+            return [key for key in self._jobs if key.startswith(op + "/")]
+
+    def claim(self, key):
+        """The outcome of the job ``key``, once it ends, for a kernel that
+        took its operation up."""
+        with self._lock:
+            job = self._jobs.get(key)
+        if job is None:
+            return ("lost", "the supervisor no longer holds this iteration")
+        return job.outcome()
+
+    def release(self, key):
+        """The kernel took the outcome of ``key``: it need not be kept."""
+        with self._lock:
+            self._jobs.pop(key, None)
+
+    def cancel(self, key):
+        """Stops the job ``key`` at once: its worker process is killed."""
+        with self._lock:
+            job = self._jobs.pop(key, None)
+        if job is not None:
+            ray.cancel(job.ref, force=True)
+
+    def _sweep(self):
+        # Outcomes no kernel came for.
+        while True:
+            time.sleep(KEEP_UNTAKEN / 10)
+            now = time.monotonic()
+            with self._lock:
+                for key, job in list(self._jobs.items()):
+                    if job.ended_at is not None and now - job.ended_at > KEEP_UNTAKEN:
+                        del self._jobs[key]
 
 
 @ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)
@@ -57,22 +152,20 @@ class _Worker:
 
 
 class _Task:
-    """A submitted iteration: its result, and the runner it went to."""
+    """A submitted iteration: its outcome to come, and the job's key."""
 
-    def __init__(self, runner, result):
-        self.runner = runner
-        self.result = result
+    def __init__(self, outcome, key):
+        self.outcome = outcome
+        self.key = key
 
 
 class Dispatcher:
     """Submits iterations to the cluster, polls them, cancels them.
 
-    Iterations go to runners (actors of one CPU each) kept from one
-    iteration to the next; a runner idle for :data:`LINGER` seconds is let
-    go, so that its CPU is the cluster's again between operations. A
-    runner whose node or process died is dropped, and so is one whose
-    iteration was cancelled (it is killed). ``options``
-    are passed to ``ray.init`` (``runtime_env``, ``namespace``, ...); the
+    Each iteration is a task, submitted by this kernel's supervisor (see
+    the module docs); an iteration that a supervisor runs, or ran, for a
+    kernel that died is taken from it, not run again. ``options`` are
+    passed to ``ray.init`` (``runtime_env``, ``namespace``, ...); the
     driver's logs stay off by default (``log_to_driver=False``): each run's
     output is kept in its log, as with local workers.
     """
@@ -81,56 +174,77 @@ class Dispatcher:
         options.setdefault("log_to_driver", False)
         if not ray.is_initialized():
             ray.init(address=address, **options)
-        # Idle runners, with when each went idle.
-        self._idle = []
+        # The tasks run in this kernel's runtime environment: the
+        # supervisor is the one for it.
+        self._runtime_env = dict(ray.get_runtime_context().runtime_env or {})
+        digest = hashlib.sha256(json.dumps(self._runtime_env, sort_keys=True).encode())
+        self._name = f"supervisor-{digest.hexdigest()[:16]}"
+        self._supervisor = None
+        # The operations whose held jobs were looked for, and those jobs.
+        self._looked = set()
+        self._held = set()
         self._lock = threading.Lock()
-        threading.Thread(target=self._let_go, name="pragma Ray runners", daemon=True).start()
-
-    def _let_go(self):
-        while True:
-            time.sleep(LINGER / 2)
-            now = time.monotonic()
-            with self._lock:
-                stale = [runner for runner, since in self._idle if now - since > LINGER]
-                self._idle = [(r, since) for r, since in self._idle if now - since <= LINGER]
-            for runner in stale:
-                ray.kill(runner, no_restart=True)
 
     def capacity(self):
         """How many iterations may run at once: the cluster's CPUs now."""
         return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
+    def _supervisor_now(self, again=False):
+        if self._supervisor is None or again:
+            self._supervisor = _Supervisor.options(
+                name=self._name,
+                namespace=NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+                runtime_env=self._runtime_env or None,
+                # Beside the kernel, where the cluster is reached.
+                scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    ray.get_runtime_context().get_node_id(), soft=True
+                ),
+            ).remote()
+        return self._supervisor
+
     def submit(self, spec, store):
         """Submits the job ``spec`` (JSON) on the store ``store``."""
+        key = job_key(spec)
+        supervisor = self._supervisor_now()
+        op = key.split("/", 1)[0]
+        # Submits come from several threads: the operation's others wait
+        # for its look to end.
         with self._lock:
-            runner = self._idle.pop()[0] if self._idle else None
-        if runner is None:
-            runner = _Runner.remote()
-        return _Task(runner, runner.run.remote(spec, store))
+            if op not in self._looked:
+                self._looked.add(op)
+                try:
+                    self._held.update(ray.get(supervisor.held.remote(op), timeout=30))
+                except ray.exceptions.RayError:
+                    supervisor = self._supervisor_now(again=True)
+            held = key in self._held
+            self._held.discard(key)
+        if held:
+            return _Task(supervisor.claim.remote(key), key)
+        return _Task(supervisor.run.remote(key, spec, store), key)
 
     def poll(self, task, timeout):
         """``None`` while ``task`` runs (waiting at most ``timeout``
         seconds), else ``("done", report, state)`` (the resulting state's
         bytes, or ``None``), ``("lost", why)`` when its worker or node died
         under it, or ``("failed", why)``."""
-        ready, _ = ray.wait([task.result], timeout=timeout)
+        ready, _ = ray.wait([task.outcome], timeout=timeout)
         if not ready:
             return None
         try:
-            ended = ("done", *ray.get(task.result))
-        except ray.exceptions.RayTaskError as error:
-            # The runner lives on (what it ran raised): it is kept.
-            ended = "failed", f"the Ray task failed: {error}"
+            outcome = ray.get(task.outcome)
         except ray.exceptions.RayError as error:
-            # Its process or node is gone, and the runner with it.
-            return "lost", f"{type(error).__name__}: {error}"
-        with self._lock:
-            self._idle.append((task.runner, time.monotonic()))
-        return ended
+            # The supervisor itself is gone (its node died): a new one
+            # takes the next iterations.
+            self._supervisor_now(again=True)
+            return "lost", f"the supervisor of the iterations is gone: {error}"
+        self._supervisor.release.remote(task.key)
+        return tuple(outcome)
 
     def cancel(self, task):
-        """Stops ``task`` at once: its runner's process is killed."""
-        ray.kill(task.runner, no_restart=True)
+        """Stops ``task`` at once (``ray.cancel``, forced)."""
+        self._supervisor_now().cancel.remote(task.key)
 
     # The kernel's worker interpreters as actors (the Rust pool keeps them,
     # and lets them go).
