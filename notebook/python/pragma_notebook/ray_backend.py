@@ -29,6 +29,7 @@ import hashlib
 import json
 import threading
 import time
+import uuid
 
 import ray
 import ray.exceptions
@@ -61,8 +62,9 @@ class _Job:
     """An iteration's task, followed by the supervisor, and since when it
     ended."""
 
-    def __init__(self, ref):
+    def __init__(self, ref, token):
         self.ref = ref
+        self.token = token
         self.ended_at = None
 
     def outcome(self):
@@ -94,10 +96,11 @@ class _Supervisor:
         self._jobs = {}
         threading.Thread(target=self._sweep, name="pragma untaken", daemon=True).start()
 
-    def run(self, key, spec, store):
-        """Runs the job ``spec`` on the store ``store``; its outcome (see
-        :meth:`_Job.outcome`)."""
-        job = _Job(_run_iteration.options(scheduling_strategy="SPREAD").remote(spec, store))
+    def run(self, key, token, spec, store):
+        """Runs the job ``spec`` on the store ``store`` (``token`` names
+        this start of it); its outcome (see :meth:`_Job.outcome`)."""
+        ref = _run_iteration.options(scheduling_strategy="SPREAD").remote(spec, store)
+        job = _Job(ref, token)
         with self._lock:
             self._jobs[key] = job
         return job.outcome()
@@ -114,12 +117,16 @@ class _Supervisor:
             job = self._jobs.get(key)
         if job is None:
             return ("lost", "the supervisor no longer holds this iteration")
-        return job.outcome()
+        outcome = job.outcome()
+        self.release(key, job.token)
+        return outcome
 
-    def release(self, key):
-        """The kernel took the outcome of ``key``: it need not be kept."""
+    def release(self, key, token):
+        """The kernel took the outcome of the start ``token`` of ``key``:
+        it need not be kept (a later start of it is)."""
         with self._lock:
-            self._jobs.pop(key, None)
+            if key in self._jobs and self._jobs[key].token == token:
+                del self._jobs[key]
 
     def cancel(self, key):
         """Stops the job ``key`` at once: its worker process is killed."""
@@ -152,11 +159,13 @@ class _Worker:
 
 
 class _Task:
-    """A submitted iteration: its outcome to come, and the job's key."""
+    """A submitted iteration: its outcome to come, the job's key, and the
+    token of this start of it (``None``: taken over from a gone kernel)."""
 
-    def __init__(self, outcome, key):
+    def __init__(self, outcome, key, token=None):
         self.outcome = outcome
         self.key = key
+        self.token = token
 
 
 class Dispatcher:
@@ -222,7 +231,8 @@ class Dispatcher:
             self._held.discard(key)
         if held:
             return _Task(supervisor.claim.remote(key), key)
-        return _Task(supervisor.run.remote(key, spec, store), key)
+        token = uuid.uuid4().hex
+        return _Task(supervisor.run.remote(key, token, spec, store), key, token)
 
     def poll(self, task, timeout):
         """``None`` while ``task`` runs (waiting at most ``timeout``
@@ -239,7 +249,8 @@ class Dispatcher:
             # takes the next iterations.
             self._supervisor_now(again=True)
             return "lost", f"the supervisor of the iterations is gone: {error}"
-        self._supervisor.release.remote(task.key)
+        if task.token is not None:
+            self._supervisor.release.remote(task.key, task.token)
         return tuple(outcome)
 
     def cancel(self, task):
