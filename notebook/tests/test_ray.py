@@ -203,24 +203,35 @@ def test_a_repeat_cell_runs_on_the_cluster_in_one_worker_and_resumes_from_its_ch
     assert len({run[1] for run in runs[5:]}) == 1 and runs[7][1] != killed, runs
 
 
-def test_cancel_stops_the_ray_tasks_within_seconds(tmp_path, cluster):
+BEATING = (
+    "import time\n"
+    "for beat in range(600 if iteration >= first else 0):\n"
+    "    open(f'{where}/beat-{iteration}', 'w').write(str(beat))\n"
+    "    time.sleep(0.1)\n"
+)
+
+
+@pytest.mark.parametrize(
+    "directive, first, beating",
+    [
+        # Two tasks at once.
+        ("#pragma parallel --iterations 4 --parallel-runs 2 --max-by 1", 0, 2),
+        # The second iteration of a repeat, in the worker actor.
+        ("#pragma repeat --iterations 4 --max-by 1", 1, 1),
+    ],
+    ids=["parallel", "repeat"],
+)
+def test_cancel_stops_the_ray_tasks_within_seconds(tmp_path, cluster, directive, first, beating):
     marks = tmp_path / "marks"
     marks.mkdir()
-    cell = (
-        "#pragma parallel --iterations 4 --parallel-runs 2 --max-by 1\n"
-        "import time\n"
-        "for beat in range(600):\n"
-        "    open(f'{where}/beat-{iteration}', 'w').write(str(beat))\n"
-        "    time.sleep(0.1)\n"
-    )
     client = notebook_client(
         tmp_path,
         [
             on_ray(cluster),
-            f"where = {str(marks)!r}",
-            cell,
+            f"where = {str(marks)!r}\nfirst = {first}",
+            f"{directive}\n{BEATING}",
             "import os, time\n"
-            f"while len(os.listdir({str(marks)!r})) < 2:\n"
+            f"while len(os.listdir({str(marks)!r})) < {beating}:\n"
             "    time.sleep(0.05)\n"
             "%pragma cancel\n"
             "outcome = %pragma wait\n"
