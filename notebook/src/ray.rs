@@ -539,14 +539,40 @@ fn node_name() -> String {
         .unwrap_or_else(|_| "this node".to_owned())
 }
 
-/// The input state this process restored last, with where it is: the
-/// iterations of an operation share their input, so a process reads it from
-/// the store once (a committed state never changes).
-type KeptInput = Option<((String, Arc<str>, StateRef), Namespace)>;
+/// The input state this process restored last, with where it is and when
+/// it was last used: the iterations of an operation share their input, so
+/// a process reads it from the store once (a committed state never
+/// changes). A Ray worker process outlives the operation, so the state is
+/// dropped once unused for [`KEEP_INPUT`]: a model of some gigabytes is
+/// not held by an idle worker.
+struct KeptInput {
+    key: (String, Arc<str>, StateRef),
+    state: Namespace,
+    used: std::time::Instant,
+}
 
-fn kept_input() -> &'static Mutex<KeptInput> {
-    static KEPT: OnceLock<Mutex<KeptInput>> = OnceLock::new();
-    KEPT.get_or_init(Mutex::default)
+/// How long an input state no job asks for stays in a worker's memory.
+const KEEP_INPUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn kept_input() -> &'static Mutex<Option<KeptInput>> {
+    static KEPT: OnceLock<Mutex<Option<KeptInput>>> = OnceLock::new();
+    KEPT.get_or_init(|| {
+        // Drops the state once unused for long enough.
+        std::thread::Builder::new()
+            .name("pragma kept input".into())
+            .spawn(|| {
+                loop {
+                    std::thread::sleep(KEEP_INPUT / 2);
+                    if let Ok(mut kept) = kept_input().lock()
+                        && kept.as_ref().is_some_and(|k| k.used.elapsed() > KEEP_INPUT)
+                    {
+                        *kept = None;
+                    }
+                }
+            })
+            .ok();
+        Mutex::default()
+    })
 }
 
 /// `spec`'s input state: the one kept, if it is that, else restored from
@@ -562,16 +588,21 @@ async fn input_of(
         .as_ref()
         .map(|input| (store.to_owned(), Arc::clone(&spec.op), input.clone()));
     if let Some(key) = &key
-        && let Ok(kept) = kept_input().lock()
-        && let Some((kept_key, state)) = kept.as_ref()
-        && kept_key == key
+        && let Ok(mut kept) = kept_input().lock()
+        && let Some(kept) = kept.as_mut()
+        && kept.key == *key
     {
-        return Ok(state.clone());
+        kept.used = std::time::Instant::now();
+        return Ok(kept.state.clone());
     }
     let log = CheckpointLog::new(Arc::clone(&location.checkpoints));
     let state = load_input(host, &log, spec).await?;
     if let (Some(key), Ok(mut kept)) = (key, kept_input().lock()) {
-        *kept = Some((key, state.clone()));
+        *kept = Some(KeptInput {
+            key,
+            state: state.clone(),
+            used: std::time::Instant::now(),
+        });
     }
     Ok(state)
 }
