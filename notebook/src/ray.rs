@@ -280,7 +280,6 @@ impl WorkerSpawner for RayWorkers {
         Ok(Box::new(RayChannel {
             dispatcher: Arc::clone(&self.dispatcher),
             actor: Some(Arc::new(actor)),
-            ended: None,
         }))
     }
 
@@ -293,8 +292,6 @@ impl WorkerSpawner for RayWorkers {
 struct RayChannel {
     dispatcher: Arc<Py<PyAny>>,
     actor: Option<Arc<Py<PyAny>>>,
-    /// Why it broke, once it did.
-    ended: Option<String>,
 }
 
 #[async_trait]
@@ -332,10 +329,7 @@ impl WorkerChannel for RayChannel {
                     let answer = serde_json::from_str(&answer).map_err(io::Error::other)?;
                     return Ok((answer, blobs));
                 }
-                Err(e) => {
-                    self.ended = Some(e.clone());
-                    return Err(io::Error::other(e));
-                }
+                Err(e) => return Err(io::Error::other(e)),
             }
         }
     }
@@ -347,7 +341,8 @@ impl WorkerChannel for RayChannel {
     }
 
     async fn ended(&mut self) -> Option<String> {
-        self.ended.clone()
+        // The failed call said why.
+        None
     }
 }
 
@@ -645,6 +640,8 @@ pub(crate) fn run_remote_job<'py>(
             };
             let input = input_of(&host, &location, store, &spec).await;
             let mut output = run_spec_returning(&host, input, &spec).await;
+            // The worker's time on it includes reading its input.
+            output.seconds = begin.elapsed().as_secs_f64();
             // An input this node cannot read names the store.
             if let Err(RunError::Failed(message)) = &output.result
                 && let Some(reason) = message.strip_prefix("reading the input state: ")

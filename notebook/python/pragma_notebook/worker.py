@@ -243,11 +243,15 @@ def handle_kept(header, blobs):
     """Answers one request (JSON text and its blobs) in this interpreter, as
     the protocol loop of :func:`main` does, the namespace a run leaves kept
     here: what a worker actor on a Ray cluster does."""
-    request = json.loads(header)
+    answer, out = _answer(json.loads(header), list(blobs))
+    return json.dumps(answer), list(out)
+
+
+def _answer(request, blobs):
+    """Forgets what the request says to, then answers it."""
     for token in request.get("forget", ()):
         _residents.pop(token, None)
-    answer, out = _HANDLERS[request["op"]](request, list(blobs))
-    return json.dumps(answer), list(out)
+    return _HANDLERS[request["op"]](request, blobs)
 
 
 def _die_with_parent():
@@ -280,10 +284,7 @@ def main():
             blobs = [read_frame() for _ in request.get("vars", [])]
         except EOFError:
             return
-        for token in request.get("forget", ()):
-            _residents.pop(token, None)
-        header, answer = _HANDLERS[request["op"]](request, blobs)
-        write_frames(header, answer)
+        write_frames(*_answer(request, blobs))
 
 
 if __name__ == "__main__":
