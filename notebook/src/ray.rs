@@ -116,6 +116,30 @@ async fn call_dispatcher_with<T: Send + 'static>(
     .map_err(|e| e.to_string())?
 }
 
+/// Polls `what` with the dispatcher's `method` (which answers `None`
+/// while it runs, waiting at most [`POLL_SECONDS`]) until it ends; what
+/// `read` makes of the answer then.
+async fn poll_until_ended<T: Send + 'static>(
+    dispatcher: &Arc<Py<PyAny>>,
+    method: &'static str,
+    what: &Arc<Py<PyAny>>,
+    read: impl for<'py> Fn(Bound<'py, PyAny>) -> PyResult<Option<T>> + Send + Sync + Copy + 'static,
+) -> Result<T, String> {
+    loop {
+        let polled = Arc::clone(what);
+        let answer = call_dispatcher_with(
+            dispatcher,
+            method,
+            move |py| (polled.clone_ref(py), POLL_SECONDS).into_pyobject(py),
+            read,
+        )
+        .await?;
+        if let Some(ended) = answer {
+            return Ok(ended);
+        }
+    }
+}
+
 /// How a polled task ended: its kind (`done`, `lost`, `failed`), its text
 /// (the report, or why), and the resulting state's bytes if they came.
 type Ended = (String, String, Option<Vec<u8>>);
@@ -212,38 +236,25 @@ impl ExecutionBackend for RayBackend {
             dispatcher: Arc::clone(&self.dispatcher),
             task: Some(Arc::clone(&task)),
         };
-        loop {
-            let task = Arc::clone(&task);
-            let polled = call_dispatcher_with(
-                &self.dispatcher,
-                "poll",
-                move |py| (task.clone_ref(py), POLL_SECONDS).into_pyobject(py),
-                read_polled,
-            )
-            .await;
-            let (kind, text, state) = match polled {
-                Ok(None) => continue,
-                Ok(Some(ended)) => ended,
-                Err(e) => {
-                    guard.ended();
-                    return failed(format!("Ray could not say how the iteration went: {e}"));
-                }
-            };
-            guard.ended();
-            return match kind.as_str() {
-                "done" => match serde_json::from_str::<RemoteReport>(&text)
-                    .map_err(|e| e.to_string())
-                    .and_then(|report| report.into_output(state))
-                {
-                    Ok(output) => JobOutcome::Remote(output),
-                    Err(e) => failed(format!("the Ray task's report is unreadable: {e}")),
-                },
-                "lost" => {
-                    tracing_lost(&spec, &text);
-                    JobOutcome::Lost
-                }
-                _ => failed(text),
-            };
+        let polled = poll_until_ended(&self.dispatcher, "poll", &task, read_polled).await;
+        guard.ended();
+        let (kind, text, state) = match polled {
+            Ok(ended) => ended,
+            Err(e) => return failed(format!("Ray could not say how the iteration went: {e}")),
+        };
+        match kind.as_str() {
+            "done" => match serde_json::from_str::<RemoteReport>(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|report| report.into_output(state))
+            {
+                Ok(output) => JobOutcome::Remote(output),
+                Err(e) => failed(format!("the Ray task's report is unreadable: {e}")),
+            },
+            "lost" => {
+                tracing_lost(&spec, &text);
+                JobOutcome::Lost
+            }
+            _ => failed(text),
         }
     }
 }
@@ -314,24 +325,12 @@ impl WorkerChannel for RayChannel {
         .await
         .map_err(io::Error::other)?;
         let call = Arc::new(call);
-        loop {
-            let polled = Arc::clone(&call);
-            let answer = call_dispatcher_with(
-                &self.dispatcher,
-                "poll_worker",
-                move |py| (polled.clone_ref(py), POLL_SECONDS).into_pyobject(py),
-                read_worker_answer,
-            )
-            .await;
-            match answer {
-                Ok(None) => continue,
-                Ok(Some((answer, blobs))) => {
-                    let answer = serde_json::from_str(&answer).map_err(io::Error::other)?;
-                    return Ok((answer, blobs));
-                }
-                Err(e) => return Err(io::Error::other(e)),
-            }
-        }
+        let (answer, blobs) =
+            poll_until_ended(&self.dispatcher, "poll_worker", &call, read_worker_answer)
+                .await
+                .map_err(io::Error::other)?;
+        let answer = serde_json::from_str(&answer).map_err(io::Error::other)?;
+        Ok((answer, blobs))
     }
 
     fn kill(&mut self) {
