@@ -304,6 +304,20 @@ def test_a_kernel_restart_mid_operation_takes_up_the_runs_in_flight_and_never_re
     assert len(runs) - 10 <= 2, runs
 
 
+def test_a_cluster_that_cannot_be_reached_is_said_at_once(tmp_path):
+    texts = run(
+        tmp_path,
+        "%pragma config backend=ray address=127.0.0.1:9",
+        "import time, pragma_notebook\nbegin = time.time()\n"
+        "try:\n"
+        "    pragma_notebook.submit('#pragma async\\nx = 1', {})\n"
+        "except ConnectionError as error:\n"
+        "    print('refused:', error, round(time.time() - begin) < 10)",
+    )
+    assert "refused: the Ray cluster at 127.0.0.1:9 cannot be reached" in texts[1], texts
+    assert "ray start --head" in texts[1] and texts[1].strip().endswith("True"), texts
+
+
 def test_an_unreachable_store_fails_the_iteration_naming_it(tmp_path, cluster, monkeypatch):
     url = s3_store(tmp_path, monkeypatch, "ray")
     # The kernel reaches the store; the Ray workers are sent elsewhere.

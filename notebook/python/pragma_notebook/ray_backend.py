@@ -27,6 +27,8 @@ them, on the state the last one left in its memory.
 
 import hashlib
 import json
+import os
+import socket
 import threading
 import time
 import uuid
@@ -42,6 +44,26 @@ NAMESPACE = "pragma"
 # Seconds a supervisor keeps a result its kernel did not take (the kernel
 # died), for a new kernel taking the operation up.
 KEEP_UNTAKEN = 300.0
+
+
+def check_reachable(address):
+    """Fails at once, saying so, if the cluster at ``address`` (or
+    ``RAY_ADDRESS``) takes no connection: ``ray.init`` would retry for
+    minutes."""
+    target = address or os.environ.get("RAY_ADDRESS")
+    if not target or target in ("auto", "local"):
+        return
+    host, _, port = target.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise ConnectionError(
+            f"the Ray cluster at {target} cannot be reached: {error}; start it "
+            "(`ray start --head`) or give its head node's HOST:PORT "
+            "(`%pragma config backend=ray address=HOST:PORT`)"
+        ) from None
 
 
 def job_key(spec):
@@ -182,6 +204,7 @@ class Dispatcher:
     def __init__(self, address=None, **options):
         options.setdefault("log_to_driver", False)
         if not ray.is_initialized():
+            check_reachable(address)
             ray.init(address=address, **options)
         # The tasks run in this kernel's runtime environment: the
         # supervisor is the one for it.
