@@ -318,6 +318,20 @@ def test_a_cluster_that_cannot_be_reached_is_said_at_once(tmp_path):
     assert "ray start --head" in texts[1] and texts[1].strip().endswith("True"), texts
 
 
+def test_ray_missing_from_the_kernel_is_said_with_how_to_install_it(tmp_path):
+    texts = run(
+        tmp_path,
+        "%pragma config backend=ray",
+        "import sys, pragma_notebook\n"
+        "sys.modules['ray'] = None  # as if it were not installed\n"
+        "try:\n"
+        "    pragma_notebook.submit('#pragma async\\nx = 1', {})\n"
+        "except ModuleNotFoundError as error:\n"
+        "    print('missing:', error)",
+    )
+    assert "missing: backend=ray needs Ray" in texts[1] and "pip install" in texts[1], texts
+
+
 def test_an_unreachable_store_fails_the_iteration_naming_it(tmp_path, cluster, monkeypatch):
     url = s3_store(tmp_path, monkeypatch, "ray")
     # The kernel reaches the store; the Ray workers are sent elsewhere.

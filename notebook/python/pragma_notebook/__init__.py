@@ -138,7 +138,16 @@ def _native_session():
         package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         workers, dispatcher = int(_settings["workers"]), None
         if _settings["backend"] == "ray":
-            from .ray_backend import Dispatcher
+            try:
+                from .ray_backend import Dispatcher
+            except ModuleNotFoundError as missing:
+                if missing.name != "ray":
+                    raise
+                raise ModuleNotFoundError(
+                    "backend=ray needs Ray in the kernel's environment, of the cluster's"
+                    ' version: pip install "ray[default]" (or "./notebook[ray]")',
+                    name="ray",
+                ) from None
 
             dispatcher = Dispatcher(_settings["address"], **_settings["ray"])
             if not _workers_set:
