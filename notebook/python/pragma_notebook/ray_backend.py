@@ -209,7 +209,7 @@ class Dispatcher:
         # The tasks run in this kernel's runtime environment: the
         # supervisor is the one for it.
         self._runtime_env = dict(ray.get_runtime_context().runtime_env or {})
-        digest = hashlib.sha256(json.dumps(self._runtime_env, sort_keys=True).encode())
+        digest = hashlib.sha256(json.dumps(self._runtime_env, sort_keys=True, default=str).encode())
         self._name = f"supervisor-{digest.hexdigest()[:16]}"
         self._supervisor = None
         # The operations whose held jobs were looked for, and those jobs.
