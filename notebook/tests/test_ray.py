@@ -304,6 +304,19 @@ def test_a_kernel_restart_mid_operation_takes_up_the_runs_in_flight_and_never_re
     assert len(runs) - 10 <= 2, runs
 
 
+def test_a_large_resulting_state_comes_back_whole(tmp_path, cluster):
+    # Over a MiB, a result goes from the object store to the kernel, not
+    # through the supervisor.
+    texts = run(
+        tmp_path,
+        on_ray(cluster),
+        "#pragma parallel --iterations 3 --parallel-runs 2 --max-by 'blob[-1]'\n"
+        "blob = bytes(3 << 20) + bytes([iteration])",
+        "outcome = %pragma wait\nprint(outcome.status, outcome.best_iteration, len(blob), blob[-1])",
+    )
+    assert texts[2].strip() == f"succeeded 2 {(3 << 20) + 1} 2", texts
+
+
 def test_a_cluster_that_cannot_be_reached_is_said_at_once(tmp_path):
     texts = run(
         tmp_path,

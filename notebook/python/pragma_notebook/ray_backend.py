@@ -15,9 +15,9 @@ makes its run a preemption: it runs again wherever Ray has room.
 
 The tasks are submitted by a supervisor (:class:`_Supervisor`, a detached
 actor of no CPU), not by the kernel itself, so that they outlive a kernel
-that dies: the supervisor keeps what they give, and a new kernel taking
-the operation up takes those results instead of running the iterations
-again.
+that dies: the supervisor holds their results (in Ray's object store,
+never in its own memory), and a new kernel taking the operation up takes
+those instead of running the iterations again.
 
 The kernel's worker interpreters are on the cluster too (:class:`_Worker`
 actors, started, called and let go by the Rust pool through the
@@ -41,6 +41,9 @@ __all__ = ["Dispatcher"]
 
 # The Ray namespace the supervisors are named in.
 NAMESPACE = "pragma"
+# The largest result (bytes) the supervisor hands over itself; a larger
+# one the kernel reads from the object store, not through the supervisor.
+HANDED_OVER = 1 << 20
 # Seconds a supervisor keeps a result its kernel did not take (the kernel
 # died), for a new kernel taking the operation up.
 KEEP_UNTAKEN = 300.0
@@ -73,27 +76,37 @@ def job_key(spec):
     return f"{job['op']}/{job['iteration']}/{json.dumps(job['input'], sort_keys=True)}"
 
 
-@ray.remote(num_cpus=1, max_retries=0)  # retries are the executor's
+@ray.remote(num_cpus=1, max_retries=0, num_returns=2)  # retries are the executor's
 def _run_iteration(spec, store):
+    """Runs one iteration; returns its report with the size of the state,
+    and the state's bytes apart (see :meth:`_Job.ended`)."""
     from pragma_notebook import _native
 
-    return _native.run_remote_job(spec, store)
+    report, state = _native.run_remote_job(spec, store)
+    return (report, len(state) if state is not None else 0), state
 
 
 class _Job:
     """An iteration's task, followed by the supervisor, and since when it
     ended."""
 
-    def __init__(self, ref, token):
-        self.ref = ref
+    def __init__(self, refs, token):
+        self.report, self.state = refs
         self.token = token
         self.ended_at = None
 
-    def outcome(self):
-        """Waits for the task: ``("done", report, state)``, ``("failed",
-        why)`` or ``("lost", why)``."""
+    def ended(self):
+        """Waits for the task to end; its outcome: ``("done", report,
+        state)``, ``("failed", why)``, ``("lost", why)``, or, for a state
+        larger than :data:`HANDED_OVER`, ``("done-apart", report, [ref])``:
+        the kernel reads that state from the object store itself, so that
+        the supervisor never holds a copy of it."""
         try:
-            outcome = ("done", *ray.get(self.ref))
+            report, size = ray.get(self.report)
+            if size > HANDED_OVER:
+                outcome = ("done-apart", report, [self.state])
+            else:
+                outcome = ("done", report, ray.get(self.state))
         except ray.exceptions.TaskCancelledError:
             outcome = ("failed", "the iteration was cancelled")
         except ray.exceptions.RayTaskError as error:
@@ -109,7 +122,7 @@ class _Job:
 # sooner than an event loop hands it over).
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1024)
 class _Supervisor:
-    """Submits the iterations' tasks for kernels, and keeps their outcomes
+    """Submits the iterations' tasks for kernels, and holds their results
     until the kernel takes them: a detached actor of no CPU, named after
     the runtime environment its tasks run in, that outlives any kernel."""
 
@@ -120,31 +133,32 @@ class _Supervisor:
 
     def run(self, key, token, spec, store):
         """Runs the job ``spec`` on the store ``store`` (``token`` names
-        this start of it); its outcome (see :meth:`_Job.outcome`)."""
-        ref = _run_iteration.options(scheduling_strategy="SPREAD").remote(spec, store)
-        job = _Job(ref, token)
+        this start of it); once it ends, its result (see
+        :meth:`_Job.ended`)."""
+        refs = _run_iteration.options(scheduling_strategy="SPREAD").remote(spec, store)
+        job = _Job(refs, token)
         with self._lock:
             self._jobs[key] = job
-        return job.outcome()
+        return job.ended()
 
     def held(self, op):
-        """The jobs of ``op`` whose outcomes are kept or still to come."""
+        """The jobs of ``op`` whose results are held or still to come."""
         with self._lock:
             return [key for key in self._jobs if key.startswith(op + "/")]
 
     def claim(self, key):
-        """The outcome of the job ``key``, once it ends, for a kernel that
-        took its operation up."""
+        """The result of the job ``key`` once it ends (as :meth:`run`), for
+        a kernel that took its operation up; ``None`` if it is not held."""
         with self._lock:
             job = self._jobs.get(key)
         if job is None:
-            return ("lost", "the supervisor no longer holds this iteration")
-        outcome = job.outcome()
+            return None
+        result = job.ended()
         self.release(key, job.token)
-        return outcome
+        return result
 
     def release(self, key, token):
-        """The kernel took the outcome of the start ``token`` of ``key``:
+        """The kernel took the result of the start ``token`` of ``key``:
         it need not be kept (a later start of it is)."""
         with self._lock:
             if key in self._jobs and self._jobs[key].token == token:
@@ -155,7 +169,7 @@ class _Supervisor:
         with self._lock:
             job = self._jobs.pop(key, None)
         if job is not None:
-            ray.cancel(job.ref, force=True)
+            ray.cancel(job.report, force=True)
 
     def _sweep(self):
         # Outcomes no kernel came for.
@@ -268,13 +282,21 @@ class Dispatcher:
         try:
             outcome = ray.get(task.outcome)
         except ray.exceptions.RayError as error:
-            # The supervisor itself is gone (its node died): a new one
-            # takes the next iterations.
+            # The supervisor itself is gone (its node died), and what it
+            # held: a new one takes the next iterations.
             self._supervisor_now(again=True)
             return "lost", f"the supervisor of the iterations is gone: {error}"
+        if outcome is None:
+            outcome = ("lost", "the supervisor no longer holds this iteration")
+        elif outcome[0] == "done-apart":
+            try:
+                outcome = ("done", outcome[1], ray.get(outcome[2][0]))
+            except ray.exceptions.RayError as error:
+                # Its node went with it.
+                outcome = ("lost", f"the resulting state is lost: {error}")
         if task.token is not None:
             self._supervisor.release.remote(task.key, task.token)
-        return tuple(outcome)
+        return outcome
 
     def cancel(self, task):
         """Stops ``task`` at once (``ray.cancel``, forced)."""
