@@ -312,7 +312,8 @@ def test_a_large_resulting_state_comes_back_whole(tmp_path, cluster):
         on_ray(cluster),
         "#pragma parallel --iterations 3 --parallel-runs 2 --max-by 'blob[-1]'\n"
         "blob = bytes(3 << 20) + bytes([iteration])",
-        "outcome = %pragma wait\nprint(outcome.status, outcome.best_iteration, len(blob), blob[-1])",
+        "outcome = %pragma wait\n"
+        "print(outcome.status, outcome.best_iteration, len(blob), blob[-1])",
     )
     assert texts[2].strip() == f"succeeded 2 {(3 << 20) + 1} 2", texts
 
