@@ -78,12 +78,15 @@ def job_key(spec):
 
 @ray.remote(num_cpus=1, max_retries=0, num_returns=2)  # retries are the executor's
 def _run_iteration(spec, store):
-    """Runs one iteration; returns its report with the size of the state,
-    and the state's bytes apart (see :meth:`_Job.ended`)."""
+    """Runs one iteration; returns its report with the resulting state, or,
+    for a state larger than :data:`HANDED_OVER`, the report alone and the
+    state apart (see :meth:`_Job.ended`)."""
     from pragma_notebook import _native
 
     report, state = _native.run_remote_job(spec, store)
-    return (report, len(state) if state is not None else 0), state
+    if state is not None and len(state) > HANDED_OVER:
+        return (report, None, True), state
+    return (report, state, False), None
 
 
 class _Job:
@@ -102,11 +105,11 @@ class _Job:
         the kernel reads that state from the object store itself, so that
         the supervisor never holds a copy of it."""
         try:
-            report, size = ray.get(self.report)
-            if size > HANDED_OVER:
+            report, state, apart = ray.get(self.report)
+            if apart:
                 outcome = ("done-apart", report, [self.state])
             else:
-                outcome = ("done", report, ray.get(self.state))
+                outcome = ("done", report, state)
         except ray.exceptions.TaskCancelledError:
             outcome = ("failed", "the iteration was cancelled")
         except ray.exceptions.RayTaskError as error:
