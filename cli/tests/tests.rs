@@ -2393,8 +2393,9 @@ mod slurm {
         }
         let setup = Setup::new();
         // Slower iterations than REPEAT's: the cancel must land before the
-        // job ends, even on a loaded machine.
-        let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 1"));
+        // job ends, even on a loaded machine (with 1 s a CI run under load
+        // once saw the job end first).
+        let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 2"));
         let child = setup.spawn_run(&cell, &["--json"]);
         wait_for_runs(&setup, 3);
         std::process::Command::new("kill")
