@@ -209,12 +209,6 @@ pub enum RemoteState {
     Returned(Vec<u8>),
 }
 
-impl From<Key> for RemoteState {
-    fn from(key: Key) -> Self {
-        RemoteState::Stored(key)
-    }
-}
-
 /// Runs every job as a task on the current tokio runtime.
 #[derive(Debug, Clone, Copy)]
 pub struct TokioBackend {

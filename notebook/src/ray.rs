@@ -183,15 +183,7 @@ impl TaskGuard {
 impl Drop for TaskGuard {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
-            let dispatcher = Arc::clone(&self.dispatcher);
-            // Off the async thread: cancelling takes the interpreter's lock.
-            std::thread::spawn(move || {
-                Python::attach(|py| {
-                    if let Err(e) = dispatcher.call_method1(py, "cancel", (task.clone_ref(py),)) {
-                        eprintln!("pragma: the Ray task could not be cancelled: {e}");
-                    }
-                })
-            });
+            stop_off_thread(&self.dispatcher, "cancel", task, "the Ray task");
         }
     }
 }
@@ -335,7 +327,7 @@ impl WorkerChannel for RayChannel {
 
     fn kill(&mut self) {
         if let Some(actor) = self.actor.take() {
-            kill_actor(&self.dispatcher, actor);
+            stop_off_thread(&self.dispatcher, "kill_worker", actor, "a Ray worker actor");
         }
     }
 
@@ -351,13 +343,20 @@ impl Drop for RayChannel {
     }
 }
 
-/// Kills `actor` off the async thread (that takes the interpreter's lock).
-fn kill_actor(dispatcher: &Arc<Py<PyAny>>, actor: Arc<Py<PyAny>>) {
+/// Stops `what` (a task, a worker actor; named `named` in a message if it
+/// cannot be) with the dispatcher's `method`, off the async thread: that
+/// takes the interpreter's lock.
+fn stop_off_thread(
+    dispatcher: &Arc<Py<PyAny>>,
+    method: &'static str,
+    what: Arc<Py<PyAny>>,
+    named: &'static str,
+) {
     let dispatcher = Arc::clone(dispatcher);
     std::thread::spawn(move || {
         Python::attach(|py| {
-            if let Err(e) = dispatcher.call_method1(py, "kill_worker", (actor.clone_ref(py),)) {
-                eprintln!("pragma: a Ray worker actor could not be stopped: {e}");
+            if let Err(e) = dispatcher.call_method1(py, method, (what.clone_ref(py),)) {
+                eprintln!("pragma: {named} could not be stopped: {e}");
             }
         })
     });
