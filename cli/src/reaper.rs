@@ -3,9 +3,10 @@
 //! Each body runs in its own process group. A small companion process
 //! (`pragma __reap`, in a process group of its own so that Ctrl-C in the
 //! terminal leaves it alone) reads `+PGID` and `-PGID` lines on a pipe from
-//! the runner. The pipe closes when the runner exits, however it exits,
-//! kill -9 included; the companion then kills every group still listed, so
-//! no orphaned body goes on writing into the store.
+//! the runner, in batches. The pipe closes when the runner exits, however
+//! it exits, kill -9 included; the companion sees that at once, and kills
+//! every group still listed, so no orphaned body goes on writing into the
+//! store.
 //!
 //! A body can start before its group is on the pipe: the runner may be
 //! killed between starting it and telling the companion. So each body also
@@ -14,11 +15,13 @@
 //! process that carries it, found in `/proc/PID/environ`.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, Write};
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 
+use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::{Pid, Signal, kill_process_group};
 
 /// The environment variable that marks the bodies of one runner.
@@ -55,6 +58,9 @@ impl Reaper {
             .stdin
             .take()
             .ok_or_else(|| std::io::Error::other("the reaper has no standard input"))?;
+        // The companion reads its lines in batches (see `serve`): room for
+        // a batch of many thousand, so that the runner never waits on it.
+        let _ = rustix::pipe::fcntl_setpipe_size(&input, 1 << 20);
         Ok(Reaper {
             input: Mutex::new(input),
             token,
@@ -79,10 +85,12 @@ impl Reaper {
     }
 
     fn send(&self, sign: char, pgid: u32) {
+        // One write per line (`writeln!` on the pipe makes three, each
+        // waking the companion): far below PIPE_BUF, so it is atomic. If
+        // the companion is gone there is nothing better to do than go on.
+        let line = format!("{sign}{pgid}\n");
         if let Ok(mut input) = self.input.lock() {
-            // A line is far below PIPE_BUF, so the write is atomic. If the
-            // companion is gone there is nothing better to do than go on.
-            let _ = writeln!(input, "{sign}{pgid}");
+            let _ = input.write_all(line.as_bytes());
         }
     }
 }
@@ -98,21 +106,25 @@ pub(crate) fn kill_group(pgid: u32) {
 /// after killing the groups still listed and those of the processes marked
 /// with `token`.
 pub(crate) fn serve(token: &str) -> u8 {
+    let stdin = std::io::stdin();
+    let input = stdin.as_fd();
+    // The lines are read in batches, every `BATCH`, not as they come: a
+    // wake-up per line cost the runner's iterations more than the rest of
+    // this companion. `poll` asked for no event wakes on the hangup alone
+    // (the runner is gone), so that is still seen at once.
+    let _ = rustix::fs::fcntl_setfl(input, rustix::fs::OFlags::NONBLOCK);
+    const BATCH: Timespec = Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
     let mut groups = BTreeSet::new();
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        let (sign, number) = line.split_at(line.len().min(1));
-        let Ok(pgid) = number.parse::<u32>() else {
-            continue;
-        };
-        match sign {
-            "+" => {
-                groups.insert(pgid);
-            }
-            "-" => {
-                groups.remove(&pgid);
-            }
-            _ => {}
+    let mut unread = Vec::new();
+    loop {
+        let mut waiting = [PollFd::from_borrowed_fd(input, PollFlags::empty())];
+        let _ = rustix::event::poll(&mut waiting, Some(&BATCH));
+        let ended = read_lines(input, &mut unread, &mut groups);
+        if ended {
+            break;
         }
     }
     for pgid in groups {
@@ -126,6 +138,48 @@ pub(crate) fn serve(token: &str) -> u8 {
         }
     }
     crate::exit::OK
+}
+
+/// Reads what `input` holds now, applying each whole `+PGID` or `-PGID`
+/// line to `groups` (`unread` keeps a line's start until its end comes).
+/// Whether the input has ended: the runner is gone.
+fn read_lines(input: BorrowedFd<'_>, unread: &mut Vec<u8>, groups: &mut BTreeSet<u32>) -> bool {
+    let mut buffer = [0u8; 4096];
+    let ended = loop {
+        match rustix::io::read(input, &mut buffer) {
+            Ok(0) => break true,
+            Ok(n) => unread.extend_from_slice(&buffer[..n]),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => break false,
+            Err(_) => break true,
+        }
+    };
+    let whole = unread
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |end| end + 1);
+    for line in unread[..whole].split(|&b| b == b'\n') {
+        let Some((&sign, number)) = line.split_first() else {
+            continue;
+        };
+        let Some(pgid) = std::str::from_utf8(number)
+            .ok()
+            .and_then(|n| n.parse().ok())
+        else {
+            continue;
+        };
+        match sign {
+            b'+' => {
+                groups.insert(pgid);
+            }
+            b'-' => {
+                groups.remove(&pgid);
+            }
+            _ => {}
+        }
+    }
+    unread.drain(..whole);
+    ended
 }
 
 /// The process groups of the processes whose environment holds
@@ -153,4 +207,25 @@ fn marked_groups(token: &str) -> BTreeSet<u32> {
         }
     }
     groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_between_reads_are_applied_whole_and_the_end_is_seen() {
+        let (read, mut write) = std::io::pipe().unwrap();
+        rustix::fs::fcntl_setfl(&read, rustix::fs::OFlags::NONBLOCK).unwrap();
+        let (mut unread, mut groups) = (Vec::new(), BTreeSet::new());
+        write.write_all(b"+12\n+3").unwrap();
+        assert!(!read_lines(read.as_fd(), &mut unread, &mut groups));
+        assert_eq!(groups, BTreeSet::from([12]));
+        write.write_all(b"4\n-12\nnoise\n+").unwrap();
+        assert!(!read_lines(read.as_fd(), &mut unread, &mut groups));
+        assert_eq!(groups, BTreeSet::from([34]));
+        drop(write);
+        assert!(read_lines(read.as_fd(), &mut unread, &mut groups));
+        assert_eq!(groups, BTreeSet::from([34]));
+    }
 }

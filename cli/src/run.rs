@@ -27,7 +27,12 @@ pub(crate) fn run(args: &RunArgs) -> Exit {
         // reach a detached run.
         let _ = rustix::process::setsid();
     }
-    let runtime = tokio::runtime::Runtime::new()
+    // One thread: the work is in the bodies' own processes, and handing
+    // each iteration's steps between threads cost more than they took.
+    // Blocking work (copies, archives, files) goes to the blocking pool.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .map_err(|e| Failure::failed(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(run_async(args))
 }

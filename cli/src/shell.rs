@@ -57,6 +57,34 @@ pub(crate) struct ShellHost {
     /// per iteration on a journalling disk cost as much as the shell that
     /// wrote them; otherwise [`ShellHost::work`].
     scratch: Option<Arc<OwnWork>>,
+    /// Every body's standard input.
+    input: Arc<SilentInput>,
+}
+
+/// The standard input of every body: one pipe that nobody writes to, kept
+/// for the host's life. A body that reads it waits, and the watchdog sees
+/// it waiting. One pipe for all runs spares each run a pipe of its own,
+/// its registration with the runtime and the wake-up when it turns
+/// writable.
+#[derive(Debug)]
+struct SilentInput {
+    read: std::io::PipeReader,
+    // Held open, never written: a read waits instead of ending.
+    _write: std::io::PipeWriter,
+    /// What a body's `/proc/PID/fd/0` links to (`pipe:[INODE]`).
+    link: Option<PathBuf>,
+}
+
+impl SilentInput {
+    fn new() -> io::Result<SilentInput> {
+        let (read, write) = std::io::pipe()?;
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", read.as_raw_fd())).ok();
+        Ok(SilentInput {
+            read,
+            _write: write,
+            link,
+        })
+    }
 }
 
 /// A working directory of a state. Dropped, it is emptied and kept for
@@ -240,6 +268,7 @@ impl ShellHost {
             pool: Arc::default(),
             score_dirs: Arc::default(),
             scratch: in_memory_scratch(),
+            input: Arc::new(SilentInput::new()?),
         })
     }
 
@@ -358,46 +387,195 @@ impl ScoreFiles {
 
     /// The script running `body`, then, if it succeeded, `expr`: the last
     /// command, so that the shell may become it (one process start less).
+    /// The body runs in a subshell, so that its `cd`, variables, traps and
+    /// `exit` stay its own, unless it [leaves the shell
+    /// alone](leaves_the_shell_alone) anyway. The body's status goes on the
+    /// first line of `out`, the selection command's output after it.
     fn script(&self, body: &str, expr: &str) -> String {
         let quoted = |name: &str| crate::location::quoted(&self.path(name).to_string_lossy());
+        // A group runs in the shell itself; either way the body starts on
+        // the script's second line, so its messages name the same lines.
+        let (open, close) = if leaves_the_shell_alone(body) {
+            ("{", "}")
+        } else {
+            ("(", ")")
+        };
         format!(
-            "(\n{body}\n)\n__pragma_status=$?\n\
-             printf '{token} %s' \"$__pragma_status\" >{status}\n\
+            "{open}\n{body}\n{close}\n__pragma_status=$?\n\
+             printf '{token} %s\\n' \"$__pragma_status\" >{out}\n\
              if [ \"$__pragma_status\" -ne 0 ]; then exit \"$__pragma_status\"; fi\n\
-             exec </dev/null >{out} 2>{err}\n{expr}\n",
+             exec </dev/null >>{out} 2>{err}\n{expr}\n",
             out = quoted("out"),
             err = quoted("err"),
-            status = quoted("status"),
             token = self.token,
         )
     }
 
-    /// The body's exit status, if this run's shell got as far as writing
-    /// it down.
-    fn body_status(&self) -> Option<i32> {
-        let status = std::fs::read_to_string(self.path("status")).ok()?;
-        status
-            .strip_prefix(&format!("{} ", self.token))?
-            .trim()
-            .parse()
-            .ok()
+    /// What this run's shell wrote down: the body's exit status, if it got
+    /// as far as that, and what the selection command printed after it.
+    fn written(&self) -> (Option<i32>, String) {
+        let mut bytes = Vec::new();
+        let _ = std::fs::File::open(self.path("out"))
+            .and_then(|f| io::Read::read_to_end(&mut io::Read::take(f, 1 << 20), &mut bytes));
+        let text = String::from_utf8_lossy(&bytes);
+        let (first, printed) = text.split_once('\n').unwrap_or((&text, ""));
+        let status = first
+            .strip_prefix(&format!("{} ", self.token))
+            .and_then(|code| code.trim().parse().ok());
+        (status, printed.to_owned())
     }
 
     /// What the selection command gave, as `evaluate` would have: the
-    /// shell ended as it did (`status`, once the body succeeded).
-    fn evaluation(&self, status: std::process::ExitStatus) -> Evaluation {
-        let read = |name: &str| {
-            let mut text = String::new();
-            let _ = std::fs::File::open(self.path(name))
-                .and_then(|f| io::Read::read_to_string(&mut io::Read::take(f, 1 << 20), &mut text));
-            text
-        };
+    /// shell ended as it did (`status`, once the body succeeded), having
+    /// printed `printed`.
+    fn evaluation(&self, status: std::process::ExitStatus, printed: &str) -> Evaluation {
         let last_line = |text: &str| text.lines().last().unwrap_or_default().trim().to_owned();
         if status.success() {
-            return Evaluation::parse(&last_line(&read("out")));
+            return Evaluation::parse(&last_line(printed));
         }
-        selection_failed(status, &last_line(&read("err")))
+        let mut err = String::new();
+        let _ = std::fs::File::open(self.path("err"))
+            .and_then(|f| io::Read::read_to_string(&mut io::Read::take(f, 1 << 20), &mut err));
+        selection_failed(status, &last_line(&err))
     }
+}
+
+/// Whether `body` leaves the shell it runs in as it found it, so that it
+/// needs no subshell before the selection command (whose fork costs a
+/// fifth of a no-op iteration): every line blank, a comment, or a simple
+/// command of plain words (letters, digits, `_./:@%+,=-`, `$NAME` and
+/// `${NAME}`), whose first word is a plain name that is no shell keyword
+/// and no builtin that changes the shell (`cd`, `exit`, `exec`, `set`,
+/// `read`, ...; an assignment is no plain name). Anything else, a quote
+/// or an operator (`;`, `|`, `&`, `>`, ...) included, runs in a subshell.
+fn leaves_the_shell_alone(body: &str) -> bool {
+    // Keywords, and the builtins of dash and bash that change the shell's
+    // state (its directory, variables, options, traps, jobs, or whether
+    // it goes on): `printf -v` assigns in bash.
+    const CHANGES_THE_SHELL: &[&str] = &[
+        ".",
+        "alias",
+        "bg",
+        "break",
+        "builtin",
+        "caller",
+        "case",
+        "cd",
+        "chdir",
+        "command",
+        "continue",
+        "coproc",
+        "declare",
+        "dirs",
+        "disown",
+        "do",
+        "done",
+        "elif",
+        "else",
+        "enable",
+        "esac",
+        "eval",
+        "exec",
+        "exit",
+        "export",
+        "fc",
+        "fg",
+        "fi",
+        "for",
+        "function",
+        "getopts",
+        "hash",
+        "history",
+        "if",
+        "in",
+        "jobs",
+        "let",
+        "local",
+        "logout",
+        "mapfile",
+        "popd",
+        "printf",
+        "pushd",
+        "read",
+        "readarray",
+        "readonly",
+        "return",
+        "select",
+        "set",
+        "shift",
+        "shopt",
+        "source",
+        "suspend",
+        "then",
+        "time",
+        "times",
+        "trap",
+        "typeset",
+        "ulimit",
+        "umask",
+        "unalias",
+        "unset",
+        "until",
+        "wait",
+        "while",
+    ];
+    let plain_name = |word: &str| {
+        !word.is_empty()
+            && word
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_./+-".contains(&b))
+            && !CHANGES_THE_SHELL.contains(&word)
+    };
+    let is_name = |name: &str| {
+        name.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    let plain_word = |word: &str| {
+        let mut rest = word;
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix('$') {
+                let (name, next) = match after.strip_prefix('{') {
+                    Some(braced) => match braced.split_once('}') {
+                        Some((name, next)) => (name, next),
+                        None => return false,
+                    },
+                    None => after.split_at(
+                        after
+                            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                            .unwrap_or(after.len()),
+                    ),
+                };
+                if !is_name(name) {
+                    return false;
+                }
+                rest = next;
+            } else {
+                let plain = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || "_./:@%+,=-".contains(c)))
+                    .unwrap_or(rest.len());
+                if plain == 0 {
+                    return false;
+                }
+                rest = &rest[plain..];
+            }
+        }
+        true
+    };
+    let mut commands = 0;
+    for line in body.lines() {
+        let mut words = line.split([' ', '\t']).filter(|w| !w.is_empty());
+        let Some(first) = words.next() else { continue };
+        if first.starts_with('#') {
+            continue;
+        }
+        if !plain_name(first) || !words.all(plain_word) {
+            return false;
+        }
+        commands += 1;
+    }
+    commands > 0
 }
 
 impl Drop for ScoreFiles {
@@ -504,17 +682,18 @@ impl Host for ShellHost {
             .env(crate::reaper::MARK, self.reaper_token())
             // Standard input is a pipe nobody writes to: a body that reads
             // it waits, and the watchdog below sees it waiting.
-            .stdin(Stdio::piped())
+            .stdin(
+                self.input
+                    .read
+                    .try_clone()
+                    .map_err(|e| failed("starting /bin/sh", e))?,
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group, so that stopping it stops its children.
             .process_group(0)
             .kill_on_drop(true);
         let mut child = command.spawn().map_err(|e| failed("starting /bin/sh", e))?;
-        let stdin = child.stdin.take();
-        let stdin_link = stdin
-            .as_ref()
-            .and_then(|s| std::fs::read_link(format!("/proc/self/fd/{}", s.as_raw_fd())).ok());
         let pid = child.id();
         let group = GroupGuard::new(pid, self.reaper.as_deref());
         let (out, err) = self.captures(ctx);
@@ -522,18 +701,19 @@ impl Host for ShellHost {
         let status = tokio::select! {
             status = child.wait() => status.map_err(|e| failed("running the body", e))?,
             () = ctx.cancel.cancelled() => return Err(RunError::Cancelled),
-            message = watch_for_input(pid, stdin_link) => {
+            message = watch_for_input(pid, self.input.link.clone()) => {
                 return Err(RunError::InteractiveInput(message));
             }
         };
         // The iteration ends with its shell: what it left running in the
         // background is stopped now, and its output not waited for.
         drop(group);
-        drop(stdin);
         let (_, err) = pumps.finish().await;
         // With a score to take, the shell went on to the selection command
         // after the body: the body's own status is the one it wrote down.
-        let body_status = score_files.as_ref().and_then(ScoreFiles::body_status);
+        let (body_status, printed) = score_files
+            .as_ref()
+            .map_or((None, String::new()), ScoreFiles::written);
         let body_ok = body_status.map_or(status.success(), |code| code == 0);
         if !body_ok {
             let code = match body_status {
@@ -568,7 +748,9 @@ impl Host for ShellHost {
         }
         state.dir = Arc::new(copy);
         state.scored = match (&ctx.expr, &score_files) {
-            (Some(expr), Some(files)) => Some((Arc::clone(expr), files.evaluation(status))),
+            (Some(expr), Some(files)) => {
+                Some((Arc::clone(expr), files.evaluation(status, &printed)))
+            }
             _ => None,
         };
         Ok(())
@@ -749,6 +931,45 @@ fn descendants(root: u32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_body_of_plain_commands_runs_without_a_subshell() {
+        for alone in [
+            "true",
+            "python3 train.py --lr=0.1 --seed $PRAGMA_SEED\n",
+            "# a comment; exit\n\n  make -C build all\n./run ${iteration} a,b:c@d%e+f\n",
+        ] {
+            assert!(leaves_the_shell_alone(alone), "{alone:?}");
+        }
+        for changes in [
+            "",
+            "# only a comment",
+            "cd sub",
+            "exit 0",
+            "exec python3 x.py",
+            ". ./env.sh",
+            "x=1",
+            "x=1 true",
+            "read line",
+            "printf -v x 1",
+            "set -e",
+            "trap 'echo' EXIT",
+            "true; exit",
+            "true && exit",
+            "true | cat",
+            "sleep 1 &",
+            "echo $(cd /)",
+            "echo ${x:=1}",
+            "echo $$",
+            "echo 'a b'",
+            "echo a > out",
+            "echo a \\\nexit",
+            "if true\nthen exit\nfi",
+            "$cmd /",
+        ] {
+            assert!(!leaves_the_shell_alone(changes), "{changes:?}");
+        }
+    }
 
     #[tokio::test]
     async fn the_shell_host_conforms() {
