@@ -131,22 +131,34 @@ impl DirPool {
     /// small files are removed right here; a larger tree on the blocking
     /// pool, so that it holds up no other iteration.
     fn give_back(self: &Arc<Self>, dir: tempfile::TempDir) {
-        let keep = |pool: &DirPool, dir: tempfile::TempDir| {
-            if empty_dir(dir.path()).is_err() {
-                return;
-            }
-            if let Ok(mut free) = pool.free.lock()
-                && free.len() < Self::KEEP
-            {
-                free.push(dir);
-            }
+        let emptied = match small_state(dir.path()) {
+            Ok(Some(entries)) => entries
+                .iter()
+                .try_for_each(|entry| std::fs::remove_file(entry.path())),
+            _ => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    let pool = Arc::clone(self);
+                    runtime.spawn_blocking(move || {
+                        if empty_dir(dir.path()).is_ok() {
+                            pool.keep(dir);
+                        }
+                    });
+                    return;
+                }
+                Err(_) => empty_dir(dir.path()),
+            },
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if !matches!(small_state(dir.path()), Ok(Some(_))) => {
-                let pool = Arc::clone(self);
-                runtime.spawn_blocking(move || keep(&pool, dir));
-            }
-            _ => keep(self, dir),
+        if emptied.is_ok() {
+            self.keep(dir);
+        }
+    }
+
+    /// Keeps the empty `dir` for reuse, if there is room.
+    fn keep(&self, dir: tempfile::TempDir) {
+        if let Ok(mut free) = self.free.lock()
+            && free.len() < Self::KEEP
+        {
+            free.push(dir);
         }
     }
 }
@@ -422,9 +434,10 @@ pub(crate) fn special_file(dir: &Path) -> Option<PathBuf> {
 
 /// Where a body's shell leaves the score of the state it made: the body
 /// runs in a subshell (so that its `exit`, `cd` and variables stay its
-/// own, as in a shell of its own), its status goes to a file, and then the
-/// shell runs the selection command as its last, with its standard input
-/// closed and its output and error in files.
+/// own, as in a shell of its own) unless it leaves the shell alone anyway,
+/// and then, if it succeeded, the shell runs the selection command as its
+/// last, with its standard input closed and its output and error in files
+/// (see [`ScoreFiles::script`]).
 struct ScoreFiles {
     dir: Option<tempfile::TempDir>,
     pool: Arc<std::sync::Mutex<Vec<tempfile::TempDir>>>,
@@ -461,8 +474,10 @@ impl ScoreFiles {
     /// command, so that the shell may become it (one process start less).
     /// The body runs in a subshell, so that its `cd`, variables, traps and
     /// `exit` stay its own, unless it [leaves the shell
-    /// alone](leaves_the_shell_alone) anyway. The body's status goes on the
-    /// first line of `out`, the selection command's output after it.
+    /// alone](leaves_the_shell_alone) anyway. A body that fails ends the
+    /// shell with its status; one that succeeds has this run's token put
+    /// on the first line of `out`, the selection command's output after
+    /// it.
     fn script(&self, body: &str, expr: &str) -> String {
         let quoted = |name: &str| crate::location::quoted(&self.path(name).to_string_lossy());
         // A group runs in the shell itself; either way the body starts on
@@ -474,27 +489,23 @@ impl ScoreFiles {
         };
         format!(
             "{open}\n{body}\n{close}\n__pragma_status=$?\n\
-             printf '{token} %s\\n' \"$__pragma_status\" >{out}\n\
              if [ \"$__pragma_status\" -ne 0 ]; then exit \"$__pragma_status\"; fi\n\
-             exec </dev/null >>{out} 2>{err}\n{expr}\n",
+             exec </dev/null >{out} 2>{err}\necho {token}\n{expr}\n",
             out = quoted("out"),
             err = quoted("err"),
             token = self.token,
         )
     }
 
-    /// What this run's shell wrote down: the body's exit status, if it got
-    /// as far as that, and what the selection command printed after it.
-    fn written(&self) -> (Option<i32>, String) {
+    /// What this run's shell wrote down: whether the body succeeded (the
+    /// shell got as far as the selection command), and what that printed.
+    fn written(&self) -> (bool, String) {
         let mut bytes = Vec::new();
         let _ = std::fs::File::open(self.path("out"))
             .and_then(|f| io::Read::read_to_end(&mut io::Read::take(f, 1 << 20), &mut bytes));
         let text = String::from_utf8_lossy(&bytes);
         let (first, printed) = text.split_once('\n').unwrap_or((&text, ""));
-        let status = first
-            .strip_prefix(&format!("{} ", self.token))
-            .and_then(|code| code.trim().parse().ok());
-        (status, printed.to_owned())
+        (first == self.token.to_string(), printed.to_owned())
     }
 
     /// What the selection command gave, as `evaluate` would have: the
@@ -784,19 +795,16 @@ impl Host for ShellHost {
         // background is stopped now, and its output not waited for.
         drop(group);
         let (_, err) = pumps.finish().await;
-        // With a score to take, the shell went on to the selection command
-        // after the body: the body's own status is the one it wrote down.
-        let (body_status, printed) = score_files
+        // With a score to take, the shell goes on to the selection command
+        // once the body succeeded, and ends with the body's status if it
+        // failed.
+        let (scoring, printed) = score_files
             .as_ref()
-            .map_or((None, String::new()), ScoreFiles::written);
-        let body_ok = body_status.map_or(status.success(), |code| code == 0);
-        if !body_ok {
-            let code = match body_status {
-                Some(code) => format!("exit code {code}"),
-                None => status
-                    .code()
-                    .map_or("a signal".to_owned(), |c| format!("exit code {c}")),
-            };
+            .map_or((false, String::new()), ScoreFiles::written);
+        if !scoring && !status.success() {
+            let code = status
+                .code()
+                .map_or("a signal".to_owned(), |c| format!("exit code {c}"));
             let last = err.last_line();
             let message = if last.is_empty() {
                 format!("the body failed with {code}")
