@@ -3,7 +3,7 @@
 //! process-spawning floor `xargs -P2 -n1 sh -c true`, in the same run.
 //! Targets (issue "Scale and accounting"): at most 0.3x GNU parallel's time
 //! and at most 1.5x the xargs floor (a cell's body and its score run in one
-//! shell per iteration; the body in a subshell of it).
+//! shell per iteration; this body, plain commands, without a subshell).
 //!
 //! Run with `cargo bench -p pragma-cli`; GNU parallel must be installed
 //! (`apt-get install parallel`), or that comparison is skipped.

@@ -3244,6 +3244,39 @@ mod hardening_also {
     }
 
     #[test]
+    fn a_body_of_plain_commands_fails_and_scores_as_in_a_subshell() {
+        // Plain commands run in the scoring shell itself (no subshell):
+        // the last one's status is the body's, its error is reported, and
+        // only a body that succeeded is scored.
+        let dir = setup();
+        let cell = "#pragma parallel --iterations 3 --max-by 'echo $iteration'\n\
+                    ls no-such-$iteration\n\
+                    test $iteration -eq 1\n";
+        let out = run_cell(dir.path(), cell, &["--json", "--retries", "0"])
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        let text = String::from_utf8(out).unwrap();
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(
+            last["best"],
+            serde_json::json!({"iteration": 1, "score": 1.0}),
+            "{last}"
+        );
+        let failed = last["failed_iterations"].as_array().unwrap();
+        assert_eq!(failed.len(), 2, "{last}");
+        for failure in failed {
+            let error = failure["error"].as_str().unwrap();
+            assert!(
+                error.starts_with("the body failed with exit code 1: ls: ")
+                    && error.contains("no-such-"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
     fn a_candidate_scored_in_the_bodys_shell_scores_as_on_its_own() {
         let dir = setup();
         std::fs::create_dir(dir.path().join("state/sub")).unwrap();
