@@ -203,7 +203,13 @@ impl NativeSession {
                 None => WorkerPool::new(config),
             };
             let host = PythonHost::new(pool).with_logs(location.logs());
-            let settings = Config::default().workers(workers.max(1) as u64);
+            // Finished parallel iterations are recorded a few times a
+            // second, as the command line does: each record creates files
+            // in the store, and at 50 a second their creation cost a no-op
+            // iteration more than its own run; a crash re-runs little more.
+            let settings = Config::default()
+                .workers(workers.max(1) as u64)
+                .record_interval(std::time::Duration::from_millis(100));
             let checkpoints = Arc::clone(&location.checkpoints);
             let executor = match ray {
                 Some(dispatcher) => {

@@ -47,6 +47,10 @@ HANDED_OVER = 1 << 20
 # Seconds a supervisor keeps a result its kernel did not take (the kernel
 # died), for a new kernel taking the operation up.
 KEEP_UNTAKEN = 300.0
+# Seconds the kernel gathers the results it took before telling its
+# supervisor, in one call: a call per iteration cost the supervisor more
+# than following the iteration's task.
+RELEASE_EVERY = 0.2
 
 
 def check_reachable(address):
@@ -163,9 +167,14 @@ class _Supervisor:
     def release(self, key, token):
         """The kernel took the result of the start ``token`` of ``key``:
         it need not be kept (a later start of it is)."""
+        self.release_all([(key, token)])
+
+    def release_all(self, taken):
+        """:meth:`release` of each ``(key, token)`` of ``taken``."""
         with self._lock:
-            if key in self._jobs and self._jobs[key].token == token:
-                del self._jobs[key]
+            for key, token in taken:
+                if key in self._jobs and self._jobs[key].token == token:
+                    del self._jobs[key]
 
     def cancel(self, key):
         """Stops the job ``key`` at once: its worker process is killed."""
@@ -233,6 +242,11 @@ class Dispatcher:
         self._looked = set()
         self._held = set()
         self._lock = threading.Lock()
+        # The results taken, for the supervisor to let go of (see
+        # RELEASE_EVERY).
+        self._taken = []
+        self._taken_lock = threading.Lock()
+        threading.Thread(target=self._release_taken, name="pragma release", daemon=True).start()
 
     def capacity(self):
         """How many iterations may run at once: the cluster's CPUs now."""
@@ -298,8 +312,21 @@ class Dispatcher:
                 # Its node went with it.
                 outcome = ("lost", f"the resulting state is lost: {error}")
         if task.token is not None:
-            self._supervisor.release.remote(task.key, task.token)
+            with self._taken_lock:
+                self._taken.append((task.key, task.token))
         return outcome
+
+    def _release_taken(self):
+        while True:
+            time.sleep(RELEASE_EVERY)
+            with self._taken_lock:
+                taken, self._taken = self._taken, []
+            if taken and self._supervisor is not None:
+                try:
+                    self._supervisor.release_all.remote(taken)
+                except ray.exceptions.RayError:
+                    # Gone with its results: nothing is left to let go of.
+                    pass
 
     def cancel(self, task):
         """Stops ``task`` at once (``ray.cancel``, forced)."""
