@@ -11,6 +11,11 @@
 //!    RSS, whether they were admitted in submission order, and how long the
 //!    last one waited for its first start.
 //!
+//! The executor runs on a tokio runtime of one thread, as in `pragma run`
+//! (the work of a real host is in its workers' processes); with
+//! `--multi-thread`, on tokio's default multi-thread runtime, whose
+//! hand-offs between threads cost a no-op iteration about a third more.
+//!
 //! Run with `cargo bench -p pragma-executor-local --bench scale`.
 
 use std::sync::Arc;
@@ -126,10 +131,13 @@ fn main() {
     if args.iter().any(|a| a == "--test" || a == "--list") {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let multi_thread = args.iter().any(|a| a == "--multi-thread");
+    let mut runtime = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = runtime.enable_all().build().expect("a runtime");
     match args
         .iter()
         .position(|a| a == "--scenario")
@@ -148,6 +156,7 @@ fn main() {
             for scenario in scenarios {
                 let status = std::process::Command::new(&me)
                     .args(["--scenario", scenario])
+                    .args(multi_thread.then_some("--multi-thread"))
                     .status()
                     .expect("a scenario");
                 assert!(status.success(), "scenario {scenario} failed");
