@@ -530,8 +530,23 @@ impl ScoreFiles {
 /// `${NAME}`), whose first word is a plain name that is no shell keyword
 /// and no builtin that changes the shell (`cd`, `exit`, `exec`, `set`,
 /// `read`, ...; an assignment is no plain name). Anything else, a quote
-/// or an operator (`;`, `|`, `&`, `>`, ...) included, runs in a subshell.
+/// or an operator (`;`, `|`, `&`, `>`, ...) included, runs in a subshell;
+/// so does every body where `/bin/sh` is bash and the environment exports
+/// functions (as environment modules do), since a command may then be a
+/// function that changes the shell.
 fn leaves_the_shell_alone(body: &str) -> bool {
+    static FUNCTIONS_IMPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let imported = *FUNCTIONS_IMPORTED.get_or_init(|| {
+        let bash = std::fs::canonicalize("/bin/sh")
+            .is_ok_and(|sh| sh.file_name().is_some_and(|name| name == "bash"));
+        bash && std::env::vars_os()
+            .any(|(name, _)| name.as_encoded_bytes().starts_with(b"BASH_FUNC_"))
+    });
+    !imported && plain_commands(body)
+}
+
+/// Whether `body` is plain commands (see [`leaves_the_shell_alone`]).
+fn plain_commands(body: &str) -> bool {
     // Keywords, and the builtins of dash and bash that change the shell's
     // state (its directory, variables, options, traps, jobs, or whether
     // it goes on): `printf -v` assigns in bash.
@@ -1022,7 +1037,7 @@ mod tests {
             "python3 train.py --lr=0.1 --seed $PRAGMA_SEED\n",
             "# a comment; exit\n\n  make -C build all\n./run ${iteration} a,b:c@d%e+f\n",
         ] {
-            assert!(leaves_the_shell_alone(alone), "{alone:?}");
+            assert!(plain_commands(alone), "{alone:?}");
         }
         for changes in [
             "",
@@ -1050,7 +1065,7 @@ mod tests {
             "if true\nthen exit\nfi",
             "$cmd /",
         ] {
-            assert!(!leaves_the_shell_alone(changes), "{changes:?}");
+            assert!(!plain_commands(changes), "{changes:?}");
         }
     }
 
