@@ -149,6 +149,47 @@ def test_a_node_lost_mid_operation_costs_only_its_run(tmp_path, own_cluster):
     assert {name.split("-")[1] for name in started} == {"0", "1", "2", "3"}, started
 
 
+def test_an_operation_that_lost_a_node_grows_back_onto_a_new_one(tmp_path, own_cluster):
+    cluster, worker_node = own_cluster
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cell = (
+        "#pragma parallel --iterations 16 --parallel-runs 2 --max-by v\n"
+        "import ray, time\n"
+        "node = ray.get_runtime_context().get_node_id()\n"
+        "open(f'{where}/started-{iteration}-{node}-{time.time()}', 'w').close()\n"
+        "time.sleep(1)\n"
+        "v = iteration"
+    )
+    client = notebook_client(
+        tmp_path,
+        [
+            on_ray(cluster),
+            f"where = {str(marks)!r}",
+            cell,
+            "outcome = %pragma wait\nprint('ended:', outcome.status, outcome.best_iteration)",
+        ],
+        timeout=240,
+    )
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        executed = pool.submit(client.execute)
+        on_worker = f"-{worker_node.node_id}-"
+        wait_for(
+            lambda: any(on_worker in name for name in files(marks, "started-")),
+            "an iteration on the worker node",
+        )
+        cluster.remove_node(worker_node, allow_graceful=False)
+        # A node joins while the operation goes on with one.
+        new_node = cluster.add_node(node_ip_address="127.0.0.1", num_cpus=1)
+        executed.result(timeout=240)
+    said = shown(client.nb.cells[-1]).splitlines()
+    assert [line for line in said if line.startswith("ended:")] == ["ended: succeeded 15"], said
+    started = files(marks, "started-")
+    assert {name.split("-")[1] for name in started} == {str(i) for i in range(16)}, started
+    # The operation grew back: its later iterations ran on the new node too.
+    assert any(f"-{new_node.node_id}-" in name for name in started), started
+
+
 REPEAT = (
     "#pragma repeat --iterations 8 --checkpoint-period 3 --max-by x\n"
     "import os, sys, time\n"
