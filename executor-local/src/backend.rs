@@ -102,7 +102,10 @@ impl std::fmt::Debug for Job {
 /// # Contract for custom backends
 ///
 /// - [`capacity`](ExecutionBackend::capacity) is how many jobs may run at
-///   once; the executor never starts more.
+///   once; the executor never starts more. It may change (a cluster that
+///   grows or shrinks): the executor reads it again every second, starts
+///   more jobs once it grew, and none until below it once it shrank (the
+///   running ones go on).
 /// - [`execute`](ExecutionBackend::execute) carries the job out on the
 ///   given worker, either here ([`Job::run_here`], which gives
 ///   [`JobOutcome::Ran`]) or elsewhere: a worker there restores the input
@@ -125,7 +128,7 @@ impl std::fmt::Debug for Job {
 /// implementation against this contract.
 #[async_trait]
 pub trait ExecutionBackend: Send + Sync + 'static {
-    /// How many jobs may run at once.
+    /// How many jobs may run at once, now (see the contract above).
     fn capacity(&self) -> u64;
 
     /// Carries out `job` on `worker`.

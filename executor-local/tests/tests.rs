@@ -502,7 +502,11 @@ mod control {
         let Some(Event::Queued { reason, .. }) = queued else {
             unreachable!()
         };
-        assert_eq!(reason, "waiting for 1 of 1 workers");
+        // The first would take more workers if there were any.
+        assert_eq!(
+            reason,
+            "waiting for 1 of 1 workers (1 earlier operations first)"
+        );
         assert!(matches!(
             second.status().schedule,
             pragma_scheduler::Status::Queued { .. }
@@ -1056,5 +1060,84 @@ mod remote {
             .await
             .unwrap();
         assert!(left.is_empty(), "{left:?}");
+    }
+}
+
+/// A backend whose capacity changes while an operation runs (a cluster
+/// that grows, then shrinks).
+mod changing_capacity {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use async_trait::async_trait;
+    use pragma_executor_local::{ExecutionBackend, Job, JobOutcome};
+    use pragma_scheduler::WorkerId;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Resizable {
+        capacity: AtomicU64,
+        running: AtomicU64,
+        /// The most jobs running at once.
+        peak: AtomicU64,
+        started: AtomicU64,
+    }
+
+    #[async_trait]
+    impl ExecutionBackend for Resizable {
+        fn capacity(&self) -> u64 {
+            self.capacity.load(Ordering::SeqCst)
+        }
+
+        async fn execute(&self, _worker: WorkerId, job: Job) -> JobOutcome {
+            let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.started.fetch_add(1, Ordering::SeqCst);
+            self.peak.fetch_max(running, Ordering::SeqCst);
+            let outcome = job.run_here().await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            outcome
+        }
+    }
+
+    #[tokio::test]
+    async fn an_operation_grows_onto_capacity_that_comes_and_shrinks_from_what_goes() {
+        let host = ScriptedHost::new().delay(Duration::from_millis(50));
+        let backend = Arc::new(Resizable::default());
+        backend.capacity.store(1, Ordering::SeqCst);
+        let executor = Executor::with_backend(
+            host.clone(),
+            MemoryStore::new(),
+            Arc::clone(&backend) as Arc<dyn ExecutionBackend>,
+            config(1),
+        );
+        // No --parallel-runs: as many at once as the backend has room for.
+        let cell = "#pragma parallel --iterations 300 --max-by value\nbody";
+        let handle = executor.submit(cell, MapState::new()).await.unwrap();
+        // One at a time, then four once the capacity grew (it is read
+        // again every second), then at most two once it shrank and the
+        // jobs started before drained.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(backend.peak.load(Ordering::SeqCst), 1);
+        backend.capacity.store(4, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(backend.peak.load(Ordering::SeqCst), 4);
+        backend.capacity.store(2, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        backend
+            .peak
+            .store(backend.running.load(Ordering::SeqCst), Ordering::SeqCst);
+        let started = backend.started.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            backend.started.load(Ordering::SeqCst) > started,
+            "jobs go on starting"
+        );
+        assert!(
+            backend.peak.load(Ordering::SeqCst) <= 2,
+            "at most two at once now"
+        );
+        let outcome = handle.wait().await.unwrap();
+        assert_eq!(outcome.status, FinalStatus::Succeeded);
+        assert_eq!(host.runs().len(), 300);
     }
 }

@@ -598,7 +598,8 @@ impl Scheduler {
             parallel.retry.push_back(iteration);
         }
         if report != Report::Lost {
-            // Keep the worker for the next iteration unless an earlier
+            // Keep the worker for the next iteration unless the pool shrank
+            // below what is in use (it goes), or an earlier
             // operation waits for one (first come, first served); an
             // operation that has run a while and keeps others hands it to
             // the oldest one that holds none, so that none starves behind a
@@ -616,7 +617,7 @@ impl Scheduler {
             } else {
                 None
             };
-            if older_waiting {
+            if self.in_use > self.capacity || older_waiting {
                 self.release(id, worker, actions);
             } else if let Some(waiting) = yield_to {
                 self.release(id, worker, actions);

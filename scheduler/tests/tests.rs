@@ -120,6 +120,26 @@ mod schedules {
     }
 
     #[test]
+    fn a_pool_that_shrank_takes_back_the_workers_beyond_it_as_they_finish() {
+        let mut s = Scheduler::new(3);
+        let (op, actions) = s.submit(parallel(10, None), Budgets::default()).unwrap();
+        let running = starts(&actions);
+        assert_eq!(running.len(), 3);
+        s.handle(Event::SetCapacity(1));
+        // The first two to finish go back to the pool; the third goes on.
+        for (_, worker, _) in &running[..2] {
+            assert!(starts(&s.handle(Event::IterationFinished(*worker))).is_empty());
+        }
+        assert_eq!(s.in_use(), 1);
+        let next = starts(&s.handle(Event::IterationFinished(running[2].1)));
+        assert_eq!(next.len(), 1);
+        let Some(Status::Running { progress }) = s.status(op) else {
+            panic!()
+        };
+        assert_eq!(progress.in_flight, 1);
+    }
+
+    #[test]
     fn a_repeat_failure_rewinds_to_the_last_checkpoint() {
         let mut s = Scheduler::new(1);
         let plan = Plan::Repeat {

@@ -35,6 +35,32 @@ use crate::op::Op;
 use crate::report::Status;
 use crate::shared::Shared;
 
+/// How often the backend's capacity is read again.
+const CAPACITY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Tells the coordinator whenever the backend's capacity changes (a
+/// cluster that grows or shrinks), reading it every [`CAPACITY_EVERY`],
+/// for as long as the coordinator is there.
+async fn follow_capacity<H: Host, S: Store + 'static>(
+    shared: Arc<Shared<H, S>>,
+    coordinator: mpsc::WeakUnboundedSender<Msg<H::State>>,
+) {
+    let mut told = shared.backend.capacity();
+    loop {
+        tokio::time::sleep(CAPACITY_EVERY).await;
+        let Some(coordinator) = coordinator.upgrade() else {
+            return;
+        };
+        let capacity = shared.backend.capacity();
+        if capacity != told {
+            if coordinator.send(Msg::Capacity(capacity)).is_err() {
+                return;
+            }
+            told = capacity;
+        }
+    }
+}
+
 /// Maps keyed by small sequential numbers: ordered maps are cheaper than
 /// hashing them.
 type ByWorker<V> = BTreeMap<WorkerId, V>;
@@ -90,6 +116,10 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             spare_actions: Vec::new(),
             control,
         };
+        tokio::spawn(follow_capacity(
+            Arc::clone(&coordinator.shared),
+            coordinator.control.downgrade(),
+        ));
         tokio::spawn(coordinator.run(inbox))
     }
 
@@ -115,6 +145,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             Msg::Committed { op, commit, result } => self.committed(op, commit, result),
             Msg::Finalized { op, status, best } => self.finalized(op, status, best),
             Msg::Flush(id) => self.flush(id),
+            Msg::Capacity(capacity) => self.tell(SchedulerEvent::SetCapacity(capacity)),
             Msg::Cancel(name) => {
                 if let Some(&op) = self.by_name.get(&name) {
                     let actions = self.scheduler.handle(SchedulerEvent::Cancel(op));

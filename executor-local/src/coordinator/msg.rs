@@ -39,6 +39,8 @@ pub(crate) enum Msg<St> {
     Cancel(String),
     /// Time for a group commit that was held back.
     Flush(OpId),
+    /// The backend's capacity is now this (a cluster grew or shrank).
+    Capacity(u64),
 }
 
 /// What a commit was for.

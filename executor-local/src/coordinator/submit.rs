@@ -11,16 +11,18 @@ use crate::op::NewOp;
 use crate::op::Op;
 use crate::report::{Event, FinalStatus};
 
-/// The scheduler's plan for `directive` on a backend of `capacity` slots.
-fn plan_of(directive: &Directive, capacity: u64) -> Plan {
+/// The scheduler's plan for `directive`.
+fn plan_of(directive: &Directive) -> Plan {
     match directive {
         Directive::Repeat(r) => Plan::Repeat {
             iterations: r.iterations(),
             checkpoint_period: r.checkpoint_period(),
         },
+        // Without `--parallel-runs`, as many as the backend has room for,
+        // now and as its capacity changes.
         Directive::Parallel(p) => Plan::Parallel {
             iterations: p.iterations(),
-            max_workers: Some(p.parallel_runs().unwrap_or(capacity).max(1)),
+            max_workers: p.parallel_runs().map(|runs| runs.max(1)),
         },
         Directive::Async => Plan::Async,
     }
@@ -30,7 +32,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
     /// Takes an operation in and schedules it (from where it got, if it
     /// is resumed).
     pub(super) fn submit(&mut self, new: NewOp<H::State>) {
-        let plan = plan_of(&new.directive, self.shared.backend.capacity());
+        let plan = plan_of(&new.directive);
         let (op, progress) = Op::new(new);
         let Some((id, actions)) = self.schedule(&op, plan, progress) else {
             return;
