@@ -169,10 +169,11 @@ impl NativeSession {
     /// as for the `pragma` command), running bodies with `python` (the
     /// kernel's interpreter) in at most `workers` workers; with `ray` (a
     /// `pragma_notebook.ray_backend.Dispatcher`), iterations whose input
-    /// is in the store run as Ray tasks instead, at most `workers` at once,
-    /// and the workers are Ray actors.
+    /// is in the store run as Ray tasks instead, at most `workers` at once
+    /// (with `follow_cluster`, as many as the cluster has CPUs, read again
+    /// as it grows and shrinks), and the workers are Ray actors.
     #[new]
-    #[pyo3(signature = (store, python, python_path, workers, ray=None))]
+    #[pyo3(signature = (store, python, python_path, workers, ray=None, follow_cluster=false))]
     fn new(
         py: Python<'_>,
         store: String,
@@ -180,6 +181,7 @@ impl NativeSession {
         python_path: Vec<String>,
         workers: usize,
         ray: Option<Py<PyAny>>,
+        follow_cluster: bool,
     ) -> PyResult<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -213,7 +215,12 @@ impl NativeSession {
             let checkpoints = Arc::clone(&location.checkpoints);
             let executor = match ray {
                 Some(dispatcher) => {
-                    let backend = crate::ray::RayBackend::new(dispatcher, workers as u64, store);
+                    let backend = crate::ray::RayBackend::new(
+                        dispatcher,
+                        workers as u64,
+                        store,
+                        follow_cluster,
+                    );
                     Executor::with_backend(host, checkpoints, Arc::new(backend), settings)
                 }
                 None => Executor::new(host, checkpoints, settings),

@@ -34,6 +34,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
@@ -57,23 +58,69 @@ use crate::pool::{WorkerChannel, WorkerConfig, WorkerError, WorkerSpawner};
 /// How long one poll of a task waits for it, at most.
 const POLL_SECONDS: f64 = 0.5;
 
+/// How often a backend that follows the cluster reads its CPUs again.
+const CLUSTER_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs iterations whose input is in the store as Ray tasks, the others
 /// here (see the module docs).
 pub(crate) struct RayBackend {
     /// `pragma_notebook.ray_backend.Dispatcher`, connected to the cluster.
     dispatcher: Arc<Py<PyAny>>,
-    capacity: u64,
+    capacity: Arc<AtomicU64>,
     /// The store as every node opens it (an absolute directory, a URL).
     store: String,
 }
 
 impl RayBackend {
-    pub(crate) fn new(dispatcher: Py<PyAny>, capacity: u64, store: String) -> RayBackend {
+    /// A backend of `capacity` iterations at once; one that follows the
+    /// cluster (`follow_cluster`) has as many as the cluster has CPUs,
+    /// read again every [`CLUSTER_EVERY`]: nodes that join (an autoscaler's,
+    /// one that was down when the kernel connected) are used, the
+    /// executor following its capacity.
+    pub(crate) fn new(
+        dispatcher: Py<PyAny>,
+        capacity: u64,
+        store: String,
+        follow_cluster: bool,
+    ) -> RayBackend {
+        let dispatcher = Arc::new(dispatcher);
+        let capacity = Arc::new(AtomicU64::new(capacity.max(1)));
+        if follow_cluster {
+            follow_the_cluster(Arc::clone(&dispatcher), Arc::downgrade(&capacity));
+        }
         RayBackend {
-            dispatcher: Arc::new(dispatcher),
-            capacity: capacity.max(1),
+            dispatcher,
+            capacity,
             store,
         }
+    }
+}
+
+/// Keeps `capacity` at the cluster's CPUs (`Dispatcher.capacity`), from a
+/// thread of its own (it takes the interpreter's lock, and asks the
+/// cluster), for as long as the backend is there.
+fn follow_the_cluster(dispatcher: Arc<Py<PyAny>>, capacity: std::sync::Weak<AtomicU64>) {
+    let followed = std::thread::Builder::new()
+        .name("pragma cluster size".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(CLUSTER_EVERY);
+                let Some(capacity) = capacity.upgrade() else {
+                    return;
+                };
+                // A cluster that cannot say keeps the size it had.
+                let cpus = Python::attach(|py| {
+                    dispatcher
+                        .call_method0(py, "capacity")
+                        .and_then(|cpus| cpus.extract::<u64>(py))
+                });
+                if let Ok(cpus) = cpus {
+                    capacity.store(cpus.max(1), Ordering::Relaxed);
+                }
+            }
+        });
+    if let Err(e) = followed {
+        eprintln!("pragma: the cluster's size is not followed: {e}");
     }
 }
 
@@ -201,7 +248,7 @@ fn failed(message: String) -> JobOutcome {
 #[async_trait]
 impl ExecutionBackend for RayBackend {
     fn capacity(&self) -> u64 {
-        self.capacity
+        self.capacity.load(Ordering::Relaxed)
     }
 
     async fn execute(&self, _worker: WorkerId, job: Job) -> JobOutcome {
@@ -669,7 +716,7 @@ pub(crate) fn ray_backend_conformance(
     capacity: u64,
     store: String,
 ) -> PyResult<Option<String>> {
-    let backend = RayBackend::new(dispatcher, capacity, store);
+    let backend = RayBackend::new(dispatcher, capacity, store, false);
     let runtime = remote_runtime().map_err(pyo3::exceptions::PyRuntimeError::new_err)?;
     let found =
         py.detach(|| runtime.block_on(pragma_executor_local::conformance::backend(&backend)));

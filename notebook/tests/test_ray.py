@@ -190,6 +190,56 @@ def test_an_operation_that_lost_a_node_grows_back_onto_a_new_one(tmp_path, own_c
     assert any(f"-{new_node.node_id}-" in name for name in started), started
 
 
+def test_a_node_that_joins_after_the_kernel_connected_takes_iterations_too(tmp_path):
+    # The kernel connects to a cluster of one node of one CPU: one
+    # iteration at a time, until a second node joins.
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"node_ip_address": "127.0.0.1", "num_cpus": 1, "include_dashboard": False},
+    )
+    try:
+        marks = tmp_path / "marks"
+        marks.mkdir()
+        cell = (
+            "#pragma parallel --iterations 24 --max-by v\n"
+            "import ray, time\n"
+            "node = ray.get_runtime_context().get_node_id()\n"
+            "begin = time.time()\n"
+            "time.sleep(0.5)\n"
+            "open(f'{where}/ran-{iteration}-{node}', 'w').write(f'{begin} {time.time()}')\n"
+            "v = iteration"
+        )
+        client = notebook_client(
+            tmp_path,
+            [
+                on_ray(cluster),
+                f"where = {str(marks)!r}",
+                cell,
+                "outcome = %pragma wait\nprint('ended:', outcome.status, outcome.best_iteration)",
+            ],
+            timeout=240,
+        )
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            executed = pool.submit(client.execute)
+            wait_for(lambda: files(marks, "ran-"), "a first iteration")
+            joined = cluster.add_node(node_ip_address="127.0.0.1", num_cpus=1)
+            executed.result(timeout=240)
+        said = shown(client.nb.cells[-1]).splitlines()
+        assert [line for line in said if line.startswith("ended:")] == ["ended: succeeded 23"], said
+        runs = {}
+        for name in files(marks, "ran-"):
+            _, iteration, node = name.split("-", 2)
+            begin, end = map(float, (marks / name).read_text().split())
+            runs[int(iteration)] = (node, begin, end)
+        assert sorted(runs) == list(range(24)), runs
+        # Two ran at once, one on the node that joined.
+        on_joined = [run for run in runs.values() if run[0] == joined.node_id]
+        elsewhere = [run for run in runs.values() if run[0] != joined.node_id]
+        assert any(a[1] < b[2] and b[1] < a[2] for a in on_joined for b in elsewhere), runs
+    finally:
+        cluster.shutdown()
+
+
 REPEAT = (
     "#pragma repeat --iterations 8 --checkpoint-period 3 --max-by x\n"
     "import os, sys, time\n"

@@ -152,7 +152,10 @@ def _native_session():
             dispatcher = Dispatcher(_settings["address"], **_settings["ray"])
             if not _workers_set:
                 workers = dispatcher.capacity()
-        _session = NativeSession(store, sys.executable, [package], workers, dispatcher)
+        # Without `workers`, as many iterations at once as the cluster has
+        # CPUs, as it grows and shrinks.
+        follow = dispatcher is not None and not _workers_set
+        _session = NativeSession(store, sys.executable, [package], workers, dispatcher, follow)
     return _session
 
 
@@ -392,7 +395,8 @@ def config(**settings):
     """Sets ``store`` (a directory, ``.pragma`` by default, or
     ``s3://BUCKET/PREFIX`` as for the ``pragma`` command), ``workers`` (the
     most worker interpreters, the machine's cores by default; with Ray, the
-    most iterations at once, the cluster's CPUs by default),
+    most iterations at once, by default the cluster's CPUs, followed as
+    nodes join and leave),
     ``on_conflict`` (``take-background``, ``keep-live`` or ``ask``),
     ``backend`` (``local``, or ``ray`` to run iterations on a Ray
     cluster), ``address`` (the cluster's, as ``ray.init`` takes it) and
