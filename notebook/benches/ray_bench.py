@@ -9,7 +9,8 @@ range(200)])` of the same no-op work, as a ratio (target <= 1.5x) and as
 the milliseconds the notebook host adds per iteration; and against the
 same tasks submitted two at a time, as `--parallel-runs 2` lets them run
 (the plain `ray.get` has all 200 queued at once, hiding each task's
-round trip).
+round trip). Then the same with iterations of 20 ms each (a sleep): what
+the host adds to small work that is not nothing.
 """
 
 import os
@@ -26,10 +27,18 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 ITERATIONS = 200
 ROUNDS = 3
+# Seconds each iteration of the second comparison sleeps.
+SMALL_WORK = 0.02
 
 
 @ray.remote(num_cpus=1, max_retries=0)
 def noop(iteration):
+    return iteration
+
+
+@ray.remote(num_cpus=1, max_retries=0)
+def small_work(iteration):
+    time.sleep(SMALL_WORK)
     return iteration
 
 
@@ -39,14 +48,15 @@ def timed(work):
     return time.perf_counter() - begin
 
 
-def through_pragma():
-    cell = f"#pragma parallel --iterations {ITERATIONS} --parallel-runs 2 --max-by x\nx = iteration"
+def through_pragma(sleep=0.0):
+    body = f"import time\ntime.sleep({sleep})\nx = iteration" if sleep else "x = iteration"
+    cell = f"#pragma parallel --iterations {ITERATIONS} --parallel-runs 2 --max-by x\n{body}"
     outcome = pn.submit(cell, {}).wait()
     assert outcome.status == "succeeded", outcome
 
 
-def plain_ray():
-    assert ray.get([noop.remote(i) for i in range(ITERATIONS)]) == list(range(ITERATIONS))
+def plain_ray(task=noop):
+    assert ray.get([task.remote(i) for i in range(ITERATIONS)]) == list(range(ITERATIONS))
 
 
 def two_at_a_time():
@@ -85,6 +95,16 @@ def main():
             f"{(ours - theirs) / ITERATIONS * 1000:.1f} ms added per iteration; the same "
             f"tasks two at a time {floor:.2f} s: ratio {ours / floor:.2f}, "
             f"{(ours - floor) / ITERATIONS * 1000:.1f} ms added per iteration"
+        )
+        rounds = [
+            (timed(lambda: through_pragma(SMALL_WORK)), timed(lambda: plain_ray(small_work)))
+            for _ in range(ROUNDS)
+        ]
+        ours, theirs = (statistics.median(r[k] for r in rounds) for k in range(2))
+        print(
+            f"the same with iterations of {SMALL_WORK * 1000:.0f} ms: notebook host {ours:.2f} s, "
+            f"plain ray.get {theirs:.2f} s: ratio {ours / theirs:.2f}, "
+            f"{(ours - theirs) / ITERATIONS * 1000:.1f} ms added per iteration"
         )
     finally:
         ray.shutdown()
