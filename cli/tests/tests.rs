@@ -2949,17 +2949,28 @@ mod hardening_also {
         run_cell_with(dir, cell_text, extra, Duration::from_secs(60))
     }
 
-    #[test]
-    fn an_infinite_score_ranks_first_and_is_shown_as_inf_in_text_and_json() {
-        let dir = setup();
-        let cell = "#pragma parallel --iterations 3 --max-by 'if [ $(cat n) = 1 ]; then echo inf; else cat n; fi'\necho $iteration > n\n";
-        let out = run_cell(dir.path(), cell, &["--json"])
+    /// [`run_cell`] with `--json`, which must succeed: its events, and the
+    /// last of them.
+    fn run_cell_json(
+        dir: &std::path::Path,
+        cell_text: &str,
+        extra: &[&str],
+    ) -> (String, serde_json::Value) {
+        let out = run_cell(dir, cell_text, &[&["--json"], extra].concat())
             .code(0)
             .get_output()
             .stdout
             .clone();
         let text = String::from_utf8(out).unwrap();
-        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        let last = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        (text, last)
+    }
+
+    #[test]
+    fn an_infinite_score_ranks_first_and_is_shown_as_inf_in_text_and_json() {
+        let dir = setup();
+        let cell = "#pragma parallel --iterations 3 --max-by 'if [ $(cat n) = 1 ]; then echo inf; else cat n; fi'\necho $iteration > n\n";
+        let (text, last) = run_cell_json(dir.path(), cell, &[]);
         assert_eq!(
             last["best"],
             serde_json::json!({"iteration": 1, "score": "inf"}),
@@ -3252,13 +3263,7 @@ mod hardening_also {
         let cell = "#pragma parallel --iterations 3 --max-by 'echo $iteration'\n\
                     ls no-such-$iteration\n\
                     test $iteration -eq 1\n";
-        let out = run_cell(dir.path(), cell, &["--json", "--retries", "0"])
-            .code(0)
-            .get_output()
-            .stdout
-            .clone();
-        let text = String::from_utf8(out).unwrap();
-        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        let (_, last) = run_cell_json(dir.path(), cell, &["--retries", "0"]);
         assert_eq!(
             last["best"],
             serde_json::json!({"iteration": 1, "score": 1.0}),

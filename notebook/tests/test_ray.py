@@ -51,6 +51,28 @@ def on_ray(cluster, store=None):
     return line + (f" store={store}" if store else "")
 
 
+def ending_client(tmp_path, cluster, marks, cell):
+    """A kernel on `cluster` that runs `cell` (which marks its runs in
+    `marks`, its `where`), waits for it, and prints ``ended: STATUS
+    BEST``."""
+    return notebook_client(
+        tmp_path,
+        [
+            on_ray(cluster),
+            f"where = {str(marks)!r}",
+            cell,
+            "outcome = %pragma wait\nprint('ended:', outcome.status, outcome.best_iteration)",
+        ],
+        timeout=240,
+    )
+
+
+def ended(client):
+    """What the last cell of ``ending_client`` printed: its ``ended:`` lines."""
+    said = shown(client.nb.cells[-1]).splitlines()
+    return [line for line in said if line.startswith("ended:")]
+
+
 def files(directory, prefix):
     return sorted(p.name for p in pathlib.Path(directory).glob(prefix + "*"))
 
@@ -161,16 +183,7 @@ def test_an_operation_that_lost_a_node_grows_back_onto_a_new_one(tmp_path, own_c
         "time.sleep(1)\n"
         "v = iteration"
     )
-    client = notebook_client(
-        tmp_path,
-        [
-            on_ray(cluster),
-            f"where = {str(marks)!r}",
-            cell,
-            "outcome = %pragma wait\nprint('ended:', outcome.status, outcome.best_iteration)",
-        ],
-        timeout=240,
-    )
+    client = ending_client(tmp_path, cluster, marks, cell)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         executed = pool.submit(client.execute)
         on_worker = f"-{worker_node.node_id}-"
@@ -182,8 +195,7 @@ def test_an_operation_that_lost_a_node_grows_back_onto_a_new_one(tmp_path, own_c
         # A node joins while the operation goes on with one.
         new_node = cluster.add_node(node_ip_address="127.0.0.1", num_cpus=1)
         executed.result(timeout=240)
-    said = shown(client.nb.cells[-1]).splitlines()
-    assert [line for line in said if line.startswith("ended:")] == ["ended: succeeded 15"], said
+    assert ended(client) == ["ended: succeeded 15"]
     started = files(marks, "started-")
     assert {name.split("-")[1] for name in started} == {str(i) for i in range(16)}, started
     # The operation grew back: its later iterations ran on the new node too.
@@ -209,23 +221,13 @@ def test_a_node_that_joins_after_the_kernel_connected_takes_iterations_too(tmp_p
             "open(f'{where}/ran-{iteration}-{node}', 'w').write(f'{begin} {time.time()}')\n"
             "v = iteration"
         )
-        client = notebook_client(
-            tmp_path,
-            [
-                on_ray(cluster),
-                f"where = {str(marks)!r}",
-                cell,
-                "outcome = %pragma wait\nprint('ended:', outcome.status, outcome.best_iteration)",
-            ],
-            timeout=240,
-        )
+        client = ending_client(tmp_path, cluster, marks, cell)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             executed = pool.submit(client.execute)
             wait_for(lambda: files(marks, "ran-"), "a first iteration")
             joined = cluster.add_node(node_ip_address="127.0.0.1", num_cpus=1)
             executed.result(timeout=240)
-        said = shown(client.nb.cells[-1]).splitlines()
-        assert [line for line in said if line.startswith("ended:")] == ["ended: succeeded 23"], said
+        assert ended(client) == ["ended: succeeded 23"]
         runs = {}
         for name in files(marks, "ran-"):
             _, iteration, node = name.split("-", 2)
