@@ -500,12 +500,18 @@ impl ScoreFiles {
     /// What this run's shell wrote down: whether the body succeeded (the
     /// shell got as far as the selection command), and what that printed.
     fn written(&self) -> (bool, String) {
-        let mut bytes = Vec::new();
-        let _ = std::fs::File::open(self.path("out"))
-            .and_then(|f| io::Read::read_to_end(&mut io::Read::take(f, 1 << 20), &mut bytes));
-        let text = String::from_utf8_lossy(&bytes);
+        let text = self.read("out");
         let (first, printed) = text.split_once('\n').unwrap_or((&text, ""));
         (first == self.token.to_string(), printed.to_owned())
+    }
+
+    /// The first MiB of the file `name` (empty if there is none), its
+    /// bytes that are not UTF-8 replaced.
+    fn read(&self, name: &str) -> String {
+        let mut bytes = Vec::new();
+        let _ = std::fs::File::open(self.path(name))
+            .and_then(|f| io::Read::read_to_end(&mut io::Read::take(f, 1 << 20), &mut bytes));
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 
     /// What the selection command gave, as `evaluate` would have: the
@@ -516,10 +522,7 @@ impl ScoreFiles {
         if status.success() {
             return Evaluation::parse(&last_line(printed));
         }
-        let mut err = String::new();
-        let _ = std::fs::File::open(self.path("err"))
-            .and_then(|f| io::Read::read_to_string(&mut io::Read::take(f, 1 << 20), &mut err));
-        selection_failed(status, &last_line(&err))
+        selection_failed(status, &last_line(&self.read("err")))
     }
 }
 

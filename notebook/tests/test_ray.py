@@ -20,13 +20,14 @@ from ray.cluster_utils import Cluster  # noqa: E402
 from test_notebook import notebook_client, run, s3_store, shown  # noqa: E402
 
 
-def start_cluster():
-    """A head node and a worker node, one CPU each, on 127.0.0.1."""
+def start_cluster(with_worker=True):
+    """A head node and (`with_worker`) a worker node, one CPU each, on
+    127.0.0.1; the worker node, or None."""
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"node_ip_address": "127.0.0.1", "num_cpus": 1, "include_dashboard": False},
     )
-    worker = cluster.add_node(node_ip_address="127.0.0.1", num_cpus=1)
+    worker = cluster.add_node(node_ip_address="127.0.0.1", num_cpus=1) if with_worker else None
     return cluster, worker
 
 
@@ -49,6 +50,27 @@ def on_ray(cluster, store=None):
     """The config cell that puts the kernel's operations on `cluster`."""
     line = f"%pragma config backend=ray address={cluster.address}"
     return line + (f" store={store}" if store else "")
+
+
+def execute_meanwhile(client, meanwhile, timeout):
+    """Runs `client`'s notebook (waiting at most `timeout` seconds for it),
+    calling `meanwhile()` while it runs; what that returned."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        executed = pool.submit(client.execute)
+        done = meanwhile()
+        executed.result(timeout=timeout)
+    return done
+
+
+def remove_once_used(cluster, node, marks):
+    """Kills `node` once an iteration marked ``started-ITERATION-NODE-...``
+    in `marks` runs on it."""
+    on_node = f"-{node.node_id}-"
+    wait_for(
+        lambda: any(on_node in name for name in files(marks, "started-")),
+        "an iteration on the worker node",
+    )
+    cluster.remove_node(node, allow_graceful=False)
 
 
 def ending_client(tmp_path, cluster, marks, cell):
@@ -150,16 +172,8 @@ def test_a_node_lost_mid_operation_costs_only_its_run(tmp_path, own_cluster):
         ],
         timeout=180,
     )
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        executed = pool.submit(client.execute)
-        # Once an iteration runs on the worker node, the node goes.
-        on_worker = f"-{worker_node.node_id}-"
-        wait_for(
-            lambda: any(on_worker in name for name in files(marks, "started-")),
-            "an iteration on the worker node",
-        )
-        cluster.remove_node(worker_node, allow_graceful=False)
-        executed.result(timeout=180)
+    # Once an iteration runs on the worker node, the node goes.
+    execute_meanwhile(client, lambda: remove_once_used(cluster, worker_node, marks), 180)
     # (Ray's driver says on its own that the node's raylet died.)
     said = shown(client.nb.cells[-1]).splitlines()
     lines = [line for line in said if line.startswith(("ended:", "usage:"))]
@@ -184,17 +198,13 @@ def test_an_operation_that_lost_a_node_grows_back_onto_a_new_one(tmp_path, own_c
         "v = iteration"
     )
     client = ending_client(tmp_path, cluster, marks, cell)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        executed = pool.submit(client.execute)
-        on_worker = f"-{worker_node.node_id}-"
-        wait_for(
-            lambda: any(on_worker in name for name in files(marks, "started-")),
-            "an iteration on the worker node",
-        )
-        cluster.remove_node(worker_node, allow_graceful=False)
+
+    def lose_a_node_and_get_one():
+        remove_once_used(cluster, worker_node, marks)
         # A node joins while the operation goes on with one.
-        new_node = cluster.add_node(node_ip_address="127.0.0.1", num_cpus=1)
-        executed.result(timeout=240)
+        return cluster.add_node(node_ip_address="127.0.0.1", num_cpus=1)
+
+    new_node = execute_meanwhile(client, lose_a_node_and_get_one, 240)
     assert ended(client) == ["ended: succeeded 15"]
     started = files(marks, "started-")
     assert {name.split("-")[1] for name in started} == {str(i) for i in range(16)}, started
@@ -205,10 +215,7 @@ def test_an_operation_that_lost_a_node_grows_back_onto_a_new_one(tmp_path, own_c
 def test_a_node_that_joins_after_the_kernel_connected_takes_iterations_too(tmp_path):
     # The kernel connects to a cluster of one node of one CPU: one
     # iteration at a time, until a second node joins.
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"node_ip_address": "127.0.0.1", "num_cpus": 1, "include_dashboard": False},
-    )
+    cluster, _ = start_cluster(with_worker=False)
     try:
         marks = tmp_path / "marks"
         marks.mkdir()
@@ -222,11 +229,12 @@ def test_a_node_that_joins_after_the_kernel_connected_takes_iterations_too(tmp_p
             "v = iteration"
         )
         client = ending_client(tmp_path, cluster, marks, cell)
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            executed = pool.submit(client.execute)
+
+        def a_node_joins():
             wait_for(lambda: files(marks, "ran-"), "a first iteration")
-            joined = cluster.add_node(node_ip_address="127.0.0.1", num_cpus=1)
-            executed.result(timeout=240)
+            return cluster.add_node(node_ip_address="127.0.0.1", num_cpus=1)
+
+        joined = execute_meanwhile(client, a_node_joins, 240)
         assert ended(client) == ["ended: succeeded 23"]
         runs = {}
         for name in files(marks, "ran-"):
@@ -273,14 +281,16 @@ def test_a_repeat_cell_runs_on_the_cluster_in_one_worker_and_resumes_from_its_ch
         ],
         timeout=180,
     )
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        executed = pool.submit(client.execute)
+
+    def kill_the_worker():
         # Past the first checkpoint (3 iterations), the worker actor that
         # holds the state dies.
         wait_for(lambda: files(marks, "ran-4-"), "iteration 4")
         killed = int(files(marks, "ran-4-")[0].split("-")[2])
         os.kill(killed, 9)
-        executed.result(timeout=180)
+        return killed
+
+    killed = execute_meanwhile(client, kill_the_worker, 180)
     said = shown(client.nb.cells[4])
     assert "ended: succeeded 7 8" in said, said
     usage = next(line for line in said.splitlines() if line.startswith("usage:")).split()
