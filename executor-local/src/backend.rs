@@ -123,6 +123,14 @@ impl std::fmt::Debug for Job {
 ///   can see.
 /// - Dropping the future returned by `execute` (the operation was
 ///   cancelled) must stop the job promptly.
+/// - A backend whose cost per task is large beside a short iteration (a
+///   cluster engine's scheduling round trip) may ask for a
+///   [`batch`](ExecutionBackend::batch) of jobs per slot of its capacity,
+///   to run several of one operation one after another as one task. The
+///   executor then has up to `capacity × batch` jobs in the backend's hands
+///   at once, and up to `parallel_runs × batch` of one operation; the
+///   backend itself keeps to `capacity` running at once in all, and to
+///   [`JobSpec::runs_at_once`] of one operation.
 ///
 /// With the `conformance` feature, `conformance::backend` checks an
 /// implementation against this contract.
@@ -130,6 +138,13 @@ impl std::fmt::Debug for Job {
 pub trait ExecutionBackend: Send + Sync + 'static {
     /// How many jobs may run at once, now (see the contract above).
     fn capacity(&self) -> u64;
+
+    /// How many jobs the backend takes per slot of its capacity, to run
+    /// them one after another (see the contract above); 1, the default,
+    /// for a backend that runs each job as it comes.
+    fn batch(&self) -> u64 {
+        1
+    }
 
     /// Carries out `job` on `worker`.
     async fn execute(&self, worker: WorkerId, job: Job) -> JobOutcome;
@@ -164,6 +179,12 @@ pub struct JobSpec {
     /// [`IterationContext::result_saved`]).
     #[serde(default = "saved_by_default")]
     pub result_saved: bool,
+    /// How many iterations of the operation may run at once: its
+    /// `--parallel-runs`, 1 for a `repeat` or `async`, `None` for as many
+    /// as the backend has room for. Only a backend that takes a
+    /// [`batch`](ExecutionBackend::batch) of jobs per slot needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_at_once: Option<u64>,
 }
 
 fn saved_by_default() -> bool {

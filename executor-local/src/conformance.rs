@@ -372,6 +372,7 @@ fn job(id: u64, work: impl std::future::Future<Output = ()> + Send + 'static) ->
         // Its input is only here: it must run here.
         input: None,
         result_saved: true,
+        runs_at_once: None,
     };
     Job::new(spec, async move {
         work.await;

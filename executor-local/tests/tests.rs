@@ -1141,3 +1141,107 @@ mod changing_capacity {
         assert_eq!(host.runs().len(), 300);
     }
 }
+
+mod batching {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use async_trait::async_trait;
+    use pragma_executor_local::{ExecutionBackend, Job, JobOutcome};
+    use pragma_scheduler::WorkerId;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// Takes `batch` jobs per slot of its capacity of 2, and runs at most
+    /// 2 at once, as a batching backend must.
+    struct Batching {
+        batch: u64,
+        runs: Semaphore,
+        in_hand: AtomicU64,
+        /// The most jobs in its hands at once.
+        peak: AtomicU64,
+        runs_at_once: Mutex<Vec<Option<u64>>>,
+    }
+
+    impl Batching {
+        fn new(batch: u64) -> Batching {
+            Batching {
+                batch,
+                runs: Semaphore::new(2),
+                in_hand: AtomicU64::new(0),
+                peak: AtomicU64::new(0),
+                runs_at_once: Mutex::default(),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl ExecutionBackend for Batching {
+        fn capacity(&self) -> u64 {
+            2
+        }
+
+        fn batch(&self) -> u64 {
+            self.batch
+        }
+
+        async fn execute(&self, _worker: WorkerId, job: Job) -> JobOutcome {
+            let in_hand = self.in_hand.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(in_hand, Ordering::SeqCst);
+            self.runs_at_once
+                .lock()
+                .unwrap()
+                .push(job.spec().runs_at_once);
+            let outcome = {
+                let _run = self.runs.acquire().await.unwrap();
+                job.run_here().await
+            };
+            self.in_hand.fetch_sub(1, Ordering::SeqCst);
+            outcome
+        }
+    }
+
+    async fn run(backend: &Arc<Batching>, cell: &str, iterations: usize) {
+        let host = ScriptedHost::new().delay(Duration::from_millis(5));
+        let executor = Executor::with_backend(
+            host.clone(),
+            MemoryStore::new(),
+            Arc::clone(backend) as Arc<dyn ExecutionBackend>,
+            config(2),
+        );
+        let handle = executor.submit(cell, MapState::new()).await.unwrap();
+        let outcome = handle.wait().await.unwrap();
+        assert_eq!(outcome.status, FinalStatus::Succeeded);
+        assert_eq!(host.runs().len(), iterations);
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_batches_is_handed_a_batch_per_run_and_told_the_runs() {
+        let backend = Arc::new(Batching::new(4));
+        let cell = "#pragma parallel --iterations 40 --parallel-runs 1 --max-by value\nbody";
+        run(&backend, cell, 40).await;
+        // One run at a time: a batch of 4 in its hands, never more.
+        assert_eq!(backend.peak.load(Ordering::SeqCst), 4);
+        let told = backend.runs_at_once.lock().unwrap().clone();
+        assert!(told.iter().all(|runs| *runs == Some(1)), "{told:?}");
+
+        // Without --parallel-runs: a batch per slot of its capacity.
+        let backend = Arc::new(Batching::new(4));
+        let cell = "#pragma parallel --iterations 40 --max-by value\nbody";
+        run(&backend, cell, 40).await;
+        assert_eq!(backend.peak.load(Ordering::SeqCst), 8);
+        let told = backend.runs_at_once.lock().unwrap().clone();
+        assert!(told.iter().all(Option::is_none), "{told:?}");
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_does_not_batch_is_handed_a_job_per_run() {
+        let backend = Arc::new(Batching::new(1));
+        let cell = "#pragma parallel --iterations 40 --parallel-runs 2 --max-by value\nbody";
+        run(&backend, cell, 40).await;
+        assert_eq!(backend.peak.load(Ordering::SeqCst), 2);
+        let told = backend.runs_at_once.lock().unwrap().clone();
+        assert!(told.iter().all(|runs| *runs == Some(2)), "{told:?}");
+    }
+}

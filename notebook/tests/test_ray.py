@@ -2,6 +2,7 @@
 loopback address only (``ray.cluster_utils.Cluster``), driven from real
 Jupyter kernels (nbclient) with ``%pragma config backend=ray``."""
 
+import ast
 import concurrent.futures
 import os
 import pathlib
@@ -145,6 +146,91 @@ def table(report):
     """The candidate rows of a report (iteration and score), in order."""
     rows = [line.split() for line in report.splitlines()]
     return sorted(row[:2] for row in rows if len(row) >= 2 and row[0].isdigit())
+
+
+def timed_cell(iterations, seconds):
+    """A parallel cell of `iterations` of `seconds` each, two at a time,
+    that marks each run in `where` with its time."""
+    return (
+        f"#pragma parallel --iterations {iterations} --parallel-runs 2 --max-by score\n"
+        "import time\n"
+        "begin = time.time()\n"
+        f"time.sleep({seconds})\n"
+        "open(f'{where}/run-{iteration}-{begin}', 'w').write(f'{begin} {time.time()}')\n"
+        "score = iteration\n"
+    )
+
+
+def runs_marked(marks):
+    """The runs `timed_cell` marked: (iteration, begin, end) each."""
+    runs = []
+    for path in pathlib.Path(marks).glob("run-*"):
+        begin, end = path.read_text().split()
+        runs.append((int(path.name.split("-")[1]), float(begin), float(end)))
+    return runs
+
+
+def most_at_once(runs):
+    """The most runs that overlapped in time."""
+    edges = sorted([(begin, 1) for _, begin, _ in runs] + [(end, -1) for *_, end in runs])
+    at_once = most = 0
+    for _, step in edges:
+        at_once += step
+        most = max(most, at_once)
+    return most
+
+
+# Records, in the kernel, how many iterations each Ray task is given
+# (the dispatcher's own submit, called through).
+COUNT_TASKS = (
+    "from pragma_notebook import ray_backend\n"
+    "tasks = []\n"
+    "submit = ray_backend.Dispatcher.submit_batch\n"
+    "def counted(self, specs, store):\n"
+    "    tasks.append(len(specs))\n"
+    "    return submit(self, specs, store)\n"
+    "ray_backend.Dispatcher.submit_batch = counted"
+)
+
+
+def test_short_iterations_share_tasks_and_still_run_at_most_parallel_runs_at_once(
+    tmp_path, cluster
+):
+    short, slow = tmp_path / "short", tmp_path / "slow"
+    short.mkdir()
+    slow.mkdir()
+    ended_with_tasks = (
+        "outcome = %pragma wait\n"
+        "print(outcome.status, outcome.best_iteration, sorted(tasks))\n"
+        "tasks.clear()"
+    )
+    texts = run(
+        tmp_path,
+        on_ray(cluster),
+        COUNT_TASKS,
+        f"where = {str(short)!r}",
+        timed_cell(80, 0.001),
+        ended_with_tasks,
+        f"where = {str(slow)!r}",
+        timed_cell(6, 0.3),
+        ended_with_tasks,
+        timeout=240,
+    )
+    status, best, tasks = texts[4].split(" ", 2)
+    assert (status, best) == ("succeeded", "79"), texts
+    tasks = ast.literal_eval(tasks)
+    # Each iteration ran once, many of them several to a task, one after
+    # another: never more than --parallel-runs at once.
+    runs = runs_marked(short)
+    assert sorted(i for i, *_ in runs) == list(range(80)), runs
+    assert sum(tasks) == 80 and max(tasks) > 1, tasks
+    assert len(tasks) < 80, tasks
+    assert most_at_once(runs) <= 2, sorted(runs, key=lambda r: r[1])
+    # Slow iterations run a task each, over both lanes.
+    assert texts[7] == "succeeded 5 [1, 1, 1, 1, 1, 1]\n", texts
+    runs = runs_marked(slow)
+    assert sorted(i for i, *_ in runs) == list(range(6)), runs
+    assert most_at_once(runs) == 2, sorted(runs, key=lambda r: r[1])
 
 
 def test_a_node_lost_mid_operation_costs_only_its_run(tmp_path, own_cluster):

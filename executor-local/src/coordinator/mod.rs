@@ -38,6 +38,28 @@ use crate::shared::Shared;
 /// How often the backend's capacity is read again.
 const CAPACITY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The scheduler's worker slots for `backend`: a slot per job it takes
+/// at once, `batch` per slot of its capacity (see
+/// [`ExecutionBackend::batch`](crate::ExecutionBackend::batch)).
+fn slots(backend: &dyn crate::ExecutionBackend) -> u64 {
+    backend.capacity().saturating_mul(backend.batch().max(1))
+}
+
+/// Says the workers `schedule` waits for in runs, not in the scheduler's
+/// slots: a backend that batches has `batch` of them per run.
+fn in_runs(schedule: &mut pragma_scheduler::Status, batch: u64) {
+    use pragma_scheduler::{Status, WaitReason};
+    if let Status::Queued { reason, .. } | Status::Suspended { reason, .. } = schedule
+        && let WaitReason::WaitingForWorkers {
+            missing, wanted, ..
+        } = reason
+        && batch > 1
+    {
+        *missing = missing.div_ceil(batch);
+        *wanted = wanted.div_ceil(batch);
+    }
+}
+
 /// Tells the coordinator whenever the backend's capacity changes (a
 /// cluster that grows or shrinks), reading it every [`CAPACITY_EVERY`],
 /// for as long as the coordinator is there.
@@ -45,13 +67,13 @@ async fn follow_capacity<H: Host, S: Store + 'static>(
     shared: Arc<Shared<H, S>>,
     coordinator: mpsc::WeakUnboundedSender<Msg<H::State>>,
 ) {
-    let mut told = shared.backend.capacity();
+    let mut told = slots(&*shared.backend);
     loop {
         tokio::time::sleep(CAPACITY_EVERY).await;
         let Some(coordinator) = coordinator.upgrade() else {
             return;
         };
-        let capacity = shared.backend.capacity();
+        let capacity = slots(&*shared.backend);
         if capacity != told {
             if coordinator.send(Msg::Capacity(capacity)).is_err() {
                 return;
@@ -106,7 +128,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         inbox: mpsc::UnboundedReceiver<Msg<H::State>>,
     ) -> tokio::task::JoinHandle<()> {
         let coordinator = Coordinator {
-            scheduler: Scheduler::new(shared.backend.capacity()),
+            scheduler: Scheduler::new(slots(&*shared.backend)),
             shared,
             ops: BTreeMap::new(),
             by_name: HashMap::new(),
@@ -171,7 +193,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
     }
 
     fn update_status(&self, id: OpId) {
-        if let (Some(op), Some(schedule)) = (self.ops.get(&id), self.scheduler.status(id)) {
+        if let (Some(op), Some(mut schedule)) = (self.ops.get(&id), self.scheduler.status(id)) {
+            in_runs(&mut schedule, self.shared.backend.batch());
             op.status.send_replace(Status {
                 schedule,
                 best: op.best_score(),

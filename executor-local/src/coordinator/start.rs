@@ -171,6 +171,10 @@ impl<St> Op<St> {
                 part: part.into(),
             }),
             result_saved: self.result_saved(iteration),
+            runs_at_once: match &self.directive {
+                Directive::Parallel(parallel) => parallel.parallel_runs().map(|runs| runs.max(1)),
+                Directive::Repeat(_) | Directive::Async => Some(1),
+            },
         }
     }
 

@@ -12,17 +12,20 @@ use crate::op::Op;
 use crate::report::{Event, FinalStatus};
 
 /// The scheduler's plan for `directive`.
-fn plan_of(directive: &Directive) -> Plan {
+fn plan_of(directive: &Directive, batch: u64) -> Plan {
     match directive {
         Directive::Repeat(r) => Plan::Repeat {
             iterations: r.iterations(),
             checkpoint_period: r.checkpoint_period(),
         },
         // Without `--parallel-runs`, as many as the backend has room for,
-        // now and as its capacity changes.
+        // now and as its capacity changes; a backend that batches is
+        // handed `batch` jobs per run at once (it keeps to the runs).
         Directive::Parallel(p) => Plan::Parallel {
             iterations: p.iterations(),
-            max_workers: p.parallel_runs().map(|runs| runs.max(1)),
+            max_workers: p
+                .parallel_runs()
+                .map(|runs| runs.max(1).saturating_mul(batch)),
         },
         Directive::Async => Plan::Async,
     }
@@ -32,7 +35,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
     /// Takes an operation in and schedules it (from where it got, if it
     /// is resumed).
     pub(super) fn submit(&mut self, new: NewOp<H::State>) {
-        let plan = plan_of(&new.directive);
+        let plan = plan_of(&new.directive, self.shared.backend.batch().max(1));
         let (op, progress) = Op::new(new);
         let Some((id, actions)) = self.schedule(&op, plan, progress) else {
             return;

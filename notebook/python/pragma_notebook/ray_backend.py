@@ -3,15 +3,19 @@
 ``%pragma config backend=ray address=ADDRESS`` (or ``config(backend="ray",
 address=...)``) makes the kernel a Ray driver. The Rust executor keeps
 deciding what runs (scheduling, retries, the preemption budget, the
-selection, checkpoints, conflicts, the apply); each iteration whose input
+selection, checkpoints, conflicts, the apply); the iterations whose input
 state is in the store (every iteration of a ``parallel`` or ``async`` cell)
-is a Ray task of one CPU, spread over the nodes, made and followed through
-the :class:`Dispatcher` here. It runs in a Ray worker process: it loads
+run as Ray tasks of one CPU, spread over the nodes, made and followed
+through the :class:`Dispatcher` here. A task runs one iteration, or, for
+short ones, several of one operation one after another (the Rust side
+batches them, at most ``--parallel-runs`` tasks of an operation at once),
+so that a task's cost is shared. It runs in a Ray worker process: it loads
 the state from the store, which every node must reach (a shared
-directory, or ``s3://``), once per process; runs the body and the
-selection expression there; and returns the resulting state through
-Ray's object store, with its report. A worker or node lost under a task
-makes its run a preemption: it runs again wherever Ray has room.
+directory, or ``s3://``), once per process; runs each body and the
+selection expression there; and returns the resulting states through
+Ray's object store, with their reports. A worker or node lost under a
+task makes each of its runs a preemption: they run again wherever Ray has
+room.
 
 The tasks are submitted by a supervisor (:class:`_Supervisor`, a detached
 actor of no CPU), not by the kernel itself, so that they outlive a kernel
@@ -80,49 +84,76 @@ def job_key(spec):
     return f"{job['op']}/{job['iteration']}/{json.dumps(job['input'], sort_keys=True)}"
 
 
-@ray.remote(num_cpus=1, max_retries=0, num_returns=2)  # retries are the executor's
-def _run_iteration(spec, store):
-    """Runs one iteration; returns its report with the resulting state, or,
-    for a state larger than :data:`HANDED_OVER`, the report alone and the
-    state apart (see :meth:`_Job.ended`)."""
+@ray.remote(num_cpus=1, max_retries=0)  # retries are the executor's
+def _run_batch(specs, store):
+    """Runs iterations one after another (the jobs ``specs``, of one
+    operation); returns their reports, each with its resulting state, and
+    then, one object each, the states larger than :data:`HANDED_OVER`, so
+    that they never pass through the supervisor (see :meth:`_Job.ended`)."""
     from pragma_notebook import _native
 
-    report, state = _native.run_remote_job(spec, store)
-    if state is not None and len(state) > HANDED_OVER:
-        return (report, None, True), state
-    return (report, state, False), None
+    reports, apart = [], []
+    for spec in specs:
+        report, state = _native.run_remote_job(spec, store)
+        big = state is not None and len(state) > HANDED_OVER
+        reports.append((report, None if big else state, big))
+        apart.append(state if big else None)
+    return (reports, *apart)
+
+
+class _Batch:
+    """A task running several iterations, and, once it ended, each one's
+    outcome (see :meth:`_Job.ended`), taken once for all of them."""
+
+    def __init__(self, refs):
+        self.reports, self.states = refs[0], refs[1:]
+        self._lock = threading.Lock()
+        self._outcomes = None
+        self.ended_at = None
+
+    def outcome(self, index):
+        with self._lock:
+            if self._outcomes is None:
+                self._outcomes = self._wait()
+                self.ended_at = time.monotonic()
+        return self._outcomes[index]
+
+    def _wait(self):
+        try:
+            reports = ray.get(self.reports)
+        except ray.exceptions.TaskCancelledError:
+            return [("failed", "the iteration was cancelled")] * len(self.states)
+        except ray.exceptions.RayTaskError as error:
+            return [("failed", f"the Ray task failed: {error}")] * len(self.states)
+        except ray.exceptions.RayError as error:
+            # Its process or node is gone: a preemption of each.
+            return [("lost", f"{type(error).__name__}: {error}")] * len(self.states)
+        return [
+            ("done-apart", report, [ref]) if apart else ("done", report, state)
+            for (report, state, apart), ref in zip(reports, self.states)
+        ]
 
 
 class _Job:
-    """An iteration's task, followed by the supervisor, and since when it
-    ended."""
+    """An iteration in a task followed by the supervisor: which of the
+    task's iterations it is, and the token of this start of it."""
 
-    def __init__(self, refs, token):
-        self.report, self.state = refs
+    def __init__(self, batch, index, token):
+        self.batch = batch
+        self.index = index
         self.token = token
-        self.ended_at = None
+
+    @property
+    def ended_at(self):
+        return self.batch.ended_at
 
     def ended(self):
-        """Waits for the task to end; its outcome: ``("done", report,
+        """Waits for its task to end; its outcome: ``("done", report,
         state)``, ``("failed", why)``, ``("lost", why)``, or, for a state
         larger than :data:`HANDED_OVER`, ``("done-apart", report, [ref])``:
         the kernel reads that state from the object store itself, so that
         the supervisor never holds a copy of it."""
-        try:
-            report, state, apart = ray.get(self.report)
-            if apart:
-                outcome = ("done-apart", report, [self.state])
-            else:
-                outcome = ("done", report, state)
-        except ray.exceptions.TaskCancelledError:
-            outcome = ("failed", "the iteration was cancelled")
-        except ray.exceptions.RayTaskError as error:
-            outcome = ("failed", f"the Ray task failed: {error}")
-        except ray.exceptions.RayError as error:
-            # Its process or node is gone: a preemption.
-            outcome = ("lost", f"{type(error).__name__}: {error}")
-        self.ended_at = time.monotonic()
-        return outcome
+        return self.batch.outcome(self.index)
 
 
 # A thread per iteration it follows (a thread waits for a task's result
@@ -138,15 +169,19 @@ class _Supervisor:
         self._jobs = {}
         threading.Thread(target=self._sweep, name="pragma untaken", daemon=True).start()
 
-    def run(self, key, token, spec, store):
-        """Runs the job ``spec`` on the store ``store`` (``token`` names
-        this start of it); once it ends, its result (see
-        :meth:`_Job.ended`)."""
-        refs = _run_iteration.options(scheduling_strategy="SPREAD").remote(spec, store)
-        job = _Job(refs, token)
+    def run(self, keys, tokens, specs, store):
+        """Runs the jobs ``specs`` (of one operation, on the store
+        ``store``) one after another in one task; ``keys`` name them and
+        ``tokens`` these starts of them. Once it ends, each one's result
+        (see :meth:`_Job.ended`)."""
+        refs = _run_batch.options(num_returns=1 + len(specs), scheduling_strategy="SPREAD").remote(
+            specs, store
+        )
+        batch = _Batch(refs)
+        jobs = [_Job(batch, index, token) for index, token in enumerate(tokens)]
         with self._lock:
-            self._jobs[key] = job
-        return job.ended()
+            self._jobs.update(zip(keys, jobs))
+        return [job.ended() for job in jobs]
 
     def held(self, op):
         """The jobs of ``op`` whose results are held or still to come."""
@@ -176,12 +211,14 @@ class _Supervisor:
                 if key in self._jobs and self._jobs[key].token == token:
                     del self._jobs[key]
 
-    def cancel(self, key):
-        """Stops the job ``key`` at once: its worker process is killed."""
+    def cancel(self, keys):
+        """Stops the jobs ``keys`` at once: their tasks' worker processes
+        are killed (with the other iterations those tasks run)."""
         with self._lock:
-            job = self._jobs.pop(key, None)
-        if job is not None:
-            ray.cancel(job.report, force=True)
+            jobs = [self._jobs.pop(key, None) for key in keys]
+        batches = {id(job.batch): job.batch for job in jobs if job is not None}
+        for batch in batches.values():
+            ray.cancel(batch.reports, force=True)
 
     def _sweep(self):
         # Outcomes no kernel came for.
@@ -206,21 +243,23 @@ class _Worker:
         return worker.handle_kept(header, blobs)
 
 
-class _Task:
-    """A submitted iteration: its outcome to come, the job's key, and the
-    token of this start of it (``None``: taken over from a gone kernel)."""
+class _Submitted:
+    """Iterations submitted together: their jobs' keys, the token of each
+    start (``None``: taken over from a gone kernel), and where their
+    outcomes come from, each ``(indices, ref)``: a ref to the outcomes of
+    those jobs, in order."""
 
-    def __init__(self, outcome, key, token=None):
-        self.outcome = outcome
-        self.key = key
-        self.token = token
+    def __init__(self, keys, tokens, parts):
+        self.keys = keys
+        self.tokens = tokens
+        self.parts = parts
 
 
 class Dispatcher:
     """Submits iterations to the cluster, polls them, cancels them.
 
-    Each iteration is a task, submitted by this kernel's supervisor (see
-    the module docs); an iteration that a supervisor runs, or ran, for a
+    Iterations are submitted in batches (see the module docs), as tasks
+    made by this kernel's supervisor; an iteration that a supervisor runs, or ran, for a
     kernel that died is taken from it, not run again. ``options`` are
     passed to ``ray.init`` (``runtime_env``, ``namespace``, ...); the
     driver's logs stay off by default (``log_to_driver=False``): each run's
@@ -267,11 +306,13 @@ class Dispatcher:
             ).remote()
         return self._supervisor
 
-    def submit(self, spec, store):
-        """Submits the job ``spec`` (JSON) on the store ``store``."""
-        key = job_key(spec)
+    def submit_batch(self, specs, store):
+        """Submits the jobs ``specs`` (JSON, of one operation) on the store
+        ``store``, to run one after another in one task; a job a supervisor
+        holds from a kernel that died is claimed from it instead."""
+        keys = [job_key(spec) for spec in specs]
         supervisor = self._supervisor_now()
-        op = key.split("/", 1)[0]
+        op = keys[0].split("/", 1)[0]
         # Submits come from several threads: the operation's others wait
         # for its look to end.
         with self._lock:
@@ -281,39 +322,69 @@ class Dispatcher:
                     self._held.update(ray.get(supervisor.held.remote(op), timeout=30))
                 except ray.exceptions.RayError:
                     supervisor = self._supervisor_now(again=True)
-            held = key in self._held
-            self._held.discard(key)
-        if held:
-            return _Task(supervisor.claim.remote(key), key)
-        token = uuid.uuid4().hex
-        return _Task(supervisor.run.remote(key, token, spec, store), key, token)
+            held = [key in self._held for key in keys]
+            self._held.difference_update(keys)
+        parts = [
+            ([index], supervisor.claim.remote(keys[index]))
+            for index in range(len(keys))
+            if held[index]
+        ]
+        tokens = [None if held[index] else uuid.uuid4().hex for index in range(len(keys))]
+        fresh = [index for index in range(len(keys)) if not held[index]]
+        if fresh:
+            run = supervisor.run.remote(
+                [keys[i] for i in fresh],
+                [tokens[i] for i in fresh],
+                [specs[i] for i in fresh],
+                store,
+            )
+            parts.append((fresh, run))
+        return _Submitted(keys, tokens, parts)
 
-    def poll(self, task, timeout):
-        """``None`` while ``task`` runs (waiting at most ``timeout``
-        seconds), else ``("done", report, state)`` (the resulting state's
-        bytes, or ``None``), ``("lost", why)`` when its worker or node died
-        under it, or ``("failed", why)``."""
-        ready, _ = ray.wait([task.outcome], timeout=timeout)
-        if not ready:
+    def poll_batch(self, submitted, timeout):
+        """``None`` while the iterations ``submitted`` run (waiting at most
+        ``timeout`` seconds), else the outcome of each: ``("done", report,
+        state)`` (the resulting state's bytes, or ``None``), ``("lost",
+        why)`` when its worker or node died under it, or ``("failed",
+        why)``."""
+        refs = [ref for _, ref in submitted.parts]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        if len(ready) < len(refs):
             return None
-        try:
-            outcome = ray.get(task.outcome)
-        except ray.exceptions.RayError as error:
-            # The supervisor itself is gone (its node died), and what it
-            # held: a new one takes the next iterations.
-            self._supervisor_now(again=True)
-            return "lost", f"the supervisor of the iterations is gone: {error}"
-        if outcome is None:
-            outcome = ("lost", "the supervisor no longer holds this iteration")
-        elif outcome[0] == "done-apart":
+        outcomes = [None] * len(submitted.keys)
+        for indices, ref in submitted.parts:
             try:
-                outcome = ("done", outcome[1], ray.get(outcome[2][0]))
+                got = ray.get(ref)
+            except ray.exceptions.RayError as error:
+                # The supervisor itself is gone (its node died), and what it
+                # held: a new one takes the next iterations.
+                self._supervisor_now(again=True)
+                got = [("lost", f"the supervisor of the iterations is gone: {error}")] * len(
+                    indices
+                )
+            if not isinstance(got, list):
+                got = [got]  # a claim's
+            for index, outcome in zip(indices, got):
+                outcomes[index] = self._received(outcome)
+        with self._taken_lock:
+            self._taken.extend(
+                (key, token)
+                for key, token in zip(submitted.keys, submitted.tokens)
+                if token is not None
+            )
+        return outcomes
+
+    def _received(self, outcome):
+        """What the kernel makes of one iteration's outcome from the
+        supervisor: a state kept apart is read from the object store."""
+        if outcome is None:
+            return ("lost", "the supervisor no longer holds this iteration")
+        if outcome[0] == "done-apart":
+            try:
+                return ("done", outcome[1], ray.get(outcome[2][0]))
             except ray.exceptions.RayError as error:
                 # Its node went with it.
-                outcome = ("lost", f"the resulting state is lost: {error}")
-        if task.token is not None:
-            with self._taken_lock:
-                self._taken.append((task.key, task.token))
+                return ("lost", f"the resulting state is lost: {error}")
         return outcome
 
     def _release_taken(self):
@@ -321,16 +392,18 @@ class Dispatcher:
             time.sleep(RELEASE_EVERY)
             with self._taken_lock:
                 taken, self._taken = self._taken, []
-            if taken and self._supervisor is not None:
+            # Not after the kernel let go of Ray: a call would start it anew.
+            if taken and self._supervisor is not None and ray.is_initialized():
                 try:
                     self._supervisor.release_all.remote(taken)
                 except ray.exceptions.RayError:
                     # Gone with its results: nothing is left to let go of.
                     pass
 
-    def cancel(self, task):
-        """Stops ``task`` at once (``ray.cancel``, forced)."""
-        self._supervisor_now().cancel.remote(task.key)
+    def cancel_batch(self, submitted):
+        """Stops the iterations ``submitted`` at once (``ray.cancel``,
+        forced)."""
+        self._supervisor_now().cancel.remote(submitted.keys)
 
     # The kernel's worker interpreters as actors (the Rust pool keeps them,
     # and lets them go).

@@ -3,11 +3,12 @@
 //! - [`RayBackend`], the executor's [`ExecutionBackend`] in the kernel: a
 //!   job whose input state is in the store (a parallel or async
 //!   iteration) is submitted to the cluster through a dispatcher object of
-//!   the Python package (`pragma_notebook.ray_backend.Dispatcher`), as a
-//!   Ray task of one CPU (submitted by a detached supervisor actor, so
-//!   that it outlives the kernel and a new kernel takes its result); one
-//!   whose input is only in the kernel's memory (a repeat's next
-//!   iteration) runs in the kernel's own workers, which are actors on the
+//!   the Python package (`pragma_notebook.ray_backend.Dispatcher`), in a
+//!   Ray task of one CPU, which runs other iterations of its operation
+//!   after it if they are short ([`batches`]); the tasks are submitted by
+//!   a detached supervisor actor, so that they outlive the kernel and a
+//!   new kernel takes their results. One whose input is only in the
+//!   kernel's memory (a repeat's next iteration) runs in the kernel's own workers, which are actors on the
 //!   cluster too ([`RayWorkers`]). The executor keeps everything else:
 //!   scheduling, retries, the preemption budget, the selection,
 //!   checkpoints, conflicts and the apply.
@@ -27,9 +28,9 @@
 //!   at checkpoints, and writes them to the store.
 //!
 //! A Ray worker that dies under its task (its node was lost, it was
-//! killed) makes the run a preemption: it runs again, within the budget,
-//! wherever Ray has room. Dropping a job (a cancel) cancels its task
-//! (`ray.cancel`, forced): its body stops at once.
+//! killed) makes each of the task's runs a preemption: they run again,
+//! within the budget, wherever Ray has room. Dropping the jobs of a task
+//! (a cancel) cancels it (`ray.cancel`, forced): its body stops at once.
 
 use std::collections::HashMap;
 use std::io;
@@ -50,6 +51,10 @@ use pyo3::types::PyBytes;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+mod batches;
+
+use batches::{BATCH, Batches};
+
 use crate::host::{
     Namespace, evaluation_of, keep_output, read_snapshot, run_error, saved_vars, write_snapshot,
 };
@@ -64,11 +69,10 @@ const CLUSTER_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// Runs iterations whose input is in the store as Ray tasks, the others
 /// here (see the module docs).
 pub(crate) struct RayBackend {
-    /// `pragma_notebook.ray_backend.Dispatcher`, connected to the cluster.
-    dispatcher: Arc<Py<PyAny>>,
+    /// How many tasks may run at once.
     capacity: Arc<AtomicU64>,
-    /// The store as every node opens it (an absolute directory, a URL).
-    store: String,
+    /// The jobs' way to the cluster, in batches.
+    batches: Arc<Batches>,
 }
 
 impl RayBackend {
@@ -89,9 +93,8 @@ impl RayBackend {
             follow_the_cluster(Arc::clone(&dispatcher), Arc::downgrade(&capacity));
         }
         RayBackend {
-            dispatcher,
+            batches: Arc::new(Batches::new(dispatcher, Arc::clone(&capacity), store)),
             capacity,
-            store,
         }
     }
 }
@@ -213,28 +216,6 @@ fn read_polled(answer: Bound<'_, PyAny>) -> PyResult<Option<Ended>> {
     Ok(Some((kind, text, bytes)))
 }
 
-/// A submitted iteration, cancelled (its task stopped) if the job is
-/// dropped first.
-struct TaskGuard {
-    dispatcher: Arc<Py<PyAny>>,
-    task: Option<Arc<Py<PyAny>>>,
-}
-
-impl TaskGuard {
-    /// The task ended: nothing to cancel.
-    fn ended(&mut self) {
-        self.task = None;
-    }
-}
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            stop_off_thread(&self.dispatcher, "cancel", task, "the Ray task");
-        }
-    }
-}
-
 /// A remote run that failed before it could say so itself.
 fn failed(message: String) -> JobOutcome {
     JobOutcome::Remote(RemoteOutput {
@@ -251,6 +232,10 @@ impl ExecutionBackend for RayBackend {
         self.capacity.load(Ordering::Relaxed)
     }
 
+    fn batch(&self) -> u64 {
+        BATCH
+    }
+
     async fn execute(&self, _worker: WorkerId, job: Job) -> JobOutcome {
         // Only this process has the input (a repeat's chained state).
         if job.spec().input.is_none() {
@@ -261,25 +246,12 @@ impl ExecutionBackend for RayBackend {
             Ok(json) => json,
             Err(e) => return failed(format!("the job cannot be sent to Ray: {e}")),
         };
-        let store = self.store.clone();
-        let submitted: Result<Py<PyAny>, String> =
-            call_dispatcher(&self.dispatcher, "submit", move |py| {
-                (json, store).into_pyobject(py)
-            })
+        let ended = self
+            .batches
+            .queue(Arc::clone(&spec.op), spec.runs_at_once, json)
             .await;
-        let task = match submitted {
-            Ok(task) => Arc::new(task),
-            Err(e) => return failed(format!("the iteration could not be submitted to Ray: {e}")),
-        };
-        let mut guard = TaskGuard {
-            dispatcher: Arc::clone(&self.dispatcher),
-            task: Some(Arc::clone(&task)),
-        };
-        let polled = poll_until_ended(&self.dispatcher, "poll", &task, read_polled).await;
-        guard.ended();
-        let (kind, text, state) = match polled {
-            Ok(ended) => ended,
-            Err(e) => return failed(format!("Ray could not say how the iteration went: {e}")),
+        let Ok((kind, text, state)) = ended else {
+            return failed("the iteration's Ray task ended without an outcome".to_owned());
         };
         match kind.as_str() {
             "done" => match serde_json::from_str::<RemoteReport>(&text)
