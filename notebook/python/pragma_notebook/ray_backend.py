@@ -259,8 +259,8 @@ class Dispatcher:
     """Submits iterations to the cluster, polls them, cancels them.
 
     Iterations are submitted in batches (see the module docs), as tasks
-    made by this kernel's supervisor; an iteration that a supervisor runs, or ran, for a
-    kernel that died is taken from it, not run again. ``options`` are
+    made by this kernel's supervisor; an iteration that a supervisor runs,
+    or ran, for a kernel that died is taken from it, not run again. ``options`` are
     passed to ``ray.init`` (``runtime_env``, ``namespace``, ...); the
     driver's logs stay off by default (``log_to_driver=False``): each run's
     output is kept in its log, as with local workers.

@@ -8,10 +8,10 @@
 //!   after it if they are short ([`batches`]); the tasks are submitted by
 //!   a detached supervisor actor, so that they outlive the kernel and a
 //!   new kernel takes their results. One whose input is only in the
-//!   kernel's memory (a repeat's next iteration) runs in the kernel's own workers, which are actors on the
-//!   cluster too ([`RayWorkers`]). The executor keeps everything else:
-//!   scheduling, retries, the preemption budget, the selection,
-//!   checkpoints, conflicts and the apply.
+//!   kernel's memory (a repeat's next iteration) runs in the kernel's own
+//!   workers, which are actors on the cluster too ([`RayWorkers`]). The
+//!   executor keeps everything else: scheduling, retries, the preemption
+//!   budget, the selection, checkpoints, conflicts and the apply.
 //! - [`run_remote_job`], what the task calls in its worker process: it
 //!   loads the input state from the store (once per process: the
 //!   iterations of an operation share it), runs the body and the selection
@@ -30,7 +30,7 @@
 //! A Ray worker that dies under its task (its node was lost, it was
 //! killed) makes each of the task's runs a preemption: they run again,
 //! within the budget, wherever Ray has room. Dropping the jobs of a task
-//! (a cancel) cancels it (`ray.cancel`, forced): its body stops at once.
+//! (a cancel) cancels it (`ray.cancel`, forced): its bodies stop at once.
 
 use std::collections::HashMap;
 use std::io;
@@ -76,7 +76,7 @@ pub(crate) struct RayBackend {
 }
 
 impl RayBackend {
-    /// A backend of `capacity` iterations at once; one that follows the
+    /// A backend of `capacity` tasks at once; one that follows the
     /// cluster (`follow_cluster`) has as many as the cluster has CPUs,
     /// read again every [`CLUSTER_EVERY`]: nodes that join (an autoscaler's,
     /// one that was down when the kernel connected) are used, the
