@@ -1154,7 +1154,7 @@ mod batching {
     use super::*;
 
     /// Takes `batch` jobs per slot of its capacity of 2, and runs at most
-    /// 2 at once, as a batching backend must.
+    /// `runs` (up to 2) at once, as a batching backend must.
     struct Batching {
         batch: u64,
         runs: Semaphore,
@@ -1165,10 +1165,10 @@ mod batching {
     }
 
     impl Batching {
-        fn new(batch: u64) -> Batching {
+        fn new(batch: u64, runs: usize) -> Batching {
             Batching {
                 batch,
-                runs: Semaphore::new(2),
+                runs: Semaphore::new(runs),
                 in_hand: AtomicU64::new(0),
                 peak: AtomicU64::new(0),
                 runs_at_once: Mutex::default(),
@@ -1218,7 +1218,7 @@ mod batching {
 
     #[tokio::test]
     async fn a_backend_that_batches_is_handed_a_batch_per_run_and_told_the_runs() {
-        let backend = Arc::new(Batching::new(4));
+        let backend = Arc::new(Batching::new(4, 1));
         let cell = "#pragma parallel --iterations 40 --parallel-runs 1 --max-by value\nbody";
         run(&backend, cell, 40).await;
         // One run at a time: a batch of 4 in its hands, never more.
@@ -1227,7 +1227,7 @@ mod batching {
         assert!(told.iter().all(|runs| *runs == Some(1)), "{told:?}");
 
         // Without --parallel-runs: a batch per slot of its capacity.
-        let backend = Arc::new(Batching::new(4));
+        let backend = Arc::new(Batching::new(4, 2));
         let cell = "#pragma parallel --iterations 40 --max-by value\nbody";
         run(&backend, cell, 40).await;
         assert_eq!(backend.peak.load(Ordering::SeqCst), 8);
@@ -1237,11 +1237,48 @@ mod batching {
 
     #[tokio::test]
     async fn a_backend_that_does_not_batch_is_handed_a_job_per_run() {
-        let backend = Arc::new(Batching::new(1));
+        let backend = Arc::new(Batching::new(1, 2));
         let cell = "#pragma parallel --iterations 40 --parallel-runs 2 --max-by value\nbody";
         run(&backend, cell, 40).await;
         assert_eq!(backend.peak.load(Ordering::SeqCst), 2);
         let told = backend.runs_at_once.lock().unwrap().clone();
         assert!(told.iter().all(|runs| *runs == Some(2)), "{told:?}");
+    }
+
+    #[tokio::test]
+    async fn after_a_crash_only_the_runs_that_may_have_been_running_count_as_lost() {
+        let store = MemoryStore::new();
+        let host = ScriptedHost::new().delay(Duration::from_millis(20));
+        let cell = "#pragma parallel --iterations 40 --parallel-runs 1 --max-by value\nbody";
+        let op = {
+            let backend = Arc::new(Batching::new(4, 1));
+            let executor = Executor::with_backend(
+                host.clone(),
+                store.clone(),
+                Arc::clone(&backend) as Arc<dyn ExecutionBackend>,
+                config(2),
+            );
+            let mut handle = executor.submit(cell, MapState::new()).await.unwrap();
+            let mut finished = 0;
+            while let Some(event) = handle.next_event().await {
+                if matches!(event, Event::IterationFinished { .. }) {
+                    finished += 1;
+                    if finished == 10 {
+                        break;
+                    }
+                }
+            }
+            // Recorded meanwhile (every 2 ms), with 4 jobs in the
+            // backend's hands and one of them running.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert_eq!(backend.in_hand.load(Ordering::SeqCst), 4);
+            handle.id().to_owned()
+            // The executor is dropped here: a crash.
+        };
+        let executor = Executor::new(host.clone(), store.clone(), config(1));
+        let outcome = executor.resume(&op).await.unwrap().wait().await.unwrap();
+        assert_eq!(outcome.status, FinalStatus::Succeeded);
+        // The job running at the crash, not the 3 waiting behind it.
+        assert!(outcome.usage.work_lost <= 1, "{:?}", outcome.usage);
     }
 }

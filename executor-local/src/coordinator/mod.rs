@@ -45,6 +45,17 @@ fn slots(backend: &dyn crate::ExecutionBackend) -> u64 {
     backend.capacity().saturating_mul(backend.batch().max(1))
 }
 
+/// The most runs of an operation that may be running now, of those the
+/// backend has (`runs_at_once` of them at once): a backend that batches
+/// holds more jobs than it runs, at most one per task at a time.
+fn most_running(backend: &dyn crate::ExecutionBackend, runs_at_once: Option<u64>) -> u64 {
+    if backend.batch() > 1 {
+        runs_at_once.unwrap_or(u64::MAX).min(backend.capacity())
+    } else {
+        u64::MAX
+    }
+}
+
 /// Says the workers `schedule` waits for in runs, not in the scheduler's
 /// slots: a backend that batches has `batch` of them per run.
 fn in_runs(schedule: &mut pragma_scheduler::Status, batch: u64) {

@@ -171,10 +171,16 @@ impl<St> Op<St> {
                 part: part.into(),
             }),
             result_saved: self.result_saved(iteration),
-            runs_at_once: match &self.directive {
-                Directive::Parallel(parallel) => parallel.parallel_runs().map(|runs| runs.max(1)),
-                Directive::Repeat(_) | Directive::Async => Some(1),
-            },
+            runs_at_once: self.runs_at_once(),
+        }
+    }
+
+    /// How many of its iterations may run at once: its `--parallel-runs`,
+    /// 1 for a `repeat` or `async`, `None` for as many as there is room for.
+    pub(crate) fn runs_at_once(&self) -> Option<u64> {
+        match &self.directive {
+            Directive::Parallel(parallel) => parallel.parallel_runs().map(|runs| runs.max(1)),
+            Directive::Repeat(_) | Directive::Async => Some(1),
         }
     }
 

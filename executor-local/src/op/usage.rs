@@ -13,7 +13,7 @@ pub(crate) struct UsageCount {
     before: Usage,
     /// Runs lost where a backend ran jobs (see `JobResult::lost_runs`).
     lost_elsewhere: u64,
-    /// Runs in flight at the last refresh.
+    /// Runs that may have been running at the last refresh.
     pub(crate) in_flight: u64,
 }
 
@@ -39,10 +39,12 @@ impl UsageCount {
     }
 
     /// Brings the usage up to the scheduler's count of its runs, so that
-    /// every record carries it (a resume after a crash starts from there).
-    pub(crate) fn refresh(&mut self, progress: Option<pragma_scheduler::Progress>) {
+    /// every record carries it (a resume after a crash starts from there);
+    /// of its runs in flight, at most `running` may be running (a backend
+    /// that batches holds some it has not started).
+    pub(crate) fn refresh(&mut self, progress: Option<pragma_scheduler::Progress>, running: u64) {
         if let Some(progress) = progress {
-            self.in_flight = progress.in_flight;
+            self.in_flight = progress.in_flight.min(running);
             self.total.iterations_run =
                 self.before.iterations_run + progress.attempts + self.lost_elsewhere;
             self.total.work_lost = self.before.work_lost + progress.lost + self.lost_elsewhere;
