@@ -6,6 +6,7 @@ import ast
 import concurrent.futures
 import os
 import pathlib
+import signal
 import time
 
 import pytest
@@ -269,6 +270,53 @@ def test_a_node_lost_mid_operation_costs_only_its_run(tmp_path, own_cluster):
     assert lost >= 1 and runs >= 5, lines
     started = files(marks, "started-")
     assert {name.split("-")[1] for name in started} == {"0", "1", "2", "3"}, started
+
+
+def test_a_worker_killed_under_a_task_of_several_iterations_runs_each_again_counted_once(
+    tmp_path, cluster
+):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    # Short iterations, so that tasks run several; iteration 300 is slow,
+    # so that its worker process is killed while its task runs.
+    cell = (
+        "#pragma parallel --iterations 1000 --parallel-runs 2 --max-by v\n"
+        "import os, time\n"
+        "open(f'{where}/started-{iteration}-{os.getpid()}-{time.time()}', 'w').close()\n"
+        "time.sleep(3 if iteration == 300 else 0.01)\n"
+        "v = iteration"
+    )
+    client = notebook_client(
+        tmp_path,
+        [
+            on_ray(cluster),
+            COUNT_TASKS,
+            f"where = {str(marks)!r}",
+            cell,
+            "outcome = %pragma wait\n"
+            "print('ended:', outcome.status, outcome.best_iteration, outcome.failed_iterations)\n"
+            "print('usage:', outcome.usage['iterations_run'], outcome.usage['work_lost'])\n"
+            "print('tasks:', max(tasks))",
+        ],
+        timeout=180,
+    )
+
+    def kill_the_slow_ones_worker():
+        wait_for(lambda: files(marks, "started-300-"), "iteration 300")
+        os.kill(int(files(marks, "started-300-")[0].split("-")[2]), signal.SIGKILL)
+
+    execute_meanwhile(client, kill_the_slow_ones_worker, 180)
+    said = shown(client.nb.cells[-1]).splitlines()
+    lines = [line for line in said if line.startswith(("ended:", "usage:", "tasks:"))]
+    assert lines[0] == "ended: succeeded 999 []", said
+    runs, lost = map(int, lines[1].split()[1:])
+    assert int(lines[2].split()[1]) > 1, lines
+    # The runs of the killed task ran again, each counted once as a run
+    # and as lost work.
+    assert lost >= 1 and runs == 1000 + lost, lines
+    started = files(marks, "started-")
+    assert {int(name.split("-")[1]) for name in started} == set(range(1000)), len(started)
+    assert len(files(marks, "started-300-")) == 2, files(marks, "started-300-")
 
 
 def test_an_operation_that_lost_a_node_grows_back_onto_a_new_one(tmp_path, own_cluster):
