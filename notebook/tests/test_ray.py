@@ -91,10 +91,16 @@ def ending_client(tmp_path, cluster, marks, cell):
     )
 
 
+def printed(client, *prefixes):
+    """The lines the last cell of `client` printed that start with one of
+    `prefixes` (``ended:``, ``usage:``, ...)."""
+    said = shown(client.nb.cells[-1]).splitlines()
+    return [line for line in said if line.startswith(prefixes)]
+
+
 def ended(client):
     """What the last cell of ``ending_client`` printed: its ``ended:`` lines."""
-    said = shown(client.nb.cells[-1]).splitlines()
-    return [line for line in said if line.startswith("ended:")]
+    return printed(client, "ended:")
 
 
 def files(directory, prefix):
@@ -262,9 +268,8 @@ def test_a_node_lost_mid_operation_costs_only_its_run(tmp_path, own_cluster):
     # Once an iteration runs on the worker node, the node goes.
     execute_meanwhile(client, lambda: remove_once_used(cluster, worker_node, marks), 180)
     # (Ray's driver says on its own that the node's raylet died.)
-    said = shown(client.nb.cells[-1]).splitlines()
-    lines = [line for line in said if line.startswith(("ended:", "usage:"))]
-    assert lines[0] == "ended: succeeded 3 3 []", said
+    lines = printed(client, "ended:", "usage:")
+    assert lines[0] == "ended: succeeded 3 3 []", lines
     runs, lost = map(int, lines[1].split()[1:])
     # The run cut short ran again on the other node, and counts as lost.
     assert lost >= 1 and runs >= 5, lines
@@ -306,9 +311,8 @@ def test_a_worker_killed_under_a_task_of_several_iterations_runs_each_again_coun
         os.kill(int(files(marks, "started-300-")[0].split("-")[2]), signal.SIGKILL)
 
     execute_meanwhile(client, kill_the_slow_ones_worker, 180)
-    said = shown(client.nb.cells[-1]).splitlines()
-    lines = [line for line in said if line.startswith(("ended:", "usage:", "tasks:"))]
-    assert lines[0] == "ended: succeeded 999 []", said
+    lines = printed(client, "ended:", "usage:", "tasks:")
+    assert lines[0] == "ended: succeeded 999 []", lines
     runs, lost = map(int, lines[1].split()[1:])
     assert int(lines[2].split()[1]) > 1, lines
     # The runs of the killed task ran again, each counted once as a run
