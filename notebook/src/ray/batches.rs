@@ -8,13 +8,15 @@
 //! (see `ExecutionBackend::batch`); here they wait in their operation's
 //! queue, and each free lane (a task that may run: at most the cluster's
 //! CPUs in all, and at most the operation's `--parallel-runs`) takes its
-//! share of them. How many one task takes follows the operation's last
-//! tasks: about [`TASK_SECONDS`] of work at their pace (and at most
-//! [`TASK_BYTES`] of resulting states at their size), so that a slow
-//! iteration is a task of its own (the lanes stay balanced, a lost node
-//! loses little, and every result is recorded as soon as it would be one
-//! by one), and the first task of an operation, whose pace is not known,
-//! runs one iteration.
+//! share of them, the operation whose job has waited longest first. How
+//! many one task takes follows the operation's last task: about
+//! [`TASK_SECONDS`] of work at its pace (and at most [`TASK_BYTES`] of
+//! resulting states, at the largest size its tasks returned), so that a
+//! slow iteration is a task of its own (the lanes stay balanced, a lost
+//! node loses little, and its result is recorded as soon as it would be
+//! one by one). The first task of an operation, whose pace is not known,
+//! runs one iteration, as does the first after a task that failed or was
+//! lost.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,8 +39,8 @@ pub(super) const BATCH: u64 = 32;
 const TASK_SECONDS: f64 = 0.1;
 
 /// About how many bytes of resulting states one task hands back at most,
-/// at the size of its operation's last ones: a batch of large states
-/// would crowd the object store.
+/// at the largest size its operation's tasks returned: a batch of large
+/// states would crowd the object store.
 const TASK_BYTES: f64 = (64 << 20) as f64;
 
 /// How long the first job handed over waits for the others that come
@@ -48,8 +50,9 @@ const GATHER: Duration = Duration::from_millis(1);
 /// How long an operation's pace is kept once none of its jobs is left.
 const KEEP_PACE: Duration = Duration::from_secs(60);
 
-/// A job waiting for its lane: its spec (JSON), and where its outcome goes
-/// (closed once the executor dropped the job: a cancel).
+/// A job waiting for its lane: its spec (JSON), where its outcome goes
+/// (closed once the executor dropped the job: a cancel), and since when
+/// it waits.
 struct Queued {
     spec: String,
     done: oneshot::Sender<Ended>,
