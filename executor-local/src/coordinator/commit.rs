@@ -9,8 +9,8 @@ use pragma_checkpoint::{Lease, Store};
 use pragma_scheduler::{Event as SchedulerEvent, OpId, WorkerId};
 use pragma_selector::Evaluation;
 
+use super::Coordinator;
 use super::msg::{CommitKind, Msg};
-use super::{Coordinator, most_running};
 use crate::host::Host;
 use crate::op::{Batch, Op, Written};
 use crate::persist::{CandidatesPart, CommitFailure, commit_record, commit_state, retain};
@@ -28,9 +28,10 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         if !op.group.may_commit(ending) {
             return;
         }
-        let running = most_running(&*self.shared.backend, op.runs_at_once());
-        op.usage
-            .refresh(self.scheduler.status(id).map(|s| s.progress()), running);
+        op.refresh_usage(
+            self.scheduler.status(id).map(|s| s.progress()),
+            &*self.shared.backend,
+        );
         // At most one group commit per interval, unless the operation ends.
         if let Some(wait) = op
             .group
@@ -116,9 +117,10 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             return;
         }
         op.last_record = std::time::Instant::now();
-        let running = most_running(&*self.shared.backend, op.runs_at_once());
-        op.usage
-            .refresh(self.scheduler.status(id).map(|s| s.progress()), running);
+        op.refresh_usage(
+            self.scheduler.status(id).map(|s| s.progress()),
+            &*self.shared.backend,
+        );
         let record = op.usage_record();
         // The submission and the chain stay; earlier usage records go.
         let keep = op.chain.keep(false);
@@ -197,9 +199,10 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             None => (None, None),
         };
         op.selection.push_candidate(iteration, score, invalid);
-        let running = most_running(&*self.shared.backend, op.runs_at_once());
-        op.usage
-            .refresh(self.scheduler.status(id).map(|s| s.progress()), running);
+        op.refresh_usage(
+            self.scheduler.status(id).map(|s| s.progress()),
+            &*self.shared.backend,
+        );
         let (mut record, candidates, written) = op.full_record(None);
         record.iterations_done = iterations_done;
         // Its runs are the checkpoint's now.

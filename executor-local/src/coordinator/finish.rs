@@ -7,7 +7,7 @@ use std::sync::Arc;
 use pragma_checkpoint::{Lease, Store};
 use pragma_scheduler::OpId;
 
-use super::{Coordinator, Msg, most_running};
+use super::{Coordinator, Msg};
 use crate::host::Host;
 use crate::persist::{CandidatesPart, commit_record, restore_generation};
 use crate::record::{BestRecord, Record, score_value};
@@ -53,9 +53,10 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         if status == FinalStatus::Cancelled {
             op.emit(|op| Event::Cancelled { op });
         }
-        let running = most_running(&*self.shared.backend, op.runs_at_once());
-        op.usage
-            .refresh(self.scheduler.status(id).map(|s| s.progress()), running);
+        op.refresh_usage(
+            self.scheduler.status(id).map(|s| s.progress()),
+            &*self.shared.backend,
+        );
         let (record, candidates) = op.final_record(&status);
         let conclusion = Conclusion {
             name: op.name.clone(),

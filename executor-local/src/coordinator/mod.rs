@@ -45,14 +45,24 @@ fn slots(backend: &dyn crate::ExecutionBackend) -> u64 {
     backend.capacity().saturating_mul(backend.batch().max(1))
 }
 
-/// The most runs of an operation that may be running now, of those the
-/// backend has (`runs_at_once` of them at once): a backend that batches
-/// holds more jobs than it runs, at most one per task at a time.
-fn most_running(backend: &dyn crate::ExecutionBackend, runs_at_once: Option<u64>) -> u64 {
-    if backend.batch() > 1 {
-        runs_at_once.unwrap_or(u64::MAX).min(backend.capacity())
-    } else {
-        u64::MAX
+impl<St> Op<St> {
+    /// Brings its usage up to the scheduler's `progress` of it (see
+    /// `UsageCount::refresh`): of its runs in flight, at most one per task
+    /// of a `backend` that batches may be running, at most its runs at
+    /// once and the backend's capacity.
+    fn refresh_usage(
+        &mut self,
+        progress: Option<pragma_scheduler::Progress>,
+        backend: &dyn crate::ExecutionBackend,
+    ) {
+        let running = if backend.batch() > 1 {
+            self.runs_at_once()
+                .unwrap_or(u64::MAX)
+                .min(backend.capacity())
+        } else {
+            u64::MAX
+        };
+        self.usage.refresh(progress, running);
     }
 }
 
