@@ -17,9 +17,13 @@ use crate::pool::{WorkerError, WorkerPool};
 /// Saved variables, by name.
 pub(crate) type Saved = BTreeMap<String, Arc<[u8]>>;
 
-/// A notebook's variables, each saved on its own: `P` and its pickle, or
-/// `M` and a module's name (imported again where it is loaded). The bytes
-/// are opaque here; the workers make and read them.
+/// A notebook's variables: the namespace as one object graph, saved
+/// variable by variable by `pragma_notebook.state` (a variable's bytes
+/// refer to the other variables whose objects it holds by name, and to
+/// the namespace itself for the globals of its functions), with the
+/// kernel's process context under `__pragma_context__`. The bytes are
+/// opaque here; the workers make and read them. Equal bytes mean an
+/// unchanged value, in the kernel and in any worker.
 ///
 /// The namespace a run leaves stays in its worker's memory as well (see
 /// [`IterationContext::result_saved`]): a repeat's next iteration runs on
@@ -134,11 +138,13 @@ impl Namespace {
         self.iteration = Some((name.to_owned(), iteration));
     }
 
-    /// Removes the iteration variable `name` (a worker drops it after each
-    /// run: only what is here has it).
-    pub(crate) fn remove_iteration(&mut self, name: &str) {
+    /// Sets no iteration variable for later runs. The variables are left
+    /// as they are: a worker sets the iteration variable for a run only,
+    /// and puts back afterwards what the namespace had under that name
+    /// (unless the body assigned it), so a user's own variable of that
+    /// name is state like any other.
+    pub(crate) fn remove_iteration(&mut self) {
         self.iteration = None;
-        self.vars.remove(name);
     }
 
     /// The iteration variable to set, and its value, if any.
@@ -382,8 +388,8 @@ impl Host for PythonHost {
         state.set_iteration(name, iteration);
     }
 
-    fn remove_iteration_var(&self, state: &mut Namespace, name: &str) {
-        state.remove_iteration(name);
+    fn remove_iteration_var(&self, state: &mut Namespace, _name: &str) {
+        state.remove_iteration();
     }
 }
 

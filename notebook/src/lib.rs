@@ -7,10 +7,13 @@
 //!   first needed and keeps them: a body's imports are paid once per
 //!   worker, not once per iteration.
 //! - [`PythonHost`] is the executor's [`Host`](pragma_executor_local::Host)
-//!   for Python: the state is a [`Namespace`] of variables, each saved on
-//!   its own (pickle; cloudpickle for what pickle cannot take, where it is
-//!   installed; modules by name). A run sends the namespace, the body, the
-//!   iteration variable and the seed to a worker, which seeds `random`
+//!   for Python: the state is a [`Namespace`], the notebook's variables
+//!   as one object graph saved variable by variable (cloudpickle, with
+//!   shared objects and the functions' globals kept as references;
+//!   modules by name). A run sends the namespace, the body, the
+//!   iteration variable and the seed to a worker, which runs the body as
+//!   the kernel would (`__main__`, its working directory, `sys.path` and
+//!   environment at submission), seeds `random`
 //!   (and numpy's global generator, where numpy is installed), runs the
 //!   body with `input()`, `getpass()` and `sys.stdin` stopping it as
 //!   interactive input, and sends back every variable, or names those that

@@ -3,8 +3,10 @@
 //! driven from the kernel by the `pragma_notebook` package.
 //!
 //! The kernel hands over its namespace as saved variables (names and
-//! bytes, pickled in the kernel thread, where the values live) and gets
-//! back the changes to make when an operation ends; everything between
+//! bytes, pickled in the kernel thread, where the values live) and, when
+//! an operation ends, a callable that makes the changes the lifecycle
+//! decides on (all or none: if it raises, the result is kept to apply
+//! later, with the error in the outcome); everything between
 //! (scheduling, checkpoints, selection, resume, conflicts) runs here, on a
 //! runtime of its own, without the GIL.
 
@@ -37,11 +39,14 @@ fn digest(bytes: &[u8]) -> Digest {
 }
 
 /// The kernel's namespace as the lifecycle sees it: the variables the
-/// kernel saved for this call, and the changes the lifecycle makes.
+/// kernel saved for this call, how the kernel makes changes, and the
+/// names changed.
 struct KernelLive {
     identity: String,
     vars: Namespace,
-    changes: Mutex<Vec<(String, Option<Vec<u8>>)>>,
+    /// Called with the changes, `[(name, saved value or None to delete)]`.
+    apply: Option<Py<PyAny>>,
+    applied: Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -68,32 +73,52 @@ impl LiveState for KernelLive {
 
     async fn apply(&self, result: &Namespace, changes: &[Change]) -> io::Result<()> {
         saved_here(result)?;
-        // The kernel makes them, between cells: here they are only listed.
-        let mut listed = self
-            .changes
+        let Some(apply) = &self.apply else {
+            return Err(io::Error::other("this call applies nothing"));
+        };
+        // The kernel makes them (the values live there), all or none.
+        Python::attach(|py| {
+            let listed: Vec<(&str, Option<Bound<'_, PyBytes>>)> = changes
+                .iter()
+                .map(|change| match change {
+                    Change::Set(name) => (
+                        name.as_str(),
+                        result.get(name).map(|saved| PyBytes::new(py, saved)),
+                    ),
+                    Change::Remove(name) => (name.as_str(), None),
+                })
+                .collect();
+            apply.call1(py, (listed,)).map(drop)
+        })
+        .map_err(|e| io::Error::other(e.to_string()))?;
+        self.applied
             .lock()
-            .map_err(|_| io::Error::other("poisoned"))?;
-        for change in changes {
-            match change {
-                Change::Set(name) => {
-                    listed.push((name.clone(), result.get(name).map(<[u8]>::to_vec)))
-                }
-                Change::Remove(name) => listed.push((name.clone(), None)),
-            }
-        }
+            .map_err(|_| io::Error::other("poisoned"))?
+            .extend(changes.iter().map(|change| change.name().to_owned()));
         Ok(())
     }
 }
 
 impl KernelLive {
     /// The kernel's namespace as saved for one call: `names[i]` saved as
-    /// `blobs[i]`.
-    fn new(identity: String, names: Vec<String>, blobs: Vec<Vec<u8>>) -> PyResult<KernelLive> {
+    /// `blobs[i]`; changes are made by calling `apply`.
+    fn new(
+        identity: String,
+        names: Vec<String>,
+        blobs: Vec<Vec<u8>>,
+        apply: Option<Py<PyAny>>,
+    ) -> PyResult<KernelLive> {
         Ok(KernelLive {
             identity,
             vars: namespace(names, blobs)?,
-            changes: Mutex::new(Vec::new()),
+            apply,
+            applied: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The names changed so far.
+    fn applied(&self) -> PyResult<Vec<String>> {
+        Ok(std::mem::take(&mut *self.applied.lock().map_err(failed)?))
     }
 }
 
@@ -127,10 +152,6 @@ fn namespace(names: Vec<String>, blobs: Vec<Vec<u8>>) -> PyResult<Namespace> {
     }
     Ok(vars)
 }
-
-/// The changes to make in the kernel: a name and its saved value, or
-/// `None` to delete it.
-type Changes = Vec<(String, Option<Py<PyBytes>>)>;
 
 /// Where an operation stands: done, total, in flight, best iteration,
 /// best score, ended.
@@ -171,9 +192,12 @@ impl NativeSession {
     /// `pragma_notebook.ray_backend.Dispatcher`), iterations whose input
     /// is in the store run as Ray tasks instead, at most `workers` at once
     /// (with `follow_cluster`, as many as the cluster has CPUs, read again
-    /// as it grows and shrinks), and the workers are Ray actors.
+    /// as it grows and shrinks), and the workers are Ray actors. An
+    /// iteration whose body raised runs again up to `retries` times (a
+    /// lost worker is a preemption, with its own budget).
     #[new]
-    #[pyo3(signature = (store, python, python_path, workers, ray=None, follow_cluster=false))]
+    #[pyo3(signature = (store, python, python_path, workers, ray=None, follow_cluster=false, retries=0))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         store: String,
@@ -182,6 +206,7 @@ impl NativeSession {
         workers: usize,
         ray: Option<Py<PyAny>>,
         follow_cluster: bool,
+        retries: u32,
     ) -> PyResult<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -211,6 +236,7 @@ impl NativeSession {
             // iteration more than its own run; a crash re-runs little more.
             let settings = Config::default()
                 .workers(workers.max(1) as u64)
+                .retries(retries)
                 .record_interval(std::time::Duration::from_millis(100));
             let checkpoints = Arc::clone(&location.checkpoints);
             let executor = match ray {
@@ -252,7 +278,7 @@ impl NativeSession {
         names: Vec<String>,
         blobs: Vec<Vec<u8>>,
     ) -> PyResult<(String, bool)> {
-        let live = KernelLive::new(identity, names, blobs)?;
+        let live = KernelLive::new(identity, names, blobs, None)?;
         let session = Arc::clone(&self.session);
         let running = py.detach(|| {
             self.runtime.block_on(async move {
@@ -379,12 +405,13 @@ impl NativeSession {
         Ok(())
     }
 
-    /// Ends `op` against the kernel's variables now: returns its summary
-    /// (JSON) and the changes to make, `(name, saved value or None to
-    /// delete)`; conflicts are settled by `rule` (`ask`, `take-background`,
+    /// Ends `op` against the kernel's variables now, making the changes
+    /// by calling `apply` with them, `[(name, saved value or None to
+    /// delete)]`; returns its summary (JSON) and the names changed.
+    /// Conflicts are settled by `rule` (`ask`, `take-background`,
     /// `keep-live`) and the per-variable choices.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (op, identity, names, blobs, rule, take_background, keep_live))]
+    #[pyo3(signature = (op, identity, names, blobs, rule, take_background, keep_live, apply))]
     fn finish(
         &self,
         py: Python<'_>,
@@ -395,9 +422,10 @@ impl NativeSession {
         rule: &str,
         take_background: Vec<String>,
         keep_live: Vec<String>,
-    ) -> PyResult<(String, Changes)> {
+        apply: Py<PyAny>,
+    ) -> PyResult<(String, Vec<String>)> {
         let settle = settle(rule, take_background, keep_live)?;
-        let live = KernelLive::new(identity, names, blobs)?;
+        let live = KernelLive::new(identity, names, blobs, Some(apply))?;
         let (ticket, outcome) = {
             let mut ops = self.ops.lock().map_err(failed)?;
             let slot = ops.get_mut(op).ok_or_else(|| unknown(op))?;
@@ -425,7 +453,7 @@ impl NativeSession {
             })
         });
         let json = serde_json::to_string(&summary).map_err(failed)?;
-        Ok((json, changes(py, &live)?))
+        Ok((json, live.applied()?))
     }
 
     /// Applies the kept result of `op` (its conflicts left to settle)
@@ -441,9 +469,10 @@ impl NativeSession {
         rule: &str,
         take_background: Vec<String>,
         keep_live: Vec<String>,
-    ) -> PyResult<(Option<String>, Changes)> {
+        apply: Py<PyAny>,
+    ) -> PyResult<(Option<String>, Vec<String>)> {
         let settle = settle(rule, take_background, keep_live)?;
-        let live = KernelLive::new(identity, names, blobs)?;
+        let live = KernelLive::new(identity, names, blobs, Some(apply))?;
         let session = Arc::clone(&self.session);
         let applied = py.detach(|| {
             self.runtime
@@ -453,7 +482,7 @@ impl NativeSession {
             Applied::Now(summary) => Some(serde_json::to_string(&*summary).map_err(failed)?),
             _ => None,
         };
-        Ok((summary, changes(py, &live)?))
+        Ok((summary, live.applied()?))
     }
 }
 
@@ -526,14 +555,6 @@ fn settle(rule: &str, take_background: Vec<String>, keep_live: Vec<String>) -> P
         settle = settle.choose(name, Resolution::KeepLive);
     }
     Ok(settle)
-}
-
-fn changes(py: Python<'_>, live: &KernelLive) -> PyResult<Changes> {
-    let listed = std::mem::take(&mut *live.changes.lock().map_err(failed)?);
-    Ok(listed
-        .into_iter()
-        .map(|(name, value)| (name, value.map(|v| PyBytes::new(py, &v).unbind())))
-        .collect())
 }
 
 /// The extension module.

@@ -56,6 +56,9 @@ _settings = {
     "store": ".pragma",
     "workers": os.cpu_count() or 1,
     "on_conflict": "ask",
+    # An exception the body raises is the user's code failing: run once,
+    # as inline (a lost worker is a preemption, with its own budget).
+    "retries": 0,
     # From the kernel's environment, so that a restarted kernel takes its
     # unfinished operations up on the same cluster (`address` None:
     # ray.init reads RAY_ADDRESS).
@@ -64,7 +67,7 @@ _settings = {
     "ray": {},
 }
 # Settings the session is built with: changing one makes a new session.
-_SESSION_SETTINGS = ("store", "workers", "backend", "address", "ray")
+_SESSION_SETTINGS = ("store", "workers", "backend", "address", "ray", "retries")
 # Whether `workers` was set (with Ray, the cluster's CPUs otherwise).
 _workers_set = False
 _excluded: set[str] = set()
@@ -99,6 +102,8 @@ class Outcome:
     reason: str | None = None
     # The last error of each iteration that failed for good.
     errors: dict[int, str] = field(default_factory=dict)
+    # Why the result could not be applied (it is kept: `%pragma apply`).
+    apply_error: str | None = None
 
     def __repr__(self):
         best = (
@@ -111,6 +116,8 @@ class Outcome:
             text += f" ({self.reason})"
         if self.conflicts:
             text += f"; conflicts left: {', '.join(self.conflicts)}"
+        if self.apply_error:
+            text += f"; not applied: {self.apply_error}"
         return text + ">"
 
 
@@ -155,7 +162,15 @@ def _native_session():
         # Without `workers`, as many iterations at once as the cluster has
         # CPUs, as it grows and shrinks.
         follow = dispatcher is not None and not _workers_set
-        _session = NativeSession(store, sys.executable, [package], workers, dispatcher, follow)
+        _session = NativeSession(
+            store,
+            sys.executable,
+            [package],
+            workers,
+            dispatcher,
+            follow,
+            retries=int(_settings["retries"]),
+        )
     return _session
 
 
@@ -188,22 +203,25 @@ def _state_names(namespace):
 
 
 def _save(namespace):
-    names, blobs, unsaveable = [], [], []
-    for name in _state_names(namespace):
-        value = namespace[name]
-        try:
-            blobs.append(state.dump(value))
-            names.append(name)
-        except Exception:  # noqa: BLE001 - every failure is reported by name
-            unsaveable.append(f"{name} ({type(value).__name__})")
+    """The namespace's state saved, as one graph (see
+    :mod:`pragma_notebook.state`), with the kernel's process context:
+    ``(names, blobs)``."""
+    names, blobs, unsaveable = state.dump_namespace(namespace, _state_names(namespace))
     if unsaveable:
         raise UnsaveableError(
             "The following variables cannot be serialized: "
-            + ", ".join(unsaveable)
+            + ", ".join(f"{name} ({kind})" for name, kind in unsaveable)
             + "; `%pragma exclude NAME...` leaves them out of the saved state"
             " (the body does not see them, nothing overwrites them)"
         )
-    return names, blobs
+    return names + [state.CONTEXT], blobs + [_context()]
+
+
+def _context():
+    """What a worker takes from the kernel to run as it does: its working
+    directory, ``sys.path`` and environment."""
+    context = {"cwd": os.getcwd(), "path": list(sys.path), "environ": dict(os.environ)}
+    return json.dumps(context, sort_keys=True).encode()
 
 
 def submit(cell, namespace, name="cell"):
@@ -213,7 +231,9 @@ def submit(cell, namespace, name="cell"):
     op, resumed = _native_session().submit(cell, name, _identity(), names, blobs)
     _ops.append(op)
     _namespaces[op] = namespace
-    _submitted[op] = {n: (namespace[n], b) for n, b in zip(names, blobs)}
+    _submitted[op] = {
+        n: (namespace.get(n), b) for n, b in zip(names, blobs, strict=True) if n != state.CONTEXT
+    }
     return Operation(op, resumed)
 
 
@@ -250,7 +270,7 @@ def _live(op, namespace):
     submitted = _submitted.get(op, {})
     for i, name in enumerate(names):
         if name not in submitted:
-            continue
+            continue  # the process context too: what counts is the submitted one
         value, blob = submitted[name]
         stable = type(value).__module__.split(".")[0] in _STABLE_PICKLES
         if namespace[name] is value and not stable:
@@ -289,12 +309,52 @@ def cancel(op=None):
     _native_session().cancel(_op(op))
 
 
-def _apply_changes(namespace, changes):
-    for name, saved in changes:
-        if saved is None:
-            namespace.pop(name, None)
-        else:
-            namespace[name] = state.load(saved)
+def _apply_changes(namespace, changes, live, submitted):
+    """Makes an operation's ``changes`` (name and saved value, or ``None``
+    to delete) in ``namespace``, as one graph with what stays: a reference
+    to a variable that does not change is the notebook's object. A
+    variable the changes do not name but whose value refers to one they
+    change is loaded again from ``live`` (its saved value now), so that it
+    refers to the new object, as it would inline. A reference to a
+    variable that does not change is to the object the operation started
+    from (``submitted``: name to object and bytes), as inline, or else
+    the notebook's. All or none: if a value cannot be loaded, nothing
+    changes."""
+    changed = {name: blob for name, blob in changes if blob is not None}
+    removed = {name for name, blob in changes if blob is None}
+    growing = True
+    while growing:
+        growing = False
+        for name, blob in live.items():
+            if name in changed or name in removed or name == state.CONTEXT:
+                continue
+            if any(ref in changed for ref in state.refs(blob)):
+                changed[name] = blob
+                growing = True
+
+    def elsewhere(name):
+        # What the operation started from, as inline, where this kernel
+        # submitted it; else what the notebook has now.
+        if name in submitted and submitted[name][0] is not None:
+            return submitted[name][0]
+        if name in namespace:
+            return namespace[name]
+        raise UnsaveableError(
+            f"the result refers to the variable `{name}`, which the notebook no longer has:"
+            f" define it again, then `%pragma apply`"
+        )
+
+    state.load_namespace(changed, namespace, elsewhere=elsewhere)
+    for name in removed:
+        namespace.pop(name, None)
+
+
+def _applier(op, namespace, names, blobs):
+    """What makes an operation's changes in ``namespace``, its live state
+    saved as ``names`` and ``blobs``."""
+    live = dict(zip(names, blobs, strict=True))
+    submitted = _submitted.get(op, {})
+    return lambda changes: _apply_changes(namespace, changes, live, submitted)
 
 
 def _outcome(summary):
@@ -309,17 +369,24 @@ def _outcome(summary):
         usage=dict(summary.get("usage", {})),
         reason=summary.get("reason"),
         errors={f["iteration"]: f["error"] for f in summary.get("failed_iterations", [])},
+        apply_error=summary.get("apply_error"),
     )
 
 
 def _finish(op):
     namespace = _namespaces[op]
     names, blobs = _live(op, namespace)
-    summary, changes = _native_session().finish(
-        op, _identity(), names, blobs, _settings["on_conflict"], [], []
+    summary, applied = _native_session().finish(
+        op,
+        _identity(),
+        names,
+        blobs,
+        _settings["on_conflict"],
+        [],
+        [],
+        _applier(op, namespace, names, blobs),
     )
-    _apply_changes(namespace, changes)
-    _applied[op] = [name for name, _ in changes]
+    _applied[op] = applied
     outcome = _outcome(json.loads(summary))
     _outcomes[op] = outcome
     _show_ending(op)
@@ -345,11 +412,17 @@ def apply(op=None, take_background=None, keep_live=None):
     op = _op(op)
     namespace = _namespaces[op]
     names, blobs = _live(op, namespace)
-    summary, changes = _native_session().apply_kept(
-        op, _identity(), names, blobs, "ask", list(take_background or []), list(keep_live or [])
+    summary, applied = _native_session().apply_kept(
+        op,
+        _identity(),
+        names,
+        blobs,
+        "ask",
+        list(take_background or []),
+        list(keep_live or []),
+        _applier(op, namespace, names, blobs),
     )
-    _apply_changes(namespace, changes)
-    _applied[op] = _applied.get(op, []) + [name for name, _ in changes]
+    _applied[op] = _applied.get(op, []) + applied
     if summary is not None:
         _outcomes[op] = _outcome(json.loads(summary))
         _show_ending(op)
@@ -398,6 +471,8 @@ def config(**settings):
     most iterations at once, by default the cluster's CPUs, followed as
     nodes join and leave),
     ``on_conflict`` (``take-background``, ``keep-live`` or ``ask``),
+    ``retries`` (how many times an iteration whose body raised runs again;
+    0 by default, so that its side effects happen once, as inline),
     ``backend`` (``local``, or ``ray`` to run iterations on a Ray
     cluster), ``address`` (the cluster's, as ``ray.init`` takes it) and
     ``ray`` (a dict of more ``ray.init`` arguments, such as
@@ -410,6 +485,8 @@ def config(**settings):
             raise ValueError(f"on_conflict `{value}`: use take-background, keep-live or ask")
         if key == "backend" and value not in ("local", "ray"):
             raise ValueError(f"backend `{value}`: use local or ray")
+        if key == "retries" and not (str(value).isdigit()):
+            raise ValueError(f"retries `{value}`: give a whole number, 0 or more")
         if key == "ray" and not isinstance(value, dict):
             raise ValueError(f"ray `{value!r}`: give a dict of ray.init arguments")
         if key in _SESSION_SETTINGS and _session is not None and value != _settings[key]:
@@ -503,7 +580,12 @@ def _ending_text(op, outcome):
             f" (and {more} more: `%pragma logs`)" if more else ""
         )
     applied = _applied.get(op, [])
-    if applied:
+    if outcome.apply_error:
+        text += (
+            f"; not applied: {outcome.apply_error} (the result is kept: `%pragma apply {op}`"
+            " applies it once that is mended)"
+        )
+    elif applied:
         text += ", applied: " + ", ".join(applied)
     elif outcome.status == "succeeded":
         text += ", nothing to apply"

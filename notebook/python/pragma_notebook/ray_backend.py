@@ -130,7 +130,7 @@ class _Batch:
             return [("lost", f"{type(error).__name__}: {error}")] * len(self.states)
         return [
             ("done-apart", report, [ref]) if apart else ("done", report, state)
-            for (report, state, apart), ref in zip(reports, self.states)
+            for (report, state, apart), ref in zip(reports, self.states, strict=False)
         ]
 
 
@@ -180,7 +180,7 @@ class _Supervisor:
         batch = _Batch(refs)
         jobs = [_Job(batch, index, token) for index, token in enumerate(tokens)]
         with self._lock:
-            self._jobs.update(zip(keys, jobs))
+            self._jobs.update(zip(keys, jobs, strict=False))
         return [job.ended() for job in jobs]
 
     def held(self, op):
@@ -364,12 +364,12 @@ class Dispatcher:
                 )
             if not isinstance(got, list):
                 got = [got]  # a claim's
-            for index, outcome in zip(indices, got):
+            for index, outcome in zip(indices, got, strict=False):
                 outcomes[index] = self._received(outcome)
         with self._taken_lock:
             self._taken.extend(
                 (key, token)
-                for key, token in zip(submitted.keys, submitted.tokens)
+                for key, token in zip(submitted.keys, submitted.tokens, strict=False)
                 if token is not None
             )
         return outcomes

@@ -1,29 +1,66 @@
-"""How a notebook variable is saved, on its own: ``b"P"`` and its pickle
-(by cloudpickle, so that functions, lambdas and classes defined in the
-notebook travel by value), or ``b"M"`` and a module's name,
-imported again where it is loaded. Open files, sockets, generators and
-locks are never state.
+"""The notebook's state: its namespace as one object graph, saved variable
+by variable.
+
+Inline, a cell runs in the notebook's namespace: the functions and classes
+it defines read their globals from that namespace, two names may hold one
+object, and what the cell does not touch stays as it is. The state keeps
+that, so that a cell run in the background means what it means inline:
+
+- **Functions and classes defined in the notebook are bound to the
+  namespace they are loaded into**, never to a private copy of the globals
+  they read: a function travels with its code, closure and defaults
+  (cloudpickle), and its globals are a reference to "the namespace", which
+  loading resolves to the worker's during a run and to the notebook's when
+  the result is applied.
+- **Objects shared between variables stay shared**: each object that a
+  variable holds belongs to the first variable (in the namespace's order)
+  that holds it; another variable that holds it, or holds something that
+  refers to it, saves a reference to that variable by name, and loading
+  resolves it to the same object. Variables that refer to each other in a
+  cycle are saved together, as one group.
+- **A variable's bytes follow its value**, so that an unchanged variable
+  saves the same bytes in the kernel and in a worker (the conflict check
+  and the store compare bytes): a function's bytes do not include the
+  globals it reads, and sets are saved in sorted order (their iteration
+  order follows each process's hash seed).
+
+What pickle cannot keep: objects shared below the top level between two
+variables that do not refer to each other's values (two closures over one
+cell, a numpy view and its base array) come back as copies; a set
+reachable from two places comes back as two sets.
+
+A saved variable is one of:
+
+- ``b"M" + name``: a module, imported again by name where it is loaded;
+- ``b"A" + name``: the same object as the variable ``name`` holds;
+- ``b"G" + refs + b"\\n" + pickle``: the value, its graph pickled with the
+  variables it refers to (``refs``, a JSON list of names) left as
+  references;
+- ``b"S" + refs + b"\\n" + pickle``: a group of variables that refer to
+  each other in a cycle, pickled as one tuple (saved under its first
+  member; ``refs`` names the members, then the variables outside it);
+- ``b"E" + [group, index]``: a member of the group saved under ``group``;
+- ``b"P" + pickle``: a value pickled on its own (states saved before this
+  format, still read).
+
+Open files, sockets, generators and locks are never state.
 """
 
 import importlib
 import io
+import json
 import pickle
 import socket
 import threading
 import types
 
-try:  # Functions, lambdas and classes defined in the notebook.
-    import cloudpickle
-except ImportError:  # pragma: no cover - pickle alone then
-    cloudpickle = None
+import cloudpickle
+from cloudpickle.cloudpickle import _function_getstate, _function_setstate, _make_function
 
-
-def load(blob):
-    kind, data = blob[:1], blob[1:]
-    if kind == b"M":
-        return importlib.import_module(data.decode())
-    return pickle.loads(data)
-
+# Values whose identity nobody relies on: never saved as a reference to
+# another variable (`x = y = 0` saves two zeros), so that one variable's
+# change never shows as a change of another.
+_ATOMS = (int, float, complex, str, bytes, bool, type(None), type(Ellipsis), range)
 
 # What is never state, whatever a pickler could make of it: open files,
 # sockets, generators, locks (cloudpickle would save a file's contents).
@@ -36,6 +73,19 @@ _NEVER_STATE = (
     type(threading.RLock()),
 )
 
+# The name under which the kernel's process context travels with the
+# variables (a JSON blob: ``cwd``, ``path``, ``environ``): never a
+# variable.
+CONTEXT = "__pragma_context__"
+
+_ABSENT = object()
+
+# Persistent ids (see `_Pickler.persistent_id`).
+_NAMESPACE = ("namespace",)
+_VARIABLE = "variable"
+_SET = "set"
+_FROZENSET = "frozenset"
+
 
 class Unsaveable(Exception):
     """A value that cannot be saved."""
@@ -47,14 +97,291 @@ def never_state(value):
     return isinstance(value, _NEVER_STATE)
 
 
-def dump(value):
+def _sorted_items(items):
+    """A set's items in an order that does not depend on the process's hash
+    seed: sorted where they sort, else by their pickles."""
+    try:
+        return sorted(items)
+    except TypeError:
+        return sorted(items, key=lambda item: (type(item).__qualname__, repr(item)))
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, with the namespace and the other variables' objects
+    left as references, and sets sorted."""
+
+    def __init__(self, file, namespace, owners, root):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._namespace = namespace
+        # A function's globals are pickled as this dict, which cloudpickle
+        # makes once per globals and pickler; here it stands for the
+        # namespace.
+        self._globals = {}
+        self.globals_ref[id(namespace)] = self._globals
+        self._owners = owners
+        self._root = root
+        self._strings = {}
+        self.refs = []
+
+    def _dynamic_function_reduce(self, func):
+        if func.__globals__ is not self._namespace:
+            return super()._dynamic_function_reduce(func)
+        # Its globals are the namespace it is loaded into: none travel
+        # with it (by value they would be a private copy, frozen).
+        state, slotstate = _function_getstate(func)
+        slotstate["__globals__"] = {}
+        newargs = self._function_getnewargs(func)
+        return (_make_function, newargs, (state, slotstate), None, None, _function_setstate)
+
+    def reducer_override(self, obj):
+        reduced = super().reducer_override(obj)
+        if isinstance(obj, type) and type(reduced) is tuple and len(reduced) > 2:
+            # copyreg caches `__slotnames__` on a class once an instance
+            # is pickled: not a change of the class.
+            state, slotstate = reduced[2]
+            if "__slotnames__" in state:
+                state = {k: v for k, v in state.items() if k != "__slotnames__"}
+                reduced = (*reduced[:2], (state, slotstate), *reduced[3:])
+        return reduced
+
+    def persistent_id(self, obj):
+        if type(obj) in (str, bytes):
+            # Equal strings are saved as one, whether they were one object
+            # or not: loading shares some (characters, names set on a
+            # class) that were not before, so the bytes would differ.
+            return self._strings.setdefault(obj, obj)
+        if obj is self._globals:
+            return _NAMESPACE
+        if isinstance(obj, (set, frozenset)):
+            # Sorted, so that the bytes do not follow the hash seed.
+            kind = _SET if isinstance(obj, set) else _FROZENSET
+            if type(obj) in (set, frozenset):
+                return (kind, _sorted_items(obj))
+            return None
+        owner = self._owners.get(id(obj))
+        if owner is None or obj is self._root or owner[1] is not obj:
+            return None
+        name = owner[0]
+        if name not in self.refs:
+            self.refs.append(name)
+        return (_VARIABLE, name)
+
+
+def _pickle(value, namespace, owners):
+    """``value`` pickled with the other variables' objects as references;
+    the pickle and the names it refers to."""
+    out = io.BytesIO()
+    pickler = _Pickler(out, namespace, owners, value)
+    pickler.dump(value)
+    return out.getvalue(), pickler.refs
+
+
+def _framed(kind, refs, data):
+    return kind + json.dumps(refs).encode() + b"\n" + data
+
+
+def dump_namespace(namespace, names):
+    """The variables ``names`` of ``namespace`` saved: ``(names, blobs,
+    unsaveable)``, ``unsaveable`` being ``(name, type name)`` pairs of the
+    variables that cannot be saved (``names`` and ``blobs`` then hold the
+    rest)."""
+    owners = {}
+    for name in names:
+        value = namespace[name]
+        if not isinstance(value, _ATOMS) and id(value) not in owners:
+            owners[id(value)] = (name, value)
+    saved, refs, unsaveable = {}, {}, []
+    for name in names:
+        value = namespace[name]
+        try:
+            saved[name], refs[name] = _dump_one(name, value, namespace, owners)
+        except Exception:  # noqa: BLE001 - every failure is reported by name
+            unsaveable.append((name, type(value).__name__))
+    if unsaveable:
+        # A variable that refers to one that cannot be saved cannot be
+        # loaded either: it is named too.
+        bad = {name for name, _ in unsaveable}
+        for name in names:
+            if name not in bad and set(refs.get(name, ())) & bad:
+                unsaveable.append((name, type(namespace[name]).__name__))
+                bad.add(name)
+        names = [name for name in names if name not in bad]
+    for group in _cycles(names, refs):
+        _dump_group(group, namespace, owners, saved)
+    return names, [saved[name] for name in names], unsaveable
+
+
+def _dump_one(name, value, namespace, owners):
     if isinstance(value, types.ModuleType):
-        return b"M" + value.__name__.encode()
+        return b"M" + value.__name__.encode(), []
     if never_state(value):
         raise Unsaveable(type(value).__name__)
-    # cloudpickle saves what the notebook defined (in `__main__`: functions,
-    # lambdas, classes, and values that hold them) by value, which plain
-    # pickle would save as a reference that no worker can resolve; for the
-    # rest it is pickle.
-    pickler = cloudpickle if cloudpickle is not None else pickle
-    return b"P" + pickler.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    owner = owners.get(id(value))
+    if owner is not None and owner[0] != name:
+        return b"A" + owner[0].encode(), [owner[0]]
+    data, refs = _pickle(value, namespace, owners)
+    return _framed(b"G", refs, data), refs
+
+
+def _cycles(names, refs):
+    """The groups of variables that refer to each other in a cycle
+    (strongly connected components of more than one, Tarjan's), each in
+    the namespace's order."""
+    index, low, stack, on_stack, groups = {}, {}, [], set(), []
+    order = {name: i for i, name in enumerate(names)}
+
+    def visit(name):
+        # Iterative: a long chain of references must not hit the recursion limit.
+        work = [(name, iter(refs.get(name, ())))]
+        index[name] = low[name] = len(index)
+        stack.append(name)
+        on_stack.add(name)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in order:
+                    continue
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(refs.get(child, ()))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    groups.append(sorted(group, key=order.__getitem__))
+
+    for name in names:
+        if name not in index:
+            visit(name)
+    return groups
+
+
+def _dump_group(group, namespace, owners, saved):
+    # The group's values are pickled as one tuple, its members' objects
+    # within it (not as references); the rest stay references.
+    inside = {id(namespace[name]) for name in group}
+    outside = {key: owner for key, owner in owners.items() if key not in inside}
+    values = tuple(namespace[name] for name in group)
+    data, refs = _pickle(values, namespace, outside)
+    saved[group[0]] = _framed(b"S", group + refs, data)
+    for i, name in enumerate(group[1:], start=1):
+        saved[name] = b"E" + json.dumps([group[0], i]).encode()
+
+
+def dump(value):
+    """One value saved on its own (no namespace)."""
+    names, blobs, unsaveable = dump_namespace({"value": value}, ["value"])
+    if unsaveable:
+        raise Unsaveable(unsaveable[0][1])
+    return blobs[0]
+
+
+def refs(blob):
+    """The variables a saved variable refers to."""
+    kind = blob[:1]
+    if kind == b"A":
+        return [blob[1:].decode()]
+    if kind in (b"G", b"S"):
+        return json.loads(blob[1 : blob.index(b"\n")])
+    if kind == b"E":
+        return [json.loads(blob[1:])[0]]
+    return []
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file, namespace, variable):
+        super().__init__(file)
+        self._namespace = namespace
+        self._variable = variable
+
+    def persistent_load(self, pid):
+        if type(pid) in (str, bytes):
+            return pid
+        if pid == _NAMESPACE:
+            return self._namespace
+        kind, value = pid
+        if kind == _VARIABLE:
+            return self._variable(value)
+        if kind == _SET:
+            return set(value)
+        if kind == _FROZENSET:
+            return frozenset(value)
+        raise pickle.UnpicklingError(f"unknown reference {pid!r} in a saved variable")
+
+
+def load_namespace(blobs, namespace, elsewhere=None):
+    """Loads the saved variables ``blobs`` (name to bytes) into
+    ``namespace`` as one graph: functions are bound to ``namespace``, and
+    a reference to a variable is resolved to that variable's object, loaded
+    from ``blobs`` or, for a name not there, ``elsewhere(name)``."""
+    loaded, groups = {}, {}
+
+    def variable(name):
+        if name in loaded:
+            return loaded[name]
+        if name not in blobs:
+            if elsewhere is None:
+                raise pickle.UnpicklingError(f"a saved variable refers to `{name}`, not saved")
+            return elsewhere(name)
+        value = _load_one(name, blobs[name], group)
+        loaded[name] = value
+        return value
+
+    def group(name):
+        if name not in groups:
+            blob = blobs[name]
+            data = blob[blob.index(b"\n") + 1 :]
+            groups[name] = _Unpickler(io.BytesIO(data), namespace, variable).load()
+        return groups[name]
+
+    def _load_one(name, blob, group):
+        kind = blob[:1]
+        if kind == b"M":
+            return importlib.import_module(blob[1:].decode())
+        if kind == b"A":
+            return variable(blob[1:].decode())
+        if kind == b"G":
+            data = blob[blob.index(b"\n") + 1 :]
+            return _Unpickler(io.BytesIO(data), namespace, variable).load()
+        if kind == b"S":
+            return group(name)[0]
+        if kind == b"E":
+            owner, index = json.loads(blob[1:])
+            return group(owner)[index]
+        if kind == b"P":
+            return pickle.loads(blob[1:])
+        raise pickle.UnpicklingError(f"`{name}` was saved in an unknown format")
+
+    # cloudpickle sets a loaded function's `__builtins__` in its globals:
+    # the namespace keeps its own.
+    builtins_before = namespace.get("__builtins__", _ABSENT)
+    try:
+        for name in blobs:
+            variable(name)
+    finally:
+        if builtins_before is _ABSENT:
+            namespace.pop("__builtins__", None)
+        else:
+            namespace["__builtins__"] = builtins_before
+    namespace.update(loaded)
+    return loaded
+
+
+def load(blob, namespace=None):
+    """One value saved by :func:`dump`."""
+    return load_namespace({"value": blob}, {} if namespace is None else namespace)["value"]

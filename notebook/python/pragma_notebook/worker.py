@@ -7,8 +7,17 @@ copy of standard output. Imports stay loaded between requests, so a body's
 
 Framing: every message is one JSON header frame followed by as many blob
 frames as the header's ``vars`` names; a frame is a 4-byte big-endian
-length and that many bytes. A variable travels as ``b"P" + pickle`` or
-``b"M" + module name`` (a module is imported again where it is loaded).
+length and that many bytes. Variables travel as :mod:`pragma_notebook.state`
+saves them (the namespace as one graph, variable by variable), with the
+kernel's process context under :data:`CONTEXT`.
+
+A body runs as it would in the notebook: in a module ``__main__`` of its
+own (so that what it defines is ``__main__.NAME``, and ``if __name__ ==
+"__main__":`` holds), in the kernel's working directory, with its
+``sys.path`` and environment as they were at submission; after the run the
+worker's own are restored, so one operation's changes do not reach the
+next. The iteration variable is set for the run only: a variable of that
+name that the namespace had comes back, and one the body assigned stays.
 
 Requests: ``{"op": "run", "body", "vars", "iteration_var", "iteration",
 "seed", "resident", "dump"}``, ``{"op": "eval", "expr", "vars",
@@ -38,8 +47,9 @@ import random
 import struct
 import sys
 import traceback
+import types
 
-from pragma_notebook.state import dump, load, never_state
+from pragma_notebook.state import CONTEXT, dump_namespace, load_namespace, never_state
 
 # Namespaces left by runs, by token (see the module docs).
 _residents = {}
@@ -79,12 +89,15 @@ def _no_getpass(*args, **kwargs):
 
 
 def read_exactly(n):
-    data = b""
-    while len(data) < n:
-        chunk = _PROTOCOL_IN.read(n - len(data))
-        if not chunk:
+    # Into one buffer: growing bytes by `+=` copies it again at each chunk.
+    data = bytearray(n)
+    view = memoryview(data)
+    done = 0
+    while done < n:
+        got = _PROTOCOL_IN.readinto(view[done:])
+        if not got:
             raise EOFError
-        data += chunk
+        done += got
     return data
 
 
@@ -98,8 +111,89 @@ def write_frames(header, blobs=()):
     _PROTOCOL_OUT.write(b"".join(struct.pack(">I", len(f)) + f for f in frames))
 
 
+class _Resident:
+    """A namespace a run left, with the module ``__main__`` it is the
+    dictionary of, and the kernel's process context it runs in."""
+
+    def __init__(self, module, context):
+        self.module = module
+        self.context = context
+
+    @property
+    def ns(self):
+        return self.module.__dict__
+
+
 def namespace(request, blobs):
-    return {name: load(blob) for name, blob in zip(request["vars"], blobs)}
+    """The request's variables loaded into a new module ``__main__``, as
+    one graph."""
+    saved = dict(zip(request["vars"], blobs, strict=True))
+    context = saved.pop(CONTEXT, None)
+    module = types.ModuleType("__main__")
+    module.__dict__["__builtins__"] = builtins
+    load_namespace(saved, module.__dict__)
+    return _Resident(module, context)
+
+
+def state_names(ns):
+    """The names of a namespace that are state: not ``__dunder__`` ones."""
+    return [name for name in ns if not name.startswith("__")]
+
+
+# The worker's own process state, restored after each run.
+_OWN_CWD = os.getcwd()
+_OWN_PATH = list(sys.path)
+_OWN_ENVIRON = dict(os.environ)
+
+
+@contextlib.contextmanager
+def _as_in_kernel(resident):
+    """Runs as the kernel did at submission: its working directory,
+    ``sys.path`` and environment (a worker's own variables kept where the
+    kernel has none of that name), the namespace as ``__main__``; then the
+    worker's own again."""
+    context = json.loads(resident.context) if resident.context else {}
+    saved_main = sys.modules.get("__main__")
+    try:
+        if "environ" in context:
+            os.environ.update(context["environ"])
+        if "path" in context:
+            sys.path[:] = context["path"] + [p for p in _OWN_PATH if p not in context["path"]]
+        if "cwd" in context:
+            with contextlib.suppress(OSError):  # not on this machine: a Ray node
+                os.chdir(context["cwd"])
+        sys.modules["__main__"] = resident.module
+        yield
+    finally:
+        sys.modules["__main__"] = saved_main
+        with contextlib.suppress(OSError):
+            os.chdir(_OWN_CWD)
+        sys.path[:] = _OWN_PATH
+        os.environ.clear()
+        os.environ.update(_OWN_ENVIRON)
+
+
+_ABSENT = object()
+
+
+@contextlib.contextmanager
+def _iteration_variable(ns, var, iteration):
+    """Sets the iteration variable for a run; after it, a variable of that
+    name that the namespace had comes back, unless the run assigned its
+    own."""
+    if not var:
+        yield
+        return
+    before = ns.get(var, _ABSENT)
+    ns[var] = iteration
+    try:
+        yield
+    finally:
+        if ns.get(var, _ABSENT) is iteration:
+            if before is _ABSENT:
+                del ns[var]
+            else:
+                ns[var] = before
 
 
 def seed(value):
@@ -125,15 +219,17 @@ class _Capped(io.StringIO):
         return len(text)
 
 
+def _gone():
+    return {"ok": False, "gone": True, "error": "this worker no longer holds that state"}, []
+
+
 def run(request, blobs):
     global _next_token
     token = request.get("resident")
     if token is not None and token not in _residents:
-        return {"ok": False, "gone": True, "error": "this worker no longer holds that state"}, []
-    ns = _residents.pop(token) if token is not None else namespace(request, blobs)
-    var = request.get("iteration_var")
-    if var:
-        ns[var] = request["iteration"]
+        return _gone()
+    resident = _residents.pop(token) if token is not None else namespace(request, blobs)
+    ns = resident.ns
     seed(request["seed"])
     out, err = _Capped(), _Capped()
     saved = builtins.input
@@ -144,7 +240,12 @@ def run(request, blobs):
         getpass.getpass = _no_getpass
     sys.stdin = _NoInput()
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with (
+            _as_in_kernel(resident),
+            _iteration_variable(ns, request.get("iteration_var"), request.get("iteration")),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
             exec(compile(request["body"], "<cell>", "exec"), ns)
     except InteractiveInput as asked:
         return {"ok": False, "interactive": str(asked)}, []
@@ -159,18 +260,15 @@ def run(request, blobs):
         builtins.input = saved
         if getpass:
             getpass.getpass = saved_getpass
-    if var:
-        ns.pop(var, None)
-    ns.pop("__builtins__", None)
     if request.get("dump", True):
-        names, dumped, unsaveable = saved_vars(ns)
+        names, dumped, unsaveable = saved_vars(resident)
     else:
         names, dumped = [], []
-        unsaveable = [[n, type(v).__name__] for n, v in ns.items() if never_state(v)]
+        unsaveable = [[n, type(ns[n]).__name__] for n in state_names(ns) if never_state(ns[n])]
     if unsaveable:
         return {"ok": False, "unsaveable": unsaveable}, []
     _next_token += 1
-    _residents[_next_token] = ns
+    _residents[_next_token] = resident
     return {
         "ok": True,
         "token": _next_token,
@@ -180,23 +278,21 @@ def run(request, blobs):
     }, dumped
 
 
-def saved_vars(ns):
-    """Each variable saved: the names, their bytes, and the unsaveable."""
-    names, dumped, unsaveable = [], [], []
-    for name, value in ns.items():
-        try:
-            dumped.append(dump(value))
-            names.append(name)
-        except Exception:
-            unsaveable.append([name, type(value).__name__])
-    return names, dumped, unsaveable
+def saved_vars(resident):
+    """The namespace saved: the names, their bytes (the process context
+    with them, as it came), and the unsaveable as ``[name, type]``."""
+    names, dumped, unsaveable = dump_namespace(resident.ns, state_names(resident.ns))
+    if resident.context is not None:
+        names.append(CONTEXT)
+        dumped.append(resident.context)
+    return names, dumped, [list(pair) for pair in unsaveable]
 
 
 def dump_resident(request, blobs):
-    ns = _residents.get(request["resident"])
-    if ns is None:
-        return {"ok": False, "gone": True, "error": "this worker no longer holds that state"}, []
-    names, dumped, unsaveable = saved_vars(ns)
+    resident = _residents.get(request["resident"])
+    if resident is None:
+        return _gone()
+    names, dumped, unsaveable = saved_vars(resident)
     if unsaveable:
         return {"ok": False, "unsaveable": unsaveable}, []
     return {"ok": True, "vars": names}, dumped
@@ -204,22 +300,18 @@ def dump_resident(request, blobs):
 
 def evaluate(request, blobs):
     token = request.get("resident")
-    var = request.get("iteration_var")
     if token is not None and token not in _residents:
-        return {"ok": False, "gone": True, "error": "this worker no longer holds that state"}, []
+        return _gone()
     try:
-        if token is not None:
-            ns = _residents[token]  # scored where it is, not copied
-        else:
-            ns = namespace(request, blobs)
-        if var:
-            ns[var] = request["iteration"]
-        try:
-            value = float(eval(compile(request["expr"], "<selection>", "eval"), ns))
-        finally:
-            if var:
-                ns.pop(var, None)
-            ns.pop("__builtins__", None)
+        # A resident state is scored where it is, not copied.
+        resident = _residents[token] if token is not None else namespace(request, blobs)
+        with (
+            _as_in_kernel(resident),
+            _iteration_variable(
+                resident.ns, request.get("iteration_var"), request.get("iteration")
+            ),
+        ):
+            value = float(eval(compile(request["expr"], "<selection>", "eval"), resident.ns))
     except BaseException:
         return {"ok": False, "error": last_error()}, []
     return {"ok": True, "score": "nan" if math.isnan(value) else repr(value)}, []

@@ -510,8 +510,8 @@ impl Host for InProcessHost {
         state.set_iteration(name, iteration);
     }
 
-    fn remove_iteration_var(&self, state: &mut Namespace, name: &str) {
-        state.remove_iteration(name);
+    fn remove_iteration_var(&self, state: &mut Namespace, _name: &str) {
+        state.remove_iteration();
     }
 }
 

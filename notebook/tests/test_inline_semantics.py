@@ -1,0 +1,266 @@
+"""A cell run in the background means what it means inline: the same cells
+run inline in one real kernel and under ``#pragma repeat --iterations 1``
+in another, and what the notebook sees afterwards compared: values,
+which names share one object, what functions are bound to, and what the
+cells after the operation print.
+
+Each case is ``(setup, body, check)``: the setup cell runs first, then the
+body (inline, or as the operation's body, waited for), then the check
+cell, whose printed text is compared, and then a probe of the whole
+namespace. All cases run in one kernel per side, separated by
+``%reset -f``.
+"""
+
+import nbformat
+from nbclient import NotebookClient
+
+# Describes the namespace: each variable's value (functions by whether
+# they are bound to the notebook's globals, classes by name and module),
+# and the groups of names that hold one object.
+PROBE = """
+def _probe(ns):
+    import json, re, types
+    names = sorted(
+        n for n in ns
+        if not n.startswith('_') and n not in ('In', 'Out', 'get_ipython', 'exit', 'quit')
+    )
+    values, holders = {}, {}
+    for n in names:
+        v = ns[n]
+        if isinstance(v, types.ModuleType):
+            values[n] = 'module ' + v.__name__
+            continue
+        holders.setdefault(id(v), []).append(n)
+        if isinstance(v, types.FunctionType):
+            values[n] = f'function {v.__qualname__} bound={v.__globals__ is ns}'
+        elif isinstance(v, type):
+            values[n] = f'class {v.__module__}.{v.__qualname__}'
+        elif isinstance(v, (set, frozenset)):
+            values[n] = f'{type(v).__name__} {sorted(v)!r}'
+        else:
+            values[n] = re.sub(' at 0x[0-9a-f]+', '', repr(v))
+    shared = sorted(group for group in holders.values() if len(group) > 1)
+    return json.dumps({'values': values, 'shared': shared}, sort_keys=True, indent=1)
+print(_probe(globals()))
+"""
+
+CASES = {
+    "a notebook function reads the notebook's globals after any operation": (
+        "k = 1\ndef f():\n    return k",
+        "z = 0",
+        "k = 7\nprint(f())",
+    ),
+    "a notebook function called in the body reads the body's globals": (
+        "k = 1\ndef f():\n    return k",
+        "k = 2\nr = f()",
+        "print(r)\nk = 3\nprint(f())",
+    ),
+    "a function's `global` statement changes the namespace": (
+        "counter = 0\ndef bump():\n    global counter\n    counter += 1",
+        "bump()\nbump()",
+        "print(counter)\nbump()\nprint(counter)",
+    ),
+    "lambdas, partials and closures stay bound": (
+        "import functools\nk = 1\ng = lambda: k\np = functools.partial(lambda a: a + k, 1)\n"
+        "def outer():\n    x = [0]\n    def inc():\n        x[0] += 1\n        return x[0]\n"
+        "    return inc\ninc = outer()",
+        "inc()",
+        "k = 5\nprint(g(), p(), inc())",
+    ),
+    "a class, its methods and its instances stay one class": (
+        "import dataclasses\n@dataclasses.dataclass\nclass P:\n    x: int\n"
+        "    def scaled(self):\n        return self.x * k\nk = 2\npt = P(3)\nsame_class = P",
+        "pt.x += 1",
+        "k = 10\nprint(pt.scaled(), type(pt) is P, isinstance(pt, same_class), P(1) == P(1))",
+    ),
+    "a class defined in the body is __main__'s": (
+        "",
+        "class Q:\n    pass\nmain = __name__ == '__main__'\nq = Q()",
+        "print(Q.__module__, main, type(q) is Q)",
+    ),
+    "two names for one list stay one list": (
+        "a = b = []",
+        "a.append(1)",
+        "print(a, b, a is b)\na.append(2)\nprint(b)",
+    ),
+    "a dict holding a list bound to another name holds that list": (
+        "lst = [1]\nd = {'l': lst}",
+        "lst.append(2)",
+        "print(d['l'] is lst, d)",
+    ),
+    "variables that refer to each other in a cycle stay so": (
+        "one = []\ntwo = [one]\none.append(two)",
+        "one.append(3)",
+        "print(one[0] is two, two[0] is one, len(one))",
+    ),
+    "what the body did not touch is the same object": (
+        "kept = [0]\n_kept_id = id(kept)\n"
+        "names = {'alpha', 'beta', 'gamma'}\n_names_id = id(names)",
+        "x = 1",
+        "print(id(kept) == _kept_id, id(names) == _names_id)",
+    ),
+    "in-place changes and deletions": (
+        "x = [1, 2]\ny = 3\nw = {'a': 1}",
+        "x.append(3)\ndel y\nw['b'] = 2",
+        "print('y' in globals(), x, w)",
+    ),
+    "imports in the body": (
+        "",
+        "import json as j\nimport os.path",
+        "print(j.dumps([1]), os.path.join('a', 'b'))",
+    ),
+    "a variable named like the iteration variable is the user's": (
+        "iteration = 'mine'",
+        "z = 1",
+        "print(iteration)",
+    ),
+    "the iteration variable assigned by the body stays": (
+        "",
+        "iteration = 'theirs'",
+        "print(iteration)",
+    ),
+    "the body runs in the kernel's working directory": (
+        "import os\nos.makedirs('sub', exist_ok=True)\nos.chdir('sub')",
+        "import pathlib\npathlib.Path('written.txt').write_text('hi')\n"
+        "where = os.path.basename(os.getcwd())",
+        "print(where, os.path.exists('written.txt'))\nos.chdir('..')",
+    ),
+    "the body sees the kernel's environment and sys.path": (
+        "import os, pathlib, sys\nos.environ['PRAGMA_CASE'] = 'yes'\n"
+        "os.makedirs('mods', exist_ok=True)\n"
+        "pathlib.Path('mods/case_module.py').write_text('V = 42')\n"
+        "sys.path.insert(0, os.path.abspath('mods'))",
+        "seen = os.environ.get('PRAGMA_CASE')\nimport case_module\nv = case_module.V",
+        "print(seen, v)",
+    ),
+}
+
+
+def run_notebook(tmp_path, cells):
+    """Runs the cells in a fresh kernel in ``tmp_path``; the text each
+    printed, errors allowed (an inline cell may raise)."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(cell) for cell in cells]
+    client = NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+    texts = []
+    for cell in client.nb.cells:
+        text = ""
+        for output in cell.outputs:
+            if output.get("output_type") == "stream":
+                text += output["text"]
+            elif output.get("output_type") == "error":
+                text += f"{output['ename']}: {output['evalue']}\n"
+            elif "data" in output:
+                text += output["data"].get("text/plain", "")
+        texts.append(text)
+    return texts
+
+
+def cells_of(cases, background):
+    """The cells of all cases, and for each case the index of its check
+    cell (its probe follows)."""
+    cells = ["%load_ext pragma_notebook"] if background else []
+    checks = []
+    for setup, body, check in cases:
+        cells.append("%reset -f")
+        cells.append(setup or "pass")
+        if background:
+            cells.append("#pragma repeat --iterations 1 --max-by 0\n" + body)
+            cells.append("%pragma wait")
+        else:
+            cells.append(body)
+            cells.append("pass")
+        checks.append(len(cells))
+        cells.append(check)
+        cells.append(PROBE)
+    return cells, checks
+
+
+def test_cells_under_pragma_leave_what_they_leave_inline(tmp_path):
+    cases = list(CASES.values())
+    (tmp_path / "inline").mkdir()
+    (tmp_path / "background").mkdir()
+    inline_cells, checks = cells_of(cases, background=False)
+    background_cells, background_checks = cells_of(cases, background=True)
+    inline = run_notebook(tmp_path / "inline", inline_cells)
+    background = run_notebook(tmp_path / "background", background_cells)
+    differences = []
+    for name, at, background_at in zip(CASES, checks, background_checks, strict=True):
+        for what, offset in (("printed", 0), ("namespace", 1)):
+            if inline[at + offset] != background[background_at + offset]:
+                differences.append(
+                    f"{name}: {what}\n--- inline\n{inline[at + offset]}"
+                    f"--- under #pragma\n{background[background_at + offset]}"
+                    f"(the operation: {background[background_at - 1]})"
+                )
+    assert not differences, "\n\n".join(differences)
+
+
+def test_a_variable_changed_only_in_the_notebook_meanwhile_is_never_overwritten(tmp_path):
+    # Even under take-background: the operation did not change them.
+    texts = run_notebook(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook",
+            "%pragma config on_conflict=take-background\nnotes = {'a', 'b'}\nseen = [1]\n"
+            "def f():\n    return 1\nmodel = 0",
+            "#pragma repeat --iterations 1 --max-by 0\nimport time\ntime.sleep(2)\nmodel = 99",
+            "notes.add('c')\nseen.append(2)\ndef f():\n    return 2",
+            "outcome = %pragma wait\nprint(sorted(notes), seen, f(), model, outcome.conflicts)",
+        ],
+    )
+    assert texts[4].strip() == "['a', 'b', 'c'] [1, 2] 2 99 []", texts
+
+
+def test_a_body_that_raises_runs_once_unless_retries_are_asked_for(tmp_path):
+    body = (
+        "#pragma repeat --iterations 1 --max-by 0\n"
+        "with open('runs.log', 'a') as log:\n    log.write('ran\\n')\n"
+        "raise ValueError('boom')"
+    )
+    texts = run_notebook(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook",
+            body,
+            "outcome = %pragma wait\nprint(outcome.status, open('runs.log').read().count('ran'))\n"
+            "print(outcome.errors)",
+            "%pragma config retries=2\nimport os\nos.remove('runs.log')",
+            body + "\n# again",
+            "outcome = %pragma wait\nprint(outcome.status, open('runs.log').read().count('ran'))",
+        ],
+    )
+    assert texts[2].splitlines() == ["failed 1", "{0: 'ValueError: boom'}"], texts
+    assert texts[5].strip() == "failed 3", texts
+
+
+def test_a_result_the_kernel_cannot_load_yet_is_kept_and_applied_once_it_can(tmp_path):
+    # The body's class lives in a module only its sys.path reaches: the
+    # kernel cannot load the instance until it imports from there too.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "far_module.py").write_text("class Thing:\n    size = 3\n")
+    texts = run_notebook(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook",
+            "x = 0\ny = 0",
+            "#pragma repeat --iterations 1 --max-by 0\nimport sys\n"
+            "sys.path.insert(0, 'elsewhere')\nimport far_module\nx = far_module.Thing()\n"
+            "y = 1\ndel far_module, sys",
+            "outcome = %pragma wait\nprint(outcome.status, x, y)\nprint(outcome.apply_error)",
+            "import sys\nsys.path.insert(0, 'elsewhere')\noutcome = %pragma apply\n"
+            "print(type(x).__name__, x.size, y, outcome.apply_error)",
+        ],
+    )
+    lines = texts[3].splitlines()
+    # All or none: y is not applied without x.
+    assert lines[0] == "succeeded 0 0", texts
+    assert "far_module" in lines[1], texts
+    assert texts[4].strip() == "Thing 3 1 None", texts
