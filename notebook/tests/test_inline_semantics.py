@@ -99,6 +99,12 @@ CASES = {
         "x = 1",
         "print(id(kept) == _kept_id, id(names) == _names_id)",
     ),
+    "a large array changed in place, and a dict holding it": (
+        "import numpy as np\nbig = np.zeros((1000, 200))\nholder = {'b': big}\n"
+        "untouched = np.ones(300_000)",
+        "big[0, 0] = 1.0",
+        "print(big[0, 0], holder['b'] is big, big.flags.writeable, untouched.sum())",
+    ),
     "in-place changes and deletions": (
         "x = [1, 2]\ny = 3\nw = {'a': 1}",
         "x.append(3)\ndel y\nw['b'] = 2",
@@ -264,3 +270,24 @@ def test_a_result_the_kernel_cannot_load_yet_is_kept_and_applied_once_it_can(tmp
     assert lines[0] == "succeeded 0 0", texts
     assert "far_module" in lines[1], texts
     assert texts[4].strip() == "Thing 3 1 None", texts
+
+
+def test_data_is_written_once_whatever_operations_run_on_it(tmp_path):
+    texts = run_notebook(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook",
+            "import os\nimport numpy as np\ndata = np.random.default_rng(0).random((1000, 1000))\n"
+            "w = np.zeros(1000)\n"
+            "def blobs():\n    return sum(len(f) for _, _, f in os.walk('.pragma/blobs'))",
+            "#pragma repeat --iterations 4 --checkpoint-period 1 --min-by 'abs(w.sum() - 4)'\n"
+            "w = w + data[0] / data[0].sum()",
+            "%pragma wait\nprint(blobs(), round(w.sum(), 6))",
+            "#pragma parallel --iterations 4 --min-by 'abs(w.sum() - 2)'\n"
+            "w = w + (iteration + 1) * data[1] / data[1].sum()",
+            "%pragma wait\nprint(blobs(), round(w.sum(), 6))",
+        ],
+    )
+    # The 8 MB array is one blob, written by the first operation only.
+    assert texts[3].strip() == "1 4.0", texts
+    assert texts[5].strip() == "1 5.0", texts

@@ -202,11 +202,11 @@ def _state_names(namespace):
     ]
 
 
-def _save(namespace):
+def _save(namespace, buffers):
     """The namespace's state saved, as one graph (see
-    :mod:`pragma_notebook.state`), with the kernel's process context:
-    ``(names, blobs)``."""
-    names, blobs, unsaveable = state.dump_namespace(namespace, _state_names(namespace))
+    :mod:`pragma_notebook.state`), its large buffers put in ``buffers``,
+    with the kernel's process context: ``(names, blobs)``."""
+    names, blobs, unsaveable = state.dump_namespace(namespace, _state_names(namespace), buffers)
     if unsaveable:
         raise UnsaveableError(
             "The following variables cannot be serialized: "
@@ -220,14 +220,29 @@ def _save(namespace):
 def _context():
     """What a worker takes from the kernel to run as it does: its working
     directory, ``sys.path`` and environment."""
-    context = {"cwd": os.getcwd(), "path": list(sys.path), "environ": dict(os.environ)}
+    blobs = _blobs()
+    context = {
+        "cwd": os.getcwd(),
+        "path": list(sys.path),
+        "environ": dict(os.environ),
+        "blobs": blobs.root if blobs is not None else None,
+    }
     return json.dumps(context, sort_keys=True).encode()
+
+
+def _blobs():
+    """Where large buffers are saved by content: beside the checkpoints of
+    a directory store (a bucket's state keeps them in its pickles)."""
+    store = _store()
+    if "://" in store:
+        return None
+    return state.blob_store(os.path.join(store, "blobs"))
 
 
 def submit(cell, namespace, name="cell"):
     """Runs ``cell`` (a ``#pragma`` line, then the body) in the background
     on ``namespace``; returns at once with the :class:`Operation`."""
-    names, blobs = _save(namespace)
+    names, blobs = _save(namespace, _blobs())
     op, resumed = _native_session().submit(cell, name, _identity(), names, blobs)
     _ops.append(op)
     _namespaces[op] = namespace
@@ -265,8 +280,11 @@ def _live(op, namespace):
     in the notebook if it was bound to another object, or, for values whose
     pickle is stable (builtins, numpy arrays, ...), changed in place. Other
     objects may pickle differently each time (a Keras model's archive holds
-    a timestamp): the same object counts as unchanged."""
-    names, blobs = _save(namespace)
+    a timestamp): the same object counts as unchanged. Its large buffers
+    are named by content, held in memory (``held``), not saved:
+    ``(names, blobs, held)``."""
+    held = state.Held(_blobs())
+    names, blobs = _save(namespace, held)
     submitted = _submitted.get(op, {})
     for i, name in enumerate(names):
         if name not in submitted:
@@ -275,7 +293,7 @@ def _live(op, namespace):
         stable = type(value).__module__.split(".")[0] in _STABLE_PICKLES
         if namespace[name] is value and not stable:
             blobs[i] = blob
-    return names, blobs
+    return names, blobs, held
 
 
 def last_op():
@@ -309,7 +327,7 @@ def cancel(op=None):
     _native_session().cancel(_op(op))
 
 
-def _apply_changes(namespace, changes, live, submitted):
+def _apply_changes(namespace, changes, live, submitted, buffers):
     """Makes an operation's ``changes`` (name and saved value, or ``None``
     to delete) in ``namespace``, as one graph with what stays: a reference
     to a variable that does not change is the notebook's object. A
@@ -344,17 +362,24 @@ def _apply_changes(namespace, changes, live, submitted):
             f" define it again, then `%pragma apply`"
         )
 
-    state.load_namespace(changed, namespace, elsewhere=elsewhere)
+    state.load_namespace(changed, namespace, elsewhere=elsewhere, buffers=buffers)
     for name in removed:
         namespace.pop(name, None)
 
 
-def _applier(op, namespace, names, blobs):
+def _applier(op, namespace, names, blobs, held):
     """What makes an operation's changes in ``namespace``, its live state
-    saved as ``names`` and ``blobs``."""
+    saved as ``names`` and ``blobs`` (large buffers in ``held``)."""
     live = dict(zip(names, blobs, strict=True))
     submitted = _submitted.get(op, {})
-    return lambda changes: _apply_changes(namespace, changes, live, submitted)
+    return lambda changes: _apply_changes(namespace, changes, live, submitted, held)
+
+
+def _settled(op, outcome):
+    # Nothing is left to apply: what it was submitted with is let go (it
+    # may be most of the notebook's memory).
+    if not outcome.conflicts and not outcome.apply_error:
+        _submitted.pop(op, None)
 
 
 def _outcome(summary):
@@ -375,7 +400,7 @@ def _outcome(summary):
 
 def _finish(op):
     namespace = _namespaces[op]
-    names, blobs = _live(op, namespace)
+    names, blobs, held = _live(op, namespace)
     summary, applied = _native_session().finish(
         op,
         _identity(),
@@ -384,11 +409,12 @@ def _finish(op):
         _settings["on_conflict"],
         [],
         [],
-        _applier(op, namespace, names, blobs),
+        _applier(op, namespace, names, blobs, held),
     )
     _applied[op] = applied
     outcome = _outcome(json.loads(summary))
     _outcomes[op] = outcome
+    _settled(op, outcome)
     _show_ending(op)
     return outcome
 
@@ -411,7 +437,7 @@ def apply(op=None, take_background=None, keep_live=None):
     (``keep_live``); its outcome after."""
     op = _op(op)
     namespace = _namespaces[op]
-    names, blobs = _live(op, namespace)
+    names, blobs, held = _live(op, namespace)
     summary, applied = _native_session().apply_kept(
         op,
         _identity(),
@@ -420,11 +446,12 @@ def apply(op=None, take_background=None, keep_live=None):
         "ask",
         list(take_background or []),
         list(keep_live or []),
-        _applier(op, namespace, names, blobs),
+        _applier(op, namespace, names, blobs, held),
     )
     _applied[op] = _applied.get(op, []) + applied
     if summary is not None:
         _outcomes[op] = _outcome(json.loads(summary))
+        _settled(op, _outcomes[op])
         _show_ending(op)
     return _outcomes.get(op)
 

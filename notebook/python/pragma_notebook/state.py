@@ -46,13 +46,21 @@ A saved variable is one of:
 Open files, sockets, generators and locks are never state.
 """
 
+import array
+import contextlib
+import ctypes
+import hashlib
 import importlib
 import io
 import json
+import mmap
+import os
 import pickle
 import socket
+import tempfile
 import threading
 import types
+import weakref
 
 import cloudpickle
 from cloudpickle.cloudpickle import _function_getstate, _function_setstate, _make_function
@@ -87,6 +95,156 @@ _SET = "set"
 _FROZENSET = "frozenset"
 
 
+# Buffers this large or larger are saved apart, by content (see `Blobs`).
+LARGE = 1 << 20
+
+
+class Blobs:
+    """Large buffers (a numpy array's data, ...) saved once, by content:
+    ``ROOT/AB/SHA256``. A buffer already there is not written again, so
+    data that does not change is paid for once: not at each checkpoint,
+    not by a later operation on the same data.
+
+    A blob is whole once visible (written to a temporary file, synced,
+    renamed into place, its directory synced), so it is durable before
+    anything that names it is committed. Reading maps it copy-on-write:
+    workers share its pages through the page cache, and an array loaded
+    from it is writable (a write copies only the pages it touches). Each
+    process checks a blob's content against its name once. Saving a buffer
+    that is such a mapping, none of whose pages was written (as the kernel
+    tells in ``/proc/self/pagemap``), names its blob without reading it."""
+
+    def __init__(self, root):
+        self.root = os.path.abspath(root)
+        self._checked = set()
+        # The blobs mapped here, by address: (size, digest, the mapping).
+        self._mapped = {}
+
+    def path(self, digest):
+        """Where the blob of ``digest`` is."""
+        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+            raise ValueError(f"`{digest}` is not a blob's name")
+        return os.path.join(self.root, digest[:2], digest)
+
+    def put(self, view):
+        """Saves ``view`` (a contiguous buffer) unless it is there; its
+        digest."""
+        digest = self._unwritten(view) or hashlib.sha256(view).hexdigest()
+        path = self.path(digest)
+        if os.path.exists(path):
+            return digest
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".writing-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(view)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        _sync_directory(directory)
+        return digest
+
+    def get(self, digest):
+        """The blob of ``digest``, mapped copy-on-write."""
+        path = self.path(digest)
+        try:
+            with open(path, "rb") as blob:
+                size = os.fstat(blob.fileno()).st_size
+                mapped = mmap.mmap(blob.fileno(), size, access=mmap.ACCESS_COPY) if size else b""
+        except FileNotFoundError:
+            raise pickle.UnpicklingError(
+                f"the data blob {digest} is missing from {self.root}: the state that names it"
+                " cannot be loaded"
+            ) from None
+        if digest not in self._checked:
+            if hashlib.sha256(mapped).hexdigest() != digest:
+                raise pickle.UnpicklingError(
+                    f"the data blob {path} is damaged (its content does not match its name):"
+                    " delete it, and the next submission of that data writes it again"
+                )
+            self._checked.add(digest)
+        if size:
+            address = ctypes.addressof(ctypes.c_char.from_buffer(mapped))
+            self._mapped[address] = (size, digest, weakref.ref(mapped))
+        return pickle.PickleBuffer(mapped)
+
+    def _unwritten(self, view):
+        """The digest of the blob ``view`` is a mapping of, if none of its
+        pages was written since; else None."""
+        if view.readonly or not self._mapped:
+            return None
+        address = ctypes.addressof(ctypes.c_char.from_buffer(view))
+        size, digest, mapping = self._mapped.get(address, (None, None, None))
+        if size != view.nbytes or mapping() is None:
+            return None
+        return digest if not _written_pages(address, size) else None
+
+
+_BLOB_STORES = {}
+
+
+def blob_store(root):
+    """The :class:`Blobs` of ``root``, one per process (it remembers the
+    blobs it checked)."""
+    root = os.path.abspath(root)
+    if root not in _BLOB_STORES:
+        _BLOB_STORES[root] = Blobs(root)
+    return _BLOB_STORES[root]
+
+
+class Held:
+    """Large buffers named by content but kept in memory, not saved: for a
+    state saved only to be compared (the notebook's namespace at the end
+    of an operation). Loading takes them from here, else from ``blobs``."""
+
+    def __init__(self, blobs=None):
+        self._blobs = blobs
+        self._held = {}
+
+    def put(self, view):
+        digest = hashlib.sha256(view).hexdigest()
+        self._held.setdefault(digest, view)
+        return digest
+
+    def get(self, digest):
+        if digest in self._held:
+            return pickle.PickleBuffer(self._held[digest])
+        if self._blobs is None:
+            raise pickle.UnpicklingError(f"no data blob {digest} here")
+        return self._blobs.get(digest)
+
+
+def _written_pages(address, size):
+    """Whether a page of the private file mapping at ``address`` was
+    written (copied on write: present and anonymous, or swapped out), as
+    ``/proc/self/pagemap`` tells; True where it cannot tell."""
+    page = mmap.PAGESIZE
+    first, last = address // page, (address + size - 1) // page
+    try:
+        with open("/proc/self/pagemap", "rb") as pagemap:
+            pagemap.seek(first * 8)
+            entries = array.array("Q", pagemap.read((last - first + 1) * 8))
+    except OSError:
+        return True
+    if len(entries) != last - first + 1:
+        return True
+    present, swapped, file_page = 1 << 63, 1 << 62, 1 << 61
+    return any(e & swapped or (e & present and not e & file_page) for e in entries)
+
+
+def _sync_directory(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Unsaveable(Exception):
     """A value that cannot be saved."""
 
@@ -110,8 +268,17 @@ class _Pickler(cloudpickle.Pickler):
     """cloudpickle, with the namespace and the other variables' objects
     left as references, and sets sorted."""
 
-    def __init__(self, file, namespace, owners, root):
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+    def __init__(self, file, namespace, owners, root, buffers=None):
+        # Large buffers (numpy arrays, ...) go to `buffers`, by content;
+        # the pickle names them. Without it, they are in the pickle.
+        self.buffers = []
+        callback = None
+        if buffers is not None:
+
+            def callback(buffer):
+                return self._out_of_band(buffer, buffers)
+
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL, buffer_callback=callback)
         self._namespace = namespace
         # A function's globals are pickled as this dict, which cloudpickle
         # makes once per globals and pickler; here it stands for the
@@ -122,6 +289,16 @@ class _Pickler(cloudpickle.Pickler):
         self._root = root
         self._strings = {}
         self.refs = []
+
+    def _out_of_band(self, buffer, buffers):
+        try:
+            view = buffer.raw()
+        except BufferError:  # not contiguous: in the pickle
+            return True
+        if view.nbytes < LARGE:
+            return True
+        self.buffers.append(buffers.put(view))
+        return False
 
     def _dynamic_function_reduce(self, func):
         if func.__globals__ is not self._namespace:
@@ -167,24 +344,29 @@ class _Pickler(cloudpickle.Pickler):
         return (_VARIABLE, name)
 
 
-def _pickle(value, namespace, owners):
-    """``value`` pickled with the other variables' objects as references;
-    the pickle and the names it refers to."""
+def _pickle(value, namespace, owners, buffers):
+    """``value`` pickled with the other variables' objects as references
+    and its large buffers put in ``buffers``; the framed pickle's header
+    (what it refers to) and the pickle."""
     out = io.BytesIO()
-    pickler = _Pickler(out, namespace, owners, value)
+    pickler = _Pickler(out, namespace, owners, value, buffers)
     pickler.dump(value)
-    return out.getvalue(), pickler.refs
+    header = {"refs": pickler.refs}
+    if pickler.buffers:
+        header["buffers"] = pickler.buffers
+    return header, out.getvalue()
 
 
-def _framed(kind, refs, data):
-    return kind + json.dumps(refs).encode() + b"\n" + data
+def _framed(kind, header, data):
+    return kind + json.dumps(header).encode() + b"\n" + data
 
 
-def dump_namespace(namespace, names):
+def dump_namespace(namespace, names, buffers=None):
     """The variables ``names`` of ``namespace`` saved: ``(names, blobs,
     unsaveable)``, ``unsaveable`` being ``(name, type name)`` pairs of the
     variables that cannot be saved (``names`` and ``blobs`` then hold the
-    rest)."""
+    rest). Buffers of :data:`LARGE` bytes or more go to ``buffers`` (a
+    :class:`Blobs` or :class:`Held`), by content, where it is given."""
     owners = {}
     for name in names:
         value = namespace[name]
@@ -194,7 +376,7 @@ def dump_namespace(namespace, names):
     for name in names:
         value = namespace[name]
         try:
-            saved[name], refs[name] = _dump_one(name, value, namespace, owners)
+            saved[name], refs[name] = _dump_one(name, value, namespace, owners, buffers)
         except Exception:  # noqa: BLE001 - every failure is reported by name
             unsaveable.append((name, type(value).__name__))
     if unsaveable:
@@ -207,11 +389,11 @@ def dump_namespace(namespace, names):
                 bad.add(name)
         names = [name for name in names if name not in bad]
     for group in _cycles(names, refs):
-        _dump_group(group, namespace, owners, saved)
+        _dump_group(group, namespace, owners, saved, buffers)
     return names, [saved[name] for name in names], unsaveable
 
 
-def _dump_one(name, value, namespace, owners):
+def _dump_one(name, value, namespace, owners, buffers):
     if isinstance(value, types.ModuleType):
         return b"M" + value.__name__.encode(), []
     if never_state(value):
@@ -219,8 +401,8 @@ def _dump_one(name, value, namespace, owners):
     owner = owners.get(id(value))
     if owner is not None and owner[0] != name:
         return b"A" + owner[0].encode(), [owner[0]]
-    data, refs = _pickle(value, namespace, owners)
-    return _framed(b"G", refs, data), refs
+    header, data = _pickle(value, namespace, owners, buffers)
+    return _framed(b"G", header, data), header["refs"]
 
 
 def _cycles(names, refs):
@@ -271,14 +453,15 @@ def _cycles(names, refs):
     return groups
 
 
-def _dump_group(group, namespace, owners, saved):
+def _dump_group(group, namespace, owners, saved, buffers):
     # The group's values are pickled as one tuple, its members' objects
     # within it (not as references); the rest stay references.
     inside = {id(namespace[name]) for name in group}
     outside = {key: owner for key, owner in owners.items() if key not in inside}
     values = tuple(namespace[name] for name in group)
-    data, refs = _pickle(values, namespace, outside)
-    saved[group[0]] = _framed(b"S", group + refs, data)
+    header, data = _pickle(values, namespace, outside, buffers)
+    header["refs"] = group + header["refs"]
+    saved[group[0]] = _framed(b"S", header, data)
     for i, name in enumerate(group[1:], start=1):
         saved[name] = b"E" + json.dumps([group[0], i]).encode()
 
@@ -297,15 +480,31 @@ def refs(blob):
     if kind == b"A":
         return [blob[1:].decode()]
     if kind in (b"G", b"S"):
-        return json.loads(blob[1 : blob.index(b"\n")])
+        return _header(blob)["refs"]
     if kind == b"E":
         return [json.loads(blob[1:])[0]]
     return []
 
 
+def _header(blob):
+    return json.loads(blob[1 : blob.index(b"\n")])
+
+
+def _unpickler(blob, namespace, variable, buffers):
+    """An unpickler of a framed blob (``G`` or ``S``), its large buffers
+    taken from ``buffers``."""
+    header = _header(blob)
+    data = memoryview(blob)[blob.index(b"\n") + 1 :]
+    digests = header.get("buffers", [])
+    if digests and buffers is None:
+        raise pickle.UnpicklingError("a saved variable's buffers are in a blob store not given")
+    taken = [buffers.get(digest) for digest in digests]
+    return _Unpickler(io.BytesIO(data), namespace, variable, taken)
+
+
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, file, namespace, variable):
-        super().__init__(file)
+    def __init__(self, file, namespace, variable, buffers=()):
+        super().__init__(file, buffers=buffers)
         self._namespace = namespace
         self._variable = variable
 
@@ -324,11 +523,12 @@ class _Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unknown reference {pid!r} in a saved variable")
 
 
-def load_namespace(blobs, namespace, elsewhere=None):
+def load_namespace(blobs, namespace, elsewhere=None, buffers=None):
     """Loads the saved variables ``blobs`` (name to bytes) into
     ``namespace`` as one graph: functions are bound to ``namespace``, and
     a reference to a variable is resolved to that variable's object, loaded
-    from ``blobs`` or, for a name not there, ``elsewhere(name)``."""
+    from ``blobs`` or, for a name not there, ``elsewhere(name)``. Large
+    buffers come from ``buffers`` (a :class:`Blobs` or :class:`Held`)."""
     loaded, groups = {}, {}
 
     def variable(name):
@@ -344,9 +544,7 @@ def load_namespace(blobs, namespace, elsewhere=None):
 
     def group(name):
         if name not in groups:
-            blob = blobs[name]
-            data = blob[blob.index(b"\n") + 1 :]
-            groups[name] = _Unpickler(io.BytesIO(data), namespace, variable).load()
+            groups[name] = _unpickler(blobs[name], namespace, variable, buffers).load()
         return groups[name]
 
     def _load_one(name, blob, group):
@@ -356,8 +554,7 @@ def load_namespace(blobs, namespace, elsewhere=None):
         if kind == b"A":
             return variable(blob[1:].decode())
         if kind == b"G":
-            data = blob[blob.index(b"\n") + 1 :]
-            return _Unpickler(io.BytesIO(data), namespace, variable).load()
+            return _unpickler(blob, namespace, variable, buffers).load()
         if kind == b"S":
             return group(name)[0]
         if kind == b"E":

@@ -49,7 +49,13 @@ import sys
 import traceback
 import types
 
-from pragma_notebook.state import CONTEXT, dump_namespace, load_namespace, never_state
+from pragma_notebook.state import (
+    CONTEXT,
+    blob_store,
+    dump_namespace,
+    load_namespace,
+    never_state,
+)
 
 # Namespaces left by runs, by token (see the module docs).
 _residents = {}
@@ -113,11 +119,14 @@ def write_frames(header, blobs=()):
 
 class _Resident:
     """A namespace a run left, with the module ``__main__`` it is the
-    dictionary of, and the kernel's process context it runs in."""
+    dictionary of, the kernel's process context it runs in, and where its
+    large buffers are saved (None: in its pickles)."""
 
     def __init__(self, module, context):
         self.module = module
         self.context = context
+        root = json.loads(context).get("blobs") if context else None
+        self.blobs = blob_store(root) if root else None
 
     @property
     def ns(self):
@@ -131,8 +140,9 @@ def namespace(request, blobs):
     context = saved.pop(CONTEXT, None)
     module = types.ModuleType("__main__")
     module.__dict__["__builtins__"] = builtins
-    load_namespace(saved, module.__dict__)
-    return _Resident(module, context)
+    resident = _Resident(module, context)
+    load_namespace(saved, module.__dict__, buffers=resident.blobs)
+    return resident
 
 
 def state_names(ns):
@@ -228,7 +238,10 @@ def run(request, blobs):
     token = request.get("resident")
     if token is not None and token not in _residents:
         return _gone()
-    resident = _residents.pop(token) if token is not None else namespace(request, blobs)
+    try:
+        resident = _residents.pop(token) if token is not None else namespace(request, blobs)
+    except Exception:
+        return {"ok": False, "error": f"cannot load the state: {last_error()}"}, []
     ns = resident.ns
     seed(request["seed"])
     out, err = _Capped(), _Capped()
@@ -281,7 +294,9 @@ def run(request, blobs):
 def saved_vars(resident):
     """The namespace saved: the names, their bytes (the process context
     with them, as it came), and the unsaveable as ``[name, type]``."""
-    names, dumped, unsaveable = dump_namespace(resident.ns, state_names(resident.ns))
+    names, dumped, unsaveable = dump_namespace(
+        resident.ns, state_names(resident.ns), resident.blobs
+    )
     if resident.context is not None:
         names.append(CONTEXT)
         dumped.append(resident.context)

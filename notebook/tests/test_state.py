@@ -1,0 +1,147 @@
+"""The state's own format (`pragma_notebook.state`), in this process and
+across processes: what a namespace saved and loaded again keeps."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from pragma_notebook import state
+
+NOTEBOOK = """
+import dataclasses, functools
+k = 1
+def f():
+    return k
+a = b = []
+d = {"l": a}
+names = {"alpha", "beta", "gamma", "delta"}
+g = lambda: f() + 1
+p = functools.partial(f)
+@dataclasses.dataclass
+class P:
+    x: int
+    def scaled(self):
+        return self.x * k
+pt = P(3)
+one = []
+two = [one]
+one.append(two)
+def fact(n):
+    return 1 if n <= 1 else n * fact(n - 1)
+"""
+
+
+def notebook():
+    ns = {"__name__": "__main__"}
+    exec(NOTEBOOK, ns)  # noqa: S102 - a notebook's cells
+    return ns
+
+
+def names_of(ns):
+    return [name for name in ns if not name.startswith("__")]
+
+
+def saved(ns, buffers=None):
+    names, blobs, unsaveable = state.dump_namespace(ns, names_of(ns), buffers)
+    assert not unsaveable
+    return dict(zip(names, blobs, strict=True))
+
+
+def test_a_loaded_namespace_is_one_graph_bound_to_where_it_is_loaded():
+    loaded = {"__name__": "__main__"}
+    state.load_namespace(saved(notebook()), loaded)
+    assert loaded["a"] is loaded["b"] and loaded["d"]["l"] is loaded["a"]
+    assert loaded["one"][0] is loaded["two"] and loaded["two"][0] is loaded["one"]
+    assert loaded["f"].__globals__ is loaded
+    assert type(loaded["pt"]) is loaded["P"]
+    loaded["k"] = 7
+    assert (loaded["f"](), loaded["g"](), loaded["p"](), loaded["pt"].scaled()) == (7, 8, 7, 21)
+    assert loaded["fact"](5) == 120
+
+
+def test_a_namespace_saved_again_unchanged_gives_the_same_bytes_in_another_process(tmp_path):
+    first = saved(notebook())
+    (tmp_path / "saved.json").write_text(json.dumps({k: v.hex() for k, v in first.items()}))
+    script = (
+        "import json, sys\n"
+        "from pragma_notebook import state\n"
+        f"hexes = json.load(open({str(tmp_path / 'saved.json')!r}))\n"
+        "saved = {k: bytes.fromhex(v) for k, v in hexes.items()}\n"
+        "ns = {'__name__': '__main__'}\n"
+        "state.load_namespace(saved, ns)\n"
+        "names, blobs, _ = state.dump_namespace(ns, list(saved))\n"
+        "print(json.dumps(sorted(n for n, b in zip(names, blobs) if saved[n] != b)))\n"
+    )
+    # Other hash seeds: a set's order, and so its pickle, would follow them.
+    for seed in ("1", "2", "3"):
+        environment = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=environment, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == [], f"changed in a process of hash seed {seed}"
+
+
+def test_a_variable_that_refers_to_a_changed_one_names_it():
+    blobs = saved(notebook())
+    assert state.refs(blobs["b"]) == ["a"]
+    assert state.refs(blobs["d"]) == ["a"]
+    assert "P" in state.refs(blobs["pt"])
+
+
+def test_what_cannot_be_saved_is_named_with_what_refers_to_it():
+    ns = {"log": open(os.devnull), "holder": None, "fine": 1}  # noqa: SIM115
+    ns["holder"] = [ns["log"]]
+    try:
+        names, _, unsaveable = state.dump_namespace(ns, list(ns))
+    finally:
+        ns["log"].close()
+    assert names == ["fine"]
+    assert sorted(unsaveable) == [("holder", "list"), ("log", "TextIOWrapper")]
+
+
+def test_large_buffers_are_saved_once_by_content_and_load_writable(tmp_path):
+    blobs = state.Blobs(tmp_path / "blobs")
+    data = np.random.default_rng(0).random((1000, 200))  # 1.6 MB
+    ns = {"data": data, "small": np.arange(3.0)}
+    first = saved(ns, blobs)
+    files = [f for _, _, fs in os.walk(tmp_path / "blobs") for f in fs]
+    assert len(files) == 1 and len(first["data"]) < 1000
+    assert saved(ns, blobs) == first  # nothing new written
+    assert [f for _, _, fs in os.walk(tmp_path / "blobs") for f in fs] == files
+
+    loaded = {}
+    state.load_namespace(first, loaded, buffers=blobs)
+    assert np.array_equal(loaded["data"], data) and loaded["data"].flags.writeable
+    loaded["data"][0, 0] = -1.0  # copy on write: the blob stays as it was
+    again = {}
+    state.load_namespace(first, again, buffers=blobs)
+    assert again["data"][0, 0] == data[0, 0]
+    assert saved(loaded, blobs)["data"] != first["data"]
+
+
+def test_an_unwritten_mapping_is_named_without_reading_it(tmp_path):
+    blobs = state.Blobs(tmp_path / "blobs")
+    first = saved({"data": np.ones((1000, 200))}, blobs)
+    loaded = {}
+    state.load_namespace(first, loaded, buffers=blobs)
+    view = pickle.PickleBuffer(loaded["data"]).raw()
+    assert blobs._unwritten(view) is not None
+    loaded["data"][500, 3] = 2.0
+    assert blobs._unwritten(view) is None
+
+
+def test_a_damaged_blob_is_refused_naming_it(tmp_path):
+    blobs = state.Blobs(tmp_path / "blobs")
+    first = saved({"data": np.ones((1000, 200))}, blobs)
+    [path] = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "blobs") for f in fs]
+    with open(path, "r+b") as blob:
+        blob.seek(100)
+        blob.write(b"\x01")
+    with pytest.raises(pickle.UnpicklingError, match="is damaged") as refused:
+        state.load_namespace(first, {}, buffers=state.Blobs(tmp_path / "blobs"))
+    assert path in str(refused.value)
