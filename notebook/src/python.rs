@@ -268,7 +268,9 @@ impl NativeSession {
     }
 
     /// Runs (or resumes) `cell` on the saved variables; returns the
-    /// operation id and whether it resumed an interrupted run.
+    /// operation id and how: `started`, `resumed` (an interrupted run of
+    /// the same cell went on from its checkpoint) or `running` (this
+    /// kernel runs that cell already: nothing new started).
     fn submit(
         &self,
         py: Python<'_>,
@@ -277,7 +279,7 @@ impl NativeSession {
         identity: String,
         names: Vec<String>,
         blobs: Vec<Vec<u8>>,
-    ) -> PyResult<(String, bool)> {
+    ) -> PyResult<(String, &'static str)> {
         let live = KernelLive::new(identity, names, blobs, None)?;
         let session = Arc::clone(&self.session);
         let running = py.detach(|| {
@@ -291,12 +293,16 @@ impl NativeSession {
             Ok(running) => running,
             // Followed here already (taken up after a kernel restart).
             Err(SessionError::AlreadyRunning { op, .. }) if self.follows(&op) => {
-                return Ok((op, true));
+                return Ok((op, "running"));
             }
             Err(e) => return Err(failed(e)),
         };
-        let resumed = running.resumed;
-        Ok((self.follow(running)?, resumed))
+        let how = if running.resumed {
+            "resumed"
+        } else {
+            "started"
+        };
+        Ok((self.follow(running)?, how))
     }
 
     /// The operations of the notebook `identity` left unfinished by a
@@ -557,10 +563,23 @@ fn settle(rule: &str, take_background: Vec<String>, keep_live: Vec<String>) -> P
     Ok(settle)
 }
 
+/// Parses a `#pragma` cell (`name` is what errors call it, `In[3]`):
+/// returns its selection expression (`None` for `async`) and its body, or
+/// raises `ValueError` with the error rendered as the `pragma` command
+/// renders it (what, where, and a suggestion).
+#[pyfunction]
+fn parse_cell(cell: &str, name: &str) -> PyResult<(Option<String>, String)> {
+    let parsed =
+        pragma_parse::parse_cell(cell).map_err(|e| PyValueError::new_err(e.render(cell, name)))?;
+    let expr = parsed.directive.select().map(|s| s.expr().to_owned());
+    Ok((expr, parsed.body.to_owned()))
+}
+
 /// The extension module.
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<NativeSession>()?;
+    module.add_function(wrap_pyfunction!(parse_cell, module)?)?;
     module.add_function(wrap_pyfunction!(crate::ray::run_remote_job, module)?)?;
     module.add_function(wrap_pyfunction!(
         crate::ray::ray_backend_conformance,

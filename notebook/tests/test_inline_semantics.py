@@ -115,6 +115,11 @@ CASES = {
         "import json as j\nimport os.path",
         "print(j.dumps([1]), os.path.join('a', 'b'))",
     ),
+    "IPython's syntax, get_ipython() and display() in the body": (
+        "",
+        "%time y = 1\nfiles = !echo a b\ndisplay('shown')\nshell = get_ipython() is not None",
+        "print(y, files, shell)",
+    ),
     "a variable named like the iteration variable is the user's": (
         "iteration = 'mine'",
         "z = 1",

@@ -21,16 +21,20 @@ package only saves and restores variables and talks to IPython.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import re
 import shlex
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 
 from . import state
 
 __all__ = [
+    "DirectiveError",
     "Outcome",
     "Operation",
     "UnsaveableError",
@@ -88,6 +92,11 @@ class UnsaveableError(Exception):
     """Variables of the namespace cannot be saved: the cell did not run."""
 
 
+class DirectiveError(ValueError):
+    """A ``#pragma`` cell that cannot run as written (its directive, its
+    code or its selection expression): nothing ran."""
+
+
 @dataclass
 class Outcome:
     """How an operation ended, and what was applied."""
@@ -123,10 +132,13 @@ class Outcome:
 
 @dataclass
 class Operation:
-    """A submitted operation."""
+    """A submitted operation: ``resumed`` if an interrupted run of the same
+    cell went on from its last checkpoint, ``already_running`` if this
+    kernel runs that cell already (nothing new started)."""
 
     op: str
     resumed: bool = False
+    already_running: bool = False
 
     def __str__(self):
         return self.op
@@ -241,15 +253,95 @@ def _blobs():
 
 def submit(cell, namespace, name="cell"):
     """Runs ``cell`` (a ``#pragma`` line, then the body) in the background
-    on ``namespace``; returns at once with the :class:`Operation`."""
+    on ``namespace``; returns at once with the :class:`Operation`. A cell
+    whose directive, code or selection expression is wrong raises
+    :class:`DirectiveError` before anything runs.
+
+    An interrupt (the kernel's Interrupt) while the namespace is saved
+    stops the submission: nothing runs. Once the operation is started, an
+    interrupt waits until this kernel follows it (``%pragma status``,
+    ``wait`` and ``cancel`` reach it), then raises."""
+    _check(cell, name)
     names, blobs = _save(namespace, _blobs())
-    op, resumed = _native_session().submit(cell, name, _identity(), names, blobs)
-    _ops.append(op)
-    _namespaces[op] = namespace
-    _submitted[op] = {
-        n: (namespace.get(n), b) for n, b in zip(names, blobs, strict=True) if n != state.CONTEXT
-    }
-    return Operation(op, resumed)
+    with _interrupts_deferred() as interrupted:
+        op, how = _native_session().submit(cell, name, _identity(), names, blobs)
+        if how != "running":
+            _ops.append(op)
+            _namespaces[op] = namespace
+            _submitted[op] = {
+                n: (namespace.get(n), b)
+                for n, b in zip(names, blobs, strict=True)
+                if n != state.CONTEXT
+            }
+    operation = Operation(op, resumed=how == "resumed", already_running=how == "running")
+    if interrupted:
+        raise KeyboardInterrupt(
+            f"{op} was submitted before the interrupt, and runs: `%pragma cancel {op}` stops it"
+        )
+    return operation
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Holds back SIGINT (the kernel's Interrupt) in its block; yields a
+    list that is not empty if one came."""
+    came = []
+    if threading.current_thread() is not threading.main_thread():
+        yield came
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda *_: came.append(True))
+    try:
+        yield came
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _python_source(body):
+    """A body as Python runs it: IPython's syntax (``%magic``, ``!cmd``)
+    turned into calls, as the kernel does, where IPython is installed."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+    except ImportError:
+        return body
+    return TransformerManager().transform_cell(body)
+
+
+def _check(cell, name):
+    """Checks a cell before anything runs: its directive, its code and its
+    selection expression compile."""
+    from ._native import parse_cell
+
+    try:
+        expr, body = parse_cell(cell, name)
+    except ValueError as error:
+        raise DirectiveError(str(error).rstrip().removeprefix("error: ")) from None
+    try:
+        compile(_python_source(body), name, "exec")
+    except SyntaxError as error:
+        raise DirectiveError(
+            f"{name}: the cell's code does not compile (line {_body_line(cell, error)}):"
+            f" {error.msg}; nothing ran"
+        ) from None
+    if expr is not None:
+        try:
+            compile(expr, "--max-by/--min-by", "eval")
+        except SyntaxError as error:
+            raise DirectiveError(
+                f"{name}: the selection expression `{expr}` does not compile: {error.msg};"
+                " nothing ran"
+            ) from None
+
+
+def _body_line(cell, error):
+    # The body starts after the directive's line(s): count them in.
+    directive_lines = cell[: cell.find("#pragma")].count("\n") + 1
+    continued = 0
+    for line in cell.splitlines()[directive_lines - 1 :]:
+        if not line.endswith("\\"):
+            break
+        continued += 1
+    return (error.lineno or 1) + directive_lines + continued
 
 
 def resume_unfinished(namespace):
@@ -538,17 +630,40 @@ def _reset_session():
 # --- IPython ---------------------------------------------------------------
 
 
-def _is_directive(lines):
-    for line in lines:
-        if line.strip():
-            return line.lstrip().startswith("#pragma ")
-    return False
+# What a directive looks like, whatever its spelling: `# pragma repeat`,
+# `#Pragma parallel`, ... (a coverage comment, `# pragma: no cover`, is
+# not one).
+_DIRECTIVE_LIKE = re.compile(r"^\s*#\s*pragma\s+(repeat|parallel|async)\b", re.IGNORECASE)
 
 
 def _transform(lines):
-    if not _is_directive(lines):
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
         return lines
-    return [f"__import__('pragma_notebook')._run_cell({''.join(lines)!r})\n"]
+    if lines[first].lstrip().startswith("#pragma "):
+        return [f"__import__('pragma_notebook')._run_cell({''.join(lines)!r})\n"]
+    # A near miss is named, and the cell does not run inline.
+    for number, line in enumerate(lines, start=1):
+        if _DIRECTIVE_LIKE.match(line):
+            return [
+                f"__import__('pragma_notebook')._near_miss({line.strip()!r}, {number},"
+                f" {number - 1 == first})\n"
+            ]
+    return lines
+
+
+def _near_miss(line, number, first):
+    if first:
+        why = (
+            f"`{line}` is not a #pragma directive: write `#pragma` (lowercase, no space after"
+            " `#`), then repeat, parallel or async"
+        )
+    else:
+        why = (
+            f"line {number}, `{line}`, looks like a #pragma directive, but a directive must be"
+            " the cell's first line: move it there"
+        )
+    print(f"error: {why}; the cell did not run", file=sys.stderr)
 
 
 def _ipython():
@@ -562,9 +677,21 @@ def _ipython():
 def _run_cell(cell):
     ip = _ipython()
     try:
-        operation = submit(cell, ip.user_ns, name=f"In[{ip.execution_count}]")
-    except UnsaveableError as error:
+        # The cell's number as its prompt shows it (execution_count is
+        # the next one's while a cell runs).
+        number = getattr(ip.displayhook, "prompt_count", ip.execution_count)
+        operation = submit(cell, ip.user_ns, name=f"In[{number}]")
+    except (UnsaveableError, DirectiveError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return
+    if operation.already_running:
+        op = operation.op
+        print(
+            f"{op}: this cell is running in the background already; nothing new started."
+            f" `%pragma wait {op}` waits for it; `%pragma cancel {op}`, then this cell again,"
+            " starts it over",
+            file=sys.stderr,
+        )
         return
     verb = "resumed" if operation.resumed else "running"
     print(f"{operation.op}: {verb} in the background; `%pragma wait` waits for it")

@@ -39,6 +39,7 @@ host forgets a token once no state refers to it.
 
 import builtins
 import contextlib
+import functools
 import io
 import json
 import math
@@ -186,6 +187,70 @@ def _as_in_kernel(resident):
 _ABSENT = object()
 
 
+@functools.lru_cache(maxsize=64)
+def _python_source(body):
+    """A body as Python runs it: IPython's syntax (``%time``, ``!ls``,
+    ``x = !cmd``) turned into calls, as the kernel does, where IPython is
+    installed (once per body: the iterations of an operation share it)."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+    except ImportError:
+        return body
+    return TransformerManager().transform_cell(body)
+
+
+_shell = None
+
+
+def _ipython_shell():
+    """An IPython shell of this worker (made once, without a history
+    file): what ``get_ipython()`` gives a body."""
+    global _shell
+    if _shell is None:
+        from IPython.core.interactiveshell import InteractiveShell
+        from traitlets.config import Config
+
+        config = Config()
+        config.HistoryManager.enabled = False
+        _shell = InteractiveShell.instance(config=config)
+    return _shell
+
+
+@contextlib.contextmanager
+def _ipython_in(resident):
+    """``get_ipython()`` and ``display()`` for a run, as in the kernel: the
+    shell runs magics and shell commands in the run's namespace, and
+    ``display`` prints what it shows into the run's output."""
+    saved = {name: getattr(builtins, name, _ABSENT) for name in ("get_ipython", "display")}
+
+    def get_ipython():
+        shell = _ipython_shell()
+        shell.user_module = resident.module
+        shell.user_ns = resident.ns
+        return shell
+
+    def display(*objects, **options):
+        try:
+            from IPython.display import display as shown
+        except ImportError:
+            print(*objects)
+            return None
+        return shown(*objects, **options)
+
+    builtins.get_ipython = get_ipython
+    if saved["display"] is _ABSENT:
+        builtins.display = display
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is _ABSENT:
+                with contextlib.suppress(AttributeError):
+                    delattr(builtins, name)
+            else:
+                setattr(builtins, name, value)
+
+
 @contextlib.contextmanager
 def _iteration_variable(ns, var, iteration):
     """Sets the iteration variable for a run; after it, a variable of that
@@ -255,11 +320,12 @@ def run(request, blobs):
     try:
         with (
             _as_in_kernel(resident),
+            _ipython_in(resident),
             _iteration_variable(ns, request.get("iteration_var"), request.get("iteration")),
             contextlib.redirect_stdout(out),
             contextlib.redirect_stderr(err),
         ):
-            exec(compile(request["body"], "<cell>", "exec"), ns)
+            exec(compile(_python_source(request["body"]), "<cell>", "exec"), ns)
     except InteractiveInput as asked:
         return {"ok": False, "interactive": str(asked)}, []
     except BaseException:  # the body's own failure, SystemExit included

@@ -1,0 +1,73 @@
+"""What a `#pragma` cell says before it runs: near misses named, errors in
+its directive, code or selection expression found before anything runs,
+a cell submitted again while it runs, an interrupt during submission."""
+
+import os
+import signal
+import time
+
+import pragma_notebook as pn
+from test_inline_semantics import run_notebook
+
+
+def test_a_near_miss_directive_is_named_and_the_cell_does_not_run(tmp_path):
+    texts = run_notebook(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook",
+            "ran = []",
+            "# pragma repeat --iterations 2 --max-by 1\nran.append(1)",
+            "#Pragma parallel --iterations 2 --max-by 1\nran.append(2)",
+            "ran.append(3)\n#pragma repeat --iterations 2 --max-by 1",
+            "# pragma: no cover\nran.append(4)",
+            "print(ran)",
+        ],
+    )
+    assert "`# pragma repeat --iterations 2 --max-by 1` is not a #pragma directive" in texts[2]
+    assert "the cell did not run" in texts[2], texts
+    assert "`#Pragma parallel --iterations 2 --max-by 1` is not a" in texts[3], texts
+    assert "line 2, `#pragma repeat" in texts[4] and "the cell's first line" in texts[4], texts
+    # A coverage comment is not a directive: that cell runs inline.
+    assert texts[6].strip() == "[4]", texts
+
+
+def test_errors_in_a_cell_are_found_before_anything_runs(tmp_path):
+    texts = run_notebook(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook\nimport os",
+            "#pragma repeat --iteratons 2 --max-by 1\nx = 1",
+            "#pragma repeat --iterations 2 --max-by 'x +'\nx = 1",
+            "#pragma repeat --iterations 2 --max-by x\nx = 1\nif x\n    y = 2",
+            "print(os.path.isdir('.pragma/ops') and os.listdir('.pragma/ops'))",
+        ],
+    )
+    assert "did you mean `--iterations`?" in texts[1], texts
+    assert "In[2]:1:16" in texts[1], texts
+    assert "the selection expression `x +` does not compile" in texts[2], texts
+    assert "the cell's code does not compile (line 3)" in texts[3], texts
+    assert texts[4].strip() in ("False", "[]"), texts
+
+
+def test_a_cell_submitted_again_while_it_runs_says_so_and_starts_nothing(tmp_path):
+    cell = "#pragma repeat --iterations 1 --max-by 0\nimport time\ntime.sleep(2)\nx = 1"
+    texts = run_notebook(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook",
+            cell,
+            cell,
+            "import pragma_notebook\nprint(len(pragma_notebook._ops))\n%pragma wait\nprint(x)",
+        ],
+    )
+    op = texts[1].split(":")[0]
+    assert f"{op}: this cell is running in the background already; nothing new" in texts[2]
+    assert f"`%pragma cancel {op}`, then this cell again, starts it over" in texts[2], texts
+    assert texts[3].split() == ["1", "1"], texts
+
+
+def test_an_interrupt_while_submitting_waits_until_the_operation_is_followed():
+    with pn._interrupts_deferred() as interrupted:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # the handler runs here: held back
+    assert interrupted
