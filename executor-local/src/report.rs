@@ -224,7 +224,9 @@ pub struct Outcome<State> {
     /// How it ended.
     pub status: FinalStatus,
     /// The best candidate: its iteration, score and state (without the
-    /// iteration variable). `None` unless it succeeded.
+    /// iteration variable). `None` unless it succeeded, or was cancelled
+    /// with a candidate (its best so far, which a host applies only if its
+    /// user asks for it).
     pub best: Option<Best<State>>,
     /// How many candidates were scored. They are in the store, not here
     /// (an operation may have millions): read them, in the order they were

@@ -430,7 +430,8 @@ impl NativeSession {
         keep_live: Vec<String>,
         apply: Py<PyAny>,
     ) -> PyResult<(String, Vec<String>)> {
-        let settle = settle(rule, take_background, keep_live)?;
+        // A cancel's best so far is kept for `%pragma apply`.
+        let settle = settle(rule, take_background, keep_live)?.keeping_cancelled_best();
         let live = KernelLive::new(identity, names, blobs, Some(apply))?;
         let (ticket, outcome) = {
             let mut ops = self.ops.lock().map_err(failed)?;

@@ -71,3 +71,19 @@ def test_an_interrupt_while_submitting_waits_until_the_operation_is_followed():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.2)  # the handler runs here: held back
     assert interrupted
+
+
+def test_a_cancelled_repeat_reports_its_best_so_far_and_apply_takes_it(tmp_path):
+    texts = run_notebook(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook",
+            "x = 0",
+            "#pragma repeat --iterations 50 --max-by x\nimport time\ntime.sleep(0.2)\nx = x + 1",
+            "import time\ntime.sleep(2)\n%pragma cancel\noutcome = %pragma wait\n"
+            "print(outcome.status, outcome.best_iteration is not None, x)",
+            "outcome = %pragma apply\nprint(x == outcome.best_iteration + 1, x > 0)",
+        ],
+    )
+    assert texts[3].strip() == "cancelled True 0", texts
+    assert texts[4].strip() == "True True", texts

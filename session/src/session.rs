@@ -27,6 +27,9 @@ pub struct Settle {
     /// What to do with conflicts no choice settles; [`Rule::Fail`] leaves
     /// them unapplied for the user to settle.
     pub rule: Rule,
+    /// Keep a cancelled operation's best so far (nothing applied), so
+    /// that [`Session::apply_kept`] applies it when the user asks.
+    pub keep_cancelled_best: bool,
 }
 
 impl Settle {
@@ -40,7 +43,14 @@ impl Settle {
         Settle {
             choices: BTreeMap::new(),
             rule,
+            keep_cancelled_best: false,
         }
+    }
+
+    /// Keeps a cancelled operation's best so far to apply on request.
+    pub fn keeping_cancelled_best(mut self) -> Settle {
+        self.keep_cancelled_best = true;
+        self
     }
 
     /// Settles the conflict on `name` by `resolution`.
@@ -358,9 +368,15 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
         }
         let handle = self.executor.resume(&record.op).await?;
         record.runner = Runner::current(batch_job);
-        // A cancel's outcome is not the end any more.
+        // A cancel's outcome is not the end any more, nor its best so far.
         if let Err(e) = self.records.remove_outcome(&record.op) {
             warnings.push(format!("cannot clear the outcome of {}: {e}", record.op));
+        }
+        let kept = self.records.kept_result_path(&record.op);
+        if let Err(e) = std::fs::remove_file(&kept)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            warnings.push(format!("cannot clear `{}`: {e}", kept.display()));
         }
         Ok(handle)
     }
@@ -541,6 +557,16 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
                 ));
             }
         }
+        if let (FinalStatus::Cancelled, Some(result), true) =
+            (&summary.status, result, settle.keep_cancelled_best)
+            && let Err(e) = self.keep(&record.op, result).await
+        {
+            summary.warnings.push(format!(
+                "cannot keep the best so far of {} in `{}`: {e}",
+                record.op,
+                self.records.kept_result_path(&record.op).display()
+            ));
+        }
         // A cancelled run's outcome stands until the run is resumed.
         if let Err(e) = self.records.write_outcome(&summary) {
             summary
@@ -550,7 +576,9 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
         summary
     }
 
-    /// Applies the kept result of an ended operation to `live`, settling
+    /// Applies the kept result of an ended operation to `live` (what its
+    /// conflicts or an apply error left, or a cancelled operation's best
+    /// so far, kept by [`Settle::keeping_cancelled_best`]), settling
     /// conflicts as `settle` says; what is still left stays kept.
     pub async fn apply_kept<L>(
         &self,
@@ -571,7 +599,9 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
                 running: record.runner.as_ref().is_some_and(|r| self.alive(r)),
             });
         };
-        if summary.status != FinalStatus::Succeeded {
+        let kept_best =
+            summary.status == FinalStatus::Cancelled && self.records.has_kept_result(op);
+        if summary.status != FinalStatus::Succeeded && !kept_best {
             return Err(SessionError::NoResult {
                 op: op.to_owned(),
                 status: summary.status.name().to_owned(),

@@ -588,3 +588,45 @@ async fn damaged_records_are_named_and_a_new_operation_starts() {
     );
     third.handle.cancel();
 }
+
+#[tokio::test]
+async fn a_cancelled_operations_best_so_far_is_kept_and_applied_only_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = session(dir.path());
+    let live = Live::new(&[("x", 0)]);
+    let request = StartRequest::new(SLOW_REPEAT, "c");
+    let mut running = session.start(&request, &live).await.unwrap();
+    let op = running.ticket.op().to_owned();
+    while let Some(event) = running.handle.next_event().await {
+        if matches!(event, Event::CheckpointCommitted { .. }) {
+            break;
+        }
+    }
+    running.handle.cancel();
+    let outcome = running.handle.wait().await.unwrap();
+    let summary = session
+        .finish(
+            running.ticket,
+            outcome,
+            &live,
+            &Settle::ask().keeping_cancelled_best(),
+        )
+        .await;
+    assert_eq!(summary.ending(), Ending::Cancelled);
+    let best = summary.best.expect("the best so far is reported");
+    assert_eq!(live.get("x"), Some(0), "nothing is applied by itself");
+
+    let applied = session
+        .apply_kept(&op, &live, &Settle::ask())
+        .await
+        .unwrap();
+    assert!(matches!(applied, Applied::Now(_)), "{applied:?}");
+    // x after iterations 0..=i is 0 + 1 + ... + i.
+    let i = best.iteration as i64;
+    assert_eq!(live.get("x"), Some(i * (i + 1) / 2));
+    // Taken: there is nothing more to apply.
+    live.set("x", -1);
+    let again = session.apply_kept(&op, &live, &Settle::ask()).await;
+    assert!(again.is_err() || matches!(again, Ok(Applied::Already)));
+    assert_eq!(live.get("x"), Some(-1));
+}

@@ -64,7 +64,9 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             var: Arc::clone(&op.var),
             record,
             candidates,
-            best: if status == FinalStatus::Succeeded {
+            // A cancelled operation hands back its best so far too (for
+            // the host to apply only if its user asks for it).
+            best: if matches!(status, FinalStatus::Succeeded | FinalStatus::Cancelled) {
                 op.selection.best.clone()
             } else {
                 None
@@ -167,6 +169,11 @@ async fn conclude<H: Host, S: Store>(
                     score: score_value(&best.score),
                     state,
                 }),
+                // A cancel stays a cancel: only its best so far is gone.
+                Err(e) if status == FinalStatus::Cancelled => {
+                    tracing::warn!(op = %name, error = %e, "the best state so far cannot be restored");
+                    None
+                }
                 Err(e) => {
                     status = FinalStatus::Failed {
                         reason: format!("the best state cannot be restored: {e}"),

@@ -467,10 +467,12 @@ def _applier(op, namespace, names, blobs, held):
     return lambda changes: _apply_changes(namespace, changes, live, submitted, held)
 
 
-def _settled(op, outcome):
+def _settled(op, outcome, applying=False):
     # Nothing is left to apply: what it was submitted with is let go (it
-    # may be most of the notebook's memory).
-    if not outcome.conflicts and not outcome.apply_error:
+    # may be most of the notebook's memory). A cancelled operation's best
+    # so far waits for `%pragma apply`, unless this is it.
+    waits = outcome.status == "cancelled" and outcome.best_iteration is not None
+    if not outcome.conflicts and not outcome.apply_error and (applying or not waits):
         _submitted.pop(op, None)
 
 
@@ -524,9 +526,10 @@ def wait(op=None, timeout=None):
 
 
 def apply(op=None, take_background=None, keep_live=None):
-    """Settles the conflicts an operation left: the named variables take
-    the operation's value (``take_background``) or keep the notebook's
-    (``keep_live``); its outcome after."""
+    """Applies what an operation left to apply: its conflicts, the named
+    variables taking the operation's value (``take_background``) or
+    keeping the notebook's (``keep_live``); a result the kernel could not
+    load before; a cancelled operation's best so far. Its outcome after."""
     op = _op(op)
     namespace = _namespaces[op]
     names, blobs, held = _live(op, namespace)
@@ -543,7 +546,7 @@ def apply(op=None, take_background=None, keep_live=None):
     _applied[op] = _applied.get(op, []) + applied
     if summary is not None:
         _outcomes[op] = _outcome(json.loads(summary))
-        _settled(op, _outcomes[op])
+        _settled(op, _outcomes[op], applying=True)
         _show_ending(op)
     return _outcomes.get(op)
 
@@ -734,6 +737,11 @@ def _ending_text(op, outcome):
             f" (and {more} more: `%pragma logs`)" if more else ""
         )
     applied = _applied.get(op, [])
+    if outcome.status == "cancelled" and outcome.best_iteration is not None and not applied:
+        text += (
+            f"; its best so far (iteration {outcome.best_iteration}, score"
+            f" {outcome.best_score}) is kept: `%pragma apply {op}` applies it"
+        )
     if outcome.apply_error:
         text += (
             f"; not applied: {outcome.apply_error} (the result is kept: `%pragma apply {op}`"
