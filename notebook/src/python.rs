@@ -565,15 +565,16 @@ fn settle(rule: &str, take_background: Vec<String>, keep_live: Vec<String>) -> P
 }
 
 /// Parses a `#pragma` cell (`name` is what errors call it, `In[3]`):
-/// returns its selection expression (`None` for `async`) and its body, or
-/// raises `ValueError` with the error rendered as the `pragma` command
-/// renders it (what, where, and a suggestion).
+/// returns its selection expression (`None` for `async`), its body and
+/// the names its `#pragma readonly` lines give, or raises `ValueError`
+/// with the error rendered as the `pragma` command renders it (what,
+/// where, and a suggestion).
 #[pyfunction]
-fn parse_cell(cell: &str, name: &str) -> PyResult<(Option<String>, String)> {
+fn parse_cell(cell: &str, name: &str) -> PyResult<(Option<String>, String, Vec<String>)> {
     let parsed =
         pragma_parse::parse_cell(cell).map_err(|e| PyValueError::new_err(e.render(cell, name)))?;
     let expr = parsed.directive.select().map(|s| s.expr().to_owned());
-    Ok((expr, parsed.body.to_owned()))
+    Ok((expr, parsed.body.to_owned(), parsed.readonly))
 }
 
 /// The extension module.

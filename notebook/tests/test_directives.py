@@ -87,3 +87,47 @@ def test_a_cancelled_repeat_reports_its_best_so_far_and_apply_takes_it(tmp_path)
     )
     assert texts[3].strip() == "cancelled True 0", texts
     assert texts[4].strip() == "True True", texts
+
+
+def test_readonly_variables_are_loaded_never_saved_back_and_never_a_conflict(tmp_path):
+    texts = run_notebook(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook\n%pragma config on_conflict=ask",
+            "data = [1, 2, 3]\ntotal = 0",
+            "#pragma repeat --iterations 2 --max-by total\n#pragma readonly data\n"
+            "import time\ntime.sleep(1)\ntotal = total + sum(data)\ndata.append(99)",
+            "data = [5]",
+            "outcome = %pragma wait\nprint(total, data, outcome.conflicts)",
+            "#pragma repeat --iterations 1 --max-by 0\n#pragma ro data total\ndata = []",
+            "outcome = %pragma wait\nprint(outcome.status, data)\nprint(outcome.errors)",
+            "#pragma repeat --iterations 1 --max-by 0\n#pragma readonly nothing_here\nx = 1",
+        ],
+    )
+    # Read (6, then 6 + 99 + 6: the run sees its own change in place, as
+    # inline), that change not saved back, and the notebook's own change
+    # meanwhile no conflict.
+    assert texts[4].strip() == "111 [5] []", texts
+    lines = texts[6].splitlines()
+    assert lines[0] == "failed [5]", texts
+    assert "the body binds or deletes data, but `#pragma readonly`" in lines[1], texts
+    assert "`#pragma readonly` names nothing_here, which the notebook does not have" in texts[7]
+
+
+def test_datasphere_state_magics_leave_variables_out_and_take_them_back(tmp_path):
+    texts = run_notebook(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook",
+            "log = open('log.txt', 'w')\nsecret = 1\nx = 0",
+            "%state_exclude log secret\n%state_exclude_ls",
+            "#pragma repeat --iterations 1 --max-by x\nx = 1\nhidden = 'secret' in globals()",
+            "%pragma wait\nprint(x, hidden)",
+            "%state_include secret\n%state_exclude_ls",
+            "%state_include_all\n%state_exclude_ls",
+        ],
+    )
+    assert texts[2].strip() == "log secret", texts
+    assert texts[4].strip() == "1 False", texts
+    assert texts[5].strip() == "log", texts
+    assert texts[6].strip() == "(nothing is excluded)", texts

@@ -31,6 +31,9 @@
 //!   forgotten quote is reported where it opens instead of swallowing the body.
 //! - A word is an option only when its first two dashes are unquoted: a value
 //!   that starts with `--` must be quoted (`--max-by '--x'`).
+//! - Lines `#pragma readonly NAME[, NAME...]` (or `#pragma ro NAME NAME`)
+//!   right after the directive name variables the body only reads
+//!   ([`Cell::readonly`]); the body starts after them.
 //!
 //! # Errors
 //!

@@ -17,7 +17,13 @@ pub struct Cell<'a> {
     /// The byte range of the directive's source text, from `#pragma` to the
     /// end of its last line (without the line break).
     pub directive_span: Range<usize>,
-    /// The byte offset where the body starts (after the directive's line break).
+    /// The variables the body only reads, named on `#pragma readonly
+    /// NAME[, NAME...]` (or `#pragma ro NAME NAME`) lines right after the
+    /// directive (DataSphere's words): a host loads them, never saves them
+    /// back, and never counts them as a conflict.
+    pub readonly: Vec<String>,
+    /// The byte offset where the body starts (after the directive's line
+    /// break and its `#pragma readonly` lines).
     pub body_start: usize,
     /// Everything after the directive: the code that runs.
     pub body: &'a str,
@@ -78,12 +84,90 @@ pub fn parse_cell(cell: &str) -> Result<Cell<'_>, ParseError> {
     }
     .directive()?;
     let directive_end = cell[..body_start].trim_end_matches(['\n', '\r']).len();
+    let (readonly, body_start) = readonly_lines(cell, body_start)?;
     Ok(Cell {
         directive,
         directive_span: start..directive_end.max(token_end),
+        readonly,
         body_start,
         body: &cell[body_start..],
     })
+}
+
+/// The names on the `#pragma readonly` (or `#pragma ro`) lines from `at`
+/// on, and where the body starts after them.
+///
+/// ```
+/// let cell = "#pragma async\n#pragma readonly x_train, y_train\n#pragma ro model\nfit()\n";
+/// let parsed = pragma_parse::parse_cell(cell).unwrap();
+/// assert_eq!(parsed.readonly, ["x_train", "y_train", "model"]);
+/// assert_eq!(parsed.body, "fit()\n");
+/// ```
+fn readonly_lines(cell: &str, mut at: usize) -> Result<(Vec<String>, usize), ParseError> {
+    let mut names = Vec::new();
+    while at < cell.len() {
+        let line_end = cell[at..].find('\n').map_or(cell.len(), |i| at + i);
+        let line = &cell[at..line_end];
+        let pragma = at + (line.len() - line.trim_start_matches([' ', '\t']).len());
+        let Some(after) = cell[pragma..line_end].strip_prefix("#pragma") else {
+            break;
+        };
+        if !after.starts_with([' ', '\t']) {
+            break;
+        }
+        let keyword_start = line_end - after.trim_start_matches([' ', '\t']).len();
+        let keyword_end = cell[keyword_start..line_end]
+            .find(|c: char| c.is_whitespace() || c == ',')
+            .map_or(line_end, |i| keyword_start + i);
+        if !matches!(&cell[keyword_start..keyword_end], "readonly" | "ro") {
+            break;
+        }
+        let before = names.len();
+        let mut word_start = None;
+        for (i, c) in cell[keyword_end..line_end]
+            .char_indices()
+            .chain([(line_end - keyword_end, ' ')])
+        {
+            let i = keyword_end + i;
+            let separator = c == ',' || c.is_whitespace();
+            match (word_start, separator) {
+                (None, false) => word_start = Some(i),
+                (Some(from), true) => {
+                    let name = &cell[from..i];
+                    if check_identifier(name).is_err() {
+                        return Err(ParseError::new(
+                            ErrorKind::InvalidIdentifier,
+                            format!("`{name}` is not a variable name"),
+                            cell,
+                            from..i,
+                        )
+                        .with_help(
+                            "a name is letters, digits and `_`, not starting with a digit",
+                        ));
+                    }
+                    names.push(name.to_owned());
+                    word_start = None;
+                }
+                _ => {}
+            }
+        }
+        if names.len() == before {
+            return Err(ParseError::new(
+                ErrorKind::MissingValue,
+                format!(
+                    "`#pragma {}` names no variable",
+                    &cell[keyword_start..keyword_end]
+                ),
+                cell,
+                pragma..line_end,
+            )
+            .with_help(
+                "name the variables the body only reads: `#pragma readonly x_train, y_train`",
+            ));
+        }
+        at = (line_end + 1).min(cell.len());
+    }
+    Ok((names, at))
 }
 
 /// Parses text that holds only a directive (blank lines around it are fine).

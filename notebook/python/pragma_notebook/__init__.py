@@ -42,6 +42,8 @@ __all__ = [
     "cancel",
     "config",
     "exclude",
+    "excluded",
+    "include",
     "last_op",
     "logs",
     "progress_text",
@@ -82,6 +84,8 @@ _namespaces: dict[str, dict] = {}
 _outcomes: dict[str, Outcome] = {}
 # What each operation was submitted with: the objects and their pickles.
 _submitted: dict[str, dict] = {}
+# The names each operation's body only reads (`#pragma readonly`).
+_readonly: dict[str, set] = {}
 # What each operation changed in its namespace when it was applied.
 _applied: dict[str, list[str]] = {}
 # The progress display of each operation submitted from a cell.
@@ -214,11 +218,15 @@ def _state_names(namespace):
     ]
 
 
-def _save(namespace, buffers):
+def _save(namespace, buffers, readonly=(), given=None):
     """The namespace's state saved, as one graph (see
-    :mod:`pragma_notebook.state`), its large buffers put in ``buffers``,
-    with the kernel's process context: ``(names, blobs)``."""
-    names, blobs, unsaveable = state.dump_namespace(namespace, _state_names(namespace), buffers)
+    :mod:`pragma_notebook.state`), its large buffers put in ``buffers``
+    (``given``: variables saved already), with the kernel's process
+    context (``readonly``: the names the body only reads): ``(names,
+    blobs)``."""
+    names, blobs, unsaveable = state.dump_namespace(
+        namespace, _state_names(namespace), buffers, given
+    )
     if unsaveable:
         raise UnsaveableError(
             "The following variables cannot be serialized: "
@@ -226,18 +234,20 @@ def _save(namespace, buffers):
             + "; `%pragma exclude NAME...` leaves them out of the saved state"
             " (the body does not see them, nothing overwrites them)"
         )
-    return names + [state.CONTEXT], blobs + [_context()]
+    return names + [state.CONTEXT], blobs + [_context(readonly)]
 
 
-def _context():
+def _context(readonly):
     """What a worker takes from the kernel to run as it does: its working
-    directory, ``sys.path`` and environment."""
+    directory, ``sys.path`` and environment, where large buffers are, and
+    the names the body only reads."""
     blobs = _blobs()
     context = {
         "cwd": os.getcwd(),
         "path": list(sys.path),
         "environ": dict(os.environ),
         "blobs": blobs.root if blobs is not None else None,
+        "readonly": list(readonly),
     }
     return json.dumps(context, sort_keys=True).encode()
 
@@ -261,8 +271,14 @@ def submit(cell, namespace, name="cell"):
     stops the submission: nothing runs. Once the operation is started, an
     interrupt waits until this kernel follows it (``%pragma status``,
     ``wait`` and ``cancel`` reach it), then raises."""
-    _check(cell, name)
-    names, blobs = _save(namespace, _blobs())
+    readonly = _check(cell, name)
+    missing = [var for var in readonly if var not in namespace]
+    if missing:
+        raise DirectiveError(
+            f"{name}: `#pragma readonly` names {', '.join(missing)}, which the notebook does"
+            " not have; nothing ran"
+        )
+    names, blobs = _save(namespace, _blobs(), readonly)
     with _interrupts_deferred() as interrupted:
         op, how = _native_session().submit(cell, name, _identity(), names, blobs)
         if how != "running":
@@ -273,6 +289,7 @@ def submit(cell, namespace, name="cell"):
                 for n, b in zip(names, blobs, strict=True)
                 if n != state.CONTEXT
             }
+            _readonly[op] = set(readonly)
     operation = Operation(op, resumed=how == "resumed", already_running=how == "running")
     if interrupted:
         raise KeyboardInterrupt(
@@ -309,11 +326,12 @@ def _python_source(body):
 
 def _check(cell, name):
     """Checks a cell before anything runs: its directive, its code and its
-    selection expression compile."""
+    selection expression compile. Returns the names its ``#pragma
+    readonly`` lines give."""
     from ._native import parse_cell
 
     try:
-        expr, body = parse_cell(cell, name)
+        expr, body, readonly = parse_cell(cell, name)
     except ValueError as error:
         raise DirectiveError(str(error).rstrip().removeprefix("error: ")) from None
     try:
@@ -331,6 +349,7 @@ def _check(cell, name):
                 f"{name}: the selection expression `{expr}` does not compile: {error.msg};"
                 " nothing ran"
             ) from None
+    return readonly
 
 
 def _body_line(cell, error):
@@ -376,8 +395,15 @@ def _live(op, namespace):
     are named by content, held in memory (``held``), not saved:
     ``(names, blobs, held)``."""
     held = state.Held(_blobs())
-    names, blobs = _save(namespace, held)
     submitted = _submitted.get(op, {})
+    # What the body only reads, still the object it read, is not saved
+    # again: the operation never changes it.
+    given = {
+        name: submitted[name][1]
+        for name in _readonly.get(op, ())
+        if name in submitted and namespace.get(name) is submitted[name][0]
+    }
+    names, blobs = _save(namespace, held, given=given)
     for i, name in enumerate(names):
         if name not in submitted:
             continue  # the process context too: what counts is the submitted one
@@ -474,6 +500,7 @@ def _settled(op, outcome, applying=False):
     waits = outcome.status == "cancelled" and outcome.best_iteration is not None
     if not outcome.conflicts and not outcome.apply_error and (applying or not waits):
         _submitted.pop(op, None)
+        _readonly.pop(op, None)
 
 
 def _outcome(summary):
@@ -582,8 +609,25 @@ def logs(op=None, iteration=None):
 
 
 def exclude(*names):
-    """Leaves variables out of the saved state from now on."""
+    """Leaves variables out of the saved state from now on (the body does
+    not see them, nothing overwrites them): ``%pragma exclude NAME...``,
+    or DataSphere's ``%state_exclude NAME...``."""
     _excluded.update(names)
+
+
+def include(*names):
+    """Takes variables left out by :func:`exclude` into the state again
+    (``%state_include NAME...``); with no name, all of them
+    (``%state_include_all``)."""
+    if names:
+        _excluded.difference_update(names)
+    else:
+        _excluded.clear()
+
+
+def excluded():
+    """The variables left out of the saved state (``%state_exclude_ls``)."""
+    return sorted(_excluded)
 
 
 def config(**settings):
@@ -939,6 +983,21 @@ def load_ipython_extension(ip):
     if _transform not in ip.input_transformers_cleanup:
         ip.input_transformers_cleanup.append(_transform)
     ip.register_magic_function(_magic, magic_kind="line", magic_name="pragma")
+    # DataSphere's words for what the state leaves out.
+    ip.register_magic_function(
+        lambda line: exclude(*line.split()), magic_kind="line", magic_name="state_exclude"
+    )
+    ip.register_magic_function(
+        lambda line: include(*line.split()), magic_kind="line", magic_name="state_include"
+    )
+    ip.register_magic_function(
+        lambda line: include(), magic_kind="line", magic_name="state_include_all"
+    )
+    ip.register_magic_function(
+        lambda line: print(" ".join(excluded()) or "(nothing is excluded)"),
+        magic_kind="line",
+        magic_name="state_exclude_ls",
+    )
     ip.events.register("pre_run_cell", _pre_run_cell)
     ip.events.register("post_run_cell", _apply_finished)
     _take_up_unfinished(ip)

@@ -361,35 +361,47 @@ def _framed(kind, header, data):
     return kind + json.dumps(header).encode() + b"\n" + data
 
 
-def dump_namespace(namespace, names, buffers=None):
+def dump_namespace(namespace, names, buffers=None, given=None):
     """The variables ``names`` of ``namespace`` saved: ``(names, blobs,
     unsaveable)``, ``unsaveable`` being ``(name, type name)`` pairs of the
     variables that cannot be saved (``names`` and ``blobs`` then hold the
     rest). Buffers of :data:`LARGE` bytes or more go to ``buffers`` (a
-    :class:`Blobs` or :class:`Held`), by content, where it is given."""
+    :class:`Blobs` or :class:`Held`), by content, where it is given.
+    ``given`` (name to bytes) are variables saved already, as they were
+    loaded (``#pragma readonly`` ones): taken as they are, not saved
+    again, while what refers to them still refers to them by name."""
+    given = given or {}
     owners = {}
     for name in names:
         value = namespace[name]
         if not isinstance(value, _ATOMS) and id(value) not in owners:
             owners[id(value)] = (name, value)
-    saved, refs, unsaveable = {}, {}, []
+    saved, referred, unsaveable = {}, {}, []
     for name in names:
         value = namespace[name]
+        if name in given:
+            saved[name], referred[name] = given[name], refs(given[name])
+            continue
         try:
-            saved[name], refs[name] = _dump_one(name, value, namespace, owners, buffers)
+            saved[name], referred[name] = _dump_one(name, value, namespace, owners, buffers)
         except Exception:  # noqa: BLE001 - every failure is reported by name
             unsaveable.append((name, type(value).__name__))
     if unsaveable:
         # A variable that refers to one that cannot be saved cannot be
         # loaded either: it is named too.
         bad = {name for name, _ in unsaveable}
-        for name in names:
-            if name not in bad and set(refs.get(name, ())) & bad:
-                unsaveable.append((name, type(namespace[name]).__name__))
-                bad.add(name)
+        growing = True
+        while growing:
+            growing = False
+            for name in names:
+                if name not in bad and set(referred.get(name, ())) & bad:
+                    unsaveable.append((name, type(namespace[name]).__name__))
+                    bad.add(name)
+                    growing = True
         names = [name for name in names if name not in bad]
-    for group in _cycles(names, refs):
-        _dump_group(group, namespace, owners, saved, buffers)
+    for group in _cycles(names, referred):
+        if not any(name in given for name in group):
+            _dump_group(group, namespace, owners, saved, buffers)
     return names, [saved[name] for name in names], unsaveable
 
 

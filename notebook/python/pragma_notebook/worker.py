@@ -126,8 +126,17 @@ class _Resident:
     def __init__(self, module, context):
         self.module = module
         self.context = context
-        root = json.loads(context).get("blobs") if context else None
+        settings = json.loads(context) if context else {}
+        root = settings.get("blobs")
         self.blobs = blob_store(root) if root else None
+        # What the body only reads (`#pragma readonly`): name to the
+        # object loaded and its saved bytes, never saved again.
+        self.readonly_names = settings.get("readonly", [])
+        self.readonly = {}
+
+    def rebound(self):
+        """The read-only names the body bound to other objects."""
+        return [n for n, (value, _) in self.readonly.items() if self.ns.get(n) is not value]
 
     @property
     def ns(self):
@@ -143,6 +152,11 @@ def namespace(request, blobs):
     module.__dict__["__builtins__"] = builtins
     resident = _Resident(module, context)
     load_namespace(saved, module.__dict__, buffers=resident.blobs)
+    resident.readonly = {
+        name: (module.__dict__[name], saved[name])
+        for name in resident.readonly_names
+        if name in saved
+    }
     return resident
 
 
@@ -339,6 +353,16 @@ def run(request, blobs):
         builtins.input = saved
         if getpass:
             getpass.getpass = saved_getpass
+    rebound = resident.rebound()
+    if rebound:
+        return {
+            "ok": False,
+            "error": f"the body binds or deletes {', '.join(rebound)}, but `#pragma readonly`"
+            " says it only reads them: drop them from that line (then what the body leaves in"
+            " them is saved back)",
+            "stdout": out.getvalue(),
+            "stderr": err.getvalue(),
+        }, []
     if request.get("dump", True):
         names, dumped, unsaveable = saved_vars(resident)
     else:
@@ -360,8 +384,9 @@ def run(request, blobs):
 def saved_vars(resident):
     """The namespace saved: the names, their bytes (the process context
     with them, as it came), and the unsaveable as ``[name, type]``."""
+    given = {name: blob for name, (_, blob) in resident.readonly.items()}
     names, dumped, unsaveable = dump_namespace(
-        resident.ns, state_names(resident.ns), resident.blobs
+        resident.ns, state_names(resident.ns), resident.blobs, given
     )
     if resident.context is not None:
         names.append(CONTEXT)

@@ -184,3 +184,32 @@ fn check_never_panics(text: &str) -> Result<(), TestCaseError> {
     }
     Ok(())
 }
+
+proptest! {
+    /// `#pragma readonly` and `#pragma ro` lines after any directive give
+    /// their names, in order, whatever the separators; the body follows.
+    #[test]
+    fn readonly_lines_give_their_names(
+        d in directive(),
+        lines in proptest::collection::vec(
+            (
+                prop_oneof![Just("readonly"), Just("ro")],
+                proptest::collection::vec(identifier(), 1..5),
+                prop_oneof![Just(", "), Just(" "), Just(",\t"), Just(",")],
+            ),
+            0..4,
+        ),
+    ) {
+        let mut cell = format!("{d}\n");
+        let mut expected = Vec::new();
+        for (keyword, names, separator) in &lines {
+            cell.push_str(&format!("#pragma {keyword} {}\n", names.join(separator)));
+            expected.extend(names.iter().cloned());
+        }
+        cell.push_str("body()\n");
+        let parsed = parse_cell(&cell).unwrap();
+        prop_assert_eq!(parsed.directive, d);
+        prop_assert_eq!(parsed.readonly, expected);
+        prop_assert_eq!(parsed.body, "body()\n");
+    }
+}
