@@ -296,3 +296,21 @@ def test_data_is_written_once_whatever_operations_run_on_it(tmp_path):
     # The 8 MB array is one blob, written by the first operation only.
     assert texts[3].strip() == "1 4.0", texts
     assert texts[5].strip() == "1 5.0", texts
+
+
+def test_a_large_state_says_what_it_costs_before_it_runs(tmp_path):
+    texts = run_notebook(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook",
+            "import numpy as np\nbig = np.ones((15_000, 1000))\nsmall = np.ones(10)",
+            "#pragma repeat --iterations 1 --max-by 0\nx = 1",
+            "%pragma wait",
+            "#pragma repeat --iterations 1 --max-by 0\ny = 1",
+            "%pragma wait\nprint(open('.pragma/.gitignore').read().splitlines()[-1])",
+        ],
+    )
+    assert "the state is 120.0 MB (big 120.0 MB, small 0.0 MB, " in texts[2], texts
+    assert "submitting it wrote 120.0 MB" in texts[2], texts
+    assert "submitting it wrote 0.0 MB" in texts[4], texts
+    assert texts[5].strip() == "*", texts

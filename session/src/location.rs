@@ -37,6 +37,8 @@ impl StoreLocation {
     /// let dir = tempfile::tempdir().unwrap();
     /// let location = pragma_session::StoreLocation::open(dir.path().to_str().unwrap()).unwrap();
     /// assert!(dir.path().join("store").is_dir());
+    /// // git leaves it alone.
+    /// assert!(std::fs::read_to_string(dir.path().join(".gitignore")).unwrap().contains("\n*\n"));
     /// assert_eq!(location.logs(), dir.path().join("logs"));
     ///
     /// let error = pragma_session::StoreLocation::open("ftp://host/x").unwrap_err();
@@ -92,6 +94,13 @@ impl StoreLocation {
         };
         std::fs::create_dir_all(&local)
             .map_err(|e| format!("cannot use the store `{spec}`: {}: {e}", local.display()))?;
+        // A store holds pickled states and their data: never something to
+        // commit. It says so to git itself (best effort: a store that
+        // cannot take the file works all the same).
+        let ignore = local.join(".gitignore");
+        if !ignore.exists() {
+            let _ = std::fs::write(&ignore, "# pragma's store: states, checkpoints, logs\n*\n");
+        }
         Ok(StoreLocation {
             local,
             checkpoints,

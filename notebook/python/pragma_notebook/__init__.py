@@ -37,6 +37,7 @@ __all__ = [
     "DirectiveError",
     "Outcome",
     "Operation",
+    "StateCost",
     "UnsaveableError",
     "apply",
     "cancel",
@@ -135,6 +136,36 @@ class Outcome:
 
 
 @dataclass
+class StateCost:
+    """What an operation's state costs: its size in all (variables and
+    their large buffers), each variable's, and what submitting it wrote
+    (buffers the store did not hold yet)."""
+
+    total: int
+    sizes: dict[str, int]
+    written: int
+
+    def largest(self, count=3):
+        """The ``count`` largest variables, with their sizes."""
+        return sorted(self.sizes.items(), key=lambda item: -item[1])[:count]
+
+    def __str__(self):
+        largest = ", ".join(f"{name} {_megabytes(size)}" for name, size in self.largest())
+        return (
+            f"the state is {_megabytes(self.total)} ({largest}); submitting it wrote"
+            f" {_megabytes(self.written)} (data the store holds already is not written again)"
+        )
+
+
+def _megabytes(size):
+    return f"{size / 1e6:.1f} MB" if size < 1e10 else f"{size / 1e9:.1f} GB"
+
+
+# Above this size a submitted state says what it costs.
+REPORT_STATE_ABOVE = 100_000_000
+
+
+@dataclass
 class Operation:
     """A submitted operation: ``resumed`` if an interrupted run of the same
     cell went on from its last checkpoint, ``already_running`` if this
@@ -143,6 +174,8 @@ class Operation:
     op: str
     resumed: bool = False
     already_running: bool = False
+    # What its state costs (see :class:`StateCost`).
+    cost: StateCost | None = None
 
     def __str__(self):
         return self.op
@@ -237,6 +270,17 @@ def _save(namespace, buffers, readonly=(), given=None):
     return names + [state.CONTEXT], blobs + [_context(readonly)]
 
 
+def _cost(names, blobs, store, written):
+    sizes = {}
+    for name, blob in zip(names, blobs, strict=True):
+        if name != state.CONTEXT:
+            size = len(blob)
+            if store is not None:
+                size += sum(store.size(digest) for digest in state.buffers(blob))
+            sizes[name] = size
+    return StateCost(total=sum(sizes.values()), sizes=sizes, written=written)
+
+
 def _context(readonly):
     """What a worker takes from the kernel to run as it does: its working
     directory, ``sys.path`` and environment, where large buffers are, and
@@ -278,7 +322,10 @@ def submit(cell, namespace, name="cell"):
             f"{name}: `#pragma readonly` names {', '.join(missing)}, which the notebook does"
             " not have; nothing ran"
         )
-    names, blobs = _save(namespace, _blobs(), readonly)
+    store = _blobs()
+    written = store.written if store is not None else 0
+    names, blobs = _save(namespace, store, readonly)
+    cost = _cost(names, blobs, store, (store.written if store is not None else 0) - written)
     with _interrupts_deferred() as interrupted:
         op, how = _native_session().submit(cell, name, _identity(), names, blobs)
         if how != "running":
@@ -290,7 +337,7 @@ def submit(cell, namespace, name="cell"):
                 if n != state.CONTEXT
             }
             _readonly[op] = set(readonly)
-    operation = Operation(op, resumed=how == "resumed", already_running=how == "running")
+    operation = Operation(op, resumed=how == "resumed", already_running=how == "running", cost=cost)
     if interrupted:
         raise KeyboardInterrupt(
             f"{op} was submitted before the interrupt, and runs: `%pragma cancel {op}` stops it"
@@ -742,6 +789,8 @@ def _run_cell(cell):
         return
     verb = "resumed" if operation.resumed else "running"
     print(f"{operation.op}: {verb} in the background; `%pragma wait` waits for it")
+    if operation.cost is not None and operation.cost.total > REPORT_STATE_ABOVE:
+        print(f"{operation.op}: {operation.cost}")
     _show_progress(operation.op)
 
 

@@ -116,6 +116,8 @@ class Blobs:
 
     def __init__(self, root):
         self.root = os.path.abspath(root)
+        # Bytes this process wrote here (new blobs only).
+        self.written = 0
         self._checked = set()
         # The blobs mapped here, by address: (size, digest, the mapping).
         self._mapped = {}
@@ -147,7 +149,15 @@ class Blobs:
                 os.unlink(temporary)
             raise
         _sync_directory(directory)
+        self.written += view.nbytes
         return digest
+
+    def size(self, digest):
+        """The size of the blob of ``digest`` (0 if it is not here)."""
+        try:
+            return os.path.getsize(self.path(digest))
+        except OSError:
+            return 0
 
     def get(self, digest):
         """The blob of ``digest``, mapped copy-on-write."""
@@ -495,6 +505,13 @@ def refs(blob):
         return _header(blob)["refs"]
     if kind == b"E":
         return [json.loads(blob[1:])[0]]
+    return []
+
+
+def buffers(blob):
+    """The digests of the large buffers a saved variable names."""
+    if blob[:1] in (b"G", b"S"):
+        return _header(blob).get("buffers", [])
     return []
 
 
