@@ -403,6 +403,23 @@ impl NativeSession {
         pragma_chart::svg(&summary, &candidates).map_err(failed)
     }
 
+    /// Every saved variable of every state the store holds (each
+    /// checkpoint's state, each result kept to apply later), once each:
+    /// what names the data blobs that must stay. Raises if a state cannot
+    /// be read, so that nothing is collected on a partial view.
+    fn stored_variables(&self, py: Python<'_>) -> PyResult<Vec<Py<PyBytes>>> {
+        let session = Arc::clone(&self.session);
+        let found = py.detach(|| {
+            self.runtime
+                .block_on(async { stored_variables(&session).await })
+        });
+        let found = found.map_err(failed)?;
+        Ok(found
+            .into_iter()
+            .map(|blob| PyBytes::new(py, &blob).unbind())
+            .collect())
+    }
+
     /// Cancels `op`: its workers stop, its last checkpoint stays.
     fn cancel(&self, op: &str) -> PyResult<()> {
         let ops = self.ops.lock().map_err(failed)?;
@@ -542,6 +559,38 @@ impl NativeSession {
         self.ops.lock().map_err(failed)?.insert(op.clone(), slot);
         Ok(op)
     }
+}
+
+/// Every saved variable of every state in the session's store and its
+/// kept results, without repeats.
+async fn stored_variables(session: &NotebookSession) -> io::Result<Vec<Arc<[u8]>>> {
+    let log = session.executor().log();
+    let mut seen = std::collections::HashSet::new();
+    let mut found = Vec::new();
+    let mut keep = |state: Namespace| {
+        for (_, blob) in state.vars() {
+            if seen.insert(blob.to_vec()) {
+                found.push(Arc::from(blob));
+            }
+        }
+    };
+    for op in log.operations().await.map_err(io::Error::other)? {
+        for manifest in log.checkpoints(&op).await.map_err(io::Error::other)? {
+            if !manifest.parts().iter().any(|part| part.name == "state") {
+                continue;
+            }
+            let mut part = log
+                .open_part(&manifest, "state")
+                .await
+                .map_err(io::Error::other)?;
+            keep(crate::host::read_snapshot(&mut part).await?);
+        }
+        let kept = session.records().kept_result_path(&op);
+        if let Ok(mut file) = tokio::fs::File::open(&kept).await {
+            keep(crate::host::read_snapshot(&mut file).await?);
+        }
+    }
+    Ok(found)
 }
 
 fn settle(rule: &str, take_background: Vec<String>, keep_live: Vec<String>) -> PyResult<Settle> {

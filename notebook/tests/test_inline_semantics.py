@@ -314,3 +314,27 @@ def test_a_large_state_says_what_it_costs_before_it_runs(tmp_path):
     assert "submitting it wrote 120.0 MB" in texts[2], texts
     assert "submitting it wrote 0.0 MB" in texts[4], texts
     assert texts[5].strip() == "*", texts
+
+
+def test_the_collector_deletes_only_data_no_stored_state_names(tmp_path):
+    texts = run_notebook(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook",
+            "import os\nimport numpy as np\nimport pragma_notebook\nbig = np.zeros((500, 500))\n"
+            "def blobs():\n    return sum(len(f) for _, _, f in os.walk('.pragma/blobs'))",
+            # Each checkpoint's big is new data; the best is the first.
+            "#pragma repeat --iterations 4 --max-by '-float(big[0, 0])'\nbig = big + 1",
+            "%pragma wait\nprint(blobs(), big[0, 0])",
+            "print(pragma_notebook.collect_garbage(grace_seconds=0)[0], blobs())",
+            # What the store still names loads: the kept checkpoints, and a
+            # new operation on the data.
+            "#pragma repeat --iterations 1 --max-by '-float(big[0, 0])'\nbig = big * 2",
+            "%pragma wait\nprint(big[0, 0])",
+        ],
+    )
+    made = int(texts[3].split()[0])
+    assert made == 5 and texts[3].split()[1] == "1.0", texts
+    deleted, left = map(int, texts[4].split())
+    assert deleted >= 1 and deleted + left == made, texts
+    assert texts[6].strip() == "2.0", texts

@@ -41,6 +41,7 @@ __all__ = [
     "UnsaveableError",
     "apply",
     "cancel",
+    "collect_garbage",
     "config",
     "exclude",
     "excluded",
@@ -655,6 +656,25 @@ def logs(op=None, iteration=None):
     return "".join(parts) or f"operation {op}: no output for iteration {iteration}"
 
 
+def collect_garbage(grace_seconds=3600):
+    """Deletes the data blobs of the store (``.pragma/blobs``) that no
+    state it holds names any more (checkpoints it let go, operations
+    whose data changed), unless written or used in the last
+    ``grace_seconds``; ``%pragma gc``. Returns how many it deleted and
+    their bytes. A store it cannot read whole is left as it is (the error
+    says why)."""
+    blobs = _blobs()
+    if blobs is None:
+        return 0, 0  # a bucket's states hold their data
+    named = set()
+    for saved in _native_session().stored_variables():
+        named.update(state.buffers(saved))
+    for submitted in _submitted.values():
+        for _, saved in submitted.values():
+            named.update(state.buffers(saved))
+    return blobs.collect(named, grace_seconds)
+
+
 def exclude(*names):
     """Leaves variables out of the saved state from now on (the body does
     not see them, nothing overwrites them): ``%pragma exclude NAME...``,
@@ -960,7 +980,7 @@ def _take_up_unfinished(ip):
 def _magic(line):
     words = shlex.split(line)
     if not words:
-        print("usage: %pragma status|wait|cancel|apply|report|logs|exclude|config ...")
+        print("usage: %pragma status|wait|cancel|apply|report|logs|exclude|config|gc ...")
         return None
     command, rest = words[0], words[1:]
     if command == "wait":
@@ -983,6 +1003,10 @@ def _magic(line):
             elif rest[i - 1 : i] != ["--iteration"]:
                 op = word
         print(logs(op, iteration), end="")
+        return None
+    if command == "gc":
+        count, freed = collect_garbage()
+        print(f"deleted {count} data blobs no state names, {_megabytes(freed)}")
         return None
     if command == "exclude":
         exclude(*rest)

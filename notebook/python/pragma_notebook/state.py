@@ -59,6 +59,7 @@ import pickle
 import socket
 import tempfile
 import threading
+import time
 import types
 import weakref
 
@@ -134,6 +135,9 @@ class Blobs:
         digest = self._unwritten(view) or hashlib.sha256(view).hexdigest()
         path = self.path(digest)
         if os.path.exists(path):
+            # Used again: fresh for the collector's grace period.
+            with contextlib.suppress(OSError):
+                os.utime(path)
             return digest
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
@@ -151,6 +155,30 @@ class Blobs:
         _sync_directory(directory)
         self.written += view.nbytes
         return digest
+
+    def collect(self, named, grace_seconds):
+        """Deletes the blobs not in ``named`` (the digests some stored
+        state names) that were neither written nor used again in the last
+        ``grace_seconds`` (a state being saved right now may name one not
+        committed yet), and what an interrupted write left. Returns how
+        many files it deleted and their bytes."""
+        deadline = time.time() - grace_seconds
+        count = freed = 0
+        for directory, _, files in os.walk(self.root):
+            for name in files:
+                path = os.path.join(directory, name)
+                if name in named and not name.startswith("."):
+                    continue
+                try:
+                    stat = os.stat(path)
+                    if stat.st_mtime >= deadline:
+                        continue
+                    os.unlink(path)
+                except OSError:
+                    continue
+                count += 1
+                freed += stat.st_size
+        return count, freed
 
     def size(self, digest):
         """The size of the blob of ``digest`` (0 if it is not here)."""
