@@ -145,3 +145,19 @@ def test_a_damaged_blob_is_refused_naming_it(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match="is damaged") as refused:
         state.load_namespace(first, {}, buffers=state.Blobs(tmp_path / "blobs"))
     assert path in str(refused.value)
+
+
+def test_a_state_signed_with_another_key_is_refused_not_loaded(monkeypatch):
+    monkeypatch.setenv("PRAGMA_KEY", "11" * 32)
+    mine = saved({"x": [1, 2], "y": {"a": 3}})
+    loaded = {}
+    state.load_namespace(mine, loaded)
+    assert loaded["x"] == [1, 2]
+    monkeypatch.setenv("PRAGMA_KEY", "22" * 32)
+    with pytest.raises(state.Unauthenticated, match="`x` is not signed with this user's key"):
+        state.load_namespace(mine, {})
+    # Nor is an unsigned pickle, whoever wrote it.
+    monkeypatch.setenv("PRAGMA_KEY", "11" * 32)
+    forged = {"x": b"G{}\n" + pickle.dumps([1])}
+    with pytest.raises(state.Unauthenticated):
+        state.load_namespace(forged, {})

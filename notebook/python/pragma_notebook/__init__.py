@@ -294,7 +294,8 @@ def _context(readonly):
         "blobs": blobs.root if blobs is not None else None,
         "readonly": list(readonly),
     }
-    return json.dumps(context, sort_keys=True).encode()
+    # Signed as the variables are: it sets what a worker imports from.
+    return state.sign(json.dumps(context, sort_keys=True).encode())
 
 
 def _blobs():

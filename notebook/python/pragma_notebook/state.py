@@ -39,9 +39,12 @@ A saved variable is one of:
 - ``b"S" + refs + b"\\n" + pickle``: a group of variables that refer to
   each other in a cycle, pickled as one tuple (saved under its first
   member; ``refs`` names the members, then the variables outside it);
-- ``b"E" + [group, index]``: a member of the group saved under ``group``;
-- ``b"P" + pickle``: a value pickled on its own (states saved before this
-  format, still read).
+- ``b"E" + [group, index]``: a member of the group saved under ``group``.
+
+Each is signed (``b"T"``, an HMAC-SHA256 of it with this user's key, then
+it): loading a pickle runs code, so a variable not signed with the key is
+not loaded (:class:`Unauthenticated`). The large buffers a pickle names
+are checked against their SHA-256 names.
 
 Open files, sockets, generators and locks are never state.
 """
@@ -49,13 +52,16 @@ Open files, sockets, generators and locks are never state.
 import array
 import contextlib
 import ctypes
+import functools
 import hashlib
+import hmac
 import importlib
 import io
 import json
 import mmap
 import os
 import pickle
+import secrets
 import socket
 import tempfile
 import threading
@@ -275,6 +281,72 @@ def _written_pages(address, size):
     return any(e & swapped or (e & present and not e & file_page) for e in entries)
 
 
+class Unauthenticated(pickle.UnpicklingError):
+    """A saved variable not signed with this user's key: someone else
+    wrote it (or another key did); loading a pickle runs code, so it is
+    not loaded."""
+
+
+_SIGNED = b"T"
+_TAG = 32
+
+
+def key():
+    """This user's key for signing saved variables: ``PRAGMA_KEY`` (hex),
+    else the file ``$XDG_CONFIG_HOME/pragma/key`` (``~/.config``), made on
+    first use with 32 random bytes, readable by this user only."""
+    if os.environ.get("PRAGMA_KEY"):
+        return bytes.fromhex(os.environ["PRAGMA_KEY"])
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return _key_file(os.path.join(config, "pragma", "key"))
+
+
+@functools.lru_cache(maxsize=4)
+def _key_file(path):
+    try:
+        with open(path, "rb") as existing:
+            return existing.read()
+    except FileNotFoundError:
+        pass
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # made meanwhile by another process
+        with open(path, "rb") as existing:
+            return existing.read()
+    with os.fdopen(fd, "wb") as made:
+        made.write(secrets.token_bytes(32))
+        made.flush()
+        os.fsync(made.fileno())
+    with open(path, "rb") as existing:
+        return existing.read()
+
+
+def _tag(blob):
+    return hmac.new(key(), blob, hashlib.sha256).digest()
+
+
+def sign(blob):
+    """``blob`` signed with this user's key (HMAC-SHA256): the same bytes
+    for the same blob, so an unchanged variable still compares equal."""
+    return _SIGNED + _tag(blob) + blob
+
+
+def _unsigned(blob):
+    return blob[1 + _TAG :] if blob[:1] == _SIGNED else blob
+
+
+def verified(blob, name):
+    """``blob`` without its signature, once that is checked."""
+    if blob[:1] != _SIGNED or not hmac.compare_digest(blob[1 : 1 + _TAG], _tag(blob[1 + _TAG :])):
+        raise Unauthenticated(
+            f"the saved variable `{name}` is not signed with this user's key"
+            " (PRAGMA_KEY or ~/.config/pragma/key): someone else wrote it, or another key"
+            " did; it is not loaded, since loading a pickle runs code"
+        )
+    return blob[1 + _TAG :]
+
+
 def _sync_directory(directory):
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -418,7 +490,7 @@ def dump_namespace(namespace, names, buffers=None, given=None):
     for name in names:
         value = namespace[name]
         if name in given:
-            saved[name], referred[name] = given[name], refs(given[name])
+            saved[name], referred[name] = _unsigned(given[name]), refs(given[name])
             continue
         try:
             saved[name], referred[name] = _dump_one(name, value, namespace, owners, buffers)
@@ -440,7 +512,7 @@ def dump_namespace(namespace, names, buffers=None, given=None):
     for group in _cycles(names, referred):
         if not any(name in given for name in group):
             _dump_group(group, namespace, owners, saved, buffers)
-    return names, [saved[name] for name in names], unsaveable
+    return names, [sign(saved[name]) for name in names], unsaveable
 
 
 def _dump_one(name, value, namespace, owners, buffers):
@@ -526,6 +598,7 @@ def dump(value):
 
 def refs(blob):
     """The variables a saved variable refers to."""
+    blob = _unsigned(blob)
     kind = blob[:1]
     if kind == b"A":
         return [blob[1:].decode()]
@@ -538,6 +611,7 @@ def refs(blob):
 
 def buffers(blob):
     """The digests of the large buffers a saved variable names."""
+    blob = _unsigned(blob)
     if blob[:1] in (b"G", b"S"):
         return _header(blob).get("buffers", [])
     return []
@@ -585,7 +659,10 @@ def load_namespace(blobs, namespace, elsewhere=None, buffers=None):
     ``namespace`` as one graph: functions are bound to ``namespace``, and
     a reference to a variable is resolved to that variable's object, loaded
     from ``blobs`` or, for a name not there, ``elsewhere(name)``. Large
-    buffers come from ``buffers`` (a :class:`Blobs` or :class:`Held`)."""
+    buffers come from ``buffers`` (a :class:`Blobs` or :class:`Held`).
+    Every variable must be signed with this user's key (see :func:`sign`),
+    or nothing is loaded: :class:`Unauthenticated`."""
+    blobs = {name: verified(blob, name) for name, blob in blobs.items()}
     loaded, groups = {}, {}
 
     def variable(name):
@@ -617,8 +694,6 @@ def load_namespace(blobs, namespace, elsewhere=None, buffers=None):
         if kind == b"E":
             owner, index = json.loads(blob[1:])
             return group(owner)[index]
-        if kind == b"P":
-            return pickle.loads(blob[1:])
         raise pickle.UnpicklingError(f"`{name}` was saved in an unknown format")
 
     # cloudpickle sets a loaded function's `__builtins__` in its globals:

@@ -56,6 +56,7 @@ from pragma_notebook.state import (
     dump_namespace,
     load_namespace,
     never_state,
+    verified,
 )
 
 # Namespaces left by runs, by token (see the module docs).
@@ -125,8 +126,10 @@ class _Resident:
 
     def __init__(self, module, context):
         self.module = module
+        # As it came (signed), to send back as it came.
         self.context = context
-        settings = json.loads(context) if context else {}
+        settings = json.loads(verified(context, CONTEXT)) if context else {}
+        self.settings = settings
         root = settings.get("blobs")
         self.blobs = blob_store(root) if root else None
         # What the body only reads (`#pragma readonly`): name to the
@@ -177,7 +180,7 @@ def _as_in_kernel(resident):
     ``sys.path`` and environment (a worker's own variables kept where the
     kernel has none of that name), the namespace as ``__main__``; then the
     worker's own again."""
-    context = json.loads(resident.context) if resident.context else {}
+    context = resident.settings
     saved_main = sys.modules.get("__main__")
     try:
         if "environ" in context:
