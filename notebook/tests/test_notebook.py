@@ -407,3 +407,41 @@ def test_an_s3_store_keeps_the_checkpoints_in_the_bucket(tmp_path, monkeypatch):
         )
         line = json.loads(status.stdout.splitlines()[0])
         assert line["status"]["status"] == "succeeded" and line["best"]["score"] == 20.0, line
+
+
+def test_a_kernel_restart_mid_operation_on_a_large_state_goes_on_from_its_checkpoint(tmp_path):
+    # 200 MB of data in the namespace; the weights change each iteration.
+    setup = (
+        "import numpy as np\n"
+        "data = np.random.default_rng(0).random((25_000, 1000))\n"
+        "w = np.zeros(1000)"
+    )
+    cell = (
+        "#pragma repeat --iterations 8 --checkpoint-period 2 --max-by 'float(w.sum())'\n"
+        "import time\ntime.sleep(0.3)\nw = w + data[iteration] / data[iteration].sum()\n"
+        "with open('runs.log', 'a') as log:\n    log.write(f'{iteration}\\n')\ndel log"
+    )
+    crash = (
+        "import os, time\n"
+        "deadline = time.time() + 60\n"
+        "while not os.path.exists('runs.log') or len(open('runs.log').read().split()) < 5:\n"
+        "    assert time.time() < deadline, 'the operation does not get on'\n"
+        "    time.sleep(0.05)\n"
+        "os.kill(os.getpid(), 9)"
+    )
+    first = notebook_client(tmp_path, [setup, cell, crash])
+    with pytest.raises(DeadKernelError):
+        first.execute()
+    texts = run(
+        tmp_path,
+        setup,
+        "outcome = %pragma wait\nprint(outcome.status, outcome.best_iteration, round(w.sum(), 6))\n"
+        "print(outcome.usage['bytes_checkpointed'] < 10_000_000)",
+    )
+    assert texts[-1].splitlines() == ["succeeded 7 8.0", "True"], texts
+    runs = [int(line) for line in (tmp_path / "runs.log").read_text().split()]
+    assert sorted(set(runs)) == list(range(8)), runs
+    assert len(runs) - 8 <= 2, runs
+    # The data was written once, whatever ran again.
+    blobs = [f for _, _, files in os.walk(tmp_path / ".pragma" / "blobs") for f in files]
+    assert len(blobs) == 1, blobs
