@@ -338,3 +338,26 @@ def test_the_collector_deletes_only_data_no_stored_state_names(tmp_path):
     deleted, left = map(int, texts[4].split())
     assert deleted >= 1 and deleted + left == made, texts
     assert texts[6].strip() == "2.0", texts
+
+
+def test_a_body_that_forks_is_answered_for_by_its_worker_only(tmp_path):
+    # Inline a kernel that forks is two kernels; in a worker, the child
+    # ends where the body does, and the worker goes on answering.
+    texts = run_notebook(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook\n%pragma config workers=1",
+            "#pragma repeat --iterations 3 --max-by x\nimport os\npid = os.fork()\n"
+            "if pid:\n    os.waitpid(pid, 0)\nx = iteration\ndel pid",
+            "outcome = %pragma wait\nprint(outcome.status, x)",
+            "#pragma repeat --iterations 2 --max-by '-abs(y - 7)'\ny = 7",
+            "outcome = %pragma wait\nprint(outcome.status, y)",
+            "#pragma repeat --iterations 1 --max-by 'str(y)'\nz = 1",
+            "outcome = %pragma wait\nprint(outcome.status, outcome.reason)",
+        ],
+    )
+    assert texts[2].strip() == "succeeded 2", texts
+    assert texts[4].strip() == "succeeded 7", texts
+    # A score must be a number, not text that reads as one.
+    assert texts[6].startswith("failed"), texts
+    assert "the score is str '7', not a number" in texts[6], texts

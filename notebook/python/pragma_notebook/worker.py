@@ -342,7 +342,10 @@ def run(request, blobs):
             contextlib.redirect_stdout(out),
             contextlib.redirect_stderr(err),
         ):
-            exec(compile(_python_source(request["body"]), "<cell>", "exec"), ns)
+            try:
+                exec(compile(_python_source(request["body"]), "<cell>", "exec"), ns)
+            finally:
+                _exit_if_forked()
     except InteractiveInput as asked:
         return {"ok": False, "interactive": str(asked)}, []
     except BaseException:  # the body's own failure, SystemExit included
@@ -420,8 +423,11 @@ def evaluate(request, blobs):
                 resident.ns, request.get("iteration_var"), request.get("iteration")
             ),
         ):
-            value = float(eval(compile(request["expr"], "<selection>", "eval"), resident.ns))
+            value = eval(compile(request["expr"], "<selection>", "eval"), resident.ns)
+        _exit_if_forked()
+        value = _score(value)
     except BaseException:
+        _exit_if_forked()
         return {"ok": False, "error": last_error()}, []
     return {"ok": True, "score": "nan" if math.isnan(value) else repr(value)}, []
 
@@ -469,6 +475,28 @@ def _die_with_parent():
         os._exit(1)
 
     threading.Thread(target=watch, name="pragma parent watch", daemon=True).start()
+
+
+def _score(value):
+    """A selection expression's value as a score: a number (numpy's
+    included), not text that reads as one."""
+    if isinstance(value, (str, bytes, bytearray)) or value is None:
+        raise TypeError(f"the score is {type(value).__name__} {value!r}, not a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"the score is a {type(value).__name__}, not a number") from None
+
+
+# The worker's own process: a child a body forks never answers for it.
+_WORKER_PID = os.getpid()
+
+
+def _exit_if_forked():
+    """Ends a process a body forked, once it is back here: only the worker
+    answers the protocol."""
+    if os.getpid() != _WORKER_PID:
+        os._exit(0)
 
 
 def main():
