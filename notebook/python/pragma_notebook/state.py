@@ -49,28 +49,38 @@ are checked against their SHA-256 names.
 Open files, sockets, generators and locks are never state.
 """
 
-import array
-import contextlib
-import ctypes
-import functools
-import hashlib
-import hmac
 import importlib
 import io
 import json
-import mmap
-import os
 import pickle
-import secrets
 import socket
-import tempfile
 import threading
-import time
 import types
-import weakref
 
 import cloudpickle
 from cloudpickle.cloudpickle import _function_getstate, _function_setstate, _make_function
+
+from .blobs import LARGE, Blobs, Held, blob_store
+from .signing import Unauthenticated, sign, unsigned, verified
+
+__all__ = [
+    "CONTEXT",
+    "LARGE",
+    "Blobs",
+    "Held",
+    "Unauthenticated",
+    "Unsaveable",
+    "blob_store",
+    "buffers",
+    "dump",
+    "dump_namespace",
+    "load",
+    "load_namespace",
+    "never_state",
+    "refs",
+    "sign",
+    "verified",
+]
 
 # Values whose identity nobody relies on: never saved as a reference to
 # another variable (`x = y = 0` saves two zeros), so that one variable's
@@ -100,259 +110,6 @@ _NAMESPACE = ("namespace",)
 _VARIABLE = "variable"
 _SET = "set"
 _FROZENSET = "frozenset"
-
-
-# Buffers this large or larger are saved apart, by content (see `Blobs`).
-LARGE = 1 << 20
-
-
-class Blobs:
-    """Large buffers (a numpy array's data, ...) saved once, by content:
-    ``ROOT/AB/SHA256``. A buffer already there is not written again, so
-    data that does not change is paid for once: not at each checkpoint,
-    not by a later operation on the same data.
-
-    A blob is whole once visible (written to a temporary file, synced,
-    renamed into place, its directory synced), so it is durable before
-    anything that names it is committed. Reading maps it copy-on-write:
-    workers share its pages through the page cache, and an array loaded
-    from it is writable (a write copies only the pages it touches). Each
-    process checks a blob's content against its name once. Saving a buffer
-    that is such a mapping, none of whose pages was written (as the kernel
-    tells in ``/proc/self/pagemap``), names its blob without reading it."""
-
-    def __init__(self, root):
-        self.root = os.path.abspath(root)
-        # Bytes this process wrote here (new blobs only).
-        self.written = 0
-        self._checked = set()
-        # The blobs mapped here, by address: (size, digest, the mapping).
-        self._mapped = {}
-
-    def path(self, digest):
-        """Where the blob of ``digest`` is."""
-        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
-            raise ValueError(f"`{digest}` is not a blob's name")
-        return os.path.join(self.root, digest[:2], digest)
-
-    def put(self, view):
-        """Saves ``view`` (a contiguous buffer) unless it is there; its
-        digest."""
-        digest = self._unwritten(view) or hashlib.sha256(view).hexdigest()
-        path = self.path(digest)
-        if os.path.exists(path):
-            # Used again: fresh for the collector's grace period.
-            with contextlib.suppress(OSError):
-                os.utime(path)
-            return digest
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".writing-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(view)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
-        _sync_directory(directory)
-        self.written += view.nbytes
-        return digest
-
-    def collect(self, named, grace_seconds):
-        """Deletes the blobs not in ``named`` (the digests some stored
-        state names) that were neither written nor used again in the last
-        ``grace_seconds`` (a state being saved right now may name one not
-        committed yet), and what an interrupted write left. Returns how
-        many files it deleted and their bytes."""
-        deadline = time.time() - grace_seconds
-        count = freed = 0
-        for directory, _, files in os.walk(self.root):
-            for name in files:
-                path = os.path.join(directory, name)
-                if name in named and not name.startswith("."):
-                    continue
-                try:
-                    stat = os.stat(path)
-                    if stat.st_mtime >= deadline:
-                        continue
-                    os.unlink(path)
-                except OSError:
-                    continue
-                count += 1
-                freed += stat.st_size
-        return count, freed
-
-    def size(self, digest):
-        """The size of the blob of ``digest`` (0 if it is not here)."""
-        try:
-            return os.path.getsize(self.path(digest))
-        except OSError:
-            return 0
-
-    def get(self, digest):
-        """The blob of ``digest``, mapped copy-on-write."""
-        path = self.path(digest)
-        try:
-            with open(path, "rb") as blob:
-                size = os.fstat(blob.fileno()).st_size
-                mapped = mmap.mmap(blob.fileno(), size, access=mmap.ACCESS_COPY) if size else b""
-        except FileNotFoundError:
-            raise pickle.UnpicklingError(
-                f"the data blob {digest} is missing from {self.root}: the state that names it"
-                " cannot be loaded"
-            ) from None
-        if digest not in self._checked:
-            if hashlib.sha256(mapped).hexdigest() != digest:
-                raise pickle.UnpicklingError(
-                    f"the data blob {path} is damaged (its content does not match its name):"
-                    " delete it, and the next submission of that data writes it again"
-                )
-            self._checked.add(digest)
-        if size:
-            address = ctypes.addressof(ctypes.c_char.from_buffer(mapped))
-            self._mapped[address] = (size, digest, weakref.ref(mapped))
-        return pickle.PickleBuffer(mapped)
-
-    def _unwritten(self, view):
-        """The digest of the blob ``view`` is a mapping of, if none of its
-        pages was written since; else None."""
-        if view.readonly or not self._mapped:
-            return None
-        address = ctypes.addressof(ctypes.c_char.from_buffer(view))
-        size, digest, mapping = self._mapped.get(address, (None, None, None))
-        if size != view.nbytes or mapping() is None:
-            return None
-        return digest if not _written_pages(address, size) else None
-
-
-_BLOB_STORES = {}
-
-
-def blob_store(root):
-    """The :class:`Blobs` of ``root``, one per process (it remembers the
-    blobs it checked)."""
-    root = os.path.abspath(root)
-    if root not in _BLOB_STORES:
-        _BLOB_STORES[root] = Blobs(root)
-    return _BLOB_STORES[root]
-
-
-class Held:
-    """Large buffers named by content but kept in memory, not saved: for a
-    state saved only to be compared (the notebook's namespace at the end
-    of an operation). Loading takes them from here, else from ``blobs``."""
-
-    def __init__(self, blobs=None):
-        self._blobs = blobs
-        self._held = {}
-
-    def put(self, view):
-        digest = hashlib.sha256(view).hexdigest()
-        self._held.setdefault(digest, view)
-        return digest
-
-    def get(self, digest):
-        if digest in self._held:
-            return pickle.PickleBuffer(self._held[digest])
-        if self._blobs is None:
-            raise pickle.UnpicklingError(f"no data blob {digest} here")
-        return self._blobs.get(digest)
-
-
-def _written_pages(address, size):
-    """Whether a page of the private file mapping at ``address`` was
-    written (copied on write: present and anonymous, or swapped out), as
-    ``/proc/self/pagemap`` tells; True where it cannot tell."""
-    page = mmap.PAGESIZE
-    first, last = address // page, (address + size - 1) // page
-    try:
-        with open("/proc/self/pagemap", "rb") as pagemap:
-            pagemap.seek(first * 8)
-            entries = array.array("Q", pagemap.read((last - first + 1) * 8))
-    except OSError:
-        return True
-    if len(entries) != last - first + 1:
-        return True
-    present, swapped, file_page = 1 << 63, 1 << 62, 1 << 61
-    return any(e & swapped or (e & present and not e & file_page) for e in entries)
-
-
-class Unauthenticated(pickle.UnpicklingError):
-    """A saved variable not signed with this user's key: someone else
-    wrote it (or another key did); loading a pickle runs code, so it is
-    not loaded."""
-
-
-_SIGNED = b"T"
-_TAG = 32
-
-
-def key():
-    """This user's key for signing saved variables: ``PRAGMA_KEY`` (hex),
-    else the file ``$XDG_CONFIG_HOME/pragma/key`` (``~/.config``), made on
-    first use with 32 random bytes, readable by this user only."""
-    if os.environ.get("PRAGMA_KEY"):
-        return bytes.fromhex(os.environ["PRAGMA_KEY"])
-    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return _key_file(os.path.join(config, "pragma", "key"))
-
-
-@functools.lru_cache(maxsize=4)
-def _key_file(path):
-    try:
-        with open(path, "rb") as existing:
-            return existing.read()
-    except FileNotFoundError:
-        pass
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # made meanwhile by another process
-        with open(path, "rb") as existing:
-            return existing.read()
-    with os.fdopen(fd, "wb") as made:
-        made.write(secrets.token_bytes(32))
-        made.flush()
-        os.fsync(made.fileno())
-    with open(path, "rb") as existing:
-        return existing.read()
-
-
-def _tag(blob):
-    return hmac.new(key(), blob, hashlib.sha256).digest()
-
-
-def sign(blob):
-    """``blob`` signed with this user's key (HMAC-SHA256): the same bytes
-    for the same blob, so an unchanged variable still compares equal."""
-    return _SIGNED + _tag(blob) + blob
-
-
-def _unsigned(blob):
-    return blob[1 + _TAG :] if blob[:1] == _SIGNED else blob
-
-
-def verified(blob, name):
-    """``blob`` without its signature, once that is checked."""
-    if blob[:1] != _SIGNED or not hmac.compare_digest(blob[1 : 1 + _TAG], _tag(blob[1 + _TAG :])):
-        raise Unauthenticated(
-            f"the saved variable `{name}` is not signed with this user's key"
-            " (PRAGMA_KEY or ~/.config/pragma/key): someone else wrote it, or another key"
-            " did; it is not loaded, since loading a pickle runs code"
-        )
-    return blob[1 + _TAG :]
-
-
-def _sync_directory(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Unsaveable(Exception):
@@ -490,7 +247,7 @@ def dump_namespace(namespace, names, buffers=None, given=None):
     for name in names:
         value = namespace[name]
         if name in given:
-            saved[name], referred[name] = _unsigned(given[name]), refs(given[name])
+            saved[name], referred[name] = unsigned(given[name]), refs(given[name])
             continue
         try:
             saved[name], referred[name] = _dump_one(name, value, namespace, owners, buffers)
@@ -598,7 +355,7 @@ def dump(value):
 
 def refs(blob):
     """The variables a saved variable refers to."""
-    blob = _unsigned(blob)
+    blob = unsigned(blob)
     kind = blob[:1]
     if kind == b"A":
         return [blob[1:].decode()]
@@ -611,7 +368,7 @@ def refs(blob):
 
 def buffers(blob):
     """The digests of the large buffers a saved variable names."""
-    blob = _unsigned(blob)
+    blob = unsigned(blob)
     if blob[:1] in (b"G", b"S"):
         return _header(blob).get("buffers", [])
     return []

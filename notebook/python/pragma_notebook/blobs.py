@@ -1,0 +1,200 @@
+"""Large buffers (a numpy array's data, ...) saved once, by content, apart
+from the pickles that name them: what makes a state's cost follow what
+changes, not what the namespace holds (see :class:`Blobs`)."""
+
+import array
+import contextlib
+import ctypes
+import hashlib
+import mmap
+import os
+import pickle
+import tempfile
+import time
+import weakref
+
+# Buffers this large or larger are saved apart, by content (see `Blobs`).
+LARGE = 1 << 20
+
+
+class Blobs:
+    """Large buffers (a numpy array's data, ...) saved once, by content:
+    ``ROOT/AB/SHA256``. A buffer already there is not written again, so
+    data that does not change is paid for once: not at each checkpoint,
+    not by a later operation on the same data.
+
+    A blob is whole once visible (written to a temporary file, synced,
+    renamed into place, its directory synced), so it is durable before
+    anything that names it is committed. Reading maps it copy-on-write:
+    workers share its pages through the page cache, and an array loaded
+    from it is writable (a write copies only the pages it touches). Each
+    process checks a blob's content against its name once. Saving a buffer
+    that is such a mapping, none of whose pages was written (as the kernel
+    tells in ``/proc/self/pagemap``), names its blob without reading it."""
+
+    def __init__(self, root):
+        self.root = os.path.abspath(root)
+        # Bytes this process wrote here (new blobs only).
+        self.written = 0
+        self._checked = set()
+        # The blobs mapped here, by address: (size, digest, the mapping).
+        self._mapped = {}
+
+    def path(self, digest):
+        """Where the blob of ``digest`` is."""
+        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+            raise ValueError(f"`{digest}` is not a blob's name")
+        return os.path.join(self.root, digest[:2], digest)
+
+    def put(self, view):
+        """Saves ``view`` (a contiguous buffer) unless it is there; its
+        digest."""
+        digest = self._unwritten(view) or hashlib.sha256(view).hexdigest()
+        path = self.path(digest)
+        if os.path.exists(path):
+            # Used again: fresh for the collector's grace period.
+            with contextlib.suppress(OSError):
+                os.utime(path)
+            return digest
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".writing-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(view)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        _sync_directory(directory)
+        self.written += view.nbytes
+        return digest
+
+    def collect(self, named, grace_seconds):
+        """Deletes the blobs not in ``named`` (the digests some stored
+        state names) that were neither written nor used again in the last
+        ``grace_seconds`` (a state being saved right now may name one not
+        committed yet), and what an interrupted write left. Returns how
+        many files it deleted and their bytes."""
+        deadline = time.time() - grace_seconds
+        count = freed = 0
+        for directory, _, files in os.walk(self.root):
+            for name in files:
+                path = os.path.join(directory, name)
+                if name in named and not name.startswith("."):
+                    continue
+                try:
+                    stat = os.stat(path)
+                    if stat.st_mtime >= deadline:
+                        continue
+                    os.unlink(path)
+                except OSError:
+                    continue
+                count += 1
+                freed += stat.st_size
+        return count, freed
+
+    def size(self, digest):
+        """The size of the blob of ``digest`` (0 if it is not here)."""
+        try:
+            return os.path.getsize(self.path(digest))
+        except OSError:
+            return 0
+
+    def get(self, digest):
+        """The blob of ``digest``, mapped copy-on-write."""
+        path = self.path(digest)
+        try:
+            with open(path, "rb") as blob:
+                size = os.fstat(blob.fileno()).st_size
+                mapped = mmap.mmap(blob.fileno(), size, access=mmap.ACCESS_COPY) if size else b""
+        except FileNotFoundError:
+            raise pickle.UnpicklingError(
+                f"the data blob {digest} is missing from {self.root}: the state that names it"
+                " cannot be loaded"
+            ) from None
+        if digest not in self._checked:
+            if hashlib.sha256(mapped).hexdigest() != digest:
+                raise pickle.UnpicklingError(
+                    f"the data blob {path} is damaged (its content does not match its name):"
+                    " delete it, and the next submission of that data writes it again"
+                )
+            self._checked.add(digest)
+        if size:
+            address = ctypes.addressof(ctypes.c_char.from_buffer(mapped))
+            self._mapped[address] = (size, digest, weakref.ref(mapped))
+        return pickle.PickleBuffer(mapped)
+
+    def _unwritten(self, view):
+        """The digest of the blob ``view`` is a mapping of, if none of its
+        pages was written since; else None."""
+        if view.readonly or not self._mapped:
+            return None
+        address = ctypes.addressof(ctypes.c_char.from_buffer(view))
+        size, digest, mapping = self._mapped.get(address, (None, None, None))
+        if size != view.nbytes or mapping() is None:
+            return None
+        return digest if not _written_pages(address, size) else None
+
+
+_BLOB_STORES = {}
+
+
+def blob_store(root):
+    """The :class:`Blobs` of ``root``, one per process (it remembers the
+    blobs it checked)."""
+    root = os.path.abspath(root)
+    if root not in _BLOB_STORES:
+        _BLOB_STORES[root] = Blobs(root)
+    return _BLOB_STORES[root]
+
+
+class Held:
+    """Large buffers named by content but kept in memory, not saved: for a
+    state saved only to be compared (the notebook's namespace at the end
+    of an operation). Loading takes them from here, else from ``blobs``."""
+
+    def __init__(self, blobs=None):
+        self._blobs = blobs
+        self._held = {}
+
+    def put(self, view):
+        digest = hashlib.sha256(view).hexdigest()
+        self._held.setdefault(digest, view)
+        return digest
+
+    def get(self, digest):
+        if digest in self._held:
+            return pickle.PickleBuffer(self._held[digest])
+        if self._blobs is None:
+            raise pickle.UnpicklingError(f"no data blob {digest} here")
+        return self._blobs.get(digest)
+
+
+def _written_pages(address, size):
+    """Whether a page of the private file mapping at ``address`` was
+    written (copied on write: present and anonymous, or swapped out), as
+    ``/proc/self/pagemap`` tells; True where it cannot tell."""
+    page = mmap.PAGESIZE
+    first, last = address // page, (address + size - 1) // page
+    try:
+        with open("/proc/self/pagemap", "rb") as pagemap:
+            pagemap.seek(first * 8)
+            entries = array.array("Q", pagemap.read((last - first + 1) * 8))
+    except OSError:
+        return True
+    if len(entries) != last - first + 1:
+        return True
+    present, swapped, file_page = 1 << 63, 1 << 62, 1 << 61
+    return any(e & swapped or (e & present and not e & file_page) for e in entries)
+
+
+def _sync_directory(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

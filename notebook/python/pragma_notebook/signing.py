@@ -1,0 +1,77 @@
+"""Signatures of saved variables: loading a pickle runs code, so a kernel
+or worker loads only what this user's key signed (HMAC-SHA256)."""
+
+import functools
+import hashlib
+import hmac
+import os
+import pickle
+import secrets
+
+
+class Unauthenticated(pickle.UnpicklingError):
+    """A saved variable not signed with this user's key: someone else
+    wrote it (or another key did); loading a pickle runs code, so it is
+    not loaded."""
+
+
+_SIGNED = b"T"
+_TAG = 32
+
+
+def key():
+    """This user's key for signing saved variables: ``PRAGMA_KEY`` (hex),
+    else the file ``$XDG_CONFIG_HOME/pragma/key`` (``~/.config``), made on
+    first use with 32 random bytes, readable by this user only."""
+    if os.environ.get("PRAGMA_KEY"):
+        return bytes.fromhex(os.environ["PRAGMA_KEY"])
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return _key_file(os.path.join(config, "pragma", "key"))
+
+
+@functools.lru_cache(maxsize=4)
+def _key_file(path):
+    try:
+        with open(path, "rb") as existing:
+            return existing.read()
+    except FileNotFoundError:
+        pass
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # made meanwhile by another process
+        with open(path, "rb") as existing:
+            return existing.read()
+    with os.fdopen(fd, "wb") as made:
+        made.write(secrets.token_bytes(32))
+        made.flush()
+        os.fsync(made.fileno())
+    with open(path, "rb") as existing:
+        return existing.read()
+
+
+def _tag(blob):
+    return hmac.new(key(), blob, hashlib.sha256).digest()
+
+
+def sign(blob):
+    """``blob`` signed with this user's key (HMAC-SHA256): the same bytes
+    for the same blob, so an unchanged variable still compares equal."""
+    return _SIGNED + _tag(blob) + blob
+
+
+def unsigned(blob):
+    """``blob`` without its signature, unchecked: for what only reads its
+    header (the names it refers to), never for loading."""
+    return blob[1 + _TAG :] if blob[:1] == _SIGNED else blob
+
+
+def verified(blob, name):
+    """``blob`` without its signature, once that is checked."""
+    if blob[:1] != _SIGNED or not hmac.compare_digest(blob[1 : 1 + _TAG], _tag(blob[1 + _TAG :])):
+        raise Unauthenticated(
+            f"the saved variable `{name}` is not signed with this user's key"
+            " (PRAGMA_KEY or ~/.config/pragma/key): someone else wrote it, or another key"
+            " did; it is not loaded, since loading a pickle runs code"
+        )
+    return blob[1 + _TAG :]
