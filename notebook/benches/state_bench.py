@@ -158,6 +158,22 @@ def inline(ns, body, iterations):
         exec(body, ns)  # noqa: S102 - the cell as a notebook would run it
 
 
+def in_two_processes(ns, body, iterations):
+    """Runs ``iterations`` of ``body`` inline in each of two forked
+    processes at once."""
+    children = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                inline(ns, body, iterations)
+            finally:
+                os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+
+
 def main():
     megabytes = float(sys.argv[1]) if len(sys.argv) > 1 else 440
     rows = max(600, int(60000 * megabytes / 440))
@@ -203,6 +219,10 @@ def main():
     body = parallel_body(steps)
     ns = namespace(rows)
     inline_parallel, _ = timed(lambda: inline(ns, body.split("\n", 1)[1], 8))
+    # The machine's own ceiling: the same 8 inline, 4 in each of two
+    # processes at once (a training step on this much data is bound by
+    # memory bandwidth, which two cores share).
+    two_at_once, _ = timed(lambda: in_two_processes(ns, body.split("\n", 1)[1], 4))
     del ns
     ns = namespace(rows)
     first, outcome = timed(lambda: pn.submit(body, ns).wait())
@@ -213,7 +233,9 @@ def main():
     again = store_bytes() - before
     print(
         f"parallel 8 on 2 workers, {steps} steps each: {first:.2f} s; inline {inline_parallel:.2f}"
-        f" s: {inline_parallel / first:.2f}x faster (target >= 1.7x)"
+        f" s: {inline_parallel / first:.2f}x faster (target >= 1.7x; two inline processes at"
+        f" once, 4 each, take {two_at_once:.2f} s: this machine's ceiling is"
+        f" {inline_parallel / two_at_once:.2f}x)"
     )
     print(
         f"  a second operation on the same data: {second:.2f} s, wrote {again / 1e6:.1f} MB:"
