@@ -480,6 +480,52 @@ impl NativeSession {
         Ok((json, live.applied()?))
     }
 
+    /// The variables `op`'s result changed against what it was submitted
+    /// with (set, changed or removed), once it has ended with one; `None`
+    /// otherwise. The kernel then saves only those (and what refers to
+    /// them) to compare with: a variable the operation did not change is
+    /// never applied, whatever the notebook did to it.
+    fn changed_names(&self, py: Python<'_>, op: &str) -> PyResult<Option<Vec<String>>> {
+        let (submitted, outcome) = {
+            let ops = self.ops.lock().map_err(failed)?;
+            let slot = ops.get(op).ok_or_else(|| unknown(op))?;
+            let Some(ticket) = &slot.ticket else {
+                return Ok(None);
+            };
+            (ticket.submitted().clone(), Arc::clone(&slot.outcome))
+        };
+        let Some(state) = outcome
+            .lock()
+            .map_err(failed)?
+            .as_ref()
+            .and_then(|o| o.best.as_ref())
+            .map(|best| best.state.clone())
+        else {
+            return Ok(None);
+        };
+        let session = Arc::clone(&self.session);
+        let fetched = py.detach(|| {
+            self.runtime
+                .block_on(async { session.executor().host().fetch(&state).await })
+        });
+        if fetched.is_err() {
+            return Ok(None); // compared in full when it is applied
+        }
+        let result = digests(&state);
+        let mut changed: Vec<String> = result
+            .iter()
+            .filter(|(name, digest)| submitted.get(*name) != Some(*digest))
+            .map(|(name, _)| name.clone())
+            .collect();
+        changed.extend(
+            submitted
+                .keys()
+                .filter(|name| !result.contains_key(*name))
+                .cloned(),
+        );
+        Ok(Some(changed))
+    }
+
     /// Applies the kept result of `op` (its conflicts left to settle)
     /// against the kernel's variables now; as `finish`.
     #[allow(clippy::too_many_arguments)]

@@ -133,6 +133,12 @@ impl<D> Ticket<D> {
     pub fn op(&self) -> &str {
         &self.record.op
     }
+
+    /// The digests of the live state when the operation was submitted:
+    /// what a result is compared with to know what it changed.
+    pub fn submitted(&self) -> &Digests<D> {
+        &self.record.submitted
+    }
 }
 
 /// Where an operation stands beyond what its checkpoints say.

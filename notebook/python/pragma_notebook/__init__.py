@@ -430,27 +430,43 @@ def resume_unfinished(namespace):
     return resumed
 
 
+_MISSING = object()
+
 # Types whose pickle is the same for the same value: for these a change in
 # place shows as a different pickle.
 _STABLE_PICKLES = ("builtins", "collections", "numpy", "datetime", "decimal", "fractions")
 
 
-def _live(op, namespace):
+def _live(op, namespace, changed=None):
     """The namespace now, saved, for the conflict check. A variable changed
     in the notebook if it was bound to another object, or, for values whose
     pickle is stable (builtins, numpy arrays, ...), changed in place. Other
     objects may pickle differently each time (a Keras model's archive holds
     a timestamp): the same object counts as unchanged. Its large buffers
     are named by content, held in memory (``held``), not saved:
-    ``(names, blobs, held)``."""
+    ``(names, blobs, held)``. With ``changed`` (the names the operation
+    changed), only those and what refers to them are saved afresh."""
     held = state.Held(_blobs())
     submitted = _submitted.get(op, {})
-    # What the body only reads, still the object it read, is not saved
-    # again: the operation never changes it.
+    # What the operation did not change (``changed``: the names it did),
+    # nor what refers to that, and is still the object it was submitted
+    # as, is not saved again: it is never applied, whatever its value now.
+    # Nor is what the body only reads.
+    skipped = set(_readonly.get(op, ()))
+    if changed is not None:
+        needed = set(changed)
+        growing = True
+        while growing:
+            growing = False
+            for name, (_, blob) in submitted.items():
+                if name not in needed and any(ref in needed for ref in state.refs(blob)):
+                    needed.add(name)
+                    growing = True
+        skipped |= set(submitted) - needed
     given = {
         name: submitted[name][1]
-        for name in _readonly.get(op, ())
-        if name in submitted and namespace.get(name) is submitted[name][0]
+        for name in skipped
+        if name in submitted and namespace.get(name, _MISSING) is submitted[name][0]
     }
     names, blobs = _save(namespace, held, given=given)
     for i, name in enumerate(names):
@@ -570,7 +586,7 @@ def _outcome(summary):
 
 def _finish(op):
     namespace = _namespaces[op]
-    names, blobs, held = _live(op, namespace)
+    names, blobs, held = _live(op, namespace, _native_session().changed_names(op))
     summary, applied = _native_session().finish(
         op,
         _identity(),
