@@ -11,8 +11,7 @@ namespace. All cases run in one kernel per side, separated by
 ``%reset -f``.
 """
 
-import nbformat
-from nbclient import NotebookClient
+from test_notebook import run_cells
 
 # Describes the namespace: each variable's value (functions by whether
 # they are bound to the notebook's globals, classes by name and module),
@@ -147,31 +146,14 @@ CASES = {
 }
 
 
+# A cell's helper: how many data blobs the store holds.
+BLOBS = "def blobs():\n    return sum(len(f) for _, _, f in os.walk('.pragma/blobs'))"
+
+
 def run_notebook(tmp_path, cells):
-    """Runs the cells in a fresh kernel in ``tmp_path``; the text each
-    printed, errors allowed (an inline cell may raise)."""
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(cell) for cell in cells]
-    client = NotebookClient(
-        notebook,
-        timeout=120,
-        kernel_name="python3",
-        allow_errors=True,
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    client.execute()
-    texts = []
-    for cell in client.nb.cells:
-        text = ""
-        for output in cell.outputs:
-            if output.get("output_type") == "stream":
-                text += output["text"]
-            elif output.get("output_type") == "error":
-                text += f"{output['ename']}: {output['evalue']}\n"
-            elif "data" in output:
-                text += output["data"].get("text/plain", "")
-        texts.append(text)
-    return texts
+    """Runs exactly the cells in a fresh kernel in ``tmp_path``; the text
+    each printed, errors allowed (an inline cell may raise)."""
+    return run_cells(tmp_path, cells, allow_errors=True)
 
 
 def cells_of(cases, background):
@@ -283,8 +265,7 @@ def test_data_is_written_once_whatever_operations_run_on_it(tmp_path):
         [
             "%load_ext pragma_notebook",
             "import os\nimport numpy as np\ndata = np.random.default_rng(0).random((1000, 1000))\n"
-            "w = np.zeros(1000)\n"
-            "def blobs():\n    return sum(len(f) for _, _, f in os.walk('.pragma/blobs'))",
+            "w = np.zeros(1000)\n" + BLOBS,
             "#pragma repeat --iterations 4 --checkpoint-period 1 --min-by 'abs(w.sum() - 4)'\n"
             "w = w + data[0] / data[0].sum()",
             "%pragma wait\nprint(blobs(), round(w.sum(), 6))",
@@ -322,7 +303,7 @@ def test_the_collector_deletes_only_data_no_stored_state_names(tmp_path):
         [
             "%load_ext pragma_notebook",
             "import os\nimport numpy as np\nimport pragma_notebook\nbig = np.zeros((500, 500))\n"
-            "def blobs():\n    return sum(len(f) for _, _, f in os.walk('.pragma/blobs'))",
+            + BLOBS,
             # Each checkpoint's big is new data; the best is the first.
             "#pragma repeat --iterations 4 --max-by '-float(big[0, 0])'\nbig = big + 1",
             "%pragma wait\nprint(blobs(), big[0, 0])",

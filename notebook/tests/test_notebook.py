@@ -14,27 +14,35 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 
-def notebook_client(tmp_path, cells, timeout=120):
-    """A client for a notebook of the cells, after `%load_ext`, run in a
-    fresh kernel in `tmp_path`."""
+def client_for(tmp_path, cells, timeout=120, allow_errors=False):
+    """A client for a notebook of exactly the cells, run in a fresh kernel
+    in `tmp_path`."""
     notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell("%load_ext pragma_notebook")] + [
-        nbformat.v4.new_code_cell(cell) for cell in cells
-    ]
+    notebook.cells = [nbformat.v4.new_code_cell(cell) for cell in cells]
     return NotebookClient(
         notebook,
         timeout=timeout,
         kernel_name="python3",
+        allow_errors=allow_errors,
         resources={"metadata": {"path": str(tmp_path)}},
     )
 
 
+def notebook_client(tmp_path, cells, timeout=120):
+    """A client for a notebook of the cells, after `%load_ext`, run in a
+    fresh kernel in `tmp_path`."""
+    return client_for(tmp_path, ["%load_ext pragma_notebook", *cells], timeout)
+
+
 def shown(cell):
-    """The text a cell printed and displayed."""
+    """The text a cell printed and displayed, and its error as `Name:
+    message`."""
     text = ""
     for output in cell.outputs:
         if output.get("output_type") == "stream":
             text += output["text"]
+        elif output.get("output_type") == "error":
+            text += f"{output['ename']}: {output['evalue']}\n"
         elif "data" in output:
             if "image/svg+xml" in output["data"]:
                 text += "[svg]" + output["data"]["image/svg+xml"]
@@ -43,12 +51,17 @@ def shown(cell):
     return text
 
 
+def run_cells(tmp_path, cells, timeout=120, allow_errors=False):
+    """Runs exactly the cells in a fresh kernel; the text each printed."""
+    client = client_for(tmp_path, cells, timeout, allow_errors)
+    client.execute()
+    return [shown(cell) for cell in client.nb.cells]
+
+
 def run(tmp_path, *cells, timeout=120):
     """Runs the cells in a fresh kernel after `%load_ext`; the text each
     printed."""
-    client = notebook_client(tmp_path, cells, timeout)
-    client.execute()
-    return [shown(cell) for cell in client.nb.cells[1:]]
+    return run_cells(tmp_path, ["%load_ext pragma_notebook", *cells], timeout)[1:]
 
 
 def test_a_repeat_cell_runs_in_the_background_and_its_best_checkpoint_lands(tmp_path):
