@@ -32,6 +32,7 @@ import threading
 from dataclasses import dataclass, field
 
 from . import state
+from .syntax import python_source
 
 __all__ = [
     "DirectiveError",
@@ -363,16 +364,6 @@ def _interrupts_deferred():
         signal.signal(signal.SIGINT, previous)
 
 
-def _python_source(body):
-    """A body as Python runs it: IPython's syntax (``%magic``, ``!cmd``)
-    turned into calls, as the kernel does, where IPython is installed."""
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-    except ImportError:
-        return body
-    return TransformerManager().transform_cell(body)
-
-
 def _check(cell, name):
     """Checks a cell before anything runs: its directive, its code and its
     selection expression compile. Returns the names its ``#pragma
@@ -384,7 +375,7 @@ def _check(cell, name):
     except ValueError as error:
         raise DirectiveError(str(error).rstrip().removeprefix("error: ")) from None
     try:
-        compile(_python_source(body), name, "exec")
+        compile(python_source(body), name, "exec")
     except SyntaxError as error:
         raise DirectiveError(
             f"{name}: the cell's code does not compile (line {_body_line(cell, error)}):"

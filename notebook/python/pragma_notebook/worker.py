@@ -39,7 +39,6 @@ host forgets a token once no state refers to it.
 
 import builtins
 import contextlib
-import functools
 import io
 import json
 import math
@@ -58,6 +57,7 @@ from pragma_notebook.state import (
     never_state,
     verified,
 )
+from pragma_notebook.syntax import python_source
 
 # Namespaces left by runs, by token (see the module docs).
 _residents = {}
@@ -204,18 +204,6 @@ def _as_in_kernel(resident):
 _ABSENT = object()
 
 
-@functools.lru_cache(maxsize=64)
-def _python_source(body):
-    """A body as Python runs it: IPython's syntax (``%time``, ``!ls``,
-    ``x = !cmd``) turned into calls, as the kernel does, where IPython is
-    installed (once per body: the iterations of an operation share it)."""
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-    except ImportError:
-        return body
-    return TransformerManager().transform_cell(body)
-
-
 _shell = None
 
 
@@ -343,7 +331,7 @@ def run(request, blobs):
             contextlib.redirect_stderr(err),
         ):
             try:
-                exec(compile(_python_source(request["body"]), "<cell>", "exec"), ns)
+                exec(compile(python_source(request["body"]), "<cell>", "exec"), ns)
             finally:
                 _exit_if_forked()
     except InteractiveInput as asked:
