@@ -44,6 +44,7 @@ import json
 import math
 import os
 import random
+import re
 import struct
 import sys
 import traceback
@@ -168,6 +169,10 @@ def state_names(ns):
     return [name for name in ns if not name.startswith("__")]
 
 
+# What a worker keeps of its own whatever the kernel had: what Ray sets
+# for a task (its cluster, the GPUs it was given).
+_OWN_ONLY = re.compile(r"^(RAY_|CUDA_VISIBLE_DEVICES$|ROCR_VISIBLE_DEVICES$)")
+
 # The worker's own process state, restored after each run.
 _OWN_CWD = os.getcwd()
 _OWN_PATH = list(sys.path)
@@ -184,7 +189,11 @@ def _as_in_kernel(resident):
     saved_main = sys.modules.get("__main__")
     try:
         if "environ" in context:
-            os.environ.update(context["environ"])
+            os.environ.update(
+                (name, value)
+                for name, value in context["environ"].items()
+                if not _OWN_ONLY.match(name)
+            )
         if "path" in context:
             sys.path[:] = context["path"] + [p for p in _OWN_PATH if p not in context["path"]]
         if "cwd" in context:
