@@ -615,3 +615,19 @@ def test_the_ray_backend_passes_the_execution_backend_conformance_suite(tmp_path
     finally:
         ray.shutdown()
     assert found is None, found
+
+
+def test_a_large_state_reaches_ray_tasks_by_its_blobs_written_once(tmp_path, cluster):
+    # 16 MB of data: its buffer is a blob of the (shared) store, which each
+    # task maps; a task that changes it writes a new blob, the rest none.
+    texts = run(
+        tmp_path,
+        on_ray(cluster),
+        "import os\nimport numpy as np\ndata = np.arange(2_000_000, dtype=np.float64)\n"
+        "def blobs():\n    return sum(len(f) for _, _, f in os.walk('.pragma/blobs'))",
+        "#pragma parallel --iterations 4 --parallel-runs 2 --max-by 'float(data[1])'\n"
+        "if iteration == 3:\n    data = data * 2\ntotal = float(data.sum())",
+        "outcome = %pragma wait\nprint(outcome.status, outcome.best_iteration, data[1], blobs())",
+    )
+    # The submitted data and the one iteration's new data: two blobs.
+    assert texts[-1].strip() == "succeeded 3 2.0 2", texts
