@@ -212,6 +212,22 @@ def test_a_variable_changed_only_in_the_notebook_meanwhile_is_never_overwritten(
     assert texts[4].strip() == "['a', 'b', 'c'] [1, 2] 2 99 []", texts
 
 
+def test_an_instance_of_a_notebook_class_changed_in_place_on_both_sides_is_a_conflict(tmp_path):
+    texts = run_notebook(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook",
+            "import dataclasses\n@dataclasses.dataclass\nclass P:\n    x: int\npt = P(1)\n"
+            "other = P(1)",
+            "#pragma repeat --iterations 1 --max-by 0\nimport time\ntime.sleep(2)\npt.x = 5\n"
+            "other.x = 5",
+            "pt.x = 7",
+            "outcome = %pragma wait\nprint(outcome.conflicts, pt, other)",
+        ],
+    )
+    assert texts[4].strip() == "['pt'] P(x=7) P(x=5)", texts
+
+
 def test_a_body_that_raises_runs_once_unless_retries_are_asked_for(tmp_path):
     body = (
         "#pragma repeat --iterations 1 --max-by 0\n"

@@ -424,8 +424,17 @@ def resume_unfinished(namespace):
 _MISSING = object()
 
 # Types whose pickle is the same for the same value: for these a change in
-# place shows as a different pickle.
-_STABLE_PICKLES = ("builtins", "collections", "numpy", "datetime", "decimal", "fractions")
+# place shows as a different pickle. The notebook's own classes are saved
+# by `state`, whose bytes follow the value (their instances' too).
+_STABLE_PICKLES = (
+    "builtins",
+    "collections",
+    "numpy",
+    "datetime",
+    "decimal",
+    "fractions",
+    "__main__",
+)
 
 
 def _live(op, namespace, changed=None):
