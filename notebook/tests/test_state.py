@@ -161,3 +161,19 @@ def test_a_state_signed_with_another_key_is_refused_not_loaded(monkeypatch):
     forged = {"x": b"G{}\n" + pickle.dumps([1])}
     with pytest.raises(state.Unauthenticated):
         state.load_namespace(forged, {})
+
+
+def test_the_key_is_made_once_whole_and_a_bad_one_is_named(tmp_path, monkeypatch):
+    from pragma_notebook import signing
+
+    monkeypatch.delenv("PRAGMA_KEY", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    signing._key_file.cache_clear()
+    made = signing.key()
+    path = tmp_path / "pragma" / "key"
+    assert len(made) == 32 and path.read_bytes() == made
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["key"]
+    monkeypatch.setenv("PRAGMA_KEY", "not hex")
+    with pytest.raises(ValueError, match="PRAGMA_KEY is not a key: give 64 hex digits"):
+        signing.key()

@@ -1,12 +1,14 @@
 """Signatures of saved variables: loading a pickle runs code, so a kernel
 or worker loads only what this user's key signed (HMAC-SHA256)."""
 
+import contextlib
 import functools
 import hashlib
 import hmac
 import os
 import pickle
 import secrets
+import tempfile
 
 
 class Unauthenticated(pickle.UnpicklingError):
@@ -23,8 +25,15 @@ def key():
     """This user's key for signing saved variables: ``PRAGMA_KEY`` (hex),
     else the file ``$XDG_CONFIG_HOME/pragma/key`` (``~/.config``), made on
     first use with 32 random bytes, readable by this user only."""
-    if os.environ.get("PRAGMA_KEY"):
-        return bytes.fromhex(os.environ["PRAGMA_KEY"])
+    given = os.environ.get("PRAGMA_KEY")
+    if given:
+        try:
+            return bytes.fromhex(given)
+        except ValueError:
+            raise ValueError(
+                "PRAGMA_KEY is not a key: give 64 hex digits (`python3 -c 'import secrets;"
+                " print(secrets.token_hex(32))'`), the same wherever the state is loaded"
+            ) from None
     config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return _key_file(os.path.join(config, "pragma", "key"))
 
@@ -32,22 +41,41 @@ def key():
 @functools.lru_cache(maxsize=4)
 def _key_file(path):
     try:
-        with open(path, "rb") as existing:
-            return existing.read()
+        return _read_key(path)
     except FileNotFoundError:
         pass
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # made meanwhile by another process
-        with open(path, "rb") as existing:
-            return existing.read()
-    with os.fdopen(fd, "wb") as made:
-        made.write(secrets.token_bytes(32))
-        made.flush()
-        os.fsync(made.fileno())
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        # Whole before it is visible: written beside, then linked into
+        # place, so that a process making it at the same time reads one
+        # key or the other, never half of one.
+        fd, beside = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".key-")
+        try:
+            with os.fdopen(fd, "wb") as made:
+                made.write(secrets.token_bytes(32))
+                made.flush()
+                os.fsync(made.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(beside, path)
+        finally:
+            os.unlink(beside)
+    except OSError as error:
+        raise OSError(
+            f"cannot make the key that signs saved states at {path}: {error}; make that"
+            " directory writable, or set PRAGMA_KEY to 64 hex digits"
+        ) from None
+    return _read_key(path)
+
+
+def _read_key(path):
     with open(path, "rb") as existing:
-        return existing.read()
+        found = existing.read()
+    if len(found) < 16:
+        raise ValueError(
+            f"the key at {path} is too short ({len(found)} bytes): delete it (states it"
+            " signed cannot be loaded any more) and a new one is made"
+        )
+    return found
 
 
 def _tag(blob):
