@@ -21,8 +21,11 @@ that, so that a cell run in the background means what it means inline:
 - **A variable's bytes follow its value**, so that an unchanged variable
   saves the same bytes in the kernel and in a worker (the conflict check
   and the store compare bytes): a function's bytes do not include the
-  globals it reads, and sets are saved in sorted order (their iteration
-  order follows each process's hash seed).
+  globals it reads, sets are saved in sorted order (their iteration
+  order follows each process's hash seed), and equal strings are saved
+  as one (loading shares some that were not shared before).
+- **Large buffers are saved apart, by content** (see
+  :mod:`pragma_notebook.blobs`): the pickle names them.
 
 What pickle cannot keep: objects shared below the top level between two
 variables that do not refer to each other's values (two closures over one
@@ -33,18 +36,20 @@ A saved variable is one of:
 
 - ``b"M" + name``: a module, imported again by name where it is loaded;
 - ``b"A" + name``: the same object as the variable ``name`` holds;
-- ``b"G" + refs + b"\\n" + pickle``: the value, its graph pickled with the
-  variables it refers to (``refs``, a JSON list of names) left as
-  references;
-- ``b"S" + refs + b"\\n" + pickle``: a group of variables that refer to
+- ``b"G" + header + b"\\n" + pickle``: the value, its graph pickled with
+  the variables it refers to left as references; ``header`` is JSON:
+  ``{"refs": [NAME, ...], "buffers": [DIGEST, ...]}``, the variables it
+  refers to and the large buffers it names, in the pickle's order;
+- ``b"S" + header + b"\\n" + pickle``: a group of variables that refer to
   each other in a cycle, pickled as one tuple (saved under its first
-  member; ``refs`` names the members, then the variables outside it);
+  member; its ``refs`` name the members, then the variables outside it);
 - ``b"E" + [group, index]``: a member of the group saved under ``group``.
 
 Each is signed (``b"T"``, an HMAC-SHA256 of it with this user's key, then
 it): loading a pickle runs code, so a variable not signed with the key is
-not loaded (:class:`Unauthenticated`). The large buffers a pickle names
-are checked against their SHA-256 names.
+not loaded (:class:`Unauthenticated`, see :mod:`pragma_notebook.signing`).
+The large buffers a pickle names are checked against their names, which
+are digests of their content.
 
 Open files, sockets, generators and locks are never state.
 """
