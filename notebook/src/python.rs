@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pragma_checkpoint::Store;
+use pragma_executor_local::conflict::compare;
 use pragma_executor_local::{Config, Executor, Outcome, Status};
 use pragma_session::{
     Applied, Change, Digests, LiveState, Resolution, Rule, Running, Session, SessionError, Settle,
@@ -511,19 +512,9 @@ impl NativeSession {
         if fetched.is_err() {
             return Ok(None); // compared in full when it is applied
         }
-        let result = digests(&state);
-        let mut changed: Vec<String> = result
-            .iter()
-            .filter(|(name, digest)| submitted.get(*name) != Some(*digest))
-            .map(|(name, _)| name.clone())
-            .collect();
-        changed.extend(
-            submitted
-                .keys()
-                .filter(|name| !result.contains_key(*name))
-                .cloned(),
-        );
-        Ok(Some(changed))
+        // What the conflict check would apply were nothing changed live.
+        let changed = compare(&submitted, &submitted, &digests(&state)).apply;
+        Ok(Some(changed.into_keys().collect()))
     }
 
     /// Applies the kept result of `op` (its conflicts left to settle)

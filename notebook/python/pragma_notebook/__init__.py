@@ -454,15 +454,8 @@ def _live(op, namespace, changed=None):
     # Nor is what the body only reads.
     skipped = set(_readonly.get(op, ()))
     if changed is not None:
-        needed = set(changed)
-        growing = True
-        while growing:
-            growing = False
-            for name, (_, blob) in submitted.items():
-                if name not in needed and any(ref in needed for ref in state.refs(blob)):
-                    needed.add(name)
-                    growing = True
-        skipped |= set(submitted) - needed
+        refs = {name: state.refs(blob) for name, (_, blob) in submitted.items()}
+        skipped |= set(submitted) - state.referring(refs, changed)
     given = {
         name: submitted[name][1]
         for name in skipped
@@ -523,15 +516,13 @@ def _apply_changes(namespace, changes, live, submitted, buffers):
     changes."""
     changed = {name: blob for name, blob in changes if blob is not None}
     removed = {name for name, blob in changes if blob is None}
-    growing = True
-    while growing:
-        growing = False
-        for name, blob in live.items():
-            if name in changed or name in removed or name == state.CONTEXT:
-                continue
-            if any(ref in changed for ref in state.refs(blob)):
-                changed[name] = blob
-                growing = True
+    refs = {
+        name: state.refs(blob)
+        for name, blob in live.items()
+        if name not in removed and name != state.CONTEXT
+    }
+    for name in state.referring(refs, changed) - changed.keys():
+        changed[name] = live[name]
 
     def elsewhere(name):
         # What the operation started from, as inline, where this kernel

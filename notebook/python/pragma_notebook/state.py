@@ -77,11 +77,10 @@ __all__ = [
     "Unsaveable",
     "blob_store",
     "buffers",
-    "dump",
     "dump_namespace",
-    "load",
     "load_namespace",
     "never_state",
+    "referring",
     "refs",
     "sign",
     "verified",
@@ -129,7 +128,7 @@ def never_state(value):
 
 def _sorted_items(items):
     """A set's items in an order that does not depend on the process's hash
-    seed: sorted where they sort, else by their pickles."""
+    seed: sorted where they sort, else by type name and repr."""
     try:
         return sorted(items)
     except TypeError:
@@ -261,15 +260,11 @@ def dump_namespace(namespace, names, buffers=None, given=None):
     if unsaveable:
         # A variable that refers to one that cannot be saved cannot be
         # loaded either: it is named too.
-        bad = {name for name, _ in unsaveable}
-        growing = True
-        while growing:
-            growing = False
-            for name in names:
-                if name not in bad and set(referred.get(name, ())) & bad:
-                    unsaveable.append((name, type(namespace[name]).__name__))
-                    bad.add(name)
-                    growing = True
+        unloadable = {name for name, _ in unsaveable}
+        bad = referring(referred, unloadable)
+        unsaveable += [
+            (name, type(namespace[name]).__name__) for name in names if name in bad - unloadable
+        ]
         names = [name for name in names if name not in bad]
     for group in _cycles(names, referred):
         if not any(name in given for name in group):
@@ -350,14 +345,6 @@ def _dump_group(group, namespace, owners, saved, buffers):
         saved[name] = b"E" + json.dumps([group[0], i]).encode()
 
 
-def dump(value):
-    """One value saved on its own (no namespace)."""
-    names, blobs, unsaveable = dump_namespace({"value": value}, ["value"])
-    if unsaveable:
-        raise Unsaveable(unsaveable[0][1])
-    return blobs[0]
-
-
 def refs(blob):
     """The variables a saved variable refers to."""
     blob = unsigned(blob)
@@ -369,6 +356,20 @@ def refs(blob):
     if kind == b"E":
         return [json.loads(blob[1:])[0]]
     return []
+
+
+def referring(refs_by_name, names):
+    """``names`` and every name of ``refs_by_name`` (name to the names it
+    refers to) that refers to one of them, directly or through others."""
+    found = set(names)
+    growing = True
+    while growing:
+        growing = False
+        for name, referred in refs_by_name.items():
+            if name not in found and any(ref in found for ref in referred):
+                found.add(name)
+                growing = True
+    return found
 
 
 def buffers(blob):
@@ -471,8 +472,3 @@ def load_namespace(blobs, namespace, elsewhere=None, buffers=None):
             namespace["__builtins__"] = builtins_before
     namespace.update(loaded)
     return loaded
-
-
-def load(blob, namespace=None):
-    """One value saved by :func:`dump`."""
-    return load_namespace({"value": blob}, {} if namespace is None else namespace)["value"]
