@@ -87,6 +87,23 @@ CASES = {
         "lst.append(2)",
         "print(d['l'] is lst, d)",
     ),
+    "two closures over one cell share it": (
+        "def outer():\n    c = [0]\n    def inc():\n        c[0] += 1\n        return c[0]\n"
+        "    def get():\n        return c[0]\n    return inc, get\ninc, get = outer()",
+        "inc()",
+        "print(get())\ninc()\nprint(get())",
+    ),
+    "two variables holding one object no variable names hold one object": (
+        "shared = {'n': 0}\nm1 = {'s': shared}\nm2 = [shared]\ndel shared",
+        "m1['s']['n'] += 1",
+        "print(m2, m1['s'] is m2[0])\nm2[0]['n'] = 5\nprint(m1)",
+    ),
+    "a numpy view and its base stay one memory": (
+        "import numpy as np\na = np.arange(6.0)\nv = a[2:5]\nr = a[::-1]\n"
+        "big = np.zeros(300_000)\nhead = big[:10]",
+        "v[0] = 100.0\nhead[1] = 7.0",
+        "print(a, r[:4])\na[3] = -1.0\nprint(v, big[1])\nbig[2] = 3.0\nprint(head[:3])",
+    ),
     "variables that refer to each other in a cycle stay so": (
         "one = []\ntwo = [one]\none.append(two)",
         "one.append(3)",

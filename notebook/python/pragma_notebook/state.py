@@ -17,7 +17,11 @@ that, so that a cell run in the background means what it means inline:
   that holds it; another variable that holds it, or holds something that
   refers to it, saves a reference to that variable by name, and loading
   resolves it to the same object. Variables that refer to each other in a
-  cycle are saved together, as one group.
+  cycle, or that hold one object below their top level (two closures over
+  one cell, two lists holding one dict no variable names), are saved
+  together, as one group. A numpy array that is a view of a variable's
+  array is saved as a view of it (its position in that array's memory),
+  and loaded as one.
 - **A variable's bytes follow its value**, so that an unchanged variable
   saves the same bytes in the kernel and in a worker (the conflict check
   and the store compare bytes): a function's bytes do not include the
@@ -27,10 +31,11 @@ that, so that a cell run in the background means what it means inline:
 - **Large buffers are saved apart, by content** (see
   :mod:`pragma_notebook.blobs`): the pickle names them.
 
-What pickle cannot keep: objects shared below the top level between two
-variables that do not refer to each other's values (two closures over one
-cell, a numpy view and its base array) come back as copies; a set
-reachable from two places comes back as two sets.
+What pickle cannot keep: a set reachable from two places comes back as
+two sets (sets are saved by their sorted items); two numpy arrays that
+overlap in memory, neither inside a contiguous array a variable holds,
+come back as copies; a shared object of a variable saved as it was loaded
+(``#pragma readonly``) is copied in the others.
 
 A saved variable is one of:
 
@@ -40,8 +45,8 @@ A saved variable is one of:
   the variables it refers to left as references; ``header`` is JSON:
   ``{"refs": [NAME, ...], "buffers": [DIGEST, ...]}``, the variables it
   refers to and the large buffers it names, in the pickle's order;
-- ``b"S" + header + b"\\n" + pickle``: a group of variables that refer to
-  each other in a cycle, pickled as one tuple (saved under its first
+- ``b"S" + header + b"\\n" + pickle``: a group of variables saved
+  together (see above), pickled as one tuple (saved under its first
   member; its ``refs`` name the members, then the variables outside it);
 - ``b"E" + [group, index]``: a member of the group saved under ``group``.
 
@@ -54,16 +59,23 @@ are digests of their content.
 Open files, sockets, generators and locks are never state.
 """
 
+import enum
 import importlib
 import io
 import json
 import pickle
 import socket
+import sys
 import threading
 import types
 
 import cloudpickle
-from cloudpickle.cloudpickle import _function_getstate, _function_setstate, _make_function
+from cloudpickle.cloudpickle import (
+    _function_getstate,
+    _function_setstate,
+    _make_function,
+    _should_pickle_by_reference,
+)
 
 from .blobs import LARGE, Blobs, Held, blob_store
 from .signing import Unauthenticated, sign, unsigned, verified
@@ -139,7 +151,7 @@ class _Pickler(cloudpickle.Pickler):
     """cloudpickle, with the namespace and the other variables' objects
     left as references, and sets sorted."""
 
-    def __init__(self, file, namespace, owners, root, buffers=None):
+    def __init__(self, file, namespace, owners, root, buffers=None, arrays=None):
         # Large buffers (numpy arrays, ...) go to `buffers`, by content;
         # the pickle names them. Without it, they are in the pickle.
         self.buffers = []
@@ -159,6 +171,7 @@ class _Pickler(cloudpickle.Pickler):
         self._owners = owners
         self._root = root
         self._strings = {}
+        self._arrays = arrays
         self.refs = []
 
     def _out_of_band(self, buffer, buffers):
@@ -182,6 +195,13 @@ class _Pickler(cloudpickle.Pickler):
         return (_make_function, newargs, (state, slotstate), None, None, _function_setstate)
 
     def reducer_override(self, obj):
+        if self._arrays is not None and type(obj) is self._arrays.ndarray:
+            base = self._arrays.container(obj)
+            if base is not None and base is not self._root:
+                # A view of a variable's array: a view of that array
+                # again where it is loaded, not a copy.
+                offset = _data_address(obj) - _data_address(base)
+                return _view_of, (base, offset, obj.shape, obj.strides, obj.dtype)
         reduced = super().reducer_override(obj)
         if isinstance(obj, type) and type(reduced) is tuple and len(reduced) > 2:
             # copyreg caches `__slotnames__` on a class once an instance
@@ -215,17 +235,103 @@ class _Pickler(cloudpickle.Pickler):
         return (_VARIABLE, name)
 
 
-def _pickle(value, namespace, owners, buffers):
+def _pickle(value, namespace, owners, buffers, arrays=None):
     """``value`` pickled with the other variables' objects as references
-    and its large buffers put in ``buffers``; the framed pickle's header
-    (what it refers to) and the pickle."""
+    and its large buffers put in ``buffers``: the framed pickle's header
+    (what it refers to), the pickle, and the objects in it whose identity
+    matters (id to object)."""
     out = io.BytesIO()
-    pickler = _Pickler(out, namespace, owners, value, buffers)
+    pickler = _Pickler(out, namespace, owners, value, buffers, arrays)
     pickler.dump(value)
     header = {"refs": pickler.refs}
     if pickler.buffers:
         header["buffers"] = pickler.buffers
-    return header, out.getvalue()
+    inside = {key: obj for key, (_, obj) in pickler.memo.copy().items() if _has_identity(obj)}
+    return header, out.getvalue(), inside
+
+
+def _has_identity(obj):
+    """Whether two places holding ``obj`` must hold one object after
+    loading: mutable containers, closures' cells, functions and instances
+    saved by value; not what is immutable or saved by reference (classes,
+    modules, library functions, enum members, dtypes)."""
+    if isinstance(obj, (list, dict, set, bytearray, types.CellType)):
+        return True
+    if isinstance(
+        obj,
+        (type, types.ModuleType, types.MethodType, types.BuiltinFunctionType, enum.Enum),
+    ):
+        return False
+    if isinstance(obj, types.FunctionType):
+        return not _should_pickle_by_reference(obj)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(obj, numpy.ndarray):
+        return True
+    return hasattr(obj, "__dict__")
+
+
+def _data_address(array):
+    return array.__array_interface__["data"][0]
+
+
+def _view_of(base, offset, shape, strides, dtype):
+    """A view of the array ``base``: what a view of a variable's array is
+    loaded as."""
+    return type(base)(shape, dtype, buffer=base, offset=offset, strides=strides)
+
+
+class _Arrays:
+    """The contiguous numpy arrays the variables hold, by the memory they
+    live in: to tell which an array pickled is a view of."""
+
+    def __init__(self, numpy, arrays):
+        self.ndarray = numpy.ndarray
+        self._by_memory = {}
+        for order, array in enumerate(arrays):
+            if type(array) is numpy.ndarray and (
+                array.flags.c_contiguous or array.flags.f_contiguous
+            ):
+                low, high = _extent(array)
+                if high > low:
+                    self._by_memory.setdefault(id(_memory(array, self.ndarray)), []).append(
+                        (high - low, -order, low, high, array)
+                    )
+
+    def container(self, array):
+        """The largest variable's array (the first of equal ones) whose
+        memory holds all of ``array``'s, if it is not ``array`` itself."""
+        candidates = self._by_memory.get(id(_memory(array, self.ndarray)))
+        if not candidates:
+            return None
+        low, high = _extent(array)
+        if high <= low:
+            return None
+        holding = [c for c in candidates if c[2] <= low and high <= c[3]]
+        if not holding:
+            return None
+        best = max(holding, key=lambda c: c[:2])[4]
+        return None if best is array else best
+
+
+def _memory(array, ndarray):
+    """What holds an array's memory: the first object down its ``base``
+    chain that is not an array, or the array that owns it."""
+    while isinstance(array.base, ndarray):
+        array = array.base
+    return array if array.base is None else array.base
+
+
+def _extent(array):
+    """The addresses ``[low, high)`` of an array's elements."""
+    low = high = _data_address(array)
+    if array.size == 0:
+        return low, low
+    for size, stride in zip(array.shape, array.strides, strict=True):
+        if stride < 0:
+            low += (size - 1) * stride
+        else:
+            high += (size - 1) * stride
+    return low, high + array.itemsize
 
 
 def _framed(kind, header, data):
@@ -247,14 +353,20 @@ def dump_namespace(namespace, names, buffers=None, given=None):
         value = namespace[name]
         if not isinstance(value, _ATOMS) and id(value) not in owners:
             owners[id(value)] = (name, value)
-    saved, referred, unsaveable = {}, {}, []
+    numpy = sys.modules.get("numpy")
+    arrays = _Arrays(numpy, [v for _, v in owners.values()]) if numpy is not None else None
+    if buffers is not None:
+        buffers = _NamedOnce(buffers)
+    saved, referred, inside, unsaveable = {}, {}, {}, []
     for name in names:
         value = namespace[name]
         if name in given:
             saved[name], referred[name] = unsigned(given[name]), refs(given[name])
             continue
         try:
-            saved[name], referred[name] = _dump_one(name, value, namespace, owners, buffers)
+            saved[name], referred[name], inside[name] = _dump_one(
+                name, value, namespace, owners, buffers, arrays
+            )
         except Exception:  # noqa: BLE001 - every failure is reported by name
             unsaveable.append((name, type(value).__name__))
     if unsaveable:
@@ -266,22 +378,72 @@ def dump_namespace(namespace, names, buffers=None, given=None):
             (name, type(namespace[name]).__name__) for name in names if name in bad - unloadable
         ]
         names = [name for name in names if name not in bad]
-    for group in _cycles(names, referred):
+    for group in _groups(names, referred, inside):
         if not any(name in given for name in group):
-            _dump_group(group, namespace, owners, saved, buffers)
+            _dump_group(group, namespace, owners, saved, buffers, arrays)
     return names, [sign(saved[name]) for name in names], unsaveable
 
 
-def _dump_one(name, value, namespace, owners, buffers):
+class _NamedOnce:
+    """A blob store that names each buffer once per save: a variable
+    saved again in a group does not hash its data again."""
+
+    def __init__(self, buffers):
+        self._buffers = buffers
+        self._named = {}
+
+    def put(self, view):
+        # Each object named is kept for the save, so that its id stays
+        # its own (its content does not change while it is saved).
+        key = (id(view.obj), view.nbytes, view.format, view.shape, view.strides)
+        if key not in self._named:
+            self._named[key] = (self._buffers.put(view), view.obj)
+        return self._named[key][0]
+
+
+def _dump_one(name, value, namespace, owners, buffers, arrays):
+    """One variable saved: its bytes, the variables it refers to, and the
+    objects in it whose identity matters."""
     if isinstance(value, types.ModuleType):
-        return b"M" + value.__name__.encode(), []
+        return b"M" + value.__name__.encode(), [], {}
     if never_state(value):
         raise Unsaveable(type(value).__name__)
     owner = owners.get(id(value))
     if owner is not None and owner[0] != name:
-        return b"A" + owner[0].encode(), [owner[0]]
-    header, data = _pickle(value, namespace, owners, buffers)
-    return _framed(b"G", header, data), header["refs"]
+        return b"A" + owner[0].encode(), [owner[0]], {}
+    header, data, inside = _pickle(value, namespace, owners, buffers, arrays)
+    return _framed(b"G", header, data), header["refs"], inside
+
+
+def _groups(names, referred, inside):
+    """The groups of variables saved together, each in the namespace's
+    order: those that refer to each other in a cycle, and those that hold
+    one object below their top level (two closures over one cell, two
+    models sharing a layer)."""
+    leader = {name: name for name in names}
+
+    def find(name):
+        while leader[name] != name:
+            leader[name] = leader[leader[name]]
+            name = leader[name]
+        return name
+
+    def join(one, other):
+        one, other = find(one), find(other)
+        if one != other:
+            leader[other] = one
+
+    for group in _cycles(names, referred):
+        for name in group[1:]:
+            join(group[0], name)
+    holder = {}
+    for name in names:
+        for key in inside.get(name, ()):
+            join(holder.setdefault(key, name), name)
+    members = {}
+    for name in names:
+        members.setdefault(find(name), []).append(name)
+    return [group for group in members.values() if len(group) > 1]
 
 
 def _cycles(names, refs):
@@ -332,13 +494,13 @@ def _cycles(names, refs):
     return groups
 
 
-def _dump_group(group, namespace, owners, saved, buffers):
+def _dump_group(group, namespace, owners, saved, buffers, arrays):
     # The group's values are pickled as one tuple, its members' objects
     # within it (not as references); the rest stay references.
     inside = {id(namespace[name]) for name in group}
     outside = {key: owner for key, owner in owners.items() if key not in inside}
     values = tuple(namespace[name] for name in group)
-    header, data = _pickle(values, namespace, outside, buffers)
+    header, data, _ = _pickle(values, namespace, outside, buffers, arrays)
     header["refs"] = group + header["refs"]
     saved[group[0]] = _framed(b"S", header, data)
     for i, name in enumerate(group[1:], start=1):
