@@ -248,7 +248,7 @@ impl PythonHost {
                 let never = tokio_util::sync::CancellationToken::new();
                 let (answer, blobs, _) = self
                     .pool
-                    .call(Some(resident.worker), &header, &[], &never)
+                    .call(Some(resident.worker), None, &header, &[], &never)
                     .await
                     .map_err(io::Error::other)?;
                 if answer["ok"] != true {
@@ -313,7 +313,13 @@ impl Host for PythonHost {
         });
         let answer = self
             .pool
-            .call(held.map(|(worker, _)| worker), &header, &blobs, &ctx.cancel)
+            .call(
+                held.map(|(worker, _)| worker),
+                Some(&ctx.op),
+                &header,
+                &blobs,
+                &ctx.cancel,
+            )
             .await;
         if held.is_some()
             && let Some(resident) = &state.resident
@@ -365,7 +371,7 @@ impl Host for PythonHost {
         });
         let never = tokio_util::sync::CancellationToken::new();
         let to = held.map(|(worker, _)| worker);
-        match self.pool.call(to, &header, &blobs, &never).await {
+        match self.pool.call(to, None, &header, &blobs, &never).await {
             Err(e) => Evaluation::failed(e.to_string()),
             Ok((answer, _, _)) => evaluation_of(&answer),
         }

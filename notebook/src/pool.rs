@@ -4,7 +4,7 @@
 //! `python` feature, Ray actors: see `crate::ray`), behind one
 //! [`WorkerChannel`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -106,19 +106,48 @@ struct ProcessChannel {
     output: ChildStdout,
 }
 
+/// Whose states a worker's process has run: it serves no other operation,
+/// so that what one operation's bodies did to the process (a module
+/// patched, a global of a library set) never reaches another's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Served {
+    /// None yet: a fresh process.
+    Nothing,
+    /// One operation's.
+    Operation(Arc<str>),
+    /// A state of an operation not named (an evaluation of a restored
+    /// state): it serves no operation again.
+    Unnamed,
+}
+
 /// One worker interpreter.
 struct Worker {
     serial: u64,
     channel: Box<dyn WorkerChannel>,
+    served: Served,
     /// The states its runs left in its memory, not forgotten yet.
     holding: HashSet<u64>,
     idle_since: Instant,
 }
 
+impl Worker {
+    /// Whether it holds no state that is still needed (`forgets`: the
+    /// states each worker is to forget with its next request).
+    fn needed_by_none(&self, forgets: &HashMap<u64, Vec<u64>>) -> bool {
+        let forgotten = forgets.get(&self.serial);
+        self.holding
+            .iter()
+            .all(|t| forgotten.is_some_and(|f| f.contains(t)))
+    }
+}
+
 /// Persistent worker interpreters: started when first needed, at most
-/// [`WorkerConfig::size`], reused for every request after. Each has a
-/// serial number, so that a request can go to the one that holds a state
-/// in its memory.
+/// [`WorkerConfig::size`] busy at once, reused for the requests of the
+/// operation they first served (its imports stay loaded from one
+/// iteration to the next) and of no other: an operation's first request
+/// takes a fresh process, in place of an idle one of an operation that
+/// holds no state there any more. Each has a serial number, so that a
+/// request can go to the one that holds a state in its memory.
 pub struct WorkerPool {
     config: WorkerConfig,
     spawner: Box<dyn WorkerSpawner>,
@@ -181,13 +210,9 @@ impl WorkerPool {
         let forgets = self.forgets.lock().map(|f| f.clone()).unwrap_or_default();
         let stale: Vec<Worker> = match self.idle.lock() {
             Ok(mut idle) => {
-                let (stale, kept) = std::mem::take(&mut *idle).into_iter().partition(|w| {
-                    let forgotten = forgets.get(&w.serial);
-                    w.idle_since.elapsed() >= linger
-                        && w.holding
-                            .iter()
-                            .all(|t| forgotten.is_some_and(|f| f.contains(t)))
-                });
+                let (stale, kept) = std::mem::take(&mut *idle)
+                    .into_iter()
+                    .partition(|w| w.idle_since.elapsed() >= linger && w.needed_by_none(&forgets));
                 *idle = kept;
                 stale
             }
@@ -251,12 +276,13 @@ impl WorkerPool {
     }
 
     /// Sends `header` and `blobs` to a worker (the worker `to`, if given,
-    /// once it is idle) and returns its answer: its header and blobs, and
-    /// the worker's serial. A worker that dies or is cancelled is not
-    /// reused.
+    /// once it is idle; else one that served only the operation `op`, or
+    /// a fresh one) and returns its answer: its header and blobs, and the
+    /// worker's serial. A worker that dies or is cancelled is not reused.
     pub(crate) async fn call(
         &self,
         to: Option<u64>,
+        op: Option<&Arc<str>>,
         header: &Value,
         blobs: &[&[u8]],
         cancel: &CancellationToken,
@@ -267,10 +293,15 @@ impl WorkerPool {
         };
         let mut worker = match to {
             Some(serial) => self.take(serial, cancel).await?,
-            None => match self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            None => match self.idle_for(op) {
                 Some(worker) => worker,
                 None => self.start().await?,
             },
+        };
+        worker.served = match (&worker.served, op, to) {
+            (Served::Nothing, Some(op), _) => Served::Operation(Arc::clone(op)),
+            (_, None, None) => Served::Unnamed,
+            (served, _, _) => served.clone(),
         };
         let forget = self
             .forgets
@@ -328,6 +359,70 @@ impl WorkerPool {
         }
     }
 
+    /// Stops the idle workers that served `op`, now ended, and hold
+    /// nothing it still needs: no other operation may take them, and
+    /// what they hold in memory goes with them. Where workers cost
+    /// nothing idle (local processes), as many fresh ones start in their
+    /// place, so that the next operation does not wait for them.
+    #[cfg_attr(not(feature = "python"), allow(dead_code))] // the kernel's session calls it
+    pub(crate) async fn retire(&self, op: &str) {
+        let forgets = self.forgets.lock().map(|f| f.clone()).unwrap_or_default();
+        let retired: Vec<Worker> = match self.idle.lock() {
+            Ok(mut idle) => {
+                let (retired, kept) = std::mem::take(&mut *idle).into_iter().partition(|w| {
+                    matches!(&w.served, Served::Operation(o) if &**o == op)
+                        && w.needed_by_none(&forgets)
+                });
+                *idle = kept;
+                retired
+            }
+            Err(_) => return,
+        };
+        let count = retired.len();
+        for mut worker in retired {
+            worker.channel.kill();
+            self.died(worker.serial);
+        }
+        if self.spawner.linger().is_some() {
+            return;
+        }
+        for _ in 0..count {
+            let Ok(worker) = self.start().await else {
+                return; // the next request starts one, and says why it cannot
+            };
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.push(worker);
+            }
+            self.returned.notify_waiters();
+        }
+    }
+
+    /// An idle worker for a request of `op`: one that served it (its
+    /// imports loaded), else a fresh one. An idle worker that served
+    /// another operation and holds nothing it has not been told to
+    /// forget is stopped, so that a fresh process takes its place.
+    fn idle_for(&self, op: Option<&Arc<str>>) -> Option<Worker> {
+        let forgets = self.forgets.lock().map(|f| f.clone()).unwrap_or_default();
+        let mut idle = self.idle.lock().ok()?;
+        let same =
+            |w: &Worker| matches!((&w.served, op), (Served::Operation(o), Some(op)) if o == op);
+        let at = idle
+            .iter()
+            .position(same)
+            .or_else(|| idle.iter().position(|w| w.served == Served::Nothing));
+        if let Some(at) = at {
+            return Some(idle.swap_remove(at));
+        }
+        let stale = idle.iter().position(|w| w.needed_by_none(&forgets));
+        if let Some(at) = stale {
+            let mut worker = idle.swap_remove(at);
+            drop(idle);
+            worker.channel.kill();
+            self.died(worker.serial);
+        }
+        None
+    }
+
     async fn start(&self) -> Result<Worker, WorkerError> {
         let channel = self.spawner.start(&self.config).await?;
         let serial = self
@@ -339,6 +434,7 @@ impl WorkerPool {
         Ok(Worker {
             serial,
             channel,
+            served: Served::Nothing,
             holding: HashSet::new(),
             idle_since: Instant::now(),
         })

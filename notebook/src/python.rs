@@ -172,6 +172,8 @@ struct Slot {
 struct NativeSession {
     runtime: tokio::runtime::Runtime,
     session: Arc<NotebookSession>,
+    /// The workers: an operation's are stopped once it ends.
+    pool: Arc<WorkerPool>,
     logs: std::path::PathBuf,
     ops: Mutex<HashMap<String, Slot>>,
 }
@@ -219,7 +221,7 @@ impl NativeSession {
         config.size = workers.max(1);
         // The object store's client and the executor start on the runtime
         // they run on.
-        let (session, logs) = {
+        let (session, pool, logs) = {
             let _entered = runtime.enter();
             let location = StoreLocation::open(&store).map_err(PyValueError::new_err)?;
             // With Ray, the kernel's workers are actors on the cluster.
@@ -230,7 +232,7 @@ impl NativeSession {
                 ),
                 None => WorkerPool::new(config),
             };
-            let host = PythonHost::new(pool).with_logs(location.logs());
+            let host = PythonHost::new(Arc::clone(&pool)).with_logs(location.logs());
             // Finished parallel iterations are recorded a few times a
             // second, as the command line does: each record creates files
             // in the store, and at 50 a second their creation cost a no-op
@@ -252,11 +254,16 @@ impl NativeSession {
                 }
                 None => Executor::new(host, checkpoints, settings),
             };
-            (Session::new(executor, location.records()), location.logs())
+            (
+                Session::new(executor, location.records()),
+                pool,
+                location.logs(),
+            )
         };
         Ok(NativeSession {
             runtime,
             session: Arc::new(session),
+            pool,
             logs,
             ops: Mutex::new(HashMap::new()),
         })
@@ -573,6 +580,8 @@ impl NativeSession {
             Arc::clone(&slot.cancel),
         );
         let mut handle = running.handle;
+        let pool = Arc::clone(&self.pool);
+        let ended_op = op.clone();
         self.runtime.spawn(async move {
             loop {
                 tokio::select! {
@@ -592,6 +601,7 @@ impl NativeSession {
             }
             done.notify_waiters();
             done.notify_one();
+            pool.retire(&ended_op).await;
         });
         self.ops.lock().map_err(failed)?.insert(op.clone(), slot);
         Ok(op)

@@ -354,6 +354,25 @@ def test_the_collector_deletes_only_data_no_stored_state_names(tmp_path):
     assert texts[6].strip() == "2.0", texts
 
 
+def test_the_collector_runs_by_itself_once_a_result_is_applied(tmp_path):
+    texts = run_notebook(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook",
+            "import os\nimport numpy as np\nimport pragma_notebook\n"
+            "pragma_notebook.COLLECT_GRACE = 0\nbig = np.zeros((500, 500))\n" + BLOBS,
+            "#pragma repeat --iterations 4 --max-by '-float(big[0, 0])'\nbig = big + 1",
+            "%pragma wait\npragma_notebook._collector.join()\nprint(blobs(), big[0, 0])",
+            "print(*pragma_notebook.collect_garbage(grace_seconds=0))",
+        ],
+    )
+    # Made: the data submitted and each iteration's; the first is the best.
+    left, best = texts[3].split()
+    assert int(left) < 5 and best == "1.0", texts
+    # Nothing was left for a collection by hand.
+    assert texts[4].split() == ["0", "0"], texts
+
+
 def test_a_body_that_forks_is_answered_for_by_its_worker_only(tmp_path):
     # Inline a kernel that forks is two kernels; in a worker, the child
     # ends where the body does, and the worker goes on answering.
@@ -375,3 +394,24 @@ def test_a_body_that_forks_is_answered_for_by_its_worker_only(tmp_path):
     # A score must be a number, not text that reads as one.
     assert texts[6].startswith("failed"), texts
     assert "the score is str '7', not a number" in texts[6], texts
+
+
+def test_what_a_body_does_to_its_process_does_not_reach_the_next_operation(tmp_path):
+    # Inline, the patch would be the kernel's; in the background it is
+    # the worker's, and the kernel and the next operation do not see it.
+    # One worker: the next operation would take the same process.
+    printed = run_cells(
+        tmp_path,
+        [
+            "%load_ext pragma_notebook\n%pragma config workers=1",
+            "#pragma repeat --iterations 2 --max-by 0\nimport json, os\n"
+            "json.dumps = lambda *a, **k: 'patched'\nseen = json.dumps([1])\n"
+            "first = os.getpid()",
+            "%pragma wait\nprint(seen)",
+            "#pragma repeat --iterations 1 --max-by 0\nimport json, os\nafter = json.dumps([1])\n"
+            "second = os.getpid()",
+            "%pragma wait\nimport json\nprint(after, json.dumps([2]), first != second)",
+        ],
+    )
+    assert printed[2] == "patched\n"
+    assert printed[4] == "[1] [2] True\n"

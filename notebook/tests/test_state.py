@@ -147,6 +147,24 @@ def test_a_damaged_blob_is_refused_naming_it(tmp_path):
     assert path in str(refused.value)
 
 
+def test_a_blob_of_a_store_written_before_blake3_names_still_loads(tmp_path):
+    # Such stores named a blob by the SHA-256 of its 32 MiB pieces' SHA-256s.
+    import hashlib
+
+    from pragma_notebook import blobs as blob_module
+
+    data = np.random.default_rng(1).random((1000, 200))
+    raw = memoryview(data).cast("B")
+    old = hashlib.sha256(hashlib.sha256(raw).digest()).hexdigest()
+    assert blob_module.content_digest(raw) != old
+    store = state.Blobs(tmp_path / "blobs")
+    os.makedirs(os.path.dirname(store.path(old)))
+    with open(store.path(old), "wb") as blob:
+        blob.write(raw)
+    loaded = np.frombuffer(store.get(old).raw(), dtype=data.dtype).reshape(data.shape)
+    assert np.array_equal(loaded, data)
+
+
 def test_a_state_signed_with_another_key_is_refused_not_loaded(monkeypatch):
     monkeypatch.setenv("PRAGMA_KEY", "11" * 32)
     mine = saved({"x": [1, 2], "y": {"a": 3}})

@@ -29,6 +29,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 
 from . import state
@@ -557,6 +558,33 @@ def _settled(op, outcome, applying=False):
     if not outcome.conflicts and not outcome.apply_error and (applying or not waits):
         _submitted.pop(op, None)
         _readonly.pop(op, None)
+        _collect_now_and_then()
+
+
+# The store's unnamed data blobs are collected by themselves, in the
+# background, once an operation is settled: at most this often (seconds),
+# each blob after its grace period (see `collect_garbage`).
+COLLECT_EVERY = 3600
+COLLECT_GRACE = 3600
+_collected_at = None
+_collector = None
+
+
+def _collect_now_and_then():
+    global _collected_at, _collector
+    now = time.monotonic()
+    if _blobs() is None or (_collected_at is not None and now - _collected_at < COLLECT_EVERY):
+        return
+    _collected_at = now
+
+    def collect():
+        # Only space is at stake: a failure leaves the blobs for the next
+        # time, or for `%pragma gc`, which says why.
+        with contextlib.suppress(Exception):
+            collect_garbage(COLLECT_GRACE)
+
+    _collector = threading.Thread(target=collect, name="pragma gc", daemon=True)
+    _collector.start()
 
 
 def _outcome(summary):
@@ -677,8 +705,9 @@ def collect_garbage(grace_seconds=3600):
     named = set()
     for saved in _native_session().stored_variables():
         named.update(state.buffers(saved))
-    for submitted in _submitted.values():
-        for _, saved in submitted.values():
+    # Copies: the kernel's thread may submit meanwhile.
+    for submitted in list(_submitted.values()):
+        for _, saved in list(submitted.values()):
             named.update(state.buffers(saved))
     return blobs.collect(named, grace_seconds)
 

@@ -3,7 +3,6 @@ from the pickles that name them: what makes a state's cost follow what
 changes, not what the namespace holds (see :class:`Blobs`)."""
 
 import array
-import concurrent.futures
 import contextlib
 import ctypes
 import hashlib
@@ -14,35 +13,29 @@ import tempfile
 import time
 import weakref
 
+import blake3
+
 # Buffers this large or larger are saved apart, by content (see `Blobs`).
 LARGE = 1 << 20
 
-# A blob's name hashes it in pieces of this size, on all cores at once.
-_PIECE = 32 << 20
-_hashers = None
-
 
 def content_digest(view):
-    """A buffer's name: the SHA-256 of the SHA-256s of its 32 MiB pieces,
-    in hex. The pieces are hashed on as many threads as there are cores
-    (hashlib lets go of the GIL), so naming a large array costs a fraction
-    of one pass over it."""
+    """A buffer's name: its BLAKE3 hash, in hex, computed on all cores
+    (a large array is named in a fraction of one pass over it; the GIL is
+    let go meanwhile)."""
+    return blake3.blake3(memoryview(view).cast("B"), max_threads=blake3.blake3.AUTO).hexdigest()
+
+
+# Stores written before blobs were named by BLAKE3 named them by the
+# SHA-256 of the SHA-256s of their 32 MiB pieces: still read.
+_OLD_PIECE = 32 << 20
+
+
+def _old_content_digest(view):
     view = memoryview(view).cast("B")
-    pieces = [view[at : at + _PIECE] for at in range(0, len(view), _PIECE)] or [view]
-    if len(pieces) == 1:
-        sums = [hashlib.sha256(pieces[0]).digest()]
-    else:
-        sums = list(_thread_pool().map(lambda piece: hashlib.sha256(piece).digest(), pieces))
+    pieces = [view[at : at + _OLD_PIECE] for at in range(0, len(view), _OLD_PIECE)] or [view]
+    sums = [hashlib.sha256(piece).digest() for piece in pieces]
     return hashlib.sha256(b"".join(sums)).hexdigest()
-
-
-def _thread_pool():
-    global _hashers
-    if _hashers is None:
-        _hashers = concurrent.futures.ThreadPoolExecutor(
-            max_workers=os.cpu_count() or 1, thread_name_prefix="pragma digest"
-        )
-    return _hashers
 
 
 class Blobs:
@@ -146,7 +139,7 @@ class Blobs:
                 " cannot be loaded"
             ) from None
         if digest not in self._checked:
-            if content_digest(mapped) != digest:
+            if content_digest(mapped) != digest and _old_content_digest(mapped) != digest:
                 raise pickle.UnpicklingError(
                     f"the data blob {path} is damaged (its content does not match its name):"
                     " delete it, and the next submission of that data writes it again"

@@ -62,12 +62,15 @@ Open files, sockets, generators and locks are never state.
 import enum
 import importlib
 import io
-import json
 import pickle
 import socket
 import sys
 import threading
 import types
+
+# Bound here: a body may patch its process's `json` module.
+from json import dumps as _to_json
+from json import loads as _from_json
 
 import cloudpickle
 from cloudpickle.cloudpickle import (
@@ -335,7 +338,7 @@ def _extent(array):
 
 
 def _framed(kind, header, data):
-    return kind + json.dumps(header).encode() + b"\n" + data
+    return kind + _to_json(header).encode() + b"\n" + data
 
 
 def dump_namespace(namespace, names, buffers=None, given=None):
@@ -504,7 +507,7 @@ def _dump_group(group, namespace, owners, saved, buffers, arrays):
     header["refs"] = group + header["refs"]
     saved[group[0]] = _framed(b"S", header, data)
     for i, name in enumerate(group[1:], start=1):
-        saved[name] = b"E" + json.dumps([group[0], i]).encode()
+        saved[name] = b"E" + _to_json([group[0], i]).encode()
 
 
 def refs(blob):
@@ -516,7 +519,7 @@ def refs(blob):
     if kind in (b"G", b"S"):
         return _header(blob)["refs"]
     if kind == b"E":
-        return [json.loads(blob[1:])[0]]
+        return [_from_json(blob[1:])[0]]
     return []
 
 
@@ -543,7 +546,7 @@ def buffers(blob):
 
 
 def _header(blob):
-    return json.loads(blob[1 : blob.index(b"\n")])
+    return _from_json(blob[1 : blob.index(b"\n")])
 
 
 def _unpickler(blob, namespace, variable, buffers):
@@ -617,7 +620,7 @@ def load_namespace(blobs, namespace, elsewhere=None, buffers=None):
         if kind == b"S":
             return group(name)[0]
         if kind == b"E":
-            owner, index = json.loads(blob[1:])
+            owner, index = _from_json(blob[1:])
             return group(owner)[index]
         raise pickle.UnpicklingError(f"`{name}` was saved in an unknown format")
 

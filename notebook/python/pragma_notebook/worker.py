@@ -40,7 +40,6 @@ host forgets a token once no state refers to it.
 import builtins
 import contextlib
 import io
-import json
 import math
 import os
 import random
@@ -49,6 +48,10 @@ import struct
 import sys
 import traceback
 import types
+
+# Bound here: a body may patch its process's `json` module.
+from json import dumps as _to_json
+from json import loads as _from_json
 
 from pragma_notebook.state import (
     CONTEXT,
@@ -116,7 +119,7 @@ def read_frame():
 
 
 def write_frames(header, blobs=()):
-    frames = [json.dumps(header).encode()] + list(blobs)
+    frames = [_to_json(header).encode()] + list(blobs)
     _PROTOCOL_OUT.write(b"".join(struct.pack(">I", len(f)) + f for f in frames))
 
 
@@ -129,7 +132,7 @@ class _Resident:
         self.module = module
         # As it came (signed), to send back as it came.
         self.context = context
-        settings = json.loads(verified(context, CONTEXT)) if context else {}
+        settings = _from_json(verified(context, CONTEXT)) if context else {}
         self.settings = settings
         root = settings.get("blobs")
         self.blobs = blob_store(root) if root else None
@@ -436,19 +439,19 @@ def handle_here(header, blobs):
     """Answers one request (JSON text and its blobs) in this interpreter,
     not over the protocol: what a Ray task does in its worker process. The
     namespace a run leaves is not kept here; it goes to the store."""
-    request = json.loads(header)
+    request = _from_json(header)
     answer, out = _HANDLERS[request["op"]](request, list(blobs))
     if request["op"] == "run" and answer.get("ok"):
         _residents.pop(answer["token"], None)
-    return json.dumps(answer), list(out)
+    return _to_json(answer), list(out)
 
 
 def handle_kept(header, blobs):
     """Answers one request (JSON text and its blobs) in this interpreter, as
     the protocol loop of :func:`main` does, the namespace a run leaves kept
     here: what a worker actor on a Ray cluster does."""
-    answer, out = _answer(json.loads(header), list(blobs))
-    return json.dumps(answer), list(out)
+    answer, out = _answer(_from_json(header), list(blobs))
+    return _to_json(answer), list(out)
 
 
 def _answer(request, blobs):
@@ -506,7 +509,7 @@ def main():
     os.dup2(2, 1)
     while True:
         try:
-            request = json.loads(read_frame())
+            request = _from_json(read_frame())
             blobs = [read_frame() for _ in request.get("vars", [])]
         except EOFError:
             return
