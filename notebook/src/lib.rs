@@ -45,6 +45,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "python")]
+mod bucket;
 mod host;
 mod pool;
 #[cfg(feature = "python")]

@@ -106,6 +106,10 @@ struct ProcessChannel {
     output: ChildStdout,
 }
 
+/// How long a request waits for a fresh worker importing libraries
+/// ahead before it starts another.
+const WARMING_WAIT: Duration = Duration::from_secs(60);
+
 /// Whose states a worker's process has run: it serves no other operation,
 /// so that what one operation's bodies did to the process (a module
 /// patched, a global of a library set) never reaches another's.
@@ -115,9 +119,11 @@ enum Served {
     Nothing,
     /// One operation's.
     Operation(Arc<str>),
-    /// A state of an operation not named (an evaluation of a restored
-    /// state): it serves no operation again.
-    Unnamed,
+    /// No operation any more: it ran a state of an operation not named
+    /// (an evaluation of a restored state), or its operation ended while
+    /// it held that operation's result. Stopped once it holds nothing
+    /// needed.
+    Spent,
 }
 
 /// One worker interpreter.
@@ -157,6 +163,9 @@ pub struct WorkerPool {
     next_serial: std::sync::atomic::AtomicU64,
     /// Signalled when a worker goes back to idle, or dies.
     returned: tokio::sync::Notify,
+    /// Fresh workers importing libraries ahead (see `retire`): a request
+    /// waits for one rather than start another.
+    warming: std::sync::atomic::AtomicUsize,
     /// States each worker may forget, told with its next request.
     forgets: Mutex<std::collections::HashMap<u64, Vec<u64>>>,
     slots: Semaphore,
@@ -192,6 +201,7 @@ impl WorkerPool {
             alive: Mutex::default(),
             next_serial: std::sync::atomic::AtomicU64::new(1),
             returned: tokio::sync::Notify::new(),
+            warming: std::sync::atomic::AtomicUsize::new(0),
             forgets: Mutex::default(),
             slots,
         });
@@ -230,12 +240,28 @@ impl WorkerPool {
     }
 
     /// The worker `serial` may forget the state `token`: told with its next
-    /// request.
+    /// request, or stopped now if it serves no operation any more and
+    /// holds nothing else.
     pub(crate) fn forget(&self, serial: u64, token: u64) {
-        if self.holds(serial)
-            && let Ok(mut forgets) = self.forgets.lock()
-        {
-            forgets.entry(serial).or_default().push(token);
+        if !self.holds(serial) {
+            return;
+        }
+        let forgets = match self.forgets.lock() {
+            Ok(mut forgets) => {
+                forgets.entry(serial).or_default().push(token);
+                forgets.clone()
+            }
+            Err(_) => return,
+        };
+        let spent = self.idle.lock().ok().and_then(|mut idle| {
+            let at = idle.iter().position(|w| {
+                w.serial == serial && w.served == Served::Spent && w.needed_by_none(&forgets)
+            })?;
+            Some(idle.swap_remove(at))
+        });
+        if let Some(mut worker) = spent {
+            worker.channel.kill();
+            self.died(serial);
         }
     }
 
@@ -293,14 +319,11 @@ impl WorkerPool {
         };
         let mut worker = match to {
             Some(serial) => self.take(serial, cancel).await?,
-            None => match self.idle_for(op) {
-                Some(worker) => worker,
-                None => self.start().await?,
-            },
+            None => self.fresh_or_same(op, cancel).await?,
         };
         worker.served = match (&worker.served, op, to) {
             (Served::Nothing, Some(op), _) => Served::Operation(Arc::clone(op)),
-            (_, None, None) => Served::Unnamed,
+            (_, None, None) => Served::Spent,
             (served, _, _) => served.clone(),
         };
         let forget = self
@@ -363,37 +386,98 @@ impl WorkerPool {
     /// nothing it still needs: no other operation may take them, and
     /// what they hold in memory goes with them. Where workers cost
     /// nothing idle (local processes), as many fresh ones start in their
-    /// place, so that the next operation does not wait for them.
+    /// place and import the libraries the retired ones had imported (a
+    /// notebook's next operation most likely uses them too), so that
+    /// the next operation does not wait for them.
     #[cfg_attr(not(feature = "python"), allow(dead_code))] // the kernel's session calls it
-    pub(crate) async fn retire(&self, op: &str) {
-        let forgets = self.forgets.lock().map(|f| f.clone()).unwrap_or_default();
-        let retired: Vec<Worker> = match self.idle.lock() {
+    pub(crate) async fn retire(self: &Arc<Self>, op: &str) {
+        let mut served: Vec<Worker> = match self.idle.lock() {
             Ok(mut idle) => {
-                let (retired, kept) = std::mem::take(&mut *idle).into_iter().partition(|w| {
-                    matches!(&w.served, Served::Operation(o) if &**o == op)
-                        && w.needed_by_none(&forgets)
-                });
+                let (served, kept) = std::mem::take(&mut *idle)
+                    .into_iter()
+                    .partition(|w| matches!(&w.served, Served::Operation(o) if &**o == op));
                 *idle = kept;
-                retired
+                served
             }
             Err(_) => return,
         };
-        let count = retired.len();
-        for mut worker in retired {
-            worker.channel.kill();
-            self.died(worker.serial);
+        let replaced = self.spawner.linger().is_none();
+        let mut libraries = Value::Null;
+        if replaced && let Some(worker) = served.first_mut() {
+            let asked = worker
+                .channel
+                .exchange(&serde_json::json!({"op": "imported"}), &[])
+                .await;
+            libraries = asked.map_or(Value::Null, |(answer, _)| answer["modules"].clone());
         }
-        if self.spawner.linger().is_some() {
-            return;
-        }
-        for _ in 0..count {
-            let Ok(worker) = self.start().await else {
-                return; // the next request starts one, and says why it cannot
-            };
-            if let Ok(mut idle) = self.idle.lock() {
+        let count = served.len();
+        let forgets = self.forgets.lock().map(|f| f.clone()).unwrap_or_default();
+        for mut worker in served {
+            if worker.needed_by_none(&forgets) {
+                worker.channel.kill();
+                self.died(worker.serial);
+            } else if let Ok(mut idle) = self.idle.lock() {
+                // It holds the result: it goes once that is applied.
+                worker.served = Served::Spent;
                 idle.push(worker);
             }
-            self.returned.notify_waiters();
+        }
+        self.returned.notify_waiters();
+        if !replaced {
+            return;
+        }
+        let preload = serde_json::json!({"op": "preload", "modules": libraries});
+        for _ in 0..count {
+            let Ok(mut worker) = self.start().await else {
+                return; // the next request starts one, and says why it cannot
+            };
+            let (pool, preload) = (Arc::clone(self), preload.clone());
+            self.warming
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            // Each imports on its own: a large library takes seconds.
+            tokio::spawn(async move {
+                let imported = worker.channel.exchange(&preload, &[]).await;
+                if imported.is_err() {
+                    worker.channel.kill();
+                    pool.died(worker.serial);
+                } else if let Ok(mut idle) = pool.idle.lock() {
+                    worker.idle_since = Instant::now();
+                    idle.push(worker);
+                }
+                // Idle (or gone) before it counts as warm no more.
+                pool.warming
+                    .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                pool.returned.notify_waiters();
+            });
+        }
+    }
+
+    /// A worker for a request of `op` (see `idle_for`), once one is
+    /// idle if some are importing libraries ahead (for at most
+    /// [`WARMING_WAIT`]: an import may hang), else a new one.
+    async fn fresh_or_same(
+        &self,
+        op: Option<&Arc<str>>,
+        cancel: &CancellationToken,
+    ) -> Result<Worker, WorkerError> {
+        let deadline = tokio::time::Instant::now() + WARMING_WAIT;
+        loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(worker) = self.idle_for(op) {
+                return Ok(worker);
+            }
+            if self.warming.load(std::sync::atomic::Ordering::Acquire) == 0
+                || tokio::time::Instant::now() >= deadline
+            {
+                return self.start().await;
+            }
+            tokio::select! {
+                () = returned => {}
+                () = tokio::time::sleep_until(deadline) => {}
+                () = cancel.cancelled() => return Err(WorkerError::Cancelled),
+            }
         }
     }
 

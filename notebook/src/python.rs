@@ -677,6 +677,7 @@ fn parse_cell(cell: &str, name: &str) -> PyResult<(Option<String>, String, Vec<S
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<NativeSession>()?;
+    module.add_class::<crate::bucket::BucketBlobs>()?;
     module.add_function(wrap_pyfunction!(parse_cell, module)?)?;
     module.add_function(wrap_pyfunction!(crate::ray::run_remote_job, module)?)?;
     module.add_function(wrap_pyfunction!(

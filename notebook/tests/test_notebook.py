@@ -422,6 +422,37 @@ def test_an_s3_store_keeps_the_checkpoints_in_the_bucket(tmp_path, monkeypatch):
         assert line["status"]["status"] == "succeeded" and line["best"]["score"] == 20.0, line
 
 
+def test_an_s3_store_keeps_data_once_by_content_and_a_machine_fetches_it(tmp_path, monkeypatch):
+    url = s3_store(tmp_path, monkeypatch, "blobs")
+    repeat = "#pragma repeat --iterations 3 --max-by w\nw = w + float(big[0, 0])"
+    texts = run(
+        tmp_path,
+        f"%pragma config store={url}",
+        "import numpy as np\nimport pragma_notebook as pn\nbig = np.ones((2000, 1000))\nw = 0.0",
+        f"op = pn.submit({repeat!r}, globals())\nprint(op.cost.written)",
+        "outcome = %pragma wait\nprint(w, outcome.usage['bytes_checkpointed'] < 1_000_000)",
+        # This machine's copies gone: the workers fetch the data again.
+        "import glob, shutil\nfor copies in glob.glob('.pragma/remote/*/blobs'):\n"
+        "    shutil.rmtree(copies)",
+        f"op = pn.submit({repeat + chr(10) + '# again'!r}, globals())\nprint(op.cost.written)",
+        "outcome = %pragma wait\nprint(w, outcome.status)",
+    )
+    assert texts[2].strip() == "16000000", texts
+    assert texts[3].strip() == "3.0 True", texts
+    assert texts[5].strip() == "0", texts
+    assert texts[6].strip() == "6.0 succeeded", texts
+    import numpy as np
+    from pragma_notebook._native import BucketBlobs as Bucket
+    from pragma_notebook.blobs import BucketBlobs
+
+    [(digest, size, _)] = Bucket(url).list()
+    assert size == 16_000_000
+    # Another machine (no copies yet) fetches it, checked against its name.
+    elsewhere = BucketBlobs(url, tmp_path / "elsewhere")
+    fetched = np.frombuffer(elsewhere.get(digest).raw(), dtype=np.float64)
+    assert fetched.shape == (2_000_000,) and (fetched == 1.0).all()
+
+
 def test_a_kernel_restart_mid_operation_on_a_large_state_goes_on_from_its_checkpoint(tmp_path):
     # 200 MB of data in the namespace; the weights change each iteration.
     setup = (

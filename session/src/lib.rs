@@ -149,7 +149,7 @@ mod summary;
 
 pub use error::SessionError;
 pub use live::{Change, Digests, LiveState};
-pub use location::StoreLocation;
+pub use location::{StoreLocation, open_bucket};
 pub use records::{Damaged, Records, RunRecord, check_op_id, run_key, write_atomically};
 pub use runner::{JobQueue, Runner, this_host};
 pub use session::{Applied, RunState, Running, Session, Settle, StartRequest, Ticket};

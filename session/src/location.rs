@@ -26,6 +26,41 @@ pub struct StoreLocation {
     pub shown: String,
 }
 
+/// The bucket of an `s3://BUCKET/PREFIX` store URL, and the prefix in it
+/// (credentials and the endpoint from `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`,
+/// `AWS_ALLOW_HTTP`): for what a host keeps in the bucket beside the
+/// checkpoints (the notebook's data blobs). The error says what is wrong
+/// with `spec`.
+///
+/// ```
+/// let error = pragma_session::open_bucket("s3:///x").unwrap_err();
+/// assert!(error.contains("names no bucket"), "{error}");
+/// ```
+pub fn open_bucket(spec: &str) -> Result<(Arc<dyn object_store::ObjectStore>, String), String> {
+    let Some(rest) = spec.strip_prefix("s3://") else {
+        return Err(format!(
+            "the store `{spec}` is not an s3://BUCKET/PREFIX URL"
+        ));
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(format!(
+            "the store URL `{spec}` names no bucket; write it as s3://BUCKET/PREFIX"
+        ));
+    }
+    let s3 = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .build()
+        .map_err(|e| {
+            format!(
+                "cannot use the store `{spec}`: {e} (credentials and the endpoint come from \
+                 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT and AWS_ALLOW_HTTP)"
+            )
+        })?;
+    Ok((Arc::new(s3), prefix.to_owned()))
+}
+
 impl StoreLocation {
     /// Opens (creating if need be) the store that `spec` names: a
     /// directory, or `s3://BUCKET/PREFIX` (credentials and the endpoint
@@ -54,23 +89,9 @@ impl StoreLocation {
             );
         }
         let (local, checkpoints): (PathBuf, Arc<dyn Store>) = match spec.split_once("://") {
-            Some(("s3", rest)) => {
-                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-                if bucket.is_empty() {
-                    return Err(format!(
-                        "the store URL `{spec}` names no bucket; write it as s3://BUCKET/PREFIX"
-                    ));
-                }
-                let s3 = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .build()
-                    .map_err(|e| {
-                        format!(
-                            "cannot use the store `{spec}`: {e} (credentials and the endpoint come from \
-                             AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT and AWS_ALLOW_HTTP)"
-                        )
-                    })?;
-                let backend = ObjectStoreBackend::new(Arc::new(s3), prefix)
+            Some(("s3", _)) => {
+                let (s3, prefix) = open_bucket(spec)?;
+                let backend = ObjectStoreBackend::new(s3, &prefix)
                     .map_err(|e| format!("cannot use the store `{spec}`: {e}"))?;
                 let mut hasher = crc32fast::Hasher::new();
                 hasher.update(spec.trim_end_matches('/').as_bytes());

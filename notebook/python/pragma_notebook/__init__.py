@@ -294,6 +294,7 @@ def _context(readonly):
         "path": list(sys.path),
         "environ": dict(os.environ),
         "blobs": blobs.root if blobs is not None else None,
+        "blob_cache": getattr(blobs, "cache", None),
         "readonly": list(readonly),
     }
     # Signed as the variables are: it sets what a worker imports from.
@@ -301,11 +302,13 @@ def _context(readonly):
 
 
 def _blobs():
-    """Where large buffers are saved by content: beside the checkpoints of
-    a directory store (a bucket's state keeps them in its pickles)."""
+    """Where large buffers are saved by content: beside the checkpoints,
+    in the store's directory or bucket (with copies on this machine, in
+    the store's local directory)."""
     store = _store()
     if "://" in store:
-        return None
+        local = os.path.dirname(_native_session().logs_dir())
+        return state.blob_store(store.rstrip("/"), cache=os.path.join(local, "blobs"))
     return state.blob_store(os.path.join(store, "blobs"))
 
 
@@ -573,7 +576,7 @@ _collector = None
 def _collect_now_and_then():
     global _collected_at, _collector
     now = time.monotonic()
-    if _blobs() is None or (_collected_at is not None and now - _collected_at < COLLECT_EVERY):
+    if _collected_at is not None and now - _collected_at < COLLECT_EVERY:
         return
     _collected_at = now
 
@@ -700,8 +703,6 @@ def collect_garbage(grace_seconds=3600):
     their bytes. A store it cannot read whole is left as it is (the error
     says why)."""
     blobs = _blobs()
-    if blobs is None:
-        return 0, 0  # a bucket's states hold their data
     named = set()
     for saved in _native_session().stored_variables():
         named.update(state.buffers(saved))

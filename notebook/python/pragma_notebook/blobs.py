@@ -162,15 +162,106 @@ class Blobs:
         return digest if not _written_pages(address, size) else None
 
 
+# A blob found in a bucket is written again if it is older than this
+# (seconds): half the collector's default grace period, so that a blob a
+# state is about to name is never one the collector may take.
+BUCKET_REFRESH = 1800
+
+
+class BucketBlobs:
+    """Large buffers saved once, by content, in a bucket store
+    (``s3://BUCKET/PREFIX``): ``PREFIX/blobs/AB/DIGEST`` in the bucket,
+    durable there before anything that names them is committed, and a
+    copy of each on this machine (``cache``, a :class:`Blobs`), which
+    loading maps as it maps a directory store's blobs (downloaded once
+    per machine, checked once per process). A blob the bucket has is not
+    written again, unless it is older than :data:`BUCKET_REFRESH`: written
+    again, it is fresh for the collector."""
+
+    def __init__(self, url, cache):
+        from ._native import BucketBlobs as Bucket
+
+        self.root = url
+        self.cache = os.path.abspath(cache)
+        self._local = Blobs(cache)
+        self._bucket = Bucket(url)
+        # Bytes this process wrote to the bucket.
+        self.written = 0
+        # Blobs known to be in the bucket and fresh, since (monotonic).
+        self._fresh = {}
+
+    def put(self, view):
+        """Saves ``view`` (a contiguous buffer) unless the bucket has it;
+        its digest."""
+        digest = self._local.put(view)
+        since = self._fresh.get(digest)
+        if since is not None and time.monotonic() - since < BUCKET_REFRESH / 2:
+            return digest
+        found = self._bucket.head(digest)
+        if found is None or found[1] >= BUCKET_REFRESH:
+            # What goes to the bucket is what its name says.
+            self._local.get(digest)
+            self._bucket.upload(digest, self._local.path(digest))
+            self.written += view.nbytes
+        self._fresh[digest] = time.monotonic()
+        return digest
+
+    def get(self, digest):
+        """The blob of ``digest``, from this machine's copy (fetched from
+        the bucket first if need be), mapped copy-on-write."""
+        path = self._local.path(digest)
+        if not os.path.exists(path):
+            directory = os.path.dirname(path)
+            os.makedirs(directory, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=directory, prefix=".writing-")
+            os.close(fd)
+            try:
+                self._bucket.download(digest, temporary)
+                os.replace(temporary, path)
+            except OSError as error:
+                raise pickle.UnpicklingError(
+                    f"the data blob {digest} cannot be read from {self.root}: {error}"
+                ) from None
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+        return self._local.get(digest)
+
+    def size(self, digest):
+        """The size of the blob of ``digest`` (0 if it is not there)."""
+        found = self._local.size(digest) or self._bucket.head(digest)
+        return found[0] if isinstance(found, tuple) else found
+
+    def collect(self, named, grace_seconds):
+        """Deletes the blobs of the bucket not in ``named`` that were not
+        written in the last ``grace_seconds`` (see :meth:`Blobs.collect`),
+        and this machine's copies of them. Returns how many the bucket
+        lost and their bytes."""
+        count = freed = 0
+        for digest, size, age in self._bucket.list():
+            if digest in named or age < grace_seconds:
+                continue
+            self._bucket.delete(digest)
+            count += 1
+            freed += size
+        self._local.collect(named, grace_seconds)
+        return count, freed
+
+    def _unwritten(self, view):
+        return self._local._unwritten(view)
+
+
 _BLOB_STORES = {}
 
 
-def blob_store(root):
-    """The :class:`Blobs` of ``root``, one per process (it remembers the
-    blobs it checked)."""
-    root = os.path.abspath(root)
+def blob_store(root, cache=None):
+    """The blobs of ``root`` (a directory, or a bucket store's URL with
+    this machine's copies in ``cache``: :class:`BucketBlobs`), one per
+    process (it remembers the blobs it checked)."""
+    if "://" not in root:
+        root = os.path.abspath(root)
     if root not in _BLOB_STORES:
-        _BLOB_STORES[root] = Blobs(root)
+        _BLOB_STORES[root] = Blobs(root) if "://" not in root else BucketBlobs(root, cache)
     return _BLOB_STORES[root]
 
 

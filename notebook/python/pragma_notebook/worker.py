@@ -21,7 +21,9 @@ name that the namespace had comes back, and one the body assigned stays.
 
 Requests: ``{"op": "run", "body", "vars", "iteration_var", "iteration",
 "seed", "resident", "dump"}``, ``{"op": "eval", "expr", "vars",
-"resident"}`` and ``{"op": "dump", "resident"}``; any request may carry
+"resident"}``, ``{"op": "dump", "resident"}``, ``{"op": "imported"}``
+(answered ``{"ok": true, "modules"}``: the libraries imported since the
+start) and ``{"op": "preload", "modules"}``; any request may carry
 ``"forget": [token, ...]``. Answers: ``{"ok": true, "token", "vars",
 "stdout", "stderr"}`` for a run, ``{"ok": true, "score"}`` for an
 evaluation, ``{"ok": true, "vars"}`` for a dump, or ``{"ok": false,
@@ -39,6 +41,7 @@ host forgets a token once no state refers to it.
 
 import builtins
 import contextlib
+import importlib
 import io
 import math
 import os
@@ -46,6 +49,7 @@ import random
 import re
 import struct
 import sys
+import sysconfig
 import traceback
 import types
 
@@ -135,7 +139,7 @@ class _Resident:
         settings = _from_json(verified(context, CONTEXT)) if context else {}
         self.settings = settings
         root = settings.get("blobs")
-        self.blobs = blob_store(root) if root else None
+        self.blobs = blob_store(root, settings.get("blob_cache")) if root else None
         # What the body only reads (`#pragma readonly`): name to the
         # object loaded and its saved bytes, never saved again.
         self.readonly_names = settings.get("readonly", [])
@@ -432,7 +436,42 @@ def evaluate(request, blobs):
     return {"ok": True, "score": "nan" if math.isnan(value) else repr(value)}, []
 
 
-_HANDLERS = {"run": run, "eval": evaluate, "dump": dump_resident}
+def imported_libraries(request, blobs):
+    """The libraries (installed packages, the standard library) this
+    process imported since it started: what a fresh worker for the
+    operations after this one imports ahead."""
+    roots = sorted({name.partition(".")[0] for name in list(sys.modules) if name not in _AT_START})
+    return {"ok": True, "modules": [r for r in roots if _is_library(sys.modules.get(r))]}, []
+
+
+def _is_library(module):
+    # Not the user's own modules (a file beside the notebook): importing
+    # one runs their code, which only a body may ask for.
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False
+    paths = sysconfig.get_paths()
+    places = {paths[key] for key in ("purelib", "platlib", "stdlib", "platstdlib")}
+    return any(os.path.abspath(file).startswith(place + os.sep) for place in places)
+
+
+def preload(request, blobs):
+    """Imports libraries ahead of the operation this fresh process will
+    serve (see :func:`imported_libraries`); one that fails is left to the
+    body."""
+    for name in request.get("modules") or ():
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+    return {"ok": True}, []
+
+
+_HANDLERS = {
+    "run": run,
+    "eval": evaluate,
+    "dump": dump_resident,
+    "imported": imported_libraries,
+    "preload": preload,
+}
 
 
 def handle_here(header, blobs):
@@ -515,6 +554,9 @@ def main():
             return
         write_frames(*_answer(request, blobs))
 
+
+# What was imported before any request: the worker's own.
+_AT_START = set(sys.modules)
 
 if __name__ == "__main__":
     main()
