@@ -271,6 +271,64 @@ def kernel_messages(kc, code, timeout=60):
             return messages
 
 
+def printed_by(messages):
+    """What the kernel's messages printed, errors included."""
+    parts = []
+    for message in messages:
+        content = message["content"]
+        if message["msg_type"] == "stream":
+            parts.append(content["text"])
+        elif message["msg_type"] == "error":
+            parts.append(f"{content['ename']}: {content['evalue']}")
+    return "".join(parts)
+
+
+def test_an_interrupted_submission_either_did_not_happen_or_is_reachable(tmp_path):
+    # The kernel's Interrupt lands at several moments of submitting 320 MB:
+    # saving it, handing it over, after. Whichever: every operation the
+    # store has is one this kernel follows (`%pragma wait` reaches it, and
+    # it is applied); none runs unseen, to be taken up by a later kernel.
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    seen = []
+    try:
+        kernel_messages(
+            kc,
+            "%load_ext pragma_notebook\nimport os\nimport numpy as np\n"
+            "import pragma_notebook as pn\n"
+            "big = np.random.default_rng(0).random((40_000, 1000))\nx = 0",
+        )
+        for attempt, delay in enumerate((0.02, 0.05, 0.08, 0.11, 0.14, 0.17, 0.2, 0.25, 0.3)):
+            # New data each time, so that submitting writes it again.
+            kernel_messages(kc, f"big[0, 0] = {attempt + 1}.0")
+            msg_id = kc.execute(f"#pragma repeat --iterations 1 --max-by 0\nx = {attempt + 1}")
+            time.sleep(delay)
+            km.interrupt_kernel()
+            reply = kc.get_shell_msg(timeout=120)
+            while reply["parent_header"]["msg_id"] != msg_id:  # earlier cells'
+                reply = kc.get_shell_msg(timeout=120)
+            check = (
+                "for op in pn._ops:\n    pn.wait(op)\n"
+                "stored = os.listdir('.pragma/ops') if os.path.isdir('.pragma/ops') else []\n"
+                "print(sorted(stored) == sorted(pn._ops), len(pn._ops), x)"
+            )
+            after = printed_by(kernel_messages(kc, check))
+            if "KeyboardInterrupt" in after:  # the Interrupt came once the cell had ended
+                after = printed_by(kernel_messages(kc, check))
+            seen.append((delay, reply["content"].get("evalue", "ran")[:60], after.split()))
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert all(after[0] == "True" for _, _, after in seen), seen
+    # An attempt submitted one operation or none; one it submitted was
+    # waited for and applied.
+    count = 0
+    for attempt, (_, _, (_, ops, x)) in enumerate(seen):
+        assert int(ops) in (count, count + 1), seen
+        if int(ops) == count + 1:
+            assert int(x) == attempt + 1, seen
+        count = int(ops)
+
+
 def test_a_result_is_applied_while_the_kernel_is_idle_and_the_submitting_cell_says_so(tmp_path):
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
     try:
