@@ -386,9 +386,10 @@ impl WorkerPool {
     /// nothing it still needs: no other operation may take them, and
     /// what they hold in memory goes with them. Where workers cost
     /// nothing idle (local processes), as many fresh ones start in their
-    /// place and import the libraries the retired ones had imported (a
-    /// notebook's next operation most likely uses them too), so that
-    /// the next operation does not wait for them.
+    /// place, import the libraries the retired ones had imported and
+    /// check the data blobs they had checked (a notebook's next operation
+    /// most likely uses them too), so that the next operation does not
+    /// wait for them.
     #[cfg_attr(not(feature = "python"), allow(dead_code))] // the kernel's session calls it
     pub(crate) async fn retire(self: &Arc<Self>, op: &str) {
         let mut served: Vec<Worker> = match self.idle.lock() {
@@ -402,13 +403,16 @@ impl WorkerPool {
             Err(_) => return,
         };
         let replaced = self.spawner.linger().is_none();
-        let mut libraries = Value::Null;
+        let mut preload = serde_json::json!({"op": "preload"});
         if replaced && let Some(worker) = served.first_mut() {
             let asked = worker
                 .channel
                 .exchange(&serde_json::json!({"op": "imported"}), &[])
                 .await;
-            libraries = asked.map_or(Value::Null, |(answer, _)| answer["modules"].clone());
+            if let Ok((answer, _)) = asked {
+                preload["modules"] = answer["modules"].clone();
+                preload["blobs"] = answer["blobs"].clone();
+            }
         }
         let count = served.len();
         let forgets = self.forgets.lock().map(|f| f.clone()).unwrap_or_default();
@@ -426,7 +430,6 @@ impl WorkerPool {
         if !replaced {
             return;
         }
-        let preload = serde_json::json!({"op": "preload", "modules": libraries});
         for _ in 0..count {
             let Ok(mut worker) = self.start().await else {
                 return; // the next request starts one, and says why it cannot

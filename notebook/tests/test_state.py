@@ -195,3 +195,15 @@ def test_the_key_is_made_once_whole_and_a_bad_one_is_named(tmp_path, monkeypatch
     monkeypatch.setenv("PRAGMA_KEY", "not hex")
     with pytest.raises(ValueError, match="PRAGMA_KEY is not a key: give 64 hex digits"):
         signing.key()
+
+
+def test_a_bucket_stores_copies_go_where_this_machine_can_keep_them(tmp_path):
+    # The kernel's directory for them may not exist on a cluster's node.
+    import tempfile
+
+    from pragma_notebook.blobs import BucketBlobs
+
+    here = BucketBlobs("s3://bucket/prefix", tmp_path / "copies")
+    assert here.cache == str(tmp_path / "copies")
+    elsewhere = BucketBlobs("s3://bucket/prefix", "/proc/no-such-place/copies")
+    assert elsewhere.cache.startswith(tempfile.gettempdir()) and os.path.isdir(elsewhere.cache)

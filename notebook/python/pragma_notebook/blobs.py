@@ -150,6 +150,10 @@ class Blobs:
             self._mapped[address] = (size, digest, weakref.ref(mapped))
         return pickle.PickleBuffer(mapped)
 
+    def checked(self):
+        """The blobs this process checked against their names."""
+        return sorted(self._checked)
+
     def _unwritten(self, view):
         """The digest of the blob ``view`` is a mapping of, if none of its
         pages was written since; else None."""
@@ -172,7 +176,8 @@ class BucketBlobs:
     """Large buffers saved once, by content, in a bucket store
     (``s3://BUCKET/PREFIX``): ``PREFIX/blobs/AB/DIGEST`` in the bucket,
     durable there before anything that names them is committed, and a
-    copy of each on this machine (``cache``, a :class:`Blobs`), which
+    copy of each on this machine (``cache``, a :class:`Blobs`; where that
+    cannot be made, a directory of this user's in the temporary one), which
     loading maps as it maps a directory store's blobs (downloaded once
     per machine, checked once per process). A blob the bucket has is not
     written again, unless it is older than :data:`BUCKET_REFRESH`: written
@@ -182,8 +187,15 @@ class BucketBlobs:
         from ._native import BucketBlobs as Bucket
 
         self.root = url
+        try:
+            os.makedirs(cache, exist_ok=True)
+        except OSError:
+            # Not on this machine (a cluster's node): a place of this user's.
+            name = hashlib.sha256(url.encode()).hexdigest()[:16]
+            cache = os.path.join(tempfile.gettempdir(), f"pragma-blobs-{os.getuid()}", name)
+            os.makedirs(cache, mode=0o700, exist_ok=True)
         self.cache = os.path.abspath(cache)
-        self._local = Blobs(cache)
+        self._local = Blobs(self.cache)
         self._bucket = Bucket(url)
         # Bytes this process wrote to the bucket.
         self.written = 0
@@ -247,11 +259,24 @@ class BucketBlobs:
         self._local.collect(named, grace_seconds)
         return count, freed
 
+    def checked(self):
+        """The blobs this process checked against their names."""
+        return self._local.checked()
+
     def _unwritten(self, view):
         return self._local._unwritten(view)
 
 
 _BLOB_STORES = {}
+
+
+def blob_stores():
+    """The blob stores this process used: ``(root, cache, checked
+    digests)`` each (see :func:`blob_store`)."""
+    return [
+        (root, getattr(store, "cache", None), store.checked())
+        for root, store in _BLOB_STORES.items()
+    ]
 
 
 def blob_store(root, cache=None):

@@ -22,8 +22,9 @@ name that the namespace had comes back, and one the body assigned stays.
 Requests: ``{"op": "run", "body", "vars", "iteration_var", "iteration",
 "seed", "resident", "dump"}``, ``{"op": "eval", "expr", "vars",
 "resident"}``, ``{"op": "dump", "resident"}``, ``{"op": "imported"}``
-(answered ``{"ok": true, "modules"}``: the libraries imported since the
-start) and ``{"op": "preload", "modules"}``; any request may carry
+(answered ``{"ok": true, "modules", "blobs"}``: the libraries imported
+since the start, the data blobs checked) and ``{"op": "preload",
+"modules", "blobs"}``; any request may carry
 ``"forget": [token, ...]``. Answers: ``{"ok": true, "token", "vars",
 "stdout", "stderr"}`` for a run, ``{"ok": true, "score"}`` for an
 evaluation, ``{"ok": true, "vars"}`` for a dump, or ``{"ok": false,
@@ -57,6 +58,7 @@ import types
 from json import dumps as _to_json
 from json import loads as _from_json
 
+from pragma_notebook.blobs import blob_stores
 from pragma_notebook.state import (
     CONTEXT,
     blob_store,
@@ -438,10 +440,15 @@ def evaluate(request, blobs):
 
 def imported_libraries(request, blobs):
     """The libraries (installed packages, the standard library) this
-    process imported since it started: what a fresh worker for the
-    operations after this one imports ahead."""
+    process imported since it started, and the data blobs it checked:
+    what a fresh worker for the operations after this one takes up
+    ahead."""
     roots = sorted({name.partition(".")[0] for name in list(sys.modules) if name not in _AT_START})
-    return {"ok": True, "modules": [r for r in roots if _is_library(sys.modules.get(r))]}, []
+    return {
+        "ok": True,
+        "modules": [r for r in roots if _is_library(sys.modules.get(r))],
+        "blobs": blob_stores(),
+    }, []
 
 
 def _is_library(module):
@@ -456,12 +463,18 @@ def _is_library(module):
 
 
 def preload(request, blobs):
-    """Imports libraries ahead of the operation this fresh process will
-    serve (see :func:`imported_libraries`); one that fails is left to the
-    body."""
+    """Imports libraries, and checks data blobs against their names, ahead
+    of the operation this fresh process will serve (see
+    :func:`imported_libraries`); what fails is left to the body or the
+    load."""
     for name in request.get("modules") or ():
         with contextlib.suppress(Exception):
             importlib.import_module(name)
+    for root, cache, digests in request.get("blobs") or ():
+        with contextlib.suppress(Exception):
+            store = blob_store(root, cache)
+            for digest in digests:
+                store.get(digest)
     return {"ok": True}, []
 
 
