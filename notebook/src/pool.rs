@@ -500,7 +500,12 @@ impl WorkerPool {
         if let Some(at) = at {
             return Some(idle.swap_remove(at));
         }
-        let stale = idle.iter().position(|w| w.needed_by_none(&forgets));
+        // One that serves no operation any more, else one between two
+        // iterations of another operation (which takes a fresh one next).
+        let stale = idle
+            .iter()
+            .position(|w| w.served == Served::Spent && w.needed_by_none(&forgets))
+            .or_else(|| idle.iter().position(|w| w.needed_by_none(&forgets)));
         if let Some(at) = stale {
             let mut worker = idle.swap_remove(at);
             drop(idle);

@@ -207,3 +207,44 @@ def test_a_bucket_stores_copies_go_where_this_machine_can_keep_them(tmp_path):
     assert here.cache == str(tmp_path / "copies")
     elsewhere = BucketBlobs("s3://bucket/prefix", "/proc/no-such-place/copies")
     assert elsewhere.cache.startswith(tempfile.gettempdir()) and os.path.isdir(elsewhere.cache)
+
+
+def test_a_blob_mapping_nothing_uses_any_more_is_taken_again_unless_written(tmp_path):
+    blobs = state.Blobs(tmp_path / "blobs")
+    first = saved({"data": np.ones((1000, 200))}, blobs)
+    loaded = {}
+    state.load_namespace(first, loaded, buffers=blobs)
+    address = loaded["data"].__array_interface__["data"][0]
+    # In use: a second load maps it again.
+    other = {}
+    state.load_namespace(first, other, buffers=blobs)
+    second = other["data"].__array_interface__["data"][0]
+    assert second != address
+    del loaded, other
+    # Let go: the next load takes the last mapping again.
+    again = {}
+    state.load_namespace(first, again, buffers=blobs)
+    reused = again["data"].__array_interface__["data"][0]
+    assert reused == second
+    # Written to, then let go: not taken again, and what loads is the blob.
+    again["data"][0, 0] = 5.0
+    del again
+    last = {}
+    state.load_namespace(first, last, buffers=blobs)
+    assert last["data"].__array_interface__["data"][0] != reused
+    assert last["data"][0, 0] == 1.0
+
+
+def test_a_large_pickle_is_kept_apart_by_content_and_not_written_again(tmp_path):
+    blobs = state.Blobs(tmp_path / "blobs")
+    words = [f"word {i}" for i in range(200_000)]  # a pickle of about 2.6 MB
+    ns = {"words": words, "small": [1, 2]}
+    first = saved(ns, blobs)
+    assert len(first["words"]) < 1000 and blobs.written > 2_000_000
+    written = blobs.written
+    assert saved(ns, blobs) == first and blobs.written == written
+    loaded = {}
+    state.load_namespace(first, loaded, buffers=blobs)
+    assert loaded["words"] == words and loaded["small"] == [1, 2]
+    # The collector keeps it: the state names it.
+    assert len(state.buffers(first["words"])) == 1

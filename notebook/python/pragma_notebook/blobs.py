@@ -9,6 +9,7 @@ import hashlib
 import mmap
 import os
 import pickle
+import sys
 import tempfile
 import time
 import weakref
@@ -61,6 +62,8 @@ class Blobs:
         self._checked = set()
         # The blobs mapped here, by address: (size, digest, the mapping).
         self._mapped = {}
+        # The last mapping of each blob, kept for the next load (see `get`).
+        self._kept = {}
 
     def path(self, digest):
         """Where the blob of ``digest`` is."""
@@ -127,7 +130,34 @@ class Blobs:
             return 0
 
     def get(self, digest):
-        """The blob of ``digest``, mapped copy-on-write."""
+        """The blob of ``digest``, mapped copy-on-write. The mapping is
+        kept: a later load takes it again if nothing uses it any more and
+        none of its pages was written, so that its pages, already in this
+        process's page tables, are not faulted in again (a worker's next
+        iteration on the same data)."""
+        kept = self._kept.get(digest)
+        if kept is not None and self._unused(kept):
+            return pickle.PickleBuffer(kept)
+        mapped = self._map(digest)
+        if len(mapped):
+            self._kept[digest] = mapped
+        return pickle.PickleBuffer(mapped)
+
+    def warm(self, digest):
+        """Maps the blob of ``digest`` ahead, checked, its pages in this
+        process's page tables (see :meth:`get`)."""
+        with self.get(digest).raw() as view:
+            bytes(view[:: mmap.PAGESIZE])  # one byte of each page
+
+    def _unused(self, mapped):
+        # Referred to by `_kept`, the caller's name, this argument and
+        # getrefcount's own: by no array.
+        if sys.getrefcount(mapped) > 4:
+            return False
+        address = ctypes.addressof(ctypes.c_char.from_buffer(mapped))
+        return not _written_pages(address, len(mapped))
+
+    def _map(self, digest):
         path = self.path(digest)
         try:
             with open(path, "rb") as blob:
@@ -148,7 +178,7 @@ class Blobs:
         if size:
             address = ctypes.addressof(ctypes.c_char.from_buffer(mapped))
             self._mapped[address] = (size, digest, weakref.ref(mapped))
-        return pickle.PickleBuffer(mapped)
+        return mapped
 
     def checked(self):
         """The blobs this process checked against their names."""
@@ -241,8 +271,11 @@ class BucketBlobs:
 
     def size(self, digest):
         """The size of the blob of ``digest`` (0 if it is not there)."""
-        found = self._local.size(digest) or self._bucket.head(digest)
-        return found[0] if isinstance(found, tuple) else found
+        local = self._local.size(digest)
+        if local:
+            return local
+        found = self._bucket.head(digest)
+        return found[0] if found is not None else 0
 
     def collect(self, named, grace_seconds):
         """Deletes the blobs of the bucket not in ``named`` that were not
@@ -258,6 +291,12 @@ class BucketBlobs:
             freed += size
         self._local.collect(named, grace_seconds)
         return count, freed
+
+    def warm(self, digest):
+        """Fetches and maps the blob of ``digest`` ahead (see
+        :meth:`Blobs.warm`)."""
+        self.get(digest)
+        self._local.warm(digest)
 
     def checked(self):
         """The blobs this process checked against their names."""

@@ -44,7 +44,9 @@ A saved variable is one of:
 - ``b"G" + header + b"\\n" + pickle``: the value, its graph pickled with
   the variables it refers to left as references; ``header`` is JSON:
   ``{"refs": [NAME, ...], "buffers": [DIGEST, ...]}``, the variables it
-  refers to and the large buffers it names, in the pickle's order;
+  refers to and the large buffers it names, in the pickle's order; a
+  pickle of :data:`LARGE` bytes or more is kept apart as a buffer is, its
+  digest under ``"pickle"``, and the blob ends at the newline;
 - ``b"S" + header + b"\\n" + pickle``: a group of variables saved
   together (see above), pickled as one tuple (saved under its first
   member; its ``refs`` name the members, then the variables outside it);
@@ -337,7 +339,13 @@ def _extent(array):
     return low, high + array.itemsize
 
 
-def _framed(kind, header, data):
+def _framed(kind, header, data, buffers=None):
+    if buffers is not None and len(data) >= LARGE:
+        # A large pickle (a long list of strings, a model's archive) is
+        # kept apart by content, as a large buffer is: unchanged, it is
+        # neither written nor sent again.
+        header = dict(header, pickle=buffers.put(memoryview(data)))
+        data = b""
     return kind + _to_json(header).encode() + b"\n" + data
 
 
@@ -415,7 +423,7 @@ def _dump_one(name, value, namespace, owners, buffers, arrays):
     if owner is not None and owner[0] != name:
         return b"A" + owner[0].encode(), [owner[0]], {}
     header, data, inside = _pickle(value, namespace, owners, buffers, arrays)
-    return _framed(b"G", header, data), header["refs"], inside
+    return _framed(b"G", header, data, buffers), header["refs"], inside
 
 
 def _groups(names, referred, inside):
@@ -505,7 +513,7 @@ def _dump_group(group, namespace, owners, saved, buffers, arrays):
     values = tuple(namespace[name] for name in group)
     header, data, _ = _pickle(values, namespace, outside, buffers, arrays)
     header["refs"] = group + header["refs"]
-    saved[group[0]] = _framed(b"S", header, data)
+    saved[group[0]] = _framed(b"S", header, data, buffers)
     for i, name in enumerate(group[1:], start=1):
         saved[name] = b"E" + _to_json([group[0], i]).encode()
 
@@ -538,10 +546,12 @@ def referring(refs_by_name, names):
 
 
 def buffers(blob):
-    """The digests of the large buffers a saved variable names."""
+    """The digests of the large buffers a saved variable names (its
+    pickle's too, if that is kept apart)."""
     blob = unsigned(blob)
     if blob[:1] in (b"G", b"S"):
-        return _header(blob).get("buffers", [])
+        header = _header(blob)
+        return header.get("buffers", []) + ([header["pickle"]] if "pickle" in header else [])
     return []
 
 
@@ -549,16 +559,18 @@ def _header(blob):
     return _from_json(blob[1 : blob.index(b"\n")])
 
 
-def _unpickler(blob, namespace, variable, buffers):
-    """An unpickler of a framed blob (``G`` or ``S``), its large buffers
+def _unpickled(blob, namespace, variable, buffers):
+    """The value of a framed blob (``G`` or ``S``), its large buffers
     taken from ``buffers``."""
     header = _header(blob)
     data = memoryview(blob)[blob.index(b"\n") + 1 :]
     digests = header.get("buffers", [])
-    if digests and buffers is None:
+    if (digests or "pickle" in header) and buffers is None:
         raise pickle.UnpicklingError("a saved variable's buffers are in a blob store not given")
+    if "pickle" in header:
+        data = buffers.get(header["pickle"]).raw()
     taken = [buffers.get(digest) for digest in digests]
-    return _Unpickler(io.BytesIO(data), namespace, variable, taken)
+    return _Unpickler(io.BytesIO(data), namespace, variable, taken).load()
 
 
 class _Unpickler(pickle.Unpickler):
@@ -606,7 +618,7 @@ def load_namespace(blobs, namespace, elsewhere=None, buffers=None):
 
     def group(name):
         if name not in groups:
-            groups[name] = _unpickler(blobs[name], namespace, variable, buffers).load()
+            groups[name] = _unpickled(blobs[name], namespace, variable, buffers)
         return groups[name]
 
     def _load_one(name, blob, group):
@@ -616,7 +628,7 @@ def load_namespace(blobs, namespace, elsewhere=None, buffers=None):
         if kind == b"A":
             return variable(blob[1:].decode())
         if kind == b"G":
-            return _unpickler(blob, namespace, variable, buffers).load()
+            return _unpickled(blob, namespace, variable, buffers)
         if kind == b"S":
             return group(name)[0]
         if kind == b"E":
@@ -635,5 +647,10 @@ def load_namespace(blobs, namespace, elsewhere=None, buffers=None):
             namespace.pop("__builtins__", None)
         else:
             namespace["__builtins__"] = builtins_before
+        # The loader's functions refer to each other and to the namespace:
+        # a cycle the collector would free only later, keeping the
+        # namespace and its values alive meanwhile (a worker's forgotten
+        # states, a blob's mapping nothing else uses).
+        variable = group = _load_one = None  # noqa: F841 - clears the closures' cells
     namespace.update(loaded)
     return loaded

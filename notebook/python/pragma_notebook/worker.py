@@ -474,7 +474,7 @@ def preload(request, blobs):
         with contextlib.suppress(Exception):
             store = blob_store(root, cache)
             for digest in digests:
-                store.get(digest)
+                store.warm(digest)
     return {"ok": True}, []
 
 
