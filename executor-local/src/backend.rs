@@ -123,6 +123,9 @@ impl std::fmt::Debug for Job {
 ///   can see.
 /// - Dropping the future returned by `execute` (the operation was
 ///   cancelled) must stop the job promptly.
+/// - A panic in `execute` fails the job's iteration (`the execution
+///   backend panicked running the body: MESSAGE`), retried within the
+///   budget; the operation goes on.
 /// - A backend whose cost per task is large beside a short iteration (a
 ///   cluster engine's scheduling round trip) may ask for a
 ///   [`batch`](ExecutionBackend::batch) of jobs per slot of its capacity,

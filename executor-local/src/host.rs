@@ -92,6 +92,12 @@ pub enum RunError {
 ///   retried or resumed iteration gives the same result.
 /// - Cancellation: long bodies should watch [`IterationContext::cancel`];
 ///   the executor also drops the future of a cancelled run.
+/// - Panics: a panic in [`run`](Host::run) (user code often panics) fails
+///   the iteration as a [`RunError::Failed`] saying `the host panicked
+///   running the body: MESSAGE`, retried within the budget; one in
+///   [`evaluate`](Host::evaluate) is an invalid score. The state the run
+///   panicked on is dropped. Better still, turn the panic into a
+///   `RunError` yourself, with what the user needs to know.
 #[async_trait]
 pub trait Host: Send + Sync + 'static {
     /// The state the body runs on (a kernel's namespace, a directory).

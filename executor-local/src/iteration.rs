@@ -3,6 +3,10 @@
 //! its spec ([`run_spec`](crate::run_spec)) share, so that both run a body
 //! the same way.
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
 use pragma_selector::Evaluation;
 
 use crate::host::{Host, IterationContext, RunError};
@@ -39,13 +43,51 @@ pub(crate) async fn run_iteration<H: Host>(
         Ok(state) => state,
         Err(e) => return (Err(e), None),
     };
-    host.set_iteration_var(&mut state, &ctx.iteration_var, ctx.iteration);
-    if let Err(e) = host.run(body, &mut state, ctx).await {
-        return (Err(e), None);
+    // A panic in the host is the iteration's failure (counted, retried
+    // within the budget, its message kept), never a hang.
+    let set = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        host.set_iteration_var(&mut state, &ctx.iteration_var, ctx.iteration);
+    }));
+    if let Err(panic) = set {
+        return (Err(panicked("the host", panic)), None);
+    }
+    match AssertUnwindSafe(host.run(body, &mut state, ctx))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return (Err(e), None),
+        Err(panic) => return (Err(panicked("the host", panic)), None),
     }
     let evaluation = match expr {
-        Some(expr) => Some(host.evaluate(expr, &state).await),
+        Some(expr) => Some(evaluate(host, expr, &state).await),
         None => None,
     };
     (Ok(state), evaluation)
+}
+
+/// Scores `state` with `expr`; a panic in the host is a failed evaluation.
+pub(crate) async fn evaluate<H: Host>(host: &H, expr: &str, state: &H::State) -> Evaluation {
+    match AssertUnwindSafe(host.evaluate(expr, state))
+        .catch_unwind()
+        .await
+    {
+        Ok(evaluation) => evaluation,
+        Err(panic) => Evaluation::failed(panic_message(&*panic, "the host", "scoring the state")),
+    }
+}
+
+/// A panic of `who` (the host, the execution backend) as a failed run.
+pub(crate) fn panicked(who: &str, panic: Box<dyn Any + Send>) -> RunError {
+    RunError::Failed(panic_message(&*panic, who, "running the body"))
+}
+
+/// What a panic says: `who panicked while doing: MESSAGE`.
+fn panic_message(panic: &(dyn Any + Send), who: &str, doing: &str) -> String {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    format!("{who} panicked {doing}: {message}")
 }

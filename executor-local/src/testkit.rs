@@ -70,6 +70,7 @@ struct Script {
     values: BTreeMap<u64, f64>,
     scores: BTreeMap<u64, Evaluation>,
     failures: BTreeMap<u64, u32>,
+    panics: BTreeMap<u64, u32>,
     interactive: BTreeSet<u64>,
     unsaveable: Vec<String>,
     delay: Duration,
@@ -110,6 +111,13 @@ impl ScriptedHost {
     /// The first `times` runs of iteration `iteration` fail.
     pub fn fail(self, iteration: u64, times: u32) -> Self {
         self.script().failures.insert(iteration, times);
+        self
+    }
+
+    /// The first `times` runs of iteration `iteration` panic (as user code
+    /// in a host may).
+    pub fn panic(self, iteration: u64, times: u32) -> Self {
+        self.script().panics.insert(iteration, times);
         self
     }
 
@@ -164,14 +172,22 @@ impl Host for ScriptedHost {
             .failures
             .get(&ctx.iteration)
             .is_some_and(|&n| earlier < n);
+        let panics = script
+            .panics
+            .get(&ctx.iteration)
+            .is_some_and(|&n| earlier < n);
         let interactive = script.interactive.contains(&ctx.iteration);
         script.runs.push(RunRecord {
             op: ctx.op.to_string(),
             iteration: ctx.iteration,
             attempt: ctx.attempt,
             seed: ctx.seed,
-            succeeded: !fails && !interactive,
+            succeeded: !fails && !panics && !interactive,
         });
+        if panics {
+            drop(script);
+            panic!("iteration {} panicked on purpose", ctx.iteration);
+        }
         if interactive {
             return Err(RunError::InteractiveInput("input() was called".into()));
         }

@@ -142,6 +142,38 @@ mod repeat {
     }
 
     #[tokio::test]
+    async fn a_panic_in_the_host_fails_its_iteration_which_runs_again() {
+        let host = ScriptedHost::new().panic(1, 1);
+        let (outcome, _) = run(&host, "#pragma repeat --iterations 3 --max-by runs\nbody").await;
+        assert_eq!(outcome.status, FinalStatus::Succeeded);
+        let order: Vec<(u64, u32)> = host
+            .runs()
+            .iter()
+            .map(|r| (r.iteration, r.attempt))
+            .collect();
+        assert_eq!(order, vec![(0, 1), (1, 1), (1, 2), (2, 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_host_that_always_panics_fails_the_operation_with_its_message() {
+        let host = ScriptedHost::new().panic(1, 10);
+        let (outcome, _) = run(&host, "#pragma repeat --iterations 3 --max-by runs\nbody").await;
+        assert_eq!(
+            outcome.status,
+            FinalStatus::Failed {
+                reason: "iteration 1 failed after all its retries".into()
+            }
+        );
+        assert_eq!(
+            outcome.failed_iterations,
+            vec![(
+                1,
+                "the host panicked running the body: iteration 1 panicked on purpose".to_string()
+            )]
+        );
+    }
+
+    #[tokio::test]
     async fn an_iteration_out_of_retries_fails_the_operation() {
         let host = ScriptedHost::new().fail(1, 10);
         let (outcome, _) = run(&host, "#pragma repeat --iterations 3 --max-by runs\nbody").await;
@@ -1282,5 +1314,82 @@ mod batching {
         assert_eq!(outcome.status, FinalStatus::Succeeded);
         // The job running at the crash, not the 3 waiting behind it.
         assert!(outcome.usage.work_lost <= 1, "{:?}", outcome.usage);
+    }
+}
+
+/// A panic in a host or a backend is a failed iteration, never a hang.
+mod panics {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use async_trait::async_trait;
+    use pragma_executor_local::{ExecutionBackend, Job, JobOutcome};
+    use pragma_scheduler::WorkerId;
+
+    use super::*;
+
+    /// Runs jobs here, but panics on its first.
+    struct PanicsOnce(AtomicU64);
+
+    #[async_trait]
+    impl ExecutionBackend for PanicsOnce {
+        fn capacity(&self) -> u64 {
+            2
+        }
+
+        async fn execute(&self, _worker: WorkerId, job: Job) -> JobOutcome {
+            if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("the backend broke");
+            }
+            job.run_here().await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_the_backend_fails_the_iteration_which_runs_again() {
+        let host = ScriptedHost::new();
+        let backend = Arc::new(PanicsOnce(AtomicU64::new(0)));
+        let executor = Executor::with_backend(host, MemoryStore::new(), backend, config(2));
+        let handle = executor
+            .submit(
+                "#pragma parallel --iterations 4 --max-by value\nbody",
+                MapState::new(),
+            )
+            .await
+            .expect("submit");
+        let (outcome, events) = handle.wait_with_events().await.expect("an outcome");
+        assert_eq!(outcome.status, FinalStatus::Succeeded);
+        assert_eq!(best(&outcome), (3, Some(3.0)));
+        assert!(outcome.failed_iterations.is_empty());
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Retrying { .. })),
+            "{events:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_host_panicking_on_a_multi_thread_runtime_fails_the_iteration() {
+        let host = ScriptedHost::new().panic(2, 10);
+        let executor = executor(&host, 2);
+        let handle = executor
+            .submit(
+                "#pragma parallel --iterations 4 --max-by value\nbody",
+                MapState::new(),
+            )
+            .await
+            .expect("submit");
+        let outcome = handle.wait().await.expect("an outcome");
+        assert_eq!(
+            outcome.failed_iterations,
+            vec![(
+                2,
+                "the host panicked running the body: iteration 2 panicked on purpose".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "must be made inside a tokio runtime")]
+    fn an_executor_made_outside_a_runtime_says_how_to_make_one() {
+        let _ = Executor::new(ScriptedHost::new(), MemoryStore::new(), config(1));
     }
 }

@@ -155,7 +155,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let control = self.control.clone();
         self.tasks.spawn(async move {
             let evaluation = match expr {
-                Some(expr) => shared.host.evaluate(&expr, &state).await,
+                Some(expr) => crate::iteration::evaluate(&shared.host, &expr, &state).await,
                 None => Evaluation::Score(0.0),
             };
             let _ = control.send(Msg::Evaluated {

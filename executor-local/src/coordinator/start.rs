@@ -2,18 +2,20 @@
 //! input state, the same work ready to run here, and the task that hands
 //! it to the backend.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::FutureExt;
 use pragma_checkpoint::Store;
 use pragma_parse::Directive;
 use pragma_scheduler::{OpId, StartFrom, WorkerId};
 use tokio_util::sync::CancellationToken;
 
 use super::{Coordinator, Msg, Running};
-use crate::backend::{Job, JobSpec, LocalOutput, StateRef};
+use crate::backend::{Job, JobOutcome, JobSpec, LocalOutput, StateRef};
 use crate::host::{Host, RunError, derive_seed};
-use crate::iteration::{JobResult, run_iteration};
+use crate::iteration::{JobResult, panicked, run_iteration};
 use crate::op::Op;
 use crate::persist::restore_generation;
 use crate::report::Event;
@@ -108,7 +110,23 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let backend = Arc::clone(&self.shared.backend);
         let control = self.control.clone();
         let task = tokio::spawn(async move {
-            let output = backend.execute(worker, job).await;
+            let begin = Instant::now();
+            // A panic in the backend (or in a job it runs here) fails the
+            // iteration: the operation goes on, never waits for a result
+            // that cannot come.
+            let output = match AssertUnwindSafe(backend.execute(worker, job))
+                .catch_unwind()
+                .await
+            {
+                Ok(output) => output,
+                Err(panic) => JobOutcome::Ran(LocalOutput::new(JobResult::<H::State> {
+                    iteration,
+                    result: Err(panicked("the execution backend", panic)),
+                    evaluation: None,
+                    seconds: begin.elapsed().as_secs_f64(),
+                    lost_runs: 0,
+                })),
+            };
             let _ = control.send(Msg::JobDone {
                 op: id,
                 worker,

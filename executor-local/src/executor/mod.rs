@@ -48,18 +48,34 @@ impl<H: Host, S: Store + 'static> Drop for Executor<H, S> {
 
 impl<H: Host, S: Store + 'static> Executor<H, S> {
     /// An executor running iterations as tokio tasks, `config.workers` at once.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (its coordinator is a task of the runtime it
+    /// is made in): make it inside `#[tokio::main]`, a `#[tokio::test]`, or
+    /// after `Runtime::enter`.
     pub fn new(host: H, store: S, config: Config) -> Self {
         let backend = Arc::new(TokioBackend::new(config.workers));
         Executor::with_backend(host, store, backend, config)
     }
 
     /// An executor running iterations on `backend`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as [`Executor::new`].
     pub fn with_backend(
         host: H,
         store: S,
         backend: Arc<dyn ExecutionBackend>,
         config: Config,
     ) -> Self {
+        assert!(
+            tokio::runtime::Handle::try_current().is_ok(),
+            "pragma_executor_local::Executor must be made inside a tokio runtime (its coordinator \
+             is a task of it): make it in `#[tokio::main]` or `#[tokio::test]`, or after \
+             `Runtime::enter()`"
+        );
         let shared = Arc::new(Shared {
             host,
             log: CheckpointLog::new(store),
