@@ -195,6 +195,29 @@ mod parallel {
     use super::*;
 
     #[tokio::test]
+    async fn the_first_status_counts_the_iterations_and_the_workers_it_waits_for() {
+        let host = ScriptedHost::new().delay(Duration::from_millis(100));
+        let executor = executor(&host, 1);
+        let handle = executor
+            .submit(
+                "#pragma parallel --iterations 4 --parallel-runs 2 --max-by value\nbody",
+                MapState::new(),
+            )
+            .await
+            .expect("submit");
+        // Right after the submission, whatever the coordinator did yet.
+        let status = handle.status();
+        assert_eq!(status.schedule.progress().total, 4, "{status:?}");
+        if let pragma_scheduler::Status::Queued { reason, .. } = status.schedule {
+            assert!(
+                !matches!(reason, pragma_scheduler::WaitReason::CapacityZero),
+                "{reason:?}"
+            );
+        }
+        handle.cancel();
+    }
+
+    #[tokio::test]
     async fn many_operations_are_admitted_in_submission_order() {
         let host = ScriptedHost::new();
         let executor = executor(&host, 8);

@@ -10,6 +10,11 @@ use pragma_executor_local::ExecError;
 #[non_exhaustive]
 pub enum SessionError {
     /// The same cell on the same state runs already, in another process.
+    /// Its user waits for it (or cancels it); if its runner is gone for
+    /// good but looks alive (an executor in a process that lives on after
+    /// it crashed, a machine that will not come back),
+    /// [`Session::forget_runner`](crate::Session::forget_runner) lets it go
+    /// and the next start resumes the operation here.
     #[error("operation {op} of this cell and state is already running ({runner})")]
     AlreadyRunning {
         /// The operation.

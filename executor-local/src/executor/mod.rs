@@ -212,6 +212,18 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         Ok((name, lease, body, generation))
     }
 
+    /// How many workers an operation of `directive` could use at once: what
+    /// its first status says it waits for, until the coordinator says more.
+    fn wanted(&self, directive: &Directive) -> u64 {
+        let at_once = match directive {
+            Directive::Parallel(parallel) => parallel
+                .parallel_runs()
+                .unwrap_or_else(|| self.shared.backend.capacity()),
+            _ => 1,
+        };
+        at_once.clamp(1, directive.iterations().max(1))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn hand_over(
         &self,
@@ -235,8 +247,21 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         }
         let initial = Status {
             schedule: pragma_scheduler::Status::Queued {
-                reason: pragma_scheduler::WaitReason::CapacityZero,
-                progress: pragma_scheduler::Progress::default(),
+                reason: pragma_scheduler::WaitReason::WaitingForWorkers {
+                    missing: self.wanted(&directive),
+                    wanted: self.wanted(&directive),
+                    ahead: 0,
+                },
+                progress: pragma_scheduler::Progress {
+                    // A parallel one's finished iterations are counted by
+                    // the coordinator's first status, a moment later.
+                    done: match &progress {
+                        Some(Resume::Repeat { iterations_done }) => *iterations_done,
+                        _ => 0,
+                    },
+                    total: directive.iterations(),
+                    ..Default::default()
+                },
             },
             best: None,
         };
