@@ -6,7 +6,7 @@
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 
-use futures::FutureExt;
+use futures_util::FutureExt;
 use pragma_selector::Evaluation;
 
 use crate::host::{Host, IterationContext, RunError};

@@ -135,7 +135,7 @@
 //! snapshots) and [`LiveState`]. The library never prints: problems that
 //! do not change an outcome come back as warnings
 //! ([`Running::warnings`], [`Summary::warnings`]).
-
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 mod error;
@@ -149,7 +149,9 @@ mod summary;
 
 pub use error::SessionError;
 pub use live::{Change, Digests, LiveState};
-pub use location::{StoreLocation, open_bucket};
+pub use location::StoreLocation;
+#[cfg(feature = "s3")]
+pub use location::open_bucket;
 pub use records::{Damaged, Records, RunRecord, check_op_id, run_key, write_atomically};
 pub use runner::{JobQueue, Runner, this_host};
 pub use session::{Applied, RunState, Running, Session, Settle, StartRequest, Ticket};

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pragma_checkpoint::{LocalStore, ObjectStoreBackend, Store};
+use pragma_checkpoint::{LocalStore, Store};
 
 use crate::records::Records;
 
@@ -37,6 +37,8 @@ pub struct StoreLocation {
 /// let error = pragma_session::open_bucket("s3:///x").unwrap_err();
 /// assert!(error.contains("names no bucket"), "{error}");
 /// ```
+#[cfg(feature = "s3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
 pub fn open_bucket(spec: &str) -> Result<(Arc<dyn object_store::ObjectStore>, String), String> {
     let Some(rest) = spec.strip_prefix("s3://") else {
         return Err(format!(
@@ -89,9 +91,10 @@ impl StoreLocation {
             );
         }
         let (local, checkpoints): (PathBuf, Arc<dyn Store>) = match spec.split_once("://") {
+            #[cfg(feature = "s3")]
             Some(("s3", _)) => {
                 let (s3, prefix) = open_bucket(spec)?;
-                let backend = ObjectStoreBackend::new(s3, &prefix)
+                let backend = pragma_checkpoint::ObjectStoreBackend::new(s3, &prefix)
                     .map_err(|e| format!("cannot use the store `{spec}`: {e}"))?;
                 let mut hasher = crc32fast::Hasher::new();
                 hasher.update(spec.trim_end_matches('/').as_bytes());
@@ -99,6 +102,13 @@ impl StoreLocation {
                     .join("remote")
                     .join(format!("{:08x}", hasher.finalize()));
                 (local, Arc::new(backend))
+            }
+            #[cfg(not(feature = "s3"))]
+            Some(("s3", _)) => {
+                return Err(format!(
+                    "the store `{spec}` is in a bucket, and this build cannot reach one: \
+                     build pragma-session with its `s3` feature"
+                ));
             }
             Some((scheme, _)) => {
                 return Err(format!(

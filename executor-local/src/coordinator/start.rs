@@ -6,7 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::FutureExt;
+use futures_util::FutureExt;
 use pragma_checkpoint::Store;
 use pragma_parse::Directive;
 use pragma_scheduler::{OpId, StartFrom, WorkerId};
