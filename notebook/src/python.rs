@@ -154,9 +154,35 @@ fn namespace(names: Vec<String>, blobs: Vec<Vec<u8>>) -> PyResult<Namespace> {
     Ok(vars)
 }
 
-/// Where an operation stands: done, total, in flight, best iteration,
-/// best score, ended.
-type Progress = (u64, u64, u64, Option<u64>, Option<f64>, bool);
+/// Where an operation stands (`NativeSession.status`).
+#[pyclass(module = "pragma_notebook._native", frozen, get_all)]
+#[derive(Debug, Default)]
+struct OperationProgress {
+    /// Iterations finished for good.
+    done: u64,
+    /// The iterations the operation has.
+    total: u64,
+    /// Iterations running now.
+    in_flight: u64,
+    /// The best iteration so far, if one was scored.
+    best_iteration: Option<u64>,
+    /// Its score.
+    best_score: Option<f64>,
+    /// Whether the operation ended.
+    ended: bool,
+}
+
+/// A `#pragma` cell, parsed (`parse_cell`).
+#[pyclass(module = "pragma_notebook._native", frozen, get_all)]
+#[derive(Debug)]
+struct ParsedCell {
+    /// The selection expression (`None` for `async`).
+    expr: Option<String>,
+    /// The body: the cell after its directive and `#pragma readonly` lines.
+    body: String,
+    /// The names the `#pragma readonly` lines give.
+    readonly: Vec<String>,
+}
 
 /// An operation of this kernel.
 struct Slot {
@@ -340,9 +366,8 @@ impl NativeSession {
         Ok(())
     }
 
-    /// Where `op` stands: `(done, total, in flight, best iteration, best
-    /// score, ended)`.
-    fn status(&self, op: &str) -> PyResult<Progress> {
+    /// Where `op` stands.
+    fn status(&self, op: &str) -> PyResult<OperationProgress> {
         let ops = self.ops.lock().map_err(failed)?;
         let slot = ops.get(op).ok_or_else(|| unknown(op))?;
         let ended = slot.outcome.lock().map_err(failed)?.is_some() || slot.ticket.is_none();
@@ -350,16 +375,19 @@ impl NativeSession {
         Ok(match status {
             Some(status) => {
                 let progress = status.schedule.progress();
-                (
-                    progress.done,
-                    progress.total,
-                    progress.in_flight,
-                    status.best.map(|b| b.iteration),
-                    status.best.and_then(|b| b.score),
+                OperationProgress {
+                    done: progress.done,
+                    total: progress.total,
+                    in_flight: progress.in_flight,
+                    best_iteration: status.best.map(|b| b.iteration),
+                    best_score: status.best.and_then(|b| b.score),
                     ended,
-                )
+                }
             }
-            None => (0, 0, 0, None, None, ended),
+            None => OperationProgress {
+                ended,
+                ..OperationProgress::default()
+            },
         })
     }
 
@@ -660,23 +688,26 @@ fn settle(rule: &str, take_background: Vec<String>, keep_live: Vec<String>) -> P
     Ok(settle)
 }
 
-/// Parses a `#pragma` cell (`name` is what errors call it, `In[3]`):
-/// returns its selection expression (`None` for `async`), its body and
-/// the names its `#pragma readonly` lines give, or raises `ValueError`
-/// with the error rendered as the `pragma` command renders it (what,
-/// where, and a suggestion).
+/// Parses a `#pragma` cell (`name` is what errors call it, `In[3]`), or
+/// raises `ValueError` with the error rendered as the `pragma` command
+/// renders it (what, where, and a suggestion).
 #[pyfunction]
-fn parse_cell(cell: &str, name: &str) -> PyResult<(Option<String>, String, Vec<String>)> {
+fn parse_cell(cell: &str, name: &str) -> PyResult<ParsedCell> {
     let parsed =
         pragma_parse::parse_cell(cell).map_err(|e| PyValueError::new_err(e.render(cell, name)))?;
-    let expr = parsed.directive.select().map(|s| s.expr().to_owned());
-    Ok((expr, parsed.body.to_owned(), parsed.readonly))
+    Ok(ParsedCell {
+        expr: parsed.directive.select().map(|s| s.expr().to_owned()),
+        body: parsed.body.to_owned(),
+        readonly: parsed.readonly,
+    })
 }
 
 /// The extension module.
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<NativeSession>()?;
+    module.add_class::<OperationProgress>()?;
+    module.add_class::<ParsedCell>()?;
     module.add_class::<crate::bucket::BucketBlobs>()?;
     module.add_function(wrap_pyfunction!(parse_cell, module)?)?;
     module.add_function(wrap_pyfunction!(crate::ray::run_remote_job, module)?)?;

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import state
 from .syntax import python_source
@@ -62,7 +63,7 @@ __all__ = [
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "_", "__", "___"}
 _IPYTHON_PATTERN = re.compile(r"^_(i{1,3}|i?\d+|oh|dh|ih)$")
 
-_settings = {
+_settings: dict[str, Any] = {
     "store": ".pragma",
     "workers": os.cpu_count() or 1,
     "on_conflict": "ask",
@@ -93,7 +94,7 @@ _readonly: dict[str, set] = {}
 # What each operation changed in its namespace when it was applied.
 _applied: dict[str, list[str]] = {}
 # The progress display of each operation submitted from a cell.
-_displays: dict[str, object] = {}
+_displays: dict[str, _Progress] = {}
 
 
 class UnsaveableError(Exception):
@@ -356,7 +357,7 @@ def submit(cell, namespace, name="cell"):
 def _interrupts_deferred():
     """Holds back SIGINT (the kernel's Interrupt) in its block; yields a
     list that is not empty if one came."""
-    came = []
+    came: list[bool] = []
     if threading.current_thread() is not threading.main_thread():
         yield came
         return
@@ -375,9 +376,10 @@ def _check(cell, name):
     from ._native import parse_cell
 
     try:
-        expr, body, readonly = parse_cell(cell, name)
+        parsed = parse_cell(cell, name)
     except ValueError as error:
         raise DirectiveError(str(error).rstrip().removeprefix("error: ")) from None
+    expr, body, readonly = parsed.expr, parsed.body, parsed.readonly
     try:
         compile(python_source(body), name, "exec")
     except SyntaxError as error:
@@ -490,15 +492,15 @@ def _op(op):
 def status(op=None):
     """Where an operation stands, as a dict."""
     op = _op(op)
-    done, total, in_flight, best_iteration, best_score, ended = _native_session().status(op)
+    progress = _native_session().status(op)
     return {
         "op": op,
-        "done": done,
-        "total": total,
-        "in_flight": in_flight,
-        "best_iteration": best_iteration,
-        "best_score": best_score,
-        "ended": ended,
+        "done": progress.done,
+        "total": progress.total,
+        "in_flight": progress.in_flight,
+        "best_iteration": progress.best_iteration,
+        "best_score": progress.best_score,
+        "ended": progress.ended,
     }
 
 
@@ -953,7 +955,7 @@ def _show_progress(op):
             time.sleep(0.5)
             try:
                 progress.show()
-                ended = _native_session().status(op)[5]
+                ended = _native_session().status(op).ended
             except Exception:  # noqa: BLE001 - the kernel is shutting down
                 return
             if ended:
@@ -998,7 +1000,7 @@ def _apply_finished(*args):
     for op in list(_ops):
         if op in _outcomes:
             continue
-        if _native_session().status(op)[5]:
+        if _native_session().status(op).ended:
             try:
                 _finish(op)
             except UnsaveableError as error:
@@ -1053,7 +1055,9 @@ def _magic(line):
         config(**_config_words(rest))
         return None
     if command == "apply":
-        op, take, keep, target = None, [], [], None
+        op, target = None, None
+        take: list[str] = []
+        keep: list[str] = []
         for word in rest:
             if word == "--take-background":
                 target = take

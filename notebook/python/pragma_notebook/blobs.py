@@ -306,7 +306,7 @@ class BucketBlobs:
         return self._local._unwritten(view)
 
 
-_BLOB_STORES = {}
+_BLOB_STORES: dict[str, Blobs | BucketBlobs] = {}
 
 
 def blob_stores():

@@ -158,7 +158,7 @@ class _Job:
 
 # A thread per iteration it follows (a thread waits for a task's result
 # sooner than an event loop hands it over).
-@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1024)
+@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1024)  # type: ignore[call-overload]  # an actor's option Ray's stubs lack
 class _Supervisor:
     """Submits the iterations' tasks for kernels, and holds their results
     until the kernel takes them: a detached actor of no CPU, named after
@@ -293,7 +293,8 @@ class Dispatcher:
 
     def _supervisor_now(self, again=False):
         if self._supervisor is None or again:
-            self._supervisor = _Supervisor.options(
+            # An actor class (ray.remote), which Ray's stubs do not say here.
+            self._supervisor = _Supervisor.options(  # type: ignore[attr-defined]
                 name=self._name,
                 namespace=NAMESPACE,
                 lifetime="detached",
@@ -410,7 +411,7 @@ class Dispatcher:
 
     def start_worker(self):
         """A new worker actor."""
-        return _Worker.remote()
+        return _Worker.remote()  # type: ignore[attr-defined]  # an actor class
 
     def call_worker(self, worker, header, blobs):
         """Sends one request (JSON text and blobs) to ``worker``."""

@@ -171,7 +171,7 @@ class _Pickler(cloudpickle.Pickler):
         # A function's globals are pickled as this dict, which cloudpickle
         # makes once per globals and pickler; here it stands for the
         # namespace.
-        self._globals = {}
+        self._globals: dict[str, object] = {}
         self.globals_ref[id(namespace)] = self._globals
         self._owners = owners
         self._root = root
@@ -291,7 +291,7 @@ class _Arrays:
 
     def __init__(self, numpy, arrays):
         self.ndarray = numpy.ndarray
-        self._by_memory = {}
+        self._by_memory: dict[int, list[tuple]] = {}
         for order, array in enumerate(arrays):
             if type(array) is numpy.ndarray and (
                 array.flags.c_contiguous or array.flags.f_contiguous
@@ -447,11 +447,11 @@ def _groups(names, referred, inside):
     for group in _cycles(names, referred):
         for name in group[1:]:
             join(group[0], name)
-    holder = {}
+    holder: dict[int, str] = {}
     for name in names:
         for key in inside.get(name, ()):
             join(holder.setdefault(key, name), name)
-    members = {}
+    members: dict[str, list[str]] = {}
     for name in names:
         members.setdefault(find(name), []).append(name)
     return [group for group in members.values() if len(group) > 1]
@@ -461,7 +461,11 @@ def _cycles(names, refs):
     """The groups of variables that refer to each other in a cycle
     (strongly connected components of more than one, Tarjan's), each in
     the namespace's order."""
-    index, low, stack, on_stack, groups = {}, {}, [], set(), []
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
     order = {name: i for i, name in enumerate(names)}
 
     def visit(name):
@@ -603,7 +607,8 @@ def load_namespace(blobs, namespace, elsewhere=None, buffers=None):
     Every variable must be signed with this user's key (see :func:`sign`),
     or nothing is loaded: :class:`Unauthenticated`."""
     blobs = {name: verified(blob, name) for name, blob in blobs.items()}
-    loaded, groups = {}, {}
+    loaded: dict[str, object] = {}
+    groups: dict[str, tuple] = {}
 
     def variable(name):
         if name in loaded:
@@ -651,6 +656,6 @@ def load_namespace(blobs, namespace, elsewhere=None, buffers=None):
         # a cycle the collector would free only later, keeping the
         # namespace and its values alive meanwhile (a worker's forgotten
         # states, a blob's mapping nothing else uses).
-        variable = group = _load_one = None  # noqa: F841 - clears the closures' cells
+        variable = group = _load_one = None  # type: ignore[assignment]  # noqa: F841 - clears the closures' cells
     namespace.update(loaded)
     return loaded

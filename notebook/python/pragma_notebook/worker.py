@@ -57,6 +57,7 @@ import types
 # Bound here: a body may patch its process's `json` module.
 from json import dumps as _to_json
 from json import loads as _from_json
+from typing import Any
 
 from pragma_notebook.blobs import blob_stores
 from pragma_notebook.state import (
@@ -70,12 +71,12 @@ from pragma_notebook.state import (
 from pragma_notebook.syntax import python_source
 
 # Namespaces left by runs, by token (see the module docs).
-_residents = {}
+_residents: dict[int, "_Resident"] = {}
 _next_token = 0
 
-# The protocol's streams (see `main`).
-_PROTOCOL_IN = None
-_PROTOCOL_OUT = None
+# The protocol's streams (set by `main`).
+_PROTOCOL_IN: Any = None
+_PROTOCOL_OUT: Any = None
 
 # The most a run keeps of each of its streams.
 OUTPUT_CAP = 1 << 20
@@ -211,7 +212,8 @@ def _as_in_kernel(resident):
         sys.modules["__main__"] = resident.module
         yield
     finally:
-        sys.modules["__main__"] = saved_main
+        if saved_main is not None:
+            sys.modules["__main__"] = saved_main
         with contextlib.suppress(OSError):
             os.chdir(_OWN_CWD)
         sys.path[:] = _OWN_PATH
@@ -260,9 +262,9 @@ def _ipython_in(resident):
             return None
         return shown(*objects, **options)
 
-    builtins.get_ipython = get_ipython
+    setattr(builtins, "get_ipython", get_ipython)  # noqa: B010 - not an attribute builtins declares
     if saved["display"] is _ABSENT:
-        builtins.display = display
+        setattr(builtins, "display", display)  # noqa: B010
     try:
         yield
     finally:
@@ -299,9 +301,10 @@ def seed(value):
     numpy = sys.modules.get("numpy")
     if numpy is None:
         try:
-            import numpy
+            import numpy as imported
         except ImportError:
             return
+        numpy = imported
     numpy.random.seed(value % (1 << 32))
 
 
@@ -338,7 +341,7 @@ def run(request, blobs):
     saved_getpass = getpass.getpass if getpass else None
     builtins.input = _no_input
     if getpass:
-        getpass.getpass = _no_getpass
+        setattr(getpass, "getpass", _no_getpass)  # noqa: B010 - a module's function replaced
     sys.stdin = _NoInput()
     try:
         with (
@@ -364,7 +367,7 @@ def run(request, blobs):
     finally:
         builtins.input = saved
         if getpass:
-            getpass.getpass = saved_getpass
+            setattr(getpass, "getpass", saved_getpass)  # noqa: B010
     rebound = resident.rebound()
     if rebound:
         return {

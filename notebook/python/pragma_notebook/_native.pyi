@@ -1,0 +1,116 @@
+"""Types of the extension module (built from ``notebook/src`` by maturin):
+the lifecycle library, driven from the kernel."""
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, final
+
+@final
+class OperationProgress:
+    """Where an operation stands (:meth:`NativeSession.status`)."""
+
+    @property
+    def done(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def best_iteration(self) -> int | None: ...
+    @property
+    def best_score(self) -> float | None: ...
+    @property
+    def ended(self) -> bool: ...
+
+@final
+class ParsedCell:
+    """A ``#pragma`` cell, parsed (:func:`parse_cell`)."""
+
+    @property
+    def expr(self) -> str | None: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def readonly(self) -> list[str]: ...
+
+def parse_cell(cell: str, name: str) -> ParsedCell:
+    """Parses a ``#pragma`` cell, or raises ``ValueError`` saying what is
+    wrong, where, and how to fix it."""
+
+# What makes an operation's changes in the namespace: (name, saved value
+# or None to delete) pairs, all or none.
+Apply = Callable[[list[tuple[str, bytes | None]]], None]
+
+class NativeSession:
+    """The lifecycle of one kernel's operations on one store."""
+
+    def __init__(
+        self,
+        store: str,
+        python: str,
+        python_path: Sequence[str],
+        workers: int,
+        ray: Any | None = None,
+        follow_cluster: bool = False,
+        retries: int = 0,
+    ) -> None: ...
+    def logs_dir(self) -> str: ...
+    def submit(
+        self,
+        cell: str,
+        cell_name: str,
+        identity: str,
+        names: Sequence[str],
+        blobs: Sequence[bytes],
+    ) -> tuple[str, Literal["started", "resumed", "running"]]: ...
+    def unfinished(self, identity: str) -> list[str]: ...
+    def resume(self, op: str) -> None: ...
+    def status(self, op: str) -> OperationProgress: ...
+    def wait(self, op: str, timeout: float | None = None) -> bool: ...
+    def report_svg(self, op: str) -> str: ...
+    def stored_variables(self) -> list[bytes]: ...
+    def cancel(self, op: str) -> None: ...
+    def finish(
+        self,
+        op: str,
+        identity: str,
+        names: Sequence[str],
+        blobs: Sequence[bytes],
+        rule: str,
+        take_background: Sequence[str],
+        keep_live: Sequence[str],
+        apply: Apply,
+    ) -> tuple[str, list[str]]:
+        """Settles and applies ``op``'s result: its summary (JSON) and the
+        names applied."""
+    def changed_names(self, op: str) -> list[str] | None: ...
+    def apply_kept(
+        self,
+        op: str,
+        identity: str,
+        names: Sequence[str],
+        blobs: Sequence[bytes],
+        rule: str,
+        take_background: Sequence[str],
+        keep_live: Sequence[str],
+        apply: Apply,
+    ) -> tuple[str | None, list[str]]: ...
+
+class BucketBlobs:
+    """The data blobs of a bucket store (``s3://BUCKET/PREFIX``)."""
+
+    def __init__(self, url: str) -> None: ...
+    def head(self, digest: str) -> tuple[int, float] | None:
+        """The blob's size and age in seconds, or None."""
+    def upload(self, digest: str, path: str) -> None: ...
+    def download(self, digest: str, path: str) -> None: ...
+    def list(self) -> list[tuple[str, int, float]]:
+        """Every blob: digest, size, age in seconds."""
+    def delete(self, digest: str) -> None: ...
+
+def run_remote_job(spec: str, store: str) -> tuple[str, bytes | None]:
+    """Runs a job spec (JSON) in this process (a Ray worker): its report
+    (JSON) and the resulting state's snapshot."""
+
+def ray_backend_conformance(dispatcher: Any, capacity: int, store: str) -> str | None:
+    """The executor's backend conformance suite against a Ray backend: the
+    problem found, if any."""
