@@ -106,8 +106,9 @@ struct ProcessChannel {
     output: ChildStdout,
 }
 
-/// How long a request waits for a fresh worker importing libraries
-/// ahead before it starts another.
+/// How long a fresh worker may import libraries ahead (it is stopped
+/// after), and so the longest a request waits for one before it starts
+/// another.
 const WARMING_WAIT: Duration = Duration::from_secs(60);
 
 /// Whose states a worker's process has run: it serves no other operation,
@@ -439,8 +440,11 @@ impl WorkerPool {
                 .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             // Each imports on its own: a large library takes seconds.
             tokio::spawn(async move {
-                let imported = worker.channel.exchange(&preload, &[]).await;
-                if imported.is_err() {
+                // An import that hangs costs this worker, not the requests.
+                let imported =
+                    tokio::time::timeout(WARMING_WAIT, worker.channel.exchange(&preload, &[]))
+                        .await;
+                if !matches!(imported, Ok(Ok(_))) {
                     worker.channel.kill();
                     pool.died(worker.serial);
                 } else if let Ok(mut idle) = pool.idle.lock() {
