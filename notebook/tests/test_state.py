@@ -248,3 +248,18 @@ def test_a_large_pickle_is_kept_apart_by_content_and_not_written_again(tmp_path)
     assert loaded["words"] == words and loaded["small"] == [1, 2]
     # The collector keeps it: the state names it.
     assert len(state.buffers(first["words"])) == 1
+
+
+def test_what_the_state_cannot_keep_is_as_documented():
+    # A set held below the top level by two variables comes back as two
+    # sets (sets are saved by their sorted items); two arrays overlapping
+    # in memory, neither inside one a variable holds, come back as copies.
+    tags = {"a", "b"}
+    base = np.arange(10.0)
+    ns = {"left": [tags], "right": [tags], "head": base[:6], "tail": base[4:]}
+    loaded: dict = {}
+    state.load_namespace(saved(ns), loaded)
+    assert loaded["left"][0] == loaded["right"][0] == tags
+    assert loaded["left"][0] is not loaded["right"][0]
+    loaded["head"][5] = -1.0
+    assert loaded["tail"][1] == 5.0
