@@ -79,7 +79,6 @@ from cloudpickle.cloudpickle import (
     _function_getstate,
     _function_setstate,
     _make_function,
-    _should_pickle_by_reference,
 )
 
 from .blobs import LARGE, Blobs, Held, blob_store
@@ -268,7 +267,11 @@ def _has_identity(obj):
     ):
         return False
     if isinstance(obj, types.FunctionType):
-        return not _should_pickle_by_reference(obj)
+        # Saved by value (a notebook's function, a lambda, a closure):
+        # what cloudpickle decides, told cheaply (its own test looks the
+        # function up through every loaded module).
+        module, name = obj.__module__, obj.__qualname__
+        return module in (None, "__main__") or "<" in name or module not in sys.modules
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(obj, numpy.ndarray):
         return True
