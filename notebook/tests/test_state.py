@@ -211,6 +211,7 @@ def test_a_bucket_stores_copies_go_where_this_machine_can_keep_them(tmp_path):
 
 def test_a_blob_mapping_nothing_uses_any_more_is_taken_again_unless_written(tmp_path):
     blobs = state.Blobs(tmp_path / "blobs")
+    blobs.keep_mappings()  # as a worker does
     first = saved({"data": np.ones((1000, 200))}, blobs)
     loaded = {}
     state.load_namespace(first, loaded, buffers=blobs)

@@ -62,7 +62,9 @@ class Blobs:
         self._checked = set()
         # The blobs mapped here, by address: (size, digest, the mapping).
         self._mapped = {}
-        # The last mapping of each blob, kept for the next load (see `get`).
+        # The last mapping of each blob, kept for the next load, in a
+        # worker only (see `get` and `keep_mappings`).
+        self._keeps = False
         self._kept = {}
 
     def path(self, digest):
@@ -129,17 +131,25 @@ class Blobs:
         except OSError:
             return 0
 
+    def keep_mappings(self):
+        """Keeps the last mapping of each blob for the next load (see
+        :meth:`get`): for a worker, which serves one operation and loads
+        its data again at each iteration. Not for the kernel: a mapping
+        kept there would hold, for the kernel's life, a file descriptor
+        and the disk space of each blob it ever loaded, collected or not."""
+        self._keeps = True
+
     def get(self, digest):
-        """The blob of ``digest``, mapped copy-on-write. The mapping is
-        kept: a later load takes it again if nothing uses it any more and
-        none of its pages was written, so that its pages, already in this
-        process's page tables, are not faulted in again (a worker's next
-        iteration on the same data)."""
+        """The blob of ``digest``, mapped copy-on-write. Where mappings are
+        kept (:meth:`keep_mappings`), a later load takes the last one again
+        if nothing uses it any more and none of its pages was written, so
+        that its pages, already in this process's page tables, are not
+        faulted in again (a worker's next iteration on the same data)."""
         kept = self._kept.get(digest)
         if kept is not None and self._unused(kept):
             return pickle.PickleBuffer(kept)
         mapped = self._map(digest)
-        if len(mapped):
+        if self._keeps and len(mapped):
             self._kept[digest] = mapped
         return pickle.PickleBuffer(mapped)
 
@@ -291,6 +301,10 @@ class BucketBlobs:
             freed += size
         self._local.collect(named, grace_seconds)
         return count, freed
+
+    def keep_mappings(self):
+        """See :meth:`Blobs.keep_mappings`."""
+        self._local.keep_mappings()
 
     def warm(self, digest):
         """Fetches and maps the blob of ``digest`` ahead (see

@@ -142,7 +142,7 @@ class _Resident:
         settings = _from_json(verified(context, CONTEXT)) if context else {}
         self.settings = settings
         root = settings.get("blobs")
-        self.blobs = blob_store(root, settings.get("blob_cache")) if root else None
+        self.blobs = _blobs(root, settings.get("blob_cache")) if root else None
         # What the body only reads (`#pragma readonly`): name to the
         # object loaded and its saved bytes, never saved again.
         self.readonly_names = settings.get("readonly", [])
@@ -172,6 +172,15 @@ def namespace(request, blobs):
         if name in saved
     }
     return resident
+
+
+def _blobs(root, cache):
+    """The blob store of ``root`` as a worker uses it: keeping its
+    mappings from one load to the next (this process serves one
+    operation)."""
+    store = blob_store(root, cache)
+    store.keep_mappings()
+    return store
 
 
 def state_names(ns):
@@ -475,7 +484,7 @@ def preload(request, blobs):
             importlib.import_module(name)
     for root, cache, digests in request.get("blobs") or ():
         with contextlib.suppress(Exception):
-            store = blob_store(root, cache)
+            store = _blobs(root, cache)
             for digest in digests:
                 store.warm(digest)
     return {"ok": True}, []
