@@ -219,20 +219,22 @@ impl WorkerPool {
     /// Drops the idle workers that have held no state for `linger`.
     fn let_go_of_idle(&self, linger: Duration) {
         let forgets = self.forgets.lock().map(|f| f.clone()).unwrap_or_default();
-        let stale: Vec<Worker> = match self.idle.lock() {
-            Ok(mut idle) => {
-                let (stale, kept) = std::mem::take(&mut *idle)
-                    .into_iter()
-                    .partition(|w| w.idle_since.elapsed() >= linger && w.needed_by_none(&forgets));
-                *idle = kept;
-                stale
-            }
-            Err(_) => return,
-        };
+        let stale =
+            self.take_idle(|w| w.idle_since.elapsed() >= linger && w.needed_by_none(&forgets));
         for mut worker in stale {
             worker.channel.kill();
             self.died(worker.serial);
         }
+    }
+
+    /// Takes the idle workers `which` picks out of the idle ones.
+    fn take_idle(&self, which: impl Fn(&Worker) -> bool) -> Vec<Worker> {
+        let Ok(mut idle) = self.idle.lock() else {
+            return Vec::new();
+        };
+        let (taken, kept) = std::mem::take(&mut *idle).into_iter().partition(which);
+        *idle = kept;
+        taken
     }
 
     /// Whether the worker `serial` is alive.
@@ -393,16 +395,8 @@ impl WorkerPool {
     /// wait for them.
     #[cfg_attr(not(feature = "python"), allow(dead_code))] // the kernel's session calls it
     pub(crate) async fn retire(self: &Arc<Self>, op: &str) {
-        let mut served: Vec<Worker> = match self.idle.lock() {
-            Ok(mut idle) => {
-                let (served, kept) = std::mem::take(&mut *idle)
-                    .into_iter()
-                    .partition(|w| matches!(&w.served, Served::Operation(o) if &**o == op));
-                *idle = kept;
-                served
-            }
-            Err(_) => return,
-        };
+        let mut served =
+            self.take_idle(|w| matches!(&w.served, Served::Operation(o) if &**o == op));
         let replaced = self.spawner.linger().is_none();
         let mut preload = serde_json::json!({"op": "preload"});
         if replaced && let Some(worker) = served.first_mut() {
