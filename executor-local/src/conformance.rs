@@ -38,8 +38,8 @@ use pragma_scheduler::WorkerId;
 use pragma_selector::Evaluation;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{ExecutionBackend, Job, JobOutcome, JobSpec, LocalOutput};
-use crate::host::{Host, IterationContext, RunError};
+use pragma_contract::{ExecutionBackend, Job, JobOutcome, JobSpec, LocalOutput};
+use pragma_contract::{Host, IterationContext, RunError};
 
 /// What an implementation does that its trait's contract forbids.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -360,20 +360,8 @@ fn unsaveable<H: Host>(host: &H, sample: HostSample<H::State>) -> Result<(), Non
 
 /// A job that runs here and outputs `id`, after `work`.
 fn job(id: u64, work: impl std::future::Future<Output = ()> + Send + 'static) -> Job {
-    let spec = JobSpec {
-        op: Arc::from("op-conformance"),
-        iteration: id,
-        iterations: u64::MAX,
-        attempt: 1,
-        iteration_var: Arc::from("iteration"),
-        seed: 0,
-        body: Arc::from(""),
-        expr: None,
-        // Its input is only here: it must run here.
-        input: None,
-        result_saved: true,
-        runs_at_once: None,
-    };
+    // Its input is only here (none in the store): it must run here.
+    let spec = JobSpec::new("op-conformance", id, u64::MAX, "");
     Job::new(spec, async move {
         work.await;
         LocalOutput::new(id)

@@ -38,11 +38,19 @@
 //!   changed meanwhile.
 //! - Iterations run on an [`ExecutionBackend`]: [`TokioBackend`] (tasks in
 //!   this process) by default; another crate can run them elsewhere.
-//! - With the `test-util` feature, [`testkit`] has a scripted host and a
+//! - With the `test-util` feature, `testkit` has a scripted host and a
 //!   fault-injecting backend for tests.
 //! - With the `conformance` feature, `conformance` checks a [`Host`] or an
 //!   [`ExecutionBackend`] of yours against its contract; every in-tree host
 //!   and backend runs it.
+//!
+//! # One dependency
+//!
+//! An embedding depends on this crate and tokio, nothing else: the
+//! contract ([`Host`], [`ExecutionBackend`], from `pragma-contract`), the
+//! stores ([`MemoryStore`], [`LocalStore`]), [`Evaluation`], the status
+//! types and [`async_trait`](macro@async_trait) are re-exported here, and the [`prelude`] has
+//! what an embedding writes most. The crates underneath are in [`deps`].
 //!
 //! # Example: a complete embedding
 //!
@@ -51,10 +59,7 @@
 //!
 //! ```
 //! use std::io;
-//! use async_trait::async_trait;
-//! use pragma_checkpoint::MemoryStore;
-//! use pragma_executor_local::{Config, Executor, FinalStatus, Host, IterationContext, RunError};
-//! use pragma_selector::Evaluation;
+//! use pragma_executor_local::prelude::*;
 //! use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 //!
 //! #[derive(Clone, Debug, Default, PartialEq)]
@@ -112,37 +117,78 @@
 //! ```
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod config;
 pub mod conflict;
 #[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod coordinator;
 mod error;
 mod executor;
-mod host;
-mod iteration;
+mod job;
 mod op;
 mod persist;
 mod record;
 mod report;
 mod shared;
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testkit;
 
-pub use backend::{
-    ExecutionBackend, Job, JobOutcome, JobSpec, LocalOutput, RemoteError, RemoteOutput,
-    RemoteReport, RemoteState, StateRef, TokioBackend, load_input, run_spec, run_spec_returning,
-};
+pub use backend::TokioBackend;
 pub use config::Config;
 pub use error::ExecError;
 pub use executor::{Executor, Handle};
-pub use host::{Host, IterationContext, RunError, derive_seed};
 pub use persist::candidates::Candidates;
-/// The worker slot a job runs on (see [`ExecutionBackend::execute`]).
-pub use pragma_scheduler::WorkerId;
 pub use report::{
     Best, BestScore, CandidateScore, Event, FinalStatus, OperationSummary, Outcome, Status, Usage,
     score_json,
 };
+
+// The contract, from its own crate (`pragma-contract`), so that an embedder
+// depends on this crate alone.
+/// The `Host` trait a tool implements (from `pragma-contract`).
+pub use pragma_contract::Host;
+pub use pragma_contract::{
+    ExecutionBackend, InputError, IterationContext, Job, JobOutcome, JobSpec, LocalOutput,
+    RemoteOutput, RemoteReport, RemoteState, ReportError, RunError, StateRef, WorkerId,
+    derive_seed, load_input, run_spec, run_spec_returning,
+};
+
+// What an embedder meets through this crate's API, from the crates that own
+// it, so that one dependency is enough.
+/// The attribute a [`Host`] or [`ExecutionBackend`] implementation wears.
+pub use async_trait::async_trait;
+/// The checkpoint stores an executor runs on, and their trait.
+pub use pragma_checkpoint::{LocalStore, MemoryStore, Store};
+/// The directive's parse errors, as [`ExecError::Directive`] carries them.
+pub use pragma_parse::{Directive, ParseError};
+/// Where an operation's phase and counters come from ([`Status::schedule`]).
+pub use pragma_scheduler::{Conclusion, FailReason, Phase, Progress, WaitReason};
+/// What [`Host::evaluate`] answers.
+pub use pragma_selector::{Evaluation, InvalidReason};
+/// What [`IterationContext::cancel`] is.
+pub use tokio_util::sync::CancellationToken;
+
+/// The crates this one builds on, whole, for what the re-exports above do
+/// not cover (a custom [`Store`], the checkpoint log a backend's worker
+/// reads).
+pub mod deps {
+    pub use pragma_checkpoint as checkpoint;
+    pub use pragma_contract as contract;
+    pub use pragma_parse as parse;
+    pub use pragma_scheduler as scheduler;
+    pub use pragma_selector as selector;
+}
+
+/// What an embedding needs, in one import:
+/// `use pragma_executor_local::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        CancellationToken, Config, Evaluation, ExecError, Executor, FinalStatus, Handle, Host,
+        IterationContext, LocalStore, MemoryStore, Outcome, RunError, Status, async_trait,
+    };
+}

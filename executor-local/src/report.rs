@@ -253,7 +253,7 @@ pub struct Best<State> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     /// Queued, running, suspended or ended, with the counters.
-    pub schedule: pragma_scheduler::Status,
+    pub schedule: pragma_scheduler::Phase,
     /// The best so far.
     pub best: Option<BestScore>,
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use pragma_checkpoint::CheckpointLog;
 
-use crate::backend::ExecutionBackend;
 use crate::config::Config;
+use pragma_contract::ExecutionBackend;
 
 /// What the executor, the coordinator and every job share.
 pub(crate) struct Shared<H, S> {

@@ -44,8 +44,8 @@ use pragma_scheduler::WorkerId;
 use pragma_selector::Evaluation;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::backend::{ExecutionBackend, Job, JobOutcome};
-use crate::host::{Host, IterationContext, RunError};
+use pragma_contract::{ExecutionBackend, Job, JobOutcome};
+use pragma_contract::{Host, IterationContext, RunError};
 
 /// The scripted host's state: named numbers.
 pub type MapState = BTreeMap<String, f64>;

@@ -208,7 +208,7 @@ mod parallel {
         // Right after the submission, whatever the coordinator did yet.
         let status = handle.status();
         assert_eq!(status.schedule.progress().total, 4, "{status:?}");
-        if let pragma_scheduler::Status::Queued { reason, .. } = status.schedule {
+        if let pragma_scheduler::Phase::Queued { reason, .. } = status.schedule {
             assert!(
                 !matches!(reason, pragma_scheduler::WaitReason::CapacityZero),
                 "{reason:?}"
@@ -566,7 +566,7 @@ mod control {
         );
         assert!(matches!(
             second.status().schedule,
-            pragma_scheduler::Status::Queued { .. }
+            pragma_scheduler::Phase::Queued { .. }
         ));
         first.wait().await.unwrap();
         assert_eq!(second.wait().await.unwrap().status, FinalStatus::Succeeded);
@@ -951,8 +951,8 @@ mod remote {
     use async_trait::async_trait;
     use pragma_checkpoint::{CheckpointLog, Key, Store};
     use pragma_executor_local::{
-        ExecutionBackend, Job, JobOutcome, RemoteOutput, RemoteReport, RemoteState, load_input,
-        run_spec, run_spec_returning,
+        ExecutionBackend, Job, JobOutcome, RemoteOutput, RemoteReport, RemoteState, ReportError,
+        RunError, load_input, run_spec, run_spec_returning,
     };
     use pragma_scheduler::WorkerId;
 
@@ -988,7 +988,9 @@ mod remote {
             ))
             .unwrap();
             let mut output = if self.returning {
-                let input = load_input(&self.host, &self.log, &spec).await;
+                let input = load_input(&self.host, &self.log, &spec)
+                    .await
+                    .map_err(RunError::from);
                 run_spec_returning(&self.host, input, &spec).await
             } else {
                 run_spec(&self.host, &self.log, &spec, &key).await
@@ -1032,7 +1034,7 @@ mod remote {
         let report = RemoteReport::from(&returned);
         assert!(report.returned && report.state.is_none());
         let error = report.clone().into_output(None).unwrap_err();
-        assert!(error.contains("did not"), "{error}");
+        assert_eq!(error, ReportError::ReturnedMissing, "{error}");
         assert!(RemoteOutput::try_from(report.clone()).is_err());
         let back = report.into_output(Some(b"{}".to_vec())).unwrap();
         assert_eq!(back.result.unwrap(), RemoteState::Returned(b"{}".to_vec()));
@@ -1043,7 +1045,7 @@ mod remote {
         let error = RemoteReport::from(&stored)
             .into_output(Some(Vec::new()))
             .unwrap_err();
-        assert!(error.contains("stored"), "{error}");
+        assert_eq!(error, ReportError::StoredAndReturned, "{error}");
     }
 
     async fn same_outcome_elsewhere(returning: bool) {

@@ -7,10 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pragma_executor_local::{
-    ExecutionBackend, Job, JobOutcome, JobSpec, RemoteOutput, RemoteReport,
-};
-use pragma_scheduler::WorkerId;
+use pragma_contract::WorkerId;
+use pragma_contract::{ExecutionBackend, Job, JobOutcome, JobSpec, RemoteOutput, RemoteReport};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SlurmError;
@@ -343,7 +341,7 @@ impl ExecutionBackend for SlurmBackend {
         let spec = job.into_spec();
         let failed = |message: String| {
             JobOutcome::Remote(RemoteOutput {
-                result: Err(pragma_executor_local::RunError::Failed(message)),
+                result: Err(pragma_contract::RunError::Failed(message)),
                 evaluation: None,
                 seconds: 0.0,
                 lost_runs: 0,

@@ -72,7 +72,7 @@ pub use worker::{TaskFiles, task_files, write_report};
 mod tests {
     use std::time::Duration;
 
-    use pragma_executor_local::{JobSpec, RemoteOutput, RemoteReport};
+    use pragma_contract::{JobSpec, RemoteOutput, RemoteReport};
 
     use super::backend::{SCRIPT, write_json, write_setup};
     use super::*;
@@ -139,7 +139,7 @@ mod tests {
         assert_eq!(task.earlier_runs, 1);
         let report = task.report;
         let output = RemoteOutput {
-            result: Err(pragma_executor_local::RunError::Failed("boom".into())),
+            result: Err(pragma_contract::RunError::Failed("boom".into())),
             evaluation: None,
             seconds: 1.5,
             lost_runs: task.earlier_runs,
@@ -152,7 +152,7 @@ mod tests {
         assert_eq!(back.lost_runs, 1);
         assert_eq!(
             back.result.unwrap_err(),
-            pragma_executor_local::RunError::Failed("boom".into())
+            pragma_contract::RunError::Failed("boom".into())
         );
     }
 

@@ -4,14 +4,14 @@
 //! [`task_files`] finds them and counts the start, and [`run_task`] runs
 //! the iteration with the host and store the caller opens from the setup
 //! (the `pragma` binary's `__slurm-task` is a thin call of it), writes
-//! the resulting state under [`result_key`], and the report beside the
+//! the resulting state under [`JobSpec::result_key`], and the report beside the
 //! spec.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pragma_checkpoint::{CheckpointLog, Key, Store};
-use pragma_executor_local::{Host, JobSpec, RemoteOutput, RemoteReport, RunError, run_spec};
+use pragma_checkpoint::{CheckpointLog, Store};
+use pragma_contract::{Host, JobSpec, RemoteOutput, RemoteReport, RunError, run_spec};
 
 use crate::backend::TaskSetup;
 
@@ -80,12 +80,6 @@ pub fn write_report(path: &Path, report: &RemoteReport) -> std::io::Result<()> {
     std::fs::rename(temporary, path)
 }
 
-/// Where the resulting state of a remote run of `spec` goes in the
-/// checkpoint store: `remote/OP/ITERATION-ATTEMPT`.
-pub fn result_key(spec: &JobSpec) -> Result<Key, String> {
-    spec.result_key()
-}
-
 /// How long a task whose body failed waits for a SIGTERM of its own before
 /// it reports the failure (see [`run_task`]).
 const STOP_GRACE: Duration = Duration::from_secs(1);
@@ -141,7 +135,7 @@ where
         };
     let run = async {
         let (host, log) = open(setup.worker).await?;
-        let key = result_key(&spec)?;
+        let key = spec.result_key().map_err(|e| e.to_string())?;
         Ok::<_, String>(run_spec(&host, &log, &spec, &key).await)
     };
     let output = tokio::select! {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pragma_executor_local::{Host, IterationContext, RunError};
+use pragma_contract::{Host, IterationContext, RunError};
 use pragma_selector::Evaluation;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -115,11 +115,11 @@ pub enum Action {
         /// The iteration number.
         iteration: u64,
     },
-    /// The operation reached a final state (see [`crate::Outcome`]).
+    /// The operation reached a final state (see [`crate::Conclusion`]).
     Finished {
         /// The operation.
         op: OpId,
         /// How it ended.
-        outcome: crate::Outcome,
+        outcome: crate::Conclusion,
     },
 }

@@ -15,7 +15,7 @@
 //!
 //! - **Admission** is first come, first served, and none starves: free
 //!   slots go to the oldest operation that can use one. An operation that cannot start is
-//!   queued, with the reason in its [`Status`] (`capacity 0`, `waiting for
+//!   queued, with the reason in its [`Phase`] (`capacity 0`, `waiting for
 //!   3 of 5 workers`). A parallel operation starts with the workers there
 //!   are and grows up to P as slots come back; a finishing worker stays with
 //!   its operation unless an older one is waiting. An operation that has
@@ -41,7 +41,7 @@
 //! # Example: driving a repeat plan by hand
 //!
 //! ```
-//! use pragma_scheduler::{Action, Budgets, Event, Outcome, Plan, Scheduler, StartFrom, Status};
+//! use pragma_scheduler::{Action, Budgets, Event, Conclusion, Plan, Scheduler, StartFrom, Phase};
 //!
 //! let mut scheduler = Scheduler::new(1); // one worker slot
 //! let plan = Plan::Repeat { iterations: 3, checkpoint_period: 2 };
@@ -63,7 +63,7 @@
 //! // comes back, since no checkpoint was committed.
 //! scheduler.handle(Event::SetCapacity(0));
 //! scheduler.handle(Event::WorkerLost(worker));
-//! assert!(matches!(scheduler.status(op), Some(Status::Suspended { .. })));
+//! assert!(matches!(scheduler.status(op), Some(Phase::Suspended { .. })));
 //! let actions = scheduler.handle(Event::SetCapacity(1));
 //! let Action::Start { worker, iteration: 0, from: StartFrom::Submission, .. } = actions[0] else {
 //!     panic!("{actions:?}")
@@ -77,7 +77,7 @@
 //! let actions = scheduler.handle(Event::IterationFinished(worker));
 //! assert!(matches!(actions[..], [Action::Checkpoint { iterations_done: 3, .. }]));
 //! let actions = scheduler.handle(Event::CheckpointCommitted(worker));
-//! assert!(actions.contains(&Action::Finished { op, outcome: Outcome::Succeeded }));
+//! assert!(actions.contains(&Action::Finished { op, outcome: Conclusion::Succeeded }));
 //! # Ok::<(), pragma_scheduler::InvalidPlan>(())
 //! ```
 
@@ -91,4 +91,4 @@ mod status;
 pub use event::{Action, Event, OpId, StartFrom, WorkerId};
 pub use plan::{Budgets, InvalidPlan, Plan};
 pub use scheduler::{Resume, Scheduler};
-pub use status::{FailReason, Outcome, Progress, Status, WaitReason};
+pub use status::{Conclusion, FailReason, Phase, Progress, WaitReason};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Action, Event, OpId, StartFrom, WorkerId};
 use crate::plan::{Budgets, InvalidPlan, Plan};
-use crate::status::{FailReason, Outcome, Progress, Status, WaitReason};
+use crate::status::{Conclusion, FailReason, Phase, Progress, WaitReason};
 
 /// The progress an operation made before it was interrupted, for
 /// [`Scheduler::resume`].
@@ -62,7 +62,7 @@ struct Operation {
     plan: Plan,
     budgets: Budgets,
     started: bool,
-    outcome: Option<Outcome>,
+    outcome: Option<Conclusion>,
     attempts: u64,
     lost: u64,
     failed: u64,
@@ -180,7 +180,7 @@ impl Scheduler {
             (PlanState::Repeat(repeat), Resume::Repeat { iterations_done }) => {
                 repeat.committed = iterations_done.min(total);
                 repeat.finished = repeat.committed;
-                (repeat.committed == total).then_some(Outcome::Succeeded)
+                (repeat.committed == total).then_some(Conclusion::Succeeded)
             }
             (PlanState::Parallel(parallel), Resume::Parallel { finished }) => {
                 parallel.skip_finished(finished, total);
@@ -298,14 +298,14 @@ impl Scheduler {
     }
 
     /// The visible state of an operation (`None` for an unknown id).
-    pub fn status(&self, id: OpId) -> Option<Status> {
+    pub fn status(&self, id: OpId) -> Option<Phase> {
         let op = self.ops.get(&id)?;
         let progress = op.progress();
         if let Some(outcome) = op.outcome {
-            return Some(Status::Ended { outcome, progress });
+            return Some(Phase::Ended { outcome, progress });
         }
         if op.workers_held() > 0 {
-            return Some(Status::Running { progress });
+            return Some(Phase::Running { progress });
         }
         let reason = if self.capacity == 0 {
             WaitReason::CapacityZero
@@ -322,9 +322,9 @@ impl Scheduler {
             }
         };
         Some(if op.started {
-            Status::Suspended { reason, progress }
+            Phase::Suspended { reason, progress }
         } else {
-            Status::Queued { reason, progress }
+            Phase::Queued { reason, progress }
         })
     }
 
@@ -497,7 +497,7 @@ impl Scheduler {
                 repeat.counts = repeat.counts.split_off(&committed);
                 if committed == total {
                     self.release(id, worker, actions);
-                    self.end(id, Outcome::Succeeded, actions);
+                    self.end(id, Conclusion::Succeeded, actions);
                 } else {
                     self.start(id, worker, committed, StartFrom::Previous, actions);
                 }
@@ -518,7 +518,7 @@ impl Scheduler {
                     self.release(id, worker, actions);
                     self.end(
                         id,
-                        Outcome::Failed(FailReason::IterationFailed { iteration: current }),
+                        Conclusion::Failed(FailReason::IterationFailed { iteration: current }),
                         actions,
                     );
                 } else {
@@ -544,7 +544,7 @@ impl Scheduler {
                     });
                     self.end(
                         id,
-                        Outcome::Failed(FailReason::TooManyPreemptions { iteration: current }),
+                        Conclusion::Failed(FailReason::TooManyPreemptions { iteration: current }),
                         actions,
                     );
                 }
@@ -660,7 +660,7 @@ impl Scheduler {
             PlanState::Repeat(_) => {
                 self.end(
                     id,
-                    Outcome::Failed(FailReason::AttemptCapReached { attempts: cap }),
+                    Conclusion::Failed(FailReason::AttemptCapReached { attempts: cap }),
                     actions,
                 );
             }
@@ -717,10 +717,10 @@ impl Scheduler {
                 PlanState::Parallel(parallel) => parallel.in_flight.clear(),
             }
         }
-        self.end(id, Outcome::Cancelled, actions);
+        self.end(id, Conclusion::Cancelled, actions);
     }
 
-    fn end(&mut self, id: OpId, outcome: Outcome, actions: &mut Vec<Action>) {
+    fn end(&mut self, id: OpId, outcome: Conclusion, actions: &mut Vec<Action>) {
         if let Some(op) = self.ops.get_mut(&id)
             && op.outcome.is_none()
         {
@@ -769,11 +769,11 @@ impl ParallelState {
 
     /// How a parallel operation with nothing left to run ends: it succeeded
     /// if any iteration did.
-    fn outcome(&self, otherwise: FailReason) -> Outcome {
+    fn outcome(&self, otherwise: FailReason) -> Conclusion {
         if self.succeeded > 0 {
-            Outcome::Succeeded
+            Conclusion::Succeeded
         } else {
-            Outcome::Failed(otherwise)
+            Conclusion::Failed(otherwise)
         }
     }
 

@@ -87,7 +87,7 @@ impl fmt::Display for FailReason {
 /// How an operation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Outcome {
+pub enum Conclusion {
     /// Every iteration ended; for parallel, at least one succeeded (the
     /// others are reported by [`Action::IterationAbandoned`](crate::Action)).
     Succeeded,
@@ -119,7 +119,7 @@ pub struct Progress {
 /// The one visible state an operation is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
-pub enum Status {
+pub enum Phase {
     /// Submitted, not started yet.
     Queued {
         /// Why it waits.
@@ -142,20 +142,20 @@ pub enum Status {
     /// It ended.
     Ended {
         /// How.
-        outcome: Outcome,
+        outcome: Conclusion,
         /// Its final counters.
         progress: Progress,
     },
 }
 
-impl Status {
+impl Phase {
     /// The counters, whatever the state.
     pub fn progress(&self) -> Progress {
         match *self {
-            Status::Queued { progress, .. }
-            | Status::Running { progress }
-            | Status::Suspended { progress, .. }
-            | Status::Ended { progress, .. } => progress,
+            Phase::Queued { progress, .. }
+            | Phase::Running { progress }
+            | Phase::Suspended { progress, .. }
+            | Phase::Ended { progress, .. } => progress,
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use pragma_scheduler::{
-    Action, Budgets, Event, FailReason, OpId, Outcome, Plan, Scheduler, StartFrom, Status,
+    Action, Budgets, Conclusion, Event, FailReason, OpId, Phase, Plan, Scheduler, StartFrom,
     WaitReason, WorkerId,
 };
 use proptest::prelude::*;
@@ -39,7 +39,7 @@ mod schedules {
         let mut s = Scheduler::new(0);
         let (a, _) = s.submit(parallel(4, Some(2)), Budgets::default()).unwrap();
         let (b, _) = s.submit(parallel(4, Some(3)), Budgets::default()).unwrap();
-        let Some(Status::Queued { reason, .. }) = s.status(a) else {
+        let Some(Phase::Queued { reason, .. }) = s.status(a) else {
             panic!()
         };
         assert_eq!(reason, WaitReason::CapacityZero);
@@ -49,10 +49,10 @@ mod schedules {
         let actions = s.handle(Event::SetCapacity(3));
         let ops: Vec<OpId> = starts(&actions).iter().map(|s| s.0).collect();
         assert_eq!(ops, vec![a, a, b]);
-        assert!(matches!(s.status(b), Some(Status::Running { .. })));
+        assert!(matches!(s.status(b), Some(Phase::Running { .. })));
 
         let (c, _) = s.submit(parallel(5, Some(5)), Budgets::default()).unwrap();
-        let Some(Status::Queued { reason, .. }) = s.status(c) else {
+        let Some(Phase::Queued { reason, .. }) = s.status(c) else {
             panic!()
         };
         assert_eq!(
@@ -92,11 +92,11 @@ mod schedules {
         assert_eq!(first_starts, small, "admitted in submission order");
         for op in &small {
             assert!(
-                matches!(s.status(*op), Some(Status::Ended { .. })),
+                matches!(s.status(*op), Some(Phase::Ended { .. })),
                 "{op} ended while the large one runs"
             );
         }
-        assert!(matches!(s.status(large), Some(Status::Running { .. })));
+        assert!(matches!(s.status(large), Some(Phase::Running { .. })));
     }
 
     #[test]
@@ -109,7 +109,7 @@ mod schedules {
         s.handle(Event::SetCapacity(1));
         s.handle(Event::WorkerLost(running[0].1));
         s.handle(Event::WorkerLost(running[1].1));
-        let Some(Status::Running { progress }) = s.status(op) else {
+        let Some(Phase::Running { progress }) = s.status(op) else {
             panic!()
         };
         assert_eq!((progress.in_flight, progress.lost), (1, 2));
@@ -133,7 +133,7 @@ mod schedules {
         assert_eq!(s.in_use(), 1);
         let next = starts(&s.handle(Event::IterationFinished(running[2].1)));
         assert_eq!(next.len(), 1);
-        let Some(Status::Running { progress }) = s.status(op) else {
+        let Some(Phase::Running { progress }) = s.status(op) else {
             panic!()
         };
         assert_eq!(progress.in_flight, 1);
@@ -192,7 +192,7 @@ mod schedules {
         assert!(actions.contains(&Action::IterationAbandoned { op, iteration: 0 }));
         assert!(actions.contains(&Action::Finished {
             op,
-            outcome: Outcome::Failed(FailReason::NoIterationSucceeded)
+            outcome: Conclusion::Failed(FailReason::NoIterationSucceeded)
         }));
     }
 
@@ -218,7 +218,7 @@ mod schedules {
         let actions = s.handle(Event::IterationFailed(worker));
         assert!(actions.contains(&Action::Finished {
             op,
-            outcome: Outcome::Failed(FailReason::AttemptCapReached { attempts: 2 })
+            outcome: Conclusion::Failed(FailReason::AttemptCapReached { attempts: 2 })
         }));
         assert_eq!(s.in_use(), 0);
     }
@@ -237,7 +237,7 @@ mod schedules {
         assert_eq!(stopped, 2);
         assert!(actions.contains(&Action::Finished {
             op: a,
-            outcome: Outcome::Cancelled
+            outcome: Conclusion::Cancelled
         }));
         // The freed slot goes to the waiting operation.
         assert_eq!(
@@ -304,7 +304,7 @@ mod schedules {
             actions,
             vec![Action::Finished {
                 op,
-                outcome: Outcome::Succeeded
+                outcome: Conclusion::Succeeded
             }]
         );
         let wrong = Resume::Repeat { iterations_done: 1 };
@@ -407,7 +407,7 @@ struct Model {
     /// Repeat: iterations committed, and finished on the current worker.
     committed: BTreeMap<OpId, u64>,
     finished: BTreeMap<OpId, u64>,
-    ended: BTreeMap<OpId, Outcome>,
+    ended: BTreeMap<OpId, Conclusion>,
     log: Vec<Action>,
 }
 
@@ -738,9 +738,9 @@ fn run(steps: &[Step], restore: bool) -> Result<Model, TestCaseError> {
     for (op, (plan, _)) in &m.plans {
         let outcome = m.ended.get(op).copied();
         prop_assert!(outcome.is_some(), "{} never ended: {:?}", op, s.status(*op));
-        let ended = matches!(s.status(*op), Some(Status::Ended { .. }));
+        let ended = matches!(s.status(*op), Some(Phase::Ended { .. }));
         prop_assert!(ended, "status of an ended operation");
-        if outcome == Some(Outcome::Cancelled) || matches!(plan, Plan::Repeat { .. }) {
+        if outcome == Some(Conclusion::Cancelled) || matches!(plan, Plan::Repeat { .. }) {
             continue;
         }
         // Parallel: every index ended exactly once, succeeded or abandoned.
@@ -749,10 +749,13 @@ fn run(steps: &[Step], restore: bool) -> Result<Model, TestCaseError> {
         prop_assert!(succeeded.is_disjoint(&abandoned));
         let all: BTreeSet<u64> = (0..plan.iterations()).collect();
         prop_assert_eq!(&succeeded | &abandoned, all);
-        prop_assert_eq!(outcome == Some(Outcome::Succeeded), !succeeded.is_empty());
+        prop_assert_eq!(
+            outcome == Some(Conclusion::Succeeded),
+            !succeeded.is_empty()
+        );
     }
     for (op, outcome) in &m.ended {
-        if let (Plan::Repeat { iterations, .. }, Outcome::Succeeded) = (m.plans[op].0, outcome) {
+        if let (Plan::Repeat { iterations, .. }, Conclusion::Succeeded) = (m.plans[op].0, outcome) {
             prop_assert_eq!(m.committed.get(op), Some(&iterations));
         }
     }

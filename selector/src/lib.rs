@@ -35,9 +35,9 @@
 //! # Example
 //!
 //! ```
-//! use pragma_selector::{Evaluation, InvalidReason, Objective, Offer, Selector};
+//! use pragma_selector::{Evaluation, InvalidReason, Direction, Offer, Selector};
 //!
-//! let mut selector = Selector::new(Objective::Max);
+//! let mut selector = Selector::new(Direction::Max);
 //! assert!(matches!(selector.offer(3, 0.91.into()), Offer::NewBest { evicted: None }));
 //! // A tie: the lower iteration number wins, whatever the order of arrival.
 //! assert!(matches!(selector.offer(1, 0.91.into()), Offer::NewBest { evicted: Some(c) } if c.iteration == 3));
@@ -61,5 +61,5 @@ mod selector;
 
 pub use score::{Evaluation, InvalidReason, ScoreError, parse_score};
 pub use selector::{
-    Candidate, InvalidCounts, InvalidExample, MergeError, NoValidResult, Objective, Offer, Selector,
+    Candidate, Direction, InvalidCounts, InvalidExample, MergeError, NoValidResult, Offer, Selector,
 };

@@ -10,30 +10,30 @@ use crate::score::{Evaluation, InvalidReason};
 /// Whether the highest or the lowest score wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Objective {
+pub enum Direction {
     /// `--max-by`: the highest score wins.
     Max,
     /// `--min-by`: the lowest score wins.
     Min,
 }
 
-impl Objective {
+impl Direction {
     /// The ranking of two valid candidates: `Less` when `a` is better.
     /// A better score ranks first; equal scores rank by the lower iteration.
     ///
     /// ```
-    /// use pragma_selector::{Candidate, Objective};
+    /// use pragma_selector::{Candidate, Direction};
     /// use std::cmp::Ordering;
     /// let a = Candidate { iteration: 2, score: 1.0 };
     /// let b = Candidate { iteration: 1, score: 1.0 };
-    /// assert_eq!(Objective::Max.rank(&a, &b), Ordering::Greater);
+    /// assert_eq!(Direction::Max.rank(&a, &b), Ordering::Greater);
     /// ```
     pub fn rank(self, a: &Candidate, b: &Candidate) -> Ordering {
         // Scores in a selector are never NaN, so partial_cmp always answers.
         let by_score = a.score.partial_cmp(&b.score).unwrap_or(Ordering::Equal);
         let by_score = match self {
-            Objective::Max => by_score.reverse(),
-            Objective::Min => by_score,
+            Direction::Max => by_score.reverse(),
+            Direction::Min => by_score,
         };
         by_score.then(a.iteration.cmp(&b.iteration))
     }
@@ -184,7 +184,9 @@ pub struct MergeError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawSelector")]
 pub struct Selector {
-    objective: Objective,
+    // Named as stored since the first version: stores keep selectors.
+    #[serde(rename = "objective")]
+    direction: Direction,
     keep: usize,
     top: Vec<Candidate>,
     valid: u64,
@@ -193,7 +195,8 @@ pub struct Selector {
 
 #[derive(Deserialize)]
 struct RawSelector {
-    objective: Objective,
+    #[serde(rename = "objective")]
+    direction: Direction,
     keep: usize,
     top: Vec<Candidate>,
     valid: u64,
@@ -216,12 +219,12 @@ impl TryFrom<RawSelector> for Selector {
         if raw
             .top
             .windows(2)
-            .any(|w| raw.objective.rank(&w[0], &w[1]) == Ordering::Greater)
+            .any(|w| raw.direction.rank(&w[0], &w[1]) == Ordering::Greater)
         {
             return Err("a selector's kept candidates are out of order".into());
         }
         Ok(Selector {
-            objective: raw.objective,
+            direction: raw.direction,
             keep: raw.keep,
             top: raw.top,
             valid: raw.valid,
@@ -232,14 +235,14 @@ impl TryFrom<RawSelector> for Selector {
 
 impl Selector {
     /// A selector that keeps the single best candidate.
-    pub fn new(objective: Objective) -> Self {
-        Selector::top_k(objective, 1)
+    pub fn new(direction: Direction) -> Self {
+        Selector::top_k(direction, 1)
     }
 
     /// A selector that keeps the best `k` candidates (at least 1).
-    pub fn top_k(objective: Objective, k: usize) -> Self {
+    pub fn top_k(direction: Direction, k: usize) -> Self {
         Selector {
-            objective,
+            direction,
             keep: k.max(1),
             top: Vec::with_capacity(k.clamp(1, 1024)),
             valid: 0,
@@ -264,7 +267,7 @@ impl Selector {
         // `top` is sorted best first; insert after everything at least as good.
         let rank = self
             .top
-            .partition_point(|kept| self.objective.rank(kept, &candidate) != Ordering::Greater);
+            .partition_point(|kept| self.direction.rank(kept, &candidate) != Ordering::Greater);
         if rank >= self.keep {
             return Offer::NotKept;
         }
@@ -307,8 +310,8 @@ impl Selector {
     }
 
     /// Whether the highest or the lowest score wins.
-    pub fn objective(&self) -> Objective {
-        self.objective
+    pub fn direction(&self) -> Direction {
+        self.direction
     }
 
     /// How many candidates are kept (`k`).
@@ -327,14 +330,14 @@ impl Selector {
     }
 
     /// Adds the candidates `other` has seen, as if they had been offered here.
-    /// The two must have the same objective and `k`, and should have seen
+    /// The two must have the same direction and `k`, and should have seen
     /// disjoint candidates.
     pub fn merge(&mut self, other: &Selector) -> Result<(), MergeError> {
-        if self.objective != other.objective {
+        if self.direction != other.direction {
             return Err(MergeError {
                 what: "objectives",
-                left: format!("{:?}", self.objective),
-                right: format!("{:?}", other.objective),
+                left: format!("{:?}", self.direction),
+                right: format!("{:?}", other.direction),
             });
         }
         if self.keep != other.keep {
@@ -344,9 +347,9 @@ impl Selector {
                 right: other.keep.to_string(),
             });
         }
-        let objective = self.objective;
+        let direction = self.direction;
         self.top.extend_from_slice(&other.top);
-        self.top.sort_by(|a, b| objective.rank(a, b));
+        self.top.sort_by(|a, b| direction.rank(a, b));
         self.top.truncate(self.keep);
         self.valid += other.valid;
         self.invalid.merge(&other.invalid);

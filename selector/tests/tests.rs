@@ -2,7 +2,7 @@
 //! collects every candidate and sorts.
 
 use pragma_selector::{
-    Candidate, Evaluation, InvalidReason, NoValidResult, Objective, Offer, Selector, parse_score,
+    Candidate, Direction, Evaluation, InvalidReason, NoValidResult, Offer, Selector, parse_score,
 };
 use proptest::prelude::*;
 
@@ -11,8 +11,8 @@ mod rules {
 
     #[test]
     fn max_keeps_the_highest_and_min_the_lowest() {
-        let mut max = Selector::new(Objective::Max);
-        let mut min = Selector::new(Objective::Min);
+        let mut max = Selector::new(Direction::Max);
+        let mut min = Selector::new(Direction::Min);
         for (i, score) in [0.5, 0.9, 0.1, 0.7].into_iter().enumerate() {
             max.offer(i as u64, score.into());
             min.offer(i as u64, score.into());
@@ -36,7 +36,7 @@ mod rules {
     #[test]
     fn ties_go_to_the_lowest_iteration_in_any_order() {
         for order in [[5, 2, 9], [9, 5, 2], [2, 9, 5]] {
-            let mut s = Selector::new(Objective::Min);
+            let mut s = Selector::new(Direction::Min);
             for i in order {
                 s.offer(i, 1.0.into());
             }
@@ -46,7 +46,7 @@ mod rules {
 
     #[test]
     fn nan_and_failures_are_counted_never_chosen() {
-        let mut s = Selector::new(Objective::Max);
+        let mut s = Selector::new(Direction::Max);
         assert_eq!(
             s.offer(0, f64::NAN.into()),
             Offer::Invalid(InvalidReason::NaN)
@@ -72,18 +72,18 @@ mod rules {
 
     #[test]
     fn infinities_are_ordinary_values() {
-        let mut s = Selector::new(Objective::Max);
+        let mut s = Selector::new(Direction::Max);
         s.offer(0, 1e308.into());
         assert!(s.offer(1, f64::INFINITY.into()).is_new_best());
         assert_eq!(s.best().unwrap().score, f64::INFINITY);
-        let mut s = Selector::new(Objective::Min);
+        let mut s = Selector::new(Direction::Min);
         s.offer(0, f64::NEG_INFINITY.into());
         assert_eq!(s.offer(1, f64::MIN.into()), Offer::NotKept);
     }
 
     #[test]
     fn negative_zero_ties_with_zero() {
-        let mut s = Selector::new(Objective::Max);
+        let mut s = Selector::new(Direction::Max);
         s.offer(4, (-0.0).into());
         assert_eq!(s.offer(7, 0.0.into()), Offer::NotKept);
         assert_eq!(
@@ -99,7 +99,7 @@ mod rules {
 
     #[test]
     fn each_offer_says_what_to_keep_and_what_to_drop() {
-        let mut s = Selector::new(Objective::Max);
+        let mut s = Selector::new(Direction::Max);
         assert_eq!(s.offer(0, 1.0.into()), Offer::NewBest { evicted: None });
         assert_eq!(
             s.offer(1, 2.0.into()),
@@ -115,7 +115,7 @@ mod rules {
 
     #[test]
     fn top_k_keeps_the_best_k_in_order() {
-        let mut s = Selector::top_k(Objective::Max, 3);
+        let mut s = Selector::top_k(Direction::Max, 3);
         for (i, score) in [1.0, 5.0, 3.0, 4.0, 2.0].into_iter().enumerate() {
             s.offer(i as u64, score.into());
         }
@@ -135,12 +135,12 @@ mod rules {
 
     #[test]
     fn no_valid_candidate_is_a_clear_answer() {
-        let s = Selector::new(Objective::Max);
+        let s = Selector::new(Direction::Max);
         assert_eq!(
             s.result().unwrap_err().to_string(),
             "no valid result: no candidate was scored"
         );
-        let mut s = Selector::new(Objective::Max);
+        let mut s = Selector::new(Direction::Max);
         s.offer(3, f64::NAN.into());
         s.offer(1, Evaluation::failed("NameError: x"));
         s.offer(2, f64::NAN.into());
@@ -154,14 +154,14 @@ mod rules {
 
     #[test]
     fn merging_needs_the_same_settings() {
-        let mut a = Selector::new(Objective::Max);
-        assert!(a.merge(&Selector::new(Objective::Min)).is_err());
-        assert!(a.merge(&Selector::top_k(Objective::Max, 2)).is_err());
+        let mut a = Selector::new(Direction::Max);
+        assert!(a.merge(&Selector::new(Direction::Min)).is_err());
+        assert!(a.merge(&Selector::top_k(Direction::Max, 2)).is_err());
     }
 
     #[test]
     fn infinite_scores_survive_json() {
-        let mut s = Selector::top_k(Objective::Max, 2);
+        let mut s = Selector::top_k(Direction::Max, 2);
         s.offer(0, f64::INFINITY.into());
         s.offer(1, f64::NEG_INFINITY.into());
         let json = serde_json::to_string(&s).unwrap();
@@ -230,8 +230,8 @@ fn evaluation() -> impl Strategy<Value = Evaluation> {
     ]
 }
 
-fn objective() -> impl Strategy<Value = Objective> {
-    prop_oneof![Just(Objective::Max), Just(Objective::Min)]
+fn direction() -> impl Strategy<Value = Direction> {
+    prop_oneof![Just(Direction::Max), Just(Direction::Min)]
 }
 
 /// Candidates with distinct iteration numbers, in a random order.
@@ -248,7 +248,7 @@ fn candidates() -> impl Strategy<Value = Vec<(u64, Evaluation)>> {
 }
 
 /// The reference: keep every valid candidate, sort, take the first k.
-fn reference(objective: Objective, k: usize, candidates: &[(u64, Evaluation)]) -> Vec<Candidate> {
+fn reference(direction: Direction, k: usize, candidates: &[(u64, Evaluation)]) -> Vec<Candidate> {
     let mut valid: Vec<Candidate> = candidates
         .iter()
         .filter_map(|(iteration, e)| match e {
@@ -261,7 +261,7 @@ fn reference(objective: Objective, k: usize, candidates: &[(u64, Evaluation)]) -
         .collect();
     valid.sort_by(|a, b| {
         let by_score = a.score.partial_cmp(&b.score).unwrap();
-        let by_score = if objective == Objective::Max {
+        let by_score = if direction == Direction::Max {
             by_score.reverse()
         } else {
             by_score
@@ -284,14 +284,14 @@ proptest! {
 
     #[test]
     fn best_and_top_k_equal_the_reference(
-        objective in objective(),
+        direction in direction(),
         k in 1usize..6,
         candidates in candidates(),
     ) {
-        let top_k = offer_all(Selector::top_k(objective, k), &candidates);
-        prop_assert_eq!(top_k.top(), &reference(objective, k, &candidates)[..]);
-        let best = offer_all(Selector::new(objective), &candidates);
-        prop_assert_eq!(best.best(), reference(objective, 1, &candidates).first().copied());
+        let top_k = offer_all(Selector::top_k(direction, k), &candidates);
+        prop_assert_eq!(top_k.top(), &reference(direction, k, &candidates)[..]);
+        let best = offer_all(Selector::new(direction), &candidates);
+        prop_assert_eq!(best.best(), reference(direction, 1, &candidates).first().copied());
         let invalid = candidates.iter().filter(|(_, e)| e.invalid_reason().is_some()).count();
         prop_assert_eq!(best.invalid().total(), invalid as u64);
         prop_assert_eq!(best.valid_count() + invalid as u64, candidates.len() as u64);
@@ -300,21 +300,21 @@ proptest! {
 
     #[test]
     fn the_order_of_arrival_does_not_matter(
-        objective in objective(),
+        direction in direction(),
         k in 1usize..4,
         candidates in candidates(),
     ) {
         let mut backwards = candidates.clone();
         backwards.reverse();
         prop_assert_eq!(
-            offer_all(Selector::top_k(objective, k), &candidates),
-            offer_all(Selector::top_k(objective, k), &backwards)
+            offer_all(Selector::top_k(direction, k), &candidates),
+            offer_all(Selector::top_k(direction, k), &backwards)
         );
     }
 
     #[test]
     fn merging_is_associative_commutative_and_equals_one_selector(
-        objective in objective(),
+        direction in direction(),
         k in 1usize..4,
         candidates in candidates(),
         cut1 in 0usize..40,
@@ -322,7 +322,7 @@ proptest! {
     ) {
         let (c1, c2) = (cut1.min(candidates.len()), cut2.min(candidates.len()));
         let (lo, hi) = (c1.min(c2), c1.max(c2));
-        let fresh = || Selector::top_k(objective, k);
+        let fresh = || Selector::top_k(direction, k);
         let a = offer_all(fresh(), &candidates[..lo]);
         let b = offer_all(fresh(), &candidates[lo..hi]);
         let c = offer_all(fresh(), &candidates[hi..]);
@@ -342,19 +342,19 @@ proptest! {
 
     #[test]
     fn serialising_mid_stream_changes_nothing(
-        objective in objective(),
+        direction in direction(),
         k in 1usize..4,
         candidates in candidates(),
         cut in 0usize..40,
     ) {
         let cut = cut.min(candidates.len());
-        let first = offer_all(Selector::top_k(objective, k), &candidates[..cut]);
+        let first = offer_all(Selector::top_k(direction, k), &candidates[..cut]);
         let json = serde_json::to_string(&first).unwrap();
         let restored: Selector = serde_json::from_str(&json).unwrap();
         prop_assert_eq!(&restored, &first);
         prop_assert_eq!(
             offer_all(restored, &candidates[cut..]),
-            offer_all(Selector::top_k(objective, k), &candidates)
+            offer_all(Selector::top_k(direction, k), &candidates)
         );
     }
 }

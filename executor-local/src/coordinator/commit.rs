@@ -11,10 +11,10 @@ use pragma_selector::Evaluation;
 
 use super::Coordinator;
 use super::msg::{CommitKind, Msg};
-use crate::host::Host;
 use crate::op::{Batch, Op, Written};
 use crate::persist::{CandidatesPart, CommitFailure, commit_record, commit_state, retain};
 use crate::report::Event;
+use pragma_contract::Host;
 
 impl<H: Host, S: Store + 'static> Coordinator<H, S> {
     /// Records finished parallel iterations (and a new best state) in one
@@ -155,7 +155,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let control = self.control.clone();
         self.tasks.spawn(async move {
             let evaluation = match expr {
-                Some(expr) => crate::iteration::evaluate(&shared.host, &expr, &state).await,
+                Some(expr) => pragma_contract::evaluate(&shared.host, &expr, &state).await,
                 None => Evaluation::Score(0.0),
             };
             let _ = control.send(Msg::Evaluated {

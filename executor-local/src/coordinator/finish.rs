@@ -8,11 +8,11 @@ use pragma_checkpoint::{Lease, Store};
 use pragma_scheduler::OpId;
 
 use super::{Coordinator, Msg};
-use crate::host::Host;
 use crate::persist::{CandidatesPart, commit_record, restore_generation};
 use crate::record::{BestRecord, Record, score_value};
 use crate::report::{Best, BestScore, Event, FinalStatus, Outcome, Status};
 use crate::shared::Shared;
+use pragma_contract::Host;
 
 /// What concluding an operation needs, away from the coordinator.
 struct Conclusion<St> {

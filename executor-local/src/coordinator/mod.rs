@@ -30,10 +30,10 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use msg::Msg;
 
-use crate::host::Host;
 use crate::op::Op;
 use crate::report::Status;
 use crate::shared::Shared;
+use pragma_contract::Host;
 
 /// How often the backend's capacity is read again.
 const CAPACITY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -68,9 +68,9 @@ impl<St> Op<St> {
 
 /// Says the workers `schedule` waits for in runs, not in the scheduler's
 /// slots: a backend that batches has `batch` of them per run.
-fn in_runs(schedule: &mut pragma_scheduler::Status, batch: u64) {
-    use pragma_scheduler::{Status, WaitReason};
-    if let Status::Queued { reason, .. } | Status::Suspended { reason, .. } = schedule
+fn in_runs(schedule: &mut pragma_scheduler::Phase, batch: u64) {
+    use pragma_scheduler::{Phase, WaitReason};
+    if let Phase::Queued { reason, .. } | Phase::Suspended { reason, .. } = schedule
         && let WaitReason::WaitingForWorkers {
             missing, wanted, ..
         } = reason

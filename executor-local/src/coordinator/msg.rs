@@ -5,10 +5,10 @@
 use pragma_scheduler::{OpId, WorkerId};
 use pragma_selector::Evaluation;
 
-use crate::backend::JobOutcome;
 use crate::op::{NewOp, Written};
 use crate::persist::CommitFailure;
 use crate::report::{Best, FinalStatus};
+use pragma_contract::JobOutcome;
 
 /// What the coordinator hears.
 pub(crate) enum Msg<St> {

@@ -10,12 +10,12 @@ use pragma_scheduler::{Event as SchedulerEvent, OpId, WorkerId};
 use pragma_selector::Evaluation;
 
 use super::{Coordinator, Msg};
-use crate::backend::{JobOutcome, LocalOutput, RemoteOutput};
-use crate::host::{Host, RunError};
-use crate::iteration::JobResult;
+use crate::job::JobResult;
 use crate::op::{Judged, Op};
 use crate::persist::restore_remote;
 use crate::report::Event;
+use pragma_contract::{Host, RunError};
+use pragma_contract::{JobOutcome, LocalOutput, RemoteOutput};
 
 impl<H: Host, S: Store + 'static> Coordinator<H, S> {
     /// `worker`'s job for `id` is done: `output` says how.

@@ -13,12 +13,14 @@ use pragma_scheduler::{OpId, StartFrom, WorkerId};
 use tokio_util::sync::CancellationToken;
 
 use super::{Coordinator, Msg, Running};
-use crate::backend::{Job, JobOutcome, JobSpec, LocalOutput, StateRef};
-use crate::host::{Host, RunError, derive_seed};
-use crate::iteration::{JobResult, panicked, run_iteration};
+use crate::job::JobResult;
 use crate::op::Op;
 use crate::persist::restore_generation;
 use crate::report::Event;
+use pragma_contract::Host;
+use pragma_contract::{
+    Job, JobOutcome, JobSpec, LocalOutput, RunError, StateRef, derive_seed, run_iteration,
+};
 
 /// Where a job run here takes its input state from.
 enum Source<St> {
@@ -121,7 +123,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 Ok(output) => output,
                 Err(panic) => JobOutcome::Ran(LocalOutput::new(JobResult::<H::State> {
                     iteration,
-                    result: Err(panicked("the execution backend", panic)),
+                    result: Err(RunError::from_panic("the execution backend", panic)),
                     evaluation: None,
                     seconds: begin.elapsed().as_secs_f64(),
                     lost_runs: 0,
@@ -175,22 +177,23 @@ impl<St> Op<St> {
                 Some((self.chain.last_checkpoint(), "state"))
             }
         };
-        JobSpec {
-            op: Arc::clone(&self.shared_name),
+        let mut spec = JobSpec::new(
+            Arc::clone(&self.shared_name),
             iteration,
-            iterations: self.directive.iterations(),
-            attempt,
-            iteration_var: Arc::clone(&self.var),
-            seed: derive_seed(&self.name, iteration),
-            body: Arc::clone(&self.body),
-            expr: self.job_expr(),
-            input: input.map(|(generation, part)| StateRef {
-                generation,
-                part: part.into(),
-            }),
-            result_saved: self.result_saved(iteration),
-            runs_at_once: self.runs_at_once(),
-        }
+            self.directive.iterations(),
+            Arc::clone(&self.body),
+        );
+        spec.attempt = attempt;
+        spec.iteration_var = Arc::clone(&self.var);
+        spec.seed = derive_seed(&self.name, iteration);
+        spec.expr = self.job_expr();
+        spec.input = input.map(|(generation, part)| StateRef {
+            generation,
+            part: part.into(),
+        });
+        spec.result_saved = self.result_saved(iteration);
+        spec.runs_at_once = self.runs_at_once();
+        spec
     }
 
     /// How many of its iterations may run at once: its `--parallel-runs`,

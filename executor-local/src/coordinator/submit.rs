@@ -6,10 +6,10 @@ use pragma_parse::Directive;
 use pragma_scheduler::{Action, Budgets, OpId, Plan, Resume};
 
 use super::Coordinator;
-use crate::host::Host;
 use crate::op::NewOp;
 use crate::op::Op;
 use crate::report::{Event, FinalStatus};
+use pragma_contract::Host;
 
 /// The scheduler's plan for `directive`.
 fn plan_of(directive: &Directive, batch: u64) -> Plan {
@@ -94,7 +94,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
     /// Says why an operation waits, if it waits for workers from the
     /// start.
     fn announce_queued(&self, id: OpId, actions: &[Action]) {
-        if let Some(pragma_scheduler::Status::Queued { reason, .. }) = self.scheduler.status(id)
+        if let Some(pragma_scheduler::Phase::Queued { reason, .. }) = self.scheduler.status(id)
             && actions.is_empty()
             && let Some(op) = self.ops.get(&id)
         {

@@ -19,15 +19,16 @@ use crate::config::Config;
 use crate::error::ExecError;
 use crate::shared::Shared;
 
-use crate::backend::{ExecutionBackend, TokioBackend};
+use crate::backend::TokioBackend;
 use crate::coordinator::{Coordinator, Msg};
-use crate::host::Host;
 use crate::op::selector_of;
 use crate::op::{NewOp, RecordedChain};
 use crate::persist::candidates::{Candidates, OpenPart, commits_of};
 use crate::persist::{CandidatesPart, commit_state, restore_part, whole_record};
 use crate::record::{Record, count_of, scheduler_ranges, score_value};
 use crate::report::{BestScore, CandidateScore, OperationSummary, Status, Usage};
+use pragma_contract::ExecutionBackend;
+use pragma_contract::Host;
 
 /// Runs operations in the background. Cheap to share behind an `Arc`.
 ///
@@ -246,7 +247,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             });
         }
         let initial = Status {
-            schedule: pragma_scheduler::Status::Queued {
+            schedule: pragma_scheduler::Phase::Queued {
                 reason: pragma_scheduler::WaitReason::WaitingForWorkers {
                     missing: self.wanted(&directive),
                     wanted: self.wanted(&directive),

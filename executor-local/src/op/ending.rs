@@ -1,7 +1,7 @@
 //! How an operation ends: what the scheduler said, what cut it short (an
 //! interactive prompt, a full store), and where the outcome goes.
 
-use pragma_scheduler::Outcome as ScheduleOutcome;
+use pragma_scheduler::Conclusion;
 use tokio::sync::oneshot;
 
 use super::Selection;
@@ -10,7 +10,7 @@ use crate::report::{FinalStatus, Outcome};
 /// The makings of an operation's final status.
 pub(crate) struct Ending<St> {
     /// What the scheduler says the operation came to, once it has.
-    pub(crate) outcome: Option<ScheduleOutcome>,
+    pub(crate) outcome: Option<Conclusion>,
     /// The iteration whose body asked for interactive input, and what it
     /// said.
     pub(crate) interrupted: Option<(u64, String)>,
@@ -38,24 +38,20 @@ impl<St> Ending<St> {
     /// The final status of an operation the scheduler ended with
     /// `outcome`: an interruption or a full store says more than the
     /// cancel they caused, and a success needs a valid candidate.
-    pub(crate) fn status(
-        &self,
-        outcome: ScheduleOutcome,
-        selection: &Selection<St>,
-    ) -> FinalStatus {
+    pub(crate) fn status(&self, outcome: Conclusion, selection: &Selection<St>) -> FinalStatus {
         match (outcome, &self.interrupted) {
             (_, Some((iteration, message))) => FinalStatus::Interrupted {
                 iteration: *iteration,
                 message: message.clone(),
             },
-            (ScheduleOutcome::Cancelled, None) if self.stopped.is_some() => FinalStatus::Stopped {
+            (Conclusion::Cancelled, None) if self.stopped.is_some() => FinalStatus::Stopped {
                 reason: self.stopped.clone().unwrap_or_default(),
             },
-            (ScheduleOutcome::Cancelled, None) => FinalStatus::Cancelled,
-            (ScheduleOutcome::Failed(reason), None) => FinalStatus::Failed {
+            (Conclusion::Cancelled, None) => FinalStatus::Cancelled,
+            (Conclusion::Failed(reason), None) => FinalStatus::Failed {
                 reason: reason.to_string(),
             },
-            (ScheduleOutcome::Succeeded, None) => {
+            (Conclusion::Succeeded, None) => {
                 selection.no_result().unwrap_or(FinalStatus::Succeeded)
             }
         }

@@ -3,7 +3,7 @@
 //! with where it is (to be) stored.
 
 use pragma_parse::{Directive, Objective as DirectiveObjective};
-use pragma_selector::{Evaluation, Objective, Offer, Selector};
+use pragma_selector::{Direction, Evaluation, Offer, Selector};
 
 use crate::persist::candidates;
 use crate::record::{BestRecord, CandidateRecord, score_text, score_value};
@@ -13,8 +13,8 @@ use crate::report::{BestScore, CandidateScore, FinalStatus};
 pub(crate) fn selector_of(directive: &Directive) -> Option<Selector> {
     directive.select().map(|s| {
         Selector::new(match s.objective() {
-            DirectiveObjective::Max => Objective::Max,
-            DirectiveObjective::Min => Objective::Min,
+            DirectiveObjective::Max => Direction::Max,
+            DirectiveObjective::Min => Direction::Min,
         })
     })
 }

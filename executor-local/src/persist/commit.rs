@@ -11,9 +11,9 @@ use pragma_checkpoint::{Lease, Manifest, Meta, Part, Store};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 use crate::error::ExecError;
-use crate::host::Host;
 use crate::record::Record;
 use crate::shared::Shared;
+use pragma_contract::Host;
 
 /// The whole record of an operation as of `latest`: a full record as it
 /// is, a delta rebuilt from the full record it builds on and the deltas

@@ -3,11 +3,11 @@
 
 use pragma_checkpoint::{Manifest, Store};
 
-use crate::backend::{RemoteOutput, RemoteState};
 use crate::error::ExecError;
-use crate::host::{Host, RunError};
-use crate::iteration::JobResult;
+use crate::job::JobResult;
 use crate::shared::Shared;
+use pragma_contract::{Host, RunError};
+use pragma_contract::{RemoteOutput, RemoteState};
 
 /// The state in `part` of the commit `manifest` describes.
 pub(crate) async fn restore_part<H: Host, S: Store>(

@@ -5,9 +5,9 @@ use pragma_checkpoint::{Lease, Store};
 
 use super::CommitFailure;
 use crate::error::ExecError;
-use crate::host::Host;
 use crate::record::Record;
 use crate::shared::Shared;
+use pragma_contract::Host;
 
 /// Keeps `keep`, the latest and the best; failures to clean up are logged,
 /// not fatal.

@@ -40,9 +40,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use pragma_checkpoint::CheckpointLog;
-use pragma_executor_local::{
-    ExecutionBackend, Host, IterationContext, Job, JobOutcome, JobSpec, RemoteOutput, RemoteReport,
-    RunError, StateRef, WorkerId, load_input, run_spec_returning,
+use pragma_contract::{
+    ExecutionBackend, Host, InputError, IterationContext, Job, JobOutcome, JobSpec, RemoteOutput,
+    RemoteReport, RemoteState, RunError, StateRef, WorkerId, load_input, run_spec_returning,
 };
 use pragma_selector::Evaluation;
 use pragma_session::StoreLocation;
@@ -256,7 +256,7 @@ impl ExecutionBackend for RayBackend {
         match kind.as_str() {
             "done" => match serde_json::from_str::<RemoteReport>(&text)
                 .map_err(|e| e.to_string())
-                .and_then(|report| report.into_output(state))
+                .and_then(|report| report.into_output(state).map_err(|e| e.to_string()))
             {
                 Ok(output) => JobOutcome::Remote(output),
                 Err(e) => failed(format!("the Ray task's report is unreadable: {e}")),
@@ -594,7 +594,7 @@ async fn input_of(
     location: &StoreLocation,
     store: &str,
     spec: &JobSpec,
-) -> Result<Namespace, RunError> {
+) -> Result<Namespace, InputError> {
     let key = spec
         .input
         .as_ref()
@@ -636,15 +636,15 @@ pub(crate) fn run_remote_job<'py>(
     let mut output = py.detach(|| {
         runtime.block_on(async {
             let begin = std::time::Instant::now();
-            let unreachable = |e: String| RemoteOutput {
-                result: Err(RunError::Failed(format!(
-                    "the store `{store}` cannot be reached from {}: {e} (every Ray node must \
-                     reach it: a shared directory, or an s3:// store)",
-                    node_name()
-                ))),
-                evaluation: None,
-                seconds: begin.elapsed().as_secs_f64(),
-                lost_runs: 0,
+            let unreachable = |e: String| {
+                RemoteOutput::failed(
+                    RunError::Failed(format!(
+                        "the store `{store}` cannot be reached from {}: {e} (every Ray node \
+                         must reach it: a shared directory, or an s3:// store)",
+                        node_name()
+                    )),
+                    begin.elapsed().as_secs_f64(),
+                )
             };
             let location = match opened_store(store) {
                 Ok(location) => location,
@@ -655,23 +655,19 @@ pub(crate) fn run_remote_job<'py>(
             let host = InProcessHost {
                 logs: (!store.contains("://")).then(|| location.logs()),
             };
-            let input = input_of(&host, &location, store, &spec).await;
+            let input = match input_of(&host, &location, store, &spec).await {
+                // An input this node cannot read names the store.
+                Err(InputError::Unreadable(e)) => return unreachable(e.to_string()),
+                input => input.map_err(RunError::from),
+            };
             let mut output = run_spec_returning(&host, input, &spec).await;
             // The worker's time on it includes reading its input.
             output.seconds = begin.elapsed().as_secs_f64();
-            // An input this node cannot read names the store.
-            if let Err(RunError::Failed(message)) = &output.result
-                && let Some(reason) = message.strip_prefix("reading the input state: ")
-            {
-                output.result = unreachable(reason.to_owned()).result;
-            }
             output
         })
     });
     let state = match &mut output.result {
-        Ok(pragma_executor_local::RemoteState::Returned(bytes)) => {
-            Some(PyBytes::new(py, &std::mem::take(bytes)))
-        }
+        Ok(RemoteState::Returned(bytes)) => Some(PyBytes::new(py, &std::mem::take(bytes))),
         _ => None,
     };
     let report = serde_json::to_string(&RemoteReport::from(&output))

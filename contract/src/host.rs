@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pragma_selector::Evaluation;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
@@ -43,8 +44,39 @@ pub struct IterationContext {
     pub cancel: CancellationToken,
 }
 
+impl IterationContext {
+    /// The context of the first attempt at `iteration` of operation `op`,
+    /// as the executor would give it: iteration variable `iteration`, the
+    /// derived seed, a saved result, no expression, a fresh cancellation
+    /// token. For a host's own tests: change any field after.
+    ///
+    /// ```
+    /// use pragma_contract::{IterationContext, derive_seed};
+    /// let ctx = IterationContext::new("op-1", 3);
+    /// assert_eq!((ctx.attempt, ctx.seed), (1, derive_seed("op-1", 3)));
+    /// assert!(!ctx.cancel.is_cancelled());
+    /// ```
+    pub fn new(op: &str, iteration: u64) -> IterationContext {
+        IterationContext {
+            op: Arc::from(op),
+            iteration,
+            attempt: 1,
+            iteration_var: Arc::from("iteration"),
+            seed: derive_seed(op, iteration),
+            result_saved: true,
+            expr: None,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
 /// Why a run of the body did not finish.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Serialisable, so that it crosses processes as it is (in a
+/// [`RemoteReport`](crate::RemoteReport)): `{"kind": "failed", "message":
+/// "..."}`, `{"kind": "cancelled"}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "message")]
 pub enum RunError {
     /// The body failed (an error, a non-zero exit). It may be retried.
     #[error("{0}")]
@@ -85,6 +117,9 @@ pub enum RunError {
 /// - [`unsaveable`](Host::unsaveable) names the variables that cannot be
 ///   snapshotted (open files, sockets); the executor refuses to start when
 ///   there are any, and says which.
+///
+/// The executor's `conformance::host` (its `conformance` feature) checks an
+/// implementation against this contract.
 ///
 /// # Pitfalls
 ///
@@ -141,7 +176,7 @@ pub trait Host: Send + Sync + 'static {
 /// and machines.
 ///
 /// ```
-/// use pragma_executor_local::derive_seed;
+/// use pragma_contract::derive_seed;
 /// assert_eq!(derive_seed("op", 3), derive_seed("op", 3));
 /// assert_ne!(derive_seed("op", 3), derive_seed("op", 4));
 /// ```
