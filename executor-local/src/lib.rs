@@ -38,8 +38,10 @@
 //!   changed meanwhile.
 //! - Iterations run on an [`ExecutionBackend`]: [`TokioBackend`] (tasks in
 //!   this process) by default; another crate can run them elsewhere.
-//! - With the `test-util` feature, `testkit` has a scripted host and a
-//!   fault-injecting backend for tests.
+//! - A host over a serde state writes only `run` and `evaluate`: a
+//!   [`SerdeHost`] in a [`JsonHost`] saves states as JSON.
+//! - With the `test-util` feature, `testkit` has a scripted host, a fault
+//!   wrapper around any backend, and `run_cell` for tests.
 //! - With the `conformance` feature, `conformance` checks a [`Host`] or an
 //!   [`ExecutionBackend`] of yours against its contract; every in-tree host
 //!   and backend runs it.
@@ -129,6 +131,7 @@ mod coordinator;
 mod error;
 mod executor;
 mod job;
+mod json_host;
 mod op;
 mod persist;
 mod record;
@@ -142,6 +145,7 @@ pub use backend::TokioBackend;
 pub use config::Config;
 pub use error::ExecError;
 pub use executor::{Executor, Handle};
+pub use json_host::{JsonHost, SerdeHost};
 pub use persist::candidates::Candidates;
 pub use report::{
     Best, BestScore, CandidateScore, Event, FinalStatus, OperationSummary, Outcome, Status, Usage,
@@ -162,8 +166,9 @@ pub use pragma_contract::{
 // it, so that one dependency is enough.
 /// The attribute a [`Host`] or [`ExecutionBackend`] implementation wears.
 pub use async_trait::async_trait;
-/// The checkpoint stores an executor runs on, and their trait.
-pub use pragma_checkpoint::{LocalStore, MemoryStore, Store};
+/// The checkpoint stores an executor runs on, their trait, and the log a
+/// backend's worker reads input states from ([`run_spec`]).
+pub use pragma_checkpoint::{CheckpointLog, LocalStore, MemoryStore, Store};
 /// The directive's parse errors, as [`ExecError::Directive`] carries them.
 pub use pragma_parse::{Directive, ParseError};
 /// Where an operation's phase and counters come from ([`Status::schedule`]).
@@ -188,7 +193,8 @@ pub mod deps {
 /// `use pragma_executor_local::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        CancellationToken, Config, Evaluation, ExecError, Executor, FinalStatus, Handle, Host,
-        IterationContext, LocalStore, MemoryStore, Outcome, RunError, Status, async_trait,
+        CancellationToken, Config, Evaluation, Event, ExecError, Executor, FinalStatus, Handle,
+        Host, IterationContext, JsonHost, LocalStore, MemoryStore, Outcome, RunError, SerdeHost,
+        Status, async_trait,
     };
 }

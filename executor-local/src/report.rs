@@ -238,6 +238,30 @@ pub struct Outcome<State> {
     pub usage: Usage,
 }
 
+impl<State> Outcome<State> {
+    /// An outcome of `op` that ended as `status`, with no best state, no
+    /// candidates, no failures and no usage: the executor makes outcomes;
+    /// this is for tests of code that reads them (set the other fields
+    /// after).
+    ///
+    /// ```
+    /// use pragma_executor_local::{Best, FinalStatus, Outcome};
+    /// let mut outcome = Outcome::new("op-1", FinalStatus::Succeeded);
+    /// outcome.best = Some(Best { iteration: 3, score: Some(0.9), state: "model" });
+    /// assert_eq!(outcome.best.unwrap().state, "model");
+    /// ```
+    pub fn new(op: &str, status: FinalStatus) -> Outcome<State> {
+        Outcome {
+            op: op.to_owned(),
+            status,
+            best: None,
+            candidate_count: 0,
+            failed_iterations: Vec::new(),
+            usage: Usage::default(),
+        }
+    }
+}
+
 /// The winning state.
 #[derive(Debug, Clone)]
 pub struct Best<State> {

@@ -44,8 +44,12 @@ use pragma_scheduler::WorkerId;
 use pragma_selector::Evaluation;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use pragma_contract::{ExecutionBackend, Job, JobOutcome};
-use pragma_contract::{Host, IterationContext, RunError};
+use crate::backend::TokioBackend;
+use crate::executor::Executor;
+use crate::report::Outcome;
+use crate::{Config, ExecError};
+use pragma_checkpoint::MemoryStore;
+use pragma_contract::{ExecutionBackend, Host, IterationContext, Job, JobOutcome, RunError};
 
 /// The scripted host's state: named numbers.
 pub type MapState = BTreeMap<String, f64>;
@@ -249,13 +253,17 @@ impl Host for ScriptedHost {
     }
 }
 
-/// Runs jobs as tokio tasks, losing the worker with probability `loss`
-/// per job (half the time before the job ran, half after, dropping its
-/// result), deterministically from `seed`.
+/// Runs jobs on another backend ([`TokioBackend`] by default, or yours:
+/// [`wrapping`](FaultyBackend::wrapping)), losing the worker with
+/// probability `loss` per job (half the time before the job ran, half
+/// after, dropping its result), deterministically from `seed`; or every
+/// Nth job ([`lose_every`](FaultyBackend::lose_every)); or crashing the
+/// whole executor after N jobs ([`crash_after`](FaultyBackend::crash_after)).
 #[derive(Debug)]
-pub struct FaultyBackend {
-    workers: u64,
+pub struct FaultyBackend<B = TokioBackend> {
+    inner: B,
     loss: f64,
+    every: Option<u64>,
     rng: Mutex<u64>,
     lost: Mutex<u64>,
     jobs: Mutex<u64>,
@@ -264,12 +272,40 @@ pub struct FaultyBackend {
 }
 
 impl FaultyBackend {
-    /// A backend of `workers` slots that loses a worker with probability
-    /// `loss` per job.
+    /// A backend of `workers` tokio tasks that loses a worker with
+    /// probability `loss` per job.
     pub fn new(workers: u64, loss: f64, seed: u64) -> Self {
+        FaultyBackend::wrapping(TokioBackend::new(workers), loss, seed)
+    }
+}
+
+impl<B: ExecutionBackend> FaultyBackend<B> {
+    /// `inner`, your backend, losing a worker with probability `loss` per
+    /// job: to check that what runs on it survives lost workers.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::sync::Arc;
+    /// use pragma_executor_local::{Config, Executor, FinalStatus, MemoryStore, TokioBackend};
+    /// use pragma_executor_local::testkit::{FaultyBackend, ScriptedHost};
+    ///
+    /// // Every third job's worker is lost; each lost run comes again.
+    /// let backend = Arc::new(FaultyBackend::wrapping(TokioBackend::new(2), 0.0, 1).lose_every(3));
+    /// let config = Config::default().workers(2).preemptions(10);
+    /// let executor = Executor::with_backend(ScriptedHost::new(), MemoryStore::new(), backend.clone(), config);
+    /// let cell = "#pragma parallel --iterations 6 --max-by value\nbody";
+    /// let outcome = executor.submit(cell, Default::default()).await.unwrap().wait().await.unwrap();
+    /// assert_eq!(outcome.status, FinalStatus::Succeeded);
+    /// assert_eq!(outcome.best.unwrap().iteration, 5);
+    /// assert_eq!(backend.lost(), outcome.usage.work_lost);
+    /// # }
+    /// ```
+    pub fn wrapping(inner: B, loss: f64, seed: u64) -> Self {
         FaultyBackend {
-            workers,
+            inner,
             loss,
+            every: None,
             rng: Mutex::new(seed.max(1)),
             lost: Mutex::new(0),
             jobs: Mutex::new(0),
@@ -311,6 +347,13 @@ impl FaultyBackend {
         self
     }
 
+    /// Also loses the worker of every `n`th job (the `n`th, the `2n`th,
+    /// ...), before it runs. `n` of 0 loses none.
+    pub fn lose_every(mut self, n: u64) -> Self {
+        self.every = (n > 0).then_some(n);
+        self
+    }
+
     /// Resolves once the crash point of [`crash_after`](Self::crash_after)
     /// is reached (never, without one).
     pub async fn crashed(&self) {
@@ -333,12 +376,16 @@ impl FaultyBackend {
 }
 
 #[async_trait]
-impl ExecutionBackend for FaultyBackend {
+impl<B: ExecutionBackend> ExecutionBackend for FaultyBackend<B> {
     fn capacity(&self) -> u64 {
-        self.workers
+        self.inner.capacity()
     }
 
-    async fn execute(&self, _worker: WorkerId, job: Job) -> JobOutcome {
+    fn batch(&self) -> u64 {
+        self.inner.batch()
+    }
+
+    async fn execute(&self, worker: WorkerId, job: Job) -> JobOutcome {
         let started = {
             let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
             *jobs += 1;
@@ -350,15 +397,42 @@ impl ExecutionBackend for FaultyBackend {
             return std::future::pending().await;
         }
         let roll = self.next();
-        if roll < self.loss / 2.0 {
+        let nth = self.every.is_some_and(|every| started % every == 0);
+        if nth || roll < self.loss / 2.0 {
             *self.lost.lock().unwrap_or_else(|p| p.into_inner()) += 1;
             return JobOutcome::Lost; // lost before it ran
         }
-        let outcome = job.run_here().await;
+        let outcome = self.inner.execute(worker, job).await;
         if roll < self.loss {
             *self.lost.lock().unwrap_or_else(|p| p.into_inner()) += 1;
             return JobOutcome::Lost; // it ran, but the result was lost with the machine
         }
         outcome
     }
+}
+
+/// Runs `cell` on `state` with `host` to its end, on an in-memory store
+/// and four workers, and gives the outcome: the shortest way to test a host
+/// end to end.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use pragma_executor_local::FinalStatus;
+/// use pragma_executor_local::testkit::{ScriptedHost, run_cell};
+///
+/// let host = ScriptedHost::new().value(2, 50.0);
+/// let cell = "#pragma parallel --iterations 4 --max-by value\nbody";
+/// let outcome = run_cell(host, cell, Default::default()).await.unwrap();
+/// assert_eq!(outcome.status, FinalStatus::Succeeded);
+/// assert_eq!(outcome.best.unwrap().iteration, 2);
+/// # }
+/// ```
+pub async fn run_cell<H: Host>(
+    host: H,
+    cell: &str,
+    state: H::State,
+) -> Result<Outcome<H::State>, ExecError> {
+    let executor = Executor::new(host, MemoryStore::new(), Config::default().workers(4));
+    executor.submit(cell, state).await?.wait().await
 }
