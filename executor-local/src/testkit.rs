@@ -8,7 +8,7 @@
 //! and requests for interactive input happen on the iterations you choose,
 //! and every run is logged, so a test can check what ran how often.
 //!
-//! [`FaultyBackend`] runs jobs like [`TokioBackend`](crate::TokioBackend)
+//! [`FaultyBackend`] runs jobs like [`TokioBackend`]
 //! but loses workers (before or after the job ran) at random, from a seed.
 //!
 //! ```
