@@ -8,8 +8,10 @@
 //! and requests for interactive input happen on the iterations you choose,
 //! and every run is logged, so a test can check what ran how often.
 //!
-//! [`FaultyBackend`] runs jobs like [`TokioBackend`]
-//! but loses workers (before or after the job ran) at random, from a seed.
+//! [`FaultyBackend`] runs jobs on [`TokioBackend`], or on a backend of
+//! yours, but loses workers (before or after the job ran) at random from a
+//! seed, or every Nth job, or crashes the whole executor after N jobs.
+//! [`run_cell`] runs a cell to its end on an in-memory store.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
