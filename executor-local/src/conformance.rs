@@ -30,9 +30,14 @@
 //! `echo 5 > score`, the expression `cat score`, and
 //! `|name| format!("echo \"${name}\"")`.
 
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use pragma_scheduler::WorkerId;
 use pragma_selector::Evaluation;
@@ -131,13 +136,48 @@ const GARBAGE: &[&str] = &[
 ///   after [`Host::remove_iteration_var`];
 /// - [`Host::unsaveable`] names nothing in a saveable state, and exactly
 ///   the sample's names in its unsaveable one.
+///
+/// A panic in the host is a nonconformance naming the check it broke, not
+/// a panic of the suite.
 pub async fn host<H: Host>(host: &H, sample: HostSample<H::State>) -> Result<(), Nonconformance> {
-    round_trip(host, &sample).await?;
-    states_are_values(host, &sample).await?;
-    scored_in_the_same_go(host, &sample).await?;
-    malformed_expressions(host, &sample).await?;
-    iteration_variable(host, &sample).await?;
-    unsaveable(host, sample)
+    unpanicked("a snapshot's round trip", round_trip(host, &sample)).await?;
+    unpanicked("states as values", states_are_values(host, &sample)).await?;
+    unpanicked(
+        "scoring in the same go",
+        scored_in_the_same_go(host, &sample),
+    )
+    .await?;
+    unpanicked(
+        "malformed expressions",
+        malformed_expressions(host, &sample),
+    )
+    .await?;
+    unpanicked("the iteration variable", iteration_variable(host, &sample)).await?;
+    unpanicked("unsaveable variables", async { unsaveable(host, sample) }).await
+}
+
+/// The check `check`, named `name`, with a panic in it as a
+/// nonconformance.
+async fn unpanicked(
+    name: &str,
+    check: impl Future<Output = Result<(), Nonconformance>>,
+) -> Result<(), Nonconformance> {
+    match AssertUnwindSafe(check).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => fail(format!(
+            "it panicked checking {name}: {}",
+            panic_text(&*panic)
+        )),
+    }
+}
+
+/// What a panic said.
+fn panic_text(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
 }
 
 /// The score of an evaluation, if it is one.
@@ -380,6 +420,8 @@ const PATIENCE: Duration = Duration::from_secs(10);
 /// - each job's outcome is its own ([`JobOutcome::Ran`] with what that job
 ///   produced) or [`JobOutcome::Lost`], never another job's output nor a
 ///   remote result for a job that must run here;
+/// - a job that panics ends its `execute` (by the panic, or an outcome)
+///   and leaves the backend whole: it runs `capacity` jobs at once again;
 /// - dropping the future of [`execute`](ExecutionBackend::execute) stops
 ///   its job promptly.
 pub async fn backend(backend: &dyn ExecutionBackend) -> Result<(), Nonconformance> {
@@ -387,6 +429,22 @@ pub async fn backend(backend: &dyn ExecutionBackend) -> Result<(), Nonconformanc
     if capacity == 0 {
         return fail("capacity is 0: no job could ever run");
     }
+    runs_capacity_at_once(backend, capacity).await?;
+    survives_a_panic(backend).await?;
+    unpanicked("jobs at once", runs_capacity_at_once(backend, capacity))
+        .await
+        .map_err(|Nonconformance(problem)| {
+            Nonconformance(format!("after a job that panicked, {problem}"))
+        })?;
+    stops_a_dropped_job(backend).await
+}
+
+/// All `capacity` jobs given at once run at once: each waits for all the
+/// others to start before it ends.
+async fn runs_capacity_at_once(
+    backend: &dyn ExecutionBackend,
+    capacity: u64,
+) -> Result<(), Nonconformance> {
     // All `capacity` jobs must be in flight at once for any to finish (a
     // job lost before it started counts as arrived: it never will).
     let width = capacity.min(64);
@@ -438,8 +496,27 @@ pub async fn backend(backend: &dyn ExecutionBackend) -> Result<(), Nonconformanc
             }
         }
     }
+    Ok(())
+}
 
-    // Dropping the future stops the job.
+/// A job that panics (user code in a host may) ends its `execute` promptly,
+/// by the panic or by an outcome: it never hangs.
+async fn survives_a_panic(backend: &dyn ExecutionBackend) -> Result<(), Nonconformance> {
+    let panicking = job(u64::MAX - 1, async {
+        panic!("a job that panics, on purpose, in the conformance suite");
+    });
+    let run = AssertUnwindSafe(backend.execute(WorkerId(0), panicking)).catch_unwind();
+    match tokio::time::timeout(PATIENCE, run).await {
+        Err(_) => fail("a job that panicked never ended"),
+        Ok(Ok(JobOutcome::Remote(_))) => {
+            fail("a job that panicked, whose input is only here, was run elsewhere")
+        }
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Dropping the future of `execute` stops its job.
+async fn stops_a_dropped_job(backend: &dyn ExecutionBackend) -> Result<(), Nonconformance> {
     let dropped = Arc::new(AtomicBool::new(false));
     let guard = DropFlag(Arc::clone(&dropped));
     let long = job(u64::MAX, async move {

@@ -45,6 +45,8 @@ struct Broken {
     forgetful: bool,
     /// It never removes the iteration variable.
     sticky: bool,
+    /// It panics scoring an expression it cannot parse.
+    panicky: bool,
 }
 
 impl Broken {
@@ -53,6 +55,7 @@ impl Broken {
             host: ScriptedHost::new(),
             forgetful: true,
             sticky: false,
+            panicky: false,
         }
     }
 
@@ -61,6 +64,16 @@ impl Broken {
             host: ScriptedHost::new(),
             forgetful: false,
             sticky: true,
+            panicky: false,
+        }
+    }
+
+    fn panicky() -> Broken {
+        Broken {
+            host: ScriptedHost::new(),
+            forgetful: false,
+            sticky: false,
+            panicky: true,
         }
     }
 }
@@ -77,6 +90,9 @@ impl Host for Broken {
         self.host.run(body, state, ctx).await
     }
     async fn evaluate(&self, expr: &str, state: &MapState) -> Evaluation {
+        if self.panicky && expr.contains('(') {
+            panic!("cannot parse `{expr}`");
+        }
         self.host.evaluate(expr, state).await
     }
     async fn snapshot(
@@ -126,6 +142,39 @@ async fn a_host_reporting_unsaveable_variables_wrongly_fails() {
     let host = ScriptedHost::new().unsaveable(&["f"]);
     let error = conformance::host(&host, sample()).await.unwrap_err();
     assert!(error.0.contains("saveable sample state reports"), "{error}");
+}
+
+#[tokio::test]
+async fn a_host_that_panics_fails_without_panicking_the_suite() {
+    let error = conformance::host(&Broken::panicky(), sample())
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .0
+            .contains("it panicked checking malformed expressions: cannot parse `(((`"),
+        "{error}"
+    );
+}
+
+/// Runs 2 jobs at once, but loses a slot for good to each job that panics
+/// (it gives the slot back only when the job returns).
+struct LeaksSlots(tokio::sync::Semaphore);
+
+#[async_trait]
+impl ExecutionBackend for LeaksSlots {
+    fn capacity(&self) -> u64 {
+        2
+    }
+    async fn execute(&self, _worker: WorkerId, job: Job) -> JobOutcome {
+        let Ok(slot) = self.0.acquire().await else {
+            return JobOutcome::Lost;
+        };
+        slot.forget();
+        let outcome = job.run_here().await;
+        self.0.add_permits(1);
+        outcome
+    }
 }
 
 /// Claims 4 slots, but runs one job at a time.
@@ -186,4 +235,17 @@ async fn broken_backends_fail() {
     assert!(detached.0.contains("still runs"), "{detached}");
     let misrouting = conformance::backend(&Misrouting).await.unwrap_err();
     assert!(misrouting.0.contains("was run elsewhere"), "{misrouting}");
+}
+
+#[tokio::test]
+async fn a_backend_a_panic_breaks_fails() {
+    let leaking = conformance::backend(&LeaksSlots(tokio::sync::Semaphore::new(2)))
+        .await
+        .unwrap_err();
+    assert!(
+        leaking
+            .0
+            .contains("after a job that panicked, 2 jobs given at once"),
+        "{leaking}"
+    );
 }
