@@ -189,6 +189,36 @@ mod repeat {
             vec![(1, "iteration 1 failed on purpose".to_string())]
         );
     }
+
+    #[tokio::test]
+    async fn an_iteration_out_of_preemptions_names_the_budget() {
+        // Every worker is lost: iteration 0 runs once and is re-run twice.
+        let backend = Arc::new(FaultyBackend::new(1, 0.0, 1).lose_every(1));
+        let config = Config::default().workers(1).preemptions(2);
+        let executor = Executor::with_backend(
+            ScriptedHost::new(),
+            MemoryStore::new(),
+            backend.clone(),
+            config,
+        );
+        let cell = "#pragma repeat --iterations 3 --max-by runs\nbody";
+        let outcome = executor
+            .submit(cell, MapState::new())
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome.status,
+            FinalStatus::Failed {
+                reason: "iteration 0 was preempted too often: its worker was lost 3 times, \
+                         the budget of preemptions (`Config::preemptions`)"
+                    .into()
+            }
+        );
+        assert_eq!(backend.lost(), 3);
+    }
 }
 
 mod parallel {

@@ -49,7 +49,9 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             return;
         }
         op.group.committing = true;
-        let status = op.ending.status(outcome, &op.selection);
+        let status = op
+            .ending
+            .status(outcome, &op.selection, &self.shared.config);
         if status == FinalStatus::Cancelled {
             op.emit(|op| Event::Cancelled { op });
         }

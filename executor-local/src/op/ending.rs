@@ -1,7 +1,9 @@
 //! How an operation ends: what the scheduler said, what cut it short (an
 //! interactive prompt, a full store), and where the outcome goes.
 
-use pragma_scheduler::Conclusion;
+use pragma_scheduler::{Conclusion, FailReason};
+
+use crate::config::Config;
 use tokio::sync::oneshot;
 
 use super::Selection;
@@ -38,7 +40,12 @@ impl<St> Ending<St> {
     /// The final status of an operation the scheduler ended with
     /// `outcome`: an interruption or a full store says more than the
     /// cancel they caused, and a success needs a valid candidate.
-    pub(crate) fn status(&self, outcome: Conclusion, selection: &Selection<St>) -> FinalStatus {
+    pub(crate) fn status(
+        &self,
+        outcome: Conclusion,
+        selection: &Selection<St>,
+        config: &Config,
+    ) -> FinalStatus {
         match (outcome, &self.interrupted) {
             (_, Some((iteration, message))) => FinalStatus::Interrupted {
                 iteration: *iteration,
@@ -49,11 +56,27 @@ impl<St> Ending<St> {
             },
             (Conclusion::Cancelled, None) => FinalStatus::Cancelled,
             (Conclusion::Failed(reason), None) => FinalStatus::Failed {
-                reason: reason.to_string(),
+                reason: failure(reason, config),
             },
             (Conclusion::Succeeded, None) => {
                 selection.no_result().unwrap_or(FinalStatus::Succeeded)
             }
         }
+    }
+}
+
+/// Why an operation failed, naming the budget it ran out of where the
+/// embedder sets it.
+fn failure(reason: FailReason, config: &Config) -> String {
+    match reason {
+        FailReason::TooManyPreemptions { .. } => format!(
+            "{reason}: its worker was lost {} times, the budget of preemptions \
+             (`Config::preemptions`)",
+            u64::from(config.preemptions) + 1
+        ),
+        FailReason::AttemptCapReached { .. } => {
+            format!("{reason} (`Config::max_attempts`)")
+        }
+        _ => reason.to_string(),
     }
 }
