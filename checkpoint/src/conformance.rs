@@ -1,8 +1,10 @@
 //! The contract of [`Store`], as tests any backend can run.
 //!
-//! Each function takes a `&dyn Store`, uses keys under `conformance/` and
-//! operations named `conformance-*`, and panics with a message that names
-//! the broken rule. Run them on an empty store (or one without those keys):
+//! [`run_all`] runs every check and returns what it found wrong (a
+//! [`Nonconformance`] naming the check and the broken rule) instead of
+//! panicking, as the executor's suites for hosts and backends do. The checks
+//! use keys under `conformance/` and operations named `conformance-*`: run
+//! them on an empty store (or one without those keys):
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -10,17 +12,23 @@
 //! use pragma_checkpoint::{conformance, MemoryStore};
 //! // In a third-party crate: a #[tokio::test] that builds your store.
 //! let store = MemoryStore::new();
-//! conformance::run_all(&store).await;
+//! conformance::run_all(&store).await.expect("the store conforms");
 //! # }
 //! ```
 //!
 //! Add `pragma-checkpoint = { version = "...", features = ["conformance"] }`
 //! to your dev-dependencies. `run_all` streams a 64 MiB object; call the
-//! functions one by one to choose ([`large_objects_stream`] takes a size).
+//! checks one by one to choose ([`large_objects_stream`] takes a size):
+//! each is an async function that asserts, as a test does, and panics with
+//! a message naming the broken rule.
 
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use crate::error::Error;
@@ -42,16 +50,48 @@ async fn get(store: &dyn Store, k: &Key) -> Vec<u8> {
     }
 }
 
-/// Runs every check of this module.
-pub async fn run_all(store: &dyn Store) {
-    put_then_get_returns_the_bytes(store).await;
-    missing_keys(store).await;
-    exclusive_create(store).await;
-    concurrent_creates_exactly_one_wins(store).await;
-    list_is_sorted_and_respects_prefixes(store).await;
-    failed_put_leaves_the_old_object(store).await;
-    large_objects_stream(store, 64 << 20).await;
-    checkpoint_log_on_this_store(store).await;
+/// What a store does that the [`Store`] contract forbids: the check that
+/// found it, and what it found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("does not conform: {0}")]
+pub struct Nonconformance(pub String);
+
+/// Runs every check of this module, in order, and stops at the first that
+/// fails.
+pub async fn run_all(store: &dyn Store) -> Result<(), Nonconformance> {
+    check("put then get", put_then_get_returns_the_bytes(store)).await?;
+    check("missing keys", missing_keys(store)).await?;
+    check("exclusive create", exclusive_create(store)).await?;
+    check(
+        "concurrent creates",
+        concurrent_creates_exactly_one_wins(store),
+    )
+    .await?;
+    check("listing", list_is_sorted_and_respects_prefixes(store)).await?;
+    check("a failed put", failed_put_leaves_the_old_object(store)).await?;
+    check("large objects", large_objects_stream(store, 64 << 20)).await?;
+    check(
+        "the checkpoint log on this store",
+        checkpoint_log_on_this_store(store),
+    )
+    .await
+}
+
+/// Runs the check `name`, its failed assertion as a [`Nonconformance`].
+async fn check(name: &str, run: impl Future<Output = ()>) -> Result<(), Nonconformance> {
+    AssertUnwindSafe(run)
+        .catch_unwind()
+        .await
+        .map_err(|panic| Nonconformance(format!("{name}: {}", panic_text(&*panic))))
+}
+
+/// What a panic said.
+fn panic_text(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
 }
 
 /// `put` then `get` gives the same bytes; `put` replaces; empty objects work.

@@ -49,25 +49,66 @@ mod backends {
 
     #[tokio::test]
     async fn memory_store_meets_the_contract() {
-        conformance::run_all(&MemoryStore::new()).await;
+        conformance::run_all(&MemoryStore::new()).await.unwrap();
     }
 
     #[tokio::test]
     async fn local_store_meets_the_contract() {
         let dir = tempfile::tempdir().unwrap();
-        conformance::run_all(&LocalStore::new(dir.path()).unwrap()).await;
+        conformance::run_all(&LocalStore::new(dir.path()).unwrap())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
     async fn wrappers_meet_the_contract() {
         let dir = tempfile::tempdir().unwrap();
         let local = LocalStore::new(dir.path()).unwrap();
-        conformance::run_all(&Arc::new(local.clone())).await;
+        conformance::run_all(&Arc::new(local.clone()))
+            .await
+            .unwrap();
         let boxed: Box<dyn Store> = Box::new(MemoryStore::new());
-        conformance::run_all(&boxed).await;
-        conformance::run_all(&&local).await;
+        conformance::run_all(&boxed).await.unwrap();
+        conformance::run_all(&&local).await.unwrap();
         let shared: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        conformance::run_all(&shared).await;
+        conformance::run_all(&shared).await.unwrap();
+    }
+
+    /// A store whose `create` replaces an object that is there.
+    #[derive(Debug, Default)]
+    struct Overwriting(MemoryStore);
+
+    #[async_trait::async_trait]
+    impl Store for Overwriting {
+        async fn put(
+            &self,
+            key: &Key,
+            data: pragma_checkpoint::Source<'_>,
+        ) -> pragma_checkpoint::Result<u64> {
+            self.0.put(key, data).await
+        }
+        async fn create(&self, key: &Key, data: &[u8]) -> pragma_checkpoint::Result<()> {
+            pragma_checkpoint::StoreExt::put_bytes(&self.0, key, data)
+                .await
+                .map(drop)
+        }
+        async fn get(&self, key: &Key) -> pragma_checkpoint::Result<pragma_checkpoint::Reader> {
+            self.0.get(key).await
+        }
+        async fn delete(&self, key: &Key) -> pragma_checkpoint::Result<()> {
+            self.0.delete(key).await
+        }
+        async fn list(&self, prefix: Option<&Key>) -> pragma_checkpoint::Result<Vec<Key>> {
+            self.0.list(prefix).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_breaks_the_contract_fails_it_with_the_check_named() {
+        let found = conformance::run_all(&Overwriting::default())
+            .await
+            .unwrap_err();
+        assert!(found.0.starts_with("exclusive create: "), "{found}");
     }
 
     #[tokio::test]

@@ -38,7 +38,7 @@ async fn s3_store_meets_the_contract() {
     let Some(store) = s3_store("conformance") else {
         return;
     };
-    conformance::run_all(&store).await;
+    conformance::run_all(&store).await.unwrap();
 }
 
 #[tokio::test]
