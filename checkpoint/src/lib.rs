@@ -64,6 +64,7 @@
 //! ```
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 mod key;
@@ -75,6 +76,7 @@ mod object;
 mod store;
 
 #[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
 pub use error::{Error, Result};
@@ -83,5 +85,6 @@ pub use local::LocalStore;
 pub use log::{CheckpointLog, Lease, Loaded, Manifest, Meta, Part, PartInfo, Warning};
 pub use memory::MemoryStore;
 #[cfg(feature = "object-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
 pub use object::ObjectStoreBackend;
 pub use store::{Reader, Source, Store, StoreExt};

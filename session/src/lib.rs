@@ -151,6 +151,7 @@ pub use error::SessionError;
 pub use live::{Change, Digests, LiveState};
 pub use location::StoreLocation;
 #[cfg(feature = "s3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
 pub use location::open_bucket;
 pub use records::{Damaged, Records, RunRecord, check_op_id, run_key, write_atomically};
 pub use runner::{JobQueue, Runner, this_host};
