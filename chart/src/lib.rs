@@ -96,9 +96,7 @@ struct Plan {
 }
 
 fn plan(summary: &OperationSummary, candidates: &[CandidateScore]) -> Plan {
-    let select = pragma_parse::parse_directive(&summary.directive)
-        .ok()
-        .and_then(|d| d.select().cloned());
+    let select = summary.directive.select().cloned();
     let objective = select.as_ref().map_or(Objective::Max, |s| s.objective());
     let axis_title = match &select {
         Some(select) => {

@@ -37,12 +37,12 @@ impl std::ops::Deref for Location {
 impl Location {
     /// Opens (creating if need be) the store that `spec` names.
     pub(crate) fn open(spec: &str) -> Result<Location, String> {
-        StoreLocation::open(spec).map(Location)
+        Ok(Location(StoreLocation::open(spec)?))
     }
 
     /// Opens an existing store, for the commands that only read one.
     pub(crate) fn existing(spec: &str) -> Result<Location, String> {
-        StoreLocation::existing(spec).map(Location)
+        Ok(Location(StoreLocation::existing(spec)?))
     }
 
     /// The host for shell cells, with its working copies and logs here.

@@ -3,12 +3,12 @@
 //! `pragma submit` runs the same thing detached (see `control`).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pragma_executor_local::{Config, ExecError, ExecutionBackend, Executor, Handle, Outcome};
-use pragma_parse::Directive;
-use pragma_session::{SessionError, StartRequest};
+use pragma_parse::{Directive, ParsedCell};
+use pragma_session::{SessionError, StartRequest, StoreSpec};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::args::{Backend, RunArgs, settle};
@@ -37,20 +37,20 @@ pub(crate) fn run(args: &RunArgs) -> Exit {
     runtime.block_on(run_async(args))
 }
 
-/// The text of the cell `args` names, once it parses and the state is a
+/// The cell `args` names, parsed (once, here), once the state is a
 /// directory; otherwise why not, the problem reported.
-pub(crate) fn checked_cell(args: &RunArgs) -> Result<String, Failure> {
+pub(crate) fn checked_cell(args: &RunArgs) -> Result<ParsedCell, Failure> {
     let name = args.cell.display().to_string();
     let text = crate::check::read_cell(&args.cell)
         .map_err(|message| Failure::usage(format!("cannot read cell `{name}`: {message}")))?;
-    let cell = match pragma_parse::parse_cell(&text) {
+    let cell = match ParsedCell::parse(text.as_str()) {
         Ok(cell) => cell,
         Err(error) => {
             err!("{}", error.render(&text, &name));
             return Err(Failure::reported(exit::USAGE));
         }
     };
-    if let Some(var) = cell.directive.iteration_var()
+    if let Some(var) = cell.directive().iteration_var()
         && let Some(why) = reserved_var(var)
     {
         return Err(Failure::usage(format!(
@@ -71,7 +71,7 @@ pub(crate) fn checked_cell(args: &RunArgs) -> Result<String, Failure> {
             "--partition and --sbatch-arg are for --backend slurm: add `--backend slurm`, or drop them to run here",
         ));
     }
-    Ok(text)
+    Ok(cell)
 }
 
 /// Why a shell body cannot have `var` as its iteration variable (it is an
@@ -92,12 +92,11 @@ fn reserved_var(var: &str) -> Option<&'static str> {
 /// and its files taken for variables: refused before anything is written.
 fn refuse_store_inside_state(args: &RunArgs) -> Result<(), Failure> {
     // An S3 store keeps its local files in `.pragma/` here.
-    let local = if args.store.contains("://") {
-        Path::new(".pragma")
-    } else {
-        Path::new(&args.store)
+    let local = match args.store.parse::<StoreSpec>() {
+        Ok(StoreSpec::Directory(dir)) => dir,
+        _ => PathBuf::from(".pragma"),
     };
-    let (Some(store), Ok(state)) = (resolved(local), std::fs::canonicalize(&args.state)) else {
+    let (Some(store), Ok(state)) = (resolved(&local), std::fs::canonicalize(&args.state)) else {
         return Ok(());
     };
     if store.starts_with(&state) {
@@ -155,10 +154,8 @@ pub(crate) fn config(args: &RunArgs) -> Config {
 }
 
 async fn run_async(args: &RunArgs) -> Exit {
-    let text = checked_cell(args)?;
-    let directive = pragma_parse::parse_cell(&text)
-        .map_err(|_| Failure::reported(exit::USAGE))? // checked above
-        .directive;
+    let cell = checked_cell(args)?;
+    let directive = cell.directive().clone();
     let location = Location::open(&args.store).map_err(Failure::usage)?;
     let host = host(&location)?;
     let config = config(args);
@@ -171,7 +168,7 @@ async fn run_async(args: &RunArgs) -> Exit {
     };
     if let (Some(backend), Directive::Repeat(_)) = (&slurm, &directive) {
         let session = location.session(location.executor(host.clone(), config));
-        return crate::slurm::run_repeat(args, &text, &location, backend, (&host, &session)).await;
+        return crate::slurm::run_repeat(args, &cell, &location, backend, (&host, &session)).await;
     }
     let executor = match &slurm {
         None => location.executor(host.clone(), config),
@@ -184,7 +181,7 @@ async fn run_async(args: &RunArgs) -> Exit {
     };
     let session = location.session(executor);
     let live = DirLive::new(&args.state, host);
-    let request = StartRequest::new(text, args.cell.display().to_string())
+    let request = StartRequest::new(cell, args.cell.display().to_string())
         .fresh(args.fresh)
         .in_batch_job(args.slurm_job.clone());
     let running = session

@@ -8,11 +8,11 @@ use std::time::Duration;
 use pragma_checkpoint::CheckpointLog;
 use pragma_executor_slurm::worker::TaskEnd;
 use pragma_executor_slurm::{SlurmBackend, SlurmConfig, whole};
-use pragma_parse::Directive;
+use pragma_parse::{Directive, ParsedCell};
 use serde::{Deserialize, Serialize};
 
 use pragma_executor_local::FinalStatus;
-use pragma_session::{RunRecord, Runner, StartRequest, Summary};
+use pragma_session::{RunRecord, Runner, StartRequest, StoreSpec, Summary};
 
 use crate::args::RunArgs;
 use crate::ending::{announce, exit_code, print_summary};
@@ -44,13 +44,12 @@ pub(crate) fn backend(
     workers: u64,
 ) -> Result<Arc<SlurmBackend>, String> {
     let cwd = std::env::current_dir().map_err(|e| format!("the current directory: {e}"))?;
-    let store = if args.store.contains("://") {
-        args.store.clone()
-    } else {
-        std::path::absolute(&args.store)
+    let store = match &location.spec {
+        StoreSpec::Directory(dir) => std::path::absolute(dir)
             .map_err(|e| format!("the store `{}`: {e}", args.store))?
             .to_string_lossy()
-            .into_owned()
+            .into_owned(),
+        _ => args.store.clone(),
     };
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the pragma executable: {e}"))?;
@@ -107,7 +106,9 @@ pub(crate) fn task(dir: &Path) -> u8 {
                 .map_err(|e| format!("cannot enter `{}`: {e}", setup.cwd.display()))?;
             // Opened, never made: an empty store made here would hide that
             // this node does not see the one the operation is in.
-            if !setup.store.contains("://") && !Path::new(&setup.store).join("store").is_dir() {
+            if let StoreSpec::Directory(dir) = setup.store.parse::<StoreSpec>()?
+                && !dir.join("store").is_dir()
+            {
                 return Err(format!(
                     "the store `{}` is not there: it must be on a file system that every node \
                      mounts at the same path (or an s3:// URL)",
@@ -138,19 +139,19 @@ pub(crate) fn task(dir: &Path) -> u8 {
 /// it, shows its events, and applies the result to the live state.
 pub(crate) async fn run_repeat(
     args: &RunArgs,
-    text: &str,
+    cell: &ParsedCell,
     location: &Location,
     backend: &SlurmBackend,
     (host, session): (&ShellHost, &ShellSession),
 ) -> Exit {
     let live = DirLive::new(&args.state, host.clone());
-    let key = pragma_session::run_key(text, &pragma_session::LiveState::identity(&live));
+    let key = pragma_session::run_key(cell.text(), &pragma_session::LiveState::identity(&live));
     let dir = std::path::absolute(location.local.join("slurm").join(format!("repeat-{key}")))
         .map_err(|e| Failure::usage(format!("the store `{}`: {e}", args.store)))?;
     if args.fresh {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    prepare(&dir, text, &args.state, backend)
+    prepare(&dir, cell.text(), &args.state, backend)
         .map_err(|e| Failure::usage(format!("cannot prepare `{}`: {e}", dir.display())))?;
     let submitted = read_json::<pragma_session::Digests<FileDigest>>(&dir.join("submitted.json"))
         .ok_or_else(|| {
@@ -158,7 +159,7 @@ pub(crate) async fn run_repeat(
     })?;
     let op = match read_json::<String>(&dir.join("op.json")) {
         Some(op) => op,
-        None => prepare_op(text, &dir, host, session)
+        None => prepare_op(cell, &dir, host, session)
             .await
             .map_err(Failure::usage)?,
     };
@@ -170,13 +171,13 @@ pub(crate) async fn run_repeat(
         .filter(|outcome| !outcome.status.is_resumable());
     let mut summary = match ended {
         Some(outcome) => {
-            announce(args, &op, &text.lines().next().unwrap_or_default());
+            announce(args, &op, cell.directive());
             if !args.json {
                 errln!("operation {op} ended in an earlier SLURM job; its result is applied now");
             }
             outcome
         }
-        None => run_job(args, (&dir, &key, text), backend, session, &op).await?,
+        None => run_job(args, (&dir, &key, cell.text()), backend, session, &op).await?,
     };
     if summary.status == FinalStatus::Succeeded {
         summary = apply_job_result(args, (&dir, &op, submitted), summary, (host, session)).await;
@@ -324,13 +325,13 @@ async fn run_job(
 /// the store, and the records by which the job's `pragma run` (cell and
 /// state in `dir`) resumes it instead of starting one.
 async fn prepare_op(
-    text: &str,
+    cell: &ParsedCell,
     dir: &Path,
     host: &ShellHost,
     session: &ShellSession,
 ) -> Result<String, String> {
     let job_state = DirLive::new(&dir.join("state"), host.clone());
-    let request = StartRequest::new(text, dir.join("cell").display().to_string());
+    let request = StartRequest::new(cell.clone(), dir.join("cell").display().to_string());
     let op = session
         .prepare(&request, &job_state)
         .await

@@ -6,6 +6,7 @@
 
 use std::ops::Range;
 
+use pragma_parse::Directive;
 use pragma_selector::{Selector, parse_score};
 use rangemap::RangeSet;
 use serde::{Deserialize, Serialize};
@@ -22,8 +23,9 @@ pub(crate) struct Record {
     /// order. The other fields are always whole.
     #[serde(default)]
     pub(crate) base: Option<u64>,
-    /// The directive, in canonical form.
-    pub(crate) directive: String,
+    /// The directive, stored in canonical form.
+    #[serde(with = "pragma_parse::canonical")]
+    pub(crate) directive: Directive,
     pub(crate) body: String,
     /// `None` while it runs.
     pub(crate) ended: Option<FinalStatus>,

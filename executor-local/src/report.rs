@@ -288,8 +288,9 @@ pub struct Status {
 pub struct OperationSummary {
     /// The operation.
     pub op: String,
-    /// Its directive, in canonical form.
-    pub directive: String,
+    /// Its directive (in JSON: its canonical form).
+    #[serde(with = "pragma_parse::canonical")]
+    pub directive: pragma_parse::Directive,
     /// How it ended; `None` while it has not (running, or interrupted by a
     /// crash and waiting to be resumed).
     pub status: Option<FinalStatus>,

@@ -249,7 +249,8 @@ impl NativeSession {
         // they run on.
         let (session, pool, logs) = {
             let _entered = runtime.enter();
-            let location = StoreLocation::open(&store).map_err(PyValueError::new_err)?;
+            let location =
+                StoreLocation::open(&store).map_err(|e| PyValueError::new_err(e.to_string()))?;
             // With Ray, the kernel's workers are actors on the cluster.
             let pool = match &ray {
                 Some(dispatcher) => WorkerPool::with_spawner(
@@ -316,12 +317,12 @@ impl NativeSession {
     ) -> PyResult<(String, &'static str)> {
         let live = KernelLive::new(identity, names, blobs, None)?;
         let session = Arc::clone(&self.session);
+        let cell = pragma_parse::ParsedCell::parse(cell.as_str())
+            .map_err(|e| PyValueError::new_err(e.render(&cell, &cell_name)))?;
+        let request = StartRequest::new(cell, cell_name);
         let running = py.detach(|| {
-            self.runtime.block_on(async move {
-                session
-                    .start(&StartRequest::new(cell, cell_name), &live)
-                    .await
-            })
+            self.runtime
+                .block_on(async move { session.start(&request, &live).await })
         });
         let running = match running {
             Ok(running) => running,

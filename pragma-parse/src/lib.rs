@@ -93,5 +93,5 @@ pub use directive::{
     Parallel, Repeat, Selection,
 };
 pub use error::{ErrorKind, ParseError};
-pub use parser::{Cell, parse_cell, parse_directive, split_words};
+pub use parser::{Cell, ParsedCell, canonical, parse_cell, parse_directive, split_words};
 pub use quote::quote;

@@ -29,6 +29,74 @@ pub struct Cell<'a> {
     pub body: &'a str,
 }
 
+/// A cell parsed once, owning its text: parse it at the edge (a file, a
+/// notebook cell) and pass this on, so that nothing downstream parses it
+/// again.
+///
+/// ```
+/// use pragma_parse::{Kind, ParsedCell};
+///
+/// let cell: ParsedCell = "#pragma repeat --iterations 3 --max-by acc\ntrain()".parse().unwrap();
+/// assert_eq!(cell.directive().kind(), Kind::Repeat);
+/// assert_eq!(cell.body(), "train()");
+/// assert_eq!(cell.text(), "#pragma repeat --iterations 3 --max-by acc\ntrain()");
+/// assert!("train()".parse::<ParsedCell>().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedCell {
+    text: String,
+    directive: Directive,
+    readonly: Vec<String>,
+    body_start: usize,
+}
+
+impl ParsedCell {
+    /// Parses `text` as [`parse_cell`] does, and keeps it.
+    pub fn parse(text: impl Into<String>) -> Result<ParsedCell, ParseError> {
+        let text = text.into();
+        let Cell {
+            directive,
+            readonly,
+            body_start,
+            ..
+        } = parse_cell(&text)?;
+        Ok(ParsedCell {
+            text,
+            directive,
+            readonly,
+            body_start,
+        })
+    }
+
+    /// The whole cell as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Its directive.
+    pub fn directive(&self) -> &Directive {
+        &self.directive
+    }
+
+    /// Its body: the code that runs.
+    pub fn body(&self) -> &str {
+        &self.text[self.body_start..]
+    }
+
+    /// The variables the body only reads (see [`Cell::readonly`]).
+    pub fn readonly(&self) -> &[String] {
+        &self.readonly
+    }
+}
+
+impl std::str::FromStr for ParsedCell {
+    type Err = ParseError;
+
+    fn from_str(text: &str) -> Result<ParsedCell, ParseError> {
+        ParsedCell::parse(text)
+    }
+}
+
 /// Parses a whole cell: blank lines, then the directive line, then the body.
 ///
 /// ```
@@ -742,5 +810,43 @@ impl Words<'_> {
                 span,
             )
             .with_help(example))
+    }
+}
+
+/// A [`Directive`] in serde as its canonical text (`#pragma repeat
+/// --iterations 20 ...`), not as a structure: for records that store
+/// directives, whose bytes stay those of the text. Use it as
+/// `#[serde(with = "pragma_parse::canonical")]`.
+///
+/// ```
+/// use pragma_parse::Directive;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Record {
+///     #[serde(with = "pragma_parse::canonical")]
+///     directive: Directive,
+/// }
+///
+/// let record = Record { directive: "#pragma repeat --iterations 3 --max-by acc".parse().unwrap() };
+/// let json = serde_json::to_string(&record).unwrap();
+/// assert!(json.starts_with(r##"{"directive":"#pragma repeat --iterations 3 --checkpoint-period"##), "{json}");
+/// let back: Record = serde_json::from_str(&json).unwrap();
+/// assert_eq!(back.directive, record.directive);
+/// assert!(serde_json::from_str::<Record>(r##"{"directive":"#pragma nope"}"##).is_err());
+/// ```
+pub mod canonical {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::Directive;
+
+    /// Writes `directive` as its canonical text.
+    pub fn serialize<S: Serializer>(directive: &Directive, out: S) -> Result<S::Ok, S::Error> {
+        out.collect_str(directive)
+    }
+
+    /// Reads a directive from its text (canonical or not).
+    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Directive, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(input)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }

@@ -115,7 +115,7 @@
 //!
 //! // The body adds to `x`; meanwhile the host itself changes `notes`.
 //! let cell = "#pragma repeat --iterations 4 --max-by x\nx";
-//! let running = session.start(&StartRequest::new(cell, "cell 1"), &live).await?;
+//! let running = session.start(&StartRequest::new(cell.parse()?, "cell 1"), &live).await?;
 //! live.0.lock().unwrap().insert("notes".into(), 2);
 //! let outcome = running.handle.wait().await?;
 //! let summary = session.finish(running.ticket, outcome, &live, &Settle::ask()).await;
@@ -149,11 +149,11 @@ mod summary;
 
 pub use error::SessionError;
 pub use live::{Change, Digests, LiveState};
-pub use location::StoreLocation;
 #[cfg(feature = "s3")]
 #[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
 pub use location::open_bucket;
-pub use records::{Damaged, Records, RunRecord, check_op_id, run_key, write_atomically};
+pub use location::{StoreError, StoreLocation, StoreSpec};
+pub use records::{Damaged, NotAnOpId, Records, RunRecord, check_op_id, run_key, write_atomically};
 pub use runner::{JobQueue, Runner, this_host};
 pub use session::{Applied, RunState, Running, Session, Settle, StartRequest, Ticket};
 pub use summary::{Ending, FailedIteration, Summary};

@@ -15,6 +15,165 @@ use pragma_checkpoint::{LocalStore, Store};
 
 use crate::records::Records;
 
+/// Where a store is, as parsed from what the user wrote (`--store`,
+/// `%pragma config store=...`), before it is opened: parse it once, at the
+/// edge, and pass this on.
+///
+/// ```
+/// use pragma_session::{StoreError, StoreSpec};
+///
+/// let dir: StoreSpec = ".pragma".parse().unwrap();
+/// assert_eq!(dir, StoreSpec::Directory(".pragma".into()));
+/// let bucket: StoreSpec = "s3://models/runs/".parse().unwrap();
+/// assert!(matches!(&bucket, StoreSpec::Bucket { bucket, prefix } if bucket == "models" && prefix == "runs"));
+/// assert_eq!(bucket.to_string(), "s3://models/runs");
+///
+/// assert!(matches!("ftp://host/x".parse::<StoreSpec>(), Err(StoreError::Scheme { .. })));
+/// assert!(matches!("s3:///x".parse::<StoreSpec>(), Err(StoreError::NoBucket { .. })));
+/// assert!(matches!(" ".parse::<StoreSpec>(), Err(StoreError::Empty)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreSpec {
+    /// A directory: checkpoints under `store/`, and beside them what stays
+    /// on this machine.
+    Directory(PathBuf),
+    /// `s3://BUCKET/PREFIX`: checkpoints in the bucket, the rest in
+    /// `.pragma/remote/<digest of the URL>` of the current directory.
+    Bucket {
+        /// The bucket.
+        bucket: String,
+        /// The prefix in it, without a trailing `/` (may be empty).
+        prefix: String,
+    },
+}
+
+impl std::str::FromStr for StoreSpec {
+    type Err = StoreError;
+
+    fn from_str(spec: &str) -> Result<StoreSpec, StoreError> {
+        if spec.trim().is_empty() {
+            return Err(StoreError::Empty);
+        }
+        match spec.split_once("://") {
+            Some(("s3", rest)) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(StoreError::NoBucket {
+                        spec: spec.to_owned(),
+                    });
+                }
+                Ok(StoreSpec::Bucket {
+                    bucket: bucket.to_owned(),
+                    prefix: prefix.trim_end_matches('/').to_owned(),
+                })
+            }
+            Some((scheme, _)) => Err(StoreError::Scheme {
+                spec: spec.to_owned(),
+                scheme: scheme.to_owned(),
+            }),
+            None => Ok(StoreSpec::Directory(PathBuf::from(spec))),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreSpec {
+    /// The store as a user writes it: the directory, or `s3://BUCKET/PREFIX`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreSpec::Directory(dir) => write!(f, "{}", dir.display()),
+            StoreSpec::Bucket { bucket, prefix } if prefix.is_empty() => {
+                write!(f, "s3://{bucket}")
+            }
+            StoreSpec::Bucket { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+impl StoreSpec {
+    /// Whether it is a directory (which every process that shares it must
+    /// mount at the same path), not a bucket.
+    pub fn is_directory(&self) -> bool {
+        matches!(self, StoreSpec::Directory(_))
+    }
+
+    /// The directory for records, logs and working files: the store's own
+    /// directory, or for a bucket `.pragma/remote/<digest of the URL>` of
+    /// the current directory (so that every host on it finds the same
+    /// records).
+    pub fn local_dir(&self) -> PathBuf {
+        match self {
+            StoreSpec::Directory(dir) => dir.clone(),
+            StoreSpec::Bucket { .. } => {
+                let mut hasher = crc32fast::Hasher::new();
+                hasher.update(self.to_string().as_bytes());
+                Path::new(".pragma")
+                    .join("remote")
+                    .join(format!("{:08x}", hasher.finalize()))
+            }
+        }
+    }
+}
+
+/// Why a store cannot be used: each says what is wrong with the store the
+/// user gave, and what to write or do instead.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Nothing was given.
+    #[error(
+        "the store is empty: give a directory (the default is .pragma) or an s3://BUCKET/PREFIX URL"
+    )]
+    Empty,
+    /// A URL of a kind pragma does not support.
+    #[error(
+        "the store `{spec}` has the scheme `{scheme}`, which pragma does not support; give a \
+         directory or an s3://BUCKET/PREFIX URL"
+    )]
+    Scheme {
+        /// The store as given.
+        spec: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// An `s3://` URL without a bucket.
+    #[error("the store URL `{spec}` names no bucket; write it as s3://BUCKET/PREFIX")]
+    NoBucket {
+        /// The store as given.
+        spec: String,
+    },
+    /// A bucket, and this build has no S3 support.
+    #[error(
+        "the store `{spec}` is in a bucket, and this build cannot reach one: build \
+         pragma-session with its `s3` feature"
+    )]
+    NoBucketSupport {
+        /// The store as given.
+        spec: String,
+    },
+    /// A directory without a store, where one must already be.
+    #[error("there is no store at `{spec}` (run `pragma run` there first, or pass --store)")]
+    Missing {
+        /// The store as given.
+        spec: String,
+    },
+    /// The store is well written, and cannot be used (no access, no
+    /// credentials, a full disk).
+    #[error("cannot use the store `{spec}`: {problem}")]
+    Unusable {
+        /// The store as given.
+        spec: String,
+        /// What failed.
+        problem: String,
+    },
+}
+
+impl From<StoreError> for String {
+    fn from(error: StoreError) -> String {
+        error.to_string()
+    }
+}
+
 /// An opened store: where checkpoints go, and the local directory beside.
 #[derive(Debug, Clone)]
 pub struct StoreLocation {
@@ -24,6 +183,8 @@ pub struct StoreLocation {
     pub checkpoints: Arc<dyn Store>,
     /// The store as the user wrote it, for messages and commands to suggest.
     pub shown: String,
+    /// Where it is.
+    pub spec: StoreSpec,
 }
 
 /// The bucket of an `s3://BUCKET/PREFIX` store URL, and the prefix in it
@@ -35,32 +196,28 @@ pub struct StoreLocation {
 ///
 /// ```
 /// let error = pragma_session::open_bucket("s3:///x").unwrap_err();
-/// assert!(error.contains("names no bucket"), "{error}");
+/// assert!(error.to_string().contains("names no bucket"), "{error}");
 /// ```
 #[cfg(feature = "s3")]
 #[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
-pub fn open_bucket(spec: &str) -> Result<(Arc<dyn object_store::ObjectStore>, String), String> {
-    let Some(rest) = spec.strip_prefix("s3://") else {
-        return Err(format!(
-            "the store `{spec}` is not an s3://BUCKET/PREFIX URL"
-        ));
+pub fn open_bucket(spec: &str) -> Result<(Arc<dyn object_store::ObjectStore>, String), StoreError> {
+    let StoreSpec::Bucket { bucket, prefix } = spec.parse()? else {
+        return Err(StoreError::Unusable {
+            spec: spec.to_owned(),
+            problem: "it is not an s3://BUCKET/PREFIX URL".to_owned(),
+        });
     };
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(format!(
-            "the store URL `{spec}` names no bucket; write it as s3://BUCKET/PREFIX"
-        ));
-    }
     let s3 = object_store::aws::AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .build()
-        .map_err(|e| {
-            format!(
-                "cannot use the store `{spec}`: {e} (credentials and the endpoint come from \
-                 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT and AWS_ALLOW_HTTP)"
-            )
+        .map_err(|e| StoreError::Unusable {
+            spec: spec.to_owned(),
+            problem: format!(
+                "{e} (credentials and the endpoint come from AWS_ACCESS_KEY_ID, \
+                 AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT and AWS_ALLOW_HTTP)"
+            ),
         })?;
-    Ok((Arc::new(s3), prefix.to_owned()))
+    Ok((Arc::new(s3), prefix))
 }
 
 impl StoreLocation {
@@ -79,52 +236,36 @@ impl StoreLocation {
     /// assert_eq!(location.logs(), dir.path().join("logs"));
     ///
     /// let error = pragma_session::StoreLocation::open("ftp://host/x").unwrap_err();
-    /// assert!(error.contains("give a directory or an s3://BUCKET/PREFIX URL"), "{error}");
-    /// assert!(pragma_session::StoreLocation::open("").unwrap_err().starts_with("the store is empty"));
+    /// assert!(error.to_string().contains("give a directory or an s3://BUCKET/PREFIX URL"), "{error}");
+    /// assert!(pragma_session::StoreLocation::open("").unwrap_err().to_string().starts_with("the store is empty"));
     /// ```
-    pub fn open(spec: &str) -> Result<StoreLocation, String> {
-        if spec.trim().is_empty() {
-            return Err(
-                "the store is empty: give a directory (the default is .pragma) or an \
-                 s3://BUCKET/PREFIX URL"
-                    .to_owned(),
-            );
-        }
-        let (local, checkpoints): (PathBuf, Arc<dyn Store>) = match spec.split_once("://") {
+    pub fn open(spec: &str) -> Result<StoreLocation, StoreError> {
+        let parsed: StoreSpec = spec.parse()?;
+        let unusable = |problem: String| StoreError::Unusable {
+            spec: spec.to_owned(),
+            problem,
+        };
+        let local = parsed.local_dir();
+        let checkpoints: Arc<dyn Store> = match &parsed {
             #[cfg(feature = "s3")]
-            Some(("s3", _)) => {
+            StoreSpec::Bucket { .. } => {
                 let (s3, prefix) = open_bucket(spec)?;
                 let backend = pragma_checkpoint::ObjectStoreBackend::new(s3, &prefix)
-                    .map_err(|e| format!("cannot use the store `{spec}`: {e}"))?;
-                let mut hasher = crc32fast::Hasher::new();
-                hasher.update(spec.trim_end_matches('/').as_bytes());
-                let local = Path::new(".pragma")
-                    .join("remote")
-                    .join(format!("{:08x}", hasher.finalize()));
-                (local, Arc::new(backend))
+                    .map_err(|e| unusable(e.to_string()))?;
+                Arc::new(backend)
             }
             #[cfg(not(feature = "s3"))]
-            Some(("s3", _)) => {
-                return Err(format!(
-                    "the store `{spec}` is in a bucket, and this build cannot reach one: \
-                     build pragma-session with its `s3` feature"
-                ));
+            StoreSpec::Bucket { .. } => {
+                return Err(StoreError::NoBucketSupport {
+                    spec: spec.to_owned(),
+                });
             }
-            Some((scheme, _)) => {
-                return Err(format!(
-                    "the store `{spec}` has the scheme `{scheme}`, which pragma does not support; \
-                     give a directory or an s3://BUCKET/PREFIX URL"
-                ));
-            }
-            None => {
-                let local = PathBuf::from(spec);
-                let store = LocalStore::new(local.join("store"))
-                    .map_err(|e| format!("cannot use the store `{spec}`: {e}"))?;
-                (local, Arc::new(store))
+            StoreSpec::Directory(dir) => {
+                Arc::new(LocalStore::new(dir.join("store")).map_err(|e| unusable(e.to_string()))?)
             }
         };
         std::fs::create_dir_all(&local)
-            .map_err(|e| format!("cannot use the store `{spec}`: {}: {e}", local.display()))?;
+            .map_err(|e| unusable(format!("{}: {e}", local.display())))?;
         // A store holds pickled states and their data: never something to
         // commit. It says so to git itself (best effort: a store that
         // cannot take the file works all the same).
@@ -136,16 +277,19 @@ impl StoreLocation {
             local,
             checkpoints,
             shown: spec.to_owned(),
+            spec: parsed,
         })
     }
 
     /// Opens an existing store, for what only reads one: a directory
-    /// without checkpoints is refused (a URL is taken as it is).
-    pub fn existing(spec: &str) -> Result<StoreLocation, String> {
-        if !spec.contains("://") && !Path::new(spec).join("store").is_dir() {
-            return Err(format!(
-                "there is no store at `{spec}` (run `pragma run` there first, or pass --store)"
-            ));
+    /// without checkpoints is refused (a bucket is taken as it is).
+    pub fn existing(spec: &str) -> Result<StoreLocation, StoreError> {
+        if let StoreSpec::Directory(dir) = spec.parse()?
+            && !dir.join("store").is_dir()
+        {
+            return Err(StoreError::Missing {
+                spec: spec.to_owned(),
+            });
         }
         StoreLocation::open(spec)
     }

@@ -194,8 +194,14 @@ pub fn run_key(cell: &str, identity: &str) -> String {
     format!("{:08x}", hasher.finalize())
 }
 
+/// An operation id given by a user that is not one: it would not be safe
+/// as a path either.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{}` is not an operation id; ids look like op-0123abcd…", .0.escape_debug())]
+pub struct NotAnOpId(pub String);
+
 /// Checks an operation id given by a user before it becomes a path.
-pub fn check_op_id(op: &str) -> Result<(), String> {
+pub fn check_op_id(op: &str) -> Result<(), NotAnOpId> {
     let fine = op.strip_prefix("op-").is_some_and(|rest| {
         !rest.is_empty()
             && rest
@@ -205,10 +211,7 @@ pub fn check_op_id(op: &str) -> Result<(), String> {
     if fine {
         Ok(())
     } else {
-        Err(format!(
-            "`{}` is not an operation id; ids look like op-0123abcd…",
-            op.escape_debug()
-        ))
+        Err(NotAnOpId(op.to_owned()))
     }
 }
 
@@ -223,7 +226,7 @@ mod tests {
         for bad in ["", "-", "foo", "op-", "op-../x", "op-a/b", "op-\u{1b}[31m"] {
             assert!(check_op_id(bad).is_err(), "{bad:?}");
         }
-        let message = check_op_id("op-\u{1b}[2J").unwrap_err();
+        let message = check_op_id("op-\u{1b}[2J").unwrap_err().to_string();
         assert!(!message.contains('\u{1b}'), "{message}");
     }
 }

@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use pragma_checkpoint::Store;
 use pragma_executor_local::conflict::{Resolution, Rule, compare};
-use pragma_executor_local::{
-    ExecError, Executor, FinalStatus, Handle, Host, OperationSummary, Outcome,
-};
+use pragma_executor_local::{Executor, FinalStatus, Handle, Host, OperationSummary, Outcome};
+use pragma_parse::ParsedCell;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::SessionError;
@@ -70,8 +69,9 @@ impl Default for Settle {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct StartRequest {
-    /// The cell: a `#pragma` line, then the body.
-    pub cell: String,
+    /// The cell: a `#pragma` line, then the body, parsed once by the host
+    /// that read it.
+    pub cell: ParsedCell,
     /// How the user names the cell (a file, a notebook cell), for records
     /// and messages.
     pub cell_name: String,
@@ -85,9 +85,9 @@ pub struct StartRequest {
 impl StartRequest {
     /// Runs `cell`, named `cell_name`, resuming an interrupted run of it on
     /// the same state.
-    pub fn new(cell: impl Into<String>, cell_name: impl Into<String>) -> StartRequest {
+    pub fn new(cell: ParsedCell, cell_name: impl Into<String>) -> StartRequest {
         StartRequest {
-            cell: cell.into(),
+            cell,
             cell_name: cell_name.into(),
             fresh: false,
             batch_job: None,
@@ -236,7 +236,7 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
         L: LiveState<State = H::State>,
     {
         let identity = live.identity();
-        let key = run_key(&request.cell, &identity);
+        let key = run_key(request.cell.text(), &identity);
         let _turn = self.lock_start(&key).await?;
         let mut warnings = Vec::new();
         let resumable = self.resumable(request, &identity, &mut warnings).await;
@@ -249,11 +249,11 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
                 (handle, record, true)
             }
             None => {
-                let parsed = pragma_parse::parse_cell(&request.cell).map_err(ExecError::from)?;
                 let (state, submitted) = self.capture(live).await?;
+                let cell = &request.cell;
                 let handle = self
                     .executor
-                    .submit_parsed(parsed.directive, parsed.body, state)
+                    .submit_parsed(cell.directive().clone(), cell.body(), state)
                     .await?;
                 let record = RunRecord {
                     op: handle.id().to_owned(),
@@ -265,7 +265,7 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
                 };
                 if let Err(e) = self
                     .records
-                    .write_index(&request.cell, &identity, &record.op)
+                    .write_index(request.cell.text(), &identity, &record.op)
                 {
                     warnings.push(format!("cannot remember the run for resuming: {e}"));
                 }
@@ -418,7 +418,7 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
         if request.fresh {
             return None;
         }
-        let op = match self.records.indexed(&request.cell, identity) {
+        let op = match self.records.indexed(request.cell.text(), identity) {
             Ok(op) => op?,
             Err(damaged) => {
                 warnings.push(format!("{damaged}; a new operation starts"));
@@ -465,11 +465,11 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
     where
         L: LiveState<State = H::State>,
     {
-        let parsed = pragma_parse::parse_cell(&request.cell).map_err(ExecError::from)?;
         let (state, submitted) = self.capture(live).await?;
+        let cell = &request.cell;
         let op = self
             .executor
-            .prepare(parsed.directive, parsed.body, state)
+            .prepare(cell.directive().clone(), cell.body(), state)
             .await?;
         let record = RunRecord {
             op: op.clone(),
@@ -477,13 +477,13 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
             state: live.identity(),
             submitted,
             runner: None,
-            key: run_key(&request.cell, &live.identity()),
+            key: run_key(request.cell.text(), &live.identity()),
         };
         self.records
             .write_run(&record)
             .and_then(|()| {
                 self.records
-                    .write_index(&request.cell, &live.identity(), &op)
+                    .write_index(request.cell.text(), &live.identity(), &op)
             })
             .map_err(|source| SessionError::Records {
                 op: op.clone(),

@@ -144,7 +144,12 @@ async fn a_run_applies_its_best_state_and_records_how_it_ended() {
     let live = Live::new(&[("x", 10)]);
     let running = session
         .start(
-            &StartRequest::new("#pragma parallel --iterations 5 --max-by x\nx", "c"),
+            &StartRequest::new(
+                "#pragma parallel --iterations 5 --max-by x\nx"
+                    .parse()
+                    .unwrap(),
+                "c",
+            ),
             &live,
         )
         .await
@@ -170,7 +175,7 @@ async fn a_run_applies_its_best_state_and_records_how_it_ended() {
 async fn crash_after_a_checkpoint(dir: &std::path::Path, live: &Live) -> String {
     let session = session(dir);
     let mut running = session
-        .start(&StartRequest::new(SLOW_REPEAT, "c"), live)
+        .start(&StartRequest::new(SLOW_REPEAT.parse().unwrap(), "c"), live)
         .await
         .unwrap();
     while let Some(event) = running.handle.next_event().await {
@@ -202,7 +207,7 @@ async fn the_same_cell_on_the_same_state_resumes_after_a_crash() {
     // The crashed runner was this process: while it "lives", a start is
     // refused; a runner that is gone (a later process with its pid) is not.
     let refused = session
-        .start(&StartRequest::new(SLOW_REPEAT, "c"), &live)
+        .start(&StartRequest::new(SLOW_REPEAT.parse().unwrap(), "c"), &live)
         .await;
     assert!(
         matches!(&refused, Err(SessionError::AlreadyRunning { op: o, reachable: true, .. }) if *o == op),
@@ -214,7 +219,7 @@ async fn the_same_cell_on_the_same_state_resumes_after_a_crash() {
     assert_eq!(session.run_state(&store_summary), RunState::Stopped);
 
     let running = session
-        .start(&StartRequest::new(SLOW_REPEAT, "c"), &live)
+        .start(&StartRequest::new(SLOW_REPEAT.parse().unwrap(), "c"), &live)
         .await
         .unwrap();
     assert!(running.resumed);
@@ -228,7 +233,7 @@ async fn the_same_cell_on_the_same_state_resumes_after_a_crash() {
 
     // Ended: the same cell starts a new operation.
     let again = session
-        .start(&StartRequest::new(SLOW_REPEAT, "c"), &live)
+        .start(&StartRequest::new(SLOW_REPEAT.parse().unwrap(), "c"), &live)
         .await
         .unwrap();
     assert!(!again.resumed);
@@ -269,7 +274,7 @@ async fn an_operation_whose_runner_is_gone_is_listed_and_resumes_by_its_id_alone
     assert_eq!(running.ticket.op(), op);
     // Taken: a start of its cell now finds it running here.
     let refused = session
-        .start(&StartRequest::new(SLOW_REPEAT, "c"), &live)
+        .start(&StartRequest::new(SLOW_REPEAT.parse().unwrap(), "c"), &live)
         .await;
     assert!(matches!(&refused, Err(SessionError::AlreadyRunning { op: o, .. }) if *o == op));
     let outcome = running.handle.wait().await.unwrap();
@@ -290,7 +295,7 @@ async fn an_operation_whose_runner_is_gone_is_listed_and_resumes_by_its_id_alone
     );
     // Ended and unindexed: the same cell starts a new operation.
     let again = session
-        .start(&StartRequest::new(SLOW_REPEAT, "c"), &live)
+        .start(&StartRequest::new(SLOW_REPEAT.parse().unwrap(), "c"), &live)
         .await
         .unwrap();
     assert!(!again.resumed);
@@ -302,7 +307,7 @@ async fn two_starts_at_the_same_instant_run_one_operation() {
     let dir = tempfile::tempdir().unwrap();
     let live = Live::new(&[("x", 0)]);
     let (first, second) = (session(dir.path()), session(dir.path()));
-    let request = StartRequest::new(SLOW_REPEAT, "c");
+    let request = StartRequest::new(SLOW_REPEAT.parse().unwrap(), "c");
     let (a, b) = tokio::join!(first.start(&request, &live), second.start(&request, &live));
     let (running, refused) = match (a, b) {
         (Ok(running), Err(refused)) | (Err(refused), Ok(running)) => (running, refused),
@@ -328,7 +333,7 @@ async fn a_cancelled_operation_resumes_and_fresh_starts_over() {
     let dir = tempfile::tempdir().unwrap();
     let session = session(dir.path());
     let live = Live::new(&[("x", 0)]);
-    let request = StartRequest::new(SLOW_REPEAT, "c");
+    let request = StartRequest::new(SLOW_REPEAT.parse().unwrap(), "c");
     let running = session.start(&request, &live).await.unwrap();
     let op = running.ticket.op().to_owned();
     let summary = cancel_and_finish(&session, running, &live).await;
@@ -363,7 +368,12 @@ async fn conflicting_run(
 ) -> pragma_session::Summary {
     let running = session
         .start(
-            &StartRequest::new("#pragma parallel --iterations 3 --max-by notes\nnotes", "c"),
+            &StartRequest::new(
+                "#pragma parallel --iterations 3 --max-by notes\nnotes"
+                    .parse()
+                    .unwrap(),
+                "c",
+            ),
             live,
         )
         .await
@@ -446,7 +456,7 @@ async fn applying_what_has_no_result_says_why() {
     assert!(matches!(unknown, Err(SessionError::Unknown { .. })));
 
     let running = session
-        .start(&StartRequest::new(SLOW_REPEAT, "c"), &live)
+        .start(&StartRequest::new(SLOW_REPEAT.parse().unwrap(), "c"), &live)
         .await
         .unwrap();
     let op = running.ticket.op().to_owned();
@@ -476,7 +486,7 @@ async fn a_forgotten_runner_lets_the_operation_resume() {
     let op = {
         let session = session(dir.path());
         let running = session
-            .start(&StartRequest::new(SLOW_REPEAT, "c"), &live)
+            .start(&StartRequest::new(SLOW_REPEAT.parse().unwrap(), "c"), &live)
             .await
             .unwrap();
         running.ticket.op().to_owned()
@@ -487,7 +497,7 @@ async fn a_forgotten_runner_lets_the_operation_resume() {
     assert_eq!(forgotten.map(|r| r.pid), Some(std::process::id()));
     assert!(session.runner(&op).is_none());
     let running = session
-        .start(&StartRequest::new(SLOW_REPEAT, "c"), &live)
+        .start(&StartRequest::new(SLOW_REPEAT.parse().unwrap(), "c"), &live)
         .await
         .unwrap();
     assert!(running.resumed);
@@ -520,7 +530,10 @@ async fn an_unreadable_live_state_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let session = session(dir.path());
     let error = session
-        .start(&StartRequest::new(SLOW_REPEAT, "c"), &Broken)
+        .start(
+            &StartRequest::new(SLOW_REPEAT.parse().unwrap(), "c"),
+            &Broken,
+        )
         .await
         .err()
         .unwrap();
@@ -528,17 +541,11 @@ async fn an_unreadable_live_state_is_named() {
         error.to_string(),
         "cannot read the state `/data/state`: model.bin: permission denied"
     );
-    let bad = session
-        .start(&StartRequest::new("#pragma repaet\nx", "c"), &Broken)
-        .await
-        .err()
-        .unwrap();
+    // A bad directive never gets this far: a request holds a parsed cell.
     assert!(
-        matches!(
-            bad,
-            SessionError::Exec(pragma_executor_local::ExecError::Directive(_))
-        ),
-        "{bad}"
+        "#pragma repaet\nx"
+            .parse::<pragma_parse::ParsedCell>()
+            .is_err()
     );
 }
 
@@ -546,7 +553,7 @@ async fn an_unreadable_live_state_is_named() {
 async fn damaged_records_are_named_and_a_new_operation_starts() {
     let dir = tempfile::tempdir().unwrap();
     let live = Live::new(&[("x", 0)]);
-    let request = StartRequest::new(SLOW_REPEAT, "c");
+    let request = StartRequest::new(SLOW_REPEAT.parse().unwrap(), "c");
     let session = session(dir.path());
     let first = session.start(&request, &live).await.unwrap();
     let op = first.ticket.op().to_owned();
@@ -594,7 +601,7 @@ async fn a_cancelled_operations_best_so_far_is_kept_and_applied_only_on_request(
     let dir = tempfile::tempdir().unwrap();
     let session = session(dir.path());
     let live = Live::new(&[("x", 0)]);
-    let request = StartRequest::new(SLOW_REPEAT, "c");
+    let request = StartRequest::new(SLOW_REPEAT.parse().unwrap(), "c");
     let mut running = session.start(&request, &live).await.unwrap();
     let op = running.ticket.op().to_owned();
     while let Some(event) = running.handle.next_event().await {

@@ -187,7 +187,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         let body: Arc<str> = Arc::from(body);
         let record = Record {
             base: None,
-            directive: directive.to_string(),
+            directive: directive.clone(),
             body: body.to_string(),
             ended: None,
             iterations_done: 0,
@@ -315,12 +315,8 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
     /// verified or loaded).
     pub async fn summary(&self, op: &str) -> Result<OperationSummary, ExecError> {
         let (_, record) = self.latest_record(op).await?;
-        let total = record
-            .directive
-            .parse::<Directive>()
-            .map(|d| d.iterations())
-            .unwrap_or(0);
-        let repeat = record.directive.starts_with("#pragma repeat");
+        let total = record.directive.iterations();
+        let repeat = matches!(record.directive, Directive::Repeat(_));
         let done = if repeat {
             record.iterations_done
         } else {
@@ -424,13 +420,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             .ok()
             .and_then(|r| r.base);
         let chain = RecordedChain::of(&checkpoints, &loaded.manifest, base);
-        let directive: Directive =
-            record
-                .directive
-                .parse()
-                .map_err(|e: pragma_parse::ParseError| {
-                    problem(&format!("its directive does not parse: {e}"))
-                })?;
+        let directive = record.directive.clone();
         let first = checkpoints
             .first()
             .cloned()

@@ -247,7 +247,7 @@ impl<St> Op<St> {
         };
         Record {
             base: None,
-            directive: self.directive.to_string(),
+            directive: self.directive.clone(),
             body: self.body.to_string(),
             ended,
             iterations_done: self.progress.iterations_done,

@@ -653,7 +653,7 @@ pub(crate) fn run_remote_job<'py>(
             // Run logs only where the kernel reads them too: beside a
             // shared directory store.
             let host = InProcessHost {
-                logs: (!store.contains("://")).then(|| location.logs()),
+                logs: location.spec.is_directory().then(|| location.logs()),
             };
             let input = match input_of(&host, &location, store, &spec).await {
                 // An input this node cannot read names the store.
