@@ -2,11 +2,12 @@
 //! wait for it, resuming an interrupted run of the same cell and state.
 //! `pragma submit` runs the same thing detached (see `control`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pragma_executor_local::{Config, ExecError, ExecutionBackend, Executor, Handle, Outcome};
+use pragma_executor_local::{
+    Config, Event, ExecError, ExecutionBackend, Executor, Handle, Outcome, Status,
+};
 use pragma_parse::{Directive, ParsedCell};
 use pragma_session::{SessionError, StartRequest, StoreSpec};
 use tokio::signal::unix::{SignalKind, signal};
@@ -14,7 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::args::{Backend, RunArgs, settle};
 use crate::ending::{announce, exit_code, print_summary};
 use crate::live::DirLive;
-use crate::location::Location;
+use crate::location::{Location, ShellSession};
 use crate::progress::Progress;
 use crate::reaper::Reaper;
 use crate::shell::{DirState, ShellHost};
@@ -197,10 +198,9 @@ async fn run_async(args: &RunArgs) -> Exit {
     }
     announce(args, &op, &directive);
     let progress = Progress::new(args.json || args.detached);
-    let events = session.records().events_path(&op);
     let outcome = follow(
+        &session,
         running.handle,
-        &events,
         &progress,
         args.json && !args.detached,
     )
@@ -271,7 +271,6 @@ fn exec_failure(error: ExecError) -> Failure {
     }
 }
 
-/// Follows the operation to its end, keeping its events in the store;
 /// The first of Ctrl-C, SIGTERM and a hangup.
 async fn stop_signal() {
     let (terminate, hangup) = (
@@ -290,32 +289,44 @@ async fn stop_signal() {
     }
 }
 
-/// Ctrl-C, SIGTERM (`pragma cancel`) and a hangup cancel it.
+/// What the command shows of a followed operation: its progress line, and
+/// with `--json` each event as a JSON line on standard output.
+struct Shown<'a> {
+    progress: &'a Progress,
+    json: bool,
+}
+
+impl pragma_session::FollowObserver for Shown<'_> {
+    fn event(&mut self, event: &Event, status: &Status) {
+        // The final line is the command's own summary.
+        if self.json && !matches!(event, Event::Finished { .. }) {
+            outln!("{}", serde_json::to_string(event).unwrap_or_default());
+        }
+        self.progress.event(event, status);
+    }
+
+    fn tick(&mut self, status: &Status) {
+        self.progress.update(status);
+    }
+}
+
+/// Follows the operation to its end as every host does (its events kept
+/// in the store); Ctrl-C, SIGTERM (`pragma cancel`) and a hangup cancel it.
 async fn follow(
-    mut handle: Handle<DirState>,
-    events_path: &Path,
+    session: &ShellSession,
+    handle: Handle<DirState>,
     progress: &Progress,
     json: bool,
 ) -> Result<Outcome<DirState>, ExecError> {
-    if let Some(parent) = events_path.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    let mut events = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(events_path)
-        .map(std::io::BufWriter::new)
-        .ok();
-    let (mut terminate, mut hangup) = (
-        signal(SignalKind::terminate()).ok(),
-        signal(SignalKind::hangup()).ok(),
-    );
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-    let mut cancelled = false;
-    loop {
-        let stop = async {
-            match (&mut terminate, &mut hangup) {
-                (Some(terminate), Some(hangup)) => tokio::select! {
+    let observer = handle.observer();
+    let cancel_on_signal = async {
+        let (terminate, hangup) = (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::hangup()).ok(),
+        );
+        let by_signal = async {
+            match (terminate, hangup) {
+                (Some(mut terminate), Some(mut hangup)) => tokio::select! {
                     _ = terminate.recv() => {},
                     _ = hangup.recv() => {},
                 },
@@ -323,41 +334,20 @@ async fn follow(
             }
         };
         tokio::select! {
-            event = handle.next_event() => match event {
-                Some(event) => {
-                    let line = serde_json::to_string(&event).unwrap_or_default();
-                    if let Some(file) = &mut events {
-                        // Flushed on the tick: `pragma wait` is a tick behind.
-                        let _ = writeln!(file, "{line}");
-                    }
-                    // The final line is the command's own summary.
-                    if json && !matches!(event, pragma_executor_local::Event::Finished { .. }) {
-                        outln!("{line}");
-                    }
-                    progress.event(&event, &handle.status());
-                }
-                None => break,
-            },
-            _ = tick.tick() => {
-                if let Some(file) = &mut events {
-                    let _ = file.flush();
-                }
-                progress.update(&handle.status());
-            }
-            _ = tokio::signal::ctrl_c(), if !cancelled => {
-                cancelled = true;
-                progress.say("cancelling: workers stop, the last checkpoint stays; run again to resume");
-                handle.cancel();
-            }
-            () = stop, if !cancelled => {
-                cancelled = true;
-                progress.say("cancelling (asked by a signal): workers stop, the last checkpoint stays");
-                handle.cancel();
-            }
+            _ = tokio::signal::ctrl_c() => progress.say(
+                "cancelling: workers stop, the last checkpoint stays; run again to resume",
+            ),
+            () = by_signal => progress.say(
+                "cancelling (asked by a signal): workers stop, the last checkpoint stays",
+            ),
         }
+        observer.cancel();
+        // Once is enough: the operation ends at its last checkpoint.
+        std::future::pending::<()>().await;
+    };
+    let mut shown = Shown { progress, json };
+    tokio::select! {
+        outcome = session.follow(handle, &mut shown) => outcome,
+        () = cancel_on_signal => unreachable!("it never ends"),
     }
-    if let Some(file) = &mut events {
-        let _ = file.flush();
-    }
-    handle.wait().await
 }

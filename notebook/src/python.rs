@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pragma_checkpoint::Store;
 use pragma_executor_local::conflict::compare;
-use pragma_executor_local::{Config, Executor, Outcome, Status};
+use pragma_executor_local::{Config, Executor, Observer, Outcome};
 use pragma_session::{
     Applied, Change, Digests, LiveState, Resolution, Rule, Running, Session, SessionError, Settle,
     StartRequest, StoreLocation, Ticket,
@@ -187,10 +187,10 @@ struct ParsedCell {
 /// An operation of this kernel.
 struct Slot {
     ticket: Option<Ticket<Digest>>,
-    status: Arc<Mutex<Option<Status>>>,
+    /// Its status and cancel.
+    observer: Observer<Namespace>,
     outcome: Arc<Mutex<Option<Outcome<Namespace>>>>,
     done: Arc<Notify>,
-    cancel: Arc<Notify>,
 }
 
 /// The lifecycle of one kernel's operations on one store.
@@ -372,23 +372,15 @@ impl NativeSession {
         let ops = self.ops.lock().map_err(failed)?;
         let slot = ops.get(op).ok_or_else(|| unknown(op))?;
         let ended = slot.outcome.lock().map_err(failed)?.is_some() || slot.ticket.is_none();
-        let status = slot.status.lock().map_err(failed)?.clone();
-        Ok(match status {
-            Some(status) => {
-                let progress = status.schedule.progress();
-                OperationProgress {
-                    done: progress.done,
-                    total: progress.total,
-                    in_flight: progress.in_flight,
-                    best_iteration: status.best.map(|b| b.iteration),
-                    best_score: status.best.and_then(|b| b.score),
-                    ended,
-                }
-            }
-            None => OperationProgress {
-                ended,
-                ..OperationProgress::default()
-            },
+        let status = slot.observer.status();
+        let progress = status.schedule.progress();
+        Ok(OperationProgress {
+            done: progress.done,
+            total: progress.total,
+            in_flight: progress.in_flight,
+            best_iteration: status.best.map(|b| b.iteration),
+            best_score: status.best.and_then(|b| b.score),
+            ended,
         })
     }
 
@@ -461,7 +453,7 @@ impl NativeSession {
     fn cancel(&self, op: &str) -> PyResult<()> {
         let ops = self.ops.lock().map_err(failed)?;
         let slot = ops.get(op).ok_or_else(|| unknown(op))?;
-        slot.cancel.notify_one();
+        slot.observer.cancel();
         Ok(())
     }
 
@@ -591,39 +583,23 @@ impl NativeSession {
             .is_ok_and(|ops| ops.get(op).is_some_and(|slot| slot.ticket.is_some()))
     }
 
-    /// Follows a started operation: its status, cancel and outcome, in a
-    /// task of the runtime; its id.
+    /// Follows a started operation as every host does (its events kept in
+    /// the store), in a task of the runtime, keeping its status, cancel and
+    /// outcome for this kernel; its id.
     fn follow(&self, running: Running<Namespace, Digest>) -> PyResult<String> {
         let op = running.ticket.op().to_owned();
         let slot = Slot {
             ticket: Some(running.ticket),
-            status: Arc::default(),
+            observer: running.handle.observer(),
             outcome: Arc::default(),
             done: Arc::default(),
-            cancel: Arc::default(),
         };
-        let (status, outcome, done, cancel) = (
-            Arc::clone(&slot.status),
-            Arc::clone(&slot.outcome),
-            Arc::clone(&slot.done),
-            Arc::clone(&slot.cancel),
-        );
-        let mut handle = running.handle;
-        let pool = Arc::clone(&self.pool);
+        let (outcome, done) = (Arc::clone(&slot.outcome), Arc::clone(&slot.done));
+        let (session, pool) = (Arc::clone(&self.session), Arc::clone(&self.pool));
+        let handle = running.handle;
         let ended_op = op.clone();
         self.runtime.spawn(async move {
-            loop {
-                tokio::select! {
-                    event = handle.next_event() => {
-                        if let Ok(mut status) = status.lock() {
-                            *status = Some(handle.status());
-                        }
-                        if event.is_none() { break; }
-                    }
-                    () = cancel.notified() => handle.cancel(),
-                }
-            }
-            if let Ok(ended) = handle.wait().await
+            if let Ok(ended) = session.follow(handle, &mut ()).await
                 && let Ok(mut outcome) = outcome.lock()
             {
                 *outcome = Some(ended);

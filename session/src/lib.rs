@@ -139,6 +139,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod follow;
 mod live;
 mod location;
 pub mod procfs;
@@ -148,6 +149,7 @@ mod session;
 mod summary;
 
 pub use error::SessionError;
+pub use follow::{FOLLOW_TICK, FollowObserver};
 pub use live::{Change, Digests, LiveState};
 #[cfg(feature = "s3")]
 #[cfg_attr(docsrs, doc(cfg(feature = "s3")))]

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use pragma_checkpoint::Store;
 use pragma_executor_local::conflict::{Resolution, Rule, compare};
-use pragma_executor_local::{Executor, FinalStatus, Handle, Host, OperationSummary, Outcome};
+use pragma_executor_local::{
+    ExecError, Executor, FinalStatus, Handle, Host, OperationSummary, Outcome,
+};
 use pragma_parse::ParsedCell;
 use tokio::io::AsyncWriteExt;
 
@@ -205,6 +207,22 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
     /// The records.
     pub fn records(&self) -> &Records {
         &self.records
+    }
+
+    /// Follows a started operation to its end, as every host does: its
+    /// events appended to the store's events file of the operation (what
+    /// `pragma wait`, and a host that takes the operation up later, read),
+    /// each shown to `observer` with the status, the status every
+    /// [`FOLLOW_TICK`](crate::FOLLOW_TICK) too, and its outcome returned.
+    /// Cancel it from anywhere through [`Handle::observer`], then finish it
+    /// with [`finish`](Session::finish).
+    pub async fn follow(
+        &self,
+        handle: Handle<H::State>,
+        observer: &mut dyn crate::FollowObserver,
+    ) -> Result<Outcome<H::State>, ExecError> {
+        let events = self.records.events_path(handle.id());
+        crate::follow::follow(handle, &events, observer).await
     }
 
     /// The batch scheduler asked about runners that are jobs, if any.

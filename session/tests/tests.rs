@@ -637,3 +637,57 @@ async fn a_cancelled_operations_best_so_far_is_kept_and_applied_only_on_request(
     assert!(again.is_err() || matches!(again, Ok(Applied::Already)));
     assert_eq!(live.get("x"), Some(-1));
 }
+
+/// Shows nothing; counts what it was told, and cancels the operation at
+/// its first checkpoint, as a host's cancel from another task does.
+struct Counting {
+    events: Vec<Event>,
+    ticks: u64,
+    cancel: Option<pragma_executor_local::Observer<Vars>>,
+}
+
+impl pragma_session::FollowObserver for Counting {
+    fn event(&mut self, event: &Event, status: &pragma_executor_local::Status) {
+        assert_eq!(status.schedule.progress().total, 40);
+        if matches!(event, Event::CheckpointCommitted { .. })
+            && let Some(observer) = self.cancel.take()
+        {
+            observer.cancel();
+        }
+        self.events.push(event.clone());
+    }
+
+    fn tick(&mut self, _status: &pragma_executor_local::Status) {
+        self.ticks += 1;
+    }
+}
+
+#[tokio::test]
+async fn following_keeps_the_events_in_the_store_and_a_cancel_from_elsewhere_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = session(dir.path());
+    let live = Live::new(&[("x", 0)]);
+    let running = session
+        .start(&StartRequest::new(SLOW_REPEAT.parse().unwrap(), "c"), &live)
+        .await
+        .unwrap();
+    let op = running.ticket.op().to_owned();
+    let mut shown = Counting {
+        events: Vec::new(),
+        ticks: 0,
+        cancel: Some(running.handle.observer()),
+    };
+    let outcome = session.follow(running.handle, &mut shown).await.unwrap();
+    assert_eq!(outcome.status, FinalStatus::Cancelled);
+    assert!(shown.ticks >= 1, "the first tick comes at once");
+    assert!(matches!(shown.events.last(), Some(Event::Finished { .. })));
+
+    // The events file holds every event the observer saw, in order, as
+    // JSON lines: what `pragma wait` reads.
+    let text = std::fs::read_to_string(session.records().events_path(&op)).unwrap();
+    let stored: Vec<Event> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(stored, shown.events);
+}

@@ -43,6 +43,17 @@ impl<State> Handle<State> {
         self.status.borrow().clone()
     }
 
+    /// A view of the operation that other tasks can hold while this
+    /// handle follows its events and waits for its outcome: its status
+    /// and its cancel.
+    pub fn observer(&self) -> Observer<State> {
+        Observer {
+            op: self.op.clone(),
+            status: self.status.clone(),
+            control: self.control.clone(),
+        }
+    }
+
     /// Cancels the operation: workers stop at once, the last checkpoint is
     /// kept, nothing is applied. Does nothing once it has ended.
     pub fn cancel(&self) {
@@ -65,5 +76,48 @@ impl<State> Handle<State> {
         }
         let outcome = self.done.await.map_err(|_| ExecError::Stopped)?;
         Ok((outcome, events))
+    }
+}
+
+/// A view of a submitted operation ([`Handle::observer`]): its status and
+/// its cancel, from any task, as often as wanted. Cheap to clone.
+pub struct Observer<State> {
+    op: String,
+    status: watch::Receiver<Status>,
+    control: mpsc::UnboundedSender<Msg<State>>,
+}
+
+impl<State> Clone for Observer<State> {
+    fn clone(&self) -> Self {
+        Observer {
+            op: self.op.clone(),
+            status: self.status.clone(),
+            control: self.control.clone(),
+        }
+    }
+}
+
+impl<State> std::fmt::Debug for Observer<State> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("op", &self.op)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<State> Observer<State> {
+    /// The operation's id.
+    pub fn id(&self) -> &str {
+        &self.op
+    }
+
+    /// The status now (the last one, once the operation has ended).
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// Cancels the operation, as [`Handle::cancel`] does.
+    pub fn cancel(&self) {
+        let _ = self.control.send(Msg::Cancel(self.op.clone()));
     }
 }

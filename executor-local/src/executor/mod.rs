@@ -13,7 +13,7 @@ use pragma_parse::Directive;
 use pragma_scheduler::Resume;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use handle::Handle;
+pub use handle::{Handle, Observer};
 
 use crate::config::Config;
 use crate::error::ExecError;
