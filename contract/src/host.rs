@@ -16,8 +16,9 @@ pub struct IterationContext {
     pub op: Arc<str>,
     /// The iteration number, from 0.
     pub iteration: u64,
-    /// Which start of this iteration this is, from 1 (retries and re-runs
-    /// after preemption count).
+    /// Which start of this iteration this is, from 1: retries and re-runs
+    /// after a preemption count, and so do starts before a resume of the
+    /// iterations that were running at the operation's last record.
     pub attempt: u32,
     /// The name of the iteration variable (`--iteration-var`).
     pub iteration_var: Arc<str>,

@@ -54,6 +54,12 @@ pub(crate) struct Record {
     /// in flight. A resume after a crash counts them as lost work.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) pending_runs: u64,
+    /// The iterations running when the record was made, and which start
+    /// of each it was: a resume after a crash counts their starts on from
+    /// there (an iteration that started after the last record starts
+    /// again as its first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) started: Vec<(u64, u32)>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -77,6 +83,7 @@ impl Record {
         });
         self.usage = delta.usage;
         self.pending_runs = delta.pending_runs;
+        self.started = delta.started;
     }
 
     /// The iterations recorded as finished, in either form.

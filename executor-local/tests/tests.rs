@@ -899,6 +899,58 @@ mod resume {
     }
 
     #[tokio::test]
+    async fn iterations_running_at_a_crash_come_back_as_their_next_start() {
+        let store = MemoryStore::new();
+        let host = ScriptedHost::new();
+        let cell = "#pragma parallel --iterations 8 --parallel-runs 2 --max-by value\nbody";
+        // Two jobs finish; the next two never do (the crash), and the
+        // group commits meanwhile record them as running.
+        let backend = Arc::new(FaultyBackend::new(2, 0.0, 1).crash_after(2));
+        let executor =
+            Executor::with_backend(host.clone(), store.clone(), backend.clone(), config(2));
+        let handle = executor.submit(cell, MapState::new()).await.unwrap();
+        let op = handle.id().to_owned();
+        backend.crashed().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop((handle, executor));
+        let crashed: Vec<u64> = (0..8)
+            .filter(|i| !host.runs().iter().any(|r| r.iteration == *i))
+            .take(2)
+            .collect();
+
+        let executor = Executor::new(host.clone(), store, config(2));
+        let (outcome, events) = executor
+            .resume(&op)
+            .await
+            .unwrap()
+            .wait_with_events()
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, FinalStatus::Succeeded);
+        let started: Vec<(u64, u32)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::IterationStarted {
+                    iteration, attempt, ..
+                } => Some((*iteration, *attempt)),
+                _ => None,
+            })
+            .collect();
+        for iteration in crashed {
+            assert!(
+                started.contains(&(iteration, 2)),
+                "iteration {iteration} ran before the crash: {started:?}"
+            );
+            let run = host.runs().into_iter().find(|r| r.iteration == iteration);
+            assert_eq!(run.map(|r| r.attempt), Some(2), "what the host is told");
+        }
+        assert!(
+            started.iter().filter(|(_, attempt)| *attempt == 1).count() >= 4,
+            "iterations that never ran start as their first: {started:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_cancelled_repeat_resumes_from_its_last_checkpoint() {
         let host = ScriptedHost::new().delay(Duration::from_millis(5));
         let executor = executor(&host, 1);

@@ -274,6 +274,9 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                 if let Some(running) = self.running.remove(&worker) {
                     running.cancel.cancel();
                     running.task.abort();
+                    if let Some(stopped) = self.ops.get_mut(&op) {
+                        stopped.attempts.end(running.iteration);
+                    }
                 }
                 self.worker_states.remove(&worker);
                 op

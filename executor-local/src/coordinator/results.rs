@@ -28,9 +28,10 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let Some(running) = self.running.remove(&worker) else {
             return; // stopped meanwhile
         };
-        if !self.ops.contains_key(&id) {
+        let Some(op) = self.ops.get_mut(&id) else {
             return;
-        }
+        };
+        op.attempts.end(running.iteration);
         let Some(output) = output else {
             return self.worker_lost(id, worker, running.iteration);
         };

@@ -44,6 +44,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let Some(op) = self.ops.get_mut(&id) else {
             return;
         };
+        let attempt = op.attempts.start(iteration, attempt);
         op.announce_start(iteration, attempt);
         if op.is_repeat() {
             op.runs_since_checkpoint += 1;

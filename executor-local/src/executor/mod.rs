@@ -200,6 +200,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             failed: Vec::new(),
             usage: Usage::default(),
             pending_runs: 0,
+            started: Vec::new(),
         };
         let (generation, _) = commit_state(
             &self.shared,

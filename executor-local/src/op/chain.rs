@@ -245,6 +245,10 @@ impl<St> Op<St> {
             None if self.is_repeat() => self.runs_since_checkpoint,
             None => self.usage.in_flight,
         };
+        let started = match &ended {
+            Some(_) => Vec::new(),
+            None => self.attempts.running(),
+        };
         Record {
             base: None,
             directive: self.directive.clone(),
@@ -260,6 +264,7 @@ impl<St> Op<St> {
             failed: Vec::new(),
             usage: self.usage.total,
             pending_runs,
+            started,
         }
     }
 

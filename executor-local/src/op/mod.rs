@@ -6,6 +6,7 @@
 //! ([`Ending`]). Only the coordinator task touches an `Op`, so none of it
 //! is locked.
 
+mod attempts;
 mod chain;
 mod ending;
 mod group;
@@ -20,6 +21,7 @@ use pragma_parse::Directive;
 use pragma_scheduler::Resume;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub(crate) use attempts::Attempts;
 pub(crate) use chain::{Batch, RecordChain, RecordedChain, Written};
 pub(crate) use ending::Ending;
 pub(crate) use group::GroupCommit;
@@ -55,6 +57,8 @@ pub(crate) struct Op<St> {
     /// A repeat's runs since its last checkpoint (see
     /// `Record::pending_runs`).
     pub(crate) runs_since_checkpoint: u64,
+    /// Which start of its iteration each run is, across resumes.
+    pub(crate) attempts: Attempts,
     /// When a record last went to the store (a repeat records its usage
     /// between checkpoints at most once per record interval).
     pub(crate) last_record: std::time::Instant,
@@ -108,6 +112,7 @@ impl<St> Op<St> {
             group: GroupCommit::new(),
             usage: UsageCount::default(),
             runs_since_checkpoint: 0,
+            attempts: Attempts::default(),
             last_record: std::time::Instant::now(),
             ending: Ending::new(done),
             events,
@@ -136,6 +141,7 @@ impl<St> Op<St> {
         self.progress.abandoned = record.failed;
         self.progress.iterations_done = record.iterations_done;
         self.usage.resume_from(record.usage, record.pending_runs);
+        self.attempts = Attempts::resumed(&record.started);
     }
 
     /// Sends an event, built (from the operation's name) only while the
