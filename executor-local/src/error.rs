@@ -22,13 +22,20 @@ pub enum ExecError {
     /// The host could not snapshot or restore a state.
     #[error("saving or restoring the state: {0}")]
     State(io::Error),
-    /// No such operation in the store, or it cannot be resumed.
-    #[error("operation `{op}`: {reason}")]
-    Operation {
+    /// No such operation in the store.
+    #[error("operation `{op}`: there is no such operation in the store")]
+    UnknownOperation {
         /// The operation.
         op: String,
-        /// What is wrong.
-        reason: String,
+    },
+    /// The operation's records in the store cannot be read (damaged, cut
+    /// short, part of them deleted), so it cannot be resumed or reported.
+    #[error("operation `{op}`: {problem}")]
+    Damaged {
+        /// The operation.
+        op: String,
+        /// What is wrong with its records.
+        problem: String,
     },
     /// The executor stopped (dropped, crashed) before the operation ended.
     #[error(

@@ -996,9 +996,10 @@ mod resume {
     async fn an_unknown_operation_cannot_be_resumed() {
         let executor = executor(&ScriptedHost::new(), 1);
         let err = executor.resume("op-nope").await.err().expect("an error");
+        assert!(matches!(&err, ExecError::UnknownOperation { op } if op == "op-nope"));
         assert_eq!(
             err.to_string(),
-            "operation `op-nope`: it has no checkpoint to resume from"
+            "operation `op-nope`: there is no such operation in the store"
         );
     }
 }

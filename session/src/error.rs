@@ -2,7 +2,7 @@
 
 use std::io;
 
-use pragma_executor_local::ExecError;
+use pragma_executor_local::{ExecError, FinalStatus};
 
 /// An error of the lifecycle: each says what failed and on what; the
 /// host adds how its user goes on (the commands to type).
@@ -61,20 +61,20 @@ pub enum SessionError {
         running: bool,
     },
     /// The operation ended without a result to apply.
-    #[error("operation {op} ended {status}: there is no result to apply")]
+    #[error("operation {op} ended {}: there is no result to apply", .status.name())]
     NoResult {
         /// The operation.
         op: String,
         /// How it ended.
-        status: String,
+        status: FinalStatus,
     },
     /// The operation has ended: there is nothing to resume.
-    #[error("operation {op} has ended ({status}): there is nothing to resume")]
+    #[error("operation {op} has ended ({}): there is nothing to resume", .status.name())]
     Ended {
         /// The operation.
         op: String,
         /// How it ended.
-        status: String,
+        status: FinalStatus,
     },
     /// A record could not be read or written.
     #[error("the records of operation {op}: {source}")]

@@ -329,7 +329,7 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
         if let Some(status) = summary.status.as_ref().filter(|s| !s.is_resumable()) {
             return Err(SessionError::Ended {
                 op: op.to_owned(),
-                status: status.name().to_owned(),
+                status: status.clone(),
             });
         }
         let mut warnings = Vec::new();
@@ -628,7 +628,7 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
         if summary.status != FinalStatus::Succeeded && !kept_best {
             return Err(SessionError::NoResult {
                 op: op.to_owned(),
-                status: summary.status.name().to_owned(),
+                status: summary.status.clone(),
             });
         }
         if !self.records.has_kept_result(op) {

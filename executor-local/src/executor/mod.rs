@@ -402,9 +402,9 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
     /// after a crash of another): what was finished does not run again.
     /// Earlier executors working on it are fenced out.
     pub async fn resume(&self, op: &str) -> Result<Handle<H::State>, ExecError> {
-        let problem = |reason: &str| ExecError::Operation {
+        let problem = |problem: &str| ExecError::Damaged {
             op: op.to_owned(),
-            reason: reason.to_owned(),
+            problem: problem.to_owned(),
         };
         let lease = self.shared.log.claim(op).await?;
         let loaded = self
@@ -412,7 +412,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             .log
             .load_latest(op)
             .await?
-            .ok_or_else(|| problem("it has no checkpoint to resume from"))?;
+            .ok_or_else(|| no_such_operation(op))?;
         let checkpoints = self.shared.log.checkpoints(op).await?;
         let record = whole_record(op, &checkpoints, &loaded.manifest)?;
         let base = loaded
@@ -465,10 +465,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
 
 /// `op` has no commit in the store.
 fn no_such_operation(op: &str) -> ExecError {
-    ExecError::Operation {
-        op: op.to_owned(),
-        reason: "there is no such operation in the store".to_owned(),
-    }
+    ExecError::UnknownOperation { op: op.to_owned() }
 }
 
 #[cfg(test)]

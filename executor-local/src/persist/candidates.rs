@@ -162,9 +162,9 @@ pub(crate) async fn stream_into(
 }
 
 fn damaged(op: &str, generation: u64, reason: &str) -> ExecError {
-    ExecError::Operation {
+    ExecError::Damaged {
         op: op.to_owned(),
-        reason: format!("the candidates of its checkpoint {generation} cannot be read: {reason}"),
+        problem: format!("the candidates of its checkpoint {generation} cannot be read: {reason}"),
     }
 }
 

@@ -23,9 +23,9 @@ pub(crate) fn whole_record(
     checkpoints: &[Manifest],
     latest: &Manifest,
 ) -> Result<Record, ExecError> {
-    let problem = |reason: String| ExecError::Operation {
+    let problem = |problem: String| ExecError::Damaged {
         op: op.to_owned(),
-        reason,
+        problem,
     };
     let parse = |manifest: &Manifest| {
         manifest.meta_as::<Record>().map_err(|e| {
@@ -228,7 +228,8 @@ impl From<ExecError> for CommitFailure {
             // (named, so that a new kind of failure is decided on here).
             ExecError::Directive(_)
             | ExecError::Unsaveable(_)
-            | ExecError::Operation { .. }
+            | ExecError::UnknownOperation { .. }
+            | ExecError::Damaged { .. }
             | ExecError::Stopped => false,
         };
         CommitFailure {
