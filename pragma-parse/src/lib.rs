@@ -95,3 +95,8 @@ pub use directive::{
 pub use error::{ErrorKind, ParseError};
 pub use parser::{Cell, ParsedCell, canonical, parse_cell, parse_directive, split_words};
 pub use quote::quote;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

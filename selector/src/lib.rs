@@ -63,3 +63,8 @@ pub use score::{Evaluation, InvalidReason, ScoreError, parse_score};
 pub use selector::{
     Candidate, Direction, InvalidCounts, InvalidExample, MergeError, NoValidResult, Offer, Selector,
 };
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
