@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::exit;
+use crate::failure::exit;
 
 /// Arguments of `pragma check`.
 #[derive(Args)]

@@ -19,11 +19,12 @@ use pragma_session::{Applied, Records, RunRecord, SessionError, Settle, check_op
 use crate::args::{OnConflict, RunArgs};
 
 use crate::ending::{exit_code, print_summary};
+use crate::failure::{Exit, Failure, exit};
 use crate::live::{DirLive, FileDigest};
+use crate::location::Location;
 use crate::location::SlurmJobs;
-use crate::location::{Location, quoted};
 use crate::progress::event_line;
-use crate::{Exit, Failure, exit};
+use pragma_parse::quote;
 
 /// Arguments of `pragma wait`.
 #[derive(Args)]
@@ -187,8 +188,8 @@ fn open(op: &str, store: &str) -> Result<(Location, RunRecord<FileDigest>), Fail
 fn resume_hint<D>(record: &RunRecord<D>) -> String {
     format!(
         "`pragma run {} --state {}` (or `pragma submit` with the same arguments) resumes it from its last checkpoint",
-        quoted(&record.cell),
-        quoted(&record.state)
+        quote(&record.cell),
+        quote(&record.state)
     )
 }
 

@@ -5,7 +5,7 @@ use pragma_executor_local::FinalStatus;
 use pragma_session::{Ending, Summary};
 
 use crate::args::RunArgs;
-use crate::exit;
+use crate::failure::exit;
 use crate::location::Location;
 
 /// Tells the operation's id once it is submitted: to `pragma submit`

@@ -8,8 +8,8 @@ use pragma_executor_local::{CandidateScore, Config, FinalStatus, OperationSummar
 
 use pragma_session::{RunState, check_op_id};
 
+use crate::failure::{Exit, Failure, exit};
 use crate::location::{Location, ShellSession};
-use crate::{Exit, Failure, exit};
 
 /// Arguments of `pragma status`.
 #[derive(Args)]

@@ -66,21 +66,8 @@ impl Location {
         if self.shown == ".pragma" {
             String::new()
         } else {
-            format!(" --store {}", quoted(&self.shown))
+            format!(" --store {}", pragma_parse::quote(&self.shown))
         }
-    }
-}
-
-/// Quotes `text` for a shell command line the user may copy.
-pub(crate) fn quoted(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
-    if plain {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 

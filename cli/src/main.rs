@@ -9,6 +9,7 @@
 //! - `args`: the flags of `run` and `submit`;
 //! - `run`: `pragma run`, and the detached run behind `pragma submit`;
 //! - `ending`: a run's announcement, summary and exit code;
+//! - `failure`: the exit codes, and why a command stopped short;
 //! - `control`: `submit`, `wait`, `cancel` and `apply`;
 //! - `inspect`: `status`, `report` and `logs`;
 //! - `shell`: the host for shell cells (state directories, `/bin/sh`);
@@ -26,6 +27,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::failure::{Exit, Failure, exit};
+
 #[macro_use]
 mod output;
 mod args;
@@ -33,6 +36,7 @@ mod capture;
 mod check;
 mod control;
 mod ending;
+mod failure;
 mod inspect;
 mod live;
 mod location;
@@ -41,22 +45,6 @@ mod reaper;
 mod run;
 mod shell;
 mod slurm;
-
-/// Exit codes of the `pragma` command.
-pub(crate) mod exit {
-    /// Success.
-    pub(crate) const OK: u8 = 0;
-    /// The operation failed, or stopped because its store is full.
-    pub(crate) const FAILED: u8 = 1;
-    /// A usage error, an unreadable file or an invalid directive.
-    pub(crate) const USAGE: u8 = 2;
-    /// The result was applied except for conflicting files.
-    pub(crate) const CONFLICTS: u8 = 3;
-    /// A body asked for interactive input.
-    pub(crate) const INTERRUPTED: u8 = 4;
-    /// Cancelled (Ctrl-C).
-    pub(crate) const CANCELLED: u8 = 130;
-}
 
 /// Run notebook-style cells in the background: `#pragma repeat`, `#pragma parallel`, `#pragma async`.
 #[derive(Parser)]
@@ -115,42 +103,6 @@ enum Command {
         dir: std::path::PathBuf,
     },
 }
-
-/// Why a command stopped short: its exit code, and what to tell the user
-/// (nothing when it was told already, as a directive's report is).
-pub(crate) struct Failure {
-    code: u8,
-    message: Option<String>,
-}
-
-impl Failure {
-    /// A usage error, an unreadable file, an operation that is not there.
-    pub(crate) fn usage(message: impl std::fmt::Display) -> Failure {
-        Failure {
-            code: exit::USAGE,
-            message: Some(message.to_string()),
-        }
-    }
-
-    /// The work failed.
-    pub(crate) fn failed(message: impl std::fmt::Display) -> Failure {
-        Failure {
-            code: exit::FAILED,
-            message: Some(message.to_string()),
-        }
-    }
-
-    /// Ends with `code`, the problem already told.
-    pub(crate) fn reported(code: u8) -> Failure {
-        Failure {
-            code,
-            message: None,
-        }
-    }
-}
-
-/// What every subcommand returns: its exit code, or why it stopped.
-pub(crate) type Exit = Result<u8, Failure>;
 
 fn try_main(cli: Cli) -> Exit {
     match cli.command {

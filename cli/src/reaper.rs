@@ -137,7 +137,7 @@ pub(crate) fn serve(token: &str) -> u8 {
             kill_group(pgid);
         }
     }
-    crate::exit::OK
+    crate::failure::exit::OK
 }
 
 /// Reads what `input` holds now, applying each whole `+PGID` or `-PGID`

@@ -14,12 +14,12 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::args::{Backend, RunArgs, settle};
 use crate::ending::{announce, exit_code, print_summary};
+use crate::failure::{Exit, Failure, exit};
 use crate::live::DirLive;
 use crate::location::{Location, ShellSession};
 use crate::progress::Progress;
 use crate::reaper::Reaper;
 use crate::shell::{DirState, ShellHost};
-use crate::{Exit, Failure, exit};
 
 /// Runs the command; returns the exit code.
 pub(crate) fn run(args: &RunArgs) -> Exit {

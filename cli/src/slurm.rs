@@ -16,10 +16,10 @@ use pragma_session::{RunRecord, Runner, StartRequest, StoreSpec, Summary};
 
 use crate::args::RunArgs;
 use crate::ending::{announce, exit_code, print_summary};
+use crate::failure::{Exit, Failure, exit};
 use crate::live::{DirLive, FileDigest};
 use crate::location::{Location, ShellSession};
 use crate::shell::ShellHost;
-use crate::{Exit, Failure, exit};
 
 /// What a task needs to open the store where it runs.
 #[derive(Debug, Serialize, Deserialize)]
