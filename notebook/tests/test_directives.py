@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-import pragma_notebook as pn
+from pragma_notebook.operations import _interrupts_deferred
 from test_inline_semantics import run_notebook
 
 
@@ -57,7 +57,7 @@ def test_a_cell_submitted_again_while_it_runs_says_so_and_starts_nothing(tmp_pat
             "%load_ext pragma_notebook",
             cell,
             cell,
-            "import pragma_notebook\nprint(len(pragma_notebook._ops))\n%pragma wait\nprint(x)",
+            "import pragma_notebook as pn\nprint(len(pn.kernel().ops))\n%pragma wait\nprint(x)",
         ],
     )
     op = texts[1].split(":")[0]
@@ -67,7 +67,7 @@ def test_a_cell_submitted_again_while_it_runs_says_so_and_starts_nothing(tmp_pat
 
 
 def test_an_interrupt_while_submitting_waits_until_the_operation_is_followed():
-    with pn._interrupts_deferred() as interrupted:
+    with _interrupts_deferred() as interrupted:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.2)  # the handler runs here: held back
     assert interrupted

@@ -360,9 +360,9 @@ def test_the_collector_runs_by_itself_once_a_result_is_applied(tmp_path):
         [
             "%load_ext pragma_notebook",
             "import os\nimport numpy as np\nimport pragma_notebook\n"
-            "pragma_notebook.COLLECT_GRACE = 0\nbig = np.zeros((500, 500))\n" + BLOBS,
+            "pragma_notebook.kernel().collect_grace = 0\nbig = np.zeros((500, 500))\n" + BLOBS,
             "#pragma repeat --iterations 4 --max-by '-float(big[0, 0])'\nbig = big + 1",
-            "%pragma wait\npragma_notebook._collector.join()\nprint(blobs(), big[0, 0])",
+            "%pragma wait\npragma_notebook.kernel().collector.join()\nprint(blobs(), big[0, 0])",
             "print(*pragma_notebook.collect_garbage(grace_seconds=0))",
         ],
     )

@@ -307,9 +307,9 @@ def test_an_interrupted_submission_either_did_not_happen_or_is_reachable(tmp_pat
             while reply["parent_header"]["msg_id"] != msg_id:  # earlier cells'
                 reply = kc.get_shell_msg(timeout=120)
             check = (
-                "for op in pn._ops:\n    pn.wait(op)\n"
+                "for op in pn.kernel().ops:\n    pn.wait(op)\n"
                 "stored = os.listdir('.pragma/ops') if os.path.isdir('.pragma/ops') else []\n"
-                "print(sorted(stored) == sorted(pn._ops), len(pn._ops), x)"
+                "print(sorted(stored) == sorted(pn.kernel().ops), len(pn.kernel().ops), x)"
             )
             after = printed_by(kernel_messages(kc, check))
             if "KeyboardInterrupt" in after:  # the Interrupt came once the cell had ended

@@ -1,0 +1,110 @@
+"""What the package hands back: a submitted :class:`Operation`, what its
+state cost (:class:`StateCost`), and how it ended (:class:`Outcome`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Above this size a submitted state says what it costs.
+REPORT_STATE_ABOVE = 100_000_000
+
+
+def megabytes(size: float) -> str:
+    """A size as a person reads it: ``12.3 MB``, ``4.5 GB``."""
+    return f"{size / 1e6:.1f} MB" if size < 1e10 else f"{size / 1e9:.1f} GB"
+
+
+@dataclass
+class Outcome:
+    """How an operation ended, and what was applied."""
+
+    op: str
+    status: str
+    best_iteration: int | None
+    best_score: float | None
+    conflicts: list[str] = field(default_factory=list)
+    failed_iterations: list[int] = field(default_factory=list)
+    usage: dict = field(default_factory=dict)
+    reason: str | None = None
+    # The last error of each iteration that failed for good.
+    errors: dict[int, str] = field(default_factory=dict)
+    # Why the result could not be applied (it is kept: `%pragma apply`).
+    apply_error: str | None = None
+
+    @classmethod
+    def of_summary(cls, summary: dict[str, Any]) -> Outcome:
+        """The outcome a lifecycle summary (decoded JSON) describes."""
+        best = summary.get("best") or {}
+        failed = summary.get("failed_iterations", [])
+        return cls(
+            op=summary["op"],
+            status=summary["status"],
+            best_iteration=best.get("iteration"),
+            best_score=best.get("score"),
+            conflicts=list(summary.get("conflicts", [])),
+            failed_iterations=[f["iteration"] for f in failed],
+            usage=dict(summary.get("usage", {})),
+            reason=summary.get("reason"),
+            errors={f["iteration"]: f["error"] for f in failed},
+            apply_error=summary.get("apply_error"),
+        )
+
+    def __repr__(self):
+        best = (
+            f"best iteration {self.best_iteration}, score {self.best_score}"
+            if self.best_iteration is not None
+            else "no best"
+        )
+        text = f"<{self.op}: {self.status}, {best}"
+        if self.reason:
+            text += f" ({self.reason})"
+        if self.conflicts:
+            text += f"; conflicts left: {', '.join(self.conflicts)}"
+        if self.apply_error:
+            text += f"; not applied: {self.apply_error}"
+        return text + ">"
+
+
+@dataclass
+class StateCost:
+    """What an operation's state costs: its size in all (variables and
+    their large buffers), each variable's, and what submitting it wrote
+    (buffers the store did not hold yet)."""
+
+    total: int
+    sizes: dict[str, int]
+    written: int
+
+    def largest(self, count=3):
+        """The ``count`` largest variables, with their sizes."""
+        return sorted(self.sizes.items(), key=lambda item: -item[1])[:count]
+
+    def __str__(self):
+        largest = ", ".join(f"{name} {megabytes(size)}" for name, size in self.largest())
+        return (
+            f"the state is {megabytes(self.total)} ({largest}); submitting it wrote"
+            f" {megabytes(self.written)} (data the store holds already is not written again)"
+        )
+
+
+@dataclass
+class Operation:
+    """A submitted operation: ``resumed`` if an interrupted run of the same
+    cell went on from its last checkpoint, ``already_running`` if this
+    kernel runs that cell already (nothing new started)."""
+
+    op: str
+    resumed: bool = False
+    already_running: bool = False
+    # What its state costs (see :class:`StateCost`).
+    cost: StateCost | None = None
+
+    def __str__(self):
+        return self.op
+
+    def wait(self, timeout=None):
+        """Waits for it to end and applies its result; its outcome."""
+        from .operations import kernel
+
+        return kernel().wait(self.op, timeout=timeout)
