@@ -113,4 +113,5 @@ def run_remote_job(spec: str, store: str) -> tuple[str, bytes | None]:
 
 def ray_backend_conformance(dispatcher: Any, capacity: int, store: str) -> str | None:
     """The executor's backend conformance suite against a Ray backend: the
-    problem found, if any."""
+    problem found, if any. Only in the test build (feature ``test-checks``,
+    as ``scripts/python-venv`` builds it)."""

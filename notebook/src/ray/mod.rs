@@ -676,7 +676,9 @@ pub(crate) fn run_remote_job<'py>(
 }
 
 /// Runs the executor's `ExecutionBackend` conformance suite against a Ray
-/// backend on `dispatcher`; the problem found, if any.
+/// backend on `dispatcher`; the problem found, if any (feature
+/// `test-checks`: for the package's tests only).
+#[cfg(feature = "test-checks")]
 #[pyfunction]
 pub(crate) fn ray_backend_conformance(
     py: Python<'_>,
