@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Any
 
 import pragma_notebook as pn
 
@@ -82,14 +83,14 @@ def main():
     train = "model.partial_fit(X, y, classes=classes)"
 
     def trained_inline():
-        namespace = {}
+        namespace: dict[str, Any] = {}
         exec(setup, namespace)
         for iteration in range(20):
             namespace["iteration"] = iteration
             exec(train, namespace)
 
     def trained_here():
-        namespace = {}
+        namespace: dict[str, Any] = {}
         exec(setup, namespace)
         background(
             "#pragma repeat --iterations 20 --checkpoint-period 5 "

@@ -17,6 +17,7 @@ import os
 import statistics
 import tempfile
 import time
+from typing import Any
 
 # Ray keeps to 127.0.0.1 (see notebook/tests/test_ray.py); read at import.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -64,7 +65,7 @@ def two_at_a_time():
     2` runs them), spread over the nodes: what any host dispatching
     iterations one by one pays, pragma's own work aside."""
     spread = noop.options(scheduling_strategy="SPREAD")
-    todo, running = list(range(ITERATIONS)), []
+    todo, running = list(range(ITERATIONS)), list[Any]()
     while todo or running:
         while todo and len(running) < 2:
             running.append(spread.remote(todo.pop()))
@@ -96,11 +97,11 @@ def main():
             f"tasks two at a time {floor:.2f} s: ratio {ours / floor:.2f}, "
             f"{(ours - floor) / ITERATIONS * 1000:.1f} ms added per iteration"
         )
-        rounds = [
+        small = [
             (timed(lambda: through_pragma(SMALL_WORK)), timed(lambda: plain_ray(small_work)))
             for _ in range(ROUNDS)
         ]
-        ours, theirs = (statistics.median(r[k] for r in rounds) for k in range(2))
+        ours, theirs = (statistics.median(r[k] for r in small) for k in range(2))
         print(
             f"the same with iterations of {SMALL_WORK * 1000:.0f} ms: notebook host {ours:.2f} s, "
             f"plain ray.get {theirs:.2f} s: ratio {ours / theirs:.2f}, "

@@ -346,7 +346,7 @@ def test_a_result_is_applied_while_the_kernel_is_idle_and_the_submitting_cell_sa
         kernel_messages(kc, "notes = 2")
         # No cell runs now: the result comes in on its own, and the
         # submitting cell's display is updated in place.
-        updates, deadline = [], time.time() + 30
+        updates, deadline = list[str](), time.time() + 30
         while time.time() < deadline and not any("succeeded" in u for u in updates):
             try:
                 message = kc.get_iopub_msg(timeout=1)

@@ -483,15 +483,15 @@ def test_cancel_stops_the_ray_tasks_within_seconds(tmp_path, cluster, directive,
     cancelled = time.time()
     assert shown(client.nb.cells[-1]).strip() == "cancelled"
 
-    def beating():
+    def beats():
         return {p.name: p.stat().st_mtime for p in marks.iterdir()}
 
     # Within a few seconds no body beats any more.
     deadline = cancelled + 5
     while True:
-        before = beating()
+        before = beats()
         time.sleep(1.0)
-        if beating() == before:
+        if beats() == before:
             break
         assert time.time() < deadline, "the Ray tasks still run after the cancel"
 

@@ -6,6 +6,7 @@ import os
 import pickle
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -52,7 +53,7 @@ def saved(ns, buffers=None):
 
 
 def test_a_loaded_namespace_is_one_graph_bound_to_where_it_is_loaded():
-    loaded = {"__name__": "__main__"}
+    loaded: dict[str, Any] = {"__name__": "__main__"}
     state.load_namespace(saved(notebook()), loaded)
     assert loaded["a"] is loaded["b"] and loaded["d"]["l"] is loaded["a"]
     assert loaded["one"][0] is loaded["two"] and loaded["two"][0] is loaded["one"]
@@ -94,7 +95,7 @@ def test_a_variable_that_refers_to_a_changed_one_names_it():
 
 
 def test_what_cannot_be_saved_is_named_with_what_refers_to_it():
-    ns = {"log": open(os.devnull), "holder": None, "fine": 1}  # noqa: SIM115
+    ns: dict[str, Any] = {"log": open(os.devnull), "holder": None, "fine": 1}  # noqa: SIM115
     ns["holder"] = [ns["log"]]
     try:
         names, _, unsaveable = state.dump_namespace(ns, list(ns))
@@ -114,11 +115,11 @@ def test_large_buffers_are_saved_once_by_content_and_load_writable(tmp_path):
     assert saved(ns, blobs) == first  # nothing new written
     assert [f for _, _, fs in os.walk(tmp_path / "blobs") for f in fs] == files
 
-    loaded = {}
+    loaded: dict[str, Any] = {}
     state.load_namespace(first, loaded, buffers=blobs)
     assert np.array_equal(loaded["data"], data) and loaded["data"].flags.writeable
     loaded["data"][0, 0] = -1.0  # copy on write: the blob stays as it was
-    again = {}
+    again: dict[str, Any] = {}
     state.load_namespace(first, again, buffers=blobs)
     assert again["data"][0, 0] == data[0, 0]
     assert saved(loaded, blobs)["data"] != first["data"]
@@ -127,7 +128,7 @@ def test_large_buffers_are_saved_once_by_content_and_load_writable(tmp_path):
 def test_an_unwritten_mapping_is_named_without_reading_it(tmp_path):
     blobs = state.Blobs(tmp_path / "blobs")
     first = saved({"data": np.ones((1000, 200))}, blobs)
-    loaded = {}
+    loaded: dict[str, Any] = {}
     state.load_namespace(first, loaded, buffers=blobs)
     view = pickle.PickleBuffer(loaded["data"]).raw()
     assert blobs._unwritten(view) is not None
@@ -154,7 +155,7 @@ def test_a_blob_of_a_store_written_before_blake3_names_still_loads(tmp_path):
     from pragma_notebook import blobs as blob_module
 
     data = np.random.default_rng(1).random((1000, 200))
-    raw = memoryview(data).cast("B")
+    raw = data.data.cast("B")
     old = hashlib.sha256(hashlib.sha256(raw).digest()).hexdigest()
     assert blob_module.content_digest(raw) != old
     store = state.Blobs(tmp_path / "blobs")
@@ -168,7 +169,7 @@ def test_a_blob_of_a_store_written_before_blake3_names_still_loads(tmp_path):
 def test_a_state_signed_with_another_key_is_refused_not_loaded(monkeypatch):
     monkeypatch.setenv("PRAGMA_KEY", "11" * 32)
     mine = saved({"x": [1, 2], "y": {"a": 3}})
-    loaded = {}
+    loaded: dict[str, Any] = {}
     state.load_namespace(mine, loaded)
     assert loaded["x"] == [1, 2]
     monkeypatch.setenv("PRAGMA_KEY", "22" * 32)
@@ -213,24 +214,24 @@ def test_a_blob_mapping_nothing_uses_any_more_is_taken_again_unless_written(tmp_
     blobs = state.Blobs(tmp_path / "blobs")
     blobs.keep_mappings()  # as a worker does
     first = saved({"data": np.ones((1000, 200))}, blobs)
-    loaded = {}
+    loaded: dict[str, Any] = {}
     state.load_namespace(first, loaded, buffers=blobs)
     address = loaded["data"].__array_interface__["data"][0]
     # In use: a second load maps it again.
-    other = {}
+    other: dict[str, Any] = {}
     state.load_namespace(first, other, buffers=blobs)
     second = other["data"].__array_interface__["data"][0]
     assert second != address
     del loaded, other
     # Let go: the next load takes the last mapping again.
-    again = {}
+    again: dict[str, Any] = {}
     state.load_namespace(first, again, buffers=blobs)
     reused = again["data"].__array_interface__["data"][0]
     assert reused == second
     # Written to, then let go: not taken again, and what loads is the blob.
     again["data"][0, 0] = 5.0
     del again
-    last = {}
+    last: dict[str, Any] = {}
     state.load_namespace(first, last, buffers=blobs)
     assert last["data"].__array_interface__["data"][0] != reused
     assert last["data"][0, 0] == 1.0
@@ -244,7 +245,7 @@ def test_a_large_pickle_is_kept_apart_by_content_and_not_written_again(tmp_path)
     assert len(first["words"]) < 1000 and blobs.written > 2_000_000
     written = blobs.written
     assert saved(ns, blobs) == first and blobs.written == written
-    loaded = {}
+    loaded: dict[str, Any] = {}
     state.load_namespace(first, loaded, buffers=blobs)
     assert loaded["words"] == words and loaded["small"] == [1, 2]
     # The collector keeps it: the state names it.

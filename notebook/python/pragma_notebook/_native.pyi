@@ -1,8 +1,10 @@
 """Types of the extension module (built from ``notebook/src`` by maturin):
 the lifecycle library, driven from the kernel."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal, final
+
+from .native_args import SavedNamespace, SessionOptions, Settling
 
 @final
 class OperationProgress:
@@ -43,57 +45,77 @@ Apply = Callable[[list[tuple[str, bytes | None]]], None]
 class NativeSession:
     """The lifecycle of one kernel's operations on one store."""
 
-    def __init__(
-        self,
-        store: str,
-        python: str,
-        python_path: Sequence[str],
-        workers: int,
-        ray: Any | None = None,
-        follow_cluster: bool = False,
-        retries: int = 0,
-    ) -> None: ...
+    def __init__(self, options: SessionOptions) -> None:
+        """Raises :class:`StoreError` if the store cannot be used."""
     def logs_dir(self) -> str: ...
     def submit(
-        self,
-        cell: str,
-        cell_name: str,
-        identity: str,
-        names: Sequence[str],
-        blobs: Sequence[bytes],
+        self, cell: str, cell_name: str, live: SavedNamespace
     ) -> tuple[str, Literal["started", "resumed", "running"]]: ...
     def unfinished(self, identity: str) -> list[str]: ...
     def resume(self, op: str) -> None: ...
-    def status(self, op: str) -> OperationProgress: ...
+    def status(self, op: str) -> OperationProgress:
+        """Raises :class:`UnknownOperation` for an operation not of this
+        kernel."""
     def wait(self, op: str, timeout: float | None = None) -> bool: ...
     def report_svg(self, op: str) -> str: ...
     def stored_variables(self) -> list[bytes]: ...
     def cancel(self, op: str) -> None: ...
     def finish(
-        self,
-        op: str,
-        identity: str,
-        names: Sequence[str],
-        blobs: Sequence[bytes],
-        rule: str,
-        take_background: Sequence[str],
-        keep_live: Sequence[str],
-        apply: Apply,
-    ) -> tuple[str, list[str]]:
-        """Settles and applies ``op``'s result: its summary (JSON) and the
-        names applied."""
+        self, op: str, live: SavedNamespace, settling: Settling, apply: Apply
+    ) -> tuple[OperationSummary, list[str]]:
+        """Settles and applies ``op``'s result: its summary and the names
+        applied. Raises :class:`NotEnded` if it has not ended, or was
+        finished already."""
     def changed_names(self, op: str) -> list[str] | None: ...
     def apply_kept(
-        self,
-        op: str,
-        identity: str,
-        names: Sequence[str],
-        blobs: Sequence[bytes],
-        rule: str,
-        take_background: Sequence[str],
-        keep_live: Sequence[str],
-        apply: Apply,
-    ) -> tuple[str | None, list[str]]: ...
+        self, op: str, live: SavedNamespace, settling: Settling, apply: Apply
+    ) -> tuple[OperationSummary | None, list[str]]: ...
+
+@final
+class OperationUsage:
+    """What an operation consumed."""
+
+    @property
+    def worker_seconds(self) -> float: ...
+    @property
+    def iterations_run(self) -> int: ...
+    @property
+    def work_lost(self) -> int: ...
+    @property
+    def bytes_checkpointed(self) -> int: ...
+
+@final
+class OperationSummary:
+    """How an operation ended and what was applied."""
+
+    @property
+    def op(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def best_iteration(self) -> int | None: ...
+    @property
+    def best_score(self) -> float | None: ...
+    @property
+    def conflicts(self) -> list[str]: ...
+    @property
+    def failed_iterations(self) -> list[tuple[int, str]]:
+        """Each iteration that failed for good, with its last error."""
+    @property
+    def usage(self) -> OperationUsage: ...
+    @property
+    def apply_error(self) -> str | None: ...
+
+class UnknownOperation(ValueError):
+    """The operation is not one of this kernel's."""
+
+class NotEnded(ValueError):
+    """The operation has not ended, or it was finished already."""
+
+class StoreError(ValueError):
+    """The store cannot be used as given."""
 
 class BucketBlobs:
     """The data blobs of a bucket store (``s3://BUCKET/PREFIX``)."""

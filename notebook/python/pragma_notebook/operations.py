@@ -13,13 +13,17 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import display, state
 from .errors import DirectiveError, UnsaveableError
+from .native_args import SavedNamespace, SessionOptions, Settling
 from .results import Operation, Outcome, StateCost
 from .settings import SESSION_SETTINGS, Settings, is_bucket
 from .syntax import python_source
+
+if TYPE_CHECKING:
+    from ._native import NativeSession
 
 # IPython's own names, never state.
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "_", "__", "___"}
@@ -53,7 +57,7 @@ class Kernel:
     def __init__(self):
         self.settings = Settings()
         self.excluded: set[str] = set()
-        self.session: Any = None
+        self.session: NativeSession | None = None
         # This kernel's operations, in order, with the namespace each came
         # from.
         self.ops: list[str] = []
@@ -76,7 +80,7 @@ class Kernel:
 
     # --- the native session ------------------------------------------------
 
-    def native(self) -> Any:
+    def native(self) -> NativeSession:
         """The lifecycle library's session, made on first use from the
         settings."""
         if self.session is None:
@@ -104,13 +108,15 @@ class Kernel:
             # has CPUs, as it grows and shrinks.
             follow = dispatcher is not None and not settings.workers_set
             self.session = NativeSession(
-                settings.store(),
-                sys.executable,
-                [package],
-                workers,
-                dispatcher,
-                follow,
-                retries=int(settings["retries"]),
+                SessionOptions(
+                    store=settings.store(),
+                    python=sys.executable,
+                    python_path=[package],
+                    workers=workers,
+                    ray=dispatcher,
+                    follow_cluster=follow,
+                    retries=int(settings["retries"]),
+                )
             )
         return self.session
 
@@ -198,7 +204,9 @@ class Kernel:
         names, blobs = self.save(namespace, store, readonly)
         cost = _cost(names, blobs, store, (store.written if store is not None else 0) - written)
         with _interrupts_deferred() as interrupted:
-            op, how = self.native().submit(cell, name, self.identity(), names, blobs)
+            op, how = self.native().submit(
+                cell, name, SavedNamespace(self.identity(), names, blobs)
+            )
             if how != "running":
                 self.ops.append(op)
                 self.namespaces[op] = namespace
@@ -353,16 +361,12 @@ class Kernel:
         names, blobs, held = self.live(op, namespace, self.native().changed_names(op))
         summary, applied = self.native().finish(
             op,
-            self.identity(),
-            names,
-            blobs,
-            self.settings["on_conflict"],
-            [],
-            [],
+            SavedNamespace(self.identity(), names, blobs),
+            Settling(self.settings["on_conflict"], [], []),
             self.applier(op, namespace, names, blobs, held),
         )
         self.applied[op] = applied
-        outcome = Outcome.of_summary(json.loads(summary))
+        outcome = Outcome.of_summary(summary)
         self.outcomes[op] = outcome
         self.settled(op, outcome)
         display.show_ending(self, op)
@@ -375,17 +379,13 @@ class Kernel:
         names, blobs, held = self.live(op, namespace)
         summary, applied = self.native().apply_kept(
             op,
-            self.identity(),
-            names,
-            blobs,
-            "ask",
-            list(take_background or []),
-            list(keep_live or []),
+            SavedNamespace(self.identity(), names, blobs),
+            Settling("ask", list(take_background or []), list(keep_live or [])),
             self.applier(op, namespace, names, blobs, held),
         )
         self.applied[op] = self.applied.get(op, []) + applied
         if summary is not None:
-            self.outcomes[op] = Outcome.of_summary(json.loads(summary))
+            self.outcomes[op] = Outcome.of_summary(summary)
             self.settled(op, self.outcomes[op], applying=True)
             display.show_ending(self, op)
         return self.outcomes.get(op)

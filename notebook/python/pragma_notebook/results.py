@@ -4,7 +4,10 @@ state cost (:class:`StateCost`), and how it ended (:class:`Outcome`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._native import OperationSummary
 
 # Above this size a submitted state says what it costs.
 REPORT_STATE_ABOVE = 100_000_000
@@ -33,21 +36,25 @@ class Outcome:
     apply_error: str | None = None
 
     @classmethod
-    def of_summary(cls, summary: dict[str, Any]) -> Outcome:
-        """The outcome a lifecycle summary (decoded JSON) describes."""
-        best = summary.get("best") or {}
-        failed = summary.get("failed_iterations", [])
+    def of_summary(cls, summary: OperationSummary) -> Outcome:
+        """The outcome the lifecycle's summary describes."""
+        usage = summary.usage
         return cls(
-            op=summary["op"],
-            status=summary["status"],
-            best_iteration=best.get("iteration"),
-            best_score=best.get("score"),
-            conflicts=list(summary.get("conflicts", [])),
-            failed_iterations=[f["iteration"] for f in failed],
-            usage=dict(summary.get("usage", {})),
-            reason=summary.get("reason"),
-            errors={f["iteration"]: f["error"] for f in failed},
-            apply_error=summary.get("apply_error"),
+            op=summary.op,
+            status=summary.status,
+            best_iteration=summary.best_iteration,
+            best_score=summary.best_score,
+            conflicts=list(summary.conflicts),
+            failed_iterations=[iteration for iteration, _ in summary.failed_iterations],
+            usage={
+                "worker_seconds": usage.worker_seconds,
+                "iterations_run": usage.iterations_run,
+                "work_lost": usage.work_lost,
+                "bytes_checkpointed": usage.bytes_checkpointed,
+            },
+            reason=summary.reason,
+            errors=dict(summary.failed_iterations),
+            apply_error=summary.apply_error,
         )
 
     def __repr__(self):

@@ -30,6 +30,13 @@ use tokio::sync::Notify;
 
 use crate::{Namespace, PythonHost, WorkerConfig, WorkerPool};
 
+mod types;
+
+use types::{
+    NotEnded, OperationProgress, OperationSummary, OperationUsage, ParsedCell, SavedNamespace,
+    SessionOptions, Settling, StoreError, UnknownOperation,
+};
+
 type NotebookSession = Session<PythonHost, Arc<dyn Store>>;
 
 /// A variable's digest: its saved length and CRC-32.
@@ -101,17 +108,12 @@ impl LiveState for KernelLive {
 }
 
 impl KernelLive {
-    /// The kernel's namespace as saved for one call: `names[i]` saved as
-    /// `blobs[i]`; changes are made by calling `apply`.
-    fn new(
-        identity: String,
-        names: Vec<String>,
-        blobs: Vec<Vec<u8>>,
-        apply: Option<Py<PyAny>>,
-    ) -> PyResult<KernelLive> {
+    /// The kernel's namespace as saved for one call; changes are made by
+    /// calling `apply`.
+    fn new(saved: SavedNamespace, apply: Option<Py<PyAny>>) -> PyResult<KernelLive> {
         Ok(KernelLive {
-            identity,
-            vars: namespace(names, blobs)?,
+            identity: saved.identity,
+            vars: namespace(saved.names, saved.blobs)?,
             apply,
             applied: Mutex::new(Vec::new()),
         })
@@ -154,36 +156,6 @@ fn namespace(names: Vec<String>, blobs: Vec<Vec<u8>>) -> PyResult<Namespace> {
     Ok(vars)
 }
 
-/// Where an operation stands (`NativeSession.status`).
-#[pyclass(module = "pragma_notebook._native", frozen, get_all)]
-#[derive(Debug, Default)]
-struct OperationProgress {
-    /// Iterations finished for good.
-    done: u64,
-    /// The iterations the operation has.
-    total: u64,
-    /// Iterations running now.
-    in_flight: u64,
-    /// The best iteration so far, if one was scored.
-    best_iteration: Option<u64>,
-    /// Its score.
-    best_score: Option<f64>,
-    /// Whether the operation ended.
-    ended: bool,
-}
-
-/// A `#pragma` cell, parsed (`parse_cell`).
-#[pyclass(module = "pragma_notebook._native", frozen, get_all)]
-#[derive(Debug)]
-struct ParsedCell {
-    /// The selection expression (`None` for `async`).
-    expr: Option<String>,
-    /// The body: the cell after its directive and `#pragma readonly` lines.
-    body: String,
-    /// The names the `#pragma readonly` lines give.
-    readonly: Vec<String>,
-}
-
 /// An operation of this kernel.
 struct Slot {
     ticket: Option<Ticket<Digest>>,
@@ -206,7 +178,7 @@ struct NativeSession {
 
 /// `op` is not an operation of this kernel.
 fn unknown(op: &str) -> PyErr {
-    PyValueError::new_err(format!("no operation `{op}` in this kernel"))
+    UnknownOperation::new_err(format!("no operation `{op}` in this kernel"))
 }
 
 fn failed(e: impl std::fmt::Display) -> PyErr {
@@ -225,18 +197,16 @@ impl NativeSession {
     /// iteration whose body raised runs again up to `retries` times (a
     /// lost worker is a preemption, with its own budget).
     #[new]
-    #[pyo3(signature = (store, python, python_path, workers, ray=None, follow_cluster=false, retries=0))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        store: String,
-        python: String,
-        python_path: Vec<String>,
-        workers: usize,
-        ray: Option<Py<PyAny>>,
-        follow_cluster: bool,
-        retries: u32,
-    ) -> PyResult<Self> {
+    fn new(py: Python<'_>, options: SessionOptions) -> PyResult<Self> {
+        let SessionOptions {
+            store,
+            python,
+            python_path,
+            workers,
+            ray,
+            follow_cluster,
+            retries,
+        } = options;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -250,7 +220,7 @@ impl NativeSession {
         let (session, pool, logs) = {
             let _entered = runtime.enter();
             let location =
-                StoreLocation::open(&store).map_err(|e| PyValueError::new_err(e.to_string()))?;
+                StoreLocation::open(&store).map_err(|e| StoreError::new_err(e.to_string()))?;
             // With Ray, the kernel's workers are actors on the cluster.
             let pool = match &ray {
                 Some(dispatcher) => WorkerPool::with_spawner(
@@ -311,11 +281,9 @@ impl NativeSession {
         py: Python<'_>,
         cell: String,
         cell_name: String,
-        identity: String,
-        names: Vec<String>,
-        blobs: Vec<Vec<u8>>,
+        live: SavedNamespace,
     ) -> PyResult<(String, &'static str)> {
-        let live = KernelLive::new(identity, names, blobs, None)?;
+        let live = KernelLive::new(live, None)?;
         let session = Arc::clone(&self.session);
         let cell = pragma_parse::ParsedCell::parse(cell.as_str())
             .map_err(|e| PyValueError::new_err(e.render(&cell, &cell_name)))?;
@@ -457,28 +425,22 @@ impl NativeSession {
         Ok(())
     }
 
-    /// Ends `op` against the kernel's variables now, making the changes
-    /// by calling `apply` with them, `[(name, saved value or None to
-    /// delete)]`; returns its summary (JSON) and the names changed.
-    /// Conflicts are settled by `rule` (`ask`, `take-background`,
-    /// `keep-live`) and the per-variable choices.
-    #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (op, identity, names, blobs, rule, take_background, keep_live, apply))]
+    /// Ends `op` against the kernel's variables now (`live`), making the
+    /// changes by calling `apply` with them, `[(name, saved value or None
+    /// to delete)]`; returns its summary and the names changed. Conflicts
+    /// are settled as `settling` says (a rule: `ask`, `take-background`,
+    /// `keep-live`; and the per-variable choices).
     fn finish(
         &self,
         py: Python<'_>,
         op: &str,
-        identity: String,
-        names: Vec<String>,
-        blobs: Vec<Vec<u8>>,
-        rule: &str,
-        take_background: Vec<String>,
-        keep_live: Vec<String>,
+        live: SavedNamespace,
+        settling: Settling,
         apply: Py<PyAny>,
-    ) -> PyResult<(String, Vec<String>)> {
+    ) -> PyResult<(OperationSummary, Vec<String>)> {
         // A cancel's best so far is kept for `%pragma apply`.
-        let settle = settle(rule, take_background, keep_live)?.keeping_cancelled_best();
-        let live = KernelLive::new(identity, names, blobs, Some(apply))?;
+        let settle = settle(settling)?.keeping_cancelled_best();
+        let live = KernelLive::new(live, Some(apply))?;
         let (ticket, outcome) = {
             let mut ops = self.ops.lock().map_err(failed)?;
             let slot = ops.get_mut(op).ok_or_else(|| unknown(op))?;
@@ -488,7 +450,7 @@ impl NativeSession {
                 (ticket, outcome) => {
                     slot.ticket = ticket;
                     *slot.outcome.lock().map_err(failed)? = outcome;
-                    return Err(PyValueError::new_err(format!(
+                    return Err(NotEnded::new_err(format!(
                         "operation {op} has not ended, or was finished already"
                     )));
                 }
@@ -505,8 +467,7 @@ impl NativeSession {
                 session.finish(ticket, outcome, &live, &settle).await
             })
         });
-        let json = serde_json::to_string(&summary).map_err(failed)?;
-        Ok((json, live.applied()?))
+        Ok((OperationSummary::from(&summary), live.applied()?))
     }
 
     /// The variables `op`'s result changed against what it was submitted
@@ -547,28 +508,23 @@ impl NativeSession {
 
     /// Applies the kept result of `op` (its conflicts left to settle)
     /// against the kernel's variables now; as `finish`.
-    #[allow(clippy::too_many_arguments)]
     fn apply_kept(
         &self,
         py: Python<'_>,
         op: &str,
-        identity: String,
-        names: Vec<String>,
-        blobs: Vec<Vec<u8>>,
-        rule: &str,
-        take_background: Vec<String>,
-        keep_live: Vec<String>,
+        live: SavedNamespace,
+        settling: Settling,
         apply: Py<PyAny>,
-    ) -> PyResult<(Option<String>, Vec<String>)> {
-        let settle = settle(rule, take_background, keep_live)?;
-        let live = KernelLive::new(identity, names, blobs, Some(apply))?;
+    ) -> PyResult<(Option<OperationSummary>, Vec<String>)> {
+        let settle = settle(settling)?;
+        let live = KernelLive::new(live, Some(apply))?;
         let session = Arc::clone(&self.session);
         let applied = py.detach(|| {
             self.runtime
                 .block_on(async { session.apply_kept(op, &live, &settle).await })
         });
         let summary = match applied.map_err(failed)? {
-            Applied::Now(summary) => Some(serde_json::to_string(&*summary).map_err(failed)?),
+            Applied::Now(summary) => Some(OperationSummary::from(&*summary)),
             _ => None,
         };
         Ok((summary, live.applied()?))
@@ -645,8 +601,13 @@ async fn stored_variables(session: &NotebookSession) -> io::Result<Vec<Arc<[u8]>
     Ok(found)
 }
 
-fn settle(rule: &str, take_background: Vec<String>, keep_live: Vec<String>) -> PyResult<Settle> {
-    let mut settle = match rule {
+fn settle(settling: Settling) -> PyResult<Settle> {
+    let Settling {
+        rule,
+        take_background,
+        keep_live,
+    } = settling;
+    let mut settle = match rule.as_str() {
         "ask" => Settle::ask(),
         "take-background" => Settle::by_rule(Rule::TakeBackground),
         "keep-live" => Settle::by_rule(Rule::KeepLive),
@@ -685,6 +646,14 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<NativeSession>()?;
     module.add_class::<OperationProgress>()?;
     module.add_class::<ParsedCell>()?;
+    module.add_class::<OperationSummary>()?;
+    module.add_class::<OperationUsage>()?;
+    module.add(
+        "UnknownOperation",
+        module.py().get_type::<UnknownOperation>(),
+    )?;
+    module.add("NotEnded", module.py().get_type::<NotEnded>())?;
+    module.add("StoreError", module.py().get_type::<StoreError>())?;
     module.add_class::<crate::bucket::BucketBlobs>()?;
     module.add_function(wrap_pyfunction!(parse_cell, module)?)?;
     module.add_function(wrap_pyfunction!(crate::ray::run_remote_job, module)?)?;
