@@ -1,0 +1,131 @@
+//! `pragma status`, `report` and `logs`.
+
+use super::*;
+
+#[test]
+fn status_report_and_logs_show_a_finished_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    let cell = dir.path().join("cell");
+    std::fs::write(
+        &cell,
+        "#pragma repeat --iterations 4 --checkpoint-period 2 --max-by 'cat n'\n\
+         echo $(( $(cat n 2>/dev/null || echo 0) + 1 )) > n; echo \"ran $iteration\"; echo warn >&2\n",
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let out = pragma()
+        .arg("run")
+        .arg(&cell)
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .arg("--store")
+        .arg(&store)
+        .arg("--json")
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out).lines().last().unwrap()).unwrap();
+    let op = last["op"].as_str().unwrap().to_owned();
+
+    let status = pragma()
+        .args(["status", "--json", "--store"])
+        .arg(&store)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let status: serde_json::Value = serde_json::from_slice(&status).unwrap();
+    assert_eq!(status["op"], op);
+    assert_eq!(status["status"]["status"], "succeeded");
+    assert_eq!(
+        (status["done"].as_u64(), status["iterations"].as_u64()),
+        (Some(4), Some(4))
+    );
+
+    let svg = dir.path().join("chart.svg");
+    pragma()
+        .args(["report", &op, "--store"])
+        .arg(&store)
+        .arg("--svg")
+        .arg(&svg)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "checkpoint after iteration  score",
+        ))
+        .stdout(predicate::str::contains("3  4  <- best"));
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        chart.starts_with("<svg") && chart.contains("best: iteration 3, score 4"),
+        "{chart}"
+    );
+    // `--svg -`: the chart alone on standard output.
+    let out = pragma()
+        .args(["report", &op, "--svg", "-", "--store"])
+        .arg(&store)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(String::from_utf8(out).unwrap(), chart);
+
+    pragma()
+        .args(["logs", &op, "--iteration", "2", "--store"])
+        .arg(&store)
+        .assert()
+        .code(0)
+        .stdout("== iteration 2 attempt 1 stdout\nran 2\n== iteration 2 attempt 1 stderr\nwarn\n");
+    pragma()
+        .args(["report", "op-nope", "--store"])
+        .arg(&store)
+        .assert()
+        .code(2);
+    pragma()
+        .args(["logs", "op-nope", "--store"])
+        .arg(&store)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("has no operation `op-nope`"));
+    pragma()
+        .args(["status", "--store"])
+        .arg(dir.path().join("none"))
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn logs_of_an_operation_that_printed_nothing_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    let cell = dir.path().join("cell");
+    std::fs::write(&cell, "#pragma async\ntrue\n").unwrap();
+    let store = dir.path().join("store");
+    let out = pragma()
+        .arg("run")
+        .arg(&cell)
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .arg("--store")
+        .arg(&store)
+        .arg("--json")
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out).lines().last().unwrap()).unwrap();
+    let op = last["op"].as_str().unwrap().to_owned();
+    pragma()
+        .args(["logs", &op, "--store"])
+        .arg(&store)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("printed nothing"));
+}
