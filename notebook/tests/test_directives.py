@@ -6,8 +6,8 @@ import os
 import signal
 import time
 
+from kernels import run_notebook
 from pragma_notebook.operations import _interrupts_deferred
-from test_inline_semantics import run_notebook
 
 
 def test_a_near_miss_directive_is_named_and_the_cell_does_not_run(tmp_path):

@@ -11,7 +11,7 @@ namespace. All cases run in one kernel per side, separated by
 ``%reset -f``.
 """
 
-from test_notebook import run_cells
+from kernels import run_cells, run_notebook
 
 # Describes the namespace: each variable's value (functions by whether
 # they are bound to the notebook's globals, classes by name and module),
@@ -165,12 +165,6 @@ CASES = {
 
 # A cell's helper: how many data blobs the store holds.
 BLOBS = "def blobs():\n    return sum(len(f) for _, _, f in os.walk('.pragma/blobs'))"
-
-
-def run_notebook(tmp_path, cells):
-    """Runs exactly the cells in a fresh kernel in ``tmp_path``; the text
-    each printed, errors allowed (an inline cell may raise)."""
-    return run_cells(tmp_path, cells, allow_errors=True)
 
 
 def cells_of(cases, background):

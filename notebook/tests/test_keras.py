@@ -5,7 +5,7 @@ best checkpoint by test accuracy back in the notebook."""
 import os
 
 import pytest
-from test_notebook import run
+from kernels import run
 
 if not os.environ.get("CI"):
     # Under CI it must run: scripts/python-venv installs tensorflow-cpu.

@@ -7,61 +7,17 @@ import queue
 import subprocess
 import time
 
-import nbformat
 import pytest
 from jupyter_client.manager import start_new_kernel
-from nbclient import NotebookClient
+from kernels import (
+    kernel_messages,
+    notebook_client,
+    printed_by,
+    run,
+    s3_store,
+    shown,
+)
 from nbclient.exceptions import DeadKernelError
-
-
-def client_for(tmp_path, cells, timeout=120, allow_errors=False):
-    """A client for a notebook of exactly the cells, run in a fresh kernel
-    in `tmp_path`."""
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(cell) for cell in cells]
-    return NotebookClient(
-        notebook,
-        timeout=timeout,
-        kernel_name="python3",
-        allow_errors=allow_errors,
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-
-
-def notebook_client(tmp_path, cells, timeout=120):
-    """A client for a notebook of the cells, after `%load_ext`, run in a
-    fresh kernel in `tmp_path`."""
-    return client_for(tmp_path, ["%load_ext pragma_notebook", *cells], timeout)
-
-
-def shown(cell):
-    """The text a cell printed and displayed, and its error as `Name:
-    message`."""
-    text = ""
-    for output in cell.outputs:
-        if output.get("output_type") == "stream":
-            text += output["text"]
-        elif output.get("output_type") == "error":
-            text += f"{output['ename']}: {output['evalue']}\n"
-        elif "data" in output:
-            if "image/svg+xml" in output["data"]:
-                text += "[svg]" + output["data"]["image/svg+xml"]
-            else:
-                text += output["data"].get("text/plain", "")
-    return text
-
-
-def run_cells(tmp_path, cells, timeout=120, allow_errors=False):
-    """Runs exactly the cells in a fresh kernel; the text each printed."""
-    client = client_for(tmp_path, cells, timeout, allow_errors)
-    client.execute()
-    return [shown(cell) for cell in client.nb.cells]
-
-
-def run(tmp_path, *cells, timeout=120):
-    """Runs the cells in a fresh kernel after `%load_ext`; the text each
-    printed."""
-    return run_cells(tmp_path, ["%load_ext pragma_notebook", *cells], timeout)[1:]
 
 
 def test_a_repeat_cell_runs_in_the_background_and_its_best_checkpoint_lands(tmp_path):
@@ -257,32 +213,6 @@ def test_the_submitting_cell_shows_live_progress_in_place(tmp_path):
     assert "iterations done" not in notebook_texts[2], notebook_texts
 
 
-def kernel_messages(kc, code, timeout=60):
-    """Runs `code` through the kernel client; the kernel's messages about it
-    until it is idle again."""
-    msg_id = kc.execute(code)
-    messages = []
-    while True:
-        message = kc.get_iopub_msg(timeout=timeout)
-        if message["parent_header"].get("msg_id") != msg_id:
-            continue
-        messages.append(message)
-        if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
-            return messages
-
-
-def printed_by(messages):
-    """What the kernel's messages printed, errors included."""
-    parts = []
-    for message in messages:
-        content = message["content"]
-        if message["msg_type"] == "stream":
-            parts.append(content["text"])
-        elif message["msg_type"] == "error":
-            parts.append(f"{content['ename']}: {content['evalue']}")
-    return "".join(parts)
-
-
 def test_an_interrupted_submission_either_did_not_happen_or_is_reachable(tmp_path):
     # The kernel's Interrupt lands at several moments of submitting 320 MB:
     # saving it, handing it over, after. Whichever: every operation the
@@ -435,22 +365,6 @@ def test_a_worker_killed_mid_iteration_costs_only_its_run(tmp_path):
         "print(outcome.usage['iterations_run'], outcome.usage['work_lost'])",
     )
     assert texts[1].splitlines() == ["succeeded 3 3 []", "5 1"], texts
-
-
-def s3_store(tmp_path, monkeypatch, name):
-    """A store URL in the SeaweedFS bucket that .ci/run starts (the test is
-    skipped without one, except under CI), with the kernels' environment
-    set to reach it."""
-    endpoint = os.environ.get("PRAGMA_TEST_S3_ENDPOINT")
-    if not endpoint:
-        assert not os.environ.get("CI"), "under CI .ci/run starts SeaweedFS"
-        pytest.skip("PRAGMA_TEST_S3_ENDPOINT is not set (see scripts/start-seaweedfs)")
-    # A kernel takes its environment from here.
-    monkeypatch.setenv("AWS_ENDPOINT", endpoint)
-    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    bucket = os.environ.get("PRAGMA_TEST_S3_BUCKET", "pragma")
-    return f"s3://{bucket}/{name}-{os.getpid()}-{tmp_path.name}"
 
 
 def test_an_s3_store_keeps_the_checkpoints_in_the_bucket(tmp_path, monkeypatch):

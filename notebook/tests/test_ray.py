@@ -18,8 +18,8 @@ LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 os.environ.update(LOOPBACK_ONLY)
 
 ray = pytest.importorskip("ray", reason="Ray is installed with ./notebook[test]")
+from kernels import notebook_client, run, s3_store, shown  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
-from test_notebook import notebook_client, run, s3_store, shown  # noqa: E402
 
 
 def start_cluster(with_worker=True):
