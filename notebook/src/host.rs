@@ -1,5 +1,6 @@
 //! [`PythonHost`]: the executor's [`Host`] for Python cells, running each
-//! iteration in a worker of a [`WorkerPool`].
+//! iteration in a worker of a [`WorkerPool`], or in an interpreter of this
+//! process (a Ray worker's): one host, the same requests either way.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -179,16 +180,53 @@ impl Namespace {
 /// Runs Python bodies in worker interpreters. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PythonHost {
-    pool: Arc<WorkerPool>,
+    runs_in: Interpreters,
     /// Where each run's standard output and error are kept:
     /// `OP/ITERATION-ATTEMPT.out` and `.err`.
     logs: Option<PathBuf>,
 }
 
+/// Where a host's bodies run.
+#[derive(Debug, Clone)]
+enum Interpreters {
+    /// The worker processes of a pool, where the namespace a run leaves
+    /// may stay resident for the next.
+    Pool(Arc<WorkerPool>),
+    /// An interpreter of this process (a Ray worker's): the namespace
+    /// travels in and out with each request, never resident.
+    Here(Arc<dyn InterpreterHere>),
+}
+
+/// An interpreter of this process that answers the requests of
+/// `pragma_notebook.worker` (its `handle_here`), as a pool's worker
+/// answers them through its pipe.
+#[async_trait]
+pub(crate) trait InterpreterHere: Send + Sync + std::fmt::Debug + 'static {
+    /// Answers the request `header` with its `blobs`: the answer's header
+    /// and blobs, or why there is none.
+    async fn call(
+        &self,
+        header: serde_json::Value,
+        blobs: Vec<Vec<u8>>,
+    ) -> Result<(serde_json::Value, Vec<Vec<u8>>), String>;
+}
+
 impl PythonHost {
     /// A host running bodies in `pool`'s workers.
     pub fn new(pool: Arc<WorkerPool>) -> PythonHost {
-        PythonHost { pool, logs: None }
+        PythonHost {
+            runs_in: Interpreters::Pool(pool),
+            logs: None,
+        }
+    }
+
+    /// A host running bodies in `interpreter`, of this process.
+    #[cfg_attr(not(feature = "python"), allow(dead_code))] // the Ray worker's
+    pub(crate) fn here(interpreter: Arc<dyn InterpreterHere>) -> PythonHost {
+        PythonHost {
+            runs_in: Interpreters::Here(interpreter),
+            logs: None,
+        }
     }
 
     /// Keeps each run's output under `logs` (as `pragma logs` reads them).
@@ -246,7 +284,7 @@ impl PythonHost {
                 }
                 let header = json!({"op": "dump", "resident": resident.token});
                 let never = tokio_util::sync::CancellationToken::new();
-                let (answer, blobs, _) = self
+                let (answer, blobs, _) = resident
                     .pool
                     .call(Some(resident.worker), None, &header, &[], &never)
                     .await
@@ -276,6 +314,72 @@ pub(crate) fn saved_vars(answer: &serde_json::Value, blobs: Vec<Vec<u8>>) -> Sav
         .collect()
 }
 
+impl PythonHost {
+    /// Runs the body in an interpreter of this process: the namespace goes
+    /// in saved and comes back saved, whatever the context says of saving
+    /// it (nothing stays here between runs).
+    async fn run_here(
+        &self,
+        here: &dyn InterpreterHere,
+        body: &str,
+        state: &mut Namespace,
+        ctx: &IterationContext,
+    ) -> Result<(), RunError> {
+        let (names, blobs) = state.names_and_blobs()?;
+        let mut header = run_request(body, state, ctx, &names, None);
+        header["dump"] = json!(true);
+        let blobs = blobs.into_iter().map(<[u8]>::to_vec).collect();
+        let (answer, blobs) = here.call(header, blobs).await.map_err(RunError::Failed)?;
+        keep_output(self.logs.as_deref(), ctx, &answer).await;
+        if answer["ok"] != true {
+            return Err(run_error(&answer));
+        }
+        *state = Namespace::from_saved(saved_vars(&answer, blobs));
+        Ok(())
+    }
+}
+
+/// The request to run `body` on `state` (its variables `names`, or the
+/// namespace a worker holds as `resident`).
+fn run_request(
+    body: &str,
+    state: &Namespace,
+    ctx: &IterationContext,
+    names: &[&str],
+    resident: Option<u64>,
+) -> serde_json::Value {
+    let (var, iteration) = state.iteration_var();
+    json!({
+        "op": "run",
+        "body": body,
+        "vars": names,
+        "resident": resident,
+        "dump": ctx.result_saved,
+        "iteration_var": var,
+        "iteration": iteration,
+        "seed": ctx.seed,
+    })
+}
+
+/// The request to score `state` (its variables `names`, or the namespace
+/// a worker holds as `resident`) with `expr`.
+fn eval_request(
+    expr: &str,
+    state: &Namespace,
+    names: &[&str],
+    resident: Option<u64>,
+) -> serde_json::Value {
+    let (var, iteration) = state.iteration_var();
+    json!({
+        "op": "eval",
+        "expr": expr,
+        "vars": names,
+        "resident": resident,
+        "iteration_var": var,
+        "iteration": iteration,
+    })
+}
+
 #[async_trait]
 impl Host for PythonHost {
     type State = Namespace;
@@ -286,6 +390,10 @@ impl Host for PythonHost {
         state: &mut Namespace,
         ctx: &IterationContext,
     ) -> Result<(), RunError> {
+        let pool = match &self.runs_in {
+            Interpreters::Pool(pool) => pool,
+            Interpreters::Here(here) => return self.run_here(&**here, body, state, ctx).await,
+        };
         let held = state.held();
         if let (Some(_), Some(resident)) = (held, &state.resident)
             && Arc::strong_count(resident) > 1
@@ -300,19 +408,8 @@ impl Host for PythonHost {
             Some(_) => (Vec::new(), Vec::new()),
             None => state.names_and_blobs()?,
         };
-        let (var, iteration) = state.iteration_var();
-        let header = json!({
-            "op": "run",
-            "body": body,
-            "vars": names,
-            "resident": held.map(|(_, token)| token),
-            "dump": ctx.result_saved,
-            "iteration_var": var,
-            "iteration": iteration,
-            "seed": ctx.seed,
-        });
-        let answer = self
-            .pool
+        let header = run_request(body, state, ctx, &names, held.map(|(_, token)| token));
+        let answer = pool
             .call(
                 held.map(|(worker, _)| worker),
                 Some(&ctx.op),
@@ -341,7 +438,7 @@ impl Host for PythonHost {
         state.vars = Saved::new();
         state.resident = answer["token"].as_u64().map(|token| {
             Arc::new(Resident {
-                pool: Arc::clone(&self.pool),
+                pool: Arc::clone(pool),
                 worker,
                 token,
                 saved,
@@ -360,20 +457,24 @@ impl Host for PythonHost {
                 Err(e) => return Evaluation::failed(e.to_string()),
             },
         };
-        let (var, iteration) = state.iteration_var();
-        let header = json!({
-            "op": "eval",
-            "expr": expr,
-            "vars": names,
-            "resident": held.map(|(_, token)| token),
-            "iteration_var": var,
-            "iteration": iteration,
-        });
-        let never = tokio_util::sync::CancellationToken::new();
-        let to = held.map(|(worker, _)| worker);
-        match self.pool.call(to, None, &header, &blobs, &never).await {
-            Err(e) => Evaluation::failed(e.to_string()),
-            Ok((answer, _, _)) => evaluation_of(&answer),
+        let header = eval_request(expr, state, &names, held.map(|(_, token)| token));
+        let answer = match &self.runs_in {
+            Interpreters::Here(here) => here
+                .call(header, blobs.into_iter().map(<[u8]>::to_vec).collect())
+                .await
+                .map(|(answer, _)| answer),
+            Interpreters::Pool(pool) => {
+                let never = tokio_util::sync::CancellationToken::new();
+                let to = held.map(|(worker, _)| worker);
+                pool.call(to, None, &header, &blobs, &never)
+                    .await
+                    .map(|(answer, _, _)| answer)
+                    .map_err(|e| e.to_string())
+            }
+        };
+        match answer {
+            Err(e) => Evaluation::failed(e),
+            Ok(answer) => evaluation_of(&answer),
         }
     }
 

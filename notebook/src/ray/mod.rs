@@ -15,7 +15,7 @@
 //! - [`run_remote_job`], what the task calls in its worker process: it
 //!   loads the input state from the store (once per process: the
 //!   iterations of an operation share it), runs the body and the selection
-//!   expression in that interpreter ([`InProcessHost`]), and hands the
+//!   expression in that interpreter ([`PythonHost::here`]), and hands the
 //!   resulting state back through Ray's object store with its report
 //!   ([`run_spec_returning`]); the kernel restores it from there. It is
 //!   not durable until the executor records it, as with local workers: a
@@ -34,31 +34,26 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use pragma_checkpoint::CheckpointLog;
 use pragma_contract::{
-    ExecutionBackend, Host, InputError, IterationContext, Job, JobOutcome, JobSpec, RemoteOutput,
-    RemoteReport, RemoteState, RunError, StateRef, WorkerId, load_input, run_spec_returning,
+    ExecutionBackend, InputError, Job, JobOutcome, JobSpec, RemoteOutput, RemoteReport,
+    RemoteState, RunError, StateRef, WorkerId, load_input, run_spec_returning,
 };
-use pragma_selector::Evaluation;
 use pragma_session::StoreLocation;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use serde_json::json;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 mod batches;
 
 use batches::{BATCH, Batches};
 
-use crate::host::{
-    Namespace, evaluation_of, keep_output, read_snapshot, run_error, saved_vars, write_snapshot,
-};
+use crate::host::InterpreterHere;
 use crate::pool::{WorkerChannel, WorkerConfig, WorkerError, WorkerSpawner};
+use crate::{Namespace, PythonHost};
 
 /// How long one poll of a task waits for it, at most.
 const POLL_SECONDS: f64 = 0.5;
@@ -327,7 +322,7 @@ impl WorkerChannel for RayChannel {
             return Err(io::Error::other("the worker actor was stopped"));
         };
         let header = header.to_string();
-        let blobs = owned(blobs.to_vec());
+        let blobs: Vec<Vec<u8>> = blobs.iter().map(|b| b.to_vec()).collect();
         let call: Py<PyAny> = call_dispatcher(&self.dispatcher, "call_worker", move |py| {
             let blobs: Vec<Bound<'_, PyBytes>> =
                 blobs.iter().map(|b| PyBytes::new(py, b)).collect();
@@ -403,15 +398,14 @@ fn tracing_lost(spec: &JobSpec, why: &str) {
     );
 }
 
-/// Runs bodies in this interpreter (a Ray worker's), with the request
-/// handlers of `pragma_notebook.worker`: the namespace travels in and out
-/// of the store, never resident.
-pub(crate) struct InProcessHost {
-    logs: Option<PathBuf>,
-}
+/// This interpreter (a Ray worker's), answering the requests of
+/// `pragma_notebook.worker` in place: what the host of a Ray task runs its
+/// body in ([`PythonHost::here`]).
+#[derive(Debug)]
+pub(crate) struct ThisInterpreter;
 
-impl InProcessHost {
-    /// Sends one request to `pragma_notebook.worker.handle_here`.
+#[async_trait]
+impl InterpreterHere for ThisInterpreter {
     async fn call(
         &self,
         header: serde_json::Value,
@@ -435,83 +429,6 @@ impl InProcessHost {
                 .map(|answer| (answer, blobs))
                 .map_err(|e| e.to_string())
         })
-    }
-}
-
-fn owned(blobs: Vec<&[u8]>) -> Vec<Vec<u8>> {
-    blobs.into_iter().map(<[u8]>::to_vec).collect()
-}
-
-#[async_trait]
-impl Host for InProcessHost {
-    type State = Namespace;
-
-    async fn run(
-        &self,
-        body: &str,
-        state: &mut Namespace,
-        ctx: &IterationContext,
-    ) -> Result<(), RunError> {
-        let (names, blobs) = state.names_and_blobs()?;
-        let (var, iteration) = state.iteration_var();
-        let header = json!({
-            "op": "run",
-            "body": body,
-            "vars": names,
-            "resident": null,
-            "dump": true,
-            "iteration_var": var,
-            "iteration": iteration,
-            "seed": ctx.seed,
-        });
-        let blobs = owned(blobs);
-        let (answer, blobs) = self.call(header, blobs).await.map_err(RunError::Failed)?;
-        keep_output(self.logs.as_deref(), ctx, &answer).await;
-        if answer["ok"] != true {
-            return Err(run_error(&answer));
-        }
-        *state = Namespace::from_saved(saved_vars(&answer, blobs));
-        Ok(())
-    }
-
-    async fn evaluate(&self, expr: &str, state: &Namespace) -> Evaluation {
-        let (names, blobs) = match state.names_and_blobs() {
-            Ok(carried) => carried,
-            Err(e) => return Evaluation::failed(e.to_string()),
-        };
-        let (var, iteration) = state.iteration_var();
-        let header = json!({
-            "op": "eval",
-            "expr": expr,
-            "vars": names,
-            "resident": null,
-            "iteration_var": var,
-            "iteration": iteration,
-        });
-        match self.call(header, owned(blobs)).await {
-            Err(e) => Evaluation::failed(e),
-            Ok((answer, _)) => evaluation_of(&answer),
-        }
-    }
-
-    async fn snapshot(
-        &self,
-        state: &Namespace,
-        out: &mut (dyn AsyncWrite + Send + Unpin),
-    ) -> io::Result<()> {
-        write_snapshot(state, out).await
-    }
-
-    async fn restore(&self, input: &mut (dyn AsyncRead + Send + Unpin)) -> io::Result<Namespace> {
-        read_snapshot(input).await
-    }
-
-    fn set_iteration_var(&self, state: &mut Namespace, name: &str, iteration: u64) {
-        state.set_iteration(name, iteration);
-    }
-
-    fn remove_iteration_var(&self, state: &mut Namespace, _name: &str) {
-        state.remove_iteration();
     }
 }
 
@@ -590,7 +507,7 @@ fn kept_input() -> &'static Mutex<Option<KeptInput>> {
 /// `spec`'s input state: the one kept, if it is that, else restored from
 /// `location` (and kept in its place).
 async fn input_of(
-    host: &InProcessHost,
+    host: &PythonHost,
     location: &StoreLocation,
     store: &str,
     spec: &JobSpec,
@@ -652,8 +569,10 @@ pub(crate) fn run_remote_job<'py>(
             };
             // Run logs only where the kernel reads them too: beside a
             // shared directory store.
-            let host = InProcessHost {
-                logs: location.spec.is_directory().then(|| location.logs()),
+            let host = PythonHost::here(Arc::new(ThisInterpreter));
+            let host = match location.spec.is_directory() {
+                true => host.with_logs(location.logs()),
+                false => host,
             };
             let input = match input_of(&host, &location, store, &spec).await {
                 // An input this node cannot read names the store.
