@@ -8,7 +8,7 @@
 //! process, which stops as Ctrl-C stops a run in the foreground.
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -90,6 +90,29 @@ pub(crate) fn submit(args: &RunArgs) -> Exit {
     let (log, log_start) = log
         .and_then(|f| f.metadata().map(|m| (f, m.len())))
         .map_err(|e| Failure::usage(format!("cannot write `{}`: {e}", log_path.display())))?;
+    let (mut child, op) = start_detached(args, log)?;
+    if op.is_empty() {
+        return Err(stopped_before_start(&mut child, &log_path, log_start));
+    }
+    // The run goes on in its own session; this process is done.
+    if args.json {
+        outln!("{}", serde_json::json!({ "event": "submitted", "op": op }));
+    } else {
+        outln!("{op}");
+        let store = location.store_flag();
+        errln!(
+            "submitted: `pragma wait {op}{store}` follows it, `pragma status {op}{store}` shows it, `pragma cancel {op}{store}` stops it"
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// Starts the detached run of `args`, its standard error into `log`; the
+/// child and the operation id it printed (empty if it stopped before).
+fn start_detached(
+    args: &RunArgs,
+    log: std::fs::File,
+) -> Result<(std::process::Child, String), Failure> {
     let exe = std::env::current_exe()
         .map_err(|e| Failure::usage(format!("cannot find the pragma executable: {e}")))?;
     // The detached run gets the very arguments, typed, on its standard
@@ -116,21 +139,16 @@ pub(crate) fn submit(args: &RunArgs) -> Exit {
     if let Some(stdout) = child.stdout.take() {
         let _ = BufReader::new(stdout).read_line(&mut line);
     }
-    let op = line.trim();
-    if !op.is_empty() {
-        // The run goes on in its own session; this process is done.
-        if args.json {
-            outln!("{}", serde_json::json!({ "event": "submitted", "op": op }));
-        } else {
-            outln!("{op}");
-            let store = location.store_flag();
-            errln!(
-                "submitted: `pragma wait {op}{store}` follows it, `pragma status {op}{store}` shows it, `pragma cancel {op}{store}` stops it"
-            );
-        }
-        return Ok(exit::OK);
-    }
-    // It stopped before submitting: show why.
+    Ok((child, line.trim().to_owned()))
+}
+
+/// A detached run that stopped before it submitted: what it wrote to its
+/// log since `log_start` is shown, and its exit code kept.
+fn stopped_before_start(
+    child: &mut std::process::Child,
+    log_path: &Path,
+    log_start: u64,
+) -> Failure {
     let code = child
         .wait()
         .ok()
@@ -138,18 +156,14 @@ pub(crate) fn submit(args: &RunArgs) -> Exit {
         .and_then(|c| u8::try_from(c).ok())
         .unwrap_or(exit::FAILED);
     let mut why = String::new();
-    if let Ok(mut file) = std::fs::File::open(&log_path)
+    if let Ok(mut file) = std::fs::File::open(log_path)
         && file.seek(SeekFrom::Start(log_start)).is_ok()
     {
         let _ = file.read_to_string(&mut why);
     }
     err!("{why}");
     errln!("error: the background run stopped before it started the operation");
-    Err(Failure::reported(if code == exit::OK {
-        exit::FAILED
-    } else {
-        code
-    }))
+    Failure::reported(if code == exit::OK { exit::FAILED } else { code })
 }
 
 /// The arguments `pragma submit` hands its detached run.

@@ -1,7 +1,7 @@
 //! `pragma status`, `pragma report` and `pragma logs`: what the store knows
 //! about operations.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use pragma_executor_local::{CandidateScore, Config, FinalStatus, OperationSummary};
@@ -247,22 +247,7 @@ pub(crate) fn logs(args: &LogsArgs) -> Exit {
     check_op(&args.op).map_err(Failure::usage)?;
     let location = Location::existing(&args.store).map_err(Failure::usage)?;
     if let Some(iteration) = args.iteration {
-        let op = args.op.clone();
-        let iterations = with_session(&args.store, async |session| {
-            Ok(session
-                .executor()
-                .summary(&op)
-                .await
-                .map(|s| s.iterations)
-                .ok())
-        })?;
-        if let Some(iterations) = iterations.filter(|n| iteration >= *n) {
-            return Err(Failure::usage(format!(
-                "operation {} has iterations 0 to {}: there is no iteration {iteration}",
-                args.op,
-                iterations.saturating_sub(1)
-            )));
-        }
+        check_iteration(args, iteration)?;
     }
     let dir = location.logs().join(&args.op);
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
@@ -283,50 +268,77 @@ pub(crate) fn logs(args: &LogsArgs) -> Exit {
             )));
         }
     };
-    // Names are ITERATION-ATTEMPT.out / .err: order by the numbers.
-    let key = |path: &PathBuf| {
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        let mut numbers = stem
-            .split('-')
-            .map(|n| n.parse::<u64>().unwrap_or(u64::MAX));
-        let stderr = path.extension().is_some_and(|e| e == "err");
-        (numbers.next(), numbers.next(), stderr)
-    };
-    files.sort_by_key(key);
+    files.sort_by_key(|path| log_order(path));
     let mut shown = 0;
-    for path in files {
-        let (iteration, attempt, _) = key(&path);
-        if args.iteration.is_some_and(|i| Some(i) != iteration) {
+    for path in &files {
+        if args.iteration.is_some_and(|i| Some(i) != log_order(path).0) {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        if text.is_empty() {
-            continue;
+        if show_log(path) {
+            shown += 1;
         }
-        let stream = if path.extension().is_some_and(|e| e == "err") {
-            "stderr"
-        } else {
-            "stdout"
-        };
-        outln!(
-            "== iteration {} attempt {} {stream}",
-            iteration.unwrap_or_default(),
-            attempt.unwrap_or_default()
-        );
-        crate::output::out(format_args!("{text}"));
-        if !text.ends_with('\n') {
-            outln!();
-        }
-        shown += 1;
     }
     if shown == 0 {
         errln!("(no output)");
     }
     Ok(exit::OK)
+}
+
+/// Refuses an iteration the operation does not have.
+fn check_iteration(args: &LogsArgs, iteration: u64) -> Result<(), Failure> {
+    let op = args.op.clone();
+    let iterations = with_session(&args.store, async |session| {
+        Ok(session
+            .executor()
+            .summary(&op)
+            .await
+            .map(|s| s.iterations)
+            .ok())
+    })?;
+    match iterations.filter(|n| iteration >= *n) {
+        Some(iterations) => Err(Failure::usage(format!(
+            "operation {} has iterations 0 to {}: there is no iteration {iteration}",
+            args.op,
+            iterations.saturating_sub(1)
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Where a log goes among an operation's: its names are
+/// `ITERATION-ATTEMPT.out` / `.err`, ordered by the numbers, standard
+/// output first.
+fn log_order(path: &Path) -> (Option<u64>, Option<u64>, bool) {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    let mut numbers = stem
+        .split('-')
+        .map(|n| n.parse::<u64>().unwrap_or(u64::MAX));
+    let stderr = path.extension().is_some_and(|e| e == "err");
+    (numbers.next(), numbers.next(), stderr)
+}
+
+/// Prints one log under its heading; whether it had anything to show.
+fn show_log(path: &Path) -> bool {
+    let (iteration, attempt, stderr) = log_order(path);
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    if text.is_empty() {
+        return false;
+    }
+    let stream = if stderr { "stderr" } else { "stdout" };
+    outln!(
+        "== iteration {} attempt {} {stream}",
+        iteration.unwrap_or_default(),
+        attempt.unwrap_or_default()
+    );
+    crate::output::out(format_args!("{text}"));
+    if !text.ends_with('\n') {
+        outln!();
+    }
+    true
 }

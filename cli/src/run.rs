@@ -8,15 +8,16 @@ use std::sync::Arc;
 use pragma_executor_local::{
     Config, Event, ExecError, ExecutionBackend, Executor, Handle, Outcome, Status,
 };
+use pragma_executor_slurm::SlurmBackend;
 use pragma_parse::{Directive, ParsedCell};
-use pragma_session::{SessionError, StartRequest, StoreSpec};
+use pragma_session::{SessionError, StartRequest, StoreSpec, Ticket};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::args::{Backend, RunArgs, settle};
 use crate::ending::{announce, exit_code, print_summary};
 use crate::failure::{Exit, Failure, exit};
-use crate::live::DirLive;
-use crate::location::{Location, ShellSession};
+use crate::live::{DirLive, FileDigest};
+use crate::location::{Location, ShellExecutor, ShellSession};
 use crate::progress::Progress;
 use crate::reaper::Reaper;
 use crate::shell::{DirState, ShellHost};
@@ -171,16 +172,7 @@ async fn run_async(args: &RunArgs) -> Exit {
         let session = location.session(location.executor(host.clone(), config));
         return crate::slurm::run_repeat(args, &cell, &location, backend, (&host, &session)).await;
     }
-    let executor = match &slurm {
-        None => location.executor(host.clone(), config),
-        Some(backend) => Executor::with_backend(
-            host.clone(),
-            location.checkpoints.clone(),
-            Arc::clone(backend) as Arc<dyn ExecutionBackend>,
-            config,
-        ),
-    };
-    let session = location.session(executor);
+    let session = location.session(executor_on(&location, &host, config, slurm.as_ref()));
     let live = DirLive::new(&args.state, host);
     let request = StartRequest::new(cell, args.cell.display().to_string())
         .fresh(args.fresh)
@@ -214,15 +206,47 @@ async fn run_async(args: &RunArgs) -> Exit {
         }
     }
     let outcome = outcome.map_err(exec_failure)?;
-    // A signal while the result is applied stops the apply before its next
-    // file (the state as it was, the result kept for `pragma apply`).
+    apply_and_report(args, (&session, &location), running.ticket, outcome, &live).await
+}
+
+/// The executor on `location`: its iterations on SLURM with `slurm`, or
+/// here.
+fn executor_on(
+    location: &Location,
+    host: &ShellHost,
+    config: Config,
+    slurm: Option<&Arc<SlurmBackend>>,
+) -> ShellExecutor {
+    match slurm {
+        None => location.executor(host.clone(), config),
+        Some(backend) => Executor::with_backend(
+            host.clone(),
+            location.checkpoints.clone(),
+            Arc::clone(backend) as Arc<dyn ExecutionBackend>,
+            config,
+        ),
+    }
+}
+
+/// Applies the outcome of a followed run to the state directory (conflicts
+/// as `--on-conflict` says) and reports it; a signal meanwhile stops the
+/// apply before its next file, the state as it was and the result kept
+/// for `pragma apply`.
+async fn apply_and_report(
+    args: &RunArgs,
+    (session, location): (&ShellSession, &Location),
+    ticket: Ticket<FileDigest>,
+    outcome: Outcome<DirState>,
+    live: &DirLive,
+) -> Exit {
+    let op = ticket.op().to_owned();
     let stop = live.stop_flag();
     let watch = tokio::spawn(async move {
         stop_signal().await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     let summary = session
-        .finish(running.ticket, outcome, &live, &settle(args.on_conflict))
+        .finish(ticket, outcome, live, &settle(args.on_conflict))
         .await;
     watch.abort();
     if live.stop_flag().load(std::sync::atomic::Ordering::Relaxed)
@@ -239,7 +263,7 @@ async fn run_async(args: &RunArgs) -> Exit {
         errln!("warning: {warning}");
     }
     if !args.detached {
-        print_summary(&summary, &location, args.json);
+        print_summary(&summary, location, args.json);
     }
     Ok(exit_code(&summary))
 }

@@ -245,42 +245,7 @@ async fn run_job(
     session: &ShellSession,
     op: &str,
 ) -> Result<Summary, Failure> {
-    // A job of an earlier `pragma run` that still runs is followed, not
-    // submitted again.
-    let job = match read_json::<String>(&dir.join("job.id")) {
-        Some(job) if pragma_executor_slurm::in_queue(&job).await => {
-            if !args.json {
-                errln!("following SLURM job {job} of this cell and state");
-            }
-            job
-        }
-        earlier => {
-            if earlier.is_some() && !args.json {
-                errln!("resuming on SLURM from the last checkpoint (--fresh starts over)");
-            }
-            match backend
-                .submit_whole(&format!("pragma-repeat-{key}"), dir, "__slurm-run")
-                .await
-            {
-                Ok(job) => {
-                    let _ = std::fs::write(
-                        dir.join("job.id"),
-                        serde_json::to_vec(&job).unwrap_or_default(),
-                    );
-                    // Cancel, wait and status follow the job from here on,
-                    // from any machine; the job's own run takes this
-                    // record over once it starts.
-                    let records = session.records();
-                    if let Some(mut record) = records.run::<FileDigest>(op) {
-                        record.runner = Runner::current(Some(job.clone()));
-                        let _ = records.write_run(&record);
-                    }
-                    job
-                }
-                Err(e) => return Err(Failure::usage(format!("cannot submit to SLURM: {e}"))),
-            }
-        }
-    };
+    let job = job_of((dir, key), args, backend, session, op).await?;
     // Only now: once the record names the job, `wait` and `status` see
     // the operation running.
     announce(args, op, &text.lines().next().unwrap_or_default());
@@ -296,28 +261,70 @@ async fn run_job(
             summary.add_lost_runs(finished.lost_runs, finished.uncounted_runs);
             Ok(summary)
         }
-        None => {
-            let output = std::fs::read_to_string(dir.join("run.out")).unwrap_or_default();
-            Err(Failure::failed(
-                if output.lines().any(|line| line == whole::JOB_START) {
-                    format!(
-                        "SLURM job {job} ended without finishing the operation; see `{}`",
-                        dir.join("run.out").display()
-                    )
-                } else {
-                    format!(
-                        "SLURM job {job} ended without starting pragma: its node could not \
-                     reach `{}` or could not run `{}`. The store must be on a file system that \
-                     every node mounts at the same path, and the pragma binary too; the job's \
-                     own output, if SLURM could write it, is `{}`",
-                        dir.display(),
-                        std::env::current_exe().unwrap_or_default().display(),
-                        dir.join("run.out").display()
-                    )
-                },
-            ))
-        }
+        None => Err(job_failure(&job, dir)),
     }
+}
+
+/// The SLURM job that runs the operation of the job directory `dir`: one
+/// of an earlier `pragma run` that still runs is followed, not submitted
+/// again; otherwise a new one, which the operation's record names from
+/// then on (cancel, wait and status follow it from any machine).
+async fn job_of(
+    (dir, key): (&Path, &str),
+    args: &RunArgs,
+    backend: &SlurmBackend,
+    session: &ShellSession,
+    op: &str,
+) -> Result<String, Failure> {
+    let earlier = read_json::<String>(&dir.join("job.id"));
+    if let Some(job) = &earlier
+        && pragma_executor_slurm::in_queue(job).await
+    {
+        if !args.json {
+            errln!("following SLURM job {job} of this cell and state");
+        }
+        return Ok(job.clone());
+    }
+    if earlier.is_some() && !args.json {
+        errln!("resuming on SLURM from the last checkpoint (--fresh starts over)");
+    }
+    let job = backend
+        .submit_whole(&format!("pragma-repeat-{key}"), dir, "__slurm-run")
+        .await
+        .map_err(|e| Failure::usage(format!("cannot submit to SLURM: {e}")))?;
+    let _ = std::fs::write(
+        dir.join("job.id"),
+        serde_json::to_vec(&job).unwrap_or_default(),
+    );
+    // The job's own run takes this record over once it starts.
+    let records = session.records();
+    if let Some(mut record) = records.run::<FileDigest>(op) {
+        record.runner = Runner::current(Some(job.clone()));
+        let _ = records.write_run(&record);
+    }
+    Ok(job)
+}
+
+/// Why a repeat job that ended without a summary failed: it started pragma
+/// and stopped short, or its node could not start pragma at all.
+fn job_failure(job: &str, dir: &Path) -> Failure {
+    let output = std::fs::read_to_string(dir.join("run.out")).unwrap_or_default();
+    Failure::failed(if output.lines().any(|line| line == whole::JOB_START) {
+        format!(
+            "SLURM job {job} ended without finishing the operation; see `{}`",
+            dir.join("run.out").display()
+        )
+    } else {
+        format!(
+            "SLURM job {job} ended without starting pragma: its node could not \
+         reach `{}` or could not run `{}`. The store must be on a file system that \
+         every node mounts at the same path, and the pragma binary too; the job's \
+         own output, if SLURM could write it, is `{}`",
+            dir.display(),
+            std::env::current_exe().unwrap_or_default().display(),
+            dir.join("run.out").display()
+        )
+    })
 }
 
 /// Records the operation of a repeat job before the job starts, so that
