@@ -46,10 +46,10 @@ use tokio_util::sync::CancellationToken;
 use pragma_contract::{ExecutionBackend, Job, JobOutcome, JobSpec, LocalOutput};
 use pragma_contract::{Host, IterationContext, RunError};
 
-/// What an implementation does that its trait's contract forbids.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("does not conform: {0}")]
-pub struct Nonconformance(pub String);
+/// What an implementation does that its trait's contract forbids: the
+/// checkpoint crate's type, so that every suite (stores, hosts, backends)
+/// answers alike.
+pub use pragma_checkpoint::conformance::Nonconformance;
 
 fn fail<T>(message: impl Into<String>) -> Result<T, Nonconformance> {
     Err(Nonconformance(message.into()))

@@ -58,7 +58,7 @@ pub type MapState = BTreeMap<String, f64>;
 
 /// One run of a body, as the scripted host logged it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunRecord {
+pub struct ScriptedRun {
     /// The operation.
     pub op: String,
     /// The iteration.
@@ -80,7 +80,7 @@ struct Script {
     interactive: BTreeSet<u64>,
     unsaveable: Vec<String>,
     delay: Duration,
-    runs: Vec<RunRecord>,
+    runs: Vec<ScriptedRun>,
 }
 
 /// A deterministic host for tests. Clones share the script and the log.
@@ -146,7 +146,7 @@ impl ScriptedHost {
     }
 
     /// Every run so far, in order.
-    pub fn runs(&self) -> Vec<RunRecord> {
+    pub fn runs(&self) -> Vec<ScriptedRun> {
         self.script().runs.clone()
     }
 }
@@ -183,7 +183,7 @@ impl Host for ScriptedHost {
             .get(&ctx.iteration)
             .is_some_and(|&n| earlier < n);
         let interactive = script.interactive.contains(&ctx.iteration);
-        script.runs.push(RunRecord {
+        script.runs.push(ScriptedRun {
             op: ctx.op.to_string(),
             iteration: ctx.iteration,
             attempt: ctx.attempt,
