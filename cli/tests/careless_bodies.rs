@@ -6,16 +6,9 @@ use std::time::Duration;
 
 use super::*;
 
-fn run_cell(cell_text: &str) -> (tempfile::TempDir, assert_cmd::assert::Assert) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("state")).unwrap();
-    std::fs::write(dir.path().join("state/score"), "0\n").unwrap();
-    std::fs::write(dir.path().join("cell"), cell_text).unwrap();
-    let assert = pragma()
-        .args(["run", "cell", "--state", "state", "--retries", "0"])
-        .current_dir(dir.path())
-        .timeout(Duration::from_secs(60))
-        .assert();
+fn run_cell(cell_text: &str) -> (Fixture, assert_cmd::assert::Assert) {
+    let dir = Fixture::with_cell(cell_text);
+    let assert = dir.run(&["--retries", "0"], Duration::from_secs(60));
     (dir, assert)
 }
 

@@ -6,12 +6,9 @@ use std::process::{Command as Std, Stdio};
 
 use super::*;
 
-fn setup(cell_text: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("state")).unwrap();
-    std::fs::write(dir.path().join("state/score"), "0\n").unwrap();
-    let cell = dir.path().join("cell");
-    std::fs::write(&cell, cell_text).unwrap();
+fn setup(cell_text: &str) -> (Fixture, PathBuf) {
+    let dir = Fixture::with_cell(cell_text);
+    let cell = dir.cell();
     (dir, cell)
 }
 
