@@ -79,10 +79,26 @@ pub async fn run_all(store: &dyn Store) -> Result<(), Nonconformance> {
 
 /// Runs the check `name`, its failed assertion as a [`Nonconformance`].
 async fn check(name: &str, run: impl Future<Output = ()>) -> Result<(), Nonconformance> {
+    // Not through `unpanicked`: one future less in each check's, which
+    // `run_all` nests eight of (a debug build's test thread has 2 MiB).
     AssertUnwindSafe(run)
         .catch_unwind()
         .await
         .map_err(|panic| Nonconformance(format!("{name}: {}", panic_text(&*panic))))
+}
+
+/// Runs `check`, a panic in it (a failed assertion, a panic of the
+/// implementation under test) turned into a [`Nonconformance`] saying
+/// `WHAT: MESSAGE`: how every conformance suite of the workspace answers
+/// instead of panicking.
+pub async fn unpanicked<T>(
+    what: &str,
+    check: impl Future<Output = Result<T, Nonconformance>>,
+) -> Result<T, Nonconformance> {
+    match AssertUnwindSafe(check).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => Err(Nonconformance(format!("{what}: {}", panic_text(&*panic)))),
+    }
 }
 
 /// What a panic said.

@@ -30,7 +30,6 @@
 //! `echo 5 > score`, the expression `cat score`, and
 //! `|name| format!("echo \"${name}\"")`.
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -157,27 +156,12 @@ pub async fn host<H: Host>(host: &H, sample: HostSample<H::State>) -> Result<(),
 }
 
 /// The check `check`, named `name`, with a panic in it as a
-/// nonconformance.
+/// nonconformance (`it panicked checking NAME: MESSAGE`).
 async fn unpanicked(
     name: &str,
     check: impl Future<Output = Result<(), Nonconformance>>,
 ) -> Result<(), Nonconformance> {
-    match AssertUnwindSafe(check).catch_unwind().await {
-        Ok(result) => result,
-        Err(panic) => fail(format!(
-            "it panicked checking {name}: {}",
-            panic_text(&*panic)
-        )),
-    }
-}
-
-/// What a panic said.
-fn panic_text(panic: &(dyn Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".to_owned())
+    pragma_checkpoint::conformance::unpanicked(&format!("it panicked checking {name}"), check).await
 }
 
 /// The score of an evaluation, if it is one.
