@@ -570,9 +570,10 @@ pub(crate) fn run_remote_job<'py>(
             // Run logs only where the kernel reads them too: beside a
             // shared directory store.
             let host = PythonHost::here(Arc::new(ThisInterpreter));
-            let host = match location.spec.is_directory() {
-                true => host.with_logs(location.logs()),
-                false => host,
+            let host = if location.spec.is_directory() {
+                host.with_logs(location.logs())
+            } else {
+                host
             };
             let input = match input_of(&host, &location, store, &spec).await {
                 // An input this node cannot read names the store.
