@@ -866,12 +866,21 @@ impl Operation {
     }
 
     fn progress(&self) -> Progress {
-        let (done, in_flight) = match &self.state {
-            PlanState::Repeat(repeat) => (repeat.committed, u64::from(repeat.worker.is_some())),
-            PlanState::Parallel(parallel) => (parallel.succeeded, parallel.in_flight.len() as u64),
+        let (done, finished, in_flight) = match &self.state {
+            PlanState::Repeat(repeat) => (
+                repeat.committed,
+                repeat.finished,
+                u64::from(repeat.worker.is_some()),
+            ),
+            PlanState::Parallel(parallel) => (
+                parallel.succeeded,
+                parallel.succeeded,
+                parallel.in_flight.len() as u64,
+            ),
         };
         Progress {
             done,
+            finished,
             in_flight,
             failed: self.failed,
             attempts: self.attempts,

@@ -114,6 +114,12 @@ pub struct Progress {
     pub lost: u64,
     /// The iterations the plan has.
     pub total: u64,
+    /// Iterations that ran to their end, covered by a checkpoint or not:
+    /// for a repeat, `done` and those run since its last checkpoint (which
+    /// a preemption may still rewind); for parallel, `done`. What a
+    /// progress bar shows; `done` is what is kept.
+    #[serde(default)]
+    pub finished: u64,
 }
 
 /// The one visible state an operation is in.

@@ -610,6 +610,18 @@ impl Model {
             let committed = self.committed.get(&op).copied().unwrap_or(0);
             self.finished.insert(op, committed);
         }
+        // A progress bar's count: every iteration that ran through, kept or
+        // not yet; never fewer than those kept.
+        if let (Some(status), Plan::Repeat { .. }) = (s.status(op), plan) {
+            let progress = status.progress();
+            if !self.ended.contains_key(&op) && !matches!(event, Event::WorkerLost(_)) {
+                prop_assert_eq!(
+                    progress.finished,
+                    self.finished.get(&op).copied().unwrap_or(0)
+                );
+            }
+            prop_assert!(progress.done <= progress.finished);
+        }
         self.apply(s, actions)
     }
 

@@ -656,6 +656,24 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
         Ok(Applied::Now(Box::new(summary)))
     }
 
+    /// The kept result of `op` (what its conflicts, an apply error or a
+    /// cancel left to apply), if one is kept: what [`apply_kept`] would
+    /// take its values from, for a host to show them before it does.
+    ///
+    /// [`apply_kept`]: Session::apply_kept
+    pub async fn kept_result(&self, op: &str) -> Result<Option<H::State>, SessionError> {
+        if !self.records.has_kept_result(op) {
+            return Ok(None);
+        }
+        self.kept(op)
+            .await
+            .map(Some)
+            .map_err(|source| SessionError::Records {
+                op: op.to_owned(),
+                source,
+            })
+    }
+
     /// Where `op` stands beyond its checkpoints, given what the store says
     /// of it.
     pub fn run_state(&self, summary: &OperationSummary) -> RunState {

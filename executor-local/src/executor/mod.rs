@@ -261,6 +261,10 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
                         Some(Resume::Repeat { iterations_done }) => *iterations_done,
                         _ => 0,
                     },
+                    finished: match &progress {
+                        Some(Resume::Repeat { iterations_done }) => *iterations_done,
+                        _ => 0,
+                    },
                     total: directive.iterations(),
                     ..Default::default()
                 },
