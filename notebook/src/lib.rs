@@ -22,6 +22,12 @@
 //! - A worker that dies (killed, out of memory) fails its iteration, which
 //!   runs again within the retry budget; a new worker takes its place. A
 //!   cancelled run stops its worker.
+//! - What a run prints, and what C code and subprocesses write to file
+//!   descriptors 1 and 2 while its body runs, comes back with its answer
+//!   (kept as the run's logs: [`PythonHost::with_logs`]); what a worker
+//!   writes outside its runs (imports, start-up) goes to a log of its own
+//!   under [`WorkerConfig::logs`], never to this process's output (in a
+//!   Jupyter kernel, whatever cell runs at the time).
 //!
 //! The IPython extension (`%load_ext pragma_notebook`), which captures the
 //! kernel's namespace and applies results between cells through the

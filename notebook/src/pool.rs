@@ -28,6 +28,13 @@ pub struct WorkerConfig {
     pub python_path: Vec<PathBuf>,
     /// The most workers at once (each runs one iteration at a time).
     pub size: usize,
+    /// The logs directory (a store's `logs/`): a worker's output outside
+    /// its runs (imports, start-up, between runs) goes to
+    /// `LOGS/workers/KERNEL-WORKER.err` (the process ids of this process
+    /// and of the worker), never to this process's standard output or
+    /// error (in a Jupyter kernel, whatever cell runs at the time).
+    /// `None`: to this process's standard error.
+    pub logs: Option<PathBuf>,
 }
 
 impl WorkerConfig {
@@ -37,6 +44,7 @@ impl WorkerConfig {
             python: python.into(),
             python_path: Vec::new(),
             size: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            logs: None,
         }
     }
 }
@@ -104,6 +112,19 @@ struct ProcessChannel {
     child: Child,
     input: ChildStdin,
     output: ChildStdout,
+    /// Where its output outside runs goes, if to a file.
+    log: Option<PathBuf>,
+}
+
+impl Drop for ProcessChannel {
+    fn drop(&mut self) {
+        // Only logs with something in them are worth keeping.
+        if let Some(log) = &self.log
+            && std::fs::metadata(log).is_ok_and(|m| m.len() == 0)
+        {
+            let _ = std::fs::remove_file(log);
+        }
+    }
 }
 
 /// How long a fresh worker may import libraries ahead (it is stopped
@@ -554,12 +575,20 @@ impl WorkerSpawner for LocalProcesses {
         if let Some(existing) = std::env::var_os("PYTHONPATH") {
             path.push(existing);
         }
+        let (stderr, log) = match &config.logs {
+            Some(logs) => match WorkerLog::create(logs) {
+                Ok((file, path)) => (Stdio::from(file), Some(path)),
+                // Lost rather than shown in whatever cell runs.
+                Err(_) => (Stdio::null(), None),
+            },
+            None => (Stdio::inherit(), None),
+        };
         let mut command = Command::new(&config.python);
         command
             .args(["-u", "-m", "pragma_notebook.worker"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             // Signals to the kernel's process group (an interrupt, a
             // shutdown) stop the kernel's cell, not the background.
             .process_group(0)
@@ -567,10 +596,15 @@ impl WorkerSpawner for LocalProcesses {
         if !path.is_empty() {
             command.env("PYTHONPATH", std::env::join_paths(path).unwrap_or_default());
         }
+        // So that a worker that ends with nothing in its log removes it.
+        if let Some(dir) = log.as_deref().and_then(std::path::Path::parent) {
+            command.env("PRAGMA_WORKER_LOGS", dir);
+        }
         let mut child = command.spawn().map_err(|source| WorkerError::Start {
             python: config.python.display().to_string(),
             source,
         })?;
+        let log = log.map(|path| WorkerLog::named_for(path, child.id()));
         let (Some(input), Some(output)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(WorkerError::Died("its pipes could not be opened".into()));
         };
@@ -578,6 +612,7 @@ impl WorkerSpawner for LocalProcesses {
             child,
             input,
             output,
+            log,
         }))
     }
 
@@ -601,11 +636,54 @@ impl WorkerChannel for ProcessChannel {
     }
 
     async fn ended(&mut self) -> Option<String> {
-        self.child
-            .wait()
-            .await
-            .ok()
-            .map(|status| status.to_string())
+        let status = self.child.wait().await.ok()?.to_string();
+        // Its last words (a traceback's last line) are in its log, not
+        // in the kernel's output.
+        match self.log.as_deref().and_then(WorkerLog::last_line) {
+            Some(line) => Some(format!("{status}; its last output: {line}")),
+            None => Some(status),
+        }
+    }
+}
+
+/// The file of a worker's output outside its runs.
+struct WorkerLog;
+
+impl WorkerLog {
+    /// A new log file under `logs/workers/`, named for now by this
+    /// process and a count (the worker's id is known once it runs).
+    fn create(logs: &std::path::Path) -> std::io::Result<(std::fs::File, PathBuf)> {
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let dir = logs.join("workers");
+        std::fs::create_dir_all(&dir)?;
+        let count = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("{}-starting-{count}.err", std::process::id()));
+        let file = std::fs::File::create(&path)?;
+        Ok((file, path))
+    }
+
+    /// The log `path` renamed for the worker `pid` (`KERNEL-WORKER.err`),
+    /// if it can be.
+    fn named_for(path: PathBuf, pid: Option<u32>) -> PathBuf {
+        let Some(pid) = pid else { return path };
+        let named = path.with_file_name(format!("{}-{pid}.err", std::process::id()));
+        match std::fs::rename(&path, &named) {
+            Ok(()) => named,
+            Err(_) => path,
+        }
+    }
+
+    /// The last line of the log that has text, shortened.
+    fn last_line(path: &std::path::Path) -> Option<String> {
+        const MOST: usize = 300;
+        let text = std::fs::read(path).ok()?;
+        let tail = &text[text.len().saturating_sub(4 * MOST)..];
+        let tail = String::from_utf8_lossy(tail);
+        let line = tail.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+        Some(match line.char_indices().nth(MOST) {
+            Some((at, _)) => format!("{}…", &line[..at]),
+            None => line.to_owned(),
+        })
     }
 }
 

@@ -1,6 +1,6 @@
 //! The notebook host against real Python workers: the executor's cells on
 //! a namespace, the Host conformance suite, interactive input, unsaveable
-//! variables, a worker killed mid-iteration, cancel.
+//! variables, a worker killed mid-iteration, cancel, where output goes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -293,4 +293,54 @@ async fn a_repeat_pickles_its_namespace_only_at_its_checkpoints() {
         score(&host, "1 if same_worker else 0", &best.state).await,
         Some(1.0)
     );
+}
+
+#[tokio::test]
+async fn a_runs_output_goes_to_its_logs_and_a_workers_own_to_the_workers_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut workers = WorkerConfig::new(python());
+    workers
+        .python_path
+        .push(concat!(env!("CARGO_MANIFEST_DIR"), "/python").into());
+    workers.size = 1;
+    workers.logs = Some(dir.path().to_owned());
+    let host = PythonHost::new(WorkerPool::new(workers)).with_logs(dir.path());
+    // What C code and subprocesses write too, in order with the prints.
+    let body = "import os\nprint('printed')\nos.write(1, b'fd\\n')\nos.system('echo shell >&2')\n\
+                pid = os.getpid()";
+    let state = namespace(&host, body).await;
+    let run_log = |extension: &str| {
+        std::fs::read_to_string(dir.path().join(format!("op-test/0-1.{extension}"))).unwrap()
+    };
+    assert_eq!(run_log("out"), "printed\nfd\n");
+    assert_eq!(run_log("err"), "shell\n");
+    // A selection expression runs outside any run: the worker's own.
+    assert_eq!(
+        score(&host, "os.write(2, b'scored\\n')", &state).await,
+        Some(7.0)
+    );
+    let pid = score(&host, "pid", &state).await.unwrap();
+    let worker_log = dir
+        .path()
+        .join(format!("workers/{}-{pid}.err", std::process::id()));
+    assert_eq!(std::fs::read_to_string(&worker_log).unwrap(), "scored\n");
+    // A worker that wrote nothing outside its runs leaves no log.
+    let quiet = dir.path().join("quiet");
+    let mut workers = WorkerConfig::new(python());
+    workers
+        .python_path
+        .push(concat!(env!("CARGO_MANIFEST_DIR"), "/python").into());
+    workers.logs = Some(quiet.clone());
+    let host = PythonHost::new(WorkerPool::new(workers));
+    namespace(&host, "x = 1").await;
+    assert_eq!(std::fs::read_dir(quiet.join("workers")).unwrap().count(), 1);
+    drop(host);
+    let begin = Instant::now();
+    while std::fs::read_dir(quiet.join("workers")).unwrap().count() > 0 {
+        assert!(
+            begin.elapsed() < Duration::from_secs(5),
+            "the empty log stays"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -31,6 +31,14 @@ evaluation, ``{"ok": true, "vars"}`` for a dump, or ``{"ok": false,
 "error"}``, ``{"ok": false, "interactive"}``, ``{"ok": false,
 "unsaveable": [[name, type], ...]}``.
 
+Output: what a run's body writes to ``sys.stdout`` and ``sys.stderr``
+(warnings included) and, in a worker process of the pool, to file
+descriptors 1 and 2 (C code, subprocesses) comes back as the answer's
+``"stdout"`` and ``"stderr"``, in the order written (by lines). Outside runs
+(imports, start-up, selection expressions) descriptors 1 and 2 are the
+worker's standard error, which the host points at the worker's log: never
+the kernel's, whose output shows in whatever cell runs at the time.
+
 Resident namespaces: the namespace a run leaves stays here under the
 answer's ``token``, so the next iteration of a ``repeat`` runs on it
 (``"resident": token``, consuming it) without the namespace travelling or
@@ -51,6 +59,8 @@ import re
 import struct
 import sys
 import sysconfig
+import tempfile
+import threading
 import traceback
 import types
 
@@ -80,6 +90,12 @@ _PROTOCOL_OUT: Any = None
 
 # The most a run keeps of each of its streams.
 OUTPUT_CAP = 1 << 20
+
+# Whether a run captures what is written to file descriptors 1 and 2 while
+# its body runs (by C code, by subprocesses), with what it prints: in a
+# worker process of the pool (set by `main`), whose own descriptors go to
+# its log; not in a Ray worker's process, where Ray's threads write there.
+_CAPTURE_FDS = False
 
 
 class InteractiveInput(Exception):
@@ -191,6 +207,10 @@ def state_names(ns):
 # What a worker keeps of its own whatever the kernel had: what Ray sets
 # for a task (its cluster, the GPUs it was given).
 _OWN_ONLY = re.compile(r"^(RAY_|CUDA_VISIBLE_DEVICES$|ROCR_VISIBLE_DEVICES$)")
+
+# Where the host keeps the worker's log, `KERNEL-WORKER.err` (the process
+# ids): its own output, outside runs. Not the bodies' business.
+_LOGS = os.environ.pop("PRAGMA_WORKER_LOGS", None)
 
 # The worker's own process state, restored after each run.
 _OWN_CWD = os.getcwd()
@@ -329,6 +349,139 @@ class _Capped(io.StringIO):
         return len(text)
 
 
+class _Output:
+    """What a run wrote to its standard output and error, once it ended."""
+
+    stdout = ""
+    stderr = ""
+
+
+class _FdStream(io.TextIOBase):
+    """``sys.stdout`` or ``sys.stderr`` of a body: text written to the file
+    descriptor a line at a time, so that it keeps its order with what C
+    code and subprocesses write there; at most :data:`OUTPUT_CAP` bytes
+    while the run lasts (a thread may write on after it: to the worker's
+    log, uncapped)."""
+
+    encoding = "utf-8"
+
+    def __init__(self, fd):
+        super().__init__()
+        self._fd = fd
+        self._left: int | None = OUTPUT_CAP
+        self._pending: list[str] = []
+        # Re-entrant: a signal handler may print in the middle of a write.
+        self._lock = threading.RLock()
+        self.buffer = open(fd, "wb", buffering=0, closefd=False)
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        return self._fd
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with self._lock:
+            self._pending.append(text)
+            if "\n" in text or len(self._pending) > 256:
+                self._write_pending()
+        return len(text)
+
+    def flush(self):
+        with self._lock:
+            self._write_pending()
+
+    def uncapped(self):
+        """Writes all that comes from now on (the run is over)."""
+        self.flush()
+        self._left = None
+
+    def _write_pending(self):
+        data = "".join(self._pending).encode("utf-8", "backslashreplace")
+        self._pending.clear()
+        if self._left is not None:
+            data = data[: self._left]
+            self._left -= len(data)
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except OSError:
+                return
+
+
+_libc: Any = None
+
+
+def _flush_c_streams():
+    """Writes out what C code left in its ``stdio`` buffers (``printf``:
+    buffered in full where standard output is a file), to the descriptor
+    it is meant for as it is now."""
+    global _libc
+    if _libc is False:
+        return
+    try:
+        if _libc is None:
+            import ctypes
+
+            _libc = ctypes.CDLL(None)
+        _libc.fflush(None)
+    except Exception:  # no C library to speak of: nothing buffered there either
+        _libc = False
+
+
+@contextlib.contextmanager
+def _captured(output):
+    """Captures what the code run inside writes to ``sys.stdout`` and
+    ``sys.stderr`` (warnings, tracebacks of threads included) and, in a
+    worker process of the pool, to file descriptors 1 and 2, into
+    ``output``."""
+    if not _CAPTURE_FDS:
+        out, err = _Capped(), _Capped()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                yield
+        finally:
+            output.stdout, output.stderr = out.getvalue(), err.getvalue()
+        return
+    # Fresh files each run: a subprocess a body left running writes on to
+    # its run's, not into the next run's output.
+    files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+    streams = [_FdStream(1), _FdStream(2)]
+    own = [os.dup(1), os.dup(2)]
+    for worker_stream in (sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            if worker_stream is not None:
+                worker_stream.flush()
+    _flush_c_streams()
+    try:
+        os.dup2(files[0].fileno(), 1)
+        os.dup2(files[1].fileno(), 2)
+        with contextlib.redirect_stdout(streams[0]), contextlib.redirect_stderr(streams[1]):
+            yield
+    finally:
+        for stream in streams:
+            stream.flush()
+        _flush_c_streams()
+        os.dup2(own[0], 1)
+        os.dup2(own[1], 2)
+        for fd in own:
+            os.close(fd)
+        for stream in streams:
+            stream.uncapped()
+        texts = []
+        for file in files:
+            with file:
+                file.seek(0)
+                texts.append(file.read(OUTPUT_CAP).decode("utf-8", "replace"))
+        output.stdout, output.stderr = texts
+
+
 def _gone():
     return {"ok": False, "gone": True, "error": "this worker no longer holds that state"}, []
 
@@ -344,7 +497,7 @@ def run(request, blobs):
         return {"ok": False, "error": f"cannot load the state: {last_error()}"}, []
     ns = resident.ns
     seed(request["seed"])
-    out, err = _Capped(), _Capped()
+    output = _Output()
     saved = builtins.input
     getpass = sys.modules.get("getpass")
     saved_getpass = getpass.getpass if getpass else None
@@ -354,11 +507,10 @@ def run(request, blobs):
     sys.stdin = _NoInput()
     try:
         with (
+            _captured(output),
             _as_in_kernel(resident),
             _ipython_in(resident),
             _iteration_variable(ns, request.get("iteration_var"), request.get("iteration")),
-            contextlib.redirect_stdout(out),
-            contextlib.redirect_stderr(err),
         ):
             try:
                 exec(compile(python_source(request["body"]), "<cell>", "exec"), ns)
@@ -370,8 +522,8 @@ def run(request, blobs):
         return {
             "ok": False,
             "error": last_error(),
-            "stdout": out.getvalue(),
-            "stderr": err.getvalue(),
+            "stdout": output.stdout,
+            "stderr": output.stderr,
         }, []
     finally:
         builtins.input = saved
@@ -384,8 +536,8 @@ def run(request, blobs):
             "error": f"the body binds or deletes {', '.join(rebound)}, but `#pragma readonly`"
             " says it only reads them: drop them from that line (then what the body leaves in"
             " them is saved back)",
-            "stdout": out.getvalue(),
-            "stderr": err.getvalue(),
+            "stdout": output.stdout,
+            "stderr": output.stderr,
         }, []
     if request.get("dump", True):
         names, dumped, unsaveable = saved_vars(resident)
@@ -400,8 +552,8 @@ def run(request, blobs):
         "ok": True,
         "token": _next_token,
         "vars": names,
-        "stdout": out.getvalue(),
-        "stderr": err.getvalue(),
+        "stdout": output.stdout,
+        "stderr": output.stderr,
     }, dumped
 
 
@@ -525,6 +677,18 @@ def _answer(request, blobs):
     return _HANDLERS[request["op"]](request, blobs)
 
 
+def _drop_empty_log(parent):
+    """Removes the worker's log if nothing was written to it: only logs
+    with something in them are worth keeping."""
+    if _LOGS is None:
+        return
+    path = os.path.join(_LOGS, f"{parent}-{os.getpid()}.err")
+    with contextlib.suppress(OSError):
+        log = os.stat(path)
+        if log.st_size == 0 and os.path.samestat(log, os.fstat(2)):
+            os.remove(path)
+
+
 def _die_with_parent():
     # A worker outlives its kernel only as an orphan burning CPU on a run
     # nobody takes: when the kernel dies (killed, restarted), so does it.
@@ -536,6 +700,7 @@ def _die_with_parent():
     def watch():
         while os.getppid() == parent:
             time.sleep(0.5)
+        _drop_empty_log(parent)
         os._exit(1)
 
     threading.Thread(target=watch, name="pragma parent watch", daemon=True).start()
@@ -564,18 +729,24 @@ def _exit_if_forked():
 
 
 def main():
-    global _PROTOCOL_IN, _PROTOCOL_OUT
+    global _PROTOCOL_IN, _PROTOCOL_OUT, _CAPTURE_FDS
     _die_with_parent()
-    # Bodies print into a buffer per run; the protocol keeps the real streams.
+    # The protocol keeps the real streams. Descriptors 1 and 2 are the
+    # worker's log (its standard error, which the host points there);
+    # each run captures them for its body (see `_captured`).
     _PROTOCOL_IN = os.fdopen(os.dup(0), "rb", buffering=0)
     _PROTOCOL_OUT = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)
+    _CAPTURE_FDS = True
+    parent = os.getppid()
     while True:
         try:
             request = _from_json(read_frame())
             blobs = [read_frame() for _ in request.get("vars", [])]
         except EOFError:
+            # The host let go of this worker, or ended without a word.
+            _drop_empty_log(parent)
             return
         write_frames(*_answer(request, blobs))
 
