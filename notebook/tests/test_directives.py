@@ -3,6 +3,7 @@ its directive, code or selection expression found before anything runs,
 a cell submitted again while it runs, an interrupt during submission."""
 
 import os
+import re
 import signal
 import time
 
@@ -60,7 +61,7 @@ def test_a_cell_submitted_again_while_it_runs_says_so_and_starts_nothing(tmp_pat
             "import pragma_notebook as pn\nprint(len(pn.kernel().ops))\n%pragma wait\nprint(x)",
         ],
     )
-    op = texts[1].split(":")[0]
+    op = re.search(r"op-[0-9a-f]+", texts[2])[0]  # type: ignore[index]
     assert f"{op}: this cell is running in the background already; nothing new" in texts[2]
     assert f"`%pragma cancel {op}`, then this cell again, starts it over" in texts[2], texts
     assert texts[3].split() == ["1", "1"], texts
@@ -85,7 +86,15 @@ def test_a_cancelled_repeat_reports_its_best_so_far_and_apply_takes_it(tmp_path)
             "outcome = %pragma apply\nprint(x == outcome.best_iteration + 1, x > 0)",
         ],
     )
-    assert texts[3].strip() == "cancelled True 0", texts
+    # The cancel says what it kept and how to apply it; nothing is
+    # applied until asked.
+    said, printed = texts[3].strip().splitlines()
+    assert re.fullmatch(
+        r"op-\w+ cancelled after \d+ of 50 iterations; its best so far \(iteration \d+,"
+        r" score \d+\) is kept, not applied: `%pragma apply op-\w+` applies it",
+        said,
+    ), texts
+    assert printed == "cancelled True 0", texts
     assert texts[4].strip() == "True True", texts
 
 

@@ -30,7 +30,7 @@ package saves and restores variables and talks to IPython. Its modules:
 
 from __future__ import annotations
 
-from .display import progress_text as _progress_text
+from .display import View as _View
 from .errors import DirectiveError, UnsaveableError
 from .magics import load_ipython_extension
 from .magics import near_miss as _near_miss
@@ -58,6 +58,7 @@ __all__ = [
     "load_ipython_extension",
     "logs",
     "progress_text",
+    "status_table",
     "report",
     "resume_unfinished",
     "status",
@@ -177,12 +178,21 @@ def config(**settings) -> None:
     ``backend`` (``local``, or ``ray`` to run iterations on a Ray
     cluster), ``address`` (the cluster's, as ``ray.init`` takes it) and
     ``ray`` (a dict of more ``ray.init`` arguments, such as
-    ``runtime_env``); ``%pragma config KEY=VALUE...``."""
+    ``runtime_env``), ``progress`` (``widget``, a live ipywidgets panel,
+    or ``text``, a line); ``%pragma config KEY=VALUE...``."""
     kernel().config(**settings)
 
 
-def progress_text(op, started, now) -> str:
-    """One line of progress: done of total, in flight, best so far,
-    elapsed and the time left; once the result is applied, what it
-    changed and what is left to settle."""
-    return _progress_text(kernel(), op, started, now)
+def progress_text(op=None) -> str:
+    """What an operation's cell shows of it, as text: its cell, its state,
+    iterations done of all, running, best so far, elapsed and the time
+    left; once it ended, what was applied and what is left to settle, with
+    the commands that settle it."""
+    return _View.of(kernel(), kernel().op(op)).text()
+
+
+def status_table(op=None):
+    """This kernel's operations as a table (HTML in a notebook, text
+    elsewhere): cell, id, state, done, running, best, elapsed, applied,
+    left to settle; what ``%pragma status`` shows."""
+    return kernel().status_table(op)

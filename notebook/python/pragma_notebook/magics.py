@@ -74,8 +74,10 @@ def run_cell(cell: str) -> None:
             file=sys.stderr,
         )
         return
-    verb = "resumed" if operation.resumed else "running"
-    print(f"{operation.op}: {verb} in the background; `%pragma wait` waits for it")
+    if operation.resumed or not display.in_jupyter():
+        # A notebook's panel says it runs; a resume is worth a line.
+        verb = "resumed" if operation.resumed else "running"
+        print(f"{operation.op}: {verb} in the background; `%pragma wait` waits for it")
     if operation.cost is not None and operation.cost.total > REPORT_STATE_ABOVE:
         print(f"{operation.op}: {operation.cost}")
     display.show_progress(kernel(), operation.op)
@@ -106,9 +108,9 @@ def _parser() -> _Parser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, help_text in (
-        ("status", "where an operation stands"),
+        ("status", "where this kernel's operations stand (OP: that one)"),
         ("wait", "wait for an operation, then apply its result"),
-        ("cancel", "stop an operation; its last checkpoint stays"),
+        ("cancel", "stop an operation; its best so far is kept to apply"),
         ("report", "show the chart of an operation's candidates and scores"),
     ):
         commands.add_parser(name, help=help_text, description=help_text).add_argument(
@@ -175,11 +177,11 @@ def pragma_magic(line: str) -> Any:
         parser.print_usage()
         return None
     if args.command == "status":
-        return the.status(args.op)
+        return the.status_table(args.op)
     if args.command == "wait":
         return the.wait(args.op)
     if args.command == "cancel":
-        the.cancel(args.op)
+        print(the.cancel_and_tell(args.op))
         return None
     if args.command == "report":
         from IPython.display import SVG
@@ -231,6 +233,9 @@ def load_ipython_extension(ip) -> None:
         magic_kind="line",
         magic_name="state_exclude_ls",
     )
+    if the.settings["progress"] == "widget" and display.widgets_available():
+        # Imported now, not in the first #pragma cell (a second there).
+        import ipywidgets  # noqa: F401
     ip.events.register("pre_run_cell", _pre_run_cell)
     ip.events.register("post_run_cell", the.apply_finished)
     the.take_up_unfinished(ip)

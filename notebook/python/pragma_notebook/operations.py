@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from . import display, state
 from .errors import DirectiveError, UnsaveableError
 from .native_args import SavedNamespace, SessionOptions, Settling
-from .results import Operation, Outcome, StateCost
+from .results import Operation, Outcome, StateCost, megabytes
 from .settings import SESSION_SETTINGS, Settings, is_bucket
 from .syntax import python_source
 
@@ -72,6 +72,13 @@ class Kernel:
         self.applied: dict[str, list[str]] = {}
         # The progress display of each operation submitted from a cell.
         self.displays: dict[str, display.Progress] = {}
+        # Each operation's cell (`In[3]`), and when it started here and
+        # ended.
+        self.labels: dict[str, str] = {}
+        self.started: dict[str, float] = {}
+        self.ended_at: dict[str, float] = {}
+        # Each conflict's two values, shortly, while it is left.
+        self.conflict_values: dict[str, list[display.Conflict]] = {}
         # Whether a cell is running now: results are applied between cells
         # only.
         self.cell_running = False
@@ -209,6 +216,8 @@ class Kernel:
             )
             if how != "running":
                 self.ops.append(op)
+                self.labels[op] = name
+                self.started[op] = time.time()
                 self.namespaces[op] = namespace
                 self.submitted[op] = {
                     n: (namespace.get(n), b)
@@ -239,6 +248,8 @@ class Kernel:
         for op in session.unfinished(self.identity()):
             session.resume(op)
             self.ops.append(op)
+            self.labels[op] = "resumed"
+            self.started[op] = time.time()
             self.namespaces[op] = namespace
             resumed.append(Operation(op, resumed=True))
         return resumed
@@ -273,6 +284,82 @@ class Kernel:
         """See :func:`pragma_notebook.cancel`."""
         self.native().cancel(self.op(op))
 
+    def cancel_and_tell(self, op=None, timeout=10.0) -> str:
+        """``%pragma cancel``: cancels ``op``, waits a moment for it to stop,
+        and says what it kept and how to apply it."""
+        op = self.op(op)
+        if op in self.outcomes:
+            return f"{op} has ended already ({self.outcomes[op].status}): nothing to cancel"
+        self.cancel(op)
+        outcome = self.wait(op, timeout=timeout)
+        if outcome is None:
+            return f"{op}: cancelling; it stops once its running iterations do"
+        view = display.View.of(self, op)
+        if outcome.status != "cancelled":
+            return f"{op} ended before the cancel: {view.text()}"
+        if view.kept_best():
+            return (
+                f"{op} cancelled after {view.finished} of {view.total} iterations; its best"
+                f" so far (iteration {outcome.best_iteration}, score"
+                f" {display.score_text(outcome.best_score)}) is kept, not applied:"
+                f" `%pragma apply {op}` applies it"
+            )
+        return (
+            f"{op} cancelled after {view.finished} of {view.total} iterations; it had no"
+            " scored result to keep"
+        )
+
+    def status_table(self, op=None) -> display.Table:
+        """``%pragma status``: this kernel's operations (``op``'s alone if
+        given), and the notebook's unfinished ones no kernel follows."""
+        if op is not None:
+            return display.status_table(self, [self.op(op)], [])
+        unfinished: list[str] = []
+        if self.session is not None:
+            with contextlib.suppress(Exception):
+                unfinished = self.native().unfinished(self.identity())
+        return display.status_table(self, list(self.ops), unfinished)
+
+    def conflicts(self, op: str) -> list[display.Conflict]:
+        """The conflicts ``op`` left, each with both values shortly: its
+        result's (loaded from the kept result) and the notebook's."""
+        outcome = self.outcomes.get(op)
+        names = list(outcome.conflicts) if outcome is not None else []
+        known = self.conflict_values.get(op, [])
+        if [c.name for c in known] == names:
+            return known
+        namespace = self.namespaces.get(op, {})
+        background = dict.fromkeys(names, "?")
+        with contextlib.suppress(Exception):  # only a display is at stake
+            saved = self.native().kept_values(op, names)
+            for name, blob in zip(names, saved, strict=True):
+                background[name] = (
+                    "(deleted)" if blob is None else self._short_saved(op, name, blob)
+                )
+        found = [
+            display.Conflict(
+                name,
+                background[name],
+                display.short_repr(namespace[name]) if name in namespace else "(deleted)",
+            )
+            for name in names
+        ]
+        self.conflict_values[op] = found
+        return found
+
+    def _short_saved(self, op: str, name: str, blob: bytes) -> str:
+        # A large value is named by its size, not loaded to be shown.
+        store = self.blobs()
+        size = len(blob)
+        if store is not None:
+            size += sum(store.size(digest) for digest in state.buffers(blob))
+        if size > 50_000_000:
+            return f"<{megabytes(size)}>"
+        scratch: dict = {}
+        namespace = self.namespaces.get(op, {})
+        state.load_namespace({name: blob}, scratch, elsewhere=namespace.__getitem__, buffers=store)
+        return display.short_repr(scratch[name])
+
     def wait(self, op=None, timeout=None) -> Outcome | None:
         """See :func:`pragma_notebook.wait`."""
         op = self.op(op)
@@ -287,11 +374,50 @@ class Kernel:
         return self.native().report_svg(self.op(op))
 
     def logs(self, op=None, iteration=None) -> str:
-        """See :func:`pragma_notebook.logs`."""
+        """See :func:`pragma_notebook.logs`. After the iterations' output
+        comes what this kernel's workers wrote outside any iteration
+        (imports, start-up, threads a body left running), kept apart so
+        that it never shows in whatever cell runs at the time."""
         op = self.op(op)
-        directory = os.path.join(self.native().logs_dir(), op)
+        logs_dir = self.native().logs_dir()
+        directory = os.path.join(logs_dir, op)
+
+        def outside_iterations():
+            # Named `KERNEL-WORKER.err` by the host (process ids): this
+            # kernel's only, not those of earlier kernels on the store.
+            workers = os.path.join(logs_dir, "workers")
+            mine = f"{os.getpid()}-"
+            names: list[str] = []
+            with contextlib.suppress(OSError):
+                names = [n for n in os.listdir(workers) if n.startswith(mine)]
+            shown = []
+            # By worker id, as numbers (the shorter id is the smaller).
+            for name in sorted(names, key=lambda n: (len(n), n)):
+                worker = name.removeprefix(mine).removesuffix(".err")
+                text = tail(os.path.join(workers, name))
+                if text.strip():
+                    shown.append(
+                        f"-- worker {worker}\n{text}" + ("" if text.endswith("\n") else "\n")
+                    )
+            return "".join(["== workers (outside any iteration)\n", *shown]) if shown else ""
+
+        def tail(path, most=1 << 16):
+            # A worker's thread may write on and on: its last words.
+            try:
+                with open(path, "rb") as file:
+                    size = file.seek(0, os.SEEK_END)
+                    file.seek(max(0, size - most))
+                    text = file.read().decode("utf-8", "replace")
+            except OSError:
+                return ""
+            if size > most:
+                return f"[its first {size - most} bytes are left out: see {path}]\n{text}"
+            return text
+
         if not os.path.isdir(directory):
-            return f"operation {op}: its iterations printed nothing so far"
+            outside = outside_iterations()
+            nothing = f"operation {op}: its iterations printed nothing so far"
+            return f"{nothing}\n{outside}" if outside else nothing
 
         def order(name):
             stem, _, extension = name.partition(".")
@@ -307,7 +433,44 @@ class Kernel:
                 text = file.read()
             stream = "stderr" if is_err else "stdout"
             parts.append(f"== iteration {numbers[0]} attempt {numbers[-1]} {stream}\n{text}")
-        return "".join(parts) or f"operation {op}: no output for iteration {iteration}"
+        shown = "".join(parts) or f"operation {op}: no output for iteration {iteration}"
+        outside = outside_iterations()
+        if outside and not shown.endswith("\n"):
+            shown += "\n"
+        return shown + outside
+
+    def output_note(self, op) -> str | None:
+        """A line for the operation's own cell when its iterations wrote
+        to standard error (kept in its logs, not shown in cells): how many
+        lines, how many of them Python warnings; None if they wrote
+        nothing there."""
+        op = self.op(op)
+        directory = os.path.join(self.native().logs_dir(), op)
+        lines = warned = 0
+        with contextlib.suppress(OSError):
+            for name in os.listdir(directory):
+                if not name.endswith(".err"):
+                    continue
+                path = os.path.join(directory, name)
+                with (
+                    contextlib.suppress(OSError),
+                    open(path, encoding="utf-8", errors="replace") as file,
+                ):
+                    for line in file:
+                        lines += 1
+                        # As `warnings.formatwarning` writes them.
+                        if re.search(r": \w*Warning: ", line):
+                            warned += 1
+        if not lines:
+            return None
+
+        def counted(n, what):
+            return f"{n} {what}{'' if n == 1 else 's'}"
+
+        found = f" ({counted(warned, 'warning')})" if warned else ""
+        return (
+            f"its iterations wrote {counted(lines, 'line')} to stderr{found} — `%pragma logs {op}`"
+        )
 
     # --- applying --------------------------------------------------------
 
@@ -366,8 +529,9 @@ class Kernel:
             self.applier(op, namespace, names, blobs, held),
         )
         self.applied[op] = applied
-        outcome = Outcome.of_summary(summary)
+        outcome = Outcome.of_summary(summary, applied)
         self.outcomes[op] = outcome
+        self.ended_at.setdefault(op, time.time())
         self.settled(op, outcome)
         display.show_ending(self, op)
         return outcome
@@ -385,7 +549,7 @@ class Kernel:
         )
         self.applied[op] = self.applied.get(op, []) + applied
         if summary is not None:
-            self.outcomes[op] = Outcome.of_summary(summary)
+            self.outcomes[op] = Outcome.of_summary(summary, self.applied[op])
             self.settled(op, self.outcomes[op], applying=True)
             display.show_ending(self, op)
         return self.outcomes.get(op)

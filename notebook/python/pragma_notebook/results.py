@@ -34,10 +34,13 @@ class Outcome:
     errors: dict[int, str] = field(default_factory=dict)
     # Why the result could not be applied (it is kept: `%pragma apply`).
     apply_error: str | None = None
+    # The variables its result changed in the notebook.
+    applied: list[str] = field(default_factory=list)
 
     @classmethod
-    def of_summary(cls, summary: OperationSummary) -> Outcome:
-        """The outcome the lifecycle's summary describes."""
+    def of_summary(cls, summary: OperationSummary, applied=()) -> Outcome:
+        """The outcome the lifecycle's summary describes, with the
+        variables ``applied``."""
         usage = summary.usage
         return cls(
             op=summary.op,
@@ -55,21 +58,61 @@ class Outcome:
             reason=summary.reason,
             errors=dict(summary.failed_iterations),
             apply_error=summary.apply_error,
+            applied=list(applied),
         )
 
+    def rows(self) -> list[list[str]]:
+        """The outcome as a small table's rows: what, and its value."""
+        from .display import score_text
+
+        rows = [["operation", self.op], ["ended", self.status]]
+        if self.reason:
+            rows.append(["why", self.reason])
+        if self.best_iteration is not None:
+            rows.append(
+                ["best", f"iteration {self.best_iteration}, score {score_text(self.best_score)}"]
+            )
+        if self.apply_error:
+            rows.append(["not applied", f"{self.apply_error} (kept: `%pragma apply {self.op}`)"])
+        else:
+            rows.append(["applied", ", ".join(self.applied) or "nothing"])
+        if self.conflicts:
+            rows.append(["left to settle", ", ".join(self.conflicts) + " (changed here meanwhile)"])
+        for iteration, error in sorted(self.errors.items())[:3]:
+            rows.append([f"iteration {iteration} failed", error.strip().splitlines()[-1]])
+        if self.usage:
+            rows.append(
+                [
+                    "used",
+                    f"{self.usage['iterations_run']} iteration runs,"
+                    f" {self.usage['worker_seconds']:.1f} worker seconds,"
+                    f" {self.usage['work_lost']} lost",
+                ]
+            )
+        return rows
+
+    def _repr_html_(self) -> str:
+        from .display import Table
+
+        return Table(None, self.rows())._repr_html_()
+
     def __repr__(self):
+        from .display import score_text
+
         best = (
-            f"best iteration {self.best_iteration}, score {self.best_score}"
+            f"best iteration {self.best_iteration}, score {score_text(self.best_score)}"
             if self.best_iteration is not None
             else "no best"
         )
         text = f"<{self.op}: {self.status}, {best}"
         if self.reason:
             text += f" ({self.reason})"
-        if self.conflicts:
-            text += f"; conflicts left: {', '.join(self.conflicts)}"
         if self.apply_error:
             text += f"; not applied: {self.apply_error}"
+        elif self.applied:
+            text += f"; applied: {', '.join(self.applied)}"
+        if self.conflicts:
+            text += f"; conflicts left: {', '.join(self.conflicts)}"
         return text + ">"
 
 

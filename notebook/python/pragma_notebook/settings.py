@@ -31,6 +31,9 @@ class Settings:
             "backend": os.environ.get("PRAGMA_BACKEND", "local"),
             "address": None,
             "ray": {},
+            # How an operation's cell shows it: a live widget (ipywidgets,
+            # where installed) or a text line.
+            "progress": os.environ.get("PRAGMA_PROGRESS", "widget"),
         }
         # Whether `workers` was set (with Ray, the cluster's CPUs otherwise).
         self.workers_set = False
@@ -47,6 +50,8 @@ class Settings:
             raise ValueError(f"on_conflict `{value}`: use take-background, keep-live or ask")
         if key == "backend" and value not in ("local", "ray"):
             raise ValueError(f"backend `{value}`: use local or ray")
+        if key == "progress" and value not in ("widget", "text"):
+            raise ValueError(f"progress `{value}`: use widget or text")
         if key == "retries" and not (str(value).isdigit()):
             raise ValueError(f"retries `{value}`: give a whole number, 0 or more")
         if key == "ray" and not isinstance(value, dict):

@@ -221,6 +221,9 @@ impl NativeSession {
             let _entered = runtime.enter();
             let location =
                 StoreLocation::open(&store).map_err(|e| StoreError::new_err(e.to_string()))?;
+            // Workers' output outside their runs goes beside the runs'
+            // logs, not into the kernel's (whatever cell runs then).
+            config.logs = Some(location.logs());
             // With Ray, the kernel's workers are actors on the cluster.
             let pool = match &ray {
                 Some(dispatcher) => WorkerPool::with_spawner(
@@ -342,8 +345,18 @@ impl NativeSession {
         let ended = slot.outcome.lock().map_err(failed)?.is_some() || slot.ticket.is_none();
         let status = slot.observer.status();
         let progress = status.schedule.progress();
+        let phase = match status.schedule {
+            _ if ended => "ended",
+            pragma_executor_local::Phase::Queued { .. } => "queued",
+            pragma_executor_local::Phase::Running { .. } => "running",
+            pragma_executor_local::Phase::Suspended { .. } => "suspended",
+            pragma_executor_local::Phase::Ended { .. } => "ended",
+        };
         Ok(OperationProgress {
             done: progress.done,
+            finished: progress.finished,
+            failed: progress.failed,
+            phase,
             total: progress.total,
             in_flight: progress.in_flight,
             best_iteration: status.best.map(|b| b.iteration),
@@ -504,6 +517,35 @@ impl NativeSession {
         // What the conflict check would apply were nothing changed live.
         let changed = compare(&submitted, &submitted, &digests(&state)).apply;
         Ok(Some(changed.into_keys().collect()))
+    }
+
+    /// The saved values of `names` in `op`'s kept result (what its
+    /// conflicts left), each `None` where the result has no such variable;
+    /// all `None` if nothing is kept. To show both sides of a conflict.
+    fn kept_values<'py>(
+        &self,
+        py: Python<'py>,
+        op: &str,
+        names: Vec<String>,
+    ) -> PyResult<Vec<Option<Bound<'py, PyBytes>>>> {
+        let session = Arc::clone(&self.session);
+        let kept = py.detach(|| {
+            self.runtime.block_on(async {
+                let Some(state) = session.kept_result(op).await.map_err(failed)? else {
+                    return Ok::<_, PyErr>(None);
+                };
+                saved_here(&state).map_err(failed)?;
+                Ok(Some(state))
+            })
+        })?;
+        Ok(names
+            .iter()
+            .map(|name| {
+                kept.as_ref()
+                    .and_then(|state| state.get(name))
+                    .map(|saved| PyBytes::new(py, saved))
+            })
+            .collect())
     }
 
     /// Applies the kept result of `op` (its conflicts left to settle)

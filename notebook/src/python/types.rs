@@ -30,10 +30,17 @@ create_exception!(
 
 /// Where an operation stands (`NativeSession.status`).
 #[pyclass(module = "pragma_notebook._native", frozen, get_all)]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct OperationProgress {
-    /// Iterations finished for good.
+    /// Iterations finished for good (a repeat's: covered by a checkpoint).
     pub(crate) done: u64,
+    /// Iterations that ran through, kept or not yet (a repeat's since its
+    /// last checkpoint too): what a progress bar counts.
+    pub(crate) finished: u64,
+    /// Iterations abandoned after their retries.
+    pub(crate) failed: u64,
+    /// Where it is: `queued`, `running`, `suspended` or `ended`.
+    pub(crate) phase: &'static str,
     /// The iterations the operation has.
     pub(crate) total: u64,
     /// Iterations running now.
