@@ -206,6 +206,9 @@ class _Pickler(cloudpickle.Pickler):
                 # again where it is loaded, not a copy.
                 offset = _data_address(obj) - _data_address(base)
                 return _view_of, (base, offset, obj.shape, obj.strides, obj.dtype)
+            strided = _strided(obj)
+            if strided is not None:
+                return strided
         reduced = super().reducer_override(obj)
         if isinstance(obj, type) and type(reduced) is tuple and len(reduced) > 2:
             # copyreg caches `__slotnames__` on a class once an instance
@@ -286,6 +289,40 @@ def _view_of(base, offset, shape, strides, dtype):
     """A view of the array ``base``: what a view of a variable's array is
     loaded as."""
     return type(base)(shape, dtype, buffer=base, offset=offset, strides=strides)
+
+
+class _Region:
+    """The bytes ``[low, low + size)`` of ``owner``'s memory, as numpy reads
+    an array interface (the owner kept alive with them)."""
+
+    def __init__(self, owner, low, size):
+        self.owner = owner
+        self.__array_interface__ = {
+            "data": (low, True),
+            "shape": (size,),
+            "typestr": "|u1",
+            "version": 3,
+        }
+
+
+def _strided(array):
+    """A non-contiguous array (a slice such as ``X[:, ::2]``) reduced as the
+    same view of a copy of the memory it spans, where that is at most a few
+    times its own size: loaded, it has its strides again, so saving it
+    again gives the same bytes (numpy's own pickle makes it a contiguous
+    copy, which pickles differently: a change the body never made). ``None``
+    for other arrays."""
+    flags = array.flags
+    if flags.c_contiguous or flags.f_contiguous or array.size == 0 or array.dtype.hasobject:
+        return None
+    low, high = _extent(array)
+    if high - low > 4 * array.nbytes + 4096:
+        return None  # a sparse slice of a large array: copied as numpy does
+    import numpy
+
+    region = numpy.array(_Region(array, low, high - low), copy=True)
+    offset = _data_address(array) - low
+    return _view_of, (region, offset, array.shape, array.strides, array.dtype)
 
 
 class _Arrays:
