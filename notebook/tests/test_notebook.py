@@ -472,3 +472,15 @@ def test_a_kernel_restart_mid_operation_on_a_large_state_goes_on_from_its_checkp
     # The data was written once, whatever ran again.
     blobs = [f for _, _, files in os.walk(tmp_path / ".pragma" / "blobs") for f in files]
     assert len(blobs) == 1, blobs
+
+
+def test_a_strided_slice_the_body_only_reads_is_left_alone(tmp_path):
+    # sklearn's X after picking features: a view with strides. Saved as
+    # numpy pickles it, it came back a contiguous copy and was "applied".
+    texts = run(
+        tmp_path,
+        "import numpy as np\nX = np.arange(2000.0).reshape(40, 50)[:, ::2]\nn = 0\nbefore = id(X)",
+        "#pragma repeat --iterations 2 --max-by n\nn = n + X.sum()",
+        "o = %pragma wait\nprint(o.applied, id(X) == before)",
+    )
+    assert texts[2].strip() == "['n'] True", texts
