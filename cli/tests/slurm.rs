@@ -828,9 +828,9 @@ fn a_cancelled_repeat_job_resumes_from_its_checkpoint() {
     }
     let setup = Setup::new();
     // Slower iterations than REPEAT's: the cancel must land before the
-    // job ends, even on a loaded machine (with 1 s a CI run under load
-    // once saw the job end first).
-    let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 2"));
+    // job ends, even on a loaded machine (with 1 s, then with 2 s, CI runs
+    // under load saw the job end first: it has 4 iterations left here).
+    let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 4"));
     let child = setup.spawn_run(&cell, &["--json"]);
     wait_for_runs(&setup, 3);
     std::process::Command::new("kill")
