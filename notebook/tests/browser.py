@@ -15,8 +15,8 @@ from CSS classes, and a cell's source is set in the notebook's shared model,
 as opening a file does. Typing code into CodeMirror 6 with send_keys is not
 used: its auto-closed brackets and quotes and its auto-indent after `:`
 and newlines make the cell hold something else than what was typed. Keys
-are sent only where a user's keys are what is tested: Shift+Enter runs a
-cell, Ctrl+S saves."""
+are sent only where a user's keys are what is tested: Ctrl+Enter runs a
+cell (Shift+Enter on the last cell would add one), Ctrl+S saves."""
 
 from __future__ import annotations
 
