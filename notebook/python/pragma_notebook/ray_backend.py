@@ -17,11 +17,23 @@ Ray's object store, with their reports. A worker or node lost under a
 task makes each of its runs a preemption: they run again wherever Ray has
 room.
 
-The tasks are submitted by a supervisor (:class:`_Supervisor`, a detached
-actor of no CPU), not by the kernel itself, so that they outlive a kernel
-that dies: the supervisor holds their results (in Ray's object store,
-never in its own memory), and a new kernel taking the operation up takes
-those instead of running the iterations again.
+The tasks are submitted by the kernel's supervisor (:class:`_Supervisor`,
+a detached actor of no CPU), not by the kernel itself, so that they
+outlive a kernel that dies: the supervisor holds their results (in Ray's
+object store, never in its own memory), and a new kernel taking the
+operation up claims those from it instead of running the iterations again.
+
+Each kernel has its own supervisor, made by it: an actor's tasks belong
+to the Ray job that made the actor, and Ray keeps worker processes per
+job. A supervisor shared by kernels ran every kernel's iterations in the
+first kernel's job, so in any other kernel the iterations and the user's
+own Ray tasks took the CPUs' worker processes from each other, each
+operation starting new ones (1.5 s for 40 no-op iterations instead of
+0.06 s). The supervisor is placed on the kernel's node, not softly
+anywhere: it fails only with the kernel, never taking the iterations of a
+live kernel with it when another node goes. It lets itself go once its
+kernel stopped beating (:data:`ORPHANED_AFTER`) and it holds nothing a
+kernel could take up.
 
 The kernel's worker interpreters are on the cluster too (:class:`_Worker`
 actors, started, called and let go by the Rust pool through the
@@ -31,6 +43,7 @@ them, on the state the last one left in its memory.
 
 import hashlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -55,6 +68,13 @@ KEEP_UNTAKEN = 300.0
 # supervisor, in one call: a call per iteration cost the supervisor more
 # than following the iteration's task.
 RELEASE_EVERY = 0.2
+# Seconds between the kernel's beats to its supervisor, and after which a
+# supervisor that heard none and holds nothing lets itself go.
+BEAT_EVERY = 5.0
+ORPHANED_AFTER = 60.0
+# What every supervisor's name starts with (then its runtime environment's
+# digest and its kernel's job).
+SUPERVISOR = "supervisor-"
 
 
 def check_reachable(address):
@@ -160,14 +180,20 @@ class _Job:
 # sooner than an event loop hands it over).
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1024)  # type: ignore[call-overload]  # an actor's option Ray's stubs lack
 class _Supervisor:
-    """Submits the iterations' tasks for kernels, and holds their results
-    until the kernel takes them: a detached actor of no CPU, named after
-    the runtime environment its tasks run in, that outlives any kernel."""
+    """Submits the iterations' tasks for its kernel, and holds their
+    results until a kernel takes them: a detached actor of no CPU, named
+    after the runtime environment its tasks run in and its kernel's job,
+    that outlives its kernel as long as it holds what another could take."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._jobs = {}
+        self._beaten = time.monotonic()
         threading.Thread(target=self._sweep, name="pragma untaken", daemon=True).start()
+
+    def beat(self):
+        """Its kernel lives."""
+        self._beaten = time.monotonic()
 
     def run(self, keys, tokens, specs, store):
         """Runs the jobs ``specs`` (of one operation, on the store
@@ -221,14 +247,18 @@ class _Supervisor:
             ray.cancel(batch.reports, force=True)
 
     def _sweep(self):
-        # Outcomes no kernel came for.
+        # Outcomes no kernel came for; then, its kernel gone, itself.
         while True:
-            time.sleep(KEEP_UNTAKEN / 10)
+            time.sleep(BEAT_EVERY)
             now = time.monotonic()
             with self._lock:
                 for key, job in list(self._jobs.items()):
                     if job.ended_at is not None and now - job.ended_at > KEEP_UNTAKEN:
                         del self._jobs[key]
+                orphaned = not self._jobs and now - self._beaten > ORPHANED_AFTER
+            if orphaned:
+                ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+                return
 
 
 @ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)
@@ -245,14 +275,15 @@ class _Worker:
 
 class _Submitted:
     """Iterations submitted together: their jobs' keys, the token of each
-    start (``None``: taken over from a gone kernel), and where their
-    outcomes come from, each ``(indices, ref)``: a ref to the outcomes of
-    those jobs, in order."""
+    start (``None``: taken over from a gone kernel), where their outcomes
+    come from, each ``(indices, ref)``: a ref to the outcomes of those
+    jobs, in order; and the supervisors that follow them."""
 
-    def __init__(self, keys, tokens, parts):
+    def __init__(self, keys, tokens, parts, supervisors):
         self.keys = keys
         self.tokens = tokens
         self.parts = parts
+        self.supervisors = supervisors
 
 
 class Dispatcher:
@@ -268,18 +299,23 @@ class Dispatcher:
 
     def __init__(self, address=None, **options):
         options.setdefault("log_to_driver", False)
+        # Ray's INFO lines ("Connecting to existing Ray cluster...") would
+        # show in the cell that connects.
+        options.setdefault("logging_level", logging.WARNING)
         if not ray.is_initialized():
             check_reachable(address)
             ray.init(address=address, **options)
-        # The tasks run in this kernel's runtime environment: the
-        # supervisor is the one for it.
-        self._runtime_env = dict(ray.get_runtime_context().runtime_env or {})
+        # The tasks run in this kernel's runtime environment and job: the
+        # supervisor is this kernel's own (see the module docs).
+        context = ray.get_runtime_context()
+        self._runtime_env = dict(context.runtime_env or {})
         digest = hashlib.sha256(json.dumps(self._runtime_env, sort_keys=True, default=str).encode())
-        self._name = f"supervisor-{digest.hexdigest()[:16]}"
+        self._name = f"{SUPERVISOR}{digest.hexdigest()[:16]}-{context.get_job_id()}"
         self._supervisor = None
-        # The operations whose held jobs were looked for, and those jobs.
+        # The operations whose held jobs were looked for, and those jobs,
+        # each with the supervisor (a gone kernel's) that holds it.
         self._looked = set()
-        self._held = set()
+        self._held = {}
         self._lock = threading.Lock()
         # The results taken, for the supervisor to let go of (see
         # RELEASE_EVERY).
@@ -300,12 +336,31 @@ class Dispatcher:
                 lifetime="detached",
                 get_if_exists=True,
                 runtime_env=self._runtime_env or None,
-                # Beside the kernel, where the cluster is reached.
+                # On the kernel's node, and nowhere else: it goes only with
+                # the kernel.
                 scheduling_strategy=NodeAffinitySchedulingStrategy(
-                    ray.get_runtime_context().get_node_id(), soft=True
+                    ray.get_runtime_context().get_node_id(), soft=False
                 ),
             ).remote()
         return self._supervisor
+
+    def _held_for(self, op):
+        """The jobs of ``op`` that supervisors hold (this kernel's, and
+        those of kernels gone before), each with its supervisor."""
+        held = {}
+        names = [
+            entry["name"]
+            for entry in ray.util.list_named_actors(all_namespaces=True)
+            if entry["namespace"] == NAMESPACE and entry["name"].startswith(SUPERVISOR)
+        ]
+        for name in names:
+            try:
+                supervisor = ray.get_actor(name, namespace=NAMESPACE)
+                for key in ray.get(supervisor.held.remote(op), timeout=30):
+                    held[key] = supervisor
+            except (ray.exceptions.RayError, ValueError):
+                continue  # gone meanwhile, with what it held
+        return held
 
     def submit_batch(self, specs, store):
         """Submits the jobs ``specs`` (JSON, of one operation) on the store
@@ -319,16 +374,13 @@ class Dispatcher:
         with self._lock:
             if op not in self._looked:
                 self._looked.add(op)
-                try:
-                    self._held.update(ray.get(supervisor.held.remote(op), timeout=30))
-                except ray.exceptions.RayError:
-                    supervisor = self._supervisor_now(again=True)
-            held = [key in self._held for key in keys]
-            self._held.difference_update(keys)
+                self._held.update(self._held_for(op))
+            holders = [self._held.pop(key, None) for key in keys]
+        held = [holder is not None for holder in holders]
         parts = [
-            ([index], supervisor.claim.remote(keys[index]))
-            for index in range(len(keys))
-            if held[index]
+            ([index], holder.claim.remote(keys[index]))
+            for index, holder in enumerate(holders)
+            if holder is not None
         ]
         tokens = [None if held[index] else uuid.uuid4().hex for index in range(len(keys))]
         fresh = [index for index in range(len(keys)) if not held[index]]
@@ -340,7 +392,8 @@ class Dispatcher:
                 store,
             )
             parts.append((fresh, run))
-        return _Submitted(keys, tokens, parts)
+        supervisors = {id(s): s for s in [supervisor, *filter(None, holders)]}
+        return _Submitted(keys, tokens, parts, list(supervisors.values()))
 
     def poll_batch(self, submitted, timeout):
         """``None`` while the iterations ``submitted`` run (waiting at most
@@ -389,22 +442,29 @@ class Dispatcher:
         return outcome
 
     def _release_taken(self):
+        beaten = 0.0
         while True:
             time.sleep(RELEASE_EVERY)
             with self._taken_lock:
                 taken, self._taken = self._taken, []
             # Not after the kernel let go of Ray: a call would start it anew.
-            if taken and self._supervisor is not None and ray.is_initialized():
-                try:
+            if self._supervisor is None or not ray.is_initialized():
+                continue
+            try:
+                if taken:
                     self._supervisor.release_all.remote(taken)
-                except ray.exceptions.RayError:
-                    # Gone with its results: nothing is left to let go of.
-                    pass
+                if time.monotonic() - beaten > BEAT_EVERY:
+                    beaten = time.monotonic()
+                    self._supervisor.beat.remote()
+            except ray.exceptions.RayError:
+                # Gone with its results: nothing is left to let go of.
+                pass
 
     def cancel_batch(self, submitted):
         """Stops the iterations ``submitted`` at once (``ray.cancel``,
-        forced)."""
-        self._supervisor_now().cancel.remote(submitted.keys)
+        forced), wherever they are followed."""
+        for supervisor in submitted.supervisors:
+            supervisor.cancel.remote(submitted.keys)
 
     # The kernel's worker interpreters as actors (the Rust pool keeps them,
     # and lets them go).

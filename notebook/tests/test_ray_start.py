@@ -1,0 +1,199 @@
+"""Notebook cells on a Ray cluster started as users start one: `ray start
+--head` and `ray start --address` as separate processes on 127.0.0.1,
+kernels (nbclient) coming and going on it, a node killed mid-operation.
+
+A module of its own: `ray stop` ends every Ray process of the machine, so
+no other module's cluster may be up meanwhile."""
+
+import concurrent.futures
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+# Ray keeps to 127.0.0.1 (see test_ray.py); read at import.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+pytest.importorskip("ray", reason="Ray is installed with ./notebook[test]")
+from kernels import notebook_client, shown  # noqa: E402
+
+RAY = pathlib.Path(sys.executable).with_name("ray")
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Started:
+    """A cluster of `ray start` processes: the head and a worker node, one
+    CPU each, each node's `ray start --block` in a process group of its
+    own (killing that group takes the node down, as a lost machine)."""
+
+    def __init__(self, log_dir):
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.log_dir = log_dir
+        self.head = self._start(
+            "head",
+            "--head",
+            f"--port={self.port}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        )
+        self._wait_for_nodes(1)
+        self.worker = self._start("worker", f"--address={self.address}")
+        self._wait_for_nodes(2)
+
+    def _start(self, name, *args):
+        log = open(self.log_dir / f"ray-{name}.log", "wb")  # noqa: SIM115 - the process's
+        # As a user's shell has it: `ray start --address` refuses a second
+        # node under the `0` the kernels keep to 127.0.0.1 with.
+        environment = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
+        return subprocess.Popen(
+            [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", *args],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _wait_for_nodes(self, count, timeout=90):
+        script = (
+            "import os, ray\n"
+            "os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] = '0'\n"
+            f"ray.init(address={self.address!r}, logging_level='ERROR')\n"
+            "print(sum(1 for node in ray.nodes() if node['Alive']))\n"
+        )
+        deadline = time.time() + timeout
+        while True:
+            alive = subprocess.run(
+                [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+            )
+            lines = alive.stdout.split()
+            if alive.returncode == 0 and lines and int(lines[-1]) >= count:
+                return
+            assert time.time() < deadline, f"{count} Ray nodes did not come up: {alive.stderr}"
+            time.sleep(1)
+
+    def kill_worker_node(self):
+        """The worker node goes, as a machine does: every process at once."""
+        os.killpg(self.worker.pid, signal.SIGKILL)
+        self.worker.wait()
+
+    def stop(self):
+        for node in (self.worker, self.head):
+            if node.poll() is None:
+                os.killpg(node.pid, signal.SIGTERM)
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+        for node in (self.worker, self.head):
+            try:
+                node.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+                node.wait()
+
+
+@pytest.fixture
+def started(tmp_path):
+    cluster = Started(tmp_path)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def pids(directory, prefix):
+    """The worker processes that left marks `PREFIX-PID-...` in `directory`."""
+    return {name.split("-")[1] for name in os.listdir(directory) if name.startswith(prefix + "-")}
+
+
+def test_a_second_kernel_runs_its_iterations_in_its_own_warm_workers(tmp_path, started):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cell = (
+        "#pragma parallel --iterations 8 --parallel-runs 2 --max-by x\n"
+        "import os\n"
+        "open(os.path.join(where, f'{tag}-{os.getpid()}-{iteration}'), 'w').close()\n"
+        "x = iteration"
+    )
+    plain = (
+        "@ray.remote(num_cpus=1)\n"
+        "def mark(i):\n"
+        "    import os\n"
+        "    open(os.path.join(where, f'{tag}-{os.getpid()}-{i}'), 'w').close()\n"
+        "ray.get([mark.remote(i) for i in range(8)])"
+    )
+    setup = (
+        f"%pragma config backend=ray address={started.address}\nimport ray\nwhere = {str(marks)!r}"
+    )
+    # A first kernel runs an operation, and goes.
+    first = notebook_client(tmp_path, [setup, "tag = 'first'", cell, "%pragma wait"])
+    first.execute()
+    # A second one alternates operations with Ray tasks of its own, as a
+    # notebook does.
+    rounds = []
+    for round_ in range(3):
+        rounds += [f"tag = 'op{round_}'", cell, "%pragma wait", f"tag = 'plain{round_}'", plain]
+    second = notebook_client(tmp_path, [setup, *rounds], timeout=240)
+    second.execute()
+    connected = shown(second.nb.cells[1])
+    # The connection is quiet: no Ray INFO lines in the cell.
+    assert "Connecting to existing Ray cluster" not in connected, connected
+
+    # Its iterations run in its own job's worker processes, those its own
+    # Ray tasks run in; after the first round no operation (nor task)
+    # starts a worker: each would be a second's start, paid per operation.
+    warm = pids(marks, "op0") | pids(marks, "plain0")
+    later = set().union(*(pids(marks, f"{kind}{r}") for kind in ("op", "plain") for r in (1, 2)))
+    assert pids(marks, "op0") & pids(marks, "plain0"), sorted(os.listdir(marks))
+    assert later <= warm, (sorted(warm), sorted(later))
+    # The first kernel's workers are not its.
+    assert not pids(marks, "first") & later, sorted(os.listdir(marks))
+
+
+def test_a_node_lost_mid_operation_costs_only_the_runs_it_had(tmp_path, started):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    client = notebook_client(
+        tmp_path,
+        [
+            f"%pragma config backend=ray address={started.address}\nwhere = {str(marks)!r}",
+            "#pragma parallel --iterations 12 --parallel-runs 2 --max-by x\n"
+            "import os, time\n"
+            "open(os.path.join(where, f'started-{iteration}-{os.getpid()}'), 'w').close()\n"
+            "time.sleep(2)\n"
+            "x = iteration",
+            "outcome = %pragma wait\n"
+            "print('ended:', outcome.status, outcome.best_iteration)\n"
+            "print('usage:', outcome.usage['iterations_run'], outcome.usage['work_lost'])",
+        ],
+        timeout=240,
+    )
+
+    def kill_once_running():
+        deadline = time.time() + 60
+        while len(os.listdir(marks)) < 4:
+            assert time.time() < deadline, "the iterations did not start"
+            time.sleep(0.05)
+        started.kill_worker_node()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        executed = pool.submit(client.execute)
+        kill_once_running()
+        executed.result(timeout=240)
+    said = shown(client.nb.cells[-1]).splitlines()
+    assert "ended: succeeded 11" in said, said
+    runs, lost = (
+        int(n) for n in next(line for line in said if line.startswith("usage:")).split()[1:]
+    )
+    # At most the two iterations running at the kill are lost, and run
+    # again: nothing else counts (the supervisor is on the kernel's node).
+    assert lost <= 2, said
+    assert runs == 12 + lost, said
