@@ -82,6 +82,21 @@ class Started:
             assert time.time() < deadline, f"{count} Ray nodes did not come up: {alive.stderr}"
             time.sleep(1)
 
+    def supervisors(self):
+        """The names of the pragma supervisors the cluster has."""
+        script = (
+            "import os, ray\n"
+            "os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] = '0'\n"
+            f"ray.init(address={self.address!r}, logging_level='ERROR')\n"
+            "for actor in ray.util.list_named_actors(all_namespaces=True):\n"
+            "    if actor['namespace'] == 'pragma':\n"
+            "        print(actor['name'])\n"
+        )
+        listed = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+        )
+        return listed.stdout.split()
+
     def kill_worker_node(self):
         """The worker node goes, as a machine does: every process at once."""
         os.killpg(self.worker.pid, signal.SIGKILL)
@@ -156,6 +171,14 @@ def test_a_second_kernel_runs_its_iterations_in_its_own_warm_workers(tmp_path, s
     assert later <= warm, (sorted(warm), sorted(later))
     # The first kernel's workers are not its.
     assert not pids(marks, "first") & later, sorted(os.listdir(marks))
+
+    # Each kernel had its supervisor; with the kernels gone and nothing
+    # held for another, they let themselves go (a minute after the last
+    # beat).
+    deadline = time.time() + 150
+    while started.supervisors():
+        assert time.time() < deadline, f"supervisors left: {started.supervisors()}"
+        time.sleep(5)
 
 
 def test_a_node_lost_mid_operation_costs_only_the_runs_it_had(tmp_path, started):
