@@ -1378,6 +1378,33 @@ mod batching {
     }
 
     #[tokio::test]
+    async fn what_is_said_in_flight_never_exceeds_what_may_run() {
+        // 4 jobs in the backend's hands, one of them running: the status
+        // says 1 in flight, as `--parallel-runs 1` lets run.
+        let backend = Arc::new(Batching::new(4, 1));
+        let host = ScriptedHost::new().delay(Duration::from_millis(5));
+        let executor = Executor::with_backend(
+            host,
+            MemoryStore::new(),
+            Arc::clone(&backend) as Arc<dyn ExecutionBackend>,
+            config(2),
+        );
+        let cell = "#pragma parallel --iterations 40 --parallel-runs 1 --max-by value\nbody";
+        let handle = executor.submit(cell, MapState::new()).await.unwrap();
+        let (mut most, mut in_hand) = (0, 0);
+        while !matches!(
+            handle.status().schedule,
+            pragma_scheduler::Phase::Ended { .. }
+        ) {
+            most = most.max(handle.status().schedule.progress().in_flight);
+            in_hand = in_hand.max(backend.in_hand.load(Ordering::SeqCst));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(in_hand, 4, "the backend was never handed a whole batch");
+        assert_eq!(most, 1);
+    }
+
+    #[tokio::test]
     async fn a_backend_that_does_not_batch_is_handed_a_job_per_run() {
         let backend = Arc::new(Batching::new(1, 2));
         let cell = "#pragma parallel --iterations 40 --parallel-runs 2 --max-by value\nbody";

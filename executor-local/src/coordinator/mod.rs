@@ -55,21 +55,35 @@ impl<St> Op<St> {
         progress: Option<pragma_scheduler::Progress>,
         backend: &dyn crate::ExecutionBackend,
     ) {
-        let running = if backend.batch() > 1 {
+        self.usage.refresh(progress, self.running_at_most(backend));
+    }
+
+    /// How many of its runs in flight may be running at once on
+    /// `backend`: for one that batches, one per task, at most its runs at
+    /// once and the backend's capacity; else all.
+    fn running_at_most(&self, backend: &dyn crate::ExecutionBackend) -> u64 {
+        if backend.batch() > 1 {
             self.runs_at_once()
                 .unwrap_or(u64::MAX)
                 .min(backend.capacity())
         } else {
             u64::MAX
-        };
-        self.usage.refresh(progress, running);
+        }
     }
 }
 
-/// Says the workers `schedule` waits for in runs, not in the scheduler's
-/// slots: a backend that batches has `batch` of them per run.
-fn in_runs(schedule: &mut pragma_scheduler::Phase, batch: u64) {
+/// Says `schedule` in runs, not in the scheduler's slots: a backend that
+/// batches has `batch` of them per run, so the workers it waits for are
+/// divided by `batch`, and of its iterations in flight (handed over,
+/// waiting in a task or running) at most `running` run (see
+/// `Op::refresh_usage`): what is said to be in flight never exceeds that.
+fn in_runs(schedule: &mut pragma_scheduler::Phase, batch: u64, running: u64) {
     use pragma_scheduler::{Phase, WaitReason};
+    let (Phase::Queued { progress, .. }
+    | Phase::Running { progress }
+    | Phase::Suspended { progress, .. }
+    | Phase::Ended { progress, .. }) = schedule;
+    progress.in_flight = progress.in_flight.min(running);
     if let Phase::Queued { reason, .. } | Phase::Suspended { reason, .. } = schedule
         && let WaitReason::WaitingForWorkers {
             missing, wanted, ..
@@ -215,7 +229,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
 
     fn update_status(&self, id: OpId) {
         if let (Some(op), Some(mut schedule)) = (self.ops.get(&id), self.scheduler.status(id)) {
-            in_runs(&mut schedule, self.shared.backend.batch());
+            let backend = &*self.shared.backend;
+            in_runs(&mut schedule, backend.batch(), op.running_at_most(backend));
             op.status.send_replace(Status {
                 schedule,
                 best: op.best_score(),
