@@ -116,7 +116,12 @@ class Started:
 
 
 @pytest.fixture
-def started(tmp_path):
+def started(tmp_path, monkeypatch):
+    # Without token authentication, for the nodes, this process and the
+    # kernels alike: Ray turns it on for `ray start` by itself once a local
+    # `ray.init` (another module's) left a token in ~/.ray, and a driver
+    # without the token is then refused.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     cluster = Started(tmp_path)
     try:
         yield cluster
