@@ -484,3 +484,24 @@ def test_a_strided_slice_the_body_only_reads_is_left_alone(tmp_path):
         "o = %pragma wait\nprint(o.applied, id(X) == before)",
     )
     assert texts[2].strip() == "['n'] True", texts
+
+
+def test_without_widgets_the_cell_shows_a_text_line_updated_in_place(tmp_path):
+    client = notebook_client(
+        tmp_path,
+        [
+            "%pragma config progress=text",
+            "#pragma repeat --iterations 3 --max-by n\nimport time\ntime.sleep(0.3)\nn = iteration",
+            "%pragma wait",
+        ],
+    )
+    client.execute()
+    outputs = client.nb.cells[2].outputs
+    # One display, no widget: its text is the ending.
+    assert [o["output_type"] for o in outputs] == ["display_data"], outputs
+    assert "application/vnd.jupyter.widget-view+json" not in outputs[0]["data"], outputs
+    text = outputs[0]["data"]["text/plain"]
+    assert re.match(r"In\[\d+\] · succeeded · 3/3 iterations done · best 2 \(iteration 2\)", text)
+    applied = text.splitlines()[-1]
+    assert applied.startswith("applied: "), text
+    assert sorted(applied.removeprefix("applied: ").split(", ")) == ["n", "time"], text
