@@ -64,18 +64,22 @@ class Started:
             start_new_session=True,
         )
 
-    def _wait_for_nodes(self, count, timeout=90):
+    def _driver(self, code, check=False):
+        """Runs `code` in a fresh Ray driver connected to the cluster (its
+        own process: this one's Ray stays off); the finished process."""
         script = (
             "import os, ray\n"
             "os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] = '0'\n"
-            f"ray.init(address={self.address!r}, logging_level='ERROR')\n"
-            "print(sum(1 for node in ray.nodes() if node['Alive']))\n"
+            f"ray.init(address={self.address!r}, logging_level='ERROR')\n" + code
         )
+        return subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=check
+        )
+
+    def _wait_for_nodes(self, count, timeout=90):
         deadline = time.time() + timeout
         while True:
-            alive = subprocess.run(
-                [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
-            )
+            alive = self._driver("print(sum(1 for node in ray.nodes() if node['Alive']))\n")
             lines = alive.stdout.split()
             if alive.returncode == 0 and lines and int(lines[-1]) >= count:
                 return
@@ -84,16 +88,11 @@ class Started:
 
     def supervisors(self):
         """The names of the pragma supervisors the cluster has."""
-        script = (
-            "import os, ray\n"
-            "os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] = '0'\n"
-            f"ray.init(address={self.address!r}, logging_level='ERROR')\n"
+        listed = self._driver(
             "for actor in ray.util.list_named_actors(all_namespaces=True):\n"
             "    if actor['namespace'] == 'pragma':\n"
-            "        print(actor['name'])\n"
-        )
-        listed = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+            "        print(actor['name'])\n",
+            check=True,
         )
         return listed.stdout.split()
 
