@@ -16,11 +16,11 @@ prints, each a median of a few interleaved rounds:
 import os
 import statistics
 import sys
-import tempfile
 import time
 from typing import Any
 
 import pragma_notebook as pn
+from scratch import enter_scratch_directory
 
 STEP = "acc = sum(i * i for i in range(2_000_000)) % 97 + iteration"
 ROUNDS = 3
@@ -50,7 +50,7 @@ def median_pair(ours, theirs):
 
 
 def main():
-    os.chdir(tempfile.mkdtemp(prefix="pragma-bench-"))
+    enter_scratch_directory("pragma-bench-")
     pn.config(workers=2)
     # Warm the workers (their interpreter start is paid once per kernel).
     background("#pragma parallel --iterations 2 --max-by 1\nx = 1", {})

@@ -22,7 +22,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -32,6 +31,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 import pragma_notebook as pn  # noqa: E402
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
+from scratch import enter_scratch_directory  # noqa: E402
 
 ITERATIONS = 200
 ROUNDS = 3
@@ -83,7 +83,7 @@ def two_at_a_time():
 def second_kernel(address):
     """The measure in a second kernel: the cell and plain tasks, one after
     the other, as a notebook alternates them; prints both medians."""
-    os.chdir(tempfile.mkdtemp(prefix="pragma-ray-bench-second-"))
+    enter_scratch_directory("pragma-ray-bench-second-")
     pn.config(backend="ray", address=address)
     through_pragma()
     plain_ray()
@@ -96,7 +96,7 @@ def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--second-kernel":
         second_kernel(sys.argv[2])
         return
-    os.chdir(tempfile.mkdtemp(prefix="pragma-ray-bench-"))
+    enter_scratch_directory("pragma-ray-bench-")
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"node_ip_address": "127.0.0.1", "num_cpus": 1, "include_dashboard": False},

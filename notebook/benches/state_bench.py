@@ -38,6 +38,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pragma_notebook as pn  # noqa: E402
+from scratch import enter_scratch_directory  # noqa: E402
 
 SETUP = """
 import numpy as np
@@ -177,7 +178,7 @@ def in_two_processes(ns, body, iterations):
 def main():
     megabytes = float(sys.argv[1]) if len(sys.argv) > 1 else 440
     rows = max(600, int(60000 * megabytes / 440))
-    os.chdir(tempfile.mkdtemp(prefix="pragma-state-bench-"))
+    enter_scratch_directory("pragma-state-bench-")
     pn.config(workers=2)
     pn.submit("#pragma parallel --iterations 2 --max-by 1\nx = 1", {}).wait()
 
