@@ -60,6 +60,24 @@ impl Directive {
         }
     }
 
+    /// Stop after this many checkpoints in a row with no better score
+    /// (`--patience`, `repeat` only).
+    pub fn patience(&self) -> Option<u64> {
+        match self {
+            Directive::Repeat(r) => r.patience,
+            Directive::Parallel(_) | Directive::Async => None,
+        }
+    }
+
+    /// Stop once a candidate's score reaches this (`--target`).
+    pub fn target(&self) -> Option<Target> {
+        match self {
+            Directive::Repeat(r) => r.target,
+            Directive::Parallel(p) => p.target,
+            Directive::Async => None,
+        }
+    }
+
     /// The name of the iteration variable, if the kind has one (`async` has none).
     pub fn iteration_var(&self) -> Option<&str> {
         match self {
@@ -163,12 +181,92 @@ impl Selection {
     }
 }
 
+/// The score at which an operation stops early (`--target`): reached when
+/// a candidate scores at least this with `--max-by`, at most this with
+/// `--min-by`. Always a finite number.
+///
+/// ```
+/// use pragma_parse::{Objective, Target};
+///
+/// let target = Target::new(0.95).unwrap();
+/// assert!(target.reached_by(0.97, Objective::Max));
+/// assert!(!target.reached_by(0.97, Objective::Min));
+/// assert!(Target::new(f64::NAN).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Target(f64);
+
+impl Target {
+    /// A target score: any finite number.
+    pub fn new(score: f64) -> Result<Self, InvalidValue> {
+        if score.is_finite() {
+            // One zero: `-0` and `0` are the same target.
+            Ok(Target(if score == 0.0 { 0.0 } else { score }))
+        } else {
+            Err(InvalidValue::NotFinite { option: "target" })
+        }
+    }
+
+    /// The score.
+    pub fn score(self) -> f64 {
+        self.0
+    }
+
+    /// Whether `score` reaches the target under `objective`.
+    pub fn reached_by(self, score: f64, objective: Objective) -> bool {
+        match objective {
+            Objective::Max => score >= self.0,
+            Objective::Min => score <= self.0,
+        }
+    }
+}
+
+impl TryFrom<f64> for Target {
+    type Error = InvalidValue;
+    fn try_from(score: f64) -> Result<Self, Self::Error> {
+        Target::new(score)
+    }
+}
+
+impl From<Target> for f64 {
+    fn from(target: Target) -> f64 {
+        target.0
+    }
+}
+
+// Finite and with one zero, so bitwise equality is numeric equality.
+impl PartialEq for Target {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Target {}
+
+impl std::hash::Hash for Target {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
+
+/// The shortest text that reads back as the same number.
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// The options of `#pragma repeat`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "RawRepeat")]
 pub struct Repeat {
     pub(crate) iterations: u64,
     pub(crate) checkpoint_period: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) patience: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) target: Option<Target>,
     pub(crate) iteration_var: String,
     pub(crate) select: Selection,
 }
@@ -178,6 +276,10 @@ struct RawRepeat {
     pub(crate) iterations: u64,
     #[serde(default = "default_checkpoint_period")]
     pub(crate) checkpoint_period: u64,
+    #[serde(default)]
+    pub(crate) patience: Option<u64>,
+    #[serde(default)]
+    pub(crate) target: Option<Target>,
     #[serde(default = "default_iteration_var")]
     pub(crate) iteration_var: String,
     pub(crate) select: Selection,
@@ -199,7 +301,9 @@ impl TryFrom<RawRepeat> for Repeat {
             raw.checkpoint_period,
             raw.iteration_var,
             raw.select,
-        )
+        )?
+        .with_patience(raw.patience)
+        .map(|repeat| repeat.with_target(raw.target))
     }
 }
 
@@ -219,9 +323,40 @@ impl Repeat {
         Ok(Repeat {
             iterations,
             checkpoint_period,
+            patience: None,
+            target: None,
             iteration_var,
             select,
         })
+    }
+
+    /// The same options, stopping after `patience` checkpoints in a row
+    /// that do not improve on the best (`--patience`, at least 1; `None`
+    /// runs every iteration).
+    pub fn with_patience(mut self, patience: Option<u64>) -> Result<Self, InvalidValue> {
+        if let Some(checkpoints) = patience {
+            check_positive("patience", checkpoints)?;
+        }
+        self.patience = patience;
+        Ok(self)
+    }
+
+    /// The same options, stopping once a checkpoint's score reaches
+    /// `target` (`--target`).
+    pub fn with_target(mut self, target: Option<Target>) -> Self {
+        self.target = target;
+        self
+    }
+
+    /// Stop after this many checkpoints in a row with no better score
+    /// (`--patience`).
+    pub fn patience(&self) -> Option<u64> {
+        self.patience
+    }
+
+    /// Stop once a checkpoint's score reaches this (`--target`).
+    pub fn target(&self) -> Option<Target> {
+        self.target
     }
 
     /// How many iterations run (`--iterations`).
@@ -252,6 +387,8 @@ impl Repeat {
 pub struct Parallel {
     pub(crate) iterations: u64,
     pub(crate) parallel_runs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) target: Option<Target>,
     pub(crate) iteration_var: String,
     pub(crate) select: Selection,
 }
@@ -261,6 +398,8 @@ struct RawParallel {
     pub(crate) iterations: u64,
     #[serde(default)]
     pub(crate) parallel_runs: Option<u64>,
+    #[serde(default)]
+    pub(crate) target: Option<Target>,
     #[serde(default = "default_iteration_var")]
     pub(crate) iteration_var: String,
     pub(crate) select: Selection,
@@ -275,6 +414,7 @@ impl TryFrom<RawParallel> for Parallel {
             raw.iteration_var,
             raw.select,
         )
+        .map(|parallel| parallel.with_target(raw.target))
     }
 }
 
@@ -296,9 +436,23 @@ impl Parallel {
         Ok(Parallel {
             iterations,
             parallel_runs,
+            target: None,
             iteration_var,
             select,
         })
+    }
+
+    /// The same options, stopping once an iteration's score reaches
+    /// `target` (`--target`): no more iterations start, and those running
+    /// are stopped.
+    pub fn with_target(mut self, target: Option<Target>) -> Self {
+        self.target = target;
+        self
+    }
+
+    /// Stop once an iteration's score reaches this (`--target`).
+    pub fn target(&self) -> Option<Target> {
+        self.target
     }
 
     /// How many iterations run (`--iterations`).
@@ -333,6 +487,12 @@ pub enum InvalidValue {
     /// A count that must be at least 1 was 0.
     #[error("`--{option}` must be at least 1, found 0")]
     Zero {
+        /// The option, without the leading dashes.
+        option: &'static str,
+    },
+    /// A number that must be finite was infinite or not a number.
+    #[error("`--{option}` must be a finite number")]
+    NotFinite {
         /// The option, without the leading dashes.
         option: &'static str,
     },
@@ -405,17 +565,25 @@ impl fmt::Display for Directive {
             Directive::Repeat(r) => {
                 write!(
                     f,
-                    " --iterations {} --checkpoint-period {} --iteration-var {}",
-                    r.iterations,
-                    r.checkpoint_period,
-                    quote(&r.iteration_var)
+                    " --iterations {} --checkpoint-period {}",
+                    r.iterations, r.checkpoint_period
                 )?;
+                if let Some(patience) = r.patience {
+                    write!(f, " --patience {patience}")?;
+                }
+                if let Some(target) = r.target {
+                    write!(f, " --target {target}")?;
+                }
+                write!(f, " --iteration-var {}", quote(&r.iteration_var))?;
                 write_select(f, &r.select)
             }
             Directive::Parallel(p) => {
                 write!(f, " --iterations {}", p.iterations)?;
                 if let Some(runs) = p.parallel_runs {
                     write!(f, " --parallel-runs {runs}")?;
+                }
+                if let Some(target) = p.target {
+                    write!(f, " --target {target}")?;
                 }
                 write!(f, " --iteration-var {}", quote(&p.iteration_var))?;
                 write_select(f, &p.select)

@@ -90,7 +90,7 @@ mod quote;
 
 pub use directive::{
     DEFAULT_CHECKPOINT_PERIOD, DEFAULT_ITERATION_VAR, Directive, InvalidValue, Kind, Objective,
-    Parallel, Repeat, Selection,
+    Parallel, Repeat, Selection, Target,
 };
 pub use error::{ErrorKind, ParseError};
 pub use parser::{Cell, ParsedCell, canonical, parse_cell, parse_directive, split_words};

@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use crate::directive::{
     DEFAULT_CHECKPOINT_PERIOD, DEFAULT_ITERATION_VAR, Directive, InvalidValue, Kind, Objective,
-    Parallel, Repeat, Selection, check_expression, check_identifier,
+    Parallel, Repeat, Selection, Target, check_expression, check_identifier,
 };
 use crate::error::{ErrorKind, ParseError, line_and_column};
 use crate::lexer::{self, LexError, LexErrorKind, Word};
@@ -373,13 +373,17 @@ enum Opt {
     IterationVar,
     MaxBy,
     MinBy,
+    Patience,
+    Target,
 }
 
 impl Opt {
-    const ALL: [Opt; 6] = [
+    const ALL: [Opt; 8] = [
         Opt::Iterations,
         Opt::CheckpointPeriod,
         Opt::ParallelRuns,
+        Opt::Patience,
+        Opt::Target,
         Opt::IterationVar,
         Opt::MaxBy,
         Opt::MinBy,
@@ -393,6 +397,8 @@ impl Opt {
             Opt::IterationVar => "iteration-var",
             Opt::MaxBy => "max-by",
             Opt::MinBy => "min-by",
+            Opt::Patience => "patience",
+            Opt::Target => "target",
         }
     }
 
@@ -400,7 +406,7 @@ impl Opt {
         !matches!(
             (self, kind),
             (_, Kind::Async)
-                | (Opt::CheckpointPeriod, Kind::Parallel)
+                | (Opt::CheckpointPeriod | Opt::Patience, Kind::Parallel)
                 | (Opt::ParallelRuns, Kind::Repeat)
         )
     }
@@ -445,7 +451,9 @@ struct Seen {
     parallel_runs: Option<u64>,
     iteration_var: Option<String>,
     select: Option<(Objective, String)>,
-    spans: [Option<Range<usize>>; 6],
+    patience: Option<u64>,
+    target: Option<Target>,
+    spans: [Option<Range<usize>>; Opt::ALL.len()],
 }
 
 impl Words<'_> {
@@ -505,12 +513,15 @@ impl Words<'_> {
             Kind::Repeat => Directive::Repeat(Repeat {
                 iterations,
                 checkpoint_period: seen.checkpoint_period.unwrap_or(DEFAULT_CHECKPOINT_PERIOD),
+                patience: seen.patience,
+                target: seen.target,
                 iteration_var,
                 select,
             }),
             Kind::Parallel | Kind::Async => Directive::Parallel(Parallel {
                 iterations,
                 parallel_runs: seen.parallel_runs,
+                target: seen.target,
                 iteration_var,
                 select,
             }),
@@ -686,7 +697,7 @@ impl Words<'_> {
             });
         };
         if !opt.belongs_to(kind) {
-            let owner = if opt == Opt::CheckpointPeriod {
+            let owner = if matches!(opt, Opt::CheckpointPeriod | Opt::Patience) {
                 "repeat"
             } else {
                 "parallel"
@@ -713,6 +724,8 @@ impl Words<'_> {
             Opt::Iterations => seen.iterations = Some(self.count(opt, &value, span)?),
             Opt::CheckpointPeriod => seen.checkpoint_period = Some(self.count(opt, &value, span)?),
             Opt::ParallelRuns => seen.parallel_runs = Some(self.count(opt, &value, span)?),
+            Opt::Patience => seen.patience = Some(self.count(opt, &value, span)?),
+            Opt::Target => seen.target = Some(self.target(&value, span)?),
             Opt::IterationVar => {
                 if let Err(InvalidValue::InvalidIdentifier(_)) = check_identifier(&value) {
                     let message = if value.is_empty() {
@@ -763,6 +776,44 @@ impl Words<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `--target`'s value: a finite number.
+    fn target(&self, text: &str, span: Range<usize>) -> Result<Target, ParseError> {
+        let help = "give the score at which to stop, e.g. `--target 0.95`";
+        let number = text
+            .parse::<f64>()
+            .ok()
+            // Rust reads `inf`, `NaN` and `infinity` as numbers; people
+            // write them only by mistake.
+            .filter(|_| text.bytes().any(|b| b.is_ascii_digit()));
+        match number.map(Target::new) {
+            Some(Ok(target)) => Ok(target),
+            Some(Err(_)) => Err(self
+                .error(
+                    ErrorKind::NumberOutOfRange,
+                    format!(
+                        "`--target` must be a finite number, found `{}`",
+                        shown(text)
+                    ),
+                    span,
+                )
+                .with_help(help)),
+            None => {
+                let found = if text.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    format!("`{}`", shown(text))
+                };
+                Err(self
+                    .error(
+                        ErrorKind::InvalidNumber,
+                        format!("`--target` expects a number, found {found}"),
+                        span,
+                    )
+                    .with_help(help))
+            }
+        }
     }
 
     /// A count option's value: a whole number from 1 up.

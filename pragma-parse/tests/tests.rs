@@ -1,7 +1,7 @@
 //! Behaviour of the directive parser as a user of the crate sees it.
 
 use pragma_parse::{
-    Directive, ErrorKind, Kind, Objective, Parallel, Repeat, Selection, parse_cell,
+    Directive, ErrorKind, Kind, Objective, Parallel, Repeat, Selection, Target, parse_cell,
     parse_directive, split_words,
 };
 
@@ -73,6 +73,44 @@ mod options {
             parallel("#pragma parallel --iterations 2 --max-by a").parallel_runs(),
             None
         );
+    }
+
+    #[test]
+    fn stop_rules_are_read_and_printed_in_place() {
+        let r = repeat(
+            "#pragma repeat --max-by acc --target=0.95 --iterations 100 --patience 3 --checkpoint-period 5",
+        );
+        assert_eq!(r.patience(), Some(3));
+        assert_eq!(r.target().map(Target::score), Some(0.95));
+        assert_eq!(
+            Directive::Repeat(r).to_string(),
+            "#pragma repeat --iterations 100 --checkpoint-period 5 --patience 3 --target 0.95 --iteration-var iteration --max-by acc"
+        );
+        let p = parse("#pragma parallel --iterations 8 --target -1e-3 --min-by loss");
+        assert_eq!(p.target().map(Target::score), Some(-0.001));
+        assert_eq!(p.patience(), None);
+        assert_eq!(
+            p.to_string(),
+            "#pragma parallel --iterations 8 --target -0.001 --iteration-var iteration --min-by loss"
+        );
+        // Without them, every iteration runs, and the canonical form is
+        // what it was before they existed.
+        let plain = parse("#pragma repeat --iterations 3 --max-by a");
+        assert_eq!((plain.patience(), plain.target()), (None, None));
+        assert_eq!(
+            plain.to_string(),
+            "#pragma repeat --iterations 3 --checkpoint-period 1 --iteration-var iteration --max-by a"
+        );
+    }
+
+    #[test]
+    fn a_target_is_reached_from_the_objectives_side() {
+        let target = Target::new(2.0).unwrap();
+        assert!(target.reached_by(2.0, Objective::Max) && target.reached_by(2.5, Objective::Max));
+        assert!(!target.reached_by(1.5, Objective::Max));
+        assert!(target.reached_by(2.0, Objective::Min) && target.reached_by(-3.0, Objective::Min));
+        assert!(!target.reached_by(2.5, Objective::Min));
+        assert_eq!(Target::new(-0.0).unwrap(), Target::new(0.0).unwrap());
     }
 
     #[test]
@@ -392,6 +430,15 @@ mod construction {
             Selection::new(Objective::Min, "a\nb"),
             Err(InvalidValue::LineBreakInExpression)
         );
+        let repeat = Repeat::new(5, 1, "i", Selection::new(Objective::Max, "a").unwrap()).unwrap();
+        assert_eq!(
+            repeat.with_patience(Some(0)),
+            Err(InvalidValue::Zero { option: "patience" })
+        );
+        assert_eq!(
+            Target::new(f64::INFINITY),
+            Err(InvalidValue::NotFinite { option: "target" })
+        );
     }
 
     #[test]
@@ -418,6 +465,18 @@ mod construction {
             r#"{"kind":"repeat","iterations":0,"select":{"objective":"max","expr":"a"}}"#,
         );
         assert!(bad.unwrap_err().to_string().contains("at least 1"));
+        let stopping: Directive = serde_json::from_str(
+            r#"{"kind":"repeat","iterations":9,"patience":2,"target":0.5,"select":{"objective":"max","expr":"a"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            stopping,
+            parse("#pragma repeat --iterations 9 --patience 2 --target 0.5 --max-by a")
+        );
+        let no_patience = serde_json::from_str::<Directive>(
+            r#"{"kind":"repeat","iterations":9,"patience":0,"select":{"objective":"max","expr":"a"}}"#,
+        );
+        assert!(no_patience.unwrap_err().to_string().contains("at least 1"));
     }
 }
 

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 
 use pragma_parse::{
-    Directive, Objective, Parallel, Repeat, Selection, parse_cell, parse_directive, quote,
+    Directive, Objective, Parallel, Repeat, Selection, Target, parse_cell, parse_directive, quote,
 };
 
 fn selection() -> impl Strategy<Value = Selection> {
@@ -27,20 +27,42 @@ fn identifier() -> impl Strategy<Value = String> {
     "[A-Za-z_][A-Za-z0-9_]{0,12}"
 }
 
+/// Any finite score: small, huge, tiny, negative, whole.
+fn target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        (-1e6..1e6f64),
+        any::<f64>().prop_filter("finite", |x| x.is_finite()),
+        (-1000i64..1000).prop_map(|x| x as f64),
+    ]
+    .prop_map(|x| Target::new(x).unwrap())
+}
+
 fn directive() -> impl Strategy<Value = Directive> {
     prop_oneof![
         Just(Directive::Async),
-        (count(), count(), identifier(), selection()).prop_map(|(n, k, var, sel)| {
-            Directive::Repeat(Repeat::new(n, k, var, sel).unwrap())
-        }),
+        (
+            (count(), count(), identifier(), selection()),
+            proptest::option::of(count()),
+            proptest::option::of(target()),
+        )
+            .prop_map(|((n, k, var, sel), patience, target)| {
+                Directive::Repeat(
+                    Repeat::new(n, k, var, sel)
+                        .unwrap()
+                        .with_patience(patience)
+                        .unwrap()
+                        .with_target(target),
+                )
+            }),
         (
             count(),
             proptest::option::of(count()),
             identifier(),
-            selection()
+            selection(),
+            proptest::option::of(target()),
         )
-            .prop_map(|(n, p, var, sel)| Directive::Parallel(
-                Parallel::new(n, p, var, sel).unwrap()
+            .prop_map(|(n, p, var, sel, target)| Directive::Parallel(
+                Parallel::new(n, p, var, sel).unwrap().with_target(target)
             )),
     ]
 }
