@@ -302,6 +302,7 @@ def test_a_worker_killed_under_a_task_of_several_iterations_runs_each_again_coun
             "print('ended:', outcome.status, outcome.best_iteration, outcome.failed_iterations)\n"
             "print('usage:', outcome.usage['iterations_run'], outcome.usage['work_lost'])\n"
             "print('tasks:', max(tasks))",
+            "%pragma logs",
         ],
         timeout=180,
     )
@@ -311,6 +312,12 @@ def test_a_worker_killed_under_a_task_of_several_iterations_runs_each_again_coun
         os.kill(int(files(marks, "started-300-")[0].split("-")[2]), signal.SIGKILL)
 
     execute_meanwhile(client, kill_the_slow_ones_worker, 180)
+    # Ray's word of the killed worker is in the operation's log, never in
+    # a cell that ran meanwhile.
+    *cells, logs = [shown(cell) for cell in client.nb.cells]
+    assert not [text for text in cells if "died" in text or "raylet" in text], cells
+    assert "-- Ray, to this kernel" in logs and "died" in logs, logs
+    client.nb.cells.pop()
     lines = printed(client, "ended:", "usage:", "tasks:")
     assert lines[0] == "ended: succeeded 999 []", lines
     runs, lost = map(int, lines[1].split()[1:])

@@ -125,6 +125,11 @@ class Kernel:
                     retries=int(settings["retries"]),
                 )
             )
+            if dispatcher is not None:
+                # Beside the workers' own output: shown by `%pragma logs`.
+                dispatcher.keep_messages_in(
+                    os.path.join(self.session.logs_dir(), "workers", f"{os.getpid()}-ray.err")
+                )
         return self.session
 
     def identity(self) -> str:
@@ -395,10 +400,10 @@ class Kernel:
             for name in sorted(names, key=lambda n: (len(n), n)):
                 worker = name.removeprefix(mine).removesuffix(".err")
                 text = tail(os.path.join(workers, name))
+                # Ray's messages to the kernel (see `Dispatcher.keep_messages_in`).
+                title = "Ray, to this kernel" if worker == "ray" else f"worker {worker}"
                 if text.strip():
-                    shown.append(
-                        f"-- worker {worker}\n{text}" + ("" if text.endswith("\n") else "\n")
-                    )
+                    shown.append(f"-- {title}\n{text}" + ("" if text.endswith("\n") else "\n"))
             return "".join(["== workers (outside any iteration)\n", *shown]) if shown else ""
 
         def tail(path, most=1 << 16):

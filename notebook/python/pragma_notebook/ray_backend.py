@@ -41,6 +41,7 @@ dispatcher): a ``repeat``'s iterations after the first run in one of
 them, on the state the last one left in its memory.
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -322,6 +323,37 @@ class Dispatcher:
         self._taken = []
         self._taken_lock = threading.Lock()
         threading.Thread(target=self._release_taken, name="pragma release", daemon=True).start()
+
+    def keep_messages_in(self, path):
+        """Ray's messages to this kernel ("A worker died or was killed while
+        executing a task ...", an out-of-memory kill, an autoscaler error)
+        are written to ``path`` instead of the cell that runs at the time.
+
+        Ray's driver prints them from a thread of its own to
+        ``sys.stdout``, which in a kernel is whatever cell runs then; Ray
+        has no setting for it, so its module's printer is wrapped. (A Ray
+        without that printer prints them as before.) The driver's copies of
+        the workers' own output (``ray.log_to_driver=True``) are bound at
+        ``ray.init`` and print as Ray prints them."""
+        module = ray._private.worker
+        printer = getattr(module, "print_to_stdstream", None)
+        if printer is None:
+            return
+        printer = getattr(printer, "__wrapped__", printer)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+
+        @functools.wraps(printer)
+        def kept(data, ignore_prefix=False):
+            # The error listener's messages name the raylet as their process.
+            if data.get("pid") != "raylet":
+                return printer(data, ignore_prefix=ignore_prefix)
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            with open(path, "a", encoding="utf-8") as log:
+                for line in data.get("lines", []):
+                    log.write(f"[{stamp}] {line}" + ("" if line.endswith("\n") else "\n"))
+            return None
+
+        module.print_to_stdstream = kept
 
     def capacity(self):
         """How many iterations may run at once: the cluster's CPUs now."""
