@@ -91,6 +91,9 @@ struct Plan {
     failed: Vec<u64>,
     best: Option<Placed>,
     best_so_far: Vec<(f64, f64)>,
+    /// The score at which the operation stops (`--target`), drawn as a
+    /// line.
+    target: Option<f64>,
     x: std::ops::Range<f64>,
     y: std::ops::Range<f64>,
 }
@@ -134,11 +137,20 @@ fn plan(summary: &OperationSummary, candidates: &[CandidateScore]) -> Plan {
     });
     let best_so_far = steps(&placed, objective);
     let last = summary.iterations.max(1) as f64 - 1.0;
+    let target = summary.directive.target().map(|t| t.score());
+    // The target line is in view too.
+    let mut in_view = placed.clone();
+    in_view.extend(target.map(|score| Placed {
+        iteration: 0,
+        y: score.clamp(-SCORE_LIMIT, SCORE_LIMIT),
+        score,
+    }));
     Plan {
         objective,
         axis_title,
         x: -0.5..last + 0.5,
-        y: y_range(&placed),
+        y: y_range(&in_view),
+        target,
         placed,
         invalid,
         failed,
@@ -239,7 +251,14 @@ fn draw(
     let plan = plan(summary, candidates);
     let root = SVGBackend::with_string(out, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
-    let status = summary.status.as_ref().map_or("unfinished", |s| s.name());
+    let mut status = summary
+        .status
+        .as_ref()
+        .map_or("unfinished", |s| s.name())
+        .to_owned();
+    if summary.stopped_early.is_some() {
+        status.push_str(", stopped early");
+    }
     let what = if summary.candidates_are_checkpoints {
         "checkpoints"
     } else {
@@ -288,6 +307,14 @@ fn draw_plot(
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     let mut legend = Vec::new();
+    if let Some(target) = plan.target {
+        let y = target.clamp(-SCORE_LIMIT, SCORE_LIMIT);
+        chart.draw_series(LineSeries::new(
+            [(plan.x.start, y), (plan.x.end, y)],
+            MAGENTA.stroke_width(1),
+        ))?;
+        legend.push(("target (--target)", Marker::Line(MAGENTA)));
+    }
     if plan.best_so_far.len() > 1 {
         chart.draw_series(LineSeries::new(
             plan.best_so_far.iter().copied(),

@@ -160,3 +160,30 @@ fn a_long_expression_is_shortened_and_checkpoints_are_named() {
     let last_tick = texts.iter().filter_map(|t| t.parse::<u64>().ok()).max();
     assert!(last_tick >= Some(18), "{texts:?}");
 }
+
+#[test]
+fn a_target_is_drawn_and_an_early_stop_is_in_the_title() {
+    let chart = chart(
+        "#pragma repeat --iterations 40 --checkpoint-period 2 --target 0.9 --max-by acc",
+        serde_json::json!([
+            candidate(1, Some(0.5), None),
+            candidate(3, Some(0.95), None)
+        ]),
+        serde_json::json!({
+            "candidates_are_checkpoints": true,
+            "iterations": 40,
+            "done": 4,
+            "best": {"iteration": 3, "score": 0.95},
+            "stopped_early": "iteration 3 scored 0.95, reaching the target 0.9 (`--target`)",
+        }),
+    )
+    .unwrap();
+    let texts = texts(&chart);
+    assert!(texts.iter().any(|t| t == "target (--target)"), "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t == "op-chart: checkpoints, succeeded, stopped early"),
+        "{texts:?}"
+    );
+}

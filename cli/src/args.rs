@@ -32,6 +32,11 @@ pub(crate) struct RunArgs {
     /// Print events as JSON Lines on standard output.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Seconds the iterations running at a preemption notice (SIGTERM)
+    /// have to finish before they are stopped; a repeat then checkpoints
+    /// its last finished iteration, and the command exits 75, resumable.
+    #[arg(long, default_value_t = DEFAULT_GRACE_SECONDS, value_parser = grace_seconds)]
+    pub(crate) grace: f64,
     /// Start over instead of resuming an interrupted run.
     #[arg(long)]
     pub(crate) fresh: bool,
@@ -57,6 +62,20 @@ pub(crate) struct RunArgs {
     /// job (`pragma __slurm-run`): what `cancel`, `wait` and `status` follow.
     #[arg(skip)]
     pub(crate) slurm_job: Option<String>,
+}
+
+/// The grace period of a preemption notice when `--grace` is not given:
+/// within the 30 s SLURM and Kubernetes wait before they kill.
+pub(crate) const DEFAULT_GRACE_SECONDS: f64 = 20.0;
+
+/// A grace period: seconds, from 0 up, finite.
+fn grace_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(seconds),
+        _ => Err(format!(
+            "`{text}` is not a number of seconds from 0 up (e.g. `--grace 20`, `--grace 0.5`)"
+        )),
+    }
 }
 
 /// Where iterations run.

@@ -329,7 +329,7 @@ fn not_running(location: &Location, record: &RunRecord<FileDigest>) -> Exit {
 }
 
 /// Asks `runner` to stop, as Ctrl-C stops a run: its SLURM job is
-/// cancelled, its process here gets SIGTERM.
+/// cancelled, its process here gets SIGINT.
 fn stop(runner: &pragma_session::Runner, op: &str, described: &str) -> Result<(), Failure> {
     if let Some(job) = &runner.batch_job {
         // The job may run on any node, or wait to start again: SLURM stops
@@ -356,7 +356,8 @@ fn stop(runner: &pragma_session::Runner, op: &str, described: &str) -> Result<()
             runner.pid
         )));
     }
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).map_err(|e| {
+    // SIGINT, as Ctrl-C: a SIGTERM is a preemption notice, which suspends.
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).map_err(|e| {
         Failure::usage(format!(
             "cannot signal process {} running operation {op}: {e}",
             runner.pid

@@ -24,6 +24,7 @@ pub(crate) fn exit_code(summary: &Summary) -> u8 {
         Ending::Applied => exit::OK,
         Ending::ConflictsLeft => exit::CONFLICTS,
         Ending::Cancelled => exit::CANCELLED,
+        Ending::Suspended => exit::SUSPENDED,
         Ending::Interrupted => exit::INTERRUPTED,
         _ => exit::FAILED,
     }
@@ -65,6 +66,10 @@ pub(crate) fn print_summary(summary: &Summary, location: &Location, json: bool) 
         }
         FinalStatus::Failed { .. } => outln!("failed: {reason}"),
         FinalStatus::Cancelled => outln!("cancelled: nothing applied; run again to resume"),
+        FinalStatus::Suspended => outln!(
+            "suspended by a preemption notice: what finished is checkpointed, nothing applied; \
+             run the same command again to resume"
+        ),
         FinalStatus::Stopped { .. } => outln!(
             "stopped, the store is full: {reason}; nothing applied, the last checkpoint stays: make room and run again to resume"
         ),
@@ -72,6 +77,9 @@ pub(crate) fn print_summary(summary: &Summary, location: &Location, json: bool) 
             outln!("interrupted: {reason}; the body asked for interactive input, nothing applied")
         }
         other => outln!("ended: {}", other.name()),
+    }
+    if let Some(why) = &summary.stopped_early {
+        outln!("  stopped early: {why}");
     }
     for failed in &summary.failed_iterations {
         outln!("  iteration {} failed: {}", failed.iteration, failed.error);

@@ -13,6 +13,10 @@ pub(crate) mod exit {
     pub(crate) const CONFLICTS: u8 = 3;
     /// A body asked for interactive input.
     pub(crate) const INTERRUPTED: u8 = 4;
+    /// Suspended by a preemption notice (SIGTERM): what ran is kept, and
+    /// the same command resumes it (75 is sysexits' "temporary failure,
+    /// try again").
+    pub(crate) const SUSPENDED: u8 = 75;
     /// Cancelled (Ctrl-C).
     pub(crate) const CANCELLED: u8 = 130;
 }

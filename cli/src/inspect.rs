@@ -140,7 +140,7 @@ pub(crate) fn status(args: &StatusArgs) -> Exit {
             outln!("{value}");
         } else {
             outln!(
-                "{}  {:<11} {}/{} iterations  best {}  {}{}",
+                "{}  {:<11} {}/{} iterations  best {}  {}{}{}",
                 summary.op,
                 status_name(&summary.status),
                 summary.done,
@@ -151,7 +151,12 @@ pub(crate) fn status(args: &StatusArgs) -> Exit {
                     String::new()
                 } else {
                     format!("  [{state}]")
-                }
+                },
+                summary
+                    .stopped_early
+                    .as_ref()
+                    .map(|why| format!("  [stopped early: {why}]"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -191,6 +196,9 @@ pub(crate) fn report(args: &ReportArgs) -> Exit {
         if !svg_to_stdout {
             for (iteration, error) in &summary.failed_iterations {
                 outln!("{iteration:>26}  failed: {error}");
+            }
+            if let Some(why) = &summary.stopped_early {
+                outln!("stopped early: {why}");
             }
         }
         Ok((summary, kept))

@@ -53,7 +53,9 @@ mod slurm;
     version,
     after_help = "Exit codes: 0 succeeded, 1 failed (or stopped by a full store; run again to resume), \
                   2 usage error, unreadable cell or invalid directive, \
-                  3 conflicts left unapplied, 4 interrupted by interactive input, 130 cancelled."
+                  3 conflicts left unapplied, 4 interrupted by interactive input, \
+                  75 suspended by a preemption notice (SIGTERM; run again to resume), \
+                  130 cancelled (Ctrl-C, `pragma cancel`)."
 )]
 struct Cli {
     #[command(subcommand)]

@@ -169,6 +169,10 @@ pub(crate) fn event_line(event: &Event) -> Option<String> {
         Event::IterationFailed {
             iteration, error, ..
         } => format!("iteration {iteration} failed: {error}"),
+        Event::StoppedEarly { reason, .. } => format!("stopping early: {reason}"),
+        Event::Suspending { grace_seconds, .. } => {
+            format!("suspending: nothing new starts; what runs has {grace_seconds} s to finish")
+        }
         Event::Retrying {
             iteration, attempt, ..
         } => format!("iteration {iteration}: attempt {attempt}"),

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use pragma_executor_local::{
     Config, Event, ExecError, ExecutionBackend, Executor, Handle, Outcome, Status,
@@ -195,6 +196,7 @@ async fn run_async(args: &RunArgs) -> Exit {
         running.handle,
         &progress,
         args.json && !args.detached,
+        Duration::from_secs_f64(args.grace),
     )
     .await;
     progress.finish();
@@ -335,43 +337,57 @@ impl pragma_session::FollowObserver for Shown<'_> {
 }
 
 /// Follows the operation to its end as every host does (its events kept
-/// in the store); Ctrl-C, SIGTERM (`pragma cancel`) and a hangup cancel it.
+/// in the store). Ctrl-C, SIGINT (`pragma cancel`) and a hangup cancel it;
+/// SIGTERM is a preemption notice (the machine is going: a cloud's,
+/// Kubernetes', SLURM's `--signal`): it suspends the operation, the
+/// iterations running given `grace` to finish.
 async fn follow(
     session: &ShellSession,
     handle: Handle<DirState>,
     progress: &Progress,
     json: bool,
+    grace: Duration,
 ) -> Result<Outcome<DirState>, ExecError> {
     let observer = handle.observer();
-    let cancel_on_signal = async {
-        let (terminate, hangup) = (
-            signal(SignalKind::terminate()).ok(),
-            signal(SignalKind::hangup()).ok(),
-        );
-        let by_signal = async {
-            match (terminate, hangup) {
-                (Some(mut terminate), Some(mut hangup)) => tokio::select! {
-                    _ = terminate.recv() => {},
-                    _ = hangup.recv() => {},
-                },
-                _ => std::future::pending().await,
+    let stop_on_signal = async {
+        let mut terminate = signal(SignalKind::terminate()).ok();
+        let mut hangup = signal(SignalKind::hangup()).ok();
+        let notice = async {
+            match terminate.as_mut() {
+                Some(terminate) => terminate.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let hung_up = async {
+            match hangup.as_mut() {
+                Some(hangup) => hangup.recv().await,
+                None => std::future::pending().await,
             }
         };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => progress.say(
-                "cancelling: workers stop, the last checkpoint stays; run again to resume",
-            ),
-            () = by_signal => progress.say(
-                "cancelling (asked by a signal): workers stop, the last checkpoint stays",
-            ),
+            _ = tokio::signal::ctrl_c() => {
+                progress.say("cancelling: workers stop, the last checkpoint stays; run again to resume");
+                observer.cancel();
+            }
+            _ = hung_up => {
+                progress.say("cancelling (hung up): workers stop, the last checkpoint stays");
+                observer.cancel();
+            }
+            _ = notice => {
+                progress.say(&format!(
+                    "suspending (a preemption notice, SIGTERM): no iteration starts; those running \
+                     have {} s to finish, then what finished is checkpointed",
+                    grace.as_secs_f64()
+                ));
+                observer.suspend(grace);
+            }
         }
-        observer.cancel();
         // Once is enough: the operation ends at its last checkpoint.
         std::future::pending::<()>().await;
     };
     let mut shown = Shown { progress, json };
     tokio::select! {
         outcome = session.follow(handle, &mut shown) => outcome,
-        () = cancel_on_signal => unreachable!("it never ends"),
+        () = stop_on_signal => unreachable!("it never ends"),
     }
 }

@@ -426,6 +426,9 @@ pub(crate) fn whole_job_run(dir: &Path) -> Result<RunArgs, Failure> {
         workers: setup.workers,
         retries: setup.retries,
         json: true,
+        // SLURM sends SIGTERM before a preemption, a requeue or the time
+        // limit, and SIGKILL after its KillWait (30 s by default).
+        grace: crate::args::DEFAULT_GRACE_SECONDS,
         fresh: false,
         // Nobody else writes this copy of the state.
         on_conflict: Some(crate::args::OnConflict::TakeBackground),

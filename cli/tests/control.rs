@@ -241,6 +241,64 @@ fn ctrl_c_cancels_with_exit_130_and_the_next_run_resumes() {
 }
 
 #[test]
+fn sigterm_is_a_preemption_notice_and_the_resume_runs_nothing_twice() {
+    let setup = Setup::new();
+    // Checkpoints every 5 iterations: a cancel two past a checkpoint would
+    // run those two again; a notice checkpoints them.
+    let cell = setup.cell(
+        "#pragma repeat --iterations 12 --checkpoint-period 5 --max-by 'cat n'\n\
+         echo $iteration >> \"$OUT/ran\"; touch \"$OUT/started-$iteration\"; sleep 0.3; \
+         echo $(( $(cat n 2>/dev/null || echo 0) + 1 )) > n\n",
+    );
+    let state = setup.path("state");
+    let child = setup.spawn(&[
+        "run",
+        cell.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--grace",
+        "30",
+    ]);
+    wait_for_file(&setup.path("started-6"));
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(75), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("suspended by a preemption notice"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("suspending (a preemption notice, SIGTERM)"),
+        "{stderr}"
+    );
+    assert!(!state.join("n").exists(), "nothing is applied");
+
+    setup
+        .pragma(&["run"])
+        .arg(&cell)
+        .arg("--state")
+        .arg(&state)
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("resuming operation"))
+        .stdout(predicate::str::contains("succeeded: best iteration 11"));
+    assert_eq!(std::fs::read_to_string(state.join("n")).unwrap(), "12\n");
+    // Iteration 6, running at the notice, finished and was checkpointed
+    // with 5: every iteration ran once.
+    let ran = std::fs::read_to_string(setup.path("ran")).unwrap();
+    let mut ran: Vec<u64> = ran.lines().map(|l| l.parse().unwrap()).collect();
+    ran.sort_unstable();
+    assert_eq!(ran, (0..12).collect::<Vec<_>>());
+}
+
+#[test]
 fn bodies_die_with_a_run_killed_by_sigkill() {
     let setup = Setup::new();
     let cell = setup.cell(

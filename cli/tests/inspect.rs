@@ -129,3 +129,55 @@ fn logs_of_an_operation_that_printed_nothing_say_so() {
         .code(0)
         .stdout(predicate::str::contains("printed nothing"));
 }
+
+#[test]
+fn a_repeat_stopped_by_its_patience_says_why_in_its_summary_status_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    let cell = dir.path().join("cell");
+    // The score climbs to 3 at iteration 2, then falls; each run is counted.
+    std::fs::write(
+        &cell,
+        "#pragma repeat --iterations 30 --patience 2 --max-by 'cat score'\n\
+         echo $(( iteration <= 2 ? iteration + 1 : 0 )) > score; echo run >> \"$RUNS\"\n",
+    )
+    .unwrap();
+    let runs = dir.path().join("runs");
+    pragma()
+        .arg("run")
+        .arg(&cell)
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .current_dir(dir.path())
+        .env("RUNS", &runs)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "succeeded: best iteration 2, score 3",
+        ))
+        .stdout(predicate::str::contains(
+            "  stopped early: no better score in 2 checkpoints after iteration 2 (`--patience`)",
+        ));
+    // Iterations 0 to 4 ran (checkpoints after 3 and 4 did not improve),
+    // not 30.
+    let ran = std::fs::read_to_string(&runs).unwrap().lines().count();
+    assert_eq!(ran, 5);
+    let op = only_op(dir.path());
+    pragma()
+        .arg("status")
+        .current_dir(dir.path())
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("succeeded   5/30 iterations"))
+        .stdout(predicate::str::contains(
+            "[stopped early: no better score in 2 checkpoints after iteration 2 (`--patience`)]",
+        ));
+    pragma()
+        .args(["report", &op])
+        .current_dir(dir.path())
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "stopped early: no better score in 2 checkpoints after iteration 2",
+        ));
+}

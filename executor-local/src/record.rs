@@ -60,6 +60,9 @@ pub(crate) struct Record {
     /// again as its first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) started: Vec<(u64, u32)>,
+    /// Why a stop rule (`--patience`, `--target`) ended it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) stopped_early: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -84,6 +87,7 @@ impl Record {
         self.usage = delta.usage;
         self.pending_runs = delta.pending_runs;
         self.started = delta.started;
+        self.stopped_early = delta.stopped_early;
     }
 
     /// The iterations recorded as finished, in either form.

@@ -109,6 +109,25 @@ pub enum Event {
         /// What it asked.
         message: String,
     },
+    /// A preemption notice came ([`Handle::suspend`](crate::Handle::suspend)):
+    /// nothing starts any more; the iterations running may finish within
+    /// the grace period.
+    Suspending {
+        /// The operation.
+        op: String,
+        /// The grace period, in seconds.
+        grace_seconds: f64,
+    },
+    /// A stop rule (`--patience`, `--target`) was met: no iteration starts
+    /// any more, those running are stopped, and the operation ends with
+    /// its best so far.
+    StoppedEarly {
+        /// The operation.
+        op: String,
+        /// Which rule, and where (`no better score in 3 checkpoints after
+        /// iteration 29 (`--patience`)`).
+        reason: String,
+    },
     /// The user cancelled the operation.
     Cancelled {
         /// The operation.
@@ -164,11 +183,18 @@ pub enum FinalStatus {
         /// What could not be saved, and why.
         reason: String,
     },
+    /// A preemption notice suspended it ([`Handle::suspend`](crate::Handle::suspend)):
+    /// the iterations running then finished within the grace period (or
+    /// were stopped at its end), a repeat checkpointed its last finished
+    /// iteration; nothing is applied, and
+    /// [`Executor::resume`](crate::Executor::resume) goes on from there
+    /// with nothing that finished run again.
+    Suspended,
 }
 
 impl FinalStatus {
     /// The status's name: `succeeded`, `failed`, `cancelled`,
-    /// `interrupted`, `stopped`.
+    /// `interrupted`, `stopped`, `suspended`.
     pub fn name(&self) -> &'static str {
         match self {
             FinalStatus::Succeeded => "succeeded",
@@ -176,14 +202,19 @@ impl FinalStatus {
             FinalStatus::Cancelled => "cancelled",
             FinalStatus::Interrupted { .. } => "interrupted",
             FinalStatus::Stopped { .. } => "stopped",
+            FinalStatus::Suspended => "suspended",
         }
     }
 
     /// Whether the operation ended short of its end, at its last
     /// checkpoint, to go on when [resumed](crate::Executor::resume):
-    /// cancelled, or stopped by a full store.
+    /// cancelled, stopped by a full store, or suspended by a preemption
+    /// notice.
     pub fn is_resumable(&self) -> bool {
-        matches!(self, FinalStatus::Cancelled | FinalStatus::Stopped { .. })
+        matches!(
+            self,
+            FinalStatus::Cancelled | FinalStatus::Stopped { .. } | FinalStatus::Suspended
+        )
     }
 }
 
@@ -236,6 +267,10 @@ pub struct Outcome<State> {
     pub failed_iterations: Vec<(u64, String)>,
     /// What it consumed.
     pub usage: Usage,
+    /// Why a stop rule (`--patience`, `--target`) ended it before its last
+    /// iteration, if one did: `no better score in 3 checkpoints after
+    /// iteration 29 (`--patience`)`.
+    pub stopped_early: Option<String>,
 }
 
 impl<State> Outcome<State> {
@@ -258,6 +293,7 @@ impl<State> Outcome<State> {
             candidate_count: 0,
             failed_iterations: Vec::new(),
             usage: Usage::default(),
+            stopped_early: None,
         }
     }
 }
@@ -309,6 +345,9 @@ pub struct OperationSummary {
     pub failed_iterations: Vec<(u64, String)>,
     /// What it consumed.
     pub usage: Usage,
+    /// Why a stop rule ended it early, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
 }
 
 /// Scores in JSON: a number, or for an infinite score (a valid score: it

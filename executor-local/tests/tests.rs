@@ -13,6 +13,8 @@ use pragma_selector::Evaluation;
 
 mod chaos;
 mod conformance;
+mod preemption;
+mod stop_rules;
 
 fn config(workers: u64) -> Config {
     Config::default()

@@ -66,7 +66,21 @@ pub(crate) async fn run(program: &str, args: &[OsString]) -> Result<String, Slur
 /// Cancels job `job` (`scancel JOB`), outside a runtime: SLURM stops it
 /// wherever it runs, or waits to, with the SIGTERM a cancel sends.
 pub fn cancel_job(job: &str) -> Result<(), SlurmError> {
-    run_now("scancel", &[job]).map(drop)
+    for args in cancel_args(job) {
+        run_now("scancel", &args)?;
+    }
+    Ok(())
+}
+
+/// The `scancel`s that cancel a job as Ctrl-C cancels a run: a running
+/// job's processes get SIGINT (the batch script's too: a SIGTERM is a
+/// preemption notice, which a `pragma run` in it takes as "suspend, the
+/// machine goes"); a job still waiting leaves the queue.
+pub(crate) fn cancel_args(job: &str) -> [[&str; 3]; 2] {
+    [
+        ["--signal=INT", "--full", job],
+        ["--state=PENDING", "--quiet", job],
+    ]
 }
 
 /// Cancels every job of operation `op` still in the queue (those its

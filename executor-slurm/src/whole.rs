@@ -162,13 +162,21 @@ pub async fn follow<T: DeserializeOwned>(
             () = tokio::time::sleep(Duration::from_millis(300)) => {}
             _ = tokio::signal::ctrl_c(), if on_cancel.is_some() => {
                 if let Some(told) = on_cancel.take() { told() }
-                let _ = scancel(&[job.into()]).await;
+                cancel(job).await;
             }
             () = stop, if on_cancel.is_some() => {
                 if let Some(told) = on_cancel.take() { told() }
-                let _ = scancel(&[job.into()]).await;
+                cancel(job).await;
             }
         }
+    }
+}
+
+/// Cancels `job` as Ctrl-C cancels a run (see `cancel_args`).
+async fn cancel(job: &str) {
+    for args in crate::queue::cancel_args(job) {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        let _ = scancel(&args).await;
     }
 }
 

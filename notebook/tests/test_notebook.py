@@ -505,3 +505,39 @@ def test_without_widgets_the_cell_shows_a_text_line_updated_in_place(tmp_path):
     applied = text.splitlines()[-1]
     assert applied.startswith("applied: "), text
     assert sorted(applied.removeprefix("applied: ").split(", ")) == ["n", "time"], text
+
+
+def test_a_kernel_shut_down_mid_repeat_checkpoints_what_finished_and_the_next_runs_nothing_twice(
+    tmp_path,
+):
+    # Checkpoints every 5: a kernel killed two iterations past one would
+    # run those two again; a kernel shut down suspends its repeat, which
+    # checkpoints them.
+    cell = (
+        "#pragma repeat --iterations 12 --checkpoint-period 5 --max-by n\n"
+        "import time\ntime.sleep(0.3)\nn = n + 1\n"
+        "with open('runs.log', 'a') as log:\n    log.write(f'{iteration}\\n')\ndel log"
+    )
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        kernel_messages(kc, "%load_ext pragma_notebook\nn = 0")
+        kernel_messages(kc, cell)
+        runs = tmp_path / "runs.log"
+        deadline = time.time() + 60
+        while not runs.exists() or len(runs.read_text().split()) < 7:
+            assert time.time() < deadline, "the operation does not get on"
+            time.sleep(0.05)
+    finally:
+        kc.stop_channels()
+        # As Jupyter shuts a kernel down or restarts it: it is asked, and
+        # killed if it has not exited within 5 s.
+        km.shutdown_kernel(now=False)
+    texts = run(
+        tmp_path,
+        "n = 0",
+        "outcome = %pragma wait\nprint(outcome.status, outcome.best_iteration, n)\n"
+        "print(outcome.usage['work_lost'])",
+    )
+    assert texts[-1].splitlines()[-2:] == ["succeeded 11 12", "0"], texts
+    ran = sorted(int(line) for line in (tmp_path / "runs.log").read_text().split())
+    assert ran == list(range(12)), ran

@@ -22,6 +22,11 @@
 //!   default 1), `--parallel-runs P` (parallel only, default: the executor's
 //!   capacity), `--iteration-var NAME` (default `iteration`), and exactly one
 //!   of `--max-by EXPR` / `--min-by EXPR`, whose expression the host evaluates.
+//! - Stop rules, both optional: `--patience N` (repeat only) stops after N
+//!   checkpoints in a row that do not improve on the best; `--target VALUE`
+//!   (repeat and parallel, a finite number) stops once a candidate scores
+//!   VALUE or better (at least VALUE for `--max-by`, at most for `--min-by`,
+//!   see [`Target::reached_by`]).
 //! - Values are words by the POSIX shell's quoting rules, which are also
 //!   Python's `shlex.split` rules except in three corners where this crate
 //!   follows the shell: inside double quotes `\$` and ``\` `` give `$` and a

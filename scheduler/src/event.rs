@@ -48,6 +48,21 @@ pub enum Event {
     WorkerLost(WorkerId),
     /// The user cancels the operation.
     Cancel(OpId),
+    /// A stop rule was met (`--patience`, `--target`): no iteration starts
+    /// any more, those running are stopped, and the operation ends with
+    /// what it has: succeeded if a repeat committed a checkpoint or a
+    /// parallel iteration finished, else cancelled.
+    StopEarly(OpId),
+    /// A preemption notice: the machine is going. No iteration starts any
+    /// more; those running may finish; a repeat then checkpoints its last
+    /// finished iteration (whatever its period), and the operation ends
+    /// [`Conclusion::Suspended`](crate::Conclusion), resumable with nothing
+    /// run since lost.
+    Suspend(OpId),
+    /// The notice's grace period is over: the iterations still running are
+    /// stopped (their work is lost) and a suspending operation ends at
+    /// once; a repeat's checkpoint on its way is awaited.
+    SuspendNow(OpId),
 }
 
 /// Where an iteration's state comes from.

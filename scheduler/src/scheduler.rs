@@ -66,6 +66,9 @@ struct Operation {
     attempts: u64,
     lost: u64,
     failed: u64,
+    /// A preemption notice came: nothing starts any more.
+    #[serde(default)]
+    suspending: bool,
     state: PlanState,
 }
 
@@ -226,6 +229,7 @@ impl Scheduler {
                 attempts: 0,
                 lost: 0,
                 failed: 0,
+                suspending: false,
                 state,
             },
         );
@@ -248,6 +252,9 @@ impl Scheduler {
         match event {
             Event::SetCapacity(capacity) => self.capacity = capacity,
             Event::Cancel(op) => self.cancel(op, actions),
+            Event::StopEarly(op) => self.stop_early(op, actions),
+            Event::Suspend(op) => self.suspend(op, actions),
+            Event::SuspendNow(op) => self.suspend_now(op, actions),
             Event::IterationFinished(worker) => self.on_worker(worker, Report::Finished, actions),
             Event::IterationFailed(worker) => self.on_worker(worker, Report::Failed, actions),
             Event::CheckpointCommitted(worker) => {
@@ -399,6 +406,14 @@ impl Scheduler {
         let Some(op) = self.ops.get_mut(&id) else {
             return;
         };
+        if op.suspending {
+            if let PlanState::Parallel(parallel) = &mut op.state {
+                // Not started after all: it runs on resume.
+                parallel.retry.push_front(iteration);
+            }
+            self.wind_down(id, worker, actions);
+            return;
+        }
         if op
             .budgets
             .max_attempts
@@ -553,6 +568,14 @@ impl Scheduler {
             // an iteration runs): not ours to act on.
             Report::Finished | Report::Committed => {}
         }
+        // A suspending repeat that lost its worker has nothing left to run.
+        if let Some(op) = self.ops.get(&id)
+            && op.suspending
+            && op.outcome.is_none()
+            && matches!(&op.state, PlanState::Repeat(repeat) if repeat.worker.is_none())
+        {
+            self.end(id, Conclusion::Suspended, actions);
+        }
     }
 
     fn on_parallel(
@@ -638,9 +661,13 @@ impl Scheduler {
             return;
         };
         let total = op.plan.iterations();
-        if op.outcome.is_none() && parallel.in_flight.is_empty() && !parallel.has_pending(total) {
-            let outcome = parallel.outcome(FailReason::NoIterationSucceeded);
-            self.end(id, outcome, actions);
+        if op.outcome.is_none() && parallel.in_flight.is_empty() {
+            if !parallel.has_pending(total) {
+                let outcome = parallel.outcome(FailReason::NoIterationSucceeded);
+                self.end(id, outcome, actions);
+            } else if op.suspending {
+                self.end(id, Conclusion::Suspended, actions);
+            }
         }
     }
 
@@ -694,8 +721,114 @@ impl Scheduler {
     }
 
     fn cancel(&mut self, id: OpId, actions: &mut Vec<Action>) {
+        if self.stop_all(id, actions) {
+            self.end(id, Conclusion::Cancelled, actions);
+        }
+    }
+
+    fn suspend(&mut self, id: OpId, actions: &mut Vec<Action>) {
         if !self.active.contains(&id) {
             return;
+        }
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        op.suspending = true;
+        // Only what runs now goes on: with nothing running, it ends here.
+        let idle = match &op.state {
+            PlanState::Repeat(repeat) => repeat.worker.is_none(),
+            PlanState::Parallel(parallel) => parallel.in_flight.is_empty(),
+        };
+        if idle {
+            let held: Vec<WorkerId> = self
+                .workers
+                .iter()
+                .filter(|&(_, holder)| *holder == id)
+                .map(|(&worker, _)| worker)
+                .collect();
+            for worker in held {
+                self.release(id, worker, actions);
+            }
+            self.end(id, Conclusion::Suspended, actions);
+        }
+    }
+
+    fn suspend_now(&mut self, id: OpId, actions: &mut Vec<Action>) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        if !op.suspending || op.outcome.is_some() {
+            return;
+        }
+        let lost = match &op.state {
+            // Its checkpoint is awaited: it ends once that is committed.
+            PlanState::Repeat(repeat) if repeat.checkpointing => return,
+            PlanState::Repeat(repeat) => {
+                repeat.finished - repeat.committed + u64::from(repeat.worker.is_some())
+            }
+            PlanState::Parallel(parallel) => parallel.in_flight.len() as u64,
+        };
+        op.lost += lost;
+        if self.stop_all(id, actions) {
+            self.end(id, Conclusion::Suspended, actions);
+        }
+    }
+
+    /// Instead of starting an iteration on `worker`, a suspending
+    /// operation winds down: a repeat checkpoints what finished since its
+    /// last checkpoint, then lets the worker go and ends; a parallel one
+    /// lets the worker go and ends with its last run.
+    fn wind_down(&mut self, id: OpId, worker: WorkerId, actions: &mut Vec<Action>) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        match &mut op.state {
+            PlanState::Repeat(repeat)
+                if repeat.finished > repeat.committed && !repeat.checkpointing =>
+            {
+                repeat.checkpointing = true;
+                actions.push(Action::Checkpoint {
+                    op: id,
+                    worker,
+                    iterations_done: repeat.finished,
+                });
+            }
+            PlanState::Repeat(_) => {
+                self.release(id, worker, actions);
+                self.end(id, Conclusion::Suspended, actions);
+            }
+            PlanState::Parallel(parallel) => {
+                let last = parallel.in_flight.is_empty();
+                self.release(id, worker, actions);
+                if last {
+                    self.end(id, Conclusion::Suspended, actions);
+                }
+            }
+        }
+    }
+
+    fn stop_early(&mut self, id: OpId, actions: &mut Vec<Action>) {
+        if !self.stop_all(id, actions) {
+            return;
+        }
+        let kept = self.ops.get(&id).is_some_and(|op| match &op.state {
+            PlanState::Repeat(repeat) => repeat.committed > 0,
+            PlanState::Parallel(parallel) => parallel.succeeded > 0,
+        });
+        let outcome = if kept {
+            Conclusion::Succeeded
+        } else {
+            Conclusion::Cancelled
+        };
+        self.end(id, outcome, actions);
+    }
+
+    /// Stops every worker of the active operation `id` and forgets what
+    /// they ran (a repeat goes back to its last checkpoint); false if it
+    /// is not active.
+    fn stop_all(&mut self, id: OpId, actions: &mut Vec<Action>) -> bool {
+        if !self.active.contains(&id) {
+            return false;
         }
         let held: Vec<WorkerId> = self
             .workers
@@ -717,7 +850,7 @@ impl Scheduler {
                 PlanState::Parallel(parallel) => parallel.in_flight.clear(),
             }
         }
-        self.end(id, Conclusion::Cancelled, actions);
+        true
     }
 
     fn end(&mut self, id: OpId, outcome: Conclusion, actions: &mut Vec<Action>) {
@@ -851,7 +984,7 @@ impl Operation {
     }
 
     fn wants_worker(&self) -> bool {
-        if self.outcome.is_some() {
+        if self.outcome.is_some() || self.suspending {
             return false;
         }
         match &self.state {

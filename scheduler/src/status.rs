@@ -95,6 +95,10 @@ pub enum Conclusion {
     Failed(FailReason),
     /// The user cancelled it.
     Cancelled,
+    /// A preemption notice suspended it ([`Event::Suspend`](crate::Event)):
+    /// what ran is kept (a repeat's last finished iteration checkpointed),
+    /// and it resumes from there.
+    Suspended,
 }
 
 /// Counters of an operation's progress.

@@ -248,6 +248,91 @@ mod schedules {
     }
 
     #[test]
+    fn a_stop_rule_ends_the_operation_as_a_success_with_what_it_has() {
+        let mut s = Scheduler::new(2);
+        let (a, actions) = s.submit(parallel(10, None), Budgets::default()).unwrap();
+        let workers: Vec<WorkerId> = starts(&actions).iter().map(|s| s.1).collect();
+        s.handle(Event::IterationFinished(workers[0]));
+        let actions = s.handle(Event::StopEarly(a));
+        // The other iteration in flight is stopped; none starts.
+        assert!(actions.contains(&Action::Stop {
+            op: a,
+            worker: workers[1]
+        }));
+        assert!(starts(&actions).is_empty());
+        assert!(actions.contains(&Action::Finished {
+            op: a,
+            outcome: Conclusion::Succeeded
+        }));
+        assert_eq!(s.in_use(), 0);
+        // With nothing finished, there is nothing to succeed with.
+        let (b, _) = s.submit(parallel(3, None), Budgets::default()).unwrap();
+        assert!(s.handle(Event::StopEarly(b)).contains(&Action::Finished {
+            op: b,
+            outcome: Conclusion::Cancelled
+        }));
+    }
+
+    #[test]
+    fn a_notice_lets_the_running_iteration_finish_then_a_repeat_checkpoints_it() {
+        let mut s = Scheduler::new(1);
+        let plan = Plan::Repeat {
+            iterations: 20,
+            checkpoint_period: 5,
+        };
+        let (op, actions) = s.submit(plan, Budgets::default()).unwrap();
+        let worker = starts(&actions)[0].1;
+        // Two iterations past the start, the third running.
+        s.handle(Event::IterationFinished(worker));
+        s.handle(Event::IterationFinished(worker));
+        assert!(s.handle(Event::Suspend(op)).is_empty(), "it waits");
+        // The running one finishes: no fourth starts; the three are
+        // checkpointed though the period is 5.
+        let actions = s.handle(Event::IterationFinished(worker));
+        assert_eq!(
+            actions,
+            vec![Action::Checkpoint {
+                op,
+                worker,
+                iterations_done: 3
+            }]
+        );
+        let actions = s.handle(Event::CheckpointCommitted(worker));
+        assert!(starts(&actions).is_empty());
+        assert!(actions.contains(&Action::Finished {
+            op,
+            outcome: Conclusion::Suspended
+        }));
+        assert_eq!(s.in_use(), 0);
+        assert_eq!(s.status(op).unwrap().progress().lost, 0);
+    }
+
+    #[test]
+    fn after_the_grace_the_runs_still_going_are_stopped_and_counted_lost() {
+        let mut s = Scheduler::new(2);
+        let (op, actions) = s.submit(parallel(10, None), Budgets::default()).unwrap();
+        let workers: Vec<WorkerId> = starts(&actions).iter().map(|s| s.1).collect();
+        s.handle(Event::Suspend(op));
+        // One finishes within the grace; nothing new starts.
+        let actions = s.handle(Event::IterationFinished(workers[0]));
+        assert!(starts(&actions).is_empty());
+        let actions = s.handle(Event::SuspendNow(op));
+        assert!(actions.contains(&Action::Stop {
+            op,
+            worker: workers[1]
+        }));
+        assert!(actions.contains(&Action::Finished {
+            op,
+            outcome: Conclusion::Suspended
+        }));
+        let progress = s.status(op).unwrap().progress();
+        assert_eq!((progress.done, progress.lost), (1, 1));
+        // A repeat resumed later starts from its checkpoint: the scheduler
+        // side of that is `resume`, tested with the rest of resuming.
+        assert!(s.handle(Event::SuspendNow(op)).is_empty());
+    }
+
+    #[test]
     fn an_invalid_plan_is_refused() {
         let mut s = Scheduler::new(1);
         assert!(s.submit(parallel(0, None), Budgets::default()).is_err());
@@ -340,6 +425,9 @@ enum Step {
     Stale(usize),
     SetCapacity(u64),
     Cancel(usize),
+    StopEarly(usize),
+    Suspend(usize),
+    SuspendNow(usize),
     Snapshot,
     Crash,
 }
@@ -381,6 +469,9 @@ fn step() -> impl Strategy<Value = Step> {
         1 => any::<usize>().prop_map(Step::Stale),
         2 => (0u64..5).prop_map(Step::SetCapacity),
         1 => any::<usize>().prop_map(Step::Cancel),
+        1 => any::<usize>().prop_map(Step::StopEarly),
+        1 => any::<usize>().prop_map(Step::Suspend),
+        1 => any::<usize>().prop_map(Step::SuspendNow),
         1 => Just(Step::Snapshot),
         1 => Just(Step::Crash),
     ]
@@ -408,6 +499,10 @@ struct Model {
     committed: BTreeMap<OpId, u64>,
     finished: BTreeMap<OpId, u64>,
     ended: BTreeMap<OpId, Conclusion>,
+    /// Operations a stop rule ended (`Event::StopEarly`).
+    stopped_early: BTreeSet<OpId>,
+    /// Operations told of a preemption notice (`Event::Suspend`).
+    suspended: BTreeSet<OpId>,
     log: Vec<Action>,
 }
 
@@ -423,6 +518,10 @@ impl Model {
                     ..
                 } => {
                     prop_assert!(!self.ended.contains_key(&op), "start after the end");
+                    prop_assert!(
+                        !self.suspended.contains(&op),
+                        "a start after a preemption notice"
+                    );
                     prop_assert!(
                         !self
                             .succeeded
@@ -482,8 +581,11 @@ impl Model {
                     else {
                         return Err(TestCaseError::fail("checkpoint of a non-repeat"));
                     };
+                    // A preemption notice checkpoints whatever finished.
                     prop_assert!(
-                        iterations_done % checkpoint_period == 0 || iterations_done == iterations
+                        iterations_done % checkpoint_period == 0
+                            || iterations_done == iterations
+                            || self.suspended.contains(&op)
                     );
                     prop_assert_eq!(Some(&iterations_done), self.finished.get(&op));
                     self.jobs.insert(
@@ -713,6 +815,48 @@ fn run(steps: &[Step], restore: bool) -> Result<Model, TestCaseError> {
                     m.apply(&s, actions)?;
                 }
             }
+            Step::StopEarly(i) => {
+                let ops: Vec<OpId> = m.plans.keys().copied().collect();
+                if !ops.is_empty() {
+                    let op = ops[i % ops.len()];
+                    let ended_before = m.ended.contains_key(&op);
+                    let actions = s.handle(Event::StopEarly(op));
+                    if !ended_before {
+                        m.stopped_early.insert(op);
+                    }
+                    m.apply(&s, actions)?;
+                    // It ended, with what it had: a checkpoint or a
+                    // finished iteration makes it a success.
+                    let kept = match m.plans[&op].0 {
+                        Plan::Repeat { .. } => m.committed.get(&op).copied().unwrap_or(0) > 0,
+                        _ => m.succeeded.get(&op).is_some_and(|s| !s.is_empty()),
+                    };
+                    if !ended_before {
+                        let expected = if kept {
+                            Conclusion::Succeeded
+                        } else {
+                            Conclusion::Cancelled
+                        };
+                        prop_assert_eq!(m.ended.get(&op), Some(&expected));
+                    }
+                }
+            }
+            Step::Suspend(i) | Step::SuspendNow(i) => {
+                let ops: Vec<OpId> = m.plans.keys().copied().collect();
+                if !ops.is_empty() {
+                    let op = ops[i % ops.len()];
+                    let event = if matches!(step, Step::Suspend(_)) {
+                        if !m.ended.contains_key(&op) {
+                            m.suspended.insert(op);
+                        }
+                        Event::Suspend(op)
+                    } else {
+                        Event::SuspendNow(op)
+                    };
+                    let actions = s.handle(event);
+                    m.apply(&s, actions)?;
+                }
+            }
             Step::Snapshot => {
                 if restore {
                     let json = serde_json::to_string(&s).unwrap();
@@ -752,7 +896,10 @@ fn run(steps: &[Step], restore: bool) -> Result<Model, TestCaseError> {
         prop_assert!(outcome.is_some(), "{} never ended: {:?}", op, s.status(*op));
         let ended = matches!(s.status(*op), Some(Phase::Ended { .. }));
         prop_assert!(ended, "status of an ended operation");
-        if outcome == Some(Conclusion::Cancelled) || matches!(plan, Plan::Repeat { .. }) {
+        if matches!(outcome, Some(Conclusion::Cancelled | Conclusion::Suspended))
+            || matches!(plan, Plan::Repeat { .. })
+            || m.stopped_early.contains(op)
+        {
             continue;
         }
         // Parallel: every index ended exactly once, succeeded or abandoned.
@@ -767,6 +914,9 @@ fn run(steps: &[Step], restore: bool) -> Result<Model, TestCaseError> {
         );
     }
     for (op, outcome) in &m.ended {
+        if m.stopped_early.contains(op) {
+            continue;
+        }
         if let (Plan::Repeat { iterations, .. }, Conclusion::Succeeded) = (m.plans[op].0, outcome) {
             prop_assert_eq!(m.committed.get(op), Some(&iterations));
         }

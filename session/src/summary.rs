@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// Serialised as one JSON object: `{"event":"finished","op":…,"status":…,
 /// "reason":…,"best":…,"iterations_run":…,"failed_iterations":[…],
-/// "conflicts":[…],"usage":{…}}`, with `apply_error` when applying failed
-/// and, for an interrupted operation, `iteration` and `message`.
+/// "conflicts":[…],"usage":{…}}`, with `apply_error` when applying failed,
+/// `stopped_early` when a stop rule ended it, and, for an interrupted
+/// operation, `iteration` and `message`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(into = "Wire", try_from = "Wire")]
 #[non_exhaustive]
@@ -30,6 +31,9 @@ pub struct Summary {
     pub usage: Usage,
     /// Why the result could not be applied, if it could not.
     pub apply_error: Option<String>,
+    /// Why a stop rule (`--patience`, `--target`) ended it before its last
+    /// iteration, if one did.
+    pub stopped_early: Option<String>,
     /// Problems that did not change the outcome (a record that could not
     /// be written), for the host to show; not serialised.
     pub warnings: Vec<String>,
@@ -60,6 +64,9 @@ pub enum Ending {
     Stopped,
     /// Cancelled; resumable.
     Cancelled,
+    /// Suspended by a preemption notice; resumable, with nothing that
+    /// finished run again.
+    Suspended,
     /// A body asked for interactive input.
     Interrupted,
 }
@@ -85,6 +92,7 @@ impl Summary {
             conflicts: Vec::new(),
             usage: outcome.usage,
             apply_error: None,
+            stopped_early: outcome.stopped_early.clone(),
             warnings: Vec::new(),
         }
     }
@@ -111,6 +119,7 @@ impl Summary {
             FinalStatus::Cancelled => Ending::Cancelled,
             FinalStatus::Interrupted { .. } => Ending::Interrupted,
             FinalStatus::Stopped { .. } => Ending::Stopped,
+            FinalStatus::Suspended => Ending::Suspended,
             _ => Ending::Failed,
         }
     }
@@ -148,6 +157,8 @@ struct Wire {
     usage: Usage,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     apply_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stopped_early: Option<String>,
 }
 
 impl From<Summary> for Wire {
@@ -172,6 +183,7 @@ impl From<Summary> for Wire {
             conflicts: summary.conflicts,
             usage: summary.usage,
             apply_error: summary.apply_error,
+            stopped_early: summary.stopped_early,
         }
     }
 }
@@ -186,6 +198,7 @@ impl TryFrom<Wire> for Summary {
             "failed" => FinalStatus::Failed { reason: reason() },
             "stopped" => FinalStatus::Stopped { reason: reason() },
             "cancelled" => FinalStatus::Cancelled,
+            "suspended" => FinalStatus::Suspended,
             "interrupted" => FinalStatus::Interrupted {
                 iteration: wire.iteration.unwrap_or_default(),
                 message: wire.message.clone().unwrap_or_else(reason),
@@ -200,6 +213,7 @@ impl TryFrom<Wire> for Summary {
             conflicts: wire.conflicts,
             usage: wire.usage,
             apply_error: wire.apply_error,
+            stopped_early: wire.stopped_early,
             warnings: Vec::new(),
         })
     }
@@ -228,6 +242,7 @@ mod tests {
                 usage
             },
             apply_error: None,
+            stopped_early: Some("no better score in 3 checkpoints after iteration 2".into()),
             warnings: Vec::new(),
         }
     }
@@ -243,6 +258,7 @@ mod tests {
                 reason: "No space left on device".into(),
             },
             FinalStatus::Cancelled,
+            FinalStatus::Suspended,
             FinalStatus::Interrupted {
                 iteration: 2,
                 message: "waits to read its standard input".into(),

@@ -187,6 +187,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let iteration = iterations_done - 1;
         let (score, invalid) = match op.selection.judge(iteration, evaluation) {
             Some(judged) => {
+                op.stop
+                    .checkpoint_judged(iteration, judged.score, judged.new_best);
                 if judged.new_best {
                     let mut best = state.clone();
                     self.shared
@@ -299,6 +301,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         for worker in held {
             self.tell(SchedulerEvent::IterationFinished(worker));
         }
+        self.stop_if_due(id);
         // A record that failed is tried again with the next one (the next
         // finished iteration, the flush, the end), not at once: a store
         // that keeps failing would otherwise be asked in a tight loop.
@@ -333,6 +336,7 @@ impl<St> Op<St> {
                 self.usage.add_bytes(bytes);
                 // Rewinds go to this checkpoint from now on.
                 self.submission = None;
+                self.stop.checkpoint_committed();
                 self.selection.place(generation);
                 let score = self.selection.last_score;
                 self.emit(|op| Event::CheckpointCommitted {

@@ -68,7 +68,10 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             candidates,
             // A cancelled operation hands back its best so far too (for
             // the host to apply only if its user asks for it).
-            best: if matches!(status, FinalStatus::Succeeded | FinalStatus::Cancelled) {
+            best: if matches!(
+                status,
+                FinalStatus::Succeeded | FinalStatus::Cancelled | FinalStatus::Suspended
+            ) {
                 op.selection.best.clone()
             } else {
                 None
@@ -119,6 +122,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             candidate_count: op.selection.count,
             failed_iterations: op.progress.abandoned.clone(),
             usage: op.usage.total,
+            stopped_early: op.stop.met.take(),
         };
         if let Some(schedule) = self.scheduler.status(id) {
             op.status.send_replace(Status {
@@ -172,7 +176,7 @@ async fn conclude<H: Host, S: Store>(
                     state,
                 }),
                 // A cancel stays a cancel: only its best so far is gone.
-                Err(e) if status == FinalStatus::Cancelled => {
+                Err(e) if matches!(status, FinalStatus::Cancelled | FinalStatus::Suspended) => {
                     tracing::warn!(op = %name, error = %e, "the best state so far cannot be restored");
                     None
                 }

@@ -209,6 +209,12 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
                     self.act(actions);
                 }
             }
+            Msg::Suspend(name, grace) => self.suspend(&name, grace),
+            Msg::SuspendNow(name) => {
+                if let Some(&op) = self.by_name.get(&name) {
+                    self.tell(SchedulerEvent::SuspendNow(op));
+                }
+            }
         }
     }
 
@@ -225,6 +231,47 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
     fn tell(&mut self, event: SchedulerEvent) {
         let actions = self.scheduler.handle(event);
         self.act(actions);
+    }
+
+    /// A preemption notice for `name`: nothing starts any more, and after
+    /// `grace` what still runs is stopped.
+    fn suspend(&mut self, name: &str, grace: std::time::Duration) {
+        let Some(&id) = self.by_name.get(name) else {
+            return;
+        };
+        let Some(op) = self.ops.get(&id) else {
+            return;
+        };
+        if op.ending.is_ending() {
+            return;
+        }
+        op.emit(|op| crate::report::Event::Suspending {
+            op,
+            grace_seconds: grace.as_secs_f64(),
+        });
+        self.tell(SchedulerEvent::Suspend(id));
+        let control = self.control.clone();
+        let name = name.to_owned();
+        self.tasks.spawn(async move {
+            tokio::time::sleep(grace).await;
+            let _ = control.send(Msg::SuspendNow(name));
+        });
+    }
+
+    /// A stop rule `id` met is told to the scheduler (once), unless the
+    /// operation ends anyway.
+    fn stop_if_due(&mut self, id: OpId) {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
+        if op.ending.is_ending() {
+            return;
+        }
+        let Some(reason) = op.stop.take_due() else {
+            return;
+        };
+        op.emit(|op| crate::report::Event::StoppedEarly { op, reason });
+        self.tell(SchedulerEvent::StopEarly(id));
     }
 
     fn update_status(&self, id: OpId) {

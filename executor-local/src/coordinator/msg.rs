@@ -37,6 +37,10 @@ pub(crate) enum Msg<St> {
         best: Option<Best<St>>,
     },
     Cancel(String),
+    /// A preemption notice for the named operation, with its grace period.
+    Suspend(String, std::time::Duration),
+    /// The named operation's grace period is over.
+    SuspendNow(String),
     /// Time for a group commit that was held back.
     Flush(OpId),
     /// The backend's capacity is now this (a cluster grew or shrank).

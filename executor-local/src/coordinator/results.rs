@@ -49,6 +49,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         let mut actions = std::mem::take(&mut self.spare_actions);
         self.scheduler.handle_into(event, &mut actions);
         self.act(actions);
+        self.stop_if_due(id);
     }
 
     /// A job that ran elsewhere left its state in the store: it is
@@ -200,6 +201,7 @@ impl<St> Op<St> {
             });
         self.selection
             .push_candidate(iteration, score, invalid.clone());
+        self.stop.candidate(iteration, score);
         self.emit(|op| Event::IterationFinished {
             op,
             iteration,

@@ -44,6 +44,8 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         self.ops.insert(id, op);
         self.announce_queued(id, &actions);
         self.act(actions);
+        // A resumed operation may have met a rule before it went down.
+        self.stop_if_due(id);
         self.update_status(id);
     }
 

@@ -60,6 +60,17 @@ impl<State> Handle<State> {
         let _ = self.control.send(Msg::Cancel(self.op.clone()));
     }
 
+    /// A preemption notice: the machine is going within `grace`. No
+    /// iteration starts any more; those running may finish within
+    /// `grace`, then are stopped; a repeat checkpoints its last finished
+    /// iteration, whatever its checkpoint period. The operation ends
+    /// [`FinalStatus::Suspended`](crate::FinalStatus::Suspended), nothing
+    /// applied, and [`Executor::resume`](crate::Executor::resume) runs
+    /// again only what was stopped. Does nothing once it has ended.
+    pub fn suspend(&self, grace: std::time::Duration) {
+        let _ = self.control.send(Msg::Suspend(self.op.clone(), grace));
+    }
+
     /// Waits for the outcome.
     pub async fn wait(self) -> Result<Outcome<State>, ExecError> {
         // Nobody reads the events any more: let the executor stop making them.
@@ -119,5 +130,10 @@ impl<State> Observer<State> {
     /// Cancels the operation, as [`Handle::cancel`] does.
     pub fn cancel(&self) {
         let _ = self.control.send(Msg::Cancel(self.op.clone()));
+    }
+
+    /// Suspends the operation, as [`Handle::suspend`] does.
+    pub fn suspend(&self, grace: std::time::Duration) {
+        let _ = self.control.send(Msg::Suspend(self.op.clone(), grace));
     }
 }

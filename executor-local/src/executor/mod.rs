@@ -26,7 +26,7 @@ use crate::op::{NewOp, RecordedChain};
 use crate::persist::candidates::{Candidates, OpenPart, commits_of};
 use crate::persist::{CandidatesPart, commit_state, restore_part, whole_record};
 use crate::record::{Record, count_of, scheduler_ranges, score_value};
-use crate::report::{BestScore, CandidateScore, OperationSummary, Status, Usage};
+use crate::report::{BestScore, CandidateScore, FinalStatus, OperationSummary, Status, Usage};
 use pragma_contract::ExecutionBackend;
 use pragma_contract::Host;
 
@@ -201,6 +201,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             usage: Usage::default(),
             pending_runs: 0,
             started: Vec::new(),
+            stopped_early: None,
         };
         let (generation, _) = commit_state(
             &self.shared,
@@ -301,13 +302,15 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         })
     }
 
-    /// The operations in the store that have not ended (after a crash, say).
+    /// The operations in the store that have not ended (after a crash,
+    /// say), or that a preemption notice suspended: each waits to be
+    /// [resumed](Self::resume).
     pub async fn unfinished(&self) -> Result<Vec<String>, ExecError> {
         let mut unfinished = Vec::new();
         for op in self.shared.log.operations().await? {
             if let Some(latest) = self.shared.log.checkpoints(&op).await?.last()
                 && let Ok(record) = latest.meta_as::<Record>()
-                && record.ended.is_none()
+                && matches!(record.ended, None | Some(FinalStatus::Suspended))
             {
                 unfinished.push(op);
             }
@@ -342,6 +345,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             candidates_are_checkpoints: repeat,
             failed_iterations: record.failed,
             usage: record.usage,
+            stopped_early: record.stopped_early,
         })
     }
 
@@ -480,7 +484,6 @@ mod tests {
 
     use super::*;
     use crate::persist::commit_record;
-    use crate::report::FinalStatus;
     use crate::testkit::{MapState, ScriptedHost};
 
     /// An operation that an earlier version interrupted, its candidates in

@@ -265,6 +265,7 @@ impl<St> Op<St> {
             usage: self.usage.total,
             pending_runs,
             started,
+            stopped_early: self.stop.met.clone(),
         }
     }
 

@@ -55,6 +55,7 @@ impl<St> Ending<St> {
                 reason: self.stopped.clone().unwrap_or_default(),
             },
             (Conclusion::Cancelled, None) => FinalStatus::Cancelled,
+            (Conclusion::Suspended, None) => FinalStatus::Suspended,
             (Conclusion::Failed(reason), None) => FinalStatus::Failed {
                 reason: failure(reason, config),
             },

@@ -12,6 +12,7 @@ mod ending;
 mod group;
 mod progress;
 mod selection;
+mod stop_rules;
 mod usage;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub(crate) use ending::Ending;
 pub(crate) use group::GroupCommit;
 pub(crate) use progress::Progress;
 pub(crate) use selection::{Judged, Selection, selector_of};
+pub(crate) use stop_rules::StopRules;
 pub(crate) use usage::UsageCount;
 
 use crate::record::Record;
@@ -54,6 +56,8 @@ pub(crate) struct Op<St> {
     pub(crate) chain: RecordChain,
     pub(crate) group: GroupCommit,
     pub(crate) usage: UsageCount,
+    /// The directive's stop rules (`--patience`, `--target`).
+    pub(crate) stop: StopRules,
     /// A repeat's runs since its last checkpoint (see
     /// `Record::pending_runs`).
     pub(crate) runs_since_checkpoint: u64,
@@ -97,6 +101,7 @@ impl<St> Op<St> {
             shared_name: Arc::from(name.as_str()),
             name,
             selection: Selection::new(selector_of(&directive)),
+            stop: StopRules::of(&directive),
             directive,
             body,
             lease,
@@ -142,6 +147,15 @@ impl<St> Op<St> {
         self.progress.iterations_done = record.iterations_done;
         self.usage.resume_from(record.usage, record.pending_runs);
         self.attempts = Attempts::resumed(&record.started);
+        let best = record
+            .best
+            .as_ref()
+            .map(|best| (best.iteration, crate::record::score_value(&best.score)));
+        let repeat = match &self.directive {
+            Directive::Repeat(repeat) => Some((record.iterations_done, repeat.checkpoint_period())),
+            _ => None,
+        };
+        self.stop.resume(best, repeat);
     }
 
     /// Sends an event, built (from the operation's name) only while the

@@ -66,6 +66,10 @@ class NativeSession:
     def report_svg(self, op: str) -> str: ...
     def stored_variables(self) -> list[bytes]: ...
     def cancel(self, op: str) -> None: ...
+    def suspend(self, op: str, grace_seconds: float) -> None:
+        """A preemption notice: nothing new starts, what runs has
+        ``grace_seconds`` to finish, a repeat checkpoints its last finished
+        iteration; it ends suspended and a later kernel resumes it."""
     def finish(
         self, op: str, live: SavedNamespace, settling: Settling, apply: Apply
     ) -> tuple[OperationSummary, list[str]]:
@@ -116,6 +120,9 @@ class OperationSummary:
     def usage(self) -> OperationUsage: ...
     @property
     def apply_error(self) -> str | None: ...
+    @property
+    def stopped_early(self) -> str | None:
+        """Why a stop rule (``--patience``, ``--target``) ended it early."""
 
 class UnknownOperation(ValueError):
     """The operation is not one of this kernel's."""

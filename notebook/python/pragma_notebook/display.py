@@ -191,6 +191,8 @@ class View:
         lines = []
         if outcome.reason:
             lines.append(f"why: {outcome.reason}")
+        if outcome.stopped_early:
+            lines.append(f"stopped early: {outcome.stopped_early}")
         if outcome.errors:
             iteration, error = min(outcome.errors.items())
             more = len(outcome.errors) - 1

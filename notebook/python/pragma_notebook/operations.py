@@ -5,6 +5,7 @@ magics all act on the kernel's :func:`kernel`."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -53,6 +54,10 @@ class Kernel:
     # (seconds), each blob after its grace period (see `collect_garbage`).
     collect_every = 3600
     collect_grace = 3600
+    # Seconds the iterations running when the kernel is shut down or
+    # restarted get to finish: Jupyter kills a kernel that has not exited
+    # 5 s after it asked it to.
+    shutdown_grace = 3.0
 
     def __init__(self):
         self.settings = Settings()
@@ -125,12 +130,42 @@ class Kernel:
                     retries=int(settings["retries"]),
                 )
             )
+            # A kernel shut down or restarted suspends what still runs.
+            atexit.register(self.suspend_running)
             if dispatcher is not None:
                 # Beside the workers' own output: shown by `%pragma logs`.
                 dispatcher.keep_messages_in(
                     os.path.join(self.session.logs_dir(), "workers", f"{os.getpid()}-ray.err")
                 )
         return self.session
+
+    def suspend_running(self) -> list[str]:
+        """The kernel is going (shut down, restarted): each of its
+        operations still running gets a preemption notice, as ``pragma
+        run`` gets from a SIGTERM: nothing new starts, what runs has
+        :attr:`shutdown_grace` seconds to finish, a repeat checkpoints its
+        last finished iteration. The notebook's next kernel resumes each
+        with nothing that finished run again. Returns those suspended."""
+        native = self.session
+        if native is None:
+            return []
+        running = []
+        for op in self.ops:
+            # An operation this kernel no longer follows is not its own.
+            with contextlib.suppress(ValueError):
+                if op not in self.outcomes and not native.wait(op, 0.0):
+                    native.suspend(op, self.shutdown_grace)
+                    running.append(op)
+        if running:
+            # Jupyter sends SIGTERM halfway through its 5 s, then SIGKILL:
+            # the notice is done within the 5 s, not cut off at half.
+            with contextlib.suppress(ValueError):  # not the main thread
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        deadline = time.monotonic() + self.shutdown_grace + 1.0
+        for op in running:
+            with contextlib.suppress(ValueError):
+                native.wait(op, max(0.0, deadline - time.monotonic()))
+        return running
 
     def identity(self) -> str:
         """The notebook's identity: the same notebook's operations resume

@@ -36,6 +36,9 @@ class Outcome:
     apply_error: str | None = None
     # The variables its result changed in the notebook.
     applied: list[str] = field(default_factory=list)
+    # Why a stop rule (--patience, --target) ended it before its last
+    # iteration: "no better score in 3 checkpoints after iteration 29".
+    stopped_early: str | None = None
 
     @classmethod
     def of_summary(cls, summary: OperationSummary, applied=()) -> Outcome:
@@ -59,6 +62,7 @@ class Outcome:
             errors=dict(summary.failed_iterations),
             apply_error=summary.apply_error,
             applied=list(applied),
+            stopped_early=summary.stopped_early,
         )
 
     def rows(self) -> list[list[str]]:
@@ -68,6 +72,8 @@ class Outcome:
         rows = [["operation", self.op], ["ended", self.status]]
         if self.reason:
             rows.append(["why", self.reason])
+        if self.stopped_early:
+            rows.append(["stopped early", self.stopped_early])
         if self.best_iteration is not None:
             rows.append(
                 ["best", f"iteration {self.best_iteration}, score {score_text(self.best_score)}"]

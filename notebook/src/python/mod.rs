@@ -438,6 +438,22 @@ impl NativeSession {
         Ok(())
     }
 
+    /// A preemption notice for `op` (the kernel is going): nothing new
+    /// starts; what runs has `grace_seconds` to finish; a repeat then
+    /// checkpoints its last finished iteration. It ends suspended, and a
+    /// later kernel resumes it.
+    fn suspend(&self, op: &str, grace_seconds: f64) -> PyResult<()> {
+        let grace = std::time::Duration::try_from_secs_f64(grace_seconds).map_err(|_| {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "grace {grace_seconds}: give seconds from 0 up"
+            ))
+        })?;
+        let ops = self.ops.lock().map_err(failed)?;
+        let slot = ops.get(op).ok_or_else(|| unknown(op))?;
+        slot.observer.suspend(grace);
+        Ok(())
+    }
+
     /// Ends `op` against the kernel's variables now (`live`), making the
     /// changes by calling `apply` with them, `[(name, saved value or None
     /// to delete)]`; returns its summary and the names changed. Conflicts

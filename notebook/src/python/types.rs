@@ -108,6 +108,8 @@ pub(crate) struct OperationSummary {
     pub(crate) usage: OperationUsage,
     /// Why the result could not be applied, if it could not.
     pub(crate) apply_error: Option<String>,
+    /// Why a stop rule (`--patience`, `--target`) ended it early, if one did.
+    pub(crate) stopped_early: Option<String>,
 }
 
 impl From<&Summary> for OperationSummary {
@@ -132,6 +134,7 @@ impl From<&Summary> for OperationSummary {
                 bytes_checkpointed: usage.bytes_checkpointed,
             },
             apply_error: summary.apply_error.clone(),
+            stopped_early: summary.stopped_early.clone(),
         }
     }
 }
