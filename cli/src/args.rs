@@ -40,6 +40,13 @@ pub(crate) struct RunArgs {
     /// Start over instead of resuming an interrupted run.
     #[arg(long)]
     pub(crate) fresh: bool,
+    /// Run this many more iterations of the last run of this cell on this
+    /// state, which succeeded: a repeat goes on from its last state, a
+    /// parallel operation runs its next iterations; the best of all is
+    /// applied.
+    #[arg(long, value_name = "N", conflicts_with = "fresh",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) extend: Option<u64>,
     /// What to do with files changed both by the run and in the state
     /// directory meanwhile (default: apply nothing of them, exit 3).
     #[arg(long, value_enum)]

@@ -170,6 +170,11 @@ async fn run_async(args: &RunArgs) -> Exit {
         ),
     };
     if let (Some(backend), Directive::Repeat(_)) = (&slurm, &directive) {
+        if args.extend.is_some() {
+            return Err(Failure::usage(
+                "--extend of a repeat runs here, not as a SLURM job: leave out --backend slurm",
+            ));
+        }
         let session = location.session(location.executor(host.clone(), config));
         return crate::slurm::run_repeat(args, &cell, &location, backend, (&host, &session)).await;
     }
@@ -178,15 +183,28 @@ async fn run_async(args: &RunArgs) -> Exit {
     let request = StartRequest::new(cell, args.cell.display().to_string())
         .fresh(args.fresh)
         .in_batch_job(args.slurm_job.clone());
-    let running = session
-        .start(&request, &live)
-        .await
-        .map_err(|e| start_failure(e, &location))?;
+    let running = match args.extend {
+        None => session.start(&request, &live).await,
+        Some(more) => {
+            let op = session.last_run(&request, &live).ok_or_else(|| {
+                Failure::usage(format!(
+                    "no earlier run of `{}` on `{}` to extend: run it first, without --extend",
+                    args.cell.display(),
+                    args.state.display()
+                ))
+            })?;
+            if !args.json && !args.detached {
+                errln!("extending operation {op} by {more} iterations");
+            }
+            session.extend(&op, more, &live).await
+        }
+    }
+    .map_err(|e| start_failure(e, &location))?;
     for warning in &running.warnings {
         errln!("warning: {warning}");
     }
     let op = running.ticket.op().to_owned();
-    if running.resumed && !args.json && !args.detached {
+    if running.resumed && args.extend.is_none() && !args.json && !args.detached {
         errln!("resuming operation {op} from its last checkpoint (--fresh starts over)");
     }
     announce(args, &op, &directive);
@@ -284,7 +302,9 @@ pub(crate) fn start_failure(error: SessionError, location: &Location) -> Failure
                 }
             ))
         }
-        SessionError::Exec(ExecError::Directive(_) | ExecError::Unsaveable(_))
+        SessionError::Exec(
+            ExecError::Directive(_) | ExecError::Unsaveable(_) | ExecError::NotExtendable { .. },
+        )
         | SessionError::LiveState { .. } => Failure::usage(error),
         _ => Failure::failed(error),
     }

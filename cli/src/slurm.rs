@@ -430,6 +430,7 @@ pub(crate) fn whole_job_run(dir: &Path) -> Result<RunArgs, Failure> {
         // limit, and SIGKILL after its KillWait (30 s by default).
         grace: crate::args::DEFAULT_GRACE_SECONDS,
         fresh: false,
+        extend: None,
         // Nobody else writes this copy of the state.
         on_conflict: Some(crate::args::OnConflict::TakeBackground),
         backend: crate::args::Backend::Local,

@@ -299,6 +299,90 @@ fn sigterm_is_a_preemption_notice_and_the_resume_runs_nothing_twice() {
 }
 
 #[test]
+fn extend_runs_more_iterations_from_the_last_state_and_applies_the_best_of_all() {
+    let setup = Setup::new();
+    let cell = setup.cell(
+        "#pragma repeat --iterations 4 --checkpoint-period 2 --max-by 'cat n'\n\
+         echo $iteration >> \"$OUT/ran\"; echo $(( $(cat n 2>/dev/null || echo 0) + 1 )) > n\n",
+    );
+    let state = setup.path("state");
+    let run = |extra: &[&str]| {
+        let mut command = setup.pragma(&["run"]);
+        command.arg(&cell).arg("--state").arg(&state).args(extra);
+        command
+    };
+    // Nothing ran yet: nothing to extend.
+    run(&["--extend", "3"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("run it first, without --extend"));
+    run(&[]).assert().code(0);
+    assert_eq!(std::fs::read_to_string(state.join("n")).unwrap(), "4\n");
+    run(&["--extend", "3"])
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("extending operation"))
+        .stdout(predicate::str::contains(
+            "succeeded: best iteration 6, score 7",
+        ));
+    // From the last state (n = 4) on: iterations 4 to 6, each once; the
+    // first result applied is no conflict.
+    assert_eq!(std::fs::read_to_string(state.join("n")).unwrap(), "7\n");
+    let ran = std::fs::read_to_string(setup.path("ran")).unwrap();
+    assert_eq!(
+        ran.lines().collect::<Vec<_>>(),
+        ["0", "1", "2", "3", "4", "5", "6"]
+    );
+    let op = only_op_in(&setup.path("store"));
+    let status = setup
+        .pragma(&["status", &op, "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let status: serde_json::Value = serde_json::from_slice(&status).unwrap();
+    assert_eq!(
+        (status["done"].as_u64(), status["iterations"].as_u64()),
+        (Some(7), Some(7))
+    );
+    assert_eq!(status["usage"]["iterations_run"], 7);
+}
+
+#[test]
+fn a_cancelled_run_is_resumed_not_extended() {
+    let setup = Setup::new();
+    let cell = setup.cell(
+        "#pragma repeat --iterations 50 --max-by 'cat n'\n\
+         touch \"$OUT/started-$iteration\"; sleep 0.2; echo 1 > n\n",
+    );
+    let state = setup.path("state");
+    let child = setup.spawn(&[
+        "run",
+        cell.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    wait_for_file(&setup.path("started-1"));
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
+    setup
+        .pragma(&["run"])
+        .arg(&cell)
+        .arg("--state")
+        .arg(&state)
+        .args(["--extend", "5"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "cannot be extended: it did not finish (cancelled, stopped or suspended): resume it",
+        ));
+}
+
+#[test]
 fn bodies_die_with_a_run_killed_by_sigkill() {
     let setup = Setup::new();
     let cell = setup.cell(
@@ -668,4 +752,12 @@ fn an_s3_store_keeps_the_checkpoints_in_the_bucket() {
         .stdout(predicate::str::contains("succeeded"));
     assert!(setup.path(".pragma/remote").is_dir());
     assert!(!setup.path(".pragma/store").exists());
+}
+
+/// The one operation in `store`.
+fn only_op_in(store: &Path) -> String {
+    let mut ops = std::fs::read_dir(store.join("ops")).unwrap();
+    let op = ops.next().unwrap().unwrap().file_name();
+    assert!(ops.next().is_none(), "one operation");
+    op.to_str().unwrap().to_owned()
 }

@@ -37,6 +37,15 @@ pub enum ExecError {
         /// What is wrong with its records.
         problem: String,
     },
+    /// The operation cannot be extended: only one that succeeded can
+    /// ([`Executor::extend`](crate::Executor::extend)).
+    #[error("operation `{op}` cannot be extended: {why}")]
+    NotExtendable {
+        /// The operation.
+        op: String,
+        /// Why, and what to do instead.
+        why: String,
+    },
     /// The executor stopped (dropped, crashed) before the operation ended.
     #[error(
         "the executor stopped before the operation ended; resume it with a new executor on the same store"

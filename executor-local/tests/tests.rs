@@ -13,6 +13,7 @@ use pragma_selector::Evaluation;
 
 mod chaos;
 mod conformance;
+mod extend;
 mod preemption;
 mod stop_rules;
 

@@ -51,6 +51,31 @@ impl Directive {
         }
     }
 
+    /// The same directive with `iterations` iterations (what extending a
+    /// finished operation runs to); `async` has one iteration and no other.
+    ///
+    /// ```
+    /// let d: pragma_parse::Directive = "#pragma repeat --iterations 20 --max-by acc".parse().unwrap();
+    /// assert_eq!(d.with_iterations(30).unwrap().iterations(), 30);
+    /// assert!(d.with_iterations(0).is_err());
+    /// assert!(pragma_parse::Directive::Async.with_iterations(2).is_err());
+    /// ```
+    pub fn with_iterations(&self, iterations: u64) -> Result<Directive, InvalidValue> {
+        check_positive("iterations", iterations)?;
+        match self {
+            Directive::Repeat(r) => Ok(Directive::Repeat(Repeat {
+                iterations,
+                ..r.clone()
+            })),
+            Directive::Parallel(p) => Ok(Directive::Parallel(Parallel {
+                iterations,
+                ..p.clone()
+            })),
+            Directive::Async if iterations == 1 => Ok(Directive::Async),
+            Directive::Async => Err(InvalidValue::AsyncRunsOnce),
+        }
+    }
+
     /// The selection rule, if the kind has one (`async` has none).
     pub fn select(&self) -> Option<&Selection> {
         match self {
@@ -490,6 +515,10 @@ pub enum InvalidValue {
         /// The option, without the leading dashes.
         option: &'static str,
     },
+    /// `#pragma async` runs its body once; it has no more iterations to
+    /// run.
+    #[error("`#pragma async` runs its body once: it cannot have more iterations")]
+    AsyncRunsOnce,
     /// A number that must be finite was infinite or not a number.
     #[error("`--{option}` must be a finite number")]
     NotFinite {

@@ -337,6 +337,84 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
         Ok(self.running(handle, record, true, warnings))
     }
 
+    /// Runs `more` iterations beyond the end of `op`, which succeeded and
+    /// whose result was applied to `live` ([`Executor::extend`]): a repeat
+    /// goes on from its last state, a parallel operation runs its next
+    /// iterations; the earlier candidates stay candidates. The extension's
+    /// result is applied against `live` as it is now (what the first
+    /// result made it), so that the first apply is no conflict.
+    ///
+    /// [`Executor::extend`]: pragma_executor_local::Executor::extend
+    pub async fn extend<L>(
+        &self,
+        op: &str,
+        more: u64,
+        live: &L,
+    ) -> Result<Running<H::State, L::Digest>, SessionError>
+    where
+        L: LiveState<State = H::State>,
+    {
+        let record_error = |source| SessionError::Records {
+            op: op.to_owned(),
+            source,
+        };
+        let read = || -> Result<RunRecord<L::Digest>, SessionError> {
+            self.records
+                .try_run(op)
+                .map_err(|damaged| record_error(io::Error::other(damaged.to_string())))?
+                .ok_or_else(|| SessionError::Unknown { op: op.to_owned() })
+        };
+        let key = read()?.key;
+        let _turn = if key.is_empty() {
+            None
+        } else {
+            Some(self.lock_start(&key).await?)
+        };
+        let mut record = read()?;
+        if let Some(runner) = record.runner.as_ref().filter(|r| self.alive(r)) {
+            return Err(SessionError::AlreadyRunning {
+                op: op.to_owned(),
+                runner: self.describe(runner),
+                reachable: runner.here() || runner.batch_job.is_some(),
+            });
+        }
+        let unsettled = self
+            .records
+            .outcome(op)
+            .is_some_and(|outcome| !outcome.conflicts.is_empty() || outcome.apply_error.is_some());
+        if unsettled {
+            return Err(SessionError::Exec(ExecError::NotExtendable {
+                op: op.to_owned(),
+                why: "its result is not all applied yet: settle it first (`apply`), then extend it"
+                    .to_owned(),
+            }));
+        }
+        record.submitted = live
+            .digests()
+            .await
+            .map_err(|source| SessionError::LiveState {
+                state: live.identity(),
+                source,
+            })?;
+        let handle = self.executor.extend(op, more).await?;
+        record.runner = Runner::current(None);
+        let mut warnings = Vec::new();
+        if let Err(e) = self.records.remove_outcome(op) {
+            warnings.push(format!("cannot clear the outcome of {op}: {e}"));
+        }
+        Ok(self.running(handle, record, true, warnings))
+    }
+
+    /// The operation [`start`](Session::start) of `request` on `live` ran
+    /// last, if there is one: what extending this cell on this state
+    /// extends.
+    pub fn last_run(&self, request: &StartRequest, live: &impl LiveState) -> Option<String> {
+        self.records
+            .indexed(request.cell.text(), &live.identity())
+            .ok()
+            .flatten()
+    }
+
     /// The operations on the live state `identity` that have not ended and
     /// that nothing runs any more (their runner was killed or crashed):
     /// what [`resume`](Session::resume) can go on with.
@@ -526,7 +604,10 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
     {
         let Ticket { mut record } = ticket;
         let mut warnings = Vec::new();
+        // A success stays indexed: a later start of the cell runs a new
+        // operation (it has ended), and `extend` finds it.
         if !outcome.status.is_resumable()
+            && outcome.status != FinalStatus::Succeeded
             && !record.key.is_empty()
             && let Err(e) = self.records.remove_index_of(&record.key)
         {

@@ -410,6 +410,40 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
     /// after a crash of another): what was finished does not run again.
     /// Earlier executors working on it are fenced out.
     pub async fn resume(&self, op: &str) -> Result<Handle<H::State>, ExecError> {
+        self.take_up(op, None).await
+    }
+
+    /// Runs `more` iterations beyond the end of the operation `op`, which
+    /// succeeded: a repeat goes on from its last state (not its best, which
+    /// was applied) for `more` iterations, a parallel operation runs
+    /// iterations `N` to `N + more - 1`. Its earlier candidates stay
+    /// candidates (the best of all wins), its usage adds up, and its
+    /// record says the new number of iterations. An operation that failed,
+    /// was cancelled, stopped or suspended, or has not ended, is refused
+    /// with what to do instead (resume it, or start it again).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use pragma_checkpoint::MemoryStore;
+    /// use pragma_executor_local::testkit::{MapState, ScriptedHost};
+    /// use pragma_executor_local::{Config, Executor, FinalStatus};
+    /// let executor = Executor::new(ScriptedHost::new(), MemoryStore::new(), Config::default());
+    /// let cell = "#pragma repeat --iterations 3 --max-by value\nbody";
+    /// let first = executor.submit(cell, MapState::new()).await.unwrap().wait().await.unwrap();
+    /// let more = executor.extend(&first.op, 2).await.unwrap().wait().await.unwrap();
+    /// assert_eq!(more.status, FinalStatus::Succeeded);
+    /// // The scripted host's value is the iteration: the last one wins.
+    /// assert_eq!(more.best.unwrap().iteration, 4);
+    /// # }
+    /// ```
+    pub async fn extend(&self, op: &str, more: u64) -> Result<Handle<H::State>, ExecError> {
+        self.take_up(op, Some(more)).await
+    }
+
+    /// Resumes `op`, or with `extend`, runs that many more iterations of
+    /// it once it succeeded.
+    async fn take_up(&self, op: &str, extend: Option<u64>) -> Result<Handle<H::State>, ExecError> {
         let problem = |problem: &str| ExecError::Damaged {
             op: op.to_owned(),
             problem: problem.to_owned(),
@@ -422,7 +456,10 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             .await?
             .ok_or_else(|| no_such_operation(op))?;
         let checkpoints = self.shared.log.checkpoints(op).await?;
-        let record = whole_record(op, &checkpoints, &loaded.manifest)?;
+        let mut record = whole_record(op, &checkpoints, &loaded.manifest)?;
+        if let Some(more) = extend {
+            record = extended(op, record, more)?;
+        }
         let base = loaded
             .manifest
             .meta_as::<Record>()
@@ -474,6 +511,44 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
 /// `op` has no commit in the store.
 fn no_such_operation(op: &str) -> ExecError {
     ExecError::UnknownOperation { op: op.to_owned() }
+}
+
+/// `record` of `op` made to run `more` iterations beyond its end: refused
+/// unless it succeeded.
+fn extended(op: &str, mut record: Record, more: u64) -> Result<Record, ExecError> {
+    let refuse = |why: &str| ExecError::NotExtendable {
+        op: op.to_owned(),
+        why: why.to_owned(),
+    };
+    match &record.ended {
+        Some(FinalStatus::Succeeded) => {}
+        None => return Err(refuse("it has not ended; wait for it, then extend it")),
+        Some(FinalStatus::Cancelled | FinalStatus::Stopped { .. } | FinalStatus::Suspended) => {
+            return Err(refuse(
+                "it did not finish (cancelled, stopped or suspended): resume it to finish it first",
+            ));
+        }
+        Some(FinalStatus::Failed { .. } | FinalStatus::Interrupted { .. }) => {
+            return Err(refuse(
+                "it failed, and has no result to go on from; start it again instead",
+            ));
+        }
+    }
+    if more == 0 {
+        return Err(refuse("extend it by at least 1 iteration"));
+    }
+    let total = record
+        .directive
+        .iterations()
+        .checked_add(more)
+        .ok_or_else(|| refuse("that many iterations do not fit a 64-bit count"))?;
+    record.directive = record
+        .directive
+        .with_iterations(total)
+        .map_err(|e| refuse(&e.to_string()))?;
+    record.ended = None;
+    record.stopped_early = None;
+    Ok(record)
 }
 
 #[cfg(test)]

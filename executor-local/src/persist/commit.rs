@@ -230,6 +230,7 @@ impl From<ExecError> for CommitFailure {
             | ExecError::Unsaveable(_)
             | ExecError::UnknownOperation { .. }
             | ExecError::Damaged { .. }
+            | ExecError::NotExtendable { .. }
             | ExecError::Stopped => false,
         };
         CommitFailure {

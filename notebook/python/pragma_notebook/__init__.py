@@ -52,6 +52,7 @@ __all__ = [
     "config",
     "exclude",
     "excluded",
+    "extend",
     "include",
     "kernel",
     "last_op",
@@ -113,6 +114,17 @@ def wait(op=None, timeout=None) -> Outcome | None:
     :class:`Outcome`; ``None`` if ``timeout`` seconds passed first
     (``%pragma wait [OP]``)."""
     return kernel().wait(op, timeout)
+
+
+def extend(op=None, more=1) -> Operation:
+    """Runs ``more`` iterations beyond the end of an operation that
+    succeeded and whose result was applied (``%pragma extend [OP] N``): a
+    repeat goes on from its last state (not its best), a parallel
+    operation runs its next iterations; the earlier candidates stay
+    candidates, the usage adds up, and ``%pragma wait`` applies the best
+    of all. Raises ``ValueError`` for one that has not ended here, failed
+    or was cancelled (resume that one instead)."""
+    return kernel().extend(op, more)
 
 
 def apply(op=None, take_background=None, keep_live=None) -> Outcome | None:

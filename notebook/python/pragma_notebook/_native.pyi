@@ -66,6 +66,9 @@ class NativeSession:
     def report_svg(self, op: str) -> str: ...
     def stored_variables(self) -> list[bytes]: ...
     def cancel(self, op: str) -> None: ...
+    def extend(self, op: str, more: int, live: SavedNamespace) -> str:
+        """Runs ``more`` iterations beyond the end of ``op``, which
+        succeeded and was applied, against ``live`` (the variables now)."""
     def suspend(self, op: str, grace_seconds: float) -> None:
         """A preemption notice: nothing new starts, what runs has
         ``grace_seconds`` to finish, a repeat checkpoints its last finished

@@ -116,6 +116,15 @@ def _parser() -> _Parser:
         commands.add_parser(name, help=help_text, description=help_text).add_argument(
             "op", nargs="?", metavar="OP"
         )
+    extend = commands.add_parser(
+        "extend",
+        help="run N more iterations of an operation that succeeded",
+        description="run N more iterations of an operation that succeeded: a repeat goes on"
+        " from its last state, a parallel one runs its next iterations; the best of all is"
+        " applied when it ends",
+    )
+    extend.add_argument("op", nargs="?", metavar="OP")
+    extend.add_argument("more", type=int, metavar="N", help="how many more iterations")
     logs = commands.add_parser(
         "logs", help="what the iterations printed", description="what the iterations printed"
     )
@@ -188,6 +197,11 @@ def pragma_magic(line: str) -> Any:
         from IPython.display import display as show
 
         show(SVG(the.report(args.op)))
+        return None
+    if args.command == "extend":
+        operation = the.extend(args.op, args.more)
+        print(f"{operation.op}: {args.more} more iterations running in the background")
+        display.show_progress(the, operation.op)
         return None
     if args.command == "logs":
         print(the.logs(args.op, args.iteration), end="")

@@ -302,6 +302,34 @@ class Kernel:
             raise ValueError("no operation was submitted in this kernel yet")
         return self.ops[-1]
 
+    def extend(self, op, more: int) -> Operation:
+        """See :func:`pragma_notebook.extend`."""
+        op = self.op(op)
+        if op not in self.outcomes:
+            raise ValueError(
+                f"{op} has not ended here: `%pragma wait {op}` waits for it, then extend it"
+            )
+        namespace = self.namespaces[op]
+        readonly = self.readonly.get(op, set())
+        store = self.blobs()
+        names, blobs = self.save(namespace, store, readonly)
+        with _interrupts_deferred() as interrupted:
+            self.native().extend(op, int(more), SavedNamespace(self.identity(), names, blobs))
+            # It runs again: what its end said is no more.
+            for ended in (self.outcomes, self.applied, self.ended_at, self.conflict_values):
+                ended.pop(op, None)
+            self.started[op] = time.time()
+            self.submitted[op] = {
+                n: (namespace.get(n), b)
+                for n, b in zip(names, blobs, strict=True)
+                if n != state.CONTEXT
+            }
+        if interrupted:
+            raise KeyboardInterrupt(
+                f"{op} was extended before the interrupt, and runs: `%pragma cancel {op}` stops it"
+            )
+        return Operation(op, resumed=True, already_running=False)
+
     def op(self, op) -> str:
         """``op`` as an id; the last operation for ``None``."""
         return str(op) if op is not None else self.last_op()

@@ -438,6 +438,26 @@ impl NativeSession {
         Ok(())
     }
 
+    /// Runs `more` iterations beyond the end of `op`, which succeeded and
+    /// was applied: a repeat goes on from its last state, a parallel
+    /// operation runs its next iterations; its result is applied against
+    /// the kernel's variables now (`live`). Followed as a submitted one.
+    fn extend(
+        &self,
+        py: Python<'_>,
+        op: String,
+        more: u64,
+        live: SavedNamespace,
+    ) -> PyResult<String> {
+        let live = KernelLive::new(live, None)?;
+        let session = Arc::clone(&self.session);
+        let running = py.detach(|| {
+            self.runtime
+                .block_on(async move { session.extend(&op, more, &live).await })
+        });
+        self.follow(running.map_err(failed)?)
+    }
+
     /// A preemption notice for `op` (the kernel is going): nothing new
     /// starts; what runs has `grace_seconds` to finish; a repeat then
     /// checkpoints its last finished iteration. It ends suspended, and a

@@ -1,0 +1,122 @@
+//! [`Executor::extend`]: more iterations of an operation that succeeded.
+
+use super::*;
+
+#[tokio::test]
+async fn a_repeat_goes_on_from_its_last_state_and_its_earlier_candidates_still_count() {
+    // The best of the first 6 is iteration 1; of the 4 more, iteration 9.
+    let host = ScriptedHost::new().value(1, 100.0).value(9, 200.0);
+    let executor = executor(&host, 2);
+    let cell = "#pragma repeat --iterations 6 --checkpoint-period 2 --max-by value\nbody";
+    let first = executor
+        .submit(cell, MapState::new())
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(best(&first), (1, Some(100.0)));
+    let more = executor
+        .extend(&first.op, 4)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(more.status, FinalStatus::Succeeded);
+    assert_eq!(more.op, first.op);
+    assert_eq!(best(&more), (9, Some(200.0)));
+    // From the last state (6 runs chained), not the best (2): 10 runs.
+    assert_eq!(more.best.as_ref().unwrap().state["runs"], 10.0);
+    let order: Vec<u64> = host.runs().iter().map(|r| r.iteration).collect();
+    assert_eq!(order, (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        candidate_iterations(&executor, &more.op).await,
+        vec![1, 3, 5, 7, 9]
+    );
+    assert_eq!(more.usage.iterations_run, 10, "usage adds up");
+    let summary = executor.summary(&more.op).await.unwrap();
+    assert_eq!((summary.iterations, summary.done), (10, 10));
+    assert!(summary.directive.to_string().contains("--iterations 10 "));
+}
+
+#[tokio::test]
+async fn a_parallel_operation_runs_only_the_new_iterations() {
+    let host = ScriptedHost::new().value(2, 50.0);
+    let executor = executor(&host, 3);
+    let cell = "#pragma parallel --iterations 5 --max-by value\nbody";
+    let first = executor
+        .submit(cell, MapState::new())
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let more = executor
+        .extend(&first.op, 3)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(more.status, FinalStatus::Succeeded);
+    assert_eq!(
+        best(&more),
+        (2, Some(50.0)),
+        "an earlier candidate can stay the best"
+    );
+    let mut ran: Vec<u64> = host.runs().iter().map(|r| r.iteration).collect();
+    ran.sort_unstable();
+    assert_eq!(ran, (0..8).collect::<Vec<_>>(), "each once");
+    assert_eq!(more.candidate_count, 8);
+    assert_eq!(more.usage.iterations_run, 8);
+}
+
+#[tokio::test]
+async fn only_an_operation_that_succeeded_is_extended_and_a_refusal_says_what_to_do() {
+    let host = ScriptedHost::new()
+        .fail(0, 10)
+        .delay(Duration::from_millis(20));
+    let executor = executor(&host, 1);
+    let failed = executor
+        .submit(
+            "#pragma repeat --iterations 2 --max-by value\nbody",
+            MapState::new(),
+        )
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert!(matches!(failed.status, FinalStatus::Failed { .. }));
+    let Err(refused) = executor.extend(&failed.op, 2).await else {
+        panic!("a failed operation was extended")
+    };
+    assert!(
+        refused.to_string().ends_with("start it again instead"),
+        "{refused}"
+    );
+
+    let handle = executor
+        .submit(
+            "#pragma parallel --iterations 50 --max-by value\nbody",
+            MapState::new(),
+        )
+        .await
+        .unwrap();
+    let op = handle.id().to_owned();
+    handle.cancel();
+    let cancelled = handle.wait().await.unwrap();
+    assert_eq!(cancelled.status, FinalStatus::Cancelled);
+    let Err(refused) = executor.extend(&op, 2).await else {
+        panic!("a cancelled operation was extended")
+    };
+    assert!(refused.to_string().contains("resume it"), "{refused}");
+    assert!(matches!(refused, ExecError::NotExtendable { .. }));
+    assert!(matches!(
+        executor
+            .extend("op-00000000000000000000000000000000", 1)
+            .await,
+        Err(ExecError::UnknownOperation { .. })
+    ));
+}
