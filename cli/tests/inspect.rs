@@ -181,3 +181,49 @@ fn a_repeat_stopped_by_its_patience_says_why_in_its_summary_status_and_report() 
             "stopped early: no better score in 2 checkpoints after iteration 2",
         ));
 }
+
+#[test]
+fn a_parallel_search_stops_once_a_score_reaches_its_target() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    let cell = dir.path().join("cell");
+    // Iteration i scores i; 200 of them, 2 at a time, a quarter second each.
+    std::fs::write(
+        &cell,
+        "#pragma parallel --iterations 200 --target 5 --max-by 'cat score'\n\
+         echo run >> \"$RUNS\"; sleep 0.25; echo $iteration > score\n",
+    )
+    .unwrap();
+    let runs = dir.path().join("runs");
+    let out = pragma()
+        .arg("run")
+        .arg(&cell)
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .args(["--workers", "2", "--json"])
+        .current_dir(dir.path())
+        .env("RUNS", &runs)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8_lossy(&out);
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "succeeded", "{last}");
+    let why = last["stopped_early"].as_str().unwrap();
+    assert!(why.ends_with("reaching the target 5 (`--target`)"), "{why}");
+    assert!(last["best"]["score"].as_f64().unwrap() >= 5.0, "{last}");
+    // The event said so as it happened.
+    assert!(out.contains(r#""event":"stopped_early""#), "{out}");
+    let ran = std::fs::read_to_string(&runs).unwrap().lines().count();
+    assert!(ran < 20, "{ran} of 200 ran");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("state/score"))
+            .unwrap()
+            .trim()
+            .parse::<f64>()
+            .unwrap(),
+        last["best"]["score"].as_f64().unwrap()
+    );
+}

@@ -822,6 +822,38 @@ fn a_repeat_job_that_ended_without_its_coordinator_is_applied_not_run_again() {
 }
 
 #[test]
+fn a_repeat_job_near_its_time_limit_checkpoints_what_finished_and_resumes_running_nothing_twice() {
+    if !cluster() {
+        return;
+    }
+    let setup = Setup::new();
+    // Longer than the 2-minute limit allows after the notice (SLURM sends
+    // it 60 s before the limit, up to 60 s earlier still), checkpoints
+    // every 10: without the notice the job would be killed at its limit
+    // and up to 9 iterations would run again.
+    let cell = setup.cell(
+        "#pragma repeat --iterations 70 --checkpoint-period 10 --max-by 'cat n'\n\
+         echo $iteration >> \"$OUT/ran\"; sleep 1; echo $(( $(cat n 2>/dev/null || echo 0) + 1 )) > n\n",
+    );
+    let (code, first) = setup.run(&cell, &["--backend", "slurm", "--sbatch-arg=--time=2"]);
+    assert_eq!(code, 75, "{first}");
+    assert_eq!(first["status"], "suspended", "{first}");
+    assert_eq!(first["usage"]["work_lost"], 0, "{first}");
+    let (code, last) = setup.run(&cell, &["--backend", "slurm"]);
+    assert_eq!(code, 0, "{last}");
+    assert_eq!(
+        std::fs::read_to_string(setup.path("state/n")).unwrap(),
+        "70\n"
+    );
+    let mut ran: Vec<u64> = lines(&setup, "ran")
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    ran.sort_unstable();
+    assert_eq!(ran, (0..70).collect::<Vec<_>>(), "each iteration once");
+}
+
+#[test]
 fn a_cancelled_repeat_job_resumes_from_its_checkpoint() {
     if !cluster() {
         return;

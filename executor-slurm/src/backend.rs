@@ -56,6 +56,11 @@ pub struct SlurmBackend {
     setup: serde_json::Value,
 }
 
+/// Seconds before its time limit that a whole job's worker is told to
+/// wind down (SIGTERM): `pragma run`'s grace (20 s) and a checkpoint, and
+/// SLURM sends it up to 60 s early.
+pub const WHOLE_JOB_NOTICE: u64 = 60;
+
 /// The fixed job script: no value from a cell is ever part of it.
 pub(crate) const SCRIPT: &str = "#!/bin/sh\n\
 # pragma: runs one iteration; everything it needs is in $PRAGMA_TASK_DIR.\n\
@@ -127,7 +132,10 @@ impl SlurmBackend {
     /// `worker_arg` (instead of the configured one) on `dir`, its output
     /// appended to `dir/run.out`: for work that is one job as a whole (a
     /// repeat operation that resumes from its last checkpoint whenever it
-    /// starts). Returns the job id.
+    /// starts). Its worker alone (not the bodies it runs) gets SIGTERM
+    /// [`WHOLE_JOB_NOTICE`] seconds before the job's time limit: a
+    /// preemption notice, on which `pragma run` lets the running iteration
+    /// finish and checkpoints. Returns the job id.
     pub async fn submit_whole(
         &self,
         name: &str,
@@ -142,7 +150,12 @@ impl SlurmBackend {
             .unwrap_or_default();
         let mut output = OsString::from("--output=");
         output.push(dir.join("run.out"));
-        let args = vec![output, "--open-mode=append".into()];
+        let args = vec![
+            output,
+            "--open-mode=append".into(),
+            // `B:`: the batch step's shell, which execs the worker.
+            format!("--signal=B:TERM@{WHOLE_JOB_NOTICE}").into(),
+        ];
         self.sbatch(name, args, dir, (worker, worker_arg.into()))
             .await
     }

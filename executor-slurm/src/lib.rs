@@ -63,7 +63,7 @@ mod queue;
 pub mod whole;
 pub mod worker;
 
-pub use backend::{SlurmBackend, SlurmConfig, TaskSetup};
+pub use backend::{SlurmBackend, SlurmConfig, TaskSetup, WHOLE_JOB_NOTICE};
 pub use error::SlurmError;
 pub use queue::{cancel_job, cancel_jobs_of, in_queue, job_name, job_queued, scancel};
 pub use worker::{TaskFiles, task_files, write_report};
