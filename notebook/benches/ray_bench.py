@@ -15,7 +15,13 @@ process of its own, the first still connected, as a second notebook is)
 alternating the no-op cell with the same plain tasks of its own, as a
 notebook does: both medians and their ratio (target <= 1.5; before each
 kernel had its own supervisor, every operation there started new worker
-processes).
+processes). Last, on a cluster of its own, a node lost mid-operation: 20
+iterations of 2 s (`--parallel-runs 2`) on two nodes, once undisturbed and
+once with the worker node killed while an iteration runs on it (a new
+node joining at once, as an autoscaler replaces one): the work lost
+against the iterations running on the lost node (target: no more), and
+the wall time against the undisturbed run (target <= 1.5x of it plus
+Ray's own time to declare the node dead, measured in the same run).
 """
 
 import os
@@ -92,9 +98,75 @@ def second_kernel(address):
     print(f"{ours} {theirs}")
 
 
+LOST_ITERATIONS = 20
+LOST_SECONDS = 2.0
+
+
+def node_loss():
+    """The node-loss measure, in a process of its own (its own cluster);
+    prints its line."""
+    enter_scratch_directory("pragma-ray-bench-node-loss-")
+    marks = os.path.abspath("marks")
+    os.mkdir(marks)
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"node_ip_address": "127.0.0.1", "num_cpus": 1, "include_dashboard": False},
+    )
+    worker = cluster.add_node(node_ip_address="127.0.0.1", num_cpus=1)
+    cell = (
+        f"#pragma parallel --iterations {LOST_ITERATIONS} --parallel-runs 2 --max-by x\n"
+        "import os, sys, time\n"
+        "node = sys.modules['ray'].get_runtime_context().get_node_id()\n"
+        "open(f'{where}/{run}-{iteration}-{node}', 'w').close()\n"
+        f"time.sleep({LOST_SECONDS})\n"
+        "x = iteration"
+    )
+    try:
+        pn.config(backend="ray", address=cluster.address)
+        pn.submit("#pragma parallel --iterations 4 --parallel-runs 2 --max-by x\nx = 1", {}).wait()
+        undisturbed, outcome = timed_outcome(lambda: pn.submit(cell, {"where": marks, "run": "a"}))
+        assert outcome.status == "succeeded", outcome
+        begin = time.perf_counter()
+        operation = pn.submit(cell, {"where": marks, "run": "b"})
+        on_worker = f"-{worker.node_id}"
+        while not any(n.startswith("b-") and n.endswith(on_worker) for n in os.listdir(marks)):
+            time.sleep(0.02)
+        running = 1  # one CPU per node: one iteration runs on the lost node
+        killed = time.perf_counter()
+        cluster.remove_node(worker, allow_graceful=False)
+        cluster.add_node(node_ip_address="127.0.0.1", num_cpus=1)
+        lost = worker.node_id
+        while any(n["NodeID"] == lost and n["Alive"] for n in ray.nodes()):
+            time.sleep(0.05)
+        detection = time.perf_counter() - killed
+        outcome = operation.wait()
+        wall = time.perf_counter() - begin
+        assert outcome.status == "succeeded", outcome
+        target = 1.5 * undisturbed + detection
+        print(
+            f"a node lost mid-operation ({LOST_ITERATIONS} x {LOST_SECONDS:.0f} s, 2 nodes, one"
+            f" replaced at once): work lost {outcome.usage['work_lost']} (target <= {running},"
+            f" the iterations running on it); wall {wall:.1f} s against {undisturbed:.1f} s"
+            f" undisturbed and {detection:.1f} s for Ray to declare the node dead: target <="
+            f" {target:.1f} s, ratio {wall / target:.2f}"
+        )
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def timed_outcome(submit):
+    begin = time.perf_counter()
+    outcome = submit().wait()
+    return time.perf_counter() - begin, outcome
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--second-kernel":
         second_kernel(sys.argv[2])
+        return
+    if len(sys.argv) == 2 and sys.argv[1] == "--node-loss":
+        node_loss()
         return
     enter_scratch_directory("pragma-ray-bench-")
     cluster = Cluster(
@@ -146,6 +218,10 @@ def main():
     finally:
         ray.shutdown()
         cluster.shutdown()
+    measured = subprocess.run(
+        [sys.executable, __file__, "--node-loss"], capture_output=True, text=True, check=True
+    )
+    print(measured.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -262,12 +262,17 @@ def test_a_node_lost_mid_operation_costs_only_its_run(tmp_path, own_cluster):
             "print('ended:', outcome.status, outcome.best_iteration, v, "
             "outcome.failed_iterations)\n"
             "print('usage:', outcome.usage['iterations_run'], outcome.usage['work_lost'])",
+            "%pragma logs",
         ],
         timeout=180,
     )
     # Once an iteration runs on the worker node, the node goes.
     execute_meanwhile(client, lambda: remove_once_used(cluster, worker_node, marks), 180)
-    # (Ray's driver says on its own that the node's raylet died.)
+    # The lost run is said in the operation's log, not in the cells.
+    *cells, logs = [shown(cell) for cell in client.nb.cells]
+    assert not [text for text in cells if "was lost on the Ray cluster" in text], cells
+    assert "was lost on the Ray cluster and runs again" in logs, logs
+    client.nb.cells.pop()
     lines = printed(client, "ended:", "usage:")
     assert lines[0] == "ended: succeeded 3 3 []", lines
     runs, lost = map(int, lines[1].split()[1:])

@@ -244,11 +244,20 @@ impl NativeSession {
             let checkpoints = Arc::clone(&location.checkpoints);
             let executor = match ray {
                 Some(dispatcher) => {
+                    // Beside Ray's own messages to the kernel
+                    // (`Dispatcher.keep_messages_in`).
+                    let notes = crate::ray::Notes::in_file(
+                        location
+                            .logs()
+                            .join("workers")
+                            .join(format!("{}-ray.err", std::process::id())),
+                    );
                     let backend = crate::ray::RayBackend::new(
                         dispatcher,
                         workers as u64,
                         store,
                         follow_cluster,
+                        notes,
                     );
                     Executor::with_backend(host, checkpoints, Arc::new(backend), settings)
                 }

@@ -68,6 +68,39 @@ pub(crate) struct RayBackend {
     capacity: Arc<AtomicU64>,
     /// The jobs' way to the cluster, in batches.
     batches: Arc<Batches>,
+    /// Where its notes to the user go (see [`Notes`]).
+    notes: Notes,
+}
+
+/// Where the backend's notes go ("iteration 7 was lost on the cluster and
+/// runs again"): a file beside the workers' own output, which `%pragma
+/// logs` shows; never the kernel's standard error, which Jupyter shows in
+/// whatever cell runs at the time. Without a file, standard error.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Notes(Option<std::path::PathBuf>);
+
+impl Notes {
+    /// Notes appended to `path`.
+    pub(crate) fn in_file(path: std::path::PathBuf) -> Notes {
+        Notes(Some(path))
+    }
+
+    fn write(&self, line: &str) {
+        use std::io::Write;
+        let written = self.0.as_ref().is_some_and(|path| {
+            path.parent()
+                .is_none_or(|dir| std::fs::create_dir_all(dir).is_ok())
+                && std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut file| writeln!(file, "{line}"))
+                    .is_ok()
+        });
+        if !written {
+            eprintln!("{line}");
+        }
+    }
 }
 
 impl RayBackend {
@@ -81,6 +114,7 @@ impl RayBackend {
         capacity: u64,
         store: String,
         follow_cluster: bool,
+        notes: Notes,
     ) -> RayBackend {
         let dispatcher = Arc::new(dispatcher);
         let capacity = Arc::new(AtomicU64::new(capacity.max(1)));
@@ -90,6 +124,7 @@ impl RayBackend {
         RayBackend {
             batches: Arc::new(Batches::new(dispatcher, Arc::clone(&capacity), store)),
             capacity,
+            notes,
         }
     }
 }
@@ -257,7 +292,10 @@ impl ExecutionBackend for RayBackend {
                 Err(e) => failed(format!("the Ray task's report is unreadable: {e}")),
             },
             "lost" => {
-                tracing_lost(&spec, &text);
+                self.notes.write(&format!(
+                    "pragma: iteration {} of {} was lost on the Ray cluster and runs again: {text}",
+                    spec.iteration, spec.op
+                ));
                 JobOutcome::Lost
             }
             _ => failed(text),
@@ -391,13 +429,6 @@ fn read_worker_answer(answer: Bound<'_, PyAny>) -> PyResult<Option<(String, Vec<
 }
 
 /// Says on standard error that a run was lost (the executor runs it again).
-fn tracing_lost(spec: &JobSpec, why: &str) {
-    eprintln!(
-        "pragma: iteration {} of {} was lost on the Ray cluster and runs again: {why}",
-        spec.iteration, spec.op
-    );
-}
-
 /// This interpreter (a Ray worker's), answering the requests of
 /// `pragma_notebook.worker` in place: what the host of a Ray task runs its
 /// body in ([`PythonHost::here`]).
@@ -606,7 +637,7 @@ pub(crate) fn ray_backend_conformance(
     capacity: u64,
     store: String,
 ) -> PyResult<Option<String>> {
-    let backend = RayBackend::new(dispatcher, capacity, store, false);
+    let backend = RayBackend::new(dispatcher, capacity, store, false, Notes::default());
     let runtime = remote_runtime().map_err(pyo3::exceptions::PyRuntimeError::new_err)?;
     let found =
         py.detach(|| runtime.block_on(pragma_executor_local::conformance::backend(&backend)));
