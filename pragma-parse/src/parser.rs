@@ -428,6 +428,15 @@ fn closest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Opt
         .map(|(_, c)| c)
 }
 
+/// A value as a message names what was found: quoted, or `nothing`.
+fn found(text: &str) -> String {
+    if text.is_empty() {
+        "nothing".to_owned()
+    } else {
+        format!("`{}`", shown(text))
+    }
+}
+
 /// Shows user text in a message, cut short when it is long.
 fn shown(text: &str) -> String {
     const MAX: usize = 40;
@@ -800,11 +809,7 @@ impl Words<'_> {
                 )
                 .with_help(help)),
             None => {
-                let found = if text.is_empty() {
-                    "nothing".to_owned()
-                } else {
-                    format!("`{}`", shown(text))
-                };
+                let found = found(text);
                 Err(self
                     .error(
                         ErrorKind::InvalidNumber,
@@ -849,11 +854,7 @@ impl Words<'_> {
                 )
                 .with_help(example));
         }
-        let found = if text.is_empty() {
-            "nothing".to_owned()
-        } else {
-            format!("`{}`", shown(text))
-        };
+        let found = found(text);
         Err(self
             .error(
                 ErrorKind::InvalidNumber,

@@ -740,13 +740,7 @@ impl Scheduler {
             PlanState::Parallel(parallel) => parallel.in_flight.is_empty(),
         };
         if idle {
-            let held: Vec<WorkerId> = self
-                .workers
-                .iter()
-                .filter(|&(_, holder)| *holder == id)
-                .map(|(&worker, _)| worker)
-                .collect();
-            for worker in held {
+            for worker in self.held_by(id) {
                 self.release(id, worker, actions);
             }
             self.end(id, Conclusion::Suspended, actions);
@@ -823,6 +817,15 @@ impl Scheduler {
         self.end(id, outcome, actions);
     }
 
+    /// The workers lent to `id`.
+    fn held_by(&self, id: OpId) -> Vec<WorkerId> {
+        self.workers
+            .iter()
+            .filter(|&(_, holder)| *holder == id)
+            .map(|(&worker, _)| worker)
+            .collect()
+    }
+
     /// Stops every worker of the active operation `id` and forgets what
     /// they ran (a repeat goes back to its last checkpoint); false if it
     /// is not active.
@@ -830,13 +833,7 @@ impl Scheduler {
         if !self.active.contains(&id) {
             return false;
         }
-        let held: Vec<WorkerId> = self
-            .workers
-            .iter()
-            .filter(|&(_, holder)| *holder == id)
-            .map(|(&worker, _)| worker)
-            .collect();
-        for worker in held {
+        for worker in self.held_by(id) {
             self.take_back(worker);
             actions.push(Action::Stop { op: id, worker });
         }
