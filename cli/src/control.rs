@@ -333,7 +333,7 @@ fn not_running(location: &Location, record: &RunRecord<FileDigest>) -> Exit {
 fn stop(runner: &pragma_session::Runner, op: &str, described: &str) -> Result<(), Failure> {
     if let Some(job) = &runner.batch_job {
         // The job may run on any node, or wait to start again: SLURM stops
-        // it wherever it is, with the SIGTERM a cancel sends.
+        // it wherever it is (its pragma gets SIGINT, as here).
         return pragma_executor_slurm::cancel_job(job)
             .map_err(|e| Failure::usage(format!("{e} (operation {op})")));
     }

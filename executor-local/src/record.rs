@@ -63,6 +63,16 @@ pub(crate) struct Record {
     /// Why a stop rule (`--patience`, `--target`) ended it, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) stopped_early: Option<String>,
+    /// A repeat's committed checkpoints since its best one (`--patience`
+    /// goes on from there after a resume).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) since_best: u64,
+    /// Taken up to run more iterations ([`Executor::extend`]): its stop
+    /// rules start over. Never stored.
+    ///
+    /// [`Executor::extend`]: crate::Executor::extend
+    #[serde(skip)]
+    pub(crate) extended: bool,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -88,6 +98,7 @@ impl Record {
         self.pending_runs = delta.pending_runs;
         self.started = delta.started;
         self.stopped_early = delta.stopped_early;
+        self.since_best = delta.since_best;
     }
 
     /// The iterations recorded as finished, in either form.

@@ -63,23 +63,28 @@ pub(crate) async fn run(program: &str, args: &[OsString]) -> Result<String, Slur
     }
 }
 
-/// Cancels job `job` (`scancel JOB`), outside a runtime: SLURM stops it
-/// wherever it runs, or waits to, with the SIGTERM a cancel sends.
+/// Cancels job `job` as Ctrl-C cancels a run (see `cancel_args`),
+/// outside a runtime.
 pub fn cancel_job(job: &str) -> Result<(), SlurmError> {
+    let mut first_error = None;
     for args in cancel_args(job) {
-        run_now("scancel", &args)?;
+        if let Err(e) = run_now("scancel", &args) {
+            first_error.get_or_insert(e);
+        }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
-/// The `scancel`s that cancel a job as Ctrl-C cancels a run: a running
-/// job's processes get SIGINT (the batch script's too: a SIGTERM is a
-/// preemption notice, which a `pragma run` in it takes as "suspend, the
-/// machine goes"); a job still waiting leaves the queue.
+/// The `scancel`s that cancel a job as Ctrl-C cancels a run: a job still
+/// waiting leaves the queue; then a running one's `pragma` (the batch
+/// step, which execs it) gets SIGINT, not the SIGTERM a plain `scancel`
+/// sends, which it would take as a preemption notice and suspend; the
+/// bodies it runs are left to it. In this order, a job that starts in
+/// between is signalled.
 pub(crate) fn cancel_args(job: &str) -> [[&str; 3]; 2] {
     [
-        ["--signal=INT", "--full", job],
         ["--state=PENDING", "--quiet", job],
+        ["--signal=INT", "--batch", job],
     ]
 }
 

@@ -8,6 +8,7 @@ and chromedriver, except under CI."""
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -61,8 +62,19 @@ def click_when_settled(page: Page, index: int, label: str, shows: str) -> str:
     """Clicks the button `label` in cell `index`, again if the panel does
     not come to show `shows` (the ending's final rewrite re-renders the
     panel, and a click on the view it replaces is lost; applying twice
-    is applying once); what the panel shows then."""
+    is applying once); what the panel shows then.
+
+    After a reload, JupyterLab 4.6 sends each widget's messages on a kernel
+    subshell of its own, and once in CI the kernel answered every click
+    with "Unknown subshell_id" (ipykernel 7.4) until the page was reloaded
+    again: the last tries reload first, and say so."""
     for attempt in range(4):
+        if attempt >= 2:
+            warnings.warn(
+                f"clicks on {label!r} did nothing; reloading the page (kernel subshells)",
+                stacklevel=2,
+            )
+            page.reload()
         page.click_button_in_cell(index, label)
         try:
             return page.wait_for_progress(index, shows, timeout=10)

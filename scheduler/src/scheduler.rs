@@ -490,6 +490,18 @@ impl Scheduler {
         } else {
             repeat.finished
         };
+        if report == Report::Failed && op.suspending {
+            // With the machine going, every process may get the signal,
+            // the body too: not a failure of its own. What finished since
+            // the checkpoint is lost (the failed run counts as a run, as
+            // any failure's); it suspends, no retry spent.
+            op.lost += repeat.finished - repeat.committed;
+            repeat.checkpointing = false;
+            repeat.finished = repeat.committed;
+            self.release(id, worker, actions);
+            self.end(id, Conclusion::Suspended, actions);
+            return;
+        }
         match report {
             Report::Finished if !repeat.checkpointing => {
                 repeat.finished += 1;
@@ -599,6 +611,12 @@ impl Scheduler {
             Report::Finished => {
                 parallel.succeeded += 1;
                 parallel.counts.remove(&iteration);
+                false
+            }
+            // With the machine going, the body may have had the signal
+            // too: no retry spent; it runs again on resume.
+            Report::Failed | Report::Committed if op.suspending => {
+                op.lost += 1;
                 false
             }
             Report::Failed | Report::Committed => {

@@ -308,6 +308,32 @@ mod schedules {
     }
 
     #[test]
+    fn a_body_that_fails_while_suspending_spends_no_retry_and_the_operation_suspends() {
+        let mut s = Scheduler::new(1);
+        let plan = Plan::Repeat {
+            iterations: 20,
+            checkpoint_period: 5,
+        };
+        let budgets = Budgets {
+            retries: 0,
+            ..Budgets::default()
+        };
+        let (op, actions) = s.submit(plan, budgets).unwrap();
+        let worker = starts(&actions)[0].1;
+        s.handle(Event::IterationFinished(worker));
+        s.handle(Event::Suspend(op));
+        // The machine's SIGTERM reached the body: no retries are left, yet
+        // this is no failure; the one finished since the start is lost.
+        let actions = s.handle(Event::IterationFailed(worker));
+        assert!(actions.contains(&Action::Finished {
+            op,
+            outcome: Conclusion::Suspended
+        }));
+        let progress = s.status(op).unwrap().progress();
+        assert_eq!((progress.failed, progress.lost), (0, 1));
+    }
+
+    #[test]
     fn after_the_grace_the_runs_still_going_are_stopped_and_counted_lost() {
         let mut s = Scheduler::new(2);
         let (op, actions) = s.submit(parallel(10, None), Budgets::default()).unwrap();
@@ -676,6 +702,9 @@ impl Model {
             self.finished.insert(op, committed);
         }
         let actions = s.handle(event.clone());
+        // While a preemption notice winds it down, a failure is the
+        // machine's signal, not the body's: it spends no retry.
+        let failing = failing.filter(|_| !self.suspended.contains(&op));
         if let Some(iteration) = failing {
             let count = self.failures.entry((op, iteration)).or_default();
             *count += 1;

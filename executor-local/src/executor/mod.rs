@@ -202,6 +202,8 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             pending_runs: 0,
             started: Vec::new(),
             stopped_early: None,
+            since_best: 0,
+            extended: false,
         };
         let (generation, _) = commit_state(
             &self.shared,
@@ -448,6 +450,17 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             op: op.to_owned(),
             problem: problem.to_owned(),
         };
+        if let Some(more) = extend {
+            // Refused before the claim: a refusal takes nothing over.
+            let loaded = self
+                .shared
+                .log
+                .load_latest(op)
+                .await?
+                .ok_or_else(|| no_such_operation(op))?;
+            let checkpoints = self.shared.log.checkpoints(op).await?;
+            extended(op, whole_record(op, &checkpoints, &loaded.manifest)?, more)?;
+        }
         let lease = self.shared.log.claim(op).await?;
         let loaded = self
             .shared
@@ -522,7 +535,12 @@ fn extended(op: &str, mut record: Record, more: u64) -> Result<Record, ExecError
     };
     match &record.ended {
         Some(FinalStatus::Succeeded) => {}
-        None => return Err(refuse("it has not ended; wait for it, then extend it")),
+        None => {
+            return Err(refuse(
+                "it has not ended: wait for it if it runs, or resume it (run it without \
+                 extending) if it was interrupted, then extend it",
+            ));
+        }
         Some(FinalStatus::Cancelled | FinalStatus::Stopped { .. } | FinalStatus::Suspended) => {
             return Err(refuse(
                 "it did not finish (cancelled, stopped or suspended): resume it to finish it first",
@@ -537,9 +555,13 @@ fn extended(op: &str, mut record: Record, more: u64) -> Result<Record, ExecError
     if more == 0 {
         return Err(refuse("extend it by at least 1 iteration"));
     }
-    let total = record
-        .directive
-        .iterations()
+    // Beyond what ran: a repeat or parallel operation a stop rule ended
+    // early had iterations left that never ran.
+    let ran = match record.directive {
+        Directive::Repeat(_) => record.iterations_done,
+        _ => crate::record::count_of(&record.finished_set()),
+    };
+    let total = ran
         .checked_add(more)
         .ok_or_else(|| refuse("that many iterations do not fit a 64-bit count"))?;
     record.directive = record
@@ -548,6 +570,10 @@ fn extended(op: &str, mut record: Record, more: u64) -> Result<Record, ExecError
         .map_err(|e| refuse(&e.to_string()))?;
     record.ended = None;
     record.stopped_early = None;
+    // Its stop rules start over: no patience used up, a target met only
+    // by a new candidate.
+    record.since_best = 0;
+    record.extended = true;
     Ok(record)
 }
 

@@ -266,6 +266,8 @@ impl<St> Op<St> {
             pending_runs,
             started,
             stopped_early: self.stop.met.clone(),
+            since_best: self.stop.since_best(),
+            extended: false,
         }
     }
 

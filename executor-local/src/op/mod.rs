@@ -151,11 +151,11 @@ impl<St> Op<St> {
             .best
             .as_ref()
             .map(|best| (best.iteration, crate::record::score_value(&best.score)));
-        let repeat = match &self.directive {
-            Directive::Repeat(repeat) => Some((record.iterations_done, repeat.checkpoint_period())),
-            _ => None,
-        };
-        self.stop.resume(best, repeat);
+        if record.extended {
+            self.stop.restart(best.map(|(iteration, _)| iteration));
+        } else {
+            self.stop.resume(best, record.since_best);
+        }
     }
 
     /// Sends an event, built (from the operation's name) only while the

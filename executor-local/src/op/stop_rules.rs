@@ -38,22 +38,30 @@ impl StopRules {
     }
 
     /// A resumed operation's rules: its best so far (iteration and score),
-    /// and for a repeat its iterations done and checkpoint period. A rule
-    /// its record already meets (a crash between the stop and the final
-    /// record) is due at once.
-    pub(crate) fn resume(&mut self, best: Option<(u64, Option<f64>)>, repeat: Option<(u64, u64)>) {
+    /// and a repeat's committed checkpoints since the best one, as its
+    /// record has them. A rule its record already meets (a crash between
+    /// the stop and the final record) is due at once.
+    pub(crate) fn resume(&mut self, best: Option<(u64, Option<f64>)>, since_best: u64) {
         let Some((iteration, score)) = best else {
             return;
         };
         self.best_iteration = Some(iteration);
-        if let Some((iterations_done, period)) = repeat {
-            // Checkpoints come after every `period` iterations: those
-            // after the best one's.
-            self.since_best = (iterations_done / period).saturating_sub((iteration + 1) / period);
-        }
+        self.since_best = since_best;
         self.due = self
             .target_reached(iteration, score)
             .or_else(|| self.out_of_patience());
+    }
+
+    /// An extended operation's rules start over: no patience used up, and
+    /// its target met only by a new candidate; `best` is its best so far.
+    pub(crate) fn restart(&mut self, best: Option<u64>) {
+        self.best_iteration = best;
+        self.since_best = 0;
+    }
+
+    /// A repeat's committed checkpoints since its best one.
+    pub(crate) fn since_best(&self) -> u64 {
+        self.since_best
     }
 
     /// A repeat's checkpoint after `iteration` was scored `score` (`None`:
@@ -162,18 +170,21 @@ mod tests {
 
     #[test]
     fn a_resumed_operation_that_already_met_a_rule_stops_at_once() {
-        // Checkpoints every 5: the best at iteration 9, done through 24:
-        // three checkpoints since (14, 19, 24).
+        // The best at iteration 9, three checkpoints since it.
         let mut stop =
             rules("#pragma repeat --iterations 50 --checkpoint-period 5 --patience 3 --max-by s");
-        stop.resume(Some((9, Some(1.0))), Some((25, 5)));
+        stop.resume(Some((9, Some(1.0))), 3);
         assert!(stop.take_due().unwrap().contains("after iteration 9"));
         let mut stop =
             rules("#pragma repeat --iterations 50 --checkpoint-period 5 --patience 4 --max-by s");
-        stop.resume(Some((9, Some(1.0))), Some((25, 5)));
+        stop.resume(Some((9, Some(1.0))), 3);
         assert_eq!(stop.take_due(), None);
         let mut stop = rules("#pragma parallel --iterations 9 --target 2 --max-by s");
-        stop.resume(Some((4, Some(3.0))), None);
+        stop.resume(Some((4, Some(3.0))), 0);
         assert!(stop.take_due().unwrap().starts_with("iteration 4 scored 3"));
+        // Extended, the rules start over.
+        let mut stop = rules("#pragma parallel --iterations 9 --target 2 --max-by s");
+        stop.restart(Some(4));
+        assert_eq!(stop.take_due(), None);
     }
 }

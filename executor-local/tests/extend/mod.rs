@@ -120,3 +120,65 @@ async fn only_an_operation_that_succeeded_is_extended_and_a_refusal_says_what_to
         Err(ExecError::UnknownOperation { .. })
     ));
 }
+
+#[tokio::test]
+async fn an_operation_a_stop_rule_ended_runs_its_more_iterations_with_the_rules_started_over() {
+    // Scores 0, 1, 2, then 0, 0: patience 2 ends it after 5 iterations of
+    // 20; the 3 more improve.
+    let host = ScriptedHost::new()
+        .value(3, 0.0)
+        .value(4, 0.0)
+        .value(5, 105.0)
+        .value(6, 106.0)
+        .value(7, 107.0);
+    let executor = executor(&host, 1);
+    let cell = "#pragma repeat --iterations 20 --patience 2 --max-by value\nbody";
+    let first = executor
+        .submit(cell, MapState::new())
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert!(first.stopped_early.is_some());
+    assert_eq!(host.runs().len(), 5);
+    let more = executor
+        .extend(&first.op, 3)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(more.status, FinalStatus::Succeeded);
+    assert_eq!(more.stopped_early, None, "the 3 more all ran");
+    assert_eq!(best(&more), (7, Some(107.0)));
+    // 5 ran, then 3 more: not up to the 20 the directive first had.
+    let order: Vec<u64> = host.runs().iter().map(|r| r.iteration).collect();
+    assert_eq!(order, (0..8).collect::<Vec<_>>());
+    assert_eq!(executor.summary(&more.op).await.unwrap().iterations, 8);
+}
+
+#[tokio::test]
+async fn a_refused_extension_takes_nothing_over() {
+    let host = ScriptedHost::new().delay(Duration::from_millis(50));
+    let executor = executor(&host, 1);
+    let handle = executor
+        .submit(
+            "#pragma repeat --iterations 4 --max-by value\nbody",
+            MapState::new(),
+        )
+        .await
+        .unwrap();
+    let op = handle.id().to_owned();
+    // Running: refused, and the run goes on to its end undisturbed.
+    let Err(refused) = executor.extend(&op, 2).await else {
+        panic!("a running operation was extended")
+    };
+    assert!(
+        refused.to_string().contains("it has not ended"),
+        "{refused}"
+    );
+    let outcome = handle.wait().await.unwrap();
+    assert_eq!(outcome.status, FinalStatus::Succeeded);
+    assert_eq!(host.runs().len(), 4);
+}

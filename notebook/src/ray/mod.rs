@@ -428,7 +428,6 @@ fn read_worker_answer(answer: Bound<'_, PyAny>) -> PyResult<Option<(String, Vec<
     Ok(Some((header, blobs)))
 }
 
-/// Says on standard error that a run was lost (the executor runs it again).
 /// This interpreter (a Ray worker's), answering the requests of
 /// `pragma_notebook.worker` in place: what the host of a Ray task runs its
 /// body in ([`PythonHost::here`]).
