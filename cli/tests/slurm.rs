@@ -598,14 +598,24 @@ fn a_repeat_job_requeued_while_running_resumes_and_completes() {
         1,
         "went on from a checkpoint: {ran:?}"
     );
-    // The runs cut short count as runs and as lost work. A run the
-    // requeue stopped before its body wrote its line is counted too.
+    // The runs cut short count as runs (a run the requeue stopped before
+    // its body wrote its line too). The requeue's SIGTERM reaches the
+    // body as well as pragma: a body it killed is a failed run (which
+    // spends no retry once the notice came first); whatever finished
+    // after the last checkpoint and ran again is lost work.
     let lost = last["usage"]["work_lost"].as_u64().unwrap();
-    let again = ran.len() as u64 - 6;
-    assert!(lost >= 1, "{last} {ran:?}");
-    assert!(lost == again || lost == again + 1, "{last} {ran:?}");
-    assert_eq!(last["usage"]["iterations_run"], 6 + lost, "{last}");
-    assert_eq!(last["iterations_run"], 6 + lost, "{last}");
+    let runs = last["usage"]["iterations_run"].as_u64().unwrap();
+    let lines_written = ran.len() as u64;
+    assert!(
+        runs > 6,
+        "a run was cut short and ran again: {last} {ran:?}"
+    );
+    assert!(
+        runs == lines_written || runs == lines_written + 1,
+        "{last} {ran:?}"
+    );
+    assert!(lost <= runs - 6, "{last} {ran:?}");
+    assert_eq!(last["iterations_run"], runs, "{last}");
 }
 
 const REPEAT: &str = "#pragma repeat --iterations 6 --checkpoint-period 2 --max-by 'cat n'\n\
