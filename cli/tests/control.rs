@@ -218,10 +218,7 @@ fn ctrl_c_cancels_with_exit_130_and_the_next_run_resumes() {
         state.to_str().unwrap(),
     ]);
     wait_for_file(&setup.path("started-2"));
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    send(&child, "INT");
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130));
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -260,10 +257,7 @@ fn sigterm_is_a_preemption_notice_and_the_resume_runs_nothing_twice() {
         "30",
     ]);
     wait_for_file(&setup.path("started-6"));
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    send(&child, "TERM");
     let output = child.wait_with_output().unwrap();
     let (stdout, stderr) = (
         String::from_utf8_lossy(&output.stdout),
@@ -364,10 +358,7 @@ fn a_cancelled_run_is_resumed_not_extended() {
         state.to_str().unwrap(),
     ]);
     wait_for_file(&setup.path("started-1"));
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    send(&child, "INT");
     assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
     setup
         .pragma(&["run"])
@@ -760,4 +751,13 @@ fn only_op_in(store: &Path) -> String {
     let op = ops.next().unwrap().unwrap().file_name();
     assert!(ops.next().is_none(), "one operation");
     op.to_str().unwrap().to_owned()
+}
+
+/// Sends the signal `name` (`INT`, `TERM`) to `child`, as `kill -NAME`.
+fn send(child: &std::process::Child, name: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{name}");
 }

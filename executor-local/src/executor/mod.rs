@@ -443,6 +443,23 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         self.take_up(op, Some(more)).await
     }
 
+    /// `op`'s latest record as loaded, its checkpoints, and its whole
+    /// record (the deltas applied).
+    async fn latest(
+        &self,
+        op: &str,
+    ) -> Result<(pragma_checkpoint::Loaded, Vec<Manifest>, Record), ExecError> {
+        let loaded = self
+            .shared
+            .log
+            .load_latest(op)
+            .await?
+            .ok_or_else(|| no_such_operation(op))?;
+        let checkpoints = self.shared.log.checkpoints(op).await?;
+        let record = whole_record(op, &checkpoints, &loaded.manifest)?;
+        Ok((loaded, checkpoints, record))
+    }
+
     /// Resumes `op`, or with `extend`, runs that many more iterations of
     /// it once it succeeded.
     async fn take_up(&self, op: &str, extend: Option<u64>) -> Result<Handle<H::State>, ExecError> {
@@ -452,24 +469,11 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         };
         if let Some(more) = extend {
             // Refused before the claim: a refusal takes nothing over.
-            let loaded = self
-                .shared
-                .log
-                .load_latest(op)
-                .await?
-                .ok_or_else(|| no_such_operation(op))?;
-            let checkpoints = self.shared.log.checkpoints(op).await?;
-            extended(op, whole_record(op, &checkpoints, &loaded.manifest)?, more)?;
+            extended(op, self.latest(op).await?.2, more)?;
         }
         let lease = self.shared.log.claim(op).await?;
-        let loaded = self
-            .shared
-            .log
-            .load_latest(op)
-            .await?
-            .ok_or_else(|| no_such_operation(op))?;
-        let checkpoints = self.shared.log.checkpoints(op).await?;
-        let mut record = whole_record(op, &checkpoints, &loaded.manifest)?;
+        // Read again under the claim: another executor may have gone on.
+        let (loaded, checkpoints, mut record) = self.latest(op).await?;
         if let Some(more) = extend {
             record = extended(op, record, more)?;
         }

@@ -2,27 +2,22 @@
 
 use super::*;
 
+/// The outcome of a submitted or extended operation, once it ended.
+async fn ended(
+    handle: Result<pragma_executor_local::Handle<MapState>, ExecError>,
+) -> Outcome<MapState> {
+    handle.expect("submitted").wait().await.expect("an outcome")
+}
+
 #[tokio::test]
 async fn a_repeat_goes_on_from_its_last_state_and_its_earlier_candidates_still_count() {
     // The best of the first 6 is iteration 1; of the 4 more, iteration 9.
     let host = ScriptedHost::new().value(1, 100.0).value(9, 200.0);
     let executor = executor(&host, 2);
     let cell = "#pragma repeat --iterations 6 --checkpoint-period 2 --max-by value\nbody";
-    let first = executor
-        .submit(cell, MapState::new())
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let first = ended(executor.submit(cell, MapState::new()).await).await;
     assert_eq!(best(&first), (1, Some(100.0)));
-    let more = executor
-        .extend(&first.op, 4)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let more = ended(executor.extend(&first.op, 4).await).await;
     assert_eq!(more.status, FinalStatus::Succeeded);
     assert_eq!(more.op, first.op);
     assert_eq!(best(&more), (9, Some(200.0)));
@@ -45,20 +40,8 @@ async fn a_parallel_operation_runs_only_the_new_iterations() {
     let host = ScriptedHost::new().value(2, 50.0);
     let executor = executor(&host, 3);
     let cell = "#pragma parallel --iterations 5 --max-by value\nbody";
-    let first = executor
-        .submit(cell, MapState::new())
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
-    let more = executor
-        .extend(&first.op, 3)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let first = ended(executor.submit(cell, MapState::new()).await).await;
+    let more = ended(executor.extend(&first.op, 3).await).await;
     assert_eq!(more.status, FinalStatus::Succeeded);
     assert_eq!(
         best(&more),
@@ -78,16 +61,8 @@ async fn only_an_operation_that_succeeded_is_extended_and_a_refusal_says_what_to
         .fail(0, 10)
         .delay(Duration::from_millis(20));
     let executor = executor(&host, 1);
-    let failed = executor
-        .submit(
-            "#pragma repeat --iterations 2 --max-by value\nbody",
-            MapState::new(),
-        )
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let cell = "#pragma repeat --iterations 2 --max-by value\nbody";
+    let failed = ended(executor.submit(cell, MapState::new()).await).await;
     assert!(matches!(failed.status, FinalStatus::Failed { .. }));
     let Err(refused) = executor.extend(&failed.op, 2).await else {
         panic!("a failed operation was extended")
@@ -133,22 +108,10 @@ async fn an_operation_a_stop_rule_ended_runs_its_more_iterations_with_the_rules_
         .value(7, 107.0);
     let executor = executor(&host, 1);
     let cell = "#pragma repeat --iterations 20 --patience 2 --max-by value\nbody";
-    let first = executor
-        .submit(cell, MapState::new())
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let first = ended(executor.submit(cell, MapState::new()).await).await;
     assert!(first.stopped_early.is_some());
     assert_eq!(host.runs().len(), 5);
-    let more = executor
-        .extend(&first.op, 3)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let more = ended(executor.extend(&first.op, 3).await).await;
     assert_eq!(more.status, FinalStatus::Succeeded);
     assert_eq!(more.stopped_early, None, "the 3 more all ran");
     assert_eq!(best(&more), (7, Some(107.0)));
