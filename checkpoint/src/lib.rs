@@ -21,6 +21,11 @@
 //!   ([`validate_name`]): nothing can reach outside the store's root.
 //! - With the `conformance` feature, [`conformance`] holds the tests that
 //!   every backend passes, as public functions a third-party backend can run.
+//! - [`LocalStore`] makes its file-system calls through a [`FileSystem`]
+//!   ([`OsFileSystem`] by default). With the `testkit` feature,
+//!   `testkit::ForgetfulFileSystem` is one that forgets unsynced writes on a
+//!   simulated power loss: the durability tests lose power after every
+//!   call of an operation and remount what a machine could have kept.
 //!
 //! [`retain`]: CheckpointLog::retain
 //! [`claim`]: CheckpointLog::claim
@@ -79,9 +84,13 @@ mod store;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub mod testkit;
+
 pub use error::{Error, Result};
 pub use key::{Key, MAX_NAME_LEN, validate_name};
-pub use local::LocalStore;
+pub use local::{DirEntry, FileSystem, LocalStore, OsFileSystem, WritableFile};
 pub use log::{CheckpointLog, Lease, Loaded, Manifest, Meta, Part, PartInfo, Warning};
 pub use memory::MemoryStore;
 #[cfg(feature = "object-store")]

@@ -11,6 +11,7 @@ use tokio::io::AsyncReadExt;
 mod crash;
 mod damage;
 mod full_disk;
+mod power_loss;
 mod s3;
 
 async fn commit_text<S: Store>(

@@ -167,17 +167,19 @@ def test_a_second_kernel_runs_its_iterations_in_its_own_warm_workers(tmp_path, s
     assert "Connecting to existing Ray cluster" not in connected, connected
 
     # Its iterations run in its own job's worker processes, those its own
-    # Ray tasks run in; once warm (two rounds: with two CPUs, the first may
-    # have needed only one worker), no operation (nor task) starts a
-    # worker: each would be a second's start, paid per operation.
+    # Ray tasks run in, and no operation (nor task) starts a worker of its
+    # own: each would be a second's start, paid per operation. The pool
+    # may grow to one worker per CPU (two) when Ray sees fit, in whichever
+    # round (CI saw the second start in round 2); a start per operation
+    # would show four or more.
     def used(rounds):
         return set().union(*(pids(marks, f"{kind}{r}") for kind in ("op", "plain") for r in rounds))
 
-    warm, later = used((0, 1)), used((2, 3))
+    every = used(range(4))
     assert pids(marks, "op0") & pids(marks, "plain0"), sorted(os.listdir(marks))
-    assert later <= warm, (sorted(warm), sorted(later))
+    assert len(every) <= 2, sorted(os.listdir(marks))
     # The first kernel's workers are not its.
-    assert not pids(marks, "first") & later, sorted(os.listdir(marks))
+    assert not pids(marks, "first") & every, sorted(os.listdir(marks))
 
     # Each kernel had its supervisor; with the kernels gone and nothing
     # held for another, they let themselves go (a minute after the last

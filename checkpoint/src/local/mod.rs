@@ -1,8 +1,8 @@
 //! The local file system backend.
 
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
@@ -10,6 +10,10 @@ use tokio::io::AsyncReadExt;
 use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::store::{Reader, Source, Store};
+
+mod file_system;
+
+pub use file_system::{DirEntry, FileSystem, OsFileSystem, WritableFile};
 
 /// Size of the buffer that streams data to disk.
 const CHUNK: usize = 4 << 20;
@@ -24,30 +28,42 @@ const FIRST_CHUNK: usize = 64 << 10;
 /// - `create` writes and fsyncs a temporary file, then hard-links it to the
 ///   target, which fails if the target exists: exclusive, and never shows a
 ///   partly written file.
+/// - A directory the store creates is made durable in its parent before
+///   anything is written in it: a synced name in a directory whose own name
+///   was lost would be lost with it.
 /// - Directories are created owner-only (0700), files readable by the owner
 ///   only (0600).
 /// - Temporary files start with `.` and are not listed; a crash can leave
 ///   them behind, and [`LocalStore::remove_temporary_files`] clears them.
+///
+/// Every call goes through a [`FileSystem`]: the operating system's
+/// ([`LocalStore::new`]) or one of the caller's
+/// ([`LocalStore::with_file_system`]), such as the simulated one that
+/// forgets unsynced writes on a power loss in the durability tests.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
+    fs: Arc<dyn FileSystem>,
 }
 
 impl LocalStore {
-    /// A store rooted at `root`, created (owner-only) if missing.
+    /// A store rooted at `root` on the operating system's file system,
+    /// created (owner-only) if missing.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        Self::with_file_system(root, Arc::new(OsFileSystem))
+    }
+
+    /// A store rooted at `root` on the file system `fs`, created
+    /// (owner-only, durably) if missing.
+    pub fn with_file_system(root: impl Into<PathBuf>, fs: Arc<dyn FileSystem>) -> Result<Self> {
         let root = root.into();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&root)
-            .map_err(|e| {
-                Error::io(
-                    format!("creating the store directory {}", root.display()),
-                    e,
-                )
-            })?;
-        Ok(LocalStore { root })
+        make_dirs(fs.as_ref(), &root).map_err(|e| {
+            Error::io(
+                format!("creating the store directory {}", root.display()),
+                e,
+            )
+        })?;
+        Ok(LocalStore { root, fs })
     }
 
     /// The root directory.
@@ -61,22 +77,37 @@ impl LocalStore {
             .fold(self.root.clone(), |path, name| path.join(name))
     }
 
+    /// Runs `call` with the file system on tokio's blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        context: impl FnOnce() -> String,
+        call: impl FnOnce(&dyn FileSystem) -> io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let fs = Arc::clone(&self.fs);
+        match tokio::task::spawn_blocking(move || call(fs.as_ref())).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(Error::io(context(), e)),
+            Err(e) => Err(Error::io(context(), io::Error::other(e))),
+        }
+    }
+
     /// Deletes temporary files a crash left behind. Do not run it while
     /// another process writes to the store.
     pub fn remove_temporary_files(&self) -> Result<usize> {
         let mut removed = 0;
         let mut dirs = vec![self.root.clone()];
         while let Some(dir) = dirs.pop() {
-            let entries = std::fs::read_dir(&dir)
+            let entries = self
+                .fs
+                .read_dir(&dir)
                 .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
             for entry in entries {
-                let entry =
-                    entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-                let path = entry.path();
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let path = dir.join(&entry.name);
+                if entry.is_dir {
                     dirs.push(path);
-                } else if entry.file_name().to_string_lossy().starts_with('.') {
-                    std::fs::remove_file(&path)
+                } else if entry.name.to_string_lossy().starts_with('.') {
+                    self.fs
+                        .remove_file(&path)
                         .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
                     removed += 1;
                 }
@@ -94,19 +125,13 @@ impl LocalStore {
             .unwrap_or_default();
         let temporary = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
         let context = || format!("writing {}", target.display());
-        create_dirs(&dir).await?;
         let file = {
             let temporary = temporary.clone();
-            tokio::task::spawn_blocking(move || {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&temporary)
+            self.blocking(context, move |fs| {
+                make_dirs(fs, &dir)?;
+                fs.create_new(&temporary)
             })
-            .await
-            .map_err(|e| Error::io(context(), io::Error::other(e)))?
-            .map_err(|e| Error::io(context(), e))?
+            .await?
         };
         // Blocking writes on the blocking pool, a chunk at a time, with two
         // buffers: one fills from the source while the other is written.
@@ -151,12 +176,11 @@ impl LocalStore {
                 };
                 let chunk = std::mem::replace(&mut spare, next);
                 pending = Some(tokio::task::spawn_blocking(move || {
-                    use std::io::Write;
                     let result = f.write_all(&chunk[..n]);
                     (f, chunk, result)
                 }));
             }
-            let f = file.take().ok_or_else(|| {
+            let mut f = file.take().ok_or_else(|| {
                 Error::io(
                     context(),
                     io::Error::other("the file is still being written"),
@@ -172,7 +196,9 @@ impl LocalStore {
         match written {
             Ok(total) => Ok((temporary, total)),
             Err(e) => {
-                let _ = tokio::fs::remove_file(&temporary).await;
+                let _ = self
+                    .blocking(String::new, move |fs| fs.remove_file(&temporary))
+                    .await;
                 Err(e)
             }
         }
@@ -181,7 +207,7 @@ impl LocalStore {
 
 /// A chunk being written on the blocking pool; it gives back the file and
 /// the buffer.
-type WriteJob = tokio::task::JoinHandle<(std::fs::File, Vec<u8>, io::Result<()>)>;
+type WriteJob = tokio::task::JoinHandle<(Box<dyn WritableFile>, Vec<u8>, io::Result<()>)>;
 
 /// Reads until `buffer` is full or the source ends; returns the bytes read.
 async fn read_full(source: Source<'_>, buffer: &mut [u8]) -> io::Result<usize> {
@@ -196,22 +222,31 @@ async fn read_full(source: Source<'_>, buffer: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-async fn create_dirs(dir: &Path) -> Result<()> {
-    let owned = dir.to_owned();
-    tokio::task::spawn_blocking(move || {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&owned)
-    })
-    .await
-    .map_err(|e| Error::io(format!("creating {}", dir.display()), io::Error::other(e)))?
-    .map_err(|e| Error::io(format!("creating {}", dir.display()), e))
+/// Creates `dir` and its missing ancestors, each made durable in its parent
+/// (synced) before anything goes in it. An existing directory costs one
+/// call.
+fn make_dirs(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
+    match fs.create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let parent = dir.parent().ok_or(e)?;
+            make_dirs(fs, parent)?;
+            match fs.create_dir(dir) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                created => created.and_then(|()| fs.sync_dir(parent)),
+            }
+        }
+        Err(e) => Err(e),
+        Ok(()) => match dir.parent() {
+            Some(parent) => fs.sync_dir(parent),
+            None => Ok(()),
+        },
+    }
 }
 
-/// Makes a rename or link in `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+/// The directory a file is in (for syncing its name).
+fn parent_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(path)
 }
 
 #[async_trait]
@@ -220,17 +255,19 @@ impl Store for LocalStore {
         let target = self.path(key);
         let (temporary, total) = self.write_temporary(&target, data).await?;
         let context = format!("writing {}", target.display());
-        tokio::task::spawn_blocking(move || {
-            let result = std::fs::rename(&temporary, &target)
-                .and_then(|()| sync_dir(target.parent().unwrap_or(&target)));
-            if result.is_err() {
-                let _ = std::fs::remove_file(&temporary);
-            }
-            result
-        })
-        .await
-        .map_err(|e| Error::io(&context, io::Error::other(e)))?
-        .map_err(|e| Error::io(&context, e))?;
+        self.blocking(
+            || context,
+            move |fs| {
+                let result = fs
+                    .rename(&temporary, &target)
+                    .and_then(|()| fs.sync_dir(parent_of(&target)));
+                if result.is_err() {
+                    let _ = fs.remove_file(&temporary);
+                }
+                result
+            },
+        )
+        .await?;
         Ok(total)
     }
 
@@ -240,11 +277,12 @@ impl Store for LocalStore {
         let (temporary, _) = self.write_temporary(&target, &mut source).await?;
         let shown = key.to_string();
         let context = format!("creating {}", target.display());
+        let fs = Arc::clone(&self.fs);
         let linked = tokio::task::spawn_blocking(move || {
-            let linked = std::fs::hard_link(&temporary, &target);
-            let _ = std::fs::remove_file(&temporary);
+            let linked = fs.hard_link(&temporary, &target);
+            let _ = fs.remove_file(&temporary);
             linked?;
-            sync_dir(target.parent().unwrap_or(&target))
+            fs.sync_dir(parent_of(&target))
         })
         .await
         .map_err(|e| Error::io(&context, io::Error::other(e)))?;
@@ -259,13 +297,13 @@ impl Store for LocalStore {
 
     async fn get(&self, key: &Key) -> Result<Reader> {
         let path = self.path(key);
-        match tokio::fs::File::open(&path).await {
-            // `tokio::fs::File` already reads big requests in big blocks;
-            // a small buffer only saves the many small reads of a record.
-            Ok(file) => Ok(Box::new(tokio::io::BufReader::with_capacity(
-                FIRST_CHUNK,
-                file,
-            ))),
+        let fs = Arc::clone(&self.fs);
+        let opening = path.clone();
+        let opened = tokio::task::spawn_blocking(move || fs.open(&opening))
+            .await
+            .map_err(|e| Error::io(format!("reading {}", path.display()), io::Error::other(e)))?;
+        match opened {
+            Ok(reader) => Ok(reader),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound {
                 key: key.to_string(),
             }),
@@ -276,8 +314,9 @@ impl Store for LocalStore {
     async fn delete(&self, key: &Key) -> Result<()> {
         let path = self.path(key);
         let root = self.root.clone();
+        let fs = Arc::clone(&self.fs);
         tokio::task::spawn_blocking(move || {
-            match std::fs::remove_file(&path) {
+            match fs.remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(Error::io(format!("deleting {}", path.display()), e)),
@@ -286,7 +325,7 @@ impl Store for LocalStore {
             // another writer may be filling one again).
             let mut dir = path.parent();
             while let Some(d) = dir {
-                if d == root || std::fs::remove_dir(d).is_err() {
+                if d == root || fs.remove_dir(d).is_err() {
                     break;
                 }
                 dir = d.parent();
@@ -300,15 +339,16 @@ impl Store for LocalStore {
     async fn list(&self, prefix: Option<&Key>) -> Result<Vec<Key>> {
         let start = prefix.map_or_else(|| self.root.clone(), |p| self.path(p));
         let root = self.root.clone();
+        let fs = Arc::clone(&self.fs);
         tokio::task::spawn_blocking(move || {
             let mut keys = Vec::new();
             let mut dirs = vec![start.clone()];
             while let Some(dir) = dirs.pop() {
-                let entries = match std::fs::read_dir(&dir) {
+                let entries = match fs.read_dir(&dir) {
                     Ok(entries) => entries,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     // The prefix names a file: it is the only key under it.
-                    Err(_) if dir == start && dir.is_file() => {
+                    Err(e) if dir == start && e.kind() == io::ErrorKind::NotADirectory => {
                         if let Some(key) = key_of(&root, &dir) {
                             keys.push(key);
                         }
@@ -317,13 +357,11 @@ impl Store for LocalStore {
                     Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
                 };
                 for entry in entries {
-                    let entry =
-                        entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-                    if entry.file_name().to_string_lossy().starts_with('.') {
+                    if entry.name.to_string_lossy().starts_with('.') {
                         continue; // a temporary file
                     }
-                    let path = entry.path();
-                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    let path = dir.join(&entry.name);
+                    if entry.is_dir {
                         dirs.push(path);
                     } else if let Some(key) = key_of(&root, &path) {
                         keys.push(key);
