@@ -14,6 +14,7 @@ use pragma_selector::Evaluation;
 mod chaos;
 mod conformance;
 mod extend;
+mod power_loss;
 mod preemption;
 mod stop_rules;
 

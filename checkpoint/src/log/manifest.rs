@@ -125,6 +125,13 @@ impl Manifest {
         self.epoch
     }
 
+    /// The directory under `ops/OP/data/` that holds its parts (none is
+    /// written for a commit without parts): for tools that check a store
+    /// for data no checkpoint uses.
+    pub fn data_dir(&self) -> &str {
+        &self.data
+    }
+
     /// The parts, in the order they were written.
     pub fn parts(&self) -> &[PartInfo] {
         &self.parts

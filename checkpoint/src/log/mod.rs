@@ -656,7 +656,41 @@ impl<S: Store> CheckpointLog<S> {
             self.forget_generation(&lease.op, generation);
             deleted += 1;
         }
-        for key in self.store.list(Some(&base.join("data")?)).await? {
+        self.delete_unused_data(lease, &used).await?;
+        Ok(deleted)
+    }
+
+    /// Deletes the data of commits that never became visible: a crash (of
+    /// the process or the machine) between a commit's data and its
+    /// manifest leaves data that no record uses. A new owner calls it after
+    /// its [`claim`](Self::claim); [`retain`](Self::retain) does the same
+    /// after each commit. Returns how many parts were deleted.
+    pub async fn remove_unused_data(&self, lease: &Lease) -> Result<usize> {
+        let recorded = self.recorded(&lease.op).await?;
+        self.fenced(
+            lease,
+            recorded.claims.range(lease.epoch + 1..).next().copied(),
+        )?;
+        // Every record that names data, usable or not: a void or damaged
+        // record's data goes with its record, in `retain`.
+        let used = recorded
+            .records
+            .values()
+            .filter_map(|record| record.as_ref().ok())
+            .map(|manifest| manifest.data.clone())
+            .collect();
+        self.delete_unused_data(lease, &used).await
+    }
+
+    /// Deletes the data directories of the lease's epoch or older that are
+    /// not in `used`; the number of parts deleted.
+    async fn delete_unused_data(&self, lease: &Lease, used: &BTreeSet<String>) -> Result<usize> {
+        let mut deleted = 0;
+        for key in self
+            .store
+            .list(Some(&op_key(&lease.op)?.join("data")?))
+            .await?
+        {
             let Some(dir) = key.names().nth(3) else {
                 continue;
             };
@@ -666,6 +700,7 @@ impl<S: Store> CheckpointLog<S> {
             // be mid-commit; leave its data alone.)
             if !used.contains(dir) && epoch.is_some_and(|e| e <= lease.epoch) {
                 self.store.delete(&key).await?;
+                deleted += 1;
             }
         }
         Ok(deleted)

@@ -472,6 +472,11 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             extended(op, self.latest(op).await?.2, more)?;
         }
         let lease = self.shared.log.claim(op).await?;
+        // What a crashed owner left half-committed goes now: no later
+        // commit may come to clean it (the operation may have ended).
+        if let Err(e) = self.shared.log.remove_unused_data(&lease).await {
+            tracing::warn!(op, error = %e, "data of interrupted commits could not be deleted");
+        }
         // Read again under the claim: another executor may have gone on.
         let (loaded, checkpoints, mut record) = self.latest(op).await?;
         if let Some(more) = extend {
