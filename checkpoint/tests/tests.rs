@@ -10,6 +10,7 @@ use tokio::io::AsyncReadExt;
 
 mod crash;
 mod damage;
+mod faulty_requests;
 mod full_disk;
 mod power_loss;
 mod s3;

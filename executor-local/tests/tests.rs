@@ -13,8 +13,8 @@ use pragma_selector::Evaluation;
 
 mod chaos;
 mod conformance;
+mod durability;
 mod extend;
-mod power_loss;
 mod preemption;
 mod stop_rules;
 

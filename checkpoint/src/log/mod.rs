@@ -245,7 +245,8 @@ impl<S: Store> CheckpointLog<S> {
             .collect())
     }
 
-    /// Reads the record of one generation; `None` if it is gone.
+    /// Reads the record of one generation; `None` if it is gone, a problem
+    /// if it does not decode, an error if it cannot be read.
     async fn read_record(
         &self,
         op: &str,
@@ -263,7 +264,10 @@ impl<S: Store> CheckpointLog<S> {
                 }
             })),
             Err(Error::NotFound { .. }) => None, // deleted meanwhile
-            Err(e) => Some(Err(format!("the manifest cannot be read: {e}"))),
+            // A failed read says nothing of the record: taken for damage,
+            // the newest checkpoint would be skipped, or deleted by a
+            // retain, for one lost request.
+            Err(e) => return Err(e),
         })
     }
 
@@ -480,10 +484,10 @@ impl<S: Store> CheckpointLog<S> {
                     }
                     generation = recorded.newest().map_or(0, |g| g + 1);
                 }
-                Err(e) => {
-                    self.delete_data(&data_dir).await;
-                    return Err(e);
-                }
+                // The manifest may be there all the same (a request that
+                // took effect and whose answer was lost): its data stays.
+                // If it is not, the next retain or claim takes the data.
+                Err(e) => return Err(e),
             }
         }
     }

@@ -197,5 +197,11 @@ async fn conclude<H: Host, S: Store>(
     if !stopped && let Err(e) = commit_record(shared, &lease, &record, &candidates).await {
         tracing::warn!(op = %name, error = %e, "the final record could not be written");
     }
+    // No commit follows to clean up after: what an interrupted commit or
+    // clean-up left (a request that failed, or took effect unanswered)
+    // goes now.
+    if let Err(e) = shared.log.remove_unused_data(&lease).await {
+        tracing::warn!(op = %name, error = %e, "data of interrupted commits could not be deleted");
+    }
     (status, best)
 }

@@ -1,10 +1,5 @@
-//! Test doubles for durability tests (feature `testkit`).
-//!
-//! [`ForgetfulFileSystem`] is an in-memory [`FileSystem`] that remembers
-//! which changes were synced. Run a [`LocalStore`](crate::LocalStore) on it
-//! ([`LocalStore::with_file_system`](crate::LocalStore::with_file_system)),
-//! lose power after the k-th call, and remount what a machine could have
-//! kept: the synced state plus any subset of the unsynced changes.
+//! A file system that forgets, on a simulated power loss, what was not
+//! synced.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
