@@ -16,6 +16,8 @@ import weakref
 
 import blake3
 
+from . import durable
+
 # Buffers this large or larger are saved apart, by content (see `Blobs`).
 LARGE = 1 << 20
 
@@ -84,7 +86,7 @@ class Blobs:
                 os.utime(path)
             return digest
         directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
+        durable.make_dirs(directory)
         fd, temporary = tempfile.mkstemp(dir=directory, prefix=".writing-")
         try:
             with os.fdopen(fd, "wb") as out:
@@ -96,7 +98,7 @@ class Blobs:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
-        _sync_directory(directory)
+        durable.sync_directory(directory)
         self.written += view.nbytes
         return digest
 
@@ -389,11 +391,3 @@ def _written_pages(address, size):
         return bool(((entries & numpy.uint64(swapped)) != 0).any() or copied.any())
     entries = array.array("Q", raw)
     return any(e & swapped or (e & present and not e & file_page) for e in entries)
-
-
-def _sync_directory(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -10,6 +10,8 @@ import pickle
 import secrets
 import tempfile
 
+from . import durable
+
 
 class Unauthenticated(pickle.UnpicklingError):
     """A saved variable not signed with this user's key: someone else
@@ -45,7 +47,7 @@ def _key_file(path):
     except FileNotFoundError:
         pass
     try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        durable.make_dirs(os.path.dirname(path), mode=0o700)
         # Whole before it is visible: written beside, then linked into
         # place, so that a process making it at the same time reads one
         # key or the other, never half of one.
@@ -59,6 +61,9 @@ def _key_file(path):
                 os.link(beside, path)
         finally:
             os.unlink(beside)
+        # The states it signs are durable: so must its name be, or a power
+        # loss would leave them signed with a key that is gone.
+        durable.sync_directory(os.path.dirname(path))
     except OSError as error:
         raise OSError(
             f"cannot make the key that signs saved states at {path}: {error}; make that"
