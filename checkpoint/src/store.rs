@@ -67,6 +67,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every key under `prefix` (all keys for `None`), in ascending order.
     async fn list(&self, prefix: Option<&Key>) -> Result<Vec<Key>>;
+
+    /// Deletes what writers that are gone left half-written under
+    /// `prefix` (a crash mid-`put`): temporary files of a local store, say.
+    /// Must be safe while live writers work. Returns how many objects it
+    /// deleted. A backend that leaves nothing behind keeps the default,
+    /// which does nothing.
+    async fn remove_abandoned(&self, _prefix: Option<&Key>) -> Result<usize> {
+        Ok(0)
+    }
 }
 
 macro_rules! forward_store {
@@ -87,6 +96,9 @@ macro_rules! forward_store {
             }
             async fn list(&self, prefix: Option<&Key>) -> Result<Vec<Key>> {
                 (**self).list(prefix).await
+            }
+            async fn remove_abandoned(&self, prefix: Option<&Key>) -> Result<usize> {
+                (**self).remove_abandoned(prefix).await
             }
         }
     )*};

@@ -145,6 +145,36 @@ mod backends {
         assert!(store.list(None).await.unwrap().is_empty());
         assert_eq!(store.remove_temporary_files().unwrap(), 1);
     }
+
+    #[tokio::test]
+    async fn only_the_temporaries_of_writers_that_are_gone_are_removed() {
+        use pragma_checkpoint::{FileSystem, OsFileSystem};
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let ops = dir.path().join("ops/x");
+        std::fs::create_dir_all(&ops).unwrap();
+        let boot = OsFileSystem.boot();
+        let (host, _) = boot.split_once('.').unwrap();
+        // A process that is gone: a child that ran and was reaped.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let named = |writer: &str| format!(".state.{writer}.0123abcd.tmp");
+        let files = [
+            (named(&format!("{boot}.{}", std::process::id())), true), // this process
+            (named(&format!("{boot}.{gone}")), false),                // a crashed writer
+            (named(&format!("{host}.00000000.1")), false),            // an earlier boot
+            (named("other-host.00000000.1"), true),                   // another machine
+            (".state.123.tmp".to_owned(), true),                      // not ours to judge
+        ];
+        for (name, _) in &files {
+            std::fs::write(ops.join(name), b"torn").unwrap();
+        }
+        assert_eq!(store.remove_abandoned_temporaries(None).await.unwrap(), 2);
+        for (name, kept) in &files {
+            assert_eq!(ops.join(name).exists(), *kept, "{name}");
+        }
+    }
 }
 
 mod names {

@@ -70,6 +70,40 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     fn read_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>>;
     /// Makes the names in `dir` durable (`fsync` of the directory).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// This boot of this machine, as `HOST.BOOT` (no other dots; a new
+    /// `BOOT` after every restart). Temporary files carry it with their
+    /// writer's process id, so that a clean-up tells a crashed writer's
+    /// (an earlier boot, a process that is gone) from a live one's, and
+    /// leaves other machines' alone (a shared file system).
+    fn boot(&self) -> String {
+        os_boot()
+    }
+}
+
+/// The operating system's `HOST.BOOT`: the host name (letters, digits and
+/// `-` only, at most 32) and the first 8 hex digits of Linux's boot id.
+fn os_boot() -> String {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let host: String = read("/proc/sys/kernel/hostname")
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(32)
+        .collect();
+    let boot: String = read("/proc/sys/kernel/random/boot_id")
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect();
+    let or_unknown = |s: String| {
+        if s.is_empty() {
+            "unknown".to_owned()
+        } else {
+            s
+        }
+    };
+    format!("{}.{}", or_unknown(host), or_unknown(boot))
 }
 
 /// The operating system's file system.

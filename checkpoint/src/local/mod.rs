@@ -33,8 +33,12 @@ const FIRST_CHUNK: usize = 64 << 10;
 ///   was lost would be lost with it.
 /// - Directories are created owner-only (0700), files readable by the owner
 ///   only (0600).
-/// - Temporary files start with `.` and are not listed; a crash can leave
-///   them behind, and [`LocalStore::remove_temporary_files`] clears them.
+/// - Temporary files start with `.` and are not listed. They are named
+///   `.NAME.HOST.BOOT.PID.NONCE.tmp` after their writer: a crash can leave
+///   them behind, and [`LocalStore::remove_abandoned_temporaries`] clears
+///   those of this host whose writer is gone (an earlier boot, or a process
+///   that is no more), leaving live writers' and other hosts' alone. The
+///   checkpoint log calls it when an operation is taken up or ends.
 ///
 /// Every call goes through a [`FileSystem`]: the operating system's
 /// ([`LocalStore::new`]) or one of the caller's
@@ -91,8 +95,57 @@ impl LocalStore {
         }
     }
 
-    /// Deletes temporary files a crash left behind. Do not run it while
-    /// another process writes to the store.
+    /// Deletes the temporary files under `prefix` (the whole store for
+    /// `None`) whose writer is gone: written on this host in an earlier boot,
+    /// or by a process of this boot that no longer runs. Safe while other
+    /// processes write. Returns how many it deleted.
+    pub async fn remove_abandoned_temporaries(&self, prefix: Option<&Key>) -> Result<usize> {
+        let start = prefix.map_or_else(|| self.root.clone(), |p| self.path(p));
+        let shown = start.display().to_string();
+        self.blocking(
+            || format!("removing abandoned temporary files under {shown}"),
+            move |fs_ref| {
+                let this_boot = fs_ref.boot();
+                let (host, boot) = this_boot.split_once('.').unwrap_or((&this_boot, ""));
+                let mut removed = 0;
+                let mut dirs = vec![start];
+                while let Some(dir) = dirs.pop() {
+                    let entries = match fs_ref.read_dir(&dir) {
+                        Ok(entries) => entries,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) if e.kind() == io::ErrorKind::NotADirectory => continue,
+                        Err(e) => return Err(e),
+                    };
+                    for entry in entries {
+                        let path = dir.join(&entry.name);
+                        if entry.is_dir {
+                            dirs.push(path);
+                            continue;
+                        }
+                        let name = entry.name.to_string_lossy();
+                        let Some(writer) = TemporaryWriter::of(&name) else {
+                            continue;
+                        };
+                        let gone = writer.host == host
+                            && (writer.boot != boot || !process_runs(writer.pid));
+                        if gone {
+                            match fs_ref.remove_file(&path) {
+                                Ok(()) => removed += 1,
+                                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    }
+                }
+                Ok(removed)
+            },
+        )
+        .await
+    }
+
+    /// Deletes every temporary file, whoever writes it. Do not run it
+    /// while another process writes to the store; prefer
+    /// [`remove_abandoned_temporaries`](Self::remove_abandoned_temporaries).
     pub fn remove_temporary_files(&self) -> Result<usize> {
         let mut removed = 0;
         let mut dirs = vec![self.root.clone()];
@@ -123,7 +176,12 @@ impl LocalStore {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temporary = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+        let temporary = dir.join(format!(
+            ".{name}.{}.{}.{}.tmp",
+            self.fs.boot(),
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
         let context = || format!("writing {}", target.display());
         let file = {
             let temporary = temporary.clone();
@@ -203,6 +261,32 @@ impl LocalStore {
             }
         }
     }
+}
+
+/// Who wrote a temporary file, from its name
+/// (`.NAME.HOST.BOOT.PID.NONCE.tmp`).
+struct TemporaryWriter<'a> {
+    host: &'a str,
+    boot: &'a str,
+    pid: u32,
+}
+
+impl<'a> TemporaryWriter<'a> {
+    fn of(name: &'a str) -> Option<Self> {
+        let inner = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+        let mut fields = inner.rsplitn(5, '.');
+        let _nonce = fields.next()?;
+        let pid = fields.next()?.parse().ok()?;
+        let boot = fields.next()?;
+        let host = fields.next()?;
+        fields.next()?; // the target's name
+        Some(TemporaryWriter { host, boot, pid })
+    }
+}
+
+/// Whether process `pid` runs (on this machine, now).
+fn process_runs(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// A chunk being written on the blocking pool; it gives back the file and
@@ -334,6 +418,10 @@ impl Store for LocalStore {
         })
         .await
         .map_err(|e| Error::io("deleting", io::Error::other(e)))?
+    }
+
+    async fn remove_abandoned(&self, prefix: Option<&Key>) -> Result<usize> {
+        self.remove_abandoned_temporaries(prefix).await
     }
 
     async fn list(&self, prefix: Option<&Key>) -> Result<Vec<Key>> {

@@ -664,12 +664,19 @@ impl<S: Store> CheckpointLog<S> {
         Ok(deleted)
     }
 
-    /// Deletes the data of commits that never became visible: a crash (of
-    /// the process or the machine) between a commit's data and its
-    /// manifest leaves data that no record uses. A new owner calls it after
-    /// its [`claim`](Self::claim); [`retain`](Self::retain) does the same
-    /// after each commit. Returns how many parts were deleted.
-    pub async fn remove_unused_data(&self, lease: &Lease) -> Result<usize> {
+    /// Deletes what interrupted commits of the lease's operation left: the
+    /// data of commits that never became visible (a crash of the process
+    /// or the machine between a commit's data and its manifest, a manifest
+    /// request that failed), and the store's abandoned temporary files
+    /// ([`Store::remove_abandoned`]). A new owner calls it after its
+    /// [`claim`](Self::claim), and the last commit of an operation after
+    /// it; [`retain`](Self::retain) deletes unused data after each commit.
+    /// Returns how many objects were deleted.
+    pub async fn remove_leftovers(&self, lease: &Lease) -> Result<usize> {
+        let temporaries = self
+            .store
+            .remove_abandoned(Some(&op_key(&lease.op)?))
+            .await?;
         let recorded = self.recorded(&lease.op).await?;
         self.fenced(
             lease,
@@ -683,7 +690,14 @@ impl<S: Store> CheckpointLog<S> {
             .filter_map(|record| record.as_ref().ok())
             .map(|manifest| manifest.data.clone())
             .collect();
-        self.delete_unused_data(lease, &used).await
+        Ok(temporaries + self.delete_unused_data(lease, &used).await?)
+    }
+
+    /// Deletes what writers that are gone left half-written anywhere in the
+    /// log ([`Store::remove_abandoned`]): a restarted host calls it once.
+    /// Returns how many objects were deleted.
+    pub async fn remove_abandoned(&self) -> Result<usize> {
+        self.store.remove_abandoned(Some(&ops()?)).await
     }
 
     /// Deletes the data directories of the lease's epoch or older that are

@@ -74,20 +74,49 @@ enum Node {
     Dir(usize),
 }
 
+/// One change to a file's data.
+#[derive(Debug, Clone)]
+enum FileWrite {
+    /// Bytes written at an offset (the file grows with zeros up to it).
+    At(u64, Vec<u8>),
+    /// The length set (a truncate).
+    SetLen(u64),
+}
+
+impl FileWrite {
+    fn apply(&self, data: &mut Vec<u8>) {
+        match self {
+            FileWrite::At(offset, bytes) => {
+                let start = usize::try_from(*offset).unwrap_or(usize::MAX);
+                let end = start.saturating_add(bytes.len());
+                if data.len() < end {
+                    data.resize(end, 0);
+                }
+                data[start..end].copy_from_slice(bytes);
+            }
+            FileWrite::SetLen(len) => data.resize(usize::try_from(*len).unwrap_or(usize::MAX), 0),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct FileNode {
     synced: Vec<u8>,
     /// Writes since the last sync, in order.
-    unsynced: Vec<Vec<u8>>,
+    unsynced: Vec<FileWrite>,
+    /// The data with every write applied: what the running machine reads.
+    current: Vec<u8>,
 }
 
 impl FileNode {
-    fn data(&self) -> Vec<u8> {
-        let mut data = self.synced.clone();
-        for write in &self.unsynced {
-            data.extend_from_slice(write);
-        }
-        data
+    fn write(&mut self, write: FileWrite) {
+        write.apply(&mut self.current);
+        self.unsynced.push(write);
+    }
+
+    fn sync(&mut self) {
+        self.synced = self.current.clone();
+        self.unsynced.clear();
     }
 }
 
@@ -127,6 +156,12 @@ struct Machine {
     dirs: Vec<DirNode>,
     calls: u64,
     power_lost_after: Option<u64>,
+    /// This boot's id: a new one after every power loss.
+    boot: String,
+}
+
+fn new_boot() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
 }
 
 impl Default for Machine {
@@ -136,6 +171,7 @@ impl Default for Machine {
             dirs: vec![DirNode::default()],
             calls: 0,
             power_lost_after: None,
+            boot: new_boot(),
         }
     }
 }
@@ -313,18 +349,20 @@ impl ForgetfulFileSystem {
                 };
                 let mut data = file.synced.clone();
                 for write in &file.unsynced[..kept] {
-                    data.extend_from_slice(write);
+                    write.apply(&mut data);
                 }
                 // The next write may have reached the disk in part.
-                if let (Survivors::Random(_), Some(torn)) = (survivors, file.unsynced.get(kept))
+                if let (Survivors::Random(_), Some(FileWrite::At(offset, torn))) =
+                    (survivors, file.unsynced.get(kept))
                     && random.below(2) == 1
                 {
                     let len = random.below(torn.len() as u64 + 1) as usize;
-                    data.extend_from_slice(&torn[..len]);
+                    FileWrite::At(*offset, torn[..len].to_vec()).apply(&mut data);
                 }
                 FileNode {
-                    synced: data,
+                    synced: data.clone(),
                     unsynced: Vec::new(),
+                    current: data,
                 }
             })
             .collect();
@@ -356,6 +394,7 @@ impl ForgetfulFileSystem {
                 dirs,
                 calls: 0,
                 power_lost_after: None,
+                boot: new_boot(),
             })),
         }
     }
@@ -368,7 +407,7 @@ impl ForgetfulFileSystem {
         let mut pending = vec![(dir.to_owned(), machine.lookup(dir)?)];
         while let Some((path, node)) = pending.pop() {
             match node {
-                Node::File(file) => found.push((path, machine.files[file].data().len() as u64)),
+                Node::File(file) => found.push((path, machine.files[file].current.len() as u64)),
                 Node::Dir(d) => {
                     for (name, node) in &machine.dirs[d].current {
                         pending.push((path.join(name), *node));
@@ -378,6 +417,136 @@ impl ForgetfulFileSystem {
         }
         found.sort();
         Ok(found)
+    }
+}
+
+/// What a path is, for a front end that serves the file system (FUSE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeMetadata {
+    /// A number for the file or directory, the same under each of its
+    /// names, never reused: a directory's is odd (`/` is 1), a file's even.
+    pub id: u64,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+    /// Its length in bytes (0 for a directory).
+    pub len: u64,
+}
+
+/// Calls beyond [`FileSystem`]'s, for a front end that serves this file
+/// system to other processes (the `forgetful-mount` FUSE tool): writes at
+/// an offset, truncation, whole reads, and images on a real disk. Each is
+/// counted and refused like the trait's calls.
+impl ForgetfulFileSystem {
+    /// What `path` is.
+    pub fn metadata(&self, path: &Path) -> io::Result<NodeMetadata> {
+        let machine = self.machine();
+        machine.reading_call()?;
+        Ok(match machine.lookup(path)? {
+            Node::Dir(dir) => NodeMetadata {
+                id: 2 * dir as u64 + 1,
+                is_dir: true,
+                len: 0,
+            },
+            Node::File(file) => NodeMetadata {
+                id: 2 * file as u64 + 2,
+                is_dir: false,
+                len: machine.files[file].current.len() as u64,
+            },
+        })
+    }
+
+    /// The whole data of the file at `path`.
+    pub fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let machine = self.machine();
+        machine.reading_call()?;
+        let file = machine.file(path)?;
+        Ok(machine.files[file].current.clone())
+    }
+
+    /// Creates an empty file at `path` (exclusive).
+    pub fn create_file(&self, path: &Path) -> io::Result<()> {
+        self.create_new(path).map(drop)
+    }
+
+    /// Writes `bytes` at `offset` of the file at `path`.
+    pub fn write_at(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let mut machine = self.machine();
+        machine.changing_call()?;
+        let file = machine.file(path)?;
+        machine.files[file].write(FileWrite::At(offset, bytes.to_vec()));
+        Ok(())
+    }
+
+    /// Sets the length of the file at `path` (truncates or extends with
+    /// zeros).
+    pub fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
+        let mut machine = self.machine();
+        machine.changing_call()?;
+        let file = machine.file(path)?;
+        machine.files[file].write(FileWrite::SetLen(len));
+        Ok(())
+    }
+
+    /// Makes the data of the file at `path` durable (`fsync`).
+    pub fn sync_file(&self, path: &Path) -> io::Result<()> {
+        let mut machine = self.machine();
+        machine.changing_call()?;
+        let file = machine.file(path)?;
+        machine.files[file].sync();
+        Ok(())
+    }
+
+    /// A file system holding a copy of the real directory `dir` (its files
+    /// and directories, everything synced): a disk image saved by
+    /// [`save`](Self::save).
+    pub fn load(dir: &Path) -> io::Result<Self> {
+        let fs = ForgetfulFileSystem::new();
+        let mut pending = vec![(dir.to_owned(), std::path::PathBuf::from("/"))];
+        while let Some((real, inside)) = pending.pop() {
+            for entry in std::fs::read_dir(&real)? {
+                let entry = entry?;
+                let (real, inside) = (entry.path(), inside.join(entry.file_name()));
+                if entry.file_type()?.is_dir() {
+                    fs.create_dir(&inside)?;
+                    pending.push((real, inside));
+                } else {
+                    fs.create_file(&inside)?;
+                    fs.write_at(&inside, 0, &std::fs::read(&real)?)?;
+                }
+            }
+        }
+        let mut machine = fs.machine();
+        for file in &mut machine.files {
+            file.sync();
+        }
+        for dir in &mut machine.dirs {
+            dir.synced = dir.current.clone();
+            dir.unsynced.clear();
+        }
+        machine.calls = 0;
+        drop(machine);
+        Ok(fs)
+    }
+
+    /// Writes what the running machine sees into the real directory `dir`
+    /// (created if missing): a disk image for [`load`](Self::load).
+    pub fn save(&self, dir: &Path) -> io::Result<()> {
+        let machine = self.machine();
+        std::fs::create_dir_all(dir)?;
+        let mut pending = vec![(dir.to_owned(), 0)];
+        while let Some((real, node)) = pending.pop() {
+            for (name, child) in &machine.dirs[node].current {
+                let real = real.join(name);
+                match child {
+                    Node::Dir(d) => {
+                        std::fs::create_dir(&real)?;
+                        pending.push((real, *d));
+                    }
+                    Node::File(f) => std::fs::write(&real, &machine.files[*f].current)?,
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -397,7 +566,9 @@ impl io::Write for ForgetfulFile {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         let mut machine = self.machine();
         machine.changing_call()?;
-        machine.files[self.file].unsynced.push(bytes.to_vec());
+        let file = &mut machine.files[self.file];
+        let end = file.current.len() as u64;
+        file.write(FileWrite::At(end, bytes.to_vec()));
         Ok(bytes.len())
     }
 
@@ -410,9 +581,7 @@ impl WritableFile for ForgetfulFile {
     fn sync_all(&mut self) -> io::Result<()> {
         let mut machine = self.machine();
         machine.changing_call()?;
-        let file = &mut machine.files[self.file];
-        file.synced = file.data();
-        file.unsynced.clear();
+        machine.files[self.file].sync();
         Ok(())
     }
 }
@@ -448,23 +617,45 @@ impl FileSystem for ForgetfulFileSystem {
         let machine = self.machine();
         machine.reading_call()?;
         let file = machine.file(path)?;
-        Ok(Box::new(io::Cursor::new(machine.files[file].data())))
+        Ok(Box::new(io::Cursor::new(
+            machine.files[file].current.clone(),
+        )))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut machine = self.machine();
         machine.changing_call()?;
-        let file = machine.file(from)?;
+        let node = machine.lookup(from)?;
         let (from_dir, from_name) = machine.parent(from)?;
         let (to_dir, to_name) = machine.parent(to)?;
-        if let Some(Node::Dir(_)) = machine.dirs[to_dir].current.get(to_name) {
-            return Err(io::Error::new(
-                io::ErrorKind::IsADirectory,
-                format!("{}: is a directory", to.display()),
-            ));
+        match (node, machine.dirs[to_dir].current.get(to_name)) {
+            (Node::File(_), Some(Node::Dir(_))) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::IsADirectory,
+                    format!("{}: is a directory", to.display()),
+                ));
+            }
+            (Node::Dir(_), Some(Node::File(_))) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{}: not a directory", to.display()),
+                ));
+            }
+            (Node::Dir(_), Some(Node::Dir(replaced)))
+                if !machine.dirs[*replaced].current.is_empty() =>
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::DirectoryNotEmpty,
+                    format!("{}: not empty", to.display()),
+                ));
+            }
+            _ => {}
+        }
+        if from == to {
+            return Ok(());
         }
         let removed = (from_name.to_owned(), None);
-        let added = (to_name.to_owned(), Some(Node::File(file)));
+        let added = (to_name.to_owned(), Some(node));
         if from_dir == to_dir {
             machine.dirs[to_dir].change(vec![removed, added]);
         } else {
@@ -543,5 +734,11 @@ impl FileSystem for ForgetfulFileSystem {
         dir.synced = dir.current.clone();
         dir.unsynced.clear();
         Ok(())
+    }
+
+    /// `forgetful.BOOT`, a new `BOOT` after each power loss: the
+    /// temporaries of the machine before it are abandoned.
+    fn boot(&self) -> String {
+        format!("forgetful.{}", self.machine().boot)
     }
 }

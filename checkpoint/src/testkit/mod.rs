@@ -15,4 +15,4 @@ mod faulty;
 mod forgetful;
 
 pub use faulty::{FaultyStore, RequestFault};
-pub use forgetful::{ForgetfulFileSystem, Survivors};
+pub use forgetful::{ForgetfulFileSystem, NodeMetadata, Survivors};

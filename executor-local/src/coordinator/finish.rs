@@ -200,8 +200,8 @@ async fn conclude<H: Host, S: Store>(
     // No commit follows to clean up after: what an interrupted commit or
     // clean-up left (a request that failed, or took effect unanswered)
     // goes now.
-    if let Err(e) = shared.log.remove_unused_data(&lease).await {
-        tracing::warn!(op = %name, error = %e, "data of interrupted commits could not be deleted");
+    if let Err(e) = shared.log.remove_leftovers(&lease).await {
+        tracing::warn!(op = %name, error = %e, "what interrupted commits left could not be deleted");
     }
     (status, best)
 }

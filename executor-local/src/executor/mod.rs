@@ -307,7 +307,16 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
     /// The operations in the store that have not ended (after a crash,
     /// say), or that a preemption notice suspended: each waits to be
     /// [resumed](Self::resume).
+    ///
+    /// What a restarted host asks first, so it also removes what writers
+    /// that are gone left half-written in the store (a local store's
+    /// temporary files of a crashed process or an earlier boot; see
+    /// [`Store::remove_abandoned`]), of the operations it lists and of
+    /// those nothing of which was recorded.
     pub async fn unfinished(&self) -> Result<Vec<String>, ExecError> {
+        if let Err(e) = self.shared.log.remove_abandoned().await {
+            tracing::warn!(error = %e, "what crashed writers left could not be deleted");
+        }
         let mut unfinished = Vec::new();
         for op in self.shared.log.operations().await? {
             if let Some(latest) = self.shared.log.checkpoints(&op).await?.last()
@@ -474,8 +483,8 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         let lease = self.shared.log.claim(op).await?;
         // What a crashed owner left half-committed goes now: no later
         // commit may come to clean it (the operation may have ended).
-        if let Err(e) = self.shared.log.remove_unused_data(&lease).await {
-            tracing::warn!(op, error = %e, "data of interrupted commits could not be deleted");
+        if let Err(e) = self.shared.log.remove_leftovers(&lease).await {
+            tracing::warn!(op, error = %e, "what interrupted commits left could not be deleted");
         }
         // Read again under the claim: another executor may have gone on.
         let (loaded, checkpoints, mut record) = self.latest(op).await?;

@@ -45,8 +45,8 @@ async fn every_crash_point(cell: &str) {
             let second = second_life(store.clone(), cell, first.op.as_deref(), &point).await;
             most_lost = most_lost.max(check_resumed(cell, &reference, &first, &second, &point));
             check_nothing_unreferenced(&store, &second.outcome.op, &point).await;
-            // What a crash left half-written, the owner's clean-up takes.
-            store.remove_temporary_files().unwrap();
+            // What the first machine left half-written, the executor that
+            // took the operation up removed.
             let temporaries: Vec<_> = disk
                 .files_under(Path::new(ROOT))
                 .unwrap()
