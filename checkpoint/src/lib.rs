@@ -90,7 +90,9 @@ pub mod testkit;
 
 pub use error::{Error, Result};
 pub use key::{Key, MAX_NAME_LEN, validate_name};
-pub use local::{DirEntry, FileSystem, LocalStore, OsFileSystem, WritableFile};
+pub use local::{
+    DirEntry, FileSystem, LocalStore, OsFileSystem, WritableFile, create_dir_all_durably,
+};
 pub use log::{CheckpointLog, Lease, Loaded, Manifest, Meta, Part, PartInfo, Warning};
 pub use memory::MemoryStore;
 #[cfg(feature = "object-store")]

@@ -144,7 +144,7 @@ pub mod testkit;
 pub use backend::TokioBackend;
 pub use config::Config;
 pub use error::ExecError;
-pub use executor::{Executor, Handle, Observer};
+pub use executor::{Executor, Handle, Observer, Recorded};
 pub use json_host::{JsonHost, SerdeHost};
 pub use persist::candidates::Candidates;
 pub use report::{

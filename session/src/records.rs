@@ -231,16 +231,23 @@ mod tests {
     }
 }
 
-/// Writes `bytes` to `path` whole or not at all (a temporary file beside
-/// it, synced, then renamed over it).
+/// Writes `bytes` to `path` whole or not at all, durably: a temporary file
+/// beside it, synced, renamed over it, and its directory synced (and each
+/// directory it had to make, in its parent), so that the record survives
+/// a power loss as the checkpoints it points to do.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
+    use pragma_checkpoint::FileSystem;
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let fs = pragma_checkpoint::OsFileSystem;
+    pragma_checkpoint::create_dir_all_durably(&fs, parent)?;
     let mut temporary = tempfile::NamedTempFile::new_in(parent)?;
     temporary.write_all(bytes)?;
     temporary.as_file().sync_all()?;
     temporary.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    fs.sync_dir(parent)
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {

@@ -269,25 +269,31 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
             None => {
                 let (state, submitted) = self.capture(live).await?;
                 let cell = &request.cell;
-                let handle = self
+                let recorded = self
                     .executor
-                    .submit_parsed(cell.directive().clone(), cell.body(), state)
+                    .record(cell.directive().clone(), cell.body(), state)
                     .await?;
                 let record = RunRecord {
-                    op: handle.id().to_owned(),
+                    op: recorded.id().to_owned(),
                     cell: request.cell_name.clone(),
                     state: identity.clone(),
                     submitted,
                     runner: Runner::current(request.batch_job.clone()),
                     key,
                 };
+                // Durable before its first iteration runs: checkpoints
+                // whose run record a crash took could never be resumed.
                 if let Err(e) = self
                     .records
                     .write_index(request.cell.text(), &identity, &record.op)
                 {
                     warnings.push(format!("cannot remember the run for resuming: {e}"));
                 }
-                (handle, record, false)
+                if let Err(e) = self.records.write_run(&record) {
+                    warnings.push(format!("cannot record operation {}: {e}", record.op));
+                }
+                let handle = recorded.start()?;
+                return Ok(self.running_recorded(handle, record, false, warnings));
             }
         };
         Ok(self.running(handle, record, resumed, warnings))
@@ -494,6 +500,17 @@ impl<H: Host, S: Store + 'static> Session<H, S> {
         if let Err(e) = self.records.write_run(&record) {
             warnings.push(format!("cannot record operation {}: {e}", record.op));
         }
+        self.running_recorded(handle, record, resumed, warnings)
+    }
+
+    /// Hands the operation, whose record is written, to the host.
+    fn running_recorded<D>(
+        &self,
+        handle: Handle<H::State>,
+        record: RunRecord<D>,
+        resumed: bool,
+        warnings: Vec<String>,
+    ) -> Running<H::State, D> {
         Running {
             handle,
             ticket: Ticket { record },

@@ -61,7 +61,7 @@ impl LocalStore {
     /// (owner-only, durably) if missing.
     pub fn with_file_system(root: impl Into<PathBuf>, fs: Arc<dyn FileSystem>) -> Result<Self> {
         let root = root.into();
-        make_dirs(fs.as_ref(), &root).map_err(|e| {
+        create_dir_all_durably(fs.as_ref(), &root).map_err(|e| {
             Error::io(
                 format!("creating the store directory {}", root.display()),
                 e,
@@ -186,7 +186,7 @@ impl LocalStore {
         let file = {
             let temporary = temporary.clone();
             self.blocking(context, move |fs| {
-                make_dirs(fs, &dir)?;
+                create_dir_all_durably(fs, &dir)?;
                 fs.create_new(&temporary)
             })
             .await?
@@ -306,15 +306,23 @@ async fn read_full(source: Source<'_>, buffer: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Creates `dir` and its missing ancestors, each made durable in its parent
-/// (synced) before anything goes in it. An existing directory costs one
-/// call.
-fn make_dirs(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
+/// Creates `dir` and its missing ancestors on `fs`, each made durable in
+/// its parent (synced) before anything goes in it, as `mkdir -p` does not:
+/// a file synced in a directory whose own name was never synced is lost
+/// with it on a power loss. An existing directory costs one call.
+///
+/// ```
+/// use pragma_checkpoint::{OsFileSystem, create_dir_all_durably};
+/// let dir = tempfile::tempdir().unwrap();
+/// create_dir_all_durably(&OsFileSystem, &dir.path().join("a/b")).unwrap();
+/// assert!(dir.path().join("a/b").is_dir());
+/// ```
+pub fn create_dir_all_durably(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
     match fs.create_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let parent = dir.parent().ok_or(e)?;
-            make_dirs(fs, parent)?;
+            create_dir_all_durably(fs, parent)?;
             match fs.create_dir(dir) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
                 created => created.and_then(|()| fs.sync_dir(parent)),

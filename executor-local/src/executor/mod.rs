@@ -118,19 +118,49 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         body: &str,
         state: H::State,
     ) -> Result<Handle<H::State>, ExecError> {
+        self.record(directive, body, state).await?.start()
+    }
+
+    /// Submits in two steps: records the submission durably and returns
+    /// its id, and [`Recorded::start`] runs it. In between a host writes
+    /// its own records of the operation (what cell, on what state), so
+    /// that a crash can never leave durable checkpoints nothing points to.
+    /// Dropped without starting, the operation waits in the store as after
+    /// [`prepare`](Self::prepare).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use pragma_checkpoint::MemoryStore;
+    /// use pragma_executor_local::testkit::ScriptedHost;
+    /// use pragma_executor_local::{Config, Executor, FinalStatus};
+    ///
+    /// let host = ScriptedHost::new();
+    /// let executor = Executor::new(host.clone(), MemoryStore::new(), Config::default());
+    /// let cell = pragma_parse::parse_cell("#pragma repeat --iterations 3 --max-by value\nstep").unwrap();
+    /// let recorded = executor.record(cell.directive, cell.body, Default::default()).await.unwrap();
+    /// let op = recorded.id().to_owned(); // the host notes it down, durably
+    /// assert!(host.runs().is_empty(), "nothing runs yet");
+    /// let outcome = recorded.start().unwrap().wait().await.unwrap();
+    /// assert_eq!((outcome.op, outcome.status), (op, FinalStatus::Succeeded));
+    /// # }
+    /// ```
+    pub async fn record(
+        &self,
+        directive: Directive,
+        body: &str,
+        state: H::State,
+    ) -> Result<Recorded<'_, H, S>, ExecError> {
         let (name, lease, body, generation) =
             self.record_submission(&directive, body, &state).await?;
-        self.hand_over(
+        Ok(Recorded {
+            executor: self,
             name,
             directive,
             body,
             lease,
-            (Arc::new(state), generation),
-            None,
-            None,
-            generation,
-            Vec::new(),
-        )
+            submission: (Arc::new(state), generation),
+        })
     }
 
     /// Records a submission durably without running it, and returns the
@@ -535,6 +565,50 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             Some((record, chain)),
             generation,
             loaded.warnings,
+        )
+    }
+}
+
+/// A submission recorded durably and not started yet, from
+/// [`Executor::record`].
+#[must_use = "the operation runs only once started"]
+pub struct Recorded<'e, H: Host, S: Store + 'static> {
+    executor: &'e Executor<H, S>,
+    name: String,
+    directive: Directive,
+    body: Arc<str>,
+    lease: Lease,
+    submission: (Arc<H::State>, u64),
+}
+
+impl<H: Host, S: Store + 'static> std::fmt::Debug for Recorded<'_, H, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorded")
+            .field("op", &self.name)
+            .field("generation", &self.submission.1)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Host, S: Store + 'static> Recorded<'_, H, S> {
+    /// The operation's id.
+    pub fn id(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs it.
+    pub fn start(self) -> Result<Handle<H::State>, ExecError> {
+        let generation = self.submission.1;
+        self.executor.hand_over(
+            self.name,
+            self.directive,
+            self.body,
+            self.lease,
+            self.submission,
+            None,
+            None,
+            generation,
+            Vec::new(),
         )
     }
 }

@@ -277,12 +277,16 @@ class Kernel:
     def resume_unfinished(self, namespace: dict) -> list[Operation]:
         """See :func:`pragma_notebook.resume_unfinished`."""
         store = self.settings.store()
+        # Nothing was ever run here: no run records, and no checkpoints
+        # (a crash at a submit leaves those alone; taking up what is
+        # unfinished also clears what crashed writers left in them).
         if (
             self.session is None
             and not is_bucket(store)
             and not os.path.isdir(os.path.join(store, "ops"))
+            and not os.path.isdir(os.path.join(store, "store", "ops"))
         ):
-            return []  # nothing was ever run here
+            return []
         session = self.native()
         resumed = []
         for op in session.unfinished(self.identity()):

@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! forgetful-mount MOUNTPOINT [--image DIR] [--lose-power-after K]
-//!                 [--crash-images DIR] [--random-images N]
+//!                 [--crash-images DIR] [--random-images N] [--trace FILE]
 //! ```
 //!
 //! It prints `mounted` once the mount is up, `power lost` when the power
@@ -62,6 +62,10 @@ struct Args {
     /// How many random subsets of the unsynced changes to write.
     #[arg(long, default_value_t = 2)]
     random_images: u64,
+    /// Write each changing call here, numbered (`12 fsync /a/b`): to see
+    /// what a crash point falls on.
+    #[arg(long)]
+    trace: Option<PathBuf>,
 }
 
 /// No caching in the kernel: every lookup and attribute comes here, so a
@@ -72,9 +76,16 @@ struct ForgetfulMount {
     fs: ForgetfulFileSystem,
     /// A path of each node the kernel knows, by inode number.
     paths: Mutex<HashMap<u64, PathBuf>>,
+    /// When each node was last written, as far as this mount saw; nodes
+    /// from the image (an earlier machine) are old.
+    modified: Mutex<HashMap<u64, SystemTime>>,
     owner: (u32, u32),
     power_reported: AtomicBool,
+    trace: Option<Mutex<std::fs::File>>,
 }
+
+/// The time of whatever came with the image: before this machine started.
+const FROM_THE_IMAGE: SystemTime = SystemTime::UNIX_EPOCH;
 
 fn errno(error: &io::Error) -> Errno {
     match error.kind() {
@@ -89,13 +100,15 @@ fn errno(error: &io::Error) -> Errno {
 }
 
 impl ForgetfulMount {
-    fn new(fs: ForgetfulFileSystem) -> Self {
+    fn new(fs: ForgetfulFileSystem, trace: Option<std::fs::File>) -> Self {
         let owner = std::fs::metadata("/proc/self").map_or((0, 0), |m| (m.uid(), m.gid()));
         ForgetfulMount {
             fs,
             paths: Mutex::new(HashMap::from([(1, PathBuf::from("/"))])),
+            modified: Mutex::default(),
             owner,
             power_reported: AtomicBool::new(false),
+            trace: trace.map(Mutex::new),
         }
     }
 
@@ -130,16 +143,32 @@ impl ForgetfulMount {
         Ok(self.attr(metadata))
     }
 
+    /// Notes that the node at `path` was written at `when`.
+    fn touched(&self, path: &Path, when: SystemTime) {
+        if let Ok(metadata) = self.fs.metadata(path) {
+            self.modified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(metadata.id, when);
+        }
+    }
+
     fn attr(&self, metadata: NodeMetadata) -> FileAttr {
-        let now = SystemTime::now();
+        let modified = self
+            .modified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&metadata.id)
+            .copied()
+            .unwrap_or(FROM_THE_IMAGE);
         FileAttr {
             ino: INodeNo(metadata.id),
             size: metadata.len,
             blocks: metadata.len.div_ceil(512),
-            atime: now,
-            mtime: now,
-            ctime: now,
-            crtime: now,
+            atime: modified,
+            mtime: modified,
+            ctime: modified,
+            crtime: modified,
             kind: if metadata.is_dir {
                 FileType::Directory
             } else {
@@ -163,6 +192,27 @@ impl ForgetfulMount {
         let result = call(&self.fs);
         self.report_power();
         result.map_err(|e| errno(&e))
+    }
+
+    /// Runs one changing call, `what` on `path`, tracing it.
+    fn change(
+        &self,
+        what: &str,
+        path: &Path,
+        call: impl FnOnce(&ForgetfulFileSystem) -> io::Result<()>,
+    ) -> Result<(), Errno> {
+        let result = self.call(call);
+        if let Some(trace) = &self.trace {
+            let mut trace = trace.lock().unwrap_or_else(|e| e.into_inner());
+            let outcome = if result.is_ok() { "" } else { " (failed)" };
+            let _ = writeln!(
+                trace,
+                "{} {what} {}{outcome}",
+                self.fs.calls(),
+                path.display()
+            );
+        }
+        result
     }
 
     fn renamed(&self, from: &Path, to: &Path) {
@@ -199,7 +249,7 @@ impl Filesystem for ForgetfulMount {
         _gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -208,10 +258,17 @@ impl Filesystem for ForgetfulMount {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        // Modes, owners and times are not kept: only the length.
+        // Modes and owners are not kept; the length and the modification
+        // time are (the time for this mount only: it is not on the disk).
         let result = self.path(ino).and_then(|path| {
             if let Some(len) = size {
-                self.call(|fs| fs.set_len(&path, len))?;
+                self.change("truncate", &path, |fs| fs.set_len(&path, len))?;
+                self.touched(&path, SystemTime::now());
+            }
+            match mtime {
+                Some(TimeOrNow::SpecificTime(when)) => self.touched(&path, when),
+                Some(TimeOrNow::Now) => self.touched(&path, SystemTime::now()),
+                None => {}
             }
             self.known(&path)
         });
@@ -231,7 +288,8 @@ impl Filesystem for ForgetfulMount {
         reply: ReplyEntry,
     ) {
         let result = self.child(parent, name).and_then(|path| {
-            self.call(|fs| fs.create_dir(&path))?;
+            self.change("mkdir", &path, |fs| fs.create_dir(&path))?;
+            self.touched(&path, SystemTime::now());
             self.known(&path)
         });
         match result {
@@ -251,7 +309,8 @@ impl Filesystem for ForgetfulMount {
         reply: ReplyCreate,
     ) {
         let result = self.child(parent, name).and_then(|path| {
-            self.call(|fs| fs.create_file(&path))?;
+            self.change("create", &path, |fs| fs.create_file(&path))?;
+            self.touched(&path, SystemTime::now());
             self.known(&path)
         });
         match result {
@@ -269,7 +328,7 @@ impl Filesystem for ForgetfulMount {
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self
             .child(parent, name)
-            .and_then(|path| self.call(|fs| fs.remove_file(&path)))
+            .and_then(|path| self.change("unlink", &path, |fs| fs.remove_file(&path)))
         {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -279,7 +338,7 @@ impl Filesystem for ForgetfulMount {
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self
             .child(parent, name)
-            .and_then(|path| self.call(|fs| fs.remove_dir(&path)))
+            .and_then(|path| self.change("rmdir", &path, |fs| fs.remove_dir(&path)))
         {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -298,7 +357,7 @@ impl Filesystem for ForgetfulMount {
     ) {
         let result = self.child(parent, name).and_then(|from| {
             let to = self.child(newparent, newname)?;
-            self.call(|fs| fs.rename(&from, &to))?;
+            self.change("rename", &to, |fs| fs.rename(&from, &to))?;
             self.renamed(&from, &to);
             Ok(())
         });
@@ -318,7 +377,7 @@ impl Filesystem for ForgetfulMount {
     ) {
         let result = self.path(ino).and_then(|from| {
             let to = self.child(newparent, newname)?;
-            self.call(|fs| fs.hard_link(&from, &to))?;
+            self.change("link", &to, |fs| fs.hard_link(&from, &to))?;
             self.known(&to)
         });
         match result {
@@ -369,10 +428,11 @@ impl Filesystem for ForgetfulMount {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self
-            .path(ino)
-            .and_then(|path| self.call(|fs| fs.write_at(&path, offset, data)))
-        {
+        match self.path(ino).and_then(|path| {
+            self.change("write", &path, |fs| fs.write_at(&path, offset, data))?;
+            self.touched(&path, SystemTime::now());
+            Ok(())
+        }) {
             Ok(()) => reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX)),
             Err(e) => reply.error(e),
         }
@@ -399,7 +459,7 @@ impl Filesystem for ForgetfulMount {
     ) {
         match self
             .path(ino)
-            .and_then(|path| self.call(|fs| fs.sync_file(&path)))
+            .and_then(|path| self.change("fsync", &path, |fs| fs.sync_file(&path)))
         {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -455,7 +515,7 @@ impl Filesystem for ForgetfulMount {
     ) {
         match self
             .path(ino)
-            .and_then(|path| self.call(|fs| fs.sync_dir(&path)))
+            .and_then(|path| self.change("fsyncdir", &path, |fs| fs.sync_dir(&path)))
         {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -498,16 +558,24 @@ fn run(args: &Args) -> io::Result<()> {
         MountOption::Subtype("forgetful".into()),
     ];
     config.n_threads = Some(4);
-    let session = fuser::spawn_mount(ForgetfulMount::new(fs.clone()), &args.mountpoint, &config)
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "mounting on {}: {e} (it needs /dev/fuse and fusermount3)",
-                    args.mountpoint.display()
-                ),
-            )
-        })?;
+    let trace = match &args.trace {
+        Some(path) => Some(std::fs::File::create(path)?),
+        None => None,
+    };
+    let session = fuser::spawn_mount(
+        ForgetfulMount::new(fs.clone(), trace),
+        &args.mountpoint,
+        &config,
+    )
+    .map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "mounting on {}: {e} (it needs /dev/fuse and fusermount3)",
+                args.mountpoint.display()
+            ),
+        )
+    })?;
     println!("mounted");
     io::stdout().flush()?;
     // Serves until standard input closes.
@@ -532,5 +600,30 @@ fn run(args: &Args) -> io::Result<()> {
         }
     }
     drop(session);
+    unmount_lazily(&args.mountpoint);
     Ok(())
+}
+
+/// Detaches the mount if it is still there: a process that keeps a file
+/// open on it (a worker that outlived its kernel, a mapping) makes the
+/// plain unmount fail, and the mount would be left dead ("transport
+/// endpoint is not connected") for every later test.
+fn unmount_lazily(mountpoint: &Path) {
+    let Ok(mountpoint) = mountpoint.canonicalize().or_else(|_| {
+        // A dead mount cannot be resolved; its own path is what it is.
+        Ok::<_, io::Error>(mountpoint.to_owned())
+    }) else {
+        return;
+    };
+    let mounted = std::fs::read_to_string("/proc/mounts").is_ok_and(|mounts| {
+        mounts
+            .lines()
+            .any(|line| line.split(' ').nth(1) == mountpoint.to_str())
+    });
+    if mounted {
+        let _ = std::process::Command::new("fusermount3")
+            .args(["-u", "-z"])
+            .arg(&mountpoint)
+            .status();
+    }
 }
