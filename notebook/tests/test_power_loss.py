@@ -11,6 +11,7 @@ shared, the data blob named by three variables written once, each
 iteration after the checkpoint it went on from run once, nothing
 half-written left once the store is collected."""
 
+import contextlib
 import os
 import pathlib
 import random
@@ -84,7 +85,11 @@ def mount_tool():
         _skip_or_fail(f"{MOUNT_TOOL} is missing: cargo build -p forgetful-mount")
     if not os.path.exists("/dev/fuse"):
         _skip_or_fail("/dev/fuse is missing")
-    return MOUNT_TOOL
+    yield MOUNT_TOOL
+    # A failed test leaves no mount behind.
+    for disk in list(Disk.mounted):
+        with contextlib.suppress(Exception):
+            disk.stop()
 
 
 class Disk:
@@ -103,14 +108,21 @@ class Disk:
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
+        assert self.process.stdout is not None
         assert self.process.stdout.readline().strip() == "mounted"
+        Disk.mounted.append(self)
+
+    # Disks still mounted, for the clean-up after a failed test.
+    mounted: list["Disk"] = []
 
     def stop(self):
         """Unmounts (after writing the crash images); the changing calls
         made and whether the power was lost."""
-        self.process.stdin.close()
-        lines = self.process.stdout.read().split()
-        assert self.process.wait(timeout=120) == 0
+        if self in Disk.mounted:
+            Disk.mounted.remove(self)
+        out, _ = self.process.communicate(timeout=120)
+        assert self.process.returncode == 0
+        lines = out.split()
         calls = int(lines[lines.index("calls") + 1])
         return calls, "lost" in lines
 
