@@ -228,9 +228,13 @@ fn file_digest(path: &Path) -> io::Result<FileDigest> {
 
 /// Applies `changes` to `live` from `result`, all or nothing as far as the
 /// file system allows: every new file is staged beside its target first
-/// (a full disk or a permission error fails here, with the live state as
-/// it was), then renamed over it.
+/// and synced (a full disk or a permission error fails here, with the live
+/// state as it was), then renamed over it, and the directories synced once
+/// all are in place. Each file is whole, old or new, whatever a crash or a
+/// power loss cuts short; a `pragma run` of the cell again finishes the
+/// apply (a file already new is no conflict).
 fn apply(live: &Path, result: &Path, changes: &[Change], stop: &AtomicBool) -> io::Result<()> {
+    use pragma_checkpoint::FileSystem;
     let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
     let staging = stage(live, result, changes, stop, &mut staged);
     if let Err(e) = staging {
@@ -239,8 +243,10 @@ fn apply(live: &Path, result: &Path, changes: &[Change], stop: &AtomicBool) -> i
         }
         return Err(e);
     }
+    let mut touched = std::collections::BTreeSet::new();
     for (temporary, target) in &staged {
         std::fs::rename(temporary, target).map_err(on(target))?;
+        touched.insert(target.parent().unwrap_or(live).to_owned());
     }
     for change in changes {
         if let Change::Remove(name) = change {
@@ -249,7 +255,13 @@ fn apply(live: &Path, result: &Path, changes: &[Change], stop: &AtomicBool) -> i
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(on(&target)(e)),
                 _ => {}
             }
+            touched.insert(target.parent().unwrap_or(live).to_owned());
         }
+    }
+    for dir in &touched {
+        pragma_checkpoint::OsFileSystem
+            .sync_dir(dir)
+            .map_err(on(dir))?;
     }
     Ok(())
 }
@@ -274,7 +286,8 @@ fn stage(
         let path = var_path(name);
         let (source, target) = (result.join(&path), live.join(&path));
         let parent = target.parent().unwrap_or(live);
-        std::fs::create_dir_all(parent).map_err(on(parent))?;
+        pragma_checkpoint::create_dir_all_durably(&pragma_checkpoint::OsFileSystem, parent)
+            .map_err(on(parent))?;
         let mut temporary_name = std::ffi::OsString::from(".");
         temporary_name.push(target.file_name().unwrap_or_default());
         temporary_name.push(".pragma-apply");
@@ -285,7 +298,10 @@ fn stage(
             std::fs::read_link(&source)
                 .and_then(|link| std::os::unix::fs::symlink(link, &temporary))
         } else {
-            std::fs::copy(&source, &temporary).map(drop)
+            // Synced before it is renamed into place: else a power loss
+            // can leave the new name on an empty file.
+            std::fs::copy(&source, &temporary)
+                .and_then(|_| std::fs::File::open(&temporary)?.sync_all())
         };
         // Listed before the check: a half-written copy is cleaned up too.
         staged.push((temporary.clone(), target.clone()));

@@ -16,6 +16,7 @@ mod inspect;
 mod interactive;
 mod lifecycle;
 mod odd_input;
+mod power_loss;
 mod reflinks;
 mod run;
 mod slurm;

@@ -316,21 +316,30 @@ async fn read_full(source: Source<'_>, buffer: &mut [u8]) -> io::Result<usize> {
 /// let dir = tempfile::tempdir().unwrap();
 /// create_dir_all_durably(&OsFileSystem, &dir.path().join("a/b")).unwrap();
 /// assert!(dir.path().join("a/b").is_dir());
+/// // Relative names too (their first directory is synced in `.`).
+/// std::env::set_current_dir(dir.path()).unwrap();
+/// create_dir_all_durably(&OsFileSystem, std::path::Path::new("c/d")).unwrap();
+/// assert!(dir.path().join("c/d").is_dir());
 /// ```
 pub fn create_dir_all_durably(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
+    // The directory a relative name is in: `a`'s is `.`, not ``.
+    let parent_of = |dir: &Path| match dir.parent() {
+        Some(parent) if parent.as_os_str().is_empty() => Some(Path::new(".").to_owned()),
+        parent => parent.map(Path::to_owned),
+    };
     match fs.create_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let parent = dir.parent().ok_or(e)?;
-            create_dir_all_durably(fs, parent)?;
+            let parent = parent_of(dir).ok_or(e)?;
+            create_dir_all_durably(fs, &parent)?;
             match fs.create_dir(dir) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-                created => created.and_then(|()| fs.sync_dir(parent)),
+                created => created.and_then(|()| fs.sync_dir(&parent)),
             }
         }
         Err(e) => Err(e),
-        Ok(()) => match dir.parent() {
-            Some(parent) => fs.sync_dir(parent),
+        Ok(()) => match parent_of(dir) {
+            Some(parent) => fs.sync_dir(&parent),
             None => Ok(()),
         },
     }
