@@ -42,16 +42,17 @@ async fn write<S: Store>(log: &CheckpointLog<S>, texts: &[&str]) -> Vec<String> 
     returned
 }
 
-#[tokio::test]
-async fn any_one_failed_request_loses_no_returned_commit_and_leaves_no_unused_data() {
+/// For every request of a claim and four commits, a log on a fresh store
+/// from `fresh` whose request fails once, each way.
+pub(crate) async fn every_request_fails_once<S: Store + Clone>(fresh: impl Fn() -> S) -> u64 {
     let texts = ["one", "two", "three", "four"];
-    let counting = FaultyStore::new(MemoryStore::new());
+    let counting = FaultyStore::new(fresh());
     write(&CheckpointLog::new(counting.clone()), &texts).await;
     let requests = counting.requests();
     for k in 1..=requests {
         for fault in [RequestFault::Refused, RequestFault::Unanswered] {
             let point = format!("request {k} of {requests} {fault:?}");
-            let store = FaultyStore::new(MemoryStore::new()).fail_once(k, fault);
+            let store = FaultyStore::new(fresh()).fail_once(k, fault);
             let log = CheckpointLog::new(store.clone());
             let returned = write(&log, &texts).await;
             let loaded = log.load_latest("op").await.unwrap();
@@ -71,6 +72,7 @@ async fn any_one_failed_request_loses_no_returned_commit_and_leaves_no_unused_da
             // A new owner commits and cleans up: only its data is left.
             let lease = log.claim("op").await.unwrap();
             commit_state(&log, &lease, "five").await.unwrap();
+            log.remove_leftovers(&lease).await.unwrap();
             let bucket = store.inner();
             let data: BTreeSet<String> = bucket
                 .list(Some(&Key::from_names(["ops", "op", "data"]).unwrap()))
@@ -85,17 +87,18 @@ async fn any_one_failed_request_loses_no_returned_commit_and_leaves_no_unused_da
                 BTreeSet::from([latest.data_dir().to_owned()]),
                 "{point}"
             );
-            assert_eq!(
-                bucket
-                    .get_bytes(
-                        &Key::from_names(["ops", "op", "data", latest.data_dir(), "state"])
-                            .unwrap()
-                    )
-                    .await
-                    .unwrap(),
-                b"five"
-            );
+            let state = Key::from_names(["ops", "op", "data", latest.data_dir(), "state"]).unwrap();
+            assert_eq!(bucket.get_bytes(&state).await.unwrap(), b"five", "{point}");
         }
     }
-    eprintln!("log: {requests} requests, {} faults", requests * 2);
+    requests
+}
+
+#[tokio::test]
+async fn any_one_failed_request_loses_no_returned_commit_and_leaves_no_unused_data() {
+    let requests = every_request_fails_once(MemoryStore::new).await;
+    eprintln!(
+        "log in memory: {requests} requests, {} faults",
+        requests * 2
+    );
 }

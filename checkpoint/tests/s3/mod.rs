@@ -9,7 +9,7 @@ use pragma_checkpoint::ObjectStoreBackend;
 
 use super::*;
 
-fn s3_store(prefix: &str) -> Option<ObjectStoreBackend> {
+pub(crate) fn s3_store(prefix: &str) -> Option<ObjectStoreBackend> {
     let Ok(endpoint) = std::env::var("PRAGMA_TEST_S3_ENDPOINT") else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -80,4 +80,14 @@ async fn s3_commits_are_exclusive_under_many_writers() {
         read_part(&log, &loaded.manifest, "state").await,
         vec![writer; 64]
     );
+}
+
+#[tokio::test]
+async fn s3_any_one_failed_request_loses_no_returned_commit_and_leaves_no_unused_data() {
+    if s3_store("probe").is_none() {
+        return;
+    }
+    let fresh = || s3_store("faults").expect("S3 was there a moment ago");
+    let requests = super::faulty_requests::every_request_fails_once(fresh).await;
+    eprintln!("log on S3: {requests} requests, {} faults", requests * 2);
 }
