@@ -154,7 +154,8 @@ mod backends {
         let ops = dir.path().join("ops/x");
         std::fs::create_dir_all(&ops).unwrap();
         let boot = OsFileSystem.boot();
-        let (host, _) = boot.split_once('.').unwrap();
+        let (host, this_boot) = boot.split_once('.').unwrap();
+        let (boot_id, _namespace) = this_boot.split_once('-').unwrap();
         // A process that is gone: a child that ran and was reaped.
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let gone = child.id();
@@ -165,6 +166,8 @@ mod backends {
             (named(&format!("{boot}.{gone}")), false),                // a crashed writer
             (named(&format!("{host}.00000000.1")), false),            // an earlier boot
             (named("other-host.00000000.1"), true),                   // another machine
+            (named(&format!("{host}.{boot_id}-1.{gone}")), true),     // another namespace
+            (named(&format!("{host}.unknown.{gone}")), true),         // cannot be judged
             (".state.123.tmp".to_owned(), true),                      // not ours to judge
         ];
         for (name, _) in &files {

@@ -67,6 +67,11 @@ impl LiveState for DirLive {
     }
 
     async fn capture(&self) -> io::Result<(DirState, Digests<FileDigest>)> {
+        // What an apply cut short by a crash left is not state.
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || remove_staging_files(&dir))
+            .await
+            .map_err(io::Error::other)??;
         // Digested first: a special file is refused before a copy could
         // block on it.
         let digests = self.digests().await?;
@@ -235,6 +240,8 @@ fn file_digest(path: &Path) -> io::Result<FileDigest> {
 /// apply (a file already new is no conflict).
 fn apply(live: &Path, result: &Path, changes: &[Change], stop: &AtomicBool) -> io::Result<()> {
     use pragma_checkpoint::FileSystem;
+    // What an earlier apply cut short left goes first.
+    remove_staging_files(live)?;
     let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
     let staging = stage(live, result, changes, stop, &mut staged);
     if let Err(e) = staging {
@@ -266,6 +273,37 @@ fn apply(live: &Path, result: &Path, changes: &[Change], stop: &AtomicBool) -> i
     Ok(())
 }
 
+/// The name an apply stages a file under, beside its target.
+fn staging_name(target: &Path) -> std::ffi::OsString {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(target.file_name().unwrap_or_default());
+    name.push(STAGING_SUFFIX);
+    name
+}
+
+const STAGING_SUFFIX: &str = ".pragma-apply";
+
+/// Removes the files an apply staged and a crash left under `dir` (an
+/// apply that runs meanwhile on the same state fails, and keeps its
+/// result for `pragma apply`).
+fn remove_staging_files(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(on(dir))? {
+        let entry = entry.map_err(on(dir))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if entry.file_type().map_err(on(&path))?.is_dir() {
+            remove_staging_files(&path)?;
+        } else if name.starts_with('.') && name.ends_with(STAGING_SUFFIX) {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(on(&path)(e)),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes each file to set beside its target; `staged` lists what was
 /// written, to rename or to clean up.
 fn stage(
@@ -288,10 +326,7 @@ fn stage(
         let parent = target.parent().unwrap_or(live);
         pragma_checkpoint::create_dir_all_durably(&pragma_checkpoint::OsFileSystem, parent)
             .map_err(on(parent))?;
-        let mut temporary_name = std::ffi::OsString::from(".");
-        temporary_name.push(target.file_name().unwrap_or_default());
-        temporary_name.push(".pragma-apply");
-        let temporary = parent.join(temporary_name);
+        let temporary = parent.join(staging_name(&target));
         let kind = std::fs::symlink_metadata(&source).map_err(on(&source))?;
         let _ = std::fs::remove_file(&temporary);
         let written = if kind.file_type().is_symlink() {

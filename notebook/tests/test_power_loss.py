@@ -200,6 +200,13 @@ def test_a_notebook_operation_survives_power_loss_at_random_calls(
         resumed_at = {}
         for image in sorted(images.iterdir()):
             point = f"seed {seed}, power lost after call {k} of {calls}, disk {image.name}"
+            # No durable record of a started operation without the run
+            # record that finds it again (generations 0 and 1 are its
+            # claim and its submission, written before it starts).
+            for commits in image.glob("store/store/ops/*/commits"):
+                started = any(p.name.isdigit() and int(p.name) >= 2 for p in commits.iterdir())
+                run_record = image / "store" / "ops" / commits.parent.name / "run.json"
+                assert not started or run_record.exists(), (point, "records nothing finds")
             runs = machine(f"runs-{k}-{image.name}")
             # The same path as before: a machine mounts its disk where it was.
             mountpoint = tmp_path / "disk"

@@ -72,30 +72,43 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 
     /// This boot of this machine, as `HOST.BOOT` (no other dots; a new
-    /// `BOOT` after every restart). Temporary files carry it with their
-    /// writer's process id, so that a clean-up tells a crashed writer's
-    /// (an earlier boot, a process that is gone) from a live one's, and
-    /// leaves other machines' alone (a shared file system).
+    /// `BOOT` after every restart; `BOOT` may end in `-NAMESPACE`, the
+    /// process-id namespace). Temporary files carry it with their writer's
+    /// process id, so that a clean-up tells a crashed writer's (an earlier
+    /// boot, a process that is gone) from a live one's, and leaves other
+    /// machines' and other namespaces' alone. `unknown` in either part: the
+    /// clean-up deletes nothing it cannot judge.
     fn boot(&self) -> String {
         os_boot()
     }
 }
 
-/// The operating system's `HOST.BOOT`: the host name (letters, digits and
-/// `-` only, at most 32) and the first 8 hex digits of Linux's boot id.
+/// The operating system's `HOST.BOOT-NAMESPACE`: the whole host name
+/// (letters, digits and `-` only), the first 8 hex digits of Linux's boot
+/// id and the inode of this process's process-id namespace (containers on
+/// one machine share the boot, not the process ids).
 fn os_boot() -> String {
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
     let host: String = read("/proc/sys/kernel/hostname")
         .trim()
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(32)
+        .take(64)
         .collect();
     let boot: String = read("/proc/sys/kernel/random/boot_id")
         .chars()
         .filter(char::is_ascii_hexdigit)
         .take(8)
         .collect();
+    // `pid:[4026531836]`
+    let namespace: String = std::fs::read_link("/proc/self/ns/pid")
+        .map(|link| {
+            link.to_string_lossy()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect()
+        })
+        .unwrap_or_default();
     let or_unknown = |s: String| {
         if s.is_empty() {
             "unknown".to_owned()
@@ -103,7 +116,12 @@ fn os_boot() -> String {
             s
         }
     };
-    format!("{}.{}", or_unknown(host), or_unknown(boot))
+    format!(
+        "{}.{}-{}",
+        or_unknown(host),
+        or_unknown(boot),
+        or_unknown(namespace)
+    )
 }
 
 /// The operating system's file system.

@@ -105,8 +105,7 @@ impl LocalStore {
         self.blocking(
             || format!("removing abandoned temporary files under {shown}"),
             move |fs_ref| {
-                let this_boot = fs_ref.boot();
-                let (host, boot) = this_boot.split_once('.').unwrap_or((&this_boot, ""));
+                let ours = fs_ref.boot();
                 let mut removed = 0;
                 let mut dirs = vec![start];
                 while let Some(dir) = dirs.pop() {
@@ -126,9 +125,7 @@ impl LocalStore {
                         let Some(writer) = TemporaryWriter::of(&name) else {
                             continue;
                         };
-                        let gone = writer.host == host
-                            && (writer.boot != boot || !process_runs(writer.pid));
-                        if gone {
+                        if abandoned(&writer, &ours) {
                             match fs_ref.remove_file(&path) {
                                 Ok(()) => removed += 1,
                                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -284,6 +281,33 @@ impl<'a> TemporaryWriter<'a> {
     }
 }
 
+/// Whether the writer of a temporary file is gone, judged from this
+/// process's `HOST.BOOT[-NAMESPACE]` (see [`FileSystem::boot`]): it wrote on
+/// this host in an earlier boot, or in this boot and process-id namespace
+/// with a process that no longer runs. What cannot be judged (another
+/// host, another namespace, anything unknown) is not abandoned.
+fn abandoned(writer: &TemporaryWriter<'_>, ours: &str) -> bool {
+    let Some((host, boot)) = ours.split_once('.') else {
+        return false;
+    };
+    let split = |boot: &'_ str| -> (String, String) {
+        match boot.split_once('-') {
+            Some((boot, namespace)) => (boot.to_owned(), namespace.to_owned()),
+            None => (boot.to_owned(), String::new()),
+        }
+    };
+    let ((our_boot, our_namespace), (their_boot, their_namespace)) =
+        (split(boot), split(writer.boot));
+    let known = |s: &str| s != "unknown";
+    if writer.host != host || !known(host) || !known(&our_boot) || !known(&their_boot) {
+        return false;
+    }
+    if their_boot != our_boot {
+        return true; // an earlier boot of this host
+    }
+    known(&our_namespace) && their_namespace == our_namespace && !process_runs(writer.pid)
+}
+
 /// Whether process `pid` runs (on this machine, now).
 fn process_runs(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
@@ -309,7 +333,8 @@ async fn read_full(source: Source<'_>, buffer: &mut [u8]) -> io::Result<usize> {
 /// Creates `dir` and its missing ancestors on `fs`, each made durable in
 /// its parent (synced) before anything goes in it, as `mkdir -p` does not:
 /// a file synced in a directory whose own name was never synced is lost
-/// with it on a power loss. An existing directory costs one call.
+/// with it on a power loss. An existing directory costs two calls (its
+/// parent is synced too: whoever made it may not have yet).
 ///
 /// ```
 /// use pragma_checkpoint::{OsFileSystem, create_dir_all_durably};
@@ -327,21 +352,25 @@ pub fn create_dir_all_durably(fs: &dyn FileSystem, dir: &Path) -> io::Result<()>
         Some(parent) if parent.as_os_str().is_empty() => Some(Path::new(".").to_owned()),
         parent => parent.map(Path::to_owned),
     };
+    // Its name is synced in its parent whether this call made it or
+    // another writer did, who may not have synced it yet: there is no
+    // telling, and a clean directory syncs at once.
+    let sync_parent = || match parent_of(dir) {
+        Some(parent) => fs.sync_dir(&parent),
+        None => Ok(()),
+    };
     match fs.create_dir(dir) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => sync_parent(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let parent = parent_of(dir).ok_or(e)?;
             create_dir_all_durably(fs, &parent)?;
             match fs.create_dir(dir) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-                created => created.and_then(|()| fs.sync_dir(&parent)),
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+                _ => sync_parent(),
             }
         }
         Err(e) => Err(e),
-        Ok(()) => match parent_of(dir) {
-            Some(parent) => fs.sync_dir(&parent),
-            None => Ok(()),
-        },
+        Ok(()) => sync_parent(),
     }
 }
 

@@ -189,4 +189,9 @@ impl<S: Store> Store for FaultyStore<S> {
             Fate::Fails(fault) => Err(failed(prefix, fault)),
         }
     }
+
+    async fn remove_abandoned(&self, prefix: Option<&Key>) -> Result<usize> {
+        // A clean-up of the wrapped store, not a request of its own.
+        self.inner.remove_abandoned(prefix).await
+    }
 }

@@ -42,7 +42,9 @@ pub enum Survivors {
     Everything,
     /// A subset drawn from the seed: each directory change kept or dropped
     /// (those kept in the order they were made), each file keeping a
-    /// prefix of its unsynced writes, the last one kept possibly torn.
+    /// prefix of its unsynced writes, the last one kept possibly torn, or
+    /// (one file in four) its new length with zeros for the unsynced data,
+    /// as a file system that journals only metadata may leave it.
     Random(u64),
 }
 
@@ -342,6 +344,21 @@ impl ForgetfulFileSystem {
             .files
             .iter()
             .map(|file| {
+                // A file system that journals only metadata may keep the
+                // new length and not the blocks: zeros where the unsynced
+                // data was.
+                if let Survivors::Random(_) = survivors
+                    && !file.unsynced.is_empty()
+                    && random.below(4) == 0
+                {
+                    let mut data = file.synced.clone();
+                    data.resize(file.current.len().max(data.len()), 0);
+                    return FileNode {
+                        synced: data.clone(),
+                        unsynced: Vec::new(),
+                        current: data,
+                    };
+                }
                 let kept = match survivors {
                     Survivors::Nothing => 0,
                     Survivors::Everything => file.unsynced.len(),

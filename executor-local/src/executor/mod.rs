@@ -349,7 +349,16 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
         }
         let mut unfinished = Vec::new();
         for op in self.shared.log.operations().await? {
-            if let Some(latest) = self.shared.log.checkpoints(&op).await?.last()
+            // One operation whose records cannot be read (a bad block, a
+            // permission) hides no other.
+            let checkpoints = match self.shared.log.checkpoints(&op).await {
+                Ok(checkpoints) => checkpoints,
+                Err(e) => {
+                    tracing::warn!(op, error = %e, "the operation's records cannot be read");
+                    continue;
+                }
+            };
+            if let Some(latest) = checkpoints.last()
                 && let Ok(record) = latest.meta_as::<Record>()
                 && matches!(record.ended, None | Some(FinalStatus::Suspended))
             {

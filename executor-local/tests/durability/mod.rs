@@ -180,10 +180,18 @@ async fn second_life<S: Store + Clone + 'static>(
     // A submit cut short returned no id: what the store holds unfinished
     // is what a restarted host finds and resumes.
     let unfinished = executor.unfinished().await.unwrap();
+    let acknowledged = op;
     let op = op
         .map(str::to_owned)
         .or_else(|| unfinished.first().cloned());
     let known = executor.operations().await.unwrap();
+    if let Some(acknowledged) = acknowledged {
+        // A submit that returned was durable.
+        assert!(
+            known.iter().any(|k| k == acknowledged),
+            "{point}: the submitted {acknowledged} is gone ({known:?})"
+        );
+    }
     let handle = match op.filter(|op| known.contains(op)) {
         Some(op) => executor
             .resume(&op)

@@ -62,6 +62,8 @@ class Blobs:
         # Bytes this process wrote here (new blobs only).
         self.written = 0
         self._checked = set()
+        # Blobs whose name this process made sure is durable.
+        self._durable = set()
         # The blobs mapped here, by address: (size, digest, the mapping).
         self._mapped = {}
         # The last mapping of each blob, kept for the next load, in a
@@ -84,6 +86,12 @@ class Blobs:
             # Used again: fresh for the collector's grace period.
             with contextlib.suppress(OSError):
                 os.utime(path)
+            # Its name is durable before a state names it, whoever wrote
+            # it (another process may not have synced it yet): once per
+            # blob and process.
+            if digest not in self._durable:
+                durable.sync_directory(os.path.dirname(path))
+                self._durable.add(digest)
             return digest
         directory = os.path.dirname(path)
         durable.make_dirs(directory)
@@ -99,6 +107,7 @@ class Blobs:
                 os.unlink(temporary)
             raise
         durable.sync_directory(directory)
+        self._durable.add(digest)
         self.written += view.nbytes
         return digest
 

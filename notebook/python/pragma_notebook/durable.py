@@ -15,21 +15,29 @@ def sync_directory(directory):
         os.close(fd)
 
 
+# Directories whose name this process synced in their parent.
+_synced: set[str] = set()
+
+
 def make_dirs(directory, mode=0o777):
-    """``os.makedirs(directory, mode, exist_ok=True)``, each directory it
-    makes synced in its parent before anything goes in it. An existing
-    directory costs one call."""
+    """``os.makedirs(directory, mode, exist_ok=True)``, each directory
+    synced in its parent before anything goes in it: one this process
+    makes, and, once per process, one that was there (whoever made it may
+    not have synced it yet)."""
+    directory = os.path.abspath(directory)
     try:
         os.mkdir(directory, mode)
     except FileExistsError:
-        return
+        if directory in _synced:
+            return
     except FileNotFoundError:
-        parent = os.path.dirname(os.path.abspath(directory))
+        parent = os.path.dirname(directory)
         if parent == directory:
             raise
         make_dirs(parent, mode)
         try:
             os.mkdir(directory, mode)
         except FileExistsError:
-            return
-    sync_directory(os.path.dirname(os.path.abspath(directory)))
+            pass
+    sync_directory(os.path.dirname(directory))
+    _synced.add(directory)

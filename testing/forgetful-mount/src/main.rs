@@ -72,6 +72,9 @@ struct Args {
 /// rename or a lost power shows at once.
 const TTL: Duration = Duration::ZERO;
 
+/// A directory's entries as `readdir` gives them.
+type Listing = Vec<(INodeNo, FileType, std::ffi::OsString)>;
+
 struct ForgetfulMount {
     fs: ForgetfulFileSystem,
     /// A path of each node the kernel knows, by inode number.
@@ -82,6 +85,9 @@ struct ForgetfulMount {
     owner: (u32, u32),
     power_reported: AtomicBool,
     trace: Option<Mutex<std::fs::File>>,
+    /// What each open directory listed, by handle.
+    listings: Mutex<HashMap<u64, Listing>>,
+    next_handle: std::sync::atomic::AtomicU64,
 }
 
 /// The time of whatever came with the image: before this machine started.
@@ -109,6 +115,8 @@ impl ForgetfulMount {
             owner,
             power_reported: AtomicBool::new(false),
             trace: trace.map(Mutex::new),
+            listings: Mutex::default(),
+            next_handle: std::sync::atomic::AtomicU64::new(1),
         }
     }
 
@@ -213,6 +221,33 @@ impl ForgetfulMount {
             );
         }
         result
+    }
+
+    /// What the directory `ino` holds, as `readdir` gives it.
+    fn listing(&self, ino: INodeNo) -> Result<Listing, Errno> {
+        self.path(ino).and_then(|dir| {
+            let mut entries = self.call(|fs| fs.read_dir(&dir))?;
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            let mut listed = vec![
+                (ino, FileType::Directory, ".".into()),
+                (ino, FileType::Directory, "..".into()),
+            ];
+            for entry in entries {
+                let attr = self.known(&dir.join(&entry.name))?;
+                listed.push((attr.ino, attr.kind, entry.name));
+            }
+            Ok(listed)
+        })
+    }
+
+    /// Node `id` lost its name `path`: if that is the name the kernel
+    /// reaches it by, it is reached no more (a file unlinked or replaced
+    /// while open reads and writes nothing of another's).
+    fn forget(&self, id: u64, path: &Path) {
+        let mut paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
+        if paths.get(&id).is_some_and(|known| known == path) {
+            paths.remove(&id);
+        }
     }
 
     fn renamed(&self, from: &Path, to: &Path) {
@@ -326,10 +361,14 @@ impl Filesystem for ForgetfulMount {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self
-            .child(parent, name)
-            .and_then(|path| self.change("unlink", &path, |fs| fs.remove_file(&path)))
-        {
+        match self.child(parent, name).and_then(|path| {
+            let removed = self.fs.metadata(&path).ok().map(|m| m.id);
+            self.change("unlink", &path, |fs| fs.remove_file(&path))?;
+            if let Some(removed) = removed {
+                self.forget(removed, &path);
+            }
+            Ok(())
+        }) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -352,12 +391,24 @@ impl Filesystem for ForgetfulMount {
         name: &OsStr,
         newparent: INodeNo,
         newname: &OsStr,
-        _flags: RenameFlags,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        // RENAME_NOREPLACE and RENAME_EXCHANGE are not modelled: refused,
+        // never taken for a plain rename.
+        if !flags.is_empty() {
+            reply.error(Errno::EINVAL);
+            return;
+        }
         let result = self.child(parent, name).and_then(|from| {
             let to = self.child(newparent, newname)?;
+            let replaced = self.fs.metadata(&to).ok().map(|m| m.id);
             self.change("rename", &to, |fs| fs.rename(&from, &to))?;
+            // The file it replaced has no name now: its open descriptors
+            // must not reach the new one.
+            if let Some(replaced) = replaced {
+                self.forget(replaced, &to);
+            }
             self.renamed(&from, &to);
             Ok(())
         });
@@ -467,30 +518,51 @@ impl Filesystem for ForgetfulMount {
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        reply.opened(FileHandle(0), FopenFlags::empty());
+        // Each open directory lists what it held when first read, so that
+        // names removed while it is read (a collector) skip no other.
+        let handle = self.next_handle.fetch_add(1, Ordering::SeqCst);
+        reply.opened(FileHandle(handle), FopenFlags::empty());
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.listings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fh.0);
+        reply.ok();
     }
 
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let listed = self.path(ino).and_then(|dir| {
-            let mut entries = self.call(|fs| fs.read_dir(&dir))?;
-            entries.sort_by(|a, b| a.name.cmp(&b.name));
-            let mut listed = vec![
-                (ino, FileType::Directory, ".".into()),
-                (ino, FileType::Directory, "..".into()),
-            ];
-            for entry in entries {
-                let attr = self.known(&dir.join(&entry.name))?;
-                listed.push((attr.ino, attr.kind, entry.name));
-            }
-            Ok(listed)
-        });
+        let snapshot = self
+            .listings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh.0)
+            .cloned();
+        let listed = match snapshot {
+            Some(listed) if offset > 0 => Ok(listed),
+            _ => self.listing(ino),
+        };
+        if let Ok(listed) = &listed {
+            self.listings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(fh.0, listed.clone());
+        }
         match listed {
             Ok(listed) => {
                 let skip = usize::try_from(offset).unwrap_or(usize::MAX);
