@@ -68,6 +68,18 @@ async fn candidate_iterations(
     iterations
 }
 
+/// How an outcome ended and its best (iteration, score, state): what two
+/// runs of one cell must agree on, however they were interrupted.
+fn summary(outcome: &Outcome<MapState>) -> (FinalStatus, Option<(u64, Option<f64>, MapState)>) {
+    (
+        outcome.status.clone(),
+        outcome
+            .best
+            .as_ref()
+            .map(|b| (b.iteration, b.score, b.state.clone())),
+    )
+}
+
 fn best(outcome: &Outcome<MapState>) -> (u64, Option<f64>) {
     let best = outcome.best.as_ref().expect("a best state");
     (best.iteration, best.score)

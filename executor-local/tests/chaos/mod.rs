@@ -106,16 +106,6 @@ fn check_no_rerun_after_recording(events: &[Event], repeat: bool) {
     }
 }
 
-fn summary(outcome: &Outcome<MapState>) -> (FinalStatus, Option<(u64, Option<f64>, MapState)>) {
-    (
-        outcome.status.clone(),
-        outcome
-            .best
-            .as_ref()
-            .map(|b| (b.iteration, b.score, b.state.clone())),
-    )
-}
-
 async fn compare_with_fault_free(cell: &str, repeat: bool) {
     let (reference, _) = run(&scripted(), cell).await;
     assert_eq!(reference.status, FinalStatus::Succeeded);

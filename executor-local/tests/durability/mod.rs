@@ -211,16 +211,6 @@ async fn second_life<S: Store + Clone + 'static>(
     }
 }
 
-fn summary(outcome: &Outcome<MapState>) -> (FinalStatus, Option<(u64, Option<f64>, MapState)>) {
-    (
-        outcome.status.clone(),
-        outcome
-            .best
-            .as_ref()
-            .map(|b| (b.iteration, b.score, b.state.clone())),
-    )
-}
-
 /// The uninterrupted run's outcome.
 async fn reference(cell: &str) -> Outcome<MapState> {
     let never: Gone = Arc::new(|| false);

@@ -240,6 +240,21 @@ impl ForgetfulMount {
         })
     }
 
+    /// Makes the node `name` in `parent` with `make` (`what`, traced),
+    /// written now; its attributes.
+    fn make(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        what: &str,
+        make: impl FnOnce(&ForgetfulFileSystem, &Path) -> io::Result<()>,
+    ) -> Result<FileAttr, Errno> {
+        let path = self.child(parent, name)?;
+        self.change(what, &path, |fs| make(fs, &path))?;
+        self.touched(&path, SystemTime::now());
+        self.known(&path)
+    }
+
     /// Node `id` lost its name `path`: if that is the name the kernel
     /// reaches it by, it is reached no more (a file unlinked or replaced
     /// while open reads and writes nothing of another's).
@@ -322,11 +337,7 @@ impl Filesystem for ForgetfulMount {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        let result = self.child(parent, name).and_then(|path| {
-            self.change("mkdir", &path, |fs| fs.create_dir(&path))?;
-            self.touched(&path, SystemTime::now());
-            self.known(&path)
-        });
+        let result = self.make(parent, name, "mkdir", |fs, path| fs.create_dir(path));
         match result {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(e),
@@ -343,11 +354,7 @@ impl Filesystem for ForgetfulMount {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let result = self.child(parent, name).and_then(|path| {
-            self.change("create", &path, |fs| fs.create_file(&path))?;
-            self.touched(&path, SystemTime::now());
-            self.known(&path)
-        });
+        let result = self.make(parent, name, "create", |fs, path| fs.create_file(path));
         match result {
             Ok(attr) => reply.created(
                 &TTL,
