@@ -1,8 +1,9 @@
 //! The local file system backend.
 
+use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
@@ -48,6 +49,12 @@ const FIRST_CHUNK: usize = 64 << 10;
 pub struct LocalStore {
     root: PathBuf,
     fs: Arc<dyn FileSystem>,
+    /// The file system's [`FileSystem::boot`], read once: every temporary
+    /// file's name carries it.
+    boot: Arc<str>,
+    /// The directories this store made durable (synced in their parent):
+    /// a write into one of them costs no sync of its parent again.
+    durable_dirs: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl LocalStore {
@@ -67,7 +74,13 @@ impl LocalStore {
                 e,
             )
         })?;
-        Ok(LocalStore { root, fs })
+        let boot = Arc::from(fs.boot());
+        Ok(LocalStore {
+            root,
+            fs,
+            boot,
+            durable_dirs: Arc::default(),
+        })
     }
 
     /// The root directory.
@@ -102,10 +115,11 @@ impl LocalStore {
     pub async fn remove_abandoned_temporaries(&self, prefix: Option<&Key>) -> Result<usize> {
         let start = prefix.map_or_else(|| self.root.clone(), |p| self.path(p));
         let shown = start.display().to_string();
+        let boot = Arc::clone(&self.boot);
         self.blocking(
             || format!("removing abandoned temporary files under {shown}"),
             move |fs_ref| {
-                let ours = fs_ref.boot();
+                let ours = boot;
                 let mut removed = 0;
                 let mut dirs = vec![start];
                 while let Some(dir) = dirs.pop() {
@@ -175,15 +189,16 @@ impl LocalStore {
             .unwrap_or_default();
         let temporary = dir.join(format!(
             ".{name}.{}.{}.{}.tmp",
-            self.fs.boot(),
+            self.boot,
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         ));
         let context = || format!("writing {}", target.display());
         let file = {
             let temporary = temporary.clone();
+            let durable_dirs = Arc::clone(&self.durable_dirs);
             self.blocking(context, move |fs| {
-                create_dir_all_durably(fs, &dir)?;
+                make_dir_durably(fs, &durable_dirs, &dir)?;
                 fs.create_new(&temporary)
             })
             .await?
@@ -372,6 +387,35 @@ pub fn create_dir_all_durably(fs: &dyn FileSystem, dir: &Path) -> io::Result<()>
         Err(e) => Err(e),
         Ok(()) => sync_parent(),
     }
+}
+
+/// [`create_dir_all_durably`], skipped for a directory this store made
+/// durable already and that is still there.
+fn make_dir_durably(
+    fs: &dyn FileSystem,
+    durable_dirs: &Mutex<HashSet<PathBuf>>,
+    dir: &Path,
+) -> io::Result<()> {
+    let known = durable_dirs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(dir);
+    if known {
+        match fs.create_dir(dir) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            // Removed since (a delete takes empty directories), and made
+            // again just now, or its parent is gone: made durable below.
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    create_dir_all_durably(fs, dir)?;
+    durable_dirs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(dir.to_owned());
+    Ok(())
 }
 
 /// The directory a file is in (for syncing its name).

@@ -39,6 +39,9 @@ pub struct Executor<H: Host, S: Store + 'static> {
     shared: Arc<Shared<H, S>>,
     control: mpsc::UnboundedSender<Msg<H::State>>,
     coordinator: tokio::task::JoinHandle<()>,
+    /// Whether [`unfinished`](Executor::unfinished) has cleared what
+    /// crashed writers left: once per executor, not at every listing.
+    abandoned_removed: std::sync::atomic::AtomicBool,
 }
 
 impl<H: Host, S: Store + 'static> Drop for Executor<H, S> {
@@ -89,6 +92,7 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
             shared,
             control,
             coordinator,
+            abandoned_removed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -338,13 +342,16 @@ impl<H: Host, S: Store + 'static> Executor<H, S> {
     /// say), or that a preemption notice suspended: each waits to be
     /// [resumed](Self::resume).
     ///
-    /// What a restarted host asks first, so it also removes what writers
-    /// that are gone left half-written in the store (a local store's
-    /// temporary files of a crashed process or an earlier boot; see
-    /// [`Store::remove_abandoned`]), of the operations it lists and of
-    /// those nothing of which was recorded.
+    /// What a restarted host asks first, so the first call of an executor
+    /// also removes what writers that are gone left half-written in the
+    /// store (a local store's temporary files of a crashed process or an
+    /// earlier boot; see [`Store::remove_abandoned`]), of the operations it
+    /// lists and of those nothing of which was recorded.
     pub async fn unfinished(&self) -> Result<Vec<String>, ExecError> {
-        if let Err(e) = self.shared.log.remove_abandoned().await {
+        let first = !self
+            .abandoned_removed
+            .swap(true, std::sync::atomic::Ordering::SeqCst);
+        if first && let Err(e) = self.shared.log.remove_abandoned().await {
             tracing::warn!(error = %e, "what crashed writers left could not be deleted");
         }
         let mut unfinished = Vec::new();
