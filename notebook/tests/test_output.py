@@ -2,9 +2,12 @@
 into its logs (what it writes to file descriptors too), a worker's own
 outside any iteration into its log, and none of it into the cells."""
 
+import queue
 import re
+import time
 
-from kernels import run
+from jupyter_client.manager import start_new_kernel
+from kernels import kernel_messages, printed_by, run
 
 NOTE = "import pragma_notebook\nprint(pragma_notebook.kernel().output_note(None))"
 
@@ -79,3 +82,72 @@ def test_what_a_worker_writes_outside_iterations_goes_to_its_log(tmp_path):
     assert "its iterations printed nothing so far" in logs, logs
     workers = logs.partition("== workers (outside any iteration)\n")[2]
     assert re.match(r"-- worker \d+\nat import\n", workers), logs
+
+
+def test_a_panel_s_buttons_answer_after_the_page_s_subshell_is_gone(tmp_path):
+    # JupyterLab sends a widget's messages on a kernel subshell of the page's
+    # and deletes it when the page goes (a reload). ipykernel 7 routes a
+    # widget's incoming messages to the subshell its last update was sent
+    # under; the panel's updates are sent as the submitting cell, so a click
+    # after the page that used a subshell is gone still reaches the kernel.
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        kernel_messages(kc, "%load_ext pragma_notebook\na = 0")
+        submitted = kc.execute(
+            "#pragma repeat --iterations 6 --max-by a\nimport time\ntime.sleep(0.3)\na = iteration"
+        )
+        kernel_messages(kc, "a = 100")  # changed here meanwhile: a conflict
+        # A page's request on a subshell of its own, then the page goes.
+        subshell = control(kc, "create_subshell_request", {})["subshell_id"]
+        on_subshell = kc.session.msg("execute_request", {"code": "1", "silent": False})
+        on_subshell["header"]["subshell_id"] = subshell
+        kc.shell_channel.send(on_subshell)
+        reply = kc.get_shell_msg(timeout=60)
+        while reply["parent_header"].get("msg_id") != on_subshell["header"]["msg_id"]:
+            reply = kc.get_shell_msg(timeout=60)
+        control(kc, "delete_subshell_request", {"subshell_id": subshell})
+        # The operation ends; its panel shows the conflict and its buttons.
+        take = None
+        deadline = time.monotonic() + 120
+        while take is None and time.monotonic() < deadline:
+            message = kc.get_iopub_msg(timeout=120)
+            if message["msg_type"] == "comm_open":
+                state = message["content"]["data"].get("state", {})
+                if state.get("description") == "take background":
+                    take = message["content"]["comm_id"]
+        assert take is not None, "no 'take background' button was shown"
+        click = kc.session.msg(
+            "comm_msg",
+            {"comm_id": take, "data": {"method": "custom", "content": {"event": "click"}}},
+        )
+        kc.shell_channel.send(click)
+        deadline = time.monotonic() + 60
+        applied = ""
+        while "5" not in applied and time.monotonic() < deadline:
+            time.sleep(0.3)
+            applied = printed_by(kernel_messages(kc, "print(a)")).strip()
+        unanswered = []
+        while True:
+            try:
+                shell = kc.get_shell_msg(timeout=0.1)
+            except queue.Empty:
+                break
+            if shell["parent_header"].get("msg_id") == click["header"]["msg_id"]:
+                unanswered.append(shell["content"])
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert submitted
+    assert not unanswered, unanswered
+    assert applied == "5", applied
+
+
+def control(kc, msg_type, content):
+    """Sends a control request; its reply's content."""
+    request = kc.session.msg(msg_type, content)
+    kc.control_channel.send(request)
+    reply = kc.control_channel.get_msg(timeout=30)
+    while reply["parent_header"].get("msg_id") != request["header"]["msg_id"]:
+        reply = kc.control_channel.get_msg(timeout=30)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return reply["content"]

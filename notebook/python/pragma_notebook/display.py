@@ -11,6 +11,7 @@ ending."""
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import html
 import reprlib
@@ -274,10 +275,10 @@ class Panel:
     coloured by state, the counts, and once it ended what was applied and
     buttons for what is left."""
 
-    def __init__(self, kernel: Kernel, op: str):
+    def __init__(self, kernel: Kernel, op: str, as_cell: Callable[..., Any]):
         import ipywidgets as widgets
 
-        self.kernel, self.op = kernel, op
+        self.kernel, self.op, self.as_cell = kernel, op, as_cell
         self.widgets = widgets
         view = View.of(kernel, op)
         self.label = widgets.HTML(f"<b>{html.escape(view.label)}</b>", tooltip=op)
@@ -349,13 +350,13 @@ class Panel:
         """A button's action: ``%pragma apply`` with ``settle``; an error
         is shown in the panel (a button has no cell to print into)."""
 
-        def click(_button):
+        def settle_now():
             try:
                 self.kernel.apply(self.op, **settle)
             except Exception as error:  # noqa: BLE001 - shown where the user clicked
                 self.detail.value += f"<br><b>not applied</b>: {html.escape(str(error))}"
 
-        return click
+        return lambda _button: self.as_cell(settle_now)
 
 
 @functools.cache
@@ -399,17 +400,34 @@ class Progress:
         # The follower thread and the kernel's thread both update it: the
         # view is made and sent under the lock, so the last sent is fresh.
         self.lock = threading.Lock()
+        # Every update is sent as the submitting cell, whatever thread or
+        # request sends it. ipykernel (7.4) routes a widget's incoming
+        # messages to the subshell of the request its last update was sent
+        # under, and JupyterLab deletes its subshells when a page goes: an
+        # update sent from a thread (which ipykernel gives the last
+        # request of any subshell) or from a page's click would leave the
+        # panel's buttons answered "Unknown subshell_id" after a reload.
+        self.cell = contextvars.copy_context()
         use_widget = kernel.settings["progress"] == "widget" and widgets_available()
-        self.panel = Panel(kernel, op) if use_widget else None
+        self.panel = Panel(kernel, op, self.as_cell) if use_widget else None
         if self.panel is not None:
             self.handle = display(self.panel.box, display_id=True)
         else:
             text = View.of(kernel, op).text()
             self.handle = display({"text/plain": text}, raw=True, display_id=True)
 
+    def as_cell(self, action: Callable[[], Any]) -> Any:
+        """Runs ``action`` as the submitting cell: what it displays and
+        sends has that cell's request as its parent."""
+        # A context runs in one thread at a time: each call gets a copy.
+        return self.cell.copy().run(action)
+
     def show(self, final: bool = False) -> str:
         """Shows the operation now; its text. ``final``: the saved output is
         rewritten too (a widget's updates otherwise change only its model)."""
+        return self.as_cell(lambda: self._show(final))
+
+    def _show(self, final: bool) -> str:
         with self.lock:
             view = View.of(self.kernel, self.op)
             if self.panel is not None:
