@@ -90,10 +90,10 @@ impl SlurmBackend {
                     message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
                 });
             }
-            Err(e) => {
-                return Err(SlurmError::Command {
-                    command: "sbatch --version".into(),
-                    message: format!("{e} (is SLURM installed, and this a submit host?)"),
+            Err(source) => {
+                return Err(SlurmError::Spawn {
+                    program: "sbatch".into(),
+                    source,
                 });
             }
         }
@@ -218,9 +218,9 @@ impl SlurmBackend {
             .env("PRAGMA_WORKER", worker)
             .env("PRAGMA_WORKER_ARG", worker_arg)
             .env("PRAGMA_TASK_DIR", dir);
-        let output = command.output().await.map_err(|e| SlurmError::Command {
-            command: "sbatch".into(),
-            message: e.to_string(),
+        let output = command.output().await.map_err(|source| SlurmError::Spawn {
+            program: "sbatch".into(),
+            source,
         })?;
         if !output.status.success() {
             return Err(SlurmError::Command {

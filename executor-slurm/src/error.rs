@@ -6,7 +6,16 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SlurmError {
-    /// `sbatch` or another SLURM command failed or is missing.
+    /// A SLURM command could not be started: it is missing here (no
+    /// SLURM on this machine) or cannot be executed.
+    #[error("cannot run `{program}`: {source} (is SLURM installed, and is this a submit host?)")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why it could not be started.
+        source: std::io::Error,
+    },
+    /// `sbatch` or another SLURM command failed.
     #[error("{command}: {message}")]
     Command {
         /// The command.

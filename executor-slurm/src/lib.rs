@@ -1,24 +1,24 @@
 //! Runs the iterations of pragma operations on a SLURM cluster.
 //!
-//! [`SlurmBackend`] is an [`ExecutionBackend`](pragma_executor_local::ExecutionBackend) for
-//! [`pragma_executor_local::Executor`]: the executor still decides what
+//! [`SlurmBackend`] is an [`ExecutionBackend`](pragma_contract::ExecutionBackend) for
+//! `pragma_executor_local::Executor`: the executor still decides what
 //! runs (retries, budgets, the best candidate, checkpoints), and SLURM runs
 //! it. The first iteration of an operation submits **one job array** for
 //! all its iterations, throttled to the backend's capacity
 //! (`sbatch --array=0-N%P`); task `i` runs iteration `i`. A retry of an
 //! iteration is a single job. Each task runs a worker command (the `pragma`
-//! binary's `__slurm-task`) that reads its [`JobSpec`](pragma_executor_local::JobSpec) from a shared
-//! directory, runs it with [`run_spec`](pragma_executor_local::run_spec)
+//! binary's `__slurm-task`) that reads its [`JobSpec`](pragma_contract::JobSpec) from a shared
+//! directory, runs it with [`run_spec`](pragma_contract::run_spec)
 //! against the shared checkpoint store, and writes a
-//! [`RemoteReport`](pragma_executor_local::RemoteReport) beside it. Tasks are requeueable: a task that finds its
+//! [`RemoteReport`](pragma_contract::RemoteReport) beside it. Tasks are requeueable: a task that finds its
 //! report already written does nothing, so no finished iteration runs
 //! twice.
 //!
 //! [`SlurmBackend::submit_whole`] submits one requeueable job for work
 //! that is a whole (the `pragma` command runs a repeat operation that way:
 //! `pragma run` on the node, which resumes from its last checkpoint
-//! whenever the job starts); [`whole`] reads and follows such a job's
-//! output, and counts the runs its requeues cut short.
+//! whenever the job starts; the command reads and follows the job's
+//! output itself).
 //!
 //! The crate has both sides: the backend ([`SlurmBackend`], in `backend`),
 //! the worker a task runs ([`worker::run_task`], which a host's binary
@@ -60,12 +60,13 @@
 mod backend;
 mod error;
 mod queue;
-pub mod whole;
 pub mod worker;
 
 pub use backend::{SlurmBackend, SlurmConfig, TaskSetup, WHOLE_JOB_NOTICE};
 pub use error::SlurmError;
-pub use queue::{cancel_job, cancel_jobs_of, in_queue, job_name, job_queued, scancel};
+pub use queue::{
+    cancel_job, cancel_job_in_runtime, cancel_jobs_of, in_queue, job_name, job_queued, scancel,
+};
 pub use worker::{TaskFiles, task_files, write_report};
 
 #[cfg(test)]

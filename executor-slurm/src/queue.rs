@@ -49,9 +49,9 @@ pub(crate) async fn run(program: &str, args: &[OsString]) -> Result<String, Slur
         .args(args)
         .output()
         .await
-        .map_err(|e| SlurmError::Command {
-            command: program.into(),
-            message: e.to_string(),
+        .map_err(|source| SlurmError::Spawn {
+            program: program.into(),
+            source,
         })?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
@@ -69,6 +69,19 @@ pub fn cancel_job(job: &str) -> Result<(), SlurmError> {
     let mut first_error = None;
     for args in cancel_args(job) {
         if let Err(e) = run_now("scancel", &args) {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Cancels job `job` as Ctrl-C cancels a run (see `cancel_job`), in a
+/// runtime; the first failure, if any.
+pub async fn cancel_job_in_runtime(job: &str) -> Result<(), SlurmError> {
+    let mut first_error = None;
+    for args in cancel_args(job) {
+        let args: Vec<OsString> = args.iter().map(Into::into).collect();
+        if let Err(e) = scancel(&args).await {
             first_error.get_or_insert(e);
         }
     }
@@ -95,9 +108,7 @@ pub fn cancel_jobs_of(op: &str) -> Result<usize, SlurmError> {
     let name = job_name(op);
     let jobs = match run_now("squeue", &["-h", "-r", "-o", "%i", "--name", &name]) {
         Ok(listed) => listed.lines().count(),
-        Err(SlurmError::Command { message, .. }) if message.starts_with("cannot run") => {
-            return Ok(0);
-        }
+        Err(SlurmError::Spawn { .. }) => return Ok(0),
         Err(e) => return Err(e),
     };
     if jobs > 0 {
@@ -111,9 +122,9 @@ fn run_now(program: &str, args: &[&str]) -> Result<String, SlurmError> {
     let output = std::process::Command::new(program)
         .args(args)
         .output()
-        .map_err(|e| SlurmError::Command {
-            command: program.into(),
-            message: format!("cannot run {program}: {e}"),
+        .map_err(|source| SlurmError::Spawn {
+            program: program.into(),
+            source,
         })?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())

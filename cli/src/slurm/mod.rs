@@ -1,13 +1,15 @@
 //! `--backend slurm`: iterations run as SLURM jobs, through the shared
 //! store; and `pragma __slurm-task DIR`, what each job runs.
 
+mod whole;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pragma_checkpoint::CheckpointLog;
 use pragma_executor_slurm::worker::TaskEnd;
-use pragma_executor_slurm::{SlurmBackend, SlurmConfig, whole};
+use pragma_executor_slurm::{SlurmBackend, SlurmConfig};
 use pragma_parse::{Directive, ParsedCell};
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,6 @@
-//! Work that runs as one requeueable job ([`SlurmBackend::submit_whole`]):
-//! a whole operation on a node, which resumes from its last checkpoint
-//! each time the job starts.
+//! A repeat operation that runs as one requeueable SLURM job
+//! ([`SlurmBackend::submit_whole`]): `pragma __slurm-run` on a node, which
+//! resumes from its last checkpoint each time the job starts.
 //!
 //! The job prints [`JOB_START`] first at each start, then the operation's
 //! events as JSON Lines and, at its end, the host's summary line, all into
@@ -9,7 +9,7 @@
 //! checkpoint (lost work); [`follow`] tails it until the job leaves the
 //! queue, cancelling the job on Ctrl-C or SIGTERM.
 //!
-//! [`SlurmBackend::submit_whole`]: crate::SlurmBackend::submit_whole
+//! [`SlurmBackend::submit_whole`]: pragma_executor_slurm::SlurmBackend::submit_whole
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,16 +17,16 @@ use std::time::Duration;
 use pragma_executor_local::Event;
 use serde::de::DeserializeOwned;
 
-use crate::queue::{in_queue, scancel};
+use pragma_executor_slurm::{cancel_job_in_runtime, in_queue};
 
 /// The line a whole job prints each time it starts.
-pub const JOB_START: &str = r#"{"job_start":true}"#;
+pub(super) const JOB_START: &str = r#"{"job_start":true}"#;
 
 /// What the output of a whole job says, read line by line: its events,
 /// its last summary (of the host's type `T`), and the work lost to
 /// requeues.
 #[derive(Debug)]
-pub struct JobLines<T> {
+pub(super) struct JobLines<T> {
     /// The last summary.
     finished: Option<T>,
     /// Runs lost in the starts before this one.
@@ -55,19 +55,19 @@ impl<T> Default for JobLines<T> {
 
 /// A whole job's last summary, with the runs its requeues cut short.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Finished<T> {
+pub(super) struct Finished<T> {
     /// The summary the job printed last.
-    pub summary: T,
+    pub(super) summary: T,
     /// Runs cut short after a start's last checkpoint: work lost.
-    pub lost_runs: u64,
+    pub(super) lost_runs: u64,
     /// Those of them that no record counted (their start was killed
     /// outright): runs to add to the usage.
-    pub uncounted_runs: u64,
+    pub(super) uncounted_runs: u64,
 }
 
 impl<T: DeserializeOwned> JobLines<T> {
     /// Reads one line of the output; the event it holds, if it is one.
-    pub fn read(&mut self, line: &str) -> Option<Event> {
+    pub(super) fn read(&mut self, line: &str) -> Option<Event> {
         if line == JOB_START {
             // The start before this one did not finish the operation: the
             // runs it began after its last checkpoint run again.
@@ -106,7 +106,7 @@ impl<T: DeserializeOwned> JobLines<T> {
     }
 
     /// The last summary, with the runs lost to requeues.
-    pub fn finished(self) -> Option<Finished<T>> {
+    pub(super) fn finished(self) -> Option<Finished<T>> {
         Some(Finished {
             summary: self.finished?,
             lost_runs: self.lost,
@@ -119,7 +119,7 @@ impl<T: DeserializeOwned> JobLines<T> {
 /// file `output` as it grows: each whole line goes to `line` (and through
 /// `lines`). Ctrl-C or SIGTERM cancels the job, which stops at its last
 /// checkpoint; `on_cancel` is told once.
-pub async fn follow<T: DeserializeOwned>(
+pub(super) async fn follow<T: DeserializeOwned>(
     job: &str,
     output: &Path,
     lines: &mut JobLines<T>,
@@ -162,21 +162,13 @@ pub async fn follow<T: DeserializeOwned>(
             () = tokio::time::sleep(Duration::from_millis(300)) => {}
             _ = tokio::signal::ctrl_c(), if on_cancel.is_some() => {
                 if let Some(told) = on_cancel.take() { told() }
-                cancel(job).await;
+                let _ = cancel_job_in_runtime(job).await;
             }
             () = stop, if on_cancel.is_some() => {
                 if let Some(told) = on_cancel.take() { told() }
-                cancel(job).await;
+                let _ = cancel_job_in_runtime(job).await;
             }
         }
-    }
-}
-
-/// Cancels `job` as Ctrl-C cancels a run (see `cancel_args`).
-async fn cancel(job: &str) {
-    for args in crate::queue::cancel_args(job) {
-        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-        let _ = scancel(&args).await;
     }
 }
 
