@@ -10,7 +10,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 /// What one run of the body knows about itself.
+///
+/// New fields may come in later versions: outside this crate, make one
+/// with [`IterationContext::new`] and change its fields after.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct IterationContext {
     /// The operation's id.
     pub op: Arc<str>,
@@ -76,6 +80,10 @@ impl IterationContext {
 /// Serialisable, so that it crosses processes as it is (in a
 /// [`RemoteReport`](crate::RemoteReport)): `{"kind": "failed", "message":
 /// "..."}`, `{"kind": "cancelled"}`.
+///
+/// Exhaustive on purpose: the executor must treat every kind as it means
+/// (retry, stop, count as lost), so a new kind is a breaking change of the
+/// contract, never a silent fallback.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "message")]
 pub enum RunError {

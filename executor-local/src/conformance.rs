@@ -40,7 +40,6 @@ use futures::FutureExt;
 
 use pragma_scheduler::WorkerId;
 use pragma_selector::Evaluation;
-use tokio_util::sync::CancellationToken;
 
 use pragma_contract::{ExecutionBackend, Job, JobOutcome, JobSpec, LocalOutput};
 use pragma_contract::{Host, IterationContext, RunError};
@@ -98,16 +97,9 @@ impl<State> HostSample<State> {
 }
 
 fn context(iteration: u64) -> IterationContext {
-    IterationContext {
-        op: Arc::from("op-conformance"),
-        iteration,
-        attempt: 1,
-        iteration_var: Arc::from("conformance_iteration"),
-        seed: crate::derive_seed("op-conformance", iteration),
-        result_saved: true,
-        expr: None,
-        cancel: CancellationToken::new(),
-    }
+    let mut context = IterationContext::new("op-conformance", iteration);
+    context.iteration_var = Arc::from("conformance_iteration");
+    context
 }
 
 /// Expressions no host can make sense of: they must give an invalid
@@ -226,10 +218,8 @@ async fn states_are_values<H: Host>(
     host: &H,
     sample: &HostSample<H::State>,
 ) -> Result<(), Nonconformance> {
-    let unsaved = IterationContext {
-        result_saved: false,
-        ..context(0)
-    };
+    let mut unsaved = context(0);
+    unsaved.result_saved = false;
     let body_failed = |e: RunError| Nonconformance(format!("the sample's body failed: {e}"));
     let mut chained = sample.state.clone();
     host.run(&sample.body, &mut chained, &unsaved)
@@ -282,10 +272,8 @@ async fn scored_in_the_same_go<H: Host>(
     host: &H,
     sample: &HostSample<H::State>,
 ) -> Result<(), Nonconformance> {
-    let told = IterationContext {
-        expr: Some(Arc::from(sample.expr.as_str())),
-        ..context(0)
-    };
+    let mut told = context(0);
+    told.expr = Some(Arc::from(sample.expr.as_str()));
     let mut scored = sample.state.clone();
     host.run(&sample.body, &mut scored, &told)
         .await

@@ -194,7 +194,7 @@ pub mod deps {
 pub mod prelude {
     pub use crate::{
         CancellationToken, Config, Evaluation, Event, ExecError, Executor, FinalStatus, Handle,
-        Host, IterationContext, JsonHost, LocalStore, MemoryStore, Outcome, RunError, SerdeHost,
-        Status, async_trait,
+        Host, IterationContext, JsonHost, LocalStore, MemoryStore, Outcome, Phase, Progress,
+        RunError, SerdeHost, Status, async_trait,
     };
 }

@@ -2,7 +2,6 @@
 //! a namespace, the Host conformance suite, interactive input, unsaveable
 //! variables, a worker killed mid-iteration, cancel, where output goes.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pragma_checkpoint::MemoryStore;
@@ -47,16 +46,7 @@ fn host(size: usize) -> PythonHost {
 }
 
 fn context() -> IterationContext {
-    IterationContext {
-        op: Arc::from("op-test"),
-        iteration: 0,
-        attempt: 1,
-        iteration_var: Arc::from("iteration"),
-        seed: 7,
-        result_saved: true,
-        expr: None,
-        cancel: Default::default(),
-    }
+    IterationContext::new("op-test", 0)
 }
 
 /// A namespace made by running `code` in a worker.

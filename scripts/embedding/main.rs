@@ -4,7 +4,6 @@
 
 use std::io;
 
-use pragma_executor_local::Phase;
 use pragma_executor_local::prelude::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 

@@ -15,7 +15,10 @@ pub enum SessionError {
     /// it crashed, a machine that will not come back),
     /// [`Session::forget_runner`](crate::Session::forget_runner) lets it go
     /// and the next start resumes the operation here.
-    #[error("operation {op} of this cell and state is already running ({runner})")]
+    #[error(
+        "operation {op} of this cell and state is already running ({runner}); if that runner \
+         is gone for good, `Session::forget_runner` lets the next start take the operation up"
+    )]
     AlreadyRunning {
         /// The operation.
         op: String,

@@ -38,11 +38,8 @@
 //! use std::collections::BTreeMap;
 //! use std::io;
 //! use std::sync::{Arc, Mutex};
-//! use async_trait::async_trait;
-//! use pragma_checkpoint::MemoryStore;
-//! use pragma_executor_local::{Config, Executor, Host, IterationContext, RunError};
-//! use pragma_selector::Evaluation;
-//! use pragma_session::{Change, Digests, Ending, LiveState, Records, Session, Settle, StartRequest};
+//! // One import for the executor's and the lifecycle's names.
+//! use pragma_session::prelude::*;
 //! use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 //!
 //! type Vars = BTreeMap<String, i64>;
@@ -161,3 +158,17 @@ pub use session::{Applied, RunState, Running, Session, Settle, StartRequest, Tic
 pub use summary::{Ending, FailedIteration, Summary};
 
 pub use pragma_executor_local::conflict::{Resolution, Rule};
+
+/// The executor this crate drives, whole: a host built on the session
+/// needs no dependency of its own on it.
+pub use pragma_executor_local as executor;
+
+/// What a host built on the session needs, in one import:
+/// `use pragma_session::prelude::*;` (the executor's prelude with it).
+pub mod prelude {
+    pub use crate::{
+        Change, Digests, Ending, LiveState, Records, Session, SessionError, Settle, StartRequest,
+        Summary,
+    };
+    pub use pragma_executor_local::prelude::*;
+}

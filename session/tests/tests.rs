@@ -214,6 +214,10 @@ async fn the_same_cell_on_the_same_state_resumes_after_a_crash() {
         "{:?}",
         refused.err()
     );
+    // Its message names the way out for an embedder whose runner crashed
+    // in a process that lives on.
+    let message = refused.err().unwrap().to_string();
+    assert!(message.contains("Session::forget_runner"), "{message}");
     runner_gone(&session, &op);
     let store_summary = session.executor().summary(&op).await.unwrap();
     assert_eq!(session.run_state(&store_summary), RunState::Stopped);
