@@ -34,50 +34,75 @@ pub(crate) fn exit_code(summary: &Summary) -> u8 {
 pub(crate) fn print_summary(summary: &Summary, location: &Location, json: bool) {
     if json {
         outln!("{}", serde_json::to_string(summary).unwrap_or_default());
-        // Errors go to standard error in every mode.
-        if let Some(error) = &summary.apply_error {
-            errln!("error: {error}");
-        }
-        return;
+    } else {
+        outln!("{}", status_line(summary, location));
+        print_details(summary);
     }
+    // Errors go to standard error in every mode.
+    if let Some(error) = &summary.apply_error {
+        errln!("error: {error}");
+    }
+    if !json && !summary.conflicts.is_empty() {
+        print_conflicts(
+            &summary.conflicts,
+            "the state directory",
+            &summary.op,
+            location,
+        );
+    }
+}
+
+/// The first line of a summary for a person: how the run ended, and what
+/// the user does next.
+fn status_line(summary: &Summary, location: &Location) -> String {
     let reason = summary.reason().unwrap_or_default();
     match &summary.status {
-        FinalStatus::Succeeded => {
-            let best = match &summary.best {
-                Some(best) => format!(
-                    ": best iteration {}{}",
-                    best.iteration,
-                    best.score
-                        .map(|s| format!(", score {s}"))
-                        .unwrap_or_default()
-                ),
-                None => String::new(),
-            };
-            if summary.apply_error.is_some() {
-                outln!(
-                    "succeeded{best}; but the result could not be applied (the error follows): it is kept, \
-                     and `pragma apply {}{}` applies it once that is fixed",
-                    summary.op,
-                    location.store_flag()
-                );
-            } else {
-                outln!("succeeded{best}");
-            }
-        }
-        FinalStatus::Failed { .. } => outln!("failed: {reason}"),
-        FinalStatus::Cancelled => outln!("cancelled: nothing applied; run again to resume"),
-        FinalStatus::Suspended => outln!(
+        FinalStatus::Succeeded => succeeded_line(summary, location),
+        FinalStatus::Failed { .. } => format!("failed: {reason}"),
+        FinalStatus::Cancelled => "cancelled: nothing applied; run again to resume".to_owned(),
+        FinalStatus::Suspended => {
             "suspended by a preemption notice: what finished is checkpointed, nothing applied; \
              run the same command again to resume"
-        ),
-        FinalStatus::Stopped { .. } => outln!(
+                .to_owned()
+        }
+        FinalStatus::Stopped { .. } => format!(
             "stopped, the store is full: {reason}; nothing applied, the last checkpoint stays: make room and run again to resume"
         ),
         FinalStatus::Interrupted { .. } => {
-            outln!("interrupted: {reason}; the body asked for interactive input, nothing applied")
+            format!("interrupted: {reason}; the body asked for interactive input, nothing applied")
         }
-        other => outln!("ended: {}", other.name()),
+        other => format!("ended: {}", other.name()),
     }
+}
+
+/// The line of a run that succeeded: its best iteration, and whether its
+/// result could not be applied (then how to apply it later).
+fn succeeded_line(summary: &Summary, location: &Location) -> String {
+    let best = match &summary.best {
+        Some(best) => format!(
+            ": best iteration {}{}",
+            best.iteration,
+            best.score
+                .map(|s| format!(", score {s}"))
+                .unwrap_or_default()
+        ),
+        None => String::new(),
+    };
+    if summary.apply_error.is_some() {
+        format!(
+            "succeeded{best}; but the result could not be applied (the error follows): it is kept, \
+             and `pragma apply {}{}` applies it once that is fixed",
+            summary.op,
+            location.store_flag()
+        )
+    } else {
+        format!("succeeded{best}")
+    }
+}
+
+/// The indented lines under the first: why the run stopped early, the
+/// iterations that failed, and what the run used.
+fn print_details(summary: &Summary) {
     if let Some(why) = &summary.stopped_early {
         outln!("  stopped early: {why}");
     }
@@ -92,17 +117,6 @@ pub(crate) fn print_summary(summary: &Summary, location: &Location, json: bool) 
         usage.worker_seconds,
         usage.bytes_checkpointed
     );
-    if let Some(error) = &summary.apply_error {
-        errln!("error: {error}");
-    }
-    if !summary.conflicts.is_empty() {
-        print_conflicts(
-            &summary.conflicts,
-            "the state directory",
-            &summary.op,
-            location,
-        );
-    }
 }
 
 /// Names the conflicts left unapplied (changed both by the run and in

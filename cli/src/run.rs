@@ -11,7 +11,7 @@ use pragma_executor_local::{
 };
 use pragma_executor_slurm::SlurmBackend;
 use pragma_parse::{Directive, ParsedCell};
-use pragma_session::{SessionError, StartRequest, StoreSpec, Ticket};
+use pragma_session::{Running, SessionError, StartRequest, StoreSpec, Ticket};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::args::{Backend, RunArgs, settle};
@@ -156,19 +156,16 @@ pub(crate) fn config(args: &RunArgs) -> Config {
         .record_interval(std::time::Duration::from_millis(100))
 }
 
+/// Runs the checked cell to its end: a repeat cell on SLURM as one job,
+/// anything else started (or extended) here, followed, then applied and
+/// reported.
 async fn run_async(args: &RunArgs) -> Exit {
     let cell = checked_cell(args)?;
     let directive = cell.directive().clone();
     let location = Location::open(&args.store).map_err(Failure::usage)?;
     let host = host(&location)?;
     let config = config(args);
-    let slurm = match args.backend {
-        Backend::Local => None,
-        Backend::Slurm => Some(
-            crate::slurm::backend(args, &location, &directive, config.workers)
-                .map_err(Failure::usage)?,
-        ),
-    };
+    let slurm = slurm_backend(args, &location, &directive, config.workers)?;
     if let (Some(backend), Directive::Repeat(_)) = (&slurm, &directive) {
         if args.extend.is_some() {
             return Err(Failure::usage(
@@ -183,10 +180,41 @@ async fn run_async(args: &RunArgs) -> Exit {
     let request = StartRequest::new(cell, args.cell.display().to_string())
         .fresh(args.fresh)
         .in_batch_job(args.slurm_job.clone());
-    let running = match args.extend {
-        None => session.start(&request, &live).await,
+    let running = start_or_extend(args, (&session, &location), &request, &live).await?;
+    let op = running.ticket.op().to_owned();
+    tell_started(args, &running, &op, &directive);
+    let outcome = follow_to_end(args, &session, running.handle, slurm.as_ref(), &op).await?;
+    apply_and_report(args, (&session, &location), running.ticket, outcome, &live).await
+}
+
+/// The SLURM backend `--backend slurm` asks for, or `None` to run here.
+fn slurm_backend(
+    args: &RunArgs,
+    location: &Location,
+    directive: &Directive,
+    workers: u64,
+) -> Result<Option<Arc<SlurmBackend>>, Failure> {
+    match args.backend {
+        Backend::Local => Ok(None),
+        Backend::Slurm => crate::slurm::backend(args, location, directive, workers)
+            .map(Some)
+            .map_err(Failure::usage),
+    }
+}
+
+/// Starts the operation (resuming an interrupted run of the same cell and
+/// state), or with `--extend` extends the last run by more iterations;
+/// a refusal says how the user goes on.
+async fn start_or_extend(
+    args: &RunArgs,
+    (session, location): (&ShellSession, &Location),
+    request: &StartRequest,
+    live: &DirLive,
+) -> Result<Running<DirState, FileDigest>, Failure> {
+    match args.extend {
+        None => session.start(request, live).await,
         Some(more) => {
-            let op = session.last_run(&request, &live).ok_or_else(|| {
+            let op = session.last_run(request, live).ok_or_else(|| {
                 Failure::usage(format!(
                     "no earlier run of `{}` on `{}` to extend: run it first, without --extend",
                     args.cell.display(),
@@ -196,37 +224,56 @@ async fn run_async(args: &RunArgs) -> Exit {
             if !args.json && !args.detached {
                 errln!("extending operation {op} by {more} iterations");
             }
-            session.extend(&op, more, &live).await
+            session.extend(&op, more, live).await
         }
     }
-    .map_err(|e| start_failure(e, &location))?;
+    .map_err(|e| start_failure(e, location))
+}
+
+/// Tells that operation `op` started: its warnings, whether it resumed,
+/// and its id.
+fn tell_started(
+    args: &RunArgs,
+    running: &Running<DirState, FileDigest>,
+    op: &str,
+    directive: &Directive,
+) {
     for warning in &running.warnings {
         errln!("warning: {warning}");
     }
-    let op = running.ticket.op().to_owned();
     if running.resumed && args.extend.is_none() && !args.json && !args.detached {
         errln!("resuming operation {op} from its last checkpoint (--fresh starts over)");
     }
-    announce(args, &op, &directive);
+    announce(args, op, directive);
+}
+
+/// Follows operation `op` to its end, its progress shown; on SLURM, then
+/// cancels the array's tasks that were never asked for.
+async fn follow_to_end(
+    args: &RunArgs,
+    session: &ShellSession,
+    handle: Handle<DirState>,
+    slurm: Option<&Arc<SlurmBackend>>,
+    op: &str,
+) -> Result<Outcome<DirState>, Failure> {
     let progress = Progress::new(args.json || args.detached);
     let outcome = follow(
-        &session,
-        running.handle,
+        session,
+        handle,
         &progress,
         args.json && !args.detached,
         Duration::from_secs_f64(args.grace),
     )
     .await;
     progress.finish();
-    if let Some(backend) = &slurm {
+    if let Some(backend) = slurm {
         // Tasks of the array that were never asked for (a cancel, a
         // failure) must not go on running.
-        if let Err(e) = backend.cancel(&op).await {
+        if let Err(e) = backend.cancel(op).await {
             errln!("warning: cannot cancel the SLURM jobs of {op}: {e}");
         }
     }
-    let outcome = outcome.map_err(exec_failure)?;
-    apply_and_report(args, (&session, &location), running.ticket, outcome, &live).await
+    outcome.map_err(exec_failure)
 }
 
 /// The executor on `location`: its iterations on SLURM with `slurm`, or

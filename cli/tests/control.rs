@@ -1,99 +1,8 @@
 //! `submit`, `wait`, `cancel`, `apply`, signals, and bodies of a killed run.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::*;
-
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("state")).unwrap();
-        Setup { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn cell(&self, text: &str) -> PathBuf {
-        let path = self.path("cell");
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// `pragma COMMAND` with `--store` set.
-    fn pragma(&self, args: &[&str]) -> Command {
-        let mut command = pragma();
-        command
-            .args(args)
-            .arg("--store")
-            .arg(self.path("store"))
-            .env("OUT", self.dir.path());
-        command
-    }
-
-    /// `pragma submit`; returns the operation id.
-    fn submit(&self, cell: &Path) -> String {
-        let out = self
-            .pragma(&["submit"])
-            .arg(cell)
-            .arg("--state")
-            .arg(self.path("state"))
-            .assert()
-            .code(0)
-            .stderr(predicate::str::contains("pragma wait op-"))
-            .get_output()
-            .stdout
-            .clone();
-        let op = String::from_utf8(out).unwrap().trim().to_owned();
-        assert!(op.starts_with("op-"), "{op}");
-        op
-    }
-
-    /// The JSON status of one operation.
-    fn status(&self, op: &str) -> serde_json::Value {
-        let out = self
-            .pragma(&["status", op, "--json"])
-            .assert()
-            .code(0)
-            .get_output()
-            .stdout
-            .clone();
-        serde_json::from_slice(&out).unwrap()
-    }
-
-    /// A std command running `pragma ARGS --store STORE`.
-    fn spawn(&self, args: &[&str]) -> std::process::Child {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
-            .args(args)
-            .arg("--store")
-            .arg(self.path("store"))
-            .env("OUT", self.dir.path())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-}
-
-/// Waits until `path` exists (a body got that far).
-fn wait_for_file(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Whether process `pid` still runs (a zombie does not).
 fn running(pid: u32) -> bool {
@@ -108,8 +17,8 @@ const SLOW_PARALLEL: &str = "#pragma parallel --iterations 4 --parallel-runs 2 -
 
 #[test]
 fn submit_returns_at_once_and_wait_applies_the_result() {
-    let setup = Setup::new();
-    let cell = setup.cell(SLOW_PARALLEL);
+    let setup = Fixture::new();
+    let cell = setup.write_cell(SLOW_PARALLEL);
     let started = Instant::now();
     let op = setup.submit(&cell);
     // Four iterations of 0.4 s on two workers take 0.8 s at least.
@@ -134,7 +43,7 @@ fn submit_returns_at_once_and_wait_applies_the_result() {
     assert_eq!(last["status"], "succeeded");
     assert_eq!(last["best"]["iteration"], 3);
     assert_eq!(
-        std::fs::read_to_string(setup.path("state/n")).unwrap(),
+        std::fs::read_to_string(setup.join("state/n")).unwrap(),
         "3\n"
     );
     // Waiting again gives the same answer at once.
@@ -148,8 +57,8 @@ fn submit_returns_at_once_and_wait_applies_the_result() {
 
 #[test]
 fn cancel_stops_a_submitted_run_and_run_resumes_it() {
-    let setup = Setup::new();
-    let cell = setup.cell(
+    let setup = Fixture::new();
+    let cell = setup.write_cell(
         "#pragma parallel --iterations 6 --parallel-runs 2 --max-by 'cat n'\n\
          touch \"$OUT/started-$iteration\"; sleep 0.5; echo $iteration > n\n",
     );
@@ -157,7 +66,7 @@ fn cancel_stops_a_submitted_run_and_run_resumes_it() {
     // Iterations 0 and 1 start together; 3 starts once both ended
     // (2 once either did, while the other may still run, as on a
     // loaded CI machine).
-    wait_for_file(&setup.path("started-3"));
+    wait_for_file(&setup.join("started-3"));
     setup
         .pragma(&["cancel", &op])
         .assert()
@@ -172,13 +81,13 @@ fn cancel_stops_a_submitted_run_and_run_resumes_it() {
         .assert()
         .code(130)
         .stdout(predicate::str::contains("cancelled"));
-    assert!(!setup.path("state/n").exists(), "nothing is applied");
+    assert!(!setup.join("state/n").exists(), "nothing is applied");
 
     let out = setup
         .pragma(&["run"])
         .arg(&cell)
         .arg("--state")
-        .arg(setup.path("state"))
+        .arg(&setup.state)
         .arg("--json")
         .assert()
         .code(0)
@@ -205,19 +114,19 @@ fn cancel_stops_a_submitted_run_and_run_resumes_it() {
 
 #[test]
 fn ctrl_c_cancels_with_exit_130_and_the_next_run_resumes() {
-    let setup = Setup::new();
-    let cell = setup.cell(
+    let setup = Fixture::new();
+    let cell = setup.write_cell(
         "#pragma repeat --iterations 5 --checkpoint-period 1 --max-by 'cat n'\n\
          touch \"$OUT/started-$iteration\"; sleep 0.3; echo $(( $(cat n 2>/dev/null || echo 0) + 1 )) > n\n",
     );
-    let state = setup.path("state");
+    let state = setup.state.clone();
     let child = setup.spawn(&[
         "run",
         cell.to_str().unwrap(),
         "--state",
         state.to_str().unwrap(),
     ]);
-    wait_for_file(&setup.path("started-2"));
+    wait_for_file(&setup.join("started-2"));
     send(&child, "INT");
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130));
@@ -239,15 +148,15 @@ fn ctrl_c_cancels_with_exit_130_and_the_next_run_resumes() {
 
 #[test]
 fn sigterm_is_a_preemption_notice_and_the_resume_runs_nothing_twice() {
-    let setup = Setup::new();
+    let setup = Fixture::new();
     // Checkpoints every 5 iterations: a cancel two past a checkpoint would
     // run those two again; a notice checkpoints them.
-    let cell = setup.cell(
+    let cell = setup.write_cell(
         "#pragma repeat --iterations 12 --checkpoint-period 5 --max-by 'cat n'\n\
          echo $iteration >> \"$OUT/ran\"; touch \"$OUT/started-$iteration\"; sleep 0.3; \
          echo $(( $(cat n 2>/dev/null || echo 0) + 1 )) > n\n",
     );
-    let state = setup.path("state");
+    let state = setup.state.clone();
     let child = setup.spawn(&[
         "run",
         cell.to_str().unwrap(),
@@ -256,7 +165,7 @@ fn sigterm_is_a_preemption_notice_and_the_resume_runs_nothing_twice() {
         "--grace",
         "30",
     ]);
-    wait_for_file(&setup.path("started-6"));
+    wait_for_file(&setup.join("started-6"));
     send(&child, "TERM");
     let output = child.wait_with_output().unwrap();
     let (stdout, stderr) = (
@@ -286,7 +195,7 @@ fn sigterm_is_a_preemption_notice_and_the_resume_runs_nothing_twice() {
     assert_eq!(std::fs::read_to_string(state.join("n")).unwrap(), "12\n");
     // Iteration 6, running at the notice, finished and was checkpointed
     // with 5: every iteration ran once.
-    let ran = std::fs::read_to_string(setup.path("ran")).unwrap();
+    let ran = std::fs::read_to_string(setup.join("ran")).unwrap();
     let mut ran: Vec<u64> = ran.lines().map(|l| l.parse().unwrap()).collect();
     ran.sort_unstable();
     assert_eq!(ran, (0..12).collect::<Vec<_>>());
@@ -294,12 +203,12 @@ fn sigterm_is_a_preemption_notice_and_the_resume_runs_nothing_twice() {
 
 #[test]
 fn extend_runs_more_iterations_from_the_last_state_and_applies_the_best_of_all() {
-    let setup = Setup::new();
-    let cell = setup.cell(
+    let setup = Fixture::new();
+    let cell = setup.write_cell(
         "#pragma repeat --iterations 4 --checkpoint-period 2 --max-by 'cat n'\n\
          echo $iteration >> \"$OUT/ran\"; echo $(( $(cat n 2>/dev/null || echo 0) + 1 )) > n\n",
     );
-    let state = setup.path("state");
+    let state = setup.state.clone();
     let run = |extra: &[&str]| {
         let mut command = setup.pragma(&["run"]);
         command.arg(&cell).arg("--state").arg(&state).args(extra);
@@ -322,12 +231,12 @@ fn extend_runs_more_iterations_from_the_last_state_and_applies_the_best_of_all()
     // From the last state (n = 4) on: iterations 4 to 6, each once; the
     // first result applied is no conflict.
     assert_eq!(std::fs::read_to_string(state.join("n")).unwrap(), "7\n");
-    let ran = std::fs::read_to_string(setup.path("ran")).unwrap();
+    let ran = std::fs::read_to_string(setup.join("ran")).unwrap();
     assert_eq!(
         ran.lines().collect::<Vec<_>>(),
         ["0", "1", "2", "3", "4", "5", "6"]
     );
-    let op = only_op_in(&setup.path("store"));
+    let op = only_op_in(&setup.store);
     let status = setup
         .pragma(&["status", &op, "--json"])
         .assert()
@@ -345,19 +254,19 @@ fn extend_runs_more_iterations_from_the_last_state_and_applies_the_best_of_all()
 
 #[test]
 fn a_cancelled_run_is_resumed_not_extended() {
-    let setup = Setup::new();
-    let cell = setup.cell(
+    let setup = Fixture::new();
+    let cell = setup.write_cell(
         "#pragma repeat --iterations 50 --max-by 'cat n'\n\
          touch \"$OUT/started-$iteration\"; sleep 0.2; echo 1 > n\n",
     );
-    let state = setup.path("state");
+    let state = setup.state.clone();
     let child = setup.spawn(&[
         "run",
         cell.to_str().unwrap(),
         "--state",
         state.to_str().unwrap(),
     ]);
-    wait_for_file(&setup.path("started-1"));
+    wait_for_file(&setup.join("started-1"));
     send(&child, "INT");
     assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
     setup
@@ -375,13 +284,13 @@ fn a_cancelled_run_is_resumed_not_extended() {
 
 #[test]
 fn bodies_die_with_a_run_killed_by_sigkill() {
-    let setup = Setup::new();
-    let cell = setup.cell(
+    let setup = Fixture::new();
+    let cell = setup.write_cell(
         "#pragma parallel --iterations 2 --parallel-runs 2 --max-by 'cat n'\n\
          setsid sh -c 'echo $$ > \"$OUT/escaped-$iteration\"; sleep 30' &\n\
          echo $$ > \"$OUT/pid-$iteration\"; sleep 30 & wait\n",
     );
-    let state = setup.path("state");
+    let state = setup.state.clone();
     let mut child = setup.spawn(&[
         "run",
         cell.to_str().unwrap(),
@@ -392,7 +301,7 @@ fn bodies_die_with_a_run_killed_by_sigkill() {
     // dies too: it carries the runner's mark.
     let files = ["pid-0", "pid-1", "escaped-0", "escaped-1"];
     for file in files {
-        wait_for_file(&setup.path(file));
+        wait_for_file(&setup.join(file));
     }
     let pids: Vec<u32> = files
         .iter()
@@ -400,7 +309,7 @@ fn bodies_die_with_a_run_killed_by_sigkill() {
             // The file may be created before the pid is written.
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
-                if let Ok(pid) = std::fs::read_to_string(setup.path(file))
+                if let Ok(pid) = std::fs::read_to_string(setup.join(file))
                     .unwrap()
                     .trim()
                     .parse()
@@ -424,9 +333,9 @@ fn bodies_die_with_a_run_killed_by_sigkill() {
 
 #[test]
 fn wait_on_a_killed_run_says_how_to_resume_and_a_run_elsewhere_is_left_alone() {
-    let setup = Setup::new();
-    let cell = setup.cell(SLOW_PARALLEL);
-    let state = setup.path("state");
+    let setup = Fixture::new();
+    let cell = setup.write_cell(SLOW_PARALLEL);
+    let state = setup.state.clone();
     let mut child = setup.spawn(&[
         "run",
         cell.to_str().unwrap(),
@@ -434,13 +343,13 @@ fn wait_on_a_killed_run_says_how_to_resume_and_a_run_elsewhere_is_left_alone() {
         state.to_str().unwrap(),
         "--json",
     ]);
-    wait_for_file(&setup.path("started-0"));
+    wait_for_file(&setup.join("started-0"));
     let op = {
         let mut found = None;
         let deadline = Instant::now() + Duration::from_secs(10);
         while found.is_none() {
             assert!(Instant::now() < deadline);
-            found = std::fs::read_dir(setup.path("store/ops"))
+            found = std::fs::read_dir(setup.join("store/ops"))
                 .ok()
                 .and_then(|mut d| d.next())
                 .map(|e| e.unwrap().file_name().into_string().unwrap());
@@ -465,7 +374,7 @@ fn wait_on_a_killed_run_says_how_to_resume_and_a_run_elsewhere_is_left_alone() {
 
     // Recorded as running on another machine (a shared store), it is
     // not taken for stopped: this machine can neither tell nor signal it.
-    let record_path = setup.path("store/ops").join(&op).join("run.json");
+    let record_path = setup.join("store/ops").join(&op).join("run.json");
     let mut record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
     record["runner"] = serde_json::json!({"pid": 4242, "started": 1, "host": "another-node"});
@@ -516,11 +425,11 @@ fn wait_on_a_killed_run_says_how_to_resume_and_a_run_elsewhere_is_left_alone() {
 
 #[test]
 fn apply_settles_conflicts_left_by_a_run() {
-    let setup = Setup::new();
-    let state = setup.path("state");
+    let setup = Fixture::new();
+    let state = setup.state.clone();
     std::fs::write(state.join("shared"), "before\n").unwrap();
     std::fs::write(state.join("mine"), "before\n").unwrap();
-    let cell = setup.cell(
+    let cell = setup.write_cell(
         "#pragma async\n\
          echo background > shared; echo background > mine; echo live > \"$LIVE/shared\"\n",
     );
@@ -593,13 +502,13 @@ fn apply_settles_conflicts_left_by_a_run() {
 
 #[test]
 fn submit_reports_bad_cells_at_once() {
-    let setup = Setup::new();
-    let cell = setup.cell("#pragma parallel 6\ntrue\n");
+    let setup = Fixture::new();
+    let cell = setup.write_cell("#pragma parallel 6\ntrue\n");
     setup
         .pragma(&["submit"])
         .arg(&cell)
         .arg("--state")
-        .arg(setup.path("state"))
+        .arg(&setup.state)
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--iterations 6"));
@@ -612,11 +521,11 @@ fn submit_reports_bad_cells_at_once() {
 
 #[test]
 fn working_copies_are_reused_without_leftovers() {
-    let setup = Setup::new();
-    std::fs::write(setup.path("state/given"), "1\n").unwrap();
+    let setup = Fixture::new();
+    std::fs::write(setup.join("state/given"), "1\n").unwrap();
     // Each iteration starts from the state at submission, even in a
     // directory an earlier iteration used.
-    let cell = setup.cell(
+    let cell = setup.write_cell(
         "#pragma parallel --iterations 40 --parallel-runs 2 --max-by 'cat d/e/f'\n\
          test ! -e leak && test \"$(ls)\" = given || exit 1\n\
          echo x > leak; mkdir -p d/e; echo $iteration > d/e/f; chmod -w leak\n",
@@ -625,23 +534,23 @@ fn working_copies_are_reused_without_leftovers() {
         .pragma(&["run"])
         .arg(&cell)
         .arg("--state")
-        .arg(setup.path("state"))
+        .arg(&setup.state)
         .args(["--retries", "0"])
         .assert()
         .code(0)
         .stdout(predicate::str::contains("succeeded: best iteration 39"));
     assert_eq!(
-        std::fs::read_to_string(setup.path("state/d/e/f")).unwrap(),
+        std::fs::read_to_string(setup.join("state/d/e/f")).unwrap(),
         "39\n"
     );
 }
 
 /// The most copies of the state (non-empty working directories, its
 /// own included) any iteration of the cell saw.
-fn most_copies(setup: &Setup, directive: &str) -> usize {
-    let counts = setup.path("counts");
+fn most_copies(setup: &Fixture, directive: &str) -> usize {
+    let counts = setup.join("counts");
     let _ = std::fs::remove_file(&counts);
-    let cell = setup.cell(&format!(
+    let cell = setup.write_cell(&format!(
         "{directive} --max-by 'cat score'\n\
          n=0; for d in ../state-*; do [ -n \"$(ls -A \"$d\" 2>/dev/null)\" ] && n=$((n+1)); done\n\
          echo $n >> \"$OUT/counts\"; echo $(( (iteration * 7) % 24 )) > score; sleep 0.02\n"
@@ -650,7 +559,7 @@ fn most_copies(setup: &Setup, directive: &str) -> usize {
         .pragma(&["run"])
         .arg(&cell)
         .arg("--state")
-        .arg(setup.path("state"))
+        .arg(&setup.state)
         .args(["--workers", "3", "--fresh"])
         .assert()
         .code(0);
@@ -663,8 +572,8 @@ fn most_copies(setup: &Setup, directive: &str) -> usize {
 
 #[test]
 fn copies_of_the_state_are_bounded() {
-    let setup = Setup::new();
-    std::fs::write(setup.path("state/data"), "x\n").unwrap();
+    let setup = Fixture::new();
+    std::fs::write(setup.join("state/data"), "x\n").unwrap();
     // Parallel: one copy per iteration in flight, the state at
     // submission (every iteration starts from it) and the best; while
     // a best is being checkpointed, a newer best may be held too.
@@ -680,14 +589,14 @@ fn copies_of_the_state_are_bounded() {
 
 #[test]
 fn plain_progress_lines_when_not_a_terminal() {
-    let setup = Setup::new();
-    let cell =
-        setup.cell("#pragma parallel --iterations 3 --parallel-runs 1 --min-by 'echo 1'\ntrue\n");
+    let setup = Fixture::new();
+    let cell = setup
+        .write_cell("#pragma parallel --iterations 3 --parallel-runs 1 --min-by 'echo 1'\ntrue\n");
     setup
         .pragma(&["run"])
         .arg(&cell)
         .arg("--state")
-        .arg(setup.path("state"))
+        .arg(&setup.state)
         .assert()
         .code(0)
         .stderr(predicate::str::contains("iteration 2 finished: score 1"));
@@ -706,22 +615,22 @@ fn an_s3_store_keeps_the_checkpoints_in_the_bucket() {
         return;
     };
     let bucket = std::env::var("PRAGMA_TEST_S3_BUCKET").unwrap_or_else(|_| "pragma".into());
-    let setup = Setup::new();
+    let setup = Fixture::new();
     let cell =
-        setup.cell("#pragma parallel --iterations 3 --max-by 'cat n'\necho $iteration > n\n");
+        setup.write_cell("#pragma parallel --iterations 3 --max-by 'cat n'\necho $iteration > n\n");
     let url = format!("s3://{bucket}/cli-{}", std::process::id());
     let s3 = |command: &mut Command| {
         command
             .env("AWS_ENDPOINT", &endpoint)
             .env("AWS_ALLOW_HTTP", "true")
             .env("AWS_REGION", "us-east-1")
-            .current_dir(setup.dir.path());
+            .current_dir(setup.path());
     };
     let mut run = pragma();
     run.arg("run")
         .arg(&cell)
         .arg("--state")
-        .arg(setup.path("state"))
+        .arg(&setup.state)
         .args(["--store", &url, "--json"]);
     s3(&mut run);
     let out = run.assert().code(0).get_output().stdout.clone();
@@ -729,7 +638,7 @@ fn an_s3_store_keeps_the_checkpoints_in_the_bucket() {
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["best"]["iteration"], 2);
     assert_eq!(
-        std::fs::read_to_string(setup.path("state/n")).unwrap(),
+        std::fs::read_to_string(setup.join("state/n")).unwrap(),
         "2\n"
     );
     // The operation is listed from the bucket; logs stay on this machine.
@@ -741,16 +650,8 @@ fn an_s3_store_keeps_the_checkpoints_in_the_bucket() {
         .code(0)
         .stdout(predicate::str::contains(last["op"].as_str().unwrap()))
         .stdout(predicate::str::contains("succeeded"));
-    assert!(setup.path(".pragma/remote").is_dir());
-    assert!(!setup.path(".pragma/store").exists());
-}
-
-/// The one operation in `store`.
-fn only_op_in(store: &Path) -> String {
-    let mut ops = std::fs::read_dir(store.join("ops")).unwrap();
-    let op = ops.next().unwrap().unwrap().file_name();
-    assert!(ops.next().is_none(), "one operation");
-    op.to_str().unwrap().to_owned()
+    assert!(setup.join(".pragma/remote").is_dir());
+    assert!(!setup.join(".pragma/store").exists());
 }
 
 /// Sends the signal `name` (`INT`, `TERM`) to `child`, as `kill -NAME`.

@@ -11,40 +11,20 @@ fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn cell(dir: &Path, text: &str) -> std::path::PathBuf {
-    let path = dir.join("cell");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn run(dir: &Path, cell: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
-    pragma()
-        .arg("run")
-        .arg(cell)
-        .arg("--state")
-        .arg(dir.join("state"))
-        .arg("--store")
-        .arg(dir.join("store"))
-        .args(extra)
-        .assert()
-}
-
-fn setup() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("state")).unwrap();
-    std::fs::write(dir.path().join("state/kept"), "untouched\n").unwrap();
-    dir
+/// A [`Fixture`] whose state also holds `kept`, a file no run changes.
+fn with_kept_file() -> Fixture {
+    Fixture::new().with_state_file("kept", "untouched\n")
 }
 
 #[test]
 fn a_parallel_cell_applies_the_best_state_and_reports_json() {
-    let dir = setup();
-    let cell = cell(
-        dir.path(),
+    let dir = with_kept_file();
+    let cell = dir.write_cell(
         "#pragma parallel --iterations 6 --parallel-runs 3 --iteration-var i --max-by 'cat score'\n\
          echo $(( (i * 7) % 5 )) > score\necho \"seed $PRAGMA_SEED\" > seed\n",
     );
-    let out = run(dir.path(), &cell, &["--json"])
+    let out = dir
+        .run_cell(&cell, &["--json"])
         .code(0)
         .get_output()
         .stdout
@@ -79,12 +59,11 @@ fn a_parallel_cell_applies_the_best_state_and_reports_json() {
 
 #[test]
 fn a_failing_body_is_retried_then_fails_with_exit_code_1() {
-    let dir = setup();
-    let cell = cell(
-        dir.path(),
-        "#pragma repeat --iterations 2 --max-by 'echo 1'\necho oops >&2; exit 3\n",
-    );
-    let out = run(dir.path(), &cell, &["--json", "--retries", "1"])
+    let dir = with_kept_file();
+    let cell =
+        dir.write_cell("#pragma repeat --iterations 2 --max-by 'echo 1'\necho oops >&2; exit 3\n");
+    let out = dir
+        .run_cell(&cell, &["--json", "--retries", "1"])
         .code(1)
         .get_output()
         .stdout
@@ -108,12 +87,10 @@ fn a_failing_body_is_retried_then_fails_with_exit_code_1() {
 
 #[test]
 fn a_score_that_is_not_a_number_makes_the_candidate_invalid() {
-    let dir = setup();
-    let cell = cell(
-        dir.path(),
-        "#pragma parallel --iterations 2 --max-by 'echo high'\ntrue\n",
-    );
-    let out = run(dir.path(), &cell, &["--json"])
+    let dir = with_kept_file();
+    let cell = dir.write_cell("#pragma parallel --iterations 2 --max-by 'echo high'\ntrue\n");
+    let out = dir
+        .run_cell(&cell, &["--json"])
         .code(1)
         .get_output()
         .stdout
@@ -140,15 +117,12 @@ fn a_score_that_is_not_a_number_makes_the_candidate_invalid() {
 
 #[test]
 fn bad_input_exits_2() {
-    let dir = setup();
-    let bad = cell(
-        dir.path(),
-        "#pragma repeat --iteratons 2 --max-by x\ntrue\n",
-    );
-    run(dir.path(), &bad, &[])
+    let dir = with_kept_file();
+    let bad = dir.write_cell("#pragma repeat --iteratons 2 --max-by x\ntrue\n");
+    dir.run_cell(&bad, &[])
         .code(2)
         .stderr(predicate::str::contains("did you mean `--iterations`?"));
-    let good = cell(dir.path(), "#pragma async\ntrue\n");
+    let good = dir.write_cell("#pragma async\ntrue\n");
     pragma()
         .args(["run"])
         .arg(&good)
@@ -161,12 +135,10 @@ fn bad_input_exits_2() {
 
 #[test]
 fn files_changed_on_both_sides_are_conflicts_left_unapplied() {
-    let dir = setup();
+    let dir = with_kept_file();
     std::fs::write(dir.path().join("state/shared"), "before\n").unwrap();
     // The body also edits the live directory, as a user would meanwhile.
-    let cell = cell(
-        dir.path(),
-        "#pragma async\necho background > shared; echo new > created; echo live > \"$LIVE/shared\"\n",
+    let cell = dir.write_cell("#pragma async\necho background > shared; echo new > created; echo live > \"$LIVE/shared\"\n",
     );
     let live = dir.path().join("state");
     let out = pragma()
@@ -231,7 +203,7 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_full_store_stops_the_run_and_the_next_run_resumes_once_there_is_room() {
-    let dir = setup();
+    let dir = with_kept_file();
     let Some(disk) = Tmpfs::mount(&dir.path().join("store"), "2m") else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -242,12 +214,11 @@ fn a_full_store_stops_the_run_and_the_next_run_resumes_once_there_is_room() {
     };
     // Each iteration adds 300 kB to the state: the third checkpoint no
     // longer fits in 2 MiB.
-    let cell = cell(
-        dir.path(),
-        "#pragma repeat --iterations 6 --max-by 'cat n'\n\
+    let cell = dir.write_cell("#pragma repeat --iterations 6 --max-by 'cat n'\n\
          head -c 300000 /dev/urandom > blob$iteration; echo $(( $(cat n 2>/dev/null || echo 0) + 1 )) > n\n",
     );
-    let out = run(dir.path(), &cell, &["--json"])
+    let out = dir
+        .run_cell(&cell, &["--json"])
         .code(1)
         .get_output()
         .stdout
@@ -261,7 +232,8 @@ fn a_full_store_stops_the_run_and_the_next_run_resumes_once_there_is_room() {
         .stdout(predicate::str::contains("[stopped, resumable]"));
 
     disk.grow("40m");
-    let out = run(dir.path(), &cell, &["--json"])
+    let out = dir
+        .run_cell(&cell, &["--json"])
         .code(0)
         .get_output()
         .stdout
@@ -283,27 +255,26 @@ fn a_full_store_stops_the_run_and_the_next_run_resumes_once_there_is_room() {
 
 #[test]
 fn usage_counts_the_runs_past_the_last_checkpoint_of_a_killed_run() {
-    let dir = setup();
+    let dir = with_kept_file();
     let runs = dir.path().join("runs.log");
     // Every body run leaves a line outside the state: what the test
     // observes, to hold the usage to.
-    let cell = cell(
-        dir.path(),
-        &format!(
+    let cell = dir.write_cell(&format!(
             "#pragma repeat --iterations 8 --checkpoint-period 4 --max-by 'cat count'\n\
              echo run >> {runs:?}; sleep 0.3; echo $(( $(cat count 2>/dev/null || echo 0) + 1 )) > count\n"
         ),
     );
     // Two runs finished past the checkpoint after 4, the third running.
     let mut finished = 0;
-    kill_when(dir.path(), &cell, |line| {
+    kill_when(&dir, &cell, |line| {
         finished += usize::from(line.contains("\"iteration_finished\""));
         finished == 6
     });
     let observed_before = std::fs::read_to_string(&runs).unwrap().lines().count() as u64;
     assert_eq!(observed_before, 7, "six finished, the seventh cut short");
 
-    let out = run(dir.path(), &cell, &["--json"])
+    let out = dir
+        .run_cell(&cell, &["--json"])
         .code(0)
         .get_output()
         .stdout
@@ -333,13 +304,12 @@ fn usage_counts_the_runs_past_the_last_checkpoint_of_a_killed_run() {
 
 #[test]
 fn a_damaged_latest_checkpoint_is_named_at_resume_and_an_earlier_one_is_used() {
-    let dir = setup();
-    let cell = cell(
-        dir.path(),
+    let dir = with_kept_file();
+    let cell = dir.write_cell(
         "#pragma repeat --iterations 6 --checkpoint-period 1 --max-by 'cat count'\n\
          sleep 0.2; echo $(( $(cat count 2>/dev/null || echo 0) + 1 )) > count\n",
     );
-    kill_when(dir.path(), &cell, |line| {
+    kill_when(&dir, &cell, |line| {
         line.contains("\"checkpoint_committed\"") && line.contains("\"iterations_done\":3")
     });
     // Flip a byte of the newest state saved.
@@ -353,7 +323,7 @@ fn a_damaged_latest_checkpoint_is_named_at_resume_and_an_earlier_one_is_used() {
     bytes[middle] ^= 0xff;
     std::fs::write(&newest, bytes).unwrap();
 
-    let assert = run(dir.path(), &cell, &[]).code(0);
+    let assert = dir.run_cell(&cell, &[]).code(0);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     assert!(
         stderr.contains("is damaged and was skipped")
@@ -381,7 +351,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn a_full_disk_while_copying_the_state_stops_the_run_instead_of_failing_it() {
-    let dir = setup();
+    let dir = with_kept_file();
     let Some(disk) = Tmpfs::mount(&dir.path().join("store"), "1m") else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -393,22 +363,18 @@ fn a_full_disk_while_copying_the_state_stops_the_run_instead_of_failing_it() {
     std::fs::write(dir.path().join("state/blob"), vec![7u8; 350_000]).unwrap();
     // The submission's snapshot and two working copies of the state do
     // not fit in 1 MiB: copying the state runs out of room.
-    let cell = cell(
-        dir.path(),
-        "#pragma parallel --iterations 4 --max-by 'cat n'\necho $iteration > n\n",
-    );
-    let out = run(
-        dir.path(),
-        &cell,
-        &["--json", "--workers", "2", "--retries", "0"],
-    )
-    .code(1)
-    .get_output()
-    .stdout
-    .clone();
+    let cell =
+        dir.write_cell("#pragma parallel --iterations 4 --max-by 'cat n'\necho $iteration > n\n");
+    let out = dir
+        .run_cell(&cell, &["--json", "--workers", "2", "--retries", "0"])
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
     assert_stopped_by_a_full_disk(dir.path(), &out);
     disk.grow("40m");
-    let out = run(dir.path(), &cell, &["--json", "--workers", "2"])
+    let out = dir
+        .run_cell(&cell, &["--json", "--workers", "2"])
         .code(0)
         .get_output()
         .stdout
@@ -442,15 +408,15 @@ fn assert_stopped_by_a_full_disk(dir: &Path, out: &[u8]) {
 /// Runs `cell` with `--json` on the setup's state and store, reads its
 /// events until `until` holds for one, and kills it with SIGKILL a
 /// moment later (within the run that comes next).
-fn kill_when(dir: &Path, cell: &Path, mut until: impl FnMut(&str) -> bool) {
+fn kill_when(fixture: &Fixture, cell: &Path, mut until: impl FnMut(&str) -> bool) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
         .arg("run")
         .arg(cell)
         .arg("--state")
-        .arg(dir.join("state"))
+        .arg(&fixture.state)
         .arg("--store")
-        .arg(dir.join("store"))
+        .arg(&fixture.store)
         .arg("--json")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -473,20 +439,20 @@ fn kill_when(dir: &Path, cell: &Path, mut until: impl FnMut(&str) -> bool) {
 
 #[test]
 fn a_run_killed_with_sigkill_resumes_from_its_last_checkpoint() {
-    let dir = setup();
-    let cell = cell(
-        dir.path(),
+    let dir = with_kept_file();
+    let cell = dir.write_cell(
         "#pragma repeat --iterations 6 --checkpoint-period 1 --max-by 'cat count'\n\
          sleep 0.2; echo $(( $(cat count 2>/dev/null || echo 0) + 1 )) > count\n",
     );
-    kill_when(dir.path(), &cell, |line| {
+    kill_when(&dir, &cell, |line| {
         line.contains("\"checkpoint_committed\"") && line.contains("\"iterations_done\":2")
     });
     let work = dir.path().join("store/work");
     let left = || std::fs::read_dir(&work).unwrap().count();
     assert_eq!(left(), 1, "the killed run's working copies are left behind");
 
-    let out = run(dir.path(), &cell, &["--json"])
+    let out = dir
+        .run_cell(&cell, &["--json"])
         .code(0)
         .get_output()
         .stdout

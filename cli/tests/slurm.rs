@@ -20,77 +20,61 @@ fn cluster() -> bool {
     false
 }
 
-struct Setup {
-    dir: tempfile::TempDir,
+/// A [`Fixture`] whose state holds `base` (5), which the bodies read.
+fn with_base_file() -> Fixture {
+    Fixture::new().with_state_file("base", "5\n")
 }
 
-impl Setup {
-    fn new() -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("state")).unwrap();
-        std::fs::write(dir.path().join("state/base"), "5\n").unwrap();
-        Setup { dir }
-    }
+/// `pragma run CELL --backend slurm` in the background, its
+/// standard output piped.
+fn spawn_run(setup: &Fixture, cell: &Path, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
+        .arg("run")
+        .arg(cell)
+        .arg("--state")
+        .arg(&setup.state)
+        .arg("--store")
+        .arg(&setup.store)
+        .args(["--backend", "slurm"])
+        .args(extra)
+        .env("OUT", setup.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn cell(&self, text: &str) -> PathBuf {
-        let path = self.path("cell");
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// `pragma run CELL --backend slurm` in the background, its
-    /// standard output piped.
-    fn spawn_run(&self, cell: &Path, extra: &[&str]) -> std::process::Child {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
-            .arg("run")
-            .arg(cell)
-            .arg("--state")
-            .arg(self.path("state"))
-            .arg("--store")
-            .arg(self.path("store"))
-            .args(["--backend", "slurm"])
-            .args(extra)
-            .env("OUT", self.dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-
-    fn run(&self, cell: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
-        let output = pragma()
-            .arg("run")
-            .arg(cell)
-            .arg("--state")
-            .arg(self.path("state"))
-            .arg("--store")
-            .arg(self.path("store"))
-            .arg("--json")
-            .args(extra)
-            .env("OUT", self.dir.path())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let last = stdout.lines().last().unwrap_or_else(|| {
-            panic!(
-                "no output; stderr: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
-        (
-            output.status.code().unwrap_or(-1),
-            serde_json::from_str(last).unwrap(),
+/// `pragma run CELL --json` on the setup's state and store: its exit
+/// code and its last line (the summary).
+fn run_json(setup: &Fixture, cell: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let output = pragma()
+        .arg("run")
+        .arg(cell)
+        .arg("--state")
+        .arg(&setup.state)
+        .arg("--store")
+        .arg(&setup.store)
+        .arg("--json")
+        .args(extra)
+        .env("OUT", setup.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_else(|| {
+        panic!(
+            "no output; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
         )
-    }
+    });
+    (
+        output.status.code().unwrap_or(-1),
+        serde_json::from_str(last).unwrap(),
+    )
 }
 
 /// Lines of `$OUT/NAME`, as bodies append them.
-fn lines(setup: &Setup, name: &str) -> Vec<String> {
-    std::fs::read_to_string(setup.path(name))
+fn lines(setup: &Fixture, name: &str) -> Vec<String> {
+    std::fs::read_to_string(setup.join(name))
         .unwrap_or_default()
         .lines()
         .map(str::to_owned)
@@ -105,17 +89,21 @@ fn a_parallel_cell_gives_the_same_outcome_as_locally() {
     if !cluster() {
         return;
     }
-    let local = Setup::new();
-    let (code, here) = local.run(&local.cell(PARALLEL), &[]);
+    let local = with_base_file();
+    let (code, here) = run_json(&local, &local.write_cell(PARALLEL), &[]);
     assert_eq!(code, 0, "{here}");
-    let remote = Setup::new();
-    let (code, there) = remote.run(&remote.cell(PARALLEL), &["--backend", "slurm"]);
+    let remote = with_base_file();
+    let (code, there) = run_json(
+        &remote,
+        &remote.write_cell(PARALLEL),
+        &["--backend", "slurm"],
+    );
     assert_eq!(code, 0, "{there}");
     assert_eq!(there["best"], here["best"]);
     assert_eq!(there["best"]["iteration"], 4);
     assert_eq!(there["iterations_run"], 6);
     assert_eq!(
-        std::fs::read_to_string(remote.path("state/score")).unwrap(),
+        std::fs::read_to_string(remote.join("state/score")).unwrap(),
         "6\n"
     );
     let mut ran = lines(&remote, "ran");
@@ -125,13 +113,13 @@ fn a_parallel_cell_gives_the_same_outcome_as_locally() {
     let op = there["op"].as_str().unwrap();
     pragma()
         .args(["report", op, "--store"])
-        .arg(remote.path("store"))
+        .arg(&remote.store)
         .assert()
         .code(0)
         .stdout(predicate::str::contains("4  6  <- best"));
     pragma()
         .args(["logs", op, "--iteration", "4", "--store"])
-        .arg(remote.path("store"))
+        .arg(&remote.store)
         .assert()
         .code(0)
         .stdout(predicate::str::contains("said 4"));
@@ -142,20 +130,20 @@ fn an_async_cell_runs_as_one_slurm_job() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
-    let cell = setup.cell(
+    let setup = with_base_file();
+    let cell = setup.write_cell(
         "#pragma async\n\
          echo \"$SLURM_JOB_ID\" > job; echo $(( $(cat base) * 2 )) > doubled\n",
     );
-    let (code, outcome) = setup.run(&cell, &["--backend", "slurm"]);
+    let (code, outcome) = run_json(&setup, &cell, &["--backend", "slurm"]);
     assert_eq!(code, 0, "{outcome}");
     assert_eq!(outcome["iterations_run"], 1, "{outcome}");
     assert_eq!(
-        std::fs::read_to_string(setup.path("state/doubled")).unwrap(),
+        std::fs::read_to_string(setup.join("state/doubled")).unwrap(),
         "10\n"
     );
     // It ran in a SLURM job, not in the coordinator.
-    let job = std::fs::read_to_string(setup.path("state/job")).unwrap();
+    let job = std::fs::read_to_string(setup.join("state/job")).unwrap();
     assert!(job.trim().parse::<u64>().is_ok(), "{job:?}");
 }
 
@@ -164,23 +152,23 @@ fn a_failing_task_uses_the_retry_budget() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
-    let cell = setup.cell(
+    let setup = with_base_file();
+    let cell = setup.write_cell(
         "#pragma parallel --iterations 4 --parallel-runs 2 --max-by 'cat score'\n\
          if [ $iteration = 2 ] && [ ! -e \"$OUT/failed-once\" ]; then touch \"$OUT/failed-once\"; echo boom >&2; exit 3; fi\n\
          echo $iteration > score\n",
     );
-    let (code, outcome) = setup.run(&cell, &["--backend", "slurm"]);
+    let (code, outcome) = run_json(&setup, &cell, &["--backend", "slurm"]);
     assert_eq!(code, 0, "{outcome}");
     assert_eq!(outcome["best"]["iteration"], 3);
     assert_eq!(outcome["iterations_run"], 5, "one retry");
     // Out of retries, the iteration fails the operation's candidate list.
-    let setup = Setup::new();
-    let cell = setup.cell(
+    let setup = with_base_file();
+    let cell = setup.write_cell(
         "#pragma parallel --iterations 3 --parallel-runs 3 --max-by 'cat score'\n\
          [ $iteration = 1 ] && exit 3; echo $iteration > score\n",
     );
-    let (_, outcome) = setup.run(&cell, &["--backend", "slurm", "--retries", "1"]);
+    let (_, outcome) = run_json(&setup, &cell, &["--backend", "slurm", "--retries", "1"]);
     assert_eq!(outcome["failed_iterations"][0]["iteration"], 1, "{outcome}");
     assert_eq!(outcome["iterations_run"], 4, "{outcome}");
 }
@@ -190,15 +178,15 @@ fn nothing_from_the_cell_or_paths_reaches_a_shell_unquoted() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
+    let setup = with_base_file();
     // A state directory and a store whose names are shell syntax. (The
     // payloads name their files through variables: one path component
     // cannot hold a slash.)
     let nasty = "st ;$(touch \"$PWNED1\")\n`touch \"$PWNED2\"` 'q\" x";
-    let state = setup.path(nasty);
+    let state = setup.join(nasty);
     std::fs::create_dir(&state).unwrap();
     std::fs::write(state.join("base"), "2\n").unwrap();
-    let cell = setup.cell(
+    let cell = setup.write_cell(
         "#pragma parallel --iterations 3 --parallel-runs 3 --max-by 'cat \"sc ore\" # $(touch \"$OUT/pwned3\")'\n\
          printf '%s\\n' \"$iteration\" > \"sc ore\"; echo ';$(touch \"$OUT/pwned4\")`x`'\n",
     );
@@ -208,15 +196,15 @@ fn nothing_from_the_cell_or_paths_reaches_a_shell_unquoted() {
         .arg("--state")
         .arg(&state)
         .arg("--store")
-        .arg(setup.path("store ;$(touch \"$PWNED5\")\nx"))
+        .arg(setup.join("store ;$(touch \"$PWNED5\")\nx"))
         .args([
             "--json",
             "--backend",
             "slurm",
             "--sbatch-arg=--comment=$(touch \"$PWNED6\");`y`",
         ])
-        .env("OUT", setup.dir.path())
-        .envs((1..=6).map(|n| (format!("PWNED{n}"), setup.path(&format!("pwned{n}")))))
+        .env("OUT", setup.path())
+        .envs((1..=6).map(|n| (format!("PWNED{n}"), setup.join(&format!("pwned{n}")))))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -224,7 +212,7 @@ fn nothing_from_the_cell_or_paths_reaches_a_shell_unquoted() {
     assert_eq!(last["status"], "succeeded", "{last}");
     assert_eq!(last["best"]["iteration"], 2);
     for n in 1..=6 {
-        assert!(!setup.path(&format!("pwned{n}")).exists(), "pwned{n}");
+        assert!(!setup.join(&format!("pwned{n}")).exists(), "pwned{n}");
     }
     assert_eq!(
         std::fs::read_to_string(state.join("sc ore")).unwrap(),
@@ -246,8 +234,8 @@ fn cancel_stops_the_array() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
-    let cell = setup.cell(
+    let setup = with_base_file();
+    let cell = setup.write_cell(
         "#pragma parallel --iterations 8 --parallel-runs 2 --max-by 'cat score'\n\
          touch \"$OUT/started-$iteration\"; sleep 60; echo 1 > score\n",
     );
@@ -255,11 +243,11 @@ fn cancel_stops_the_array() {
         .arg("submit")
         .arg(&cell)
         .arg("--state")
-        .arg(setup.path("state"))
+        .arg(&setup.state)
         .arg("--store")
-        .arg(setup.path("store"))
+        .arg(&setup.store)
         .args(["--backend", "slurm"])
-        .env("OUT", setup.dir.path())
+        .env("OUT", setup.path())
         .assert()
         .code(0)
         .get_output()
@@ -267,14 +255,14 @@ fn cancel_stops_the_array() {
         .clone();
     let op = String::from_utf8(out).unwrap().trim().to_owned();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !setup.path("started-0").exists() {
+    while !setup.join("started-0").exists() {
         assert!(Instant::now() < deadline, "no task started");
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(queued(&op) > 0);
     pragma()
         .args(["cancel", &op, "--store"])
-        .arg(setup.path("store"))
+        .arg(&setup.store)
         .assert()
         .code(0);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -283,7 +271,7 @@ fn cancel_stops_the_array() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(
-        !setup.path("started-7").exists(),
+        !setup.join("started-7").exists(),
         "later tasks never started"
     );
 }
@@ -293,15 +281,15 @@ fn cancel_stops_an_array_whose_coordinator_was_killed() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
-    let cell = setup.cell(
+    let setup = with_base_file();
+    let cell = setup.write_cell(
         "#pragma parallel --iterations 8 --parallel-runs 2 --max-by 'cat score'\n\
          touch \"$OUT/started-$iteration\"; sleep 60; echo 1 > score\n",
     );
-    let mut child = setup.spawn_run(&cell, &[]);
+    let mut child = spawn_run(&setup, &cell, &[]);
     let op = op_of(&setup);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !setup.path("started-0").exists() {
+    while !setup.join("started-0").exists() {
         assert!(Instant::now() < deadline, "no task started");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -310,7 +298,7 @@ fn cancel_stops_an_array_whose_coordinator_was_killed() {
     assert!(queued(&op) > 0);
     pragma()
         .args(["cancel", &op, "--store"])
-        .arg(setup.path("store"))
+        .arg(&setup.store)
         .assert()
         .code(0)
         .stderr(predicate::str::contains("ran without their coordinator"));
@@ -326,16 +314,16 @@ fn a_restarted_coordinator_reuses_the_running_array() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
-    let cell = setup.cell(
+    let setup = with_base_file();
+    let cell = setup.write_cell(
         "#pragma parallel --iterations 6 --parallel-runs 2 --max-by 'cat score'\n\
          echo $iteration >> \"$OUT/ran\"; sleep 1; echo $iteration > score\n",
     );
-    let mut first = setup.spawn_run(&cell, &[]);
+    let mut first = spawn_run(&setup, &cell, &[]);
     wait_for_runs(&setup, 2);
     first.kill().unwrap(); // SIGKILL: the array goes on without it
     first.wait().unwrap();
-    let (code, outcome) = setup.run(&cell, &["--backend", "slurm"]);
+    let (code, outcome) = run_json(&setup, &cell, &["--backend", "slurm"]);
     assert_eq!(code, 0, "{outcome}");
     assert_eq!(outcome["best"]["iteration"], 5);
     let mut ran = lines(&setup, "ran");
@@ -348,10 +336,10 @@ fn a_restarted_coordinator_reuses_the_running_array() {
 }
 
 /// The operation a run in `setup` started, once its record exists.
-fn op_of(setup: &Setup) -> String {
+fn op_of(setup: &Fixture) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(entry) = std::fs::read_dir(setup.path("store/ops"))
+        if let Some(entry) = std::fs::read_dir(setup.join("store/ops"))
             .ok()
             .and_then(|mut d| d.next())
         {
@@ -390,12 +378,12 @@ fn a_task_requeued_while_running_runs_again_and_the_operation_completes() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
-    let cell = setup.cell(
+    let setup = with_base_file();
+    let cell = setup.write_cell(
         "#pragma parallel --iterations 3 --parallel-runs 3 --max-by 'cat score'\n\
          echo $iteration >> \"$OUT/ran\"; sleep 2; echo $iteration > score\n",
     );
-    let child = setup.spawn_run(&cell, &["--json"]);
+    let child = spawn_run(&setup, &cell, &["--json"]);
     let op = op_of(&setup);
     // Requeued once its body runs, so that its work is cut short.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -419,22 +407,8 @@ fn a_task_requeued_while_running_runs_again_and_the_operation_completes() {
     assert_eq!(ran.iter().filter(|i| *i == "2").count(), 1, "{ran:?}");
 }
 
-/// Waits for `path` to exist; returns what it holds.
-fn wait_for_file(path: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path)
-            && !text.is_empty()
-        {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "no {}", path.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Waits until the bodies have run `count` times (lines in `$OUT/ran`).
-fn wait_for_runs(setup: &Setup, count: usize) {
+fn wait_for_runs(setup: &Fixture, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while lines(setup, "ran").len() < count {
         assert!(
@@ -447,17 +421,17 @@ fn wait_for_runs(setup: &Setup, count: usize) {
 
 /// The directory of the test's repeat job, and the job's id, once it
 /// is submitted.
-fn repeat_job(setup: &Setup) -> (PathBuf, String) {
+fn repeat_job(setup: &Fixture) -> (PathBuf, String) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let submitted = std::fs::read_dir(setup.path("store/slurm"))
+        let submitted = std::fs::read_dir(setup.join("store/slurm"))
             .into_iter()
             .flatten()
             .flatten()
             .map(|e| e.path())
             .find(|p| p.join("job.id").exists());
         if let Some(dir) = submitted {
-            let job = serde_json::from_str(&wait_for_file(&dir.join("job.id"))).unwrap();
+            let job = serde_json::from_str(&wait_for_text(&dir.join("job.id"))).unwrap();
             return (dir, job);
         }
         assert!(Instant::now() < deadline, "no repeat job was submitted");
@@ -478,28 +452,28 @@ fn a_store_the_nodes_do_not_see_is_named_as_the_cause() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
-    let cell = setup.cell(PARALLEL);
+    let setup = with_base_file();
+    let cell = setup.write_cell(PARALLEL);
     // The array waits, held, while its directory moves away: as a node
     // that does not mount the store sees it.
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
         .arg("run")
         .arg(&cell)
         .arg("--state")
-        .arg(setup.path("state"))
+        .arg(&setup.state)
         .arg("--store")
-        .arg(setup.path("store"))
+        .arg(&setup.store)
         .args(["--backend", "slurm", "--retries", "0", "--json"])
         .arg("--sbatch-arg=--hold")
-        .env("OUT", setup.dir.path())
+        .env("OUT", setup.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let op = op_of(&setup);
-    let tasks = setup.path("store/slurm").join(&op);
-    let job: String = serde_json::from_str(&wait_for_file(&tasks.join("array/job.id"))).unwrap();
-    std::fs::rename(&tasks, setup.path("store/slurm/elsewhere")).unwrap();
+    let tasks = setup.join("store/slurm").join(&op);
+    let job: String = serde_json::from_str(&wait_for_text(&tasks.join("array/job.id"))).unwrap();
+    std::fs::rename(&tasks, setup.join("store/slurm/elsewhere")).unwrap();
     release(&job);
     let deadline = Instant::now() + Duration::from_secs(120);
     while child.try_wait().unwrap().is_none() {
@@ -532,23 +506,23 @@ fn a_repeat_job_whose_node_does_not_see_the_store_says_so() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
-    let cell = setup.cell(REPEAT);
+    let setup = with_base_file();
+    let cell = setup.write_cell(REPEAT);
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
         .arg("run")
         .arg(&cell)
         .arg("--state")
-        .arg(setup.path("state"))
+        .arg(&setup.state)
         .arg("--store")
-        .arg(setup.path("store"))
+        .arg(&setup.store)
         .args(["--backend", "slurm", "--sbatch-arg=--hold"])
-        .env("OUT", setup.dir.path())
+        .env("OUT", setup.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let (dir, job) = repeat_job(&setup);
-    std::fs::rename(&dir, setup.path("store/slurm/elsewhere")).unwrap();
+    std::fs::rename(&dir, setup.join("store/slurm/elsewhere")).unwrap();
     release(&job);
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -565,9 +539,9 @@ fn a_repeat_job_requeued_while_running_resumes_and_completes() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
-    let cell = setup.cell(REPEAT);
-    let child = setup.spawn_run(&cell, &["--json"]);
+    let setup = with_base_file();
+    let cell = setup.write_cell(REPEAT);
+    let child = spawn_run(&setup, &cell, &["--json"]);
     wait_for_runs(&setup, 3);
     let output = std::process::Command::new("squeue")
         .args(["-h", "-o", "%i %j"])
@@ -575,7 +549,7 @@ fn a_repeat_job_requeued_while_running_resumes_and_completes() {
         .unwrap();
     let jobs = String::from_utf8_lossy(&output.stdout).into_owned();
     // The one repeat job of this test: its directory is in this store.
-    let dirs: Vec<String> = std::fs::read_dir(setup.path("store/slurm"))
+    let dirs: Vec<String> = std::fs::read_dir(setup.join("store/slurm"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().into_string().unwrap())
@@ -589,7 +563,7 @@ fn a_repeat_job_requeued_while_running_resumes_and_completes() {
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["status"], "succeeded", "{last}");
     assert_eq!(
-        std::fs::read_to_string(setup.path("state/n")).unwrap(),
+        std::fs::read_to_string(setup.join("state/n")).unwrap(),
         "6\n"
     );
     let ran = lines(&setup, "ran");
@@ -626,15 +600,15 @@ fn a_repeat_cell_runs_as_one_job_with_the_same_outcome() {
     if !cluster() {
         return;
     }
-    let local = Setup::new();
-    let (code, here) = local.run(&local.cell(REPEAT), &[]);
+    let local = with_base_file();
+    let (code, here) = run_json(&local, &local.write_cell(REPEAT), &[]);
     assert_eq!(code, 0, "{here}");
-    let remote = Setup::new();
-    let (code, there) = remote.run(&remote.cell(REPEAT), &["--backend", "slurm"]);
+    let remote = with_base_file();
+    let (code, there) = run_json(&remote, &remote.write_cell(REPEAT), &["--backend", "slurm"]);
     assert_eq!(code, 0, "{there}");
     assert_eq!(there["best"], here["best"]);
     assert_eq!(
-        std::fs::read_to_string(remote.path("state/n")).unwrap(),
+        std::fs::read_to_string(remote.join("state/n")).unwrap(),
         "6\n"
     );
     assert_eq!(lines(&remote, "ran"), ["0", "1", "2", "3", "4", "5"]);
@@ -645,12 +619,12 @@ fn pragma_cancel_stops_a_repeat_job_on_whichever_node_it_runs() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
-    let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 1"));
-    let child = setup.spawn_run(&cell, &["--json"]);
+    let setup = with_base_file();
+    let cell = setup.write_cell(&REPEAT.replace("sleep 0.3", "sleep 1"));
+    let child = spawn_run(&setup, &cell, &["--json"]);
     wait_for_runs(&setup, 2);
     let op = op_of(&setup);
-    let store = setup.path("store");
+    let store = setup.store.clone();
     let status = pragma()
         .arg("status")
         .arg("--store")
@@ -684,7 +658,7 @@ fn pragma_cancel_stops_a_repeat_job_on_whichever_node_it_runs() {
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["status"], "cancelled", "{last}");
     assert_eq!(output.status.code(), Some(130));
-    assert!(!setup.path("state/n").exists(), "nothing is applied");
+    assert!(!setup.join("state/n").exists(), "nothing is applied");
 }
 
 #[test]
@@ -692,16 +666,16 @@ fn a_restarted_coordinator_follows_the_running_repeat_job() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
-    let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 1"));
-    let mut child = setup.spawn_run(&cell, &["--json"]);
+    let setup = with_base_file();
+    let cell = setup.write_cell(&REPEAT.replace("sleep 0.3", "sleep 1"));
+    let mut child = spawn_run(&setup, &cell, &["--json"]);
     wait_for_runs(&setup, 2);
     child.kill().unwrap(); // SIGKILL: the job goes on without it
     child.wait().unwrap();
-    let (code, outcome) = setup.run(&cell, &["--backend", "slurm"]);
+    let (code, outcome) = run_json(&setup, &cell, &["--backend", "slurm"]);
     assert_eq!(code, 0, "{outcome}");
     assert_eq!(
-        std::fs::read_to_string(setup.path("state/n")).unwrap(),
+        std::fs::read_to_string(setup.join("state/n")).unwrap(),
         "6\n"
     );
     // The same job went on: every iteration ran once.
@@ -714,9 +688,9 @@ fn a_repeat_job_restarted_after_its_node_died_resumes() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
-    let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 1"));
-    let child = setup.spawn_run(&cell, &["--json"]);
+    let setup = with_base_file();
+    let cell = setup.write_cell(&REPEAT.replace("sleep 0.3", "sleep 1"));
+    let child = spawn_run(&setup, &cell, &["--json"]);
     wait_for_runs(&setup, 2);
     let op = op_of(&setup);
     let (_, job) = repeat_job(&setup);
@@ -727,7 +701,7 @@ fn a_repeat_job_restarted_after_its_node_died_resumes() {
         .status()
         .unwrap();
     assert!(status.success());
-    let record_path = setup.path("store/ops").join(&op).join("run.json");
+    let record_path = setup.join("store/ops").join(&op).join("run.json");
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut record: serde_json::Value = loop {
         let record: serde_json::Value =
@@ -748,7 +722,7 @@ fn a_repeat_job_restarted_after_its_node_died_resumes() {
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["status"], "succeeded", "{last}");
     assert_eq!(
-        std::fs::read_to_string(setup.path("state/n")).unwrap(),
+        std::fs::read_to_string(setup.join("state/n")).unwrap(),
         "6\n"
     );
 }
@@ -758,17 +732,17 @@ fn submit_of_a_repeat_cell_prints_its_id_at_once_and_wait_follows_the_job() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
-    let cell = setup.cell(REPEAT);
+    let setup = with_base_file();
+    let cell = setup.write_cell(REPEAT);
     let out = pragma()
         .arg("submit")
         .arg(&cell)
         .arg("--state")
-        .arg(setup.path("state"))
+        .arg(&setup.state)
         .arg("--store")
-        .arg(setup.path("store"))
+        .arg(&setup.store)
         .args(["--backend", "slurm"])
-        .env("OUT", setup.dir.path())
+        .env("OUT", setup.path())
         .assert()
         .code(0)
         .get_output()
@@ -778,13 +752,13 @@ fn submit_of_a_repeat_cell_prints_its_id_at_once_and_wait_follows_the_job() {
     assert!(op.starts_with("op-"), "{op}");
     pragma()
         .args(["wait", &op, "--store"])
-        .arg(setup.path("store"))
+        .arg(&setup.store)
         .assert()
         .code(0)
         .stdout(predicate::str::contains("succeeded: best iteration 5"));
     // The background coordinator applies the result as the job ends.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_to_string(setup.path("state/n"))
+    while std::fs::read_to_string(setup.join("state/n"))
         .ok()
         .as_deref()
         != Some("6\n")
@@ -800,9 +774,9 @@ fn a_repeat_job_that_ended_without_its_coordinator_is_applied_not_run_again() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
-    let cell = setup.cell(REPEAT);
-    let mut child = setup.spawn_run(&cell, &["--json"]);
+    let setup = with_base_file();
+    let cell = setup.write_cell(REPEAT);
+    let mut child = spawn_run(&setup, &cell, &["--json"]);
     wait_for_runs(&setup, 1);
     child.kill().unwrap(); // SIGKILL: nobody applies what the job makes
     child.wait().unwrap();
@@ -820,12 +794,12 @@ fn a_repeat_job_that_ended_without_its_coordinator_is_applied_not_run_again() {
         assert!(Instant::now() < deadline, "the job did not end");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!setup.path("state/n").exists());
-    let (code, outcome) = setup.run(&cell, &["--backend", "slurm"]);
+    assert!(!setup.join("state/n").exists());
+    let (code, outcome) = run_json(&setup, &cell, &["--backend", "slurm"]);
     assert_eq!(code, 0, "{outcome}");
     assert_eq!(outcome["op"], op.as_str());
     assert_eq!(
-        std::fs::read_to_string(setup.path("state/n")).unwrap(),
+        std::fs::read_to_string(setup.join("state/n")).unwrap(),
         "6\n"
     );
     assert_eq!(lines(&setup, "ran"), ["0", "1", "2", "3", "4", "5"]);
@@ -836,23 +810,27 @@ fn a_repeat_job_near_its_time_limit_checkpoints_what_finished_and_resumes_runnin
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
+    let setup = with_base_file();
     // Longer than the 2-minute limit allows after the notice (SLURM sends
     // it 60 s before the limit, up to 60 s earlier still), checkpoints
     // every 10: without the notice the job would be killed at its limit
     // and up to 9 iterations would run again.
-    let cell = setup.cell(
+    let cell = setup.write_cell(
         "#pragma repeat --iterations 70 --checkpoint-period 10 --max-by 'cat n'\n\
          echo $iteration >> \"$OUT/ran\"; sleep 1; echo $(( $(cat n 2>/dev/null || echo 0) + 1 )) > n\n",
     );
-    let (code, first) = setup.run(&cell, &["--backend", "slurm", "--sbatch-arg=--time=2"]);
+    let (code, first) = run_json(
+        &setup,
+        &cell,
+        &["--backend", "slurm", "--sbatch-arg=--time=2"],
+    );
     assert_eq!(code, 75, "{first}");
     assert_eq!(first["status"], "suspended", "{first}");
     assert_eq!(first["usage"]["work_lost"], 0, "{first}");
-    let (code, last) = setup.run(&cell, &["--backend", "slurm"]);
+    let (code, last) = run_json(&setup, &cell, &["--backend", "slurm"]);
     assert_eq!(code, 0, "{last}");
     assert_eq!(
-        std::fs::read_to_string(setup.path("state/n")).unwrap(),
+        std::fs::read_to_string(setup.join("state/n")).unwrap(),
         "70\n"
     );
     let mut ran: Vec<u64> = lines(&setup, "ran")
@@ -868,12 +846,12 @@ fn a_cancelled_repeat_job_resumes_from_its_checkpoint() {
     if !cluster() {
         return;
     }
-    let setup = Setup::new();
+    let setup = with_base_file();
     // Slower iterations than REPEAT's: the cancel must land before the
     // job ends, even on a loaded machine (with 1 s, then with 2 s, CI runs
     // under load saw the job end first: it has 4 iterations left here).
-    let cell = setup.cell(&REPEAT.replace("sleep 0.3", "sleep 4"));
-    let child = setup.spawn_run(&cell, &["--json"]);
+    let cell = setup.write_cell(&REPEAT.replace("sleep 0.3", "sleep 4"));
+    let child = spawn_run(&setup, &cell, &["--json"]);
     wait_for_runs(&setup, 3);
     std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -884,12 +862,12 @@ fn a_cancelled_repeat_job_resumes_from_its_checkpoint() {
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["status"], "cancelled", "{last}");
     assert_eq!(output.status.code(), Some(130));
-    assert!(!setup.path("state/n").exists(), "nothing is applied");
+    assert!(!setup.join("state/n").exists(), "nothing is applied");
 
-    let (code, outcome) = setup.run(&cell, &["--backend", "slurm"]);
+    let (code, outcome) = run_json(&setup, &cell, &["--backend", "slurm"]);
     assert_eq!(code, 0, "{outcome}");
     assert_eq!(
-        std::fs::read_to_string(setup.path("state/n")).unwrap(),
+        std::fs::read_to_string(setup.join("state/n")).unwrap(),
         "6\n"
     );
     // It went on from a checkpoint: the first iterations did not run again.
