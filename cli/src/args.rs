@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use pragma_session::{Rule, Settle};
+use pragma_session::{Rule, Settle, StoreSpec};
 use serde::{Deserialize, Serialize};
 
 /// Arguments of `pragma run` and `pragma submit`; `submit` hands them to
@@ -22,7 +22,7 @@ pub(crate) struct RunArgs {
     /// from the AWS_* environment variables; the rest then stays in
     /// `.pragma/remote/`).
     #[arg(long, default_value = ".pragma")]
-    pub(crate) store: String,
+    pub(crate) store: StoreSpec,
     /// Iterations that run at once (default: the number of cores).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) workers: Option<u64>,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use pragma_executor_local::{Config, Event, FinalStatus};
-use pragma_session::{Applied, Records, RunRecord, SessionError, Settle, check_op_id};
+use pragma_session::{Applied, Records, RunRecord, SessionError, Settle, StoreSpec, check_op_id};
 
 use crate::args::{OnConflict, RunArgs};
 
@@ -33,7 +33,7 @@ pub(crate) struct WaitArgs {
     op: String,
     /// The store the operation is in.
     #[arg(long, default_value = ".pragma")]
-    store: String,
+    store: StoreSpec,
     /// Print events and the summary as JSON Lines.
     #[arg(long)]
     json: bool,
@@ -46,7 +46,7 @@ pub(crate) struct CancelArgs {
     op: String,
     /// The store the operation is in.
     #[arg(long, default_value = ".pragma")]
-    store: String,
+    store: StoreSpec,
     /// Only forget the process recorded as running the operation, without
     /// signalling it: for a run on a machine that is gone for good. The
     /// next `pragma run` resumes the operation from its last checkpoint.
@@ -61,7 +61,7 @@ pub(crate) struct ApplyArgs {
     op: String,
     /// The store the operation is in.
     #[arg(long, default_value = ".pragma")]
-    store: String,
+    store: StoreSpec,
     /// Settle conflicts by taking the operation's version.
     #[arg(long, value_enum, conflicts_with = "keep_live")]
     take: Option<Take>,
@@ -180,7 +180,7 @@ pub(crate) fn detached_request() -> Result<RunArgs, Failure> {
 }
 
 /// Opens the location and the record of `op`.
-fn open(op: &str, store: &str) -> Result<(Location, RunRecord<FileDigest>), Failure> {
+fn open(op: &str, store: &StoreSpec) -> Result<(Location, RunRecord<FileDigest>), Failure> {
     check_op_id(op).map_err(|e| Failure::usage(format!("{e}, and `pragma status` lists them")))?;
     let location = Location::existing(store).map_err(Failure::usage)?;
     match location.records().try_run(op) {

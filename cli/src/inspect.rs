@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use pragma_executor_local::{CandidateScore, Config, FinalStatus, OperationSummary};
 
-use pragma_session::{RunState, check_op_id};
+use pragma_session::{RunState, StoreSpec, check_op_id};
 
 use crate::failure::{Exit, Failure, exit};
 use crate::location::{Location, ShellSession};
@@ -18,7 +18,7 @@ pub(crate) struct StatusArgs {
     op: Option<String>,
     /// The store the operations are in.
     #[arg(long, default_value = ".pragma")]
-    store: String,
+    store: StoreSpec,
     /// Print one JSON object per operation.
     #[arg(long)]
     json: bool,
@@ -31,7 +31,7 @@ pub(crate) struct ReportArgs {
     op: String,
     /// The store the operation is in.
     #[arg(long, default_value = ".pragma")]
-    store: String,
+    store: StoreSpec,
     /// Also write an SVG chart of the candidates and scores to this file
     /// (`-`: standard output, instead of the table).
     #[arg(long)]
@@ -48,11 +48,11 @@ pub(crate) struct LogsArgs {
     iteration: Option<u64>,
     /// The store the operation is in.
     #[arg(long, default_value = ".pragma")]
-    store: String,
+    store: StoreSpec,
 }
 
 fn with_session<T>(
-    store: &str,
+    store: &StoreSpec,
     work: impl AsyncFnOnce(&ShellSession) -> Result<T, String>,
 ) -> Result<T, Failure> {
     let runtime = tokio::runtime::Runtime::new()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use pragma_checkpoint::Store;
 use pragma_executor_local::{Config, Executor};
-use pragma_session::{JobQueue, Session, StoreLocation};
+use pragma_session::{JobQueue, Session, StoreLocation, StoreSpec};
 
 use crate::shell::ShellHost;
 
@@ -36,19 +36,23 @@ impl std::ops::Deref for Location {
 
 impl Location {
     /// Opens (creating if need be) the store that `spec` names.
-    pub(crate) fn open(spec: &str) -> Result<Location, String> {
-        Ok(Location(StoreLocation::open(spec)?))
+    pub(crate) fn open(spec: &StoreSpec) -> Result<Location, String> {
+        Ok(Location(
+            StoreLocation::open(spec).map_err(|e| e.to_string())?,
+        ))
     }
 
     /// Opens an existing store, for the commands that only read one.
-    pub(crate) fn existing(spec: &str) -> Result<Location, String> {
-        Ok(Location(StoreLocation::existing(spec)?))
+    pub(crate) fn existing(spec: &StoreSpec) -> Result<Location, String> {
+        Ok(Location(
+            StoreLocation::existing(spec).map_err(|e| e.to_string())?,
+        ))
     }
 
     /// The host for shell cells, with its working copies and logs here.
     pub(crate) fn host(&self) -> Result<ShellHost, String> {
         ShellHost::new(self.local.join("work"), self.logs())
-            .map_err(|e| format!("cannot use the store `{}`: {e}", self.shown))
+            .map_err(|e| format!("cannot use the store `{}`: {e}", self.spec))
     }
 
     /// An executor on this location.
@@ -63,10 +67,10 @@ impl Location {
 
     /// `--store X` when X is not the default, for suggested commands.
     pub(crate) fn store_flag(&self) -> String {
-        if self.shown == ".pragma" {
+        if self.spec == StoreSpec::Directory(".pragma".into()) {
             String::new()
         } else {
-            format!(" --store {}", pragma_parse::quote(&self.shown))
+            format!(" --store {}", pragma_parse::quote(&self.spec.to_string()))
         }
     }
 }

@@ -95,8 +95,8 @@ fn reserved_var(var: &str) -> Option<&'static str> {
 /// and its files taken for variables: refused before anything is written.
 fn refuse_store_inside_state(args: &RunArgs) -> Result<(), Failure> {
     // An S3 store keeps its local files in `.pragma/` here.
-    let local = match args.store.parse::<StoreSpec>() {
-        Ok(StoreSpec::Directory(dir)) => dir,
+    let local = match &args.store {
+        StoreSpec::Directory(dir) => dir.clone(),
         _ => PathBuf::from(".pragma"),
     };
     let (Some(store), Ok(state)) = (resolved(&local), std::fs::canonicalize(&args.state)) else {

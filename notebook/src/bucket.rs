@@ -60,7 +60,9 @@ impl BucketBlobs {
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
         let (store, prefix) = {
             let _entered = runtime.enter();
-            pragma_session::open_bucket(url).map_err(|e| PyValueError::new_err(e.to_string()))?
+            url.parse()
+                .and_then(|spec| pragma_session::open_bucket(&spec))
+                .map_err(|e| PyValueError::new_err(e.to_string()))?
         };
         let root = Path::from(prefix.as_str()).join("blobs");
         Ok(BucketBlobs {

@@ -90,6 +90,21 @@ impl std::fmt::Display for StoreSpec {
     }
 }
 
+/// As the user writes it: serialised, a store is the same string it was
+/// parsed from.
+impl serde::Serialize for StoreSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StoreSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<StoreSpec, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl StoreSpec {
     /// Whether it is a directory (which every process that shares it must
     /// mount at the same path), not a bucket.
@@ -168,12 +183,6 @@ pub enum StoreError {
     },
 }
 
-impl From<StoreError> for String {
-    fn from(error: StoreError) -> String {
-        error.to_string()
-    }
-}
-
 /// An opened store: where checkpoints go, and the local directory beside.
 #[derive(Debug, Clone)]
 pub struct StoreLocation {
@@ -181,9 +190,8 @@ pub struct StoreLocation {
     pub local: PathBuf,
     /// Where checkpoints go.
     pub checkpoints: Arc<dyn Store>,
-    /// The store as the user wrote it, for messages and commands to suggest.
-    pub shown: String,
-    /// Where it is.
+    /// Where it is (its `Display` is the store as a user writes it, for
+    /// messages and commands to suggest).
     pub spec: StoreSpec,
 }
 
@@ -195,15 +203,19 @@ pub struct StoreLocation {
 /// with `spec`.
 ///
 /// ```
-/// let error = pragma_session::open_bucket("s3:///x").unwrap_err();
-/// assert!(error.to_string().contains("names no bucket"), "{error}");
+/// use pragma_session::{StoreSpec, open_bucket};
+/// let directory: StoreSpec = "runs".parse().unwrap();
+/// let error = open_bucket(&directory).unwrap_err();
+/// assert!(error.to_string().contains("not an s3://BUCKET/PREFIX URL"), "{error}");
 /// ```
 #[cfg(feature = "s3")]
 #[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
-pub fn open_bucket(spec: &str) -> Result<(Arc<dyn object_store::ObjectStore>, String), StoreError> {
-    let StoreSpec::Bucket { bucket, prefix } = spec.parse()? else {
+pub fn open_bucket(
+    spec: &StoreSpec,
+) -> Result<(Arc<dyn object_store::ObjectStore>, String), StoreError> {
+    let StoreSpec::Bucket { bucket, prefix } = spec else {
         return Err(StoreError::Unusable {
-            spec: spec.to_owned(),
+            spec: spec.to_string(),
             problem: "it is not an s3://BUCKET/PREFIX URL".to_owned(),
         });
     };
@@ -211,13 +223,13 @@ pub fn open_bucket(spec: &str) -> Result<(Arc<dyn object_store::ObjectStore>, St
         .with_bucket_name(bucket)
         .build()
         .map_err(|e| StoreError::Unusable {
-            spec: spec.to_owned(),
+            spec: spec.to_string(),
             problem: format!(
                 "{e} (credentials and the endpoint come from AWS_ACCESS_KEY_ID, \
                  AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT and AWS_ALLOW_HTTP)"
             ),
         })?;
-    Ok((Arc::new(s3), prefix))
+    Ok((Arc::new(s3), prefix.clone()))
 }
 
 impl StoreLocation {
@@ -228,25 +240,21 @@ impl StoreLocation {
     /// with `spec` and what to write instead.
     ///
     /// ```
+    /// use pragma_session::{StoreLocation, StoreSpec};
     /// let dir = tempfile::tempdir().unwrap();
-    /// let location = pragma_session::StoreLocation::open(dir.path().to_str().unwrap()).unwrap();
+    /// let location = StoreLocation::open(&StoreSpec::Directory(dir.path().into())).unwrap();
     /// assert!(dir.path().join("store").is_dir());
     /// // git leaves it alone.
     /// assert!(std::fs::read_to_string(dir.path().join(".gitignore")).unwrap().contains("\n*\n"));
     /// assert_eq!(location.logs(), dir.path().join("logs"));
-    ///
-    /// let error = pragma_session::StoreLocation::open("ftp://host/x").unwrap_err();
-    /// assert!(error.to_string().contains("give a directory or an s3://BUCKET/PREFIX URL"), "{error}");
-    /// assert!(pragma_session::StoreLocation::open("").unwrap_err().to_string().starts_with("the store is empty"));
     /// ```
-    pub fn open(spec: &str) -> Result<StoreLocation, StoreError> {
-        let parsed: StoreSpec = spec.parse()?;
+    pub fn open(spec: &StoreSpec) -> Result<StoreLocation, StoreError> {
         let unusable = |problem: String| StoreError::Unusable {
-            spec: spec.to_owned(),
+            spec: spec.to_string(),
             problem,
         };
-        let local = parsed.local_dir();
-        let checkpoints: Arc<dyn Store> = match &parsed {
+        let local = spec.local_dir();
+        let checkpoints: Arc<dyn Store> = match spec {
             #[cfg(feature = "s3")]
             StoreSpec::Bucket { .. } => {
                 let (s3, prefix) = open_bucket(spec)?;
@@ -257,7 +265,7 @@ impl StoreLocation {
             #[cfg(not(feature = "s3"))]
             StoreSpec::Bucket { .. } => {
                 return Err(StoreError::NoBucketSupport {
-                    spec: spec.to_owned(),
+                    spec: spec.to_string(),
                 });
             }
             StoreSpec::Directory(dir) => {
@@ -276,19 +284,18 @@ impl StoreLocation {
         Ok(StoreLocation {
             local,
             checkpoints,
-            shown: spec.to_owned(),
-            spec: parsed,
+            spec: spec.clone(),
         })
     }
 
     /// Opens an existing store, for what only reads one: a directory
     /// without checkpoints is refused (a bucket is taken as it is).
-    pub fn existing(spec: &str) -> Result<StoreLocation, StoreError> {
-        if let StoreSpec::Directory(dir) = spec.parse()?
+    pub fn existing(spec: &StoreSpec) -> Result<StoreLocation, StoreError> {
+        if let StoreSpec::Directory(dir) = spec
             && !dir.join("store").is_dir()
         {
             return Err(StoreError::Missing {
-                spec: spec.to_owned(),
+                spec: spec.to_string(),
             });
         }
         StoreLocation::open(spec)

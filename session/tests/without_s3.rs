@@ -4,11 +4,12 @@
 //! workspace's build the `pragma` command turns the feature on.
 #![cfg(not(feature = "s3"))]
 
-use pragma_session::{StoreError, StoreLocation};
+use pragma_session::{StoreError, StoreLocation, StoreSpec};
 
 #[test]
 fn a_bucket_store_says_which_feature_reaches_it() {
-    let error = StoreLocation::open("s3://bucket/prefix").unwrap_err();
+    let bucket: StoreSpec = "s3://bucket/prefix".parse().unwrap();
+    let error = StoreLocation::open(&bucket).unwrap_err();
     assert!(
         matches!(&error, StoreError::NoBucketSupport { spec } if spec == "s3://bucket/prefix"),
         "{error:?}"
@@ -20,6 +21,6 @@ fn a_bucket_store_says_which_feature_reaches_it() {
 fn a_directory_store_opens() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("store");
-    let location = StoreLocation::open(spec.to_str().unwrap()).unwrap();
+    let location = StoreLocation::open(&StoreSpec::Directory(spec.clone())).unwrap();
     assert!(location.logs().starts_with(&spec));
 }

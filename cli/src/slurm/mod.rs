@@ -27,7 +27,7 @@ use crate::shell::ShellHost;
 #[derive(Debug, Serialize, Deserialize)]
 struct WorkerSetup {
     /// The `--store` value, absolute if it is a directory.
-    store: String,
+    store: StoreSpec,
     /// The directory `pragma run` ran in (an S3 store's local files are
     /// relative to it).
     cwd: std::path::PathBuf,
@@ -47,11 +47,10 @@ pub(crate) fn backend(
 ) -> Result<Arc<SlurmBackend>, String> {
     let cwd = std::env::current_dir().map_err(|e| format!("the current directory: {e}"))?;
     let store = match &location.spec {
-        StoreSpec::Directory(dir) => std::path::absolute(dir)
-            .map_err(|e| format!("the store `{}`: {e}", args.store))?
-            .to_string_lossy()
-            .into_owned(),
-        _ => args.store.clone(),
+        StoreSpec::Directory(dir) => StoreSpec::Directory(
+            std::path::absolute(dir).map_err(|e| format!("the store `{}`: {e}", args.store))?,
+        ),
+        bucket => bucket.clone(),
     };
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the pragma executable: {e}"))?;
@@ -108,7 +107,7 @@ pub(crate) fn task(dir: &Path) -> u8 {
                 .map_err(|e| format!("cannot enter `{}`: {e}", setup.cwd.display()))?;
             // Opened, never made: an empty store made here would hide that
             // this node does not see the one the operation is in.
-            if let StoreSpec::Directory(dir) = setup.store.parse::<StoreSpec>()?
+            if let StoreSpec::Directory(dir) = &setup.store
                 && !dir.join("store").is_dir()
             {
                 return Err(format!(

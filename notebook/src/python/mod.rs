@@ -219,8 +219,10 @@ impl NativeSession {
         // they run on.
         let (session, pool, logs) = {
             let _entered = runtime.enter();
-            let location =
-                StoreLocation::open(&store).map_err(|e| StoreError::new_err(e.to_string()))?;
+            let location = store
+                .parse()
+                .and_then(|spec| StoreLocation::open(&spec))
+                .map_err(|e| StoreError::new_err(e.to_string()))?;
             // Workers' output outside their runs goes beside the runs'
             // logs, not into the kernel's (whatever cell runs then).
             config.logs = Some(location.logs());

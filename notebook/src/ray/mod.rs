@@ -484,7 +484,10 @@ fn opened_store(store: &str) -> Result<StoreLocation, String> {
     if let Some(location) = stores.lock().ok().and_then(|s| s.get(store).cloned()) {
         return Ok(location);
     }
-    let location = StoreLocation::existing(store)?;
+    let location = store
+        .parse()
+        .and_then(|spec| StoreLocation::existing(&spec))
+        .map_err(|e| e.to_string())?;
     if let Ok(mut stores) = stores.lock() {
         stores.insert(store.to_owned(), location.clone());
     }
