@@ -130,6 +130,9 @@ const GARBAGE: &[&str] = &[
 ///
 /// A panic in the host is a nonconformance naming the check it broke, not
 /// a panic of the suite.
+///
+/// Generic where the backend and store suites take `&dyn`: the sample is of
+/// the host's own state type, which a trait object cannot name.
 pub async fn host<H: Host>(host: &H, sample: HostSample<H::State>) -> Result<(), Nonconformance> {
     unpanicked("a snapshot's round trip", round_trip(host, &sample)).await?;
     unpanicked("states as values", states_are_values(host, &sample)).await?;

@@ -24,7 +24,7 @@ from .settings import SESSION_SETTINGS, Settings, is_bucket
 from .syntax import python_source
 
 if TYPE_CHECKING:
-    from ._native import NativeSession
+    from ._native import NativeSession, ParsedCell
 
 # IPython's own names, never state.
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "_", "__", "___"}
@@ -239,7 +239,8 @@ class Kernel:
 
     def submit(self, cell: str, namespace: dict, name: str = "cell") -> Operation:
         """See :func:`pragma_notebook.submit`."""
-        readonly = check_cell(cell, name)
+        parsed = check_cell(cell, name)
+        readonly = parsed.readonly
         missing = [var for var in readonly if var not in namespace]
         if missing:
             raise DirectiveError(
@@ -251,9 +252,7 @@ class Kernel:
         names, blobs = self.save(namespace, store, readonly)
         cost = _cost(names, blobs, store, (store.written if store is not None else 0) - written)
         with _interrupts_deferred() as interrupted:
-            op, how = self.native().submit(
-                cell, name, SavedNamespace(self.identity(), names, blobs)
-            )
+            op, how = self.native().submit(parsed, SavedNamespace(self.identity(), names, blobs))
             if how != "running":
                 self.ops.append(op)
                 self.labels[op] = name
@@ -733,17 +732,16 @@ def kernel() -> Kernel:
     return _KERNEL
 
 
-def check_cell(cell: str, name: str) -> list[str]:
+def check_cell(cell: str, name: str) -> ParsedCell:
     """Checks a cell before anything runs: its directive, its code and its
-    selection expression compile. Returns the names its ``#pragma
-    readonly`` lines give."""
+    selection expression compile. Returns it parsed, as it is submitted."""
     from ._native import parse_cell
 
     try:
         parsed = parse_cell(cell, name)
     except ValueError as error:
         raise DirectiveError(str(error).rstrip().removeprefix("error: ")) from None
-    expr, body, readonly = parsed.expr, parsed.body, parsed.readonly
+    expr, body = parsed.expr, parsed.body
     try:
         compile(python_source(body), name, "exec")
     except SyntaxError as error:
@@ -759,7 +757,7 @@ def check_cell(cell: str, name: str) -> list[str]:
                 f"{name}: the selection expression `{expr}` does not compile: {error.msg};"
                 " nothing ran"
             ) from None
-    return readonly
+    return parsed
 
 
 def _body_line(cell: str, error: SyntaxError) -> int:

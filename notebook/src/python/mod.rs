@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pragma_checkpoint::Store;
 use pragma_executor_local::conflict::compare;
-use pragma_executor_local::{Config, Executor, Observer, Outcome};
+use pragma_executor_local::{Config, Executor, FinalStatus, Observer, Outcome};
 use pragma_session::{
     Applied, Change, Digests, LiveState, Resolution, Rule, Running, Session, SessionError, Settle,
     StartRequest, StoreLocation, Ticket,
@@ -293,15 +293,12 @@ impl NativeSession {
     fn submit(
         &self,
         py: Python<'_>,
-        cell: String,
-        cell_name: String,
+        cell: &ParsedCell,
         live: SavedNamespace,
     ) -> PyResult<(String, &'static str)> {
         let live = KernelLive::new(live, None)?;
         let session = Arc::clone(&self.session);
-        let cell = pragma_parse::ParsedCell::parse(cell.as_str())
-            .map_err(|e| PyValueError::new_err(e.render(&cell, &cell_name)))?;
-        let request = StartRequest::new(cell, cell_name);
+        let request = StartRequest::new(cell.cell.clone(), cell.name.clone());
         let running = py.detach(|| {
             self.runtime
                 .block_on(async move { session.start(&request, &live).await })
@@ -644,9 +641,20 @@ impl NativeSession {
         let handle = running.handle;
         let ended_op = op.clone();
         self.runtime.spawn(async move {
-            if let Ok(ended) = session.follow(handle, &mut ()).await
-                && let Ok(mut outcome) = outcome.lock()
-            {
+            // An executor that stops answering ends the operation as
+            // failed, saying why, rather than leaving it running forever.
+            let ended = session
+                .follow(handle, &mut ())
+                .await
+                .unwrap_or_else(|error| {
+                    Outcome::new(
+                        &ended_op,
+                        FinalStatus::Failed {
+                            reason: format!("the executor stopped following it: {error}"),
+                        },
+                    )
+                });
+            if let Ok(mut outcome) = outcome.lock() {
                 *outcome = Some(ended);
             }
             done.notify_waiters();
@@ -720,12 +728,11 @@ fn settle(settling: Settling) -> PyResult<Settle> {
 /// renders it (what, where, and a suggestion).
 #[pyfunction]
 fn parse_cell(cell: &str, name: &str) -> PyResult<ParsedCell> {
-    let parsed =
-        pragma_parse::parse_cell(cell).map_err(|e| PyValueError::new_err(e.render(cell, name)))?;
+    let parsed = pragma_parse::ParsedCell::parse(cell)
+        .map_err(|e| PyValueError::new_err(e.render(cell, name)))?;
     Ok(ParsedCell {
-        expr: parsed.directive.select().map(|s| s.expr().to_owned()),
-        body: parsed.body.to_owned(),
-        readonly: parsed.readonly,
+        cell: parsed,
+        name: name.to_owned(),
     })
 }
 

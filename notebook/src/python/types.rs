@@ -53,16 +53,42 @@ pub(crate) struct OperationProgress {
     pub(crate) ended: bool,
 }
 
-/// A `#pragma` cell, parsed (`parse_cell`).
-#[pyclass(module = "pragma_notebook._native", frozen, get_all)]
+/// A `#pragma` cell, parsed once (`parse_cell`): what Python checks
+/// before anything runs, and what `NativeSession.submit` starts.
+#[pyclass(module = "pragma_notebook._native", frozen)]
 #[derive(Debug)]
 pub(crate) struct ParsedCell {
+    /// The cell.
+    pub(crate) cell: pragma_parse::ParsedCell,
+    /// Its name in messages (`In[3]`).
+    pub(crate) name: String,
+}
+
+#[pymethods]
+impl ParsedCell {
     /// The selection expression (`None` for `async`).
-    pub(crate) expr: Option<String>,
+    #[getter]
+    fn expr(&self) -> Option<&str> {
+        self.cell.directive().select().map(|s| s.expr())
+    }
+
     /// The body: the cell after its directive and `#pragma readonly` lines.
-    pub(crate) body: String,
+    #[getter]
+    fn body(&self) -> &str {
+        self.cell.body()
+    }
+
     /// The names the `#pragma readonly` lines give.
-    pub(crate) readonly: Vec<String>,
+    #[getter]
+    fn readonly(&self) -> Vec<String> {
+        self.cell.readonly().to_vec()
+    }
+
+    /// Its name in messages.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// What an operation consumed.
