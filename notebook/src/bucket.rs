@@ -24,6 +24,29 @@ pub(crate) struct BucketBlobs {
     url: String,
 }
 
+/// A blob in the bucket (`BucketBlobs.head`, `list`).
+#[pyclass(module = "pragma_notebook._native", frozen, get_all)]
+#[derive(Debug)]
+pub(crate) struct StoredBlob {
+    /// Its name: the digest of its bytes.
+    pub(crate) digest: String,
+    /// Its size in bytes.
+    pub(crate) size: u64,
+    /// How many seconds ago it was written (0 for a time to come: clocks
+    /// differ).
+    pub(crate) age_seconds: f64,
+}
+
+impl StoredBlob {
+    fn of(digest: &str, meta: &object_store::ObjectMeta) -> StoredBlob {
+        StoredBlob {
+            digest: digest.to_owned(),
+            size: meta.size,
+            age_seconds: age(meta),
+        }
+    }
+}
+
 /// How many seconds ago the object was written (0 for a time to come:
 /// clocks differ).
 fn age(meta: &object_store::ObjectMeta) -> f64 {
@@ -73,13 +96,13 @@ impl BucketBlobs {
         })
     }
 
-    /// The blob's size and how many seconds ago it was written, or
-    /// `None` if the bucket has no such blob.
-    fn head(&self, py: Python<'_>, digest: &str) -> PyResult<Option<(u64, f64)>> {
+    /// The blob `digest` as the bucket has it, or `None` if it has no
+    /// such blob.
+    fn head(&self, py: Python<'_>, digest: &str) -> PyResult<Option<StoredBlob>> {
         let key = self.key(digest)?;
         let found = py.detach(|| self.runtime.block_on(self.store.head(&key)));
         match found {
-            Ok(meta) => Ok(Some((meta.size, age(&meta)))),
+            Ok(meta) => Ok(Some(StoredBlob::of(digest, &meta))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(io_error(format!(
                 "cannot look for the blob {digest} in {}",
@@ -151,9 +174,8 @@ impl BucketBlobs {
         })
     }
 
-    /// Every blob of the bucket: its digest, size, and how many seconds
-    /// ago it was written.
-    fn list(&self, py: Python<'_>) -> PyResult<Vec<(String, u64, f64)>> {
+    /// Every blob of the bucket.
+    fn list(&self, py: Python<'_>) -> PyResult<Vec<StoredBlob>> {
         let what = format!("cannot list the blobs of {}", self.url);
         py.detach(|| {
             self.runtime.block_on(async {
@@ -162,7 +184,7 @@ impl BucketBlobs {
                 while let Some(meta) = listed.next().await {
                     let meta = meta.map_err(io_error(what.clone()))?;
                     if let Some(name) = meta.location.filename() {
-                        found.push((name.to_owned(), meta.size, age(&meta)));
+                        found.push(StoredBlob::of(name, &meta));
                     }
                 }
                 Ok(found)

@@ -15,7 +15,6 @@ from kernels import (
     notebook_client,
     printed_by,
     run,
-    s3_store,
     shown,
 )
 from nbclient.exceptions import DeadKernelError
@@ -378,8 +377,8 @@ def test_a_worker_killed_mid_iteration_costs_only_its_run(tmp_path):
     assert texts[1].splitlines() == ["succeeded 3 3 []", "5 1"], texts
 
 
-def test_an_s3_store_keeps_the_checkpoints_in_the_bucket(tmp_path, monkeypatch):
-    url = s3_store(tmp_path, monkeypatch, "notebook")
+def test_an_s3_store_keeps_the_checkpoints_in_the_bucket(tmp_path, s3_store):
+    url = s3_store("notebook")
     texts = run(
         tmp_path,
         f"%pragma config store={url}",
@@ -405,8 +404,8 @@ def test_an_s3_store_keeps_the_checkpoints_in_the_bucket(tmp_path, monkeypatch):
         assert line["status"]["status"] == "succeeded" and line["best"]["score"] == 20.0, line
 
 
-def test_an_s3_store_keeps_data_once_by_content_and_a_machine_fetches_it(tmp_path, monkeypatch):
-    url = s3_store(tmp_path, monkeypatch, "blobs")
+def test_an_s3_store_keeps_data_once_by_content_and_a_machine_fetches_it(tmp_path, s3_store):
+    url = s3_store("blobs")
     repeat = "#pragma repeat --iterations 3 --max-by w\nw = w + float(big[0, 0])"
     texts = run(
         tmp_path,
@@ -428,8 +427,9 @@ def test_an_s3_store_keeps_data_once_by_content_and_a_machine_fetches_it(tmp_pat
     from pragma_notebook._native import BucketBlobs as Bucket
     from pragma_notebook.blobs import BucketBlobs
 
-    [(digest, size, _)] = Bucket(url).list()
-    assert size == 16_000_000
+    [blob] = Bucket(url).list()
+    digest = blob.digest
+    assert blob.size == 16_000_000
     # Another machine (no copies yet) fetches it, checked against its name.
     elsewhere = BucketBlobs(url, tmp_path / "elsewhere")
     fetched = np.frombuffer(elsewhere.get(digest).raw(), dtype=np.float64)

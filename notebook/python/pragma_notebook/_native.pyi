@@ -56,9 +56,7 @@ class NativeSession:
     def __init__(self, options: SessionOptions) -> None:
         """Raises :class:`StoreError` if the store cannot be used."""
     def logs_dir(self) -> str: ...
-    def submit(
-        self, cell: ParsedCell, live: SavedNamespace
-    ) -> tuple[str, Literal["started", "resumed", "running"]]: ...
+    def submit(self, cell: ParsedCell, live: SavedNamespace) -> Submitted: ...
     def unfinished(self, identity: str) -> list[str]: ...
     def resume(self, op: str) -> None: ...
     def status(self, op: str) -> OperationProgress:
@@ -75,16 +73,14 @@ class NativeSession:
         """A preemption notice: nothing new starts, what runs has
         ``grace_seconds`` to finish, a repeat checkpoints its last finished
         iteration; it ends suspended and a later kernel resumes it."""
-    def finish(
-        self, op: str, live: SavedNamespace, settling: Settling, apply: Apply
-    ) -> tuple[OperationSummary, list[str]]:
+    def finish(self, op: str, live: SavedNamespace, settling: Settling, apply: Apply) -> Finished:
         """Settles and applies ``op``'s result: its summary and the names
         applied. Raises :class:`NotEnded` if it has not ended, or was
         finished already."""
     def changed_names(self, op: str) -> list[str] | None: ...
     def apply_kept(
         self, op: str, live: SavedNamespace, settling: Settling, apply: Apply
-    ) -> tuple[OperationSummary | None, list[str]]: ...
+    ) -> Settled: ...
     def kept_values(self, op: str, names: list[str]) -> list[bytes | None]:
         """The saved values of ``names`` in ``op``'s kept result (``None``
         where it has none, or nothing is kept)."""
@@ -119,7 +115,7 @@ class OperationSummary:
     @property
     def conflicts(self) -> list[str]: ...
     @property
-    def failed_iterations(self) -> list[tuple[int, str]]:
+    def failed_iterations(self) -> list[FailedIteration]:
         """Each iteration that failed for good, with its last error."""
     @property
     def usage(self) -> OperationUsage: ...
@@ -128,6 +124,55 @@ class OperationSummary:
     @property
     def stopped_early(self) -> str | None:
         """Why a stop rule (``--patience``, ``--target``) ended it early."""
+
+@final
+class FailedIteration:
+    """An iteration that failed for good."""
+
+    @property
+    def iteration(self) -> int: ...
+    @property
+    def error(self) -> str:
+        """Its last error."""
+
+@final
+class Submitted:
+    """What ``NativeSession.submit`` did."""
+
+    @property
+    def op(self) -> str: ...
+    @property
+    def how(self) -> Literal["started", "resumed", "running"]: ...
+
+@final
+class Finished:
+    """What ``NativeSession.finish`` did."""
+
+    @property
+    def summary(self) -> OperationSummary: ...
+    @property
+    def applied(self) -> list[str]: ...
+
+@final
+class Settled:
+    """What ``NativeSession.apply_kept`` did: the summary once nothing is
+    left to settle, else ``None``."""
+
+    @property
+    def summary(self) -> OperationSummary | None: ...
+    @property
+    def applied(self) -> list[str]: ...
+
+@final
+class StoredBlob:
+    """A blob in the bucket."""
+
+    @property
+    def digest(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def age_seconds(self) -> float: ...
 
 class UnknownOperation(ValueError):
     """The operation is not one of this kernel's."""
@@ -138,16 +183,22 @@ class NotEnded(ValueError):
 class StoreError(ValueError):
     """The store cannot be used as given."""
 
+class OperationError(RuntimeError):
+    """An operation could not be started, resumed, extended or applied."""
+
+class AlreadyRunning(OperationError):
+    """The same cell on the same variables runs already, elsewhere."""
+
 class BucketBlobs:
     """The data blobs of a bucket store (``s3://BUCKET/PREFIX``)."""
 
     def __init__(self, url: str) -> None: ...
-    def head(self, digest: str) -> tuple[int, float] | None:
-        """The blob's size and age in seconds, or None."""
+    def head(self, digest: str) -> StoredBlob | None:
+        """The blob as the bucket has it, or None."""
     def upload(self, digest: str, path: str) -> None: ...
     def download(self, digest: str, path: str) -> None: ...
-    def list(self) -> list[tuple[str, int, float]]:
-        """Every blob: digest, size, age in seconds."""
+    def list(self) -> list[StoredBlob]:
+        """Every blob of the bucket."""
     def delete(self, digest: str) -> None: ...
 
 def run_remote_job(spec: str, store: str) -> tuple[str, bytes | None]:

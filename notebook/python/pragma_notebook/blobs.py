@@ -261,7 +261,7 @@ class BucketBlobs:
         if since is not None and time.monotonic() - since < BUCKET_REFRESH / 2:
             return digest
         found = self._bucket.head(digest)
-        if found is None or found[1] >= BUCKET_REFRESH:
+        if found is None or found.age_seconds >= BUCKET_REFRESH:
             # What goes to the bucket is what its name says.
             self._local.get(digest)
             self._bucket.upload(digest, self._local.path(digest))
@@ -296,7 +296,7 @@ class BucketBlobs:
         if local:
             return local
         found = self._bucket.head(digest)
-        return found[0] if found is not None else 0
+        return found.size if found is not None else 0
 
     def collect(self, named, grace_seconds):
         """Deletes the blobs of the bucket not in ``named`` that were not
@@ -304,12 +304,12 @@ class BucketBlobs:
         and this machine's copies of them. Returns how many the bucket
         lost and their bytes."""
         count = freed = 0
-        for digest, size, age in self._bucket.list():
-            if digest in named or age < grace_seconds:
+        for blob in self._bucket.list():
+            if blob.digest in named or blob.age_seconds < grace_seconds:
                 continue
-            self._bucket.delete(digest)
+            self._bucket.delete(blob.digest)
             count += 1
-            freed += size
+            freed += blob.size
         self._local.collect(named, grace_seconds)
         return count, freed
 

@@ -8,6 +8,7 @@ import argparse
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from . import display
@@ -165,10 +166,11 @@ def _parser() -> _Parser:
     exclude.add_argument("names", nargs="+", metavar="NAME")
     config = commands.add_parser(
         "config",
-        help="set store, workers, on_conflict, retries, backend, address, ray.NAME",
+        help="set store, workers, on_conflict, retries, backend, address, progress, ray.NAME",
         description="set KEY=VALUE: store (a directory or s3://BUCKET/PREFIX), workers,"
         " on_conflict (take-background, keep-live, ask), retries, backend (local, ray),"
-        " address (the Ray cluster's), ray.NAME (a ray.init argument)",
+        " address (the Ray cluster's), progress (widget, text), ray.NAME (a ray.init"
+        " argument)",
     )
     config.add_argument("settings", nargs="+", metavar="KEY=VALUE")
     return parser
@@ -221,6 +223,55 @@ def pragma_magic(line: str) -> Any:
     raise AssertionError(f"a command the parser knows and this does not: {args.command}")
 
 
+def state_magics() -> dict[str, Callable[[str], None]]:
+    """DataSphere's words for what the state leaves out: ``%state_exclude
+    NAME...``, ``%state_include NAME...``, ``%state_include_all``,
+    ``%state_exclude_ls``; each takes ``--help``."""
+
+    def magic(name: str, description: str, action: Callable[[list[str]], None], names: bool):
+        parser = _Parser(prog=name, description=description)
+        if names:
+            parser.add_argument("names", nargs="+", metavar="NAME")
+
+        def run(line: str) -> None:
+            try:
+                args = parser.parse_args(shlex.split(line))
+            except _Stop:
+                return
+            action(getattr(args, "names", []))
+
+        run.__doc__ = description
+        return run
+
+    def listed(_names: list[str]) -> None:
+        print(" ".join(sorted(kernel().excluded)) or "(nothing is excluded)")
+
+    return {
+        "state_exclude": magic(
+            "state_exclude",
+            "leave variables out of the saved state (the body does not see them,"
+            " nothing overwrites them)",
+            lambda names: kernel().exclude(*names),
+            names=True,
+        ),
+        "state_include": magic(
+            "state_include",
+            "save these excluded variables with the state again",
+            lambda names: kernel().include(*names),
+            names=True,
+        ),
+        "state_include_all": magic(
+            "state_include_all",
+            "save every excluded variable with the state again",
+            lambda _names: kernel().include(),
+            names=False,
+        ),
+        "state_exclude_ls": magic(
+            "state_exclude_ls", "list the variables left out of the state", listed, names=False
+        ),
+    }
+
+
 def _pre_run_cell(*args) -> None:
     kernel().cell_running = True
 
@@ -232,21 +283,8 @@ def load_ipython_extension(ip) -> None:
     if transform not in ip.input_transformers_cleanup:
         ip.input_transformers_cleanup.append(transform)
     ip.register_magic_function(pragma_magic, magic_kind="line", magic_name="pragma")
-    # DataSphere's words for what the state leaves out.
-    ip.register_magic_function(
-        lambda line: the.exclude(*line.split()), magic_kind="line", magic_name="state_exclude"
-    )
-    ip.register_magic_function(
-        lambda line: the.include(*line.split()), magic_kind="line", magic_name="state_include"
-    )
-    ip.register_magic_function(
-        lambda line: the.include(), magic_kind="line", magic_name="state_include_all"
-    )
-    ip.register_magic_function(
-        lambda line: print(" ".join(sorted(the.excluded)) or "(nothing is excluded)"),
-        magic_kind="line",
-        magic_name="state_exclude_ls",
-    )
+    for name, magic in state_magics().items():
+        ip.register_magic_function(magic, magic_kind="line", magic_name=name)
     if the.settings["progress"] == "widget" and display.widgets_available():
         # Imported now, not in the first #pragma cell (a second there).
         import ipywidgets  # noqa: F401

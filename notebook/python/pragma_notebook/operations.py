@@ -252,7 +252,8 @@ class Kernel:
         names, blobs = self.save(namespace, store, readonly)
         cost = _cost(names, blobs, store, (store.written if store is not None else 0) - written)
         with _interrupts_deferred() as interrupted:
-            op, how = self.native().submit(parsed, SavedNamespace(self.identity(), names, blobs))
+            submitted = self.native().submit(parsed, SavedNamespace(self.identity(), names, blobs))
+            op, how = submitted.op, submitted.how
             if how != "running":
                 self.ops.append(op)
                 self.labels[op] = name
@@ -593,14 +594,14 @@ class Kernel:
         (conflicts as the ``on_conflict`` rule says); its outcome."""
         namespace = self.namespaces[op]
         names, blobs, held = self.live(op, namespace, self.native().changed_names(op))
-        summary, applied = self.native().finish(
+        finished = self.native().finish(
             op,
             SavedNamespace(self.identity(), names, blobs),
             Settling(self.settings["on_conflict"], [], []),
             self.applier(op, namespace, names, blobs, held),
         )
-        self.applied[op] = applied
-        outcome = Outcome.of_summary(summary, applied)
+        self.applied[op] = finished.applied
+        outcome = Outcome.of_summary(finished.summary, finished.applied)
         self.outcomes[op] = outcome
         self.ended_at.setdefault(op, time.time())
         self.settled(op, outcome)
@@ -612,15 +613,15 @@ class Kernel:
         op = self.op(op)
         namespace = self.namespaces[op]
         names, blobs, held = self.live(op, namespace)
-        summary, applied = self.native().apply_kept(
+        settled = self.native().apply_kept(
             op,
             SavedNamespace(self.identity(), names, blobs),
             Settling("ask", list(take_background or []), list(keep_live or [])),
             self.applier(op, namespace, names, blobs, held),
         )
-        self.applied[op] = self.applied.get(op, []) + applied
-        if summary is not None:
-            self.outcomes[op] = Outcome.of_summary(summary, self.applied[op])
+        self.applied[op] = self.applied.get(op, []) + settled.applied
+        if settled.summary is not None:
+            self.outcomes[op] = Outcome.of_summary(settled.summary, self.applied[op])
             self.settled(op, self.outcomes[op], applying=True)
             display.show_ending(self, op)
         return self.outcomes.get(op)

@@ -51,7 +51,7 @@ class Outcome:
             best_iteration=summary.best_iteration,
             best_score=summary.best_score,
             conflicts=list(summary.conflicts),
-            failed_iterations=[iteration for iteration, _ in summary.failed_iterations],
+            failed_iterations=[failed.iteration for failed in summary.failed_iterations],
             usage={
                 "worker_seconds": usage.worker_seconds,
                 "iterations_run": usage.iterations_run,
@@ -59,7 +59,7 @@ class Outcome:
                 "bytes_checkpointed": usage.bytes_checkpointed,
             },
             reason=summary.reason,
-            errors=dict(summary.failed_iterations),
+            errors={failed.iteration: failed.error for failed in summary.failed_iterations},
             apply_error=summary.apply_error,
             applied=list(applied),
             stopped_early=summary.stopped_early,

@@ -33,8 +33,9 @@ use crate::{Namespace, PythonHost, WorkerConfig, WorkerPool};
 mod types;
 
 use types::{
-    NotEnded, OperationProgress, OperationSummary, OperationUsage, ParsedCell, SavedNamespace,
-    SessionOptions, Settling, StoreError, UnknownOperation,
+    FailedIteration, Finished, NotEnded, OperationProgress, OperationSummary, OperationUsage,
+    ParsedCell, SavedNamespace, SessionOptions, Settled, Settling, StoreError, Submitted,
+    UnknownOperation,
 };
 
 type NotebookSession = Session<PythonHost, Arc<dyn Store>>;
@@ -181,8 +182,22 @@ fn unknown(op: &str) -> PyErr {
     UnknownOperation::new_err(format!("no operation `{op}` in this kernel"))
 }
 
+/// An internal failure (a poisoned lock, the runtime): `RuntimeError`.
 fn failed(e: impl std::fmt::Display) -> PyErr {
     PyRuntimeError::new_err(e.to_string())
+}
+
+/// A lifecycle error as the exception Python code can catch by kind: an
+/// operation this kernel does not have, or has not seen end, as
+/// [`UnknownOperation`] and [`NotEnded`]; one that runs already as
+/// [`AlreadyRunning`]; the rest as [`OperationError`].
+fn session_error(e: SessionError) -> PyErr {
+    match &e {
+        SessionError::Unknown { .. } => UnknownOperation::new_err(e.to_string()),
+        SessionError::NotEnded { .. } => NotEnded::new_err(e.to_string()),
+        SessionError::AlreadyRunning { .. } => AlreadyRunning::new_err(e.to_string()),
+        _ => OperationError::new_err(e.to_string()),
+    }
 }
 
 #[pymethods]
@@ -295,7 +310,7 @@ impl NativeSession {
         py: Python<'_>,
         cell: &ParsedCell,
         live: SavedNamespace,
-    ) -> PyResult<(String, &'static str)> {
+    ) -> PyResult<Submitted> {
         let live = KernelLive::new(live, None)?;
         let session = Arc::clone(&self.session);
         let request = StartRequest::new(cell.cell.clone(), cell.name.clone());
@@ -307,16 +322,19 @@ impl NativeSession {
             Ok(running) => running,
             // Followed here already (taken up after a kernel restart).
             Err(SessionError::AlreadyRunning { op, .. }) if self.follows(&op) => {
-                return Ok((op, "running"));
+                return Ok(Submitted { op, how: "running" });
             }
-            Err(e) => return Err(failed(e)),
+            Err(e) => return Err(session_error(e)),
         };
         let how = if running.resumed {
             "resumed"
         } else {
             "started"
         };
-        Ok((self.follow(running)?, how))
+        Ok(Submitted {
+            op: self.follow(running)?,
+            how,
+        })
     }
 
     /// The operations of the notebook `identity` left unfinished by a
@@ -328,7 +346,7 @@ impl NativeSession {
                 .block_on(async { session.unfinished(&identity).await })
         });
         Ok(ops
-            .map_err(failed)?
+            .map_err(session_error)?
             .into_iter()
             .filter(|op| !self.follows(op))
             .collect())
@@ -342,7 +360,7 @@ impl NativeSession {
             self.runtime
                 .block_on(async { session.resume::<Digest>(&op, None).await })
         });
-        self.follow(running.map_err(failed)?)?;
+        self.follow(running.map_err(session_error)?)?;
         Ok(())
     }
 
@@ -463,7 +481,7 @@ impl NativeSession {
             self.runtime
                 .block_on(async move { session.extend(&op, more, &live).await })
         });
-        self.follow(running.map_err(failed)?)
+        self.follow(running.map_err(session_error)?)
     }
 
     /// A preemption notice for `op` (the kernel is going): nothing new
@@ -494,7 +512,7 @@ impl NativeSession {
         live: SavedNamespace,
         settling: Settling,
         apply: Py<PyAny>,
-    ) -> PyResult<(OperationSummary, Vec<String>)> {
+    ) -> PyResult<Finished> {
         // A cancel's best so far is kept for `%pragma apply`.
         let settle = settle(settling)?.keeping_cancelled_best();
         let live = KernelLive::new(live, Some(apply))?;
@@ -524,7 +542,10 @@ impl NativeSession {
                 session.finish(ticket, outcome, &live, &settle).await
             })
         });
-        Ok((OperationSummary::from(&summary), live.applied()?))
+        Ok(Finished {
+            summary: OperationSummary::from(&summary),
+            applied: live.applied()?,
+        })
     }
 
     /// The variables `op`'s result changed against what it was submitted
@@ -575,7 +596,7 @@ impl NativeSession {
         let session = Arc::clone(&self.session);
         let kept = py.detach(|| {
             self.runtime.block_on(async {
-                let Some(state) = session.kept_result(op).await.map_err(failed)? else {
+                let Some(state) = session.kept_result(op).await.map_err(session_error)? else {
                     return Ok::<_, PyErr>(None);
                 };
                 saved_here(&state).map_err(failed)?;
@@ -601,7 +622,7 @@ impl NativeSession {
         live: SavedNamespace,
         settling: Settling,
         apply: Py<PyAny>,
-    ) -> PyResult<(Option<OperationSummary>, Vec<String>)> {
+    ) -> PyResult<Settled> {
         let settle = settle(settling)?;
         let live = KernelLive::new(live, Some(apply))?;
         let session = Arc::clone(&self.session);
@@ -609,11 +630,14 @@ impl NativeSession {
             self.runtime
                 .block_on(async { session.apply_kept(op, &live, &settle).await })
         });
-        let summary = match applied.map_err(failed)? {
+        let summary = match applied.map_err(session_error)? {
             Applied::Now(summary) => Some(OperationSummary::from(&*summary)),
             _ => None,
         };
-        Ok((summary, live.applied()?))
+        Ok(Settled {
+            summary,
+            applied: live.applied()?,
+        })
     }
 }
 
@@ -744,6 +768,13 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<ParsedCell>()?;
     module.add_class::<OperationSummary>()?;
     module.add_class::<OperationUsage>()?;
+    module.add_class::<FailedIteration>()?;
+    module.add("AlreadyRunning", module.py().get_type::<AlreadyRunning>())?;
+    module.add("OperationError", module.py().get_type::<OperationError>())?;
+    module.add_class::<Submitted>()?;
+    module.add_class::<Finished>()?;
+    module.add_class::<Settled>()?;
+    module.add_class::<crate::bucket::StoredBlob>()?;
     module.add(
         "UnknownOperation",
         module.py().get_type::<UnknownOperation>(),

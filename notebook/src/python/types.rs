@@ -23,6 +23,18 @@ create_exception!(
 );
 create_exception!(
     _native,
+    OperationError,
+    pyo3::exceptions::PyRuntimeError,
+    "An operation could not be started, resumed, extended or applied: what failed, on what."
+);
+create_exception!(
+    _native,
+    AlreadyRunning,
+    OperationError,
+    "The same cell on the same variables runs already, in another kernel or process."
+);
+create_exception!(
+    _native,
     StoreError,
     PyValueError,
     "The store cannot be used as given: what is wrong, and what to write instead."
@@ -110,10 +122,65 @@ pub(crate) struct OperationUsage {
     pub(crate) bytes_checkpointed: u64,
 }
 
-/// How an operation ended and what was applied: its summary
-/// (`NativeSession.finish`, `apply_kept`).
+/// An iteration that failed for good, with its last error.
+#[pyclass(
+    module = "pragma_notebook._native",
+    frozen,
+    get_all,
+    skip_from_py_object
+)]
+#[derive(Debug, Clone)]
+pub(crate) struct FailedIteration {
+    /// The iteration.
+    pub(crate) iteration: u64,
+    /// Its last error.
+    pub(crate) error: String,
+}
+
+/// What `NativeSession.submit` did: the operation, and how it runs.
 #[pyclass(module = "pragma_notebook._native", frozen, get_all)]
 #[derive(Debug)]
+pub(crate) struct Submitted {
+    /// The operation.
+    pub(crate) op: String,
+    /// `started`, `resumed` (an interrupted run of the same cell went on
+    /// from its checkpoint) or `running` (this kernel runs that cell
+    /// already: nothing new started).
+    pub(crate) how: &'static str,
+}
+
+/// What `NativeSession.finish` did: how the operation ended, and the
+/// variables it applied.
+#[pyclass(module = "pragma_notebook._native", frozen, get_all)]
+#[derive(Debug)]
+pub(crate) struct Finished {
+    /// How it ended.
+    pub(crate) summary: OperationSummary,
+    /// The variables applied.
+    pub(crate) applied: Vec<String>,
+}
+
+/// What `NativeSession.apply_kept` did: the operation's summary once
+/// nothing is left to settle (`None` while conflicts remain), and the
+/// variables it applied.
+#[pyclass(module = "pragma_notebook._native", frozen, get_all)]
+#[derive(Debug)]
+pub(crate) struct Settled {
+    /// How it ended, once settled.
+    pub(crate) summary: Option<OperationSummary>,
+    /// The variables applied.
+    pub(crate) applied: Vec<String>,
+}
+
+/// How an operation ended and what was applied: its summary
+/// (`NativeSession.finish`, `apply_kept`).
+#[pyclass(
+    module = "pragma_notebook._native",
+    frozen,
+    get_all,
+    skip_from_py_object
+)]
+#[derive(Debug, Clone)]
 pub(crate) struct OperationSummary {
     /// The operation.
     pub(crate) op: String,
@@ -129,7 +196,7 @@ pub(crate) struct OperationSummary {
     /// Variables changed both by the operation and live, left unapplied.
     pub(crate) conflicts: Vec<String>,
     /// Iterations that failed for good, each with its last error.
-    pub(crate) failed_iterations: Vec<(u64, String)>,
+    pub(crate) failed_iterations: Vec<FailedIteration>,
     /// What it consumed.
     pub(crate) usage: OperationUsage,
     /// Why the result could not be applied, if it could not.
@@ -151,7 +218,10 @@ impl From<&Summary> for OperationSummary {
             failed_iterations: summary
                 .failed_iterations
                 .iter()
-                .map(|failed| (failed.iteration, failed.error.clone()))
+                .map(|failed| FailedIteration {
+                    iteration: failed.iteration,
+                    error: failed.error.clone(),
+                })
                 .collect(),
             usage: OperationUsage {
                 worker_seconds: usage.worker_seconds,
