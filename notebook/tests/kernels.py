@@ -1,11 +1,8 @@
-"""What the tests share: notebooks run in fresh Jupyter kernels (nbclient),
-a kernel driven message by message (jupyter_client), what cells showed,
-and the S3 store CI starts."""
-
-import os
+"""The helpers the tests share: notebooks run in fresh Jupyter kernels
+(nbclient), a kernel driven message by message (jupyter_client), what
+cells showed. (The shared fixtures are in conftest.py.)"""
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 
@@ -89,19 +86,3 @@ def printed_by(messages):
         elif message["msg_type"] == "error":
             parts.append(f"{content['ename']}: {content['evalue']}")
     return "".join(parts)
-
-
-def s3_store(tmp_path, monkeypatch, name):
-    """A store URL in the SeaweedFS bucket that .ci/run starts (the test is
-    skipped without one, except under CI), with the kernels' environment
-    set to reach it."""
-    endpoint = os.environ.get("PRAGMA_TEST_S3_ENDPOINT")
-    if not endpoint:
-        assert not os.environ.get("CI"), "under CI .ci/run starts SeaweedFS"
-        pytest.skip("PRAGMA_TEST_S3_ENDPOINT is not set (see scripts/start-seaweedfs)")
-    # A kernel takes its environment from here.
-    monkeypatch.setenv("AWS_ENDPOINT", endpoint)
-    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    bucket = os.environ.get("PRAGMA_TEST_S3_BUCKET", "pragma")
-    return f"s3://{bucket}/{name}-{os.getpid()}-{tmp_path.name}"

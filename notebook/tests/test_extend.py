@@ -3,6 +3,7 @@ real kernel: a repeat goes on from its last state, a parallel operation
 runs its next iterations, and the best of all is applied."""
 
 from kernels import run, run_notebook
+from test_inline_semantics import PROBE
 
 
 def test_a_repeat_and_a_parallel_search_go_on_where_they_ended(tmp_path):
@@ -39,3 +40,35 @@ def test_an_operation_that_did_not_succeed_is_not_extended(tmp_path):
     assert texts[2].strip().splitlines()[-1] == "cancelled", texts
     assert "cannot be extended: it did not finish" in texts[3], texts
     assert "resume it" in texts[3], texts
+
+
+def test_a_repeat_extended_leaves_what_the_body_run_as_often_inline_leaves(tmp_path):
+    # Two iterations, then two more: the notebook afterwards is what four
+    # runs of the body inline leave (values, shared objects, functions
+    # bound to the notebook's globals, an instance of a notebook class).
+    setup = (
+        "k = 1\nhist = []\nalias = hist\ndef f():\n    return k\n"
+        "class C:\n    pass\nc = C()\nc.n = 0"
+    )
+    body = "hist.append(len(hist))\nc.n += 1\nk = k + 1\nr = f()"
+    check = "print(hist, alias is hist, c.n, k, r, f(), type(c).__name__)"
+    (tmp_path / "inline").mkdir()
+    (tmp_path / "background").mkdir()
+    inline = run_notebook(tmp_path / "inline", [setup, body, body, body, body, check, PROBE])
+    background = run_notebook(
+        tmp_path / "background",
+        [
+            "%load_ext pragma_notebook",
+            setup,
+            "#pragma repeat --iterations 2 --max-by len(hist)\n" + body,
+            "%pragma wait",
+            "%pragma extend 2",
+            "o = %pragma wait\nprint(o.status, o.best_iteration)",
+            check,
+            PROBE,
+        ],
+    )
+    assert background[5].strip().splitlines()[-1] == "succeeded 3", background
+    assert inline[5].strip() == "[0, 1, 2, 3] True 4 5 5 5 C", inline
+    assert background[6] == inline[5], (inline, background)
+    assert background[7] == inline[6], (inline[6], background[7])

@@ -18,7 +18,7 @@ LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 os.environ.update(LOOPBACK_ONLY)
 
 ray = pytest.importorskip("ray", reason="Ray is installed with ./notebook[test]")
-from kernels import notebook_client, run, s3_store, shown  # noqa: E402
+from kernels import notebook_client, run, shown  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 
@@ -599,8 +599,8 @@ def test_ray_missing_from_the_kernel_is_said_with_how_to_install_it(tmp_path):
     assert "missing: backend=ray needs Ray" in texts[1] and "pip install" in texts[1], texts
 
 
-def test_an_unreachable_store_fails_the_iteration_naming_it(tmp_path, cluster, monkeypatch):
-    url = s3_store(tmp_path, monkeypatch, "ray")
+def test_an_unreachable_store_fails_the_iteration_naming_it(tmp_path, cluster, s3_store):
+    url = s3_store("ray")
     # The kernel reaches the store; the Ray workers are sent elsewhere.
     nowhere = '{"env_vars":{"AWS_ENDPOINT":"http://127.0.0.1:9"}}'
     texts = run(
