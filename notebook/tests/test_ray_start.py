@@ -64,16 +64,21 @@ class Started:
             start_new_session=True,
         )
 
-    def _driver(self, code, check=False):
+    def _driver(self, code, check=False, timeout=60):
         """Runs `code` in a fresh Ray driver connected to the cluster (its
-        own process: this one's Ray stays off); the finished process."""
+        own process: this one's Ray stays off), for at most `timeout`
+        seconds; the finished process."""
         script = (
             "import os, ray\n"
             "os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] = '0'\n"
             f"ray.init(address={self.address!r}, logging_level='ERROR')\n" + code
         )
         return subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=check
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
         )
 
     def _wait_for_nodes(self, count, timeout=90):
@@ -229,3 +234,85 @@ def test_a_node_lost_mid_operation_costs_only_the_runs_it_had(tmp_path, started)
     # again: nothing else counts (the supervisor is on the kernel's node).
     assert lost <= 2, said
     assert runs == 12 + lost, said
+
+
+def test_a_supervisor_killed_is_replaced_and_its_iterations_run_again_unpreempted(
+    tmp_path, started
+):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    supervisors = (
+        "[a['name'] for a in ray.util.list_named_actors(all_namespaces=True)"
+        " if a['namespace'] == 'pragma']"
+    )
+    wait = (
+        "outcome = %pragma wait\n"
+        "print('ended:', outcome.status, outcome.best_iteration, outcome.failed_iterations)\n"
+        "print('usage:', outcome.usage['iterations_run'], outcome.usage['work_lost'])"
+    )
+    client = notebook_client(
+        tmp_path,
+        [
+            f"%pragma config backend=ray address={started.address}\n"
+            f"import ray, time\nwhere = {str(marks)!r}",
+            # Short iterations, so that each task runs several; iteration
+            # 200 is slow, so that its task runs when the supervisor dies.
+            "#pragma parallel --iterations 400 --parallel-runs 2 --max-by x\n"
+            "import os, time, uuid\n"
+            "open(os.path.join(where, f'started-{iteration}-{uuid.uuid4().hex}'), 'w').close()\n"
+            "time.sleep(3 if iteration == 200 else 0.01)\n"
+            "x = iteration",
+            wait,
+            # Killed again while no operation runs: replaced by the next
+            # beat, before the next operation sends it anything.
+            f"[name] = {supervisors}\n"
+            "supervisor = ray.get_actor(name, namespace='pragma')\n"
+            "print('alive:', name, ray.get(supervisor.held.remote('none'), timeout=30))\n"
+            "ray.kill(supervisor, no_restart=True)\n"
+            "time.sleep(3)\n"
+            f"print('replaced:', {supervisors} == [name])",
+            "#pragma parallel --iterations 20 --parallel-runs 2 --max-by x\nx = iteration",
+            wait,
+            "%pragma logs",
+        ],
+        timeout=240,
+    )
+    # Killed from elsewhere (as an out-of-memory kill) while iteration 200
+    # and the other lane's task run.
+    kill = (
+        "import os, time\n"
+        f"where = {str(marks)!r}\n"
+        "deadline = time.time() + 150\n"
+        "while not any(name.startswith('started-200-') for name in os.listdir(where)):\n"
+        "    assert time.time() < deadline, 'iteration 200 did not start'\n"
+        "    time.sleep(0.01)\n"
+        f"[name] = {supervisors}\n"
+        "ray.kill(ray.get_actor(name, namespace='pragma'), no_restart=True)\n"
+        "print(name)\n"
+    )
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        executed = pool.submit(client.execute)
+        killed = started._driver(kill, check=True, timeout=180).stdout.split()[-1]
+        executed.result(timeout=240)
+    first, idle, second = (shown(client.nb.cells[index]).splitlines() for index in (3, 4, 6))
+    logs = shown(client.nb.cells[7])
+    assert "ended: succeeded 399 []" in first, first
+    runs, lost = (
+        int(n) for n in next(line for line in first if line.startswith("usage:")).split()[1:]
+    )
+    # Two tasks ran at the kill (iteration 200's and the other lane's):
+    # at most those runs count, as runs and lost work, not the iterations
+    # their tasks had not started; and none as a preemption (whose note
+    # says "lost on the Ray cluster"): no budget is spent.
+    assert lost <= 2 and runs == 400 + lost, first
+    assert "lost on the Ray cluster" not in logs, logs
+    started_runs = [name.split("-")[1] for name in os.listdir(marks)]
+    assert {int(i) for i in started_runs} == set(range(400)), len(started_runs)
+    assert started_runs.count("200") == 2, sorted(started_runs)
+    # A new supervisor took the old one's place (the killed one is no
+    # longer listed, and its name is).
+    assert f"alive: {killed} []" in idle, idle
+    # Killed between operations, it is replaced at once, and the next
+    # operation loses nothing.
+    assert "replaced: True" in idle, idle
+    assert "ended: succeeded 19 []" in second and "usage: 20 0" in second, second

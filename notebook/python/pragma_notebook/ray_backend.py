@@ -33,7 +33,11 @@ operation starting new ones (1.5 s for 40 no-op iterations instead of
 anywhere: it fails only with the kernel, never taking the iterations of a
 live kernel with it when another node goes. It lets itself go once its
 kernel stopped beating (:data:`ORPHANED_AFTER`) and it holds nothing a
-kernel could take up.
+kernel could take up. A supervisor that dies while its kernel lives (an
+out-of-memory kill, ``ray.kill``) is replaced at once, and the iterations
+it followed are submitted again to the new one: at most one of each of
+its tasks was running, so only that counts as a run lost, not as a
+preemption.
 
 The kernel's worker interpreters are on the cluster too (:class:`_Worker`
 actors, started, called and let go by the Rust pool through the
@@ -73,6 +77,9 @@ RELEASE_EVERY = 0.2
 # supervisor that heard none and holds nothing lets itself go.
 BEAT_EVERY = 5.0
 ORPHANED_AFTER = 60.0
+# How many times iterations are submitted again after their supervisor
+# died under them, before they count as lost (preemptions).
+RESUBMITS = 3
 # What every supervisor's name starts with (then its runtime environment's
 # digest and its kernel's job).
 SUPERVISOR = "supervisor-"
@@ -196,6 +203,11 @@ class _Supervisor:
         """Its kernel lives."""
         self._beaten = time.monotonic()
 
+    def watch(self):
+        """Never answers: its kernel holds the call, which fails the moment
+        the supervisor dies (see :meth:`Dispatcher._supervisor_now`)."""
+        threading.Event().wait()
+
     def run(self, keys, tokens, specs, store):
         """Runs the jobs ``specs`` (of one operation, on the store
         ``store``) one after another in one task; ``keys`` name them and
@@ -275,16 +287,34 @@ class _Worker:
 
 
 class _Submitted:
-    """Iterations submitted together: their jobs' keys, the token of each
-    start (``None``: taken over from a gone kernel), where their outcomes
-    come from, each ``(indices, ref)``: a ref to the outcomes of those
-    jobs, in order; and the supervisors that follow them."""
+    """Iterations submitted together: their jobs' keys and specs, on the
+    store ``store``; the token of each start (``None``: taken over from a
+    gone kernel); where their outcomes still come from, each ``(indices,
+    ref, supervisor)``: a ref to the outcomes of those jobs, in order, and
+    the supervisor that answers it; the supervisors that follow them; and,
+    once their supervisor died under them, the outcomes that came before,
+    how many times they were submitted again and how many runs were cut
+    short."""
 
-    def __init__(self, keys, tokens, parts, supervisors):
+    def __init__(self, keys, specs, store, tokens, parts, supervisors):
         self.keys = keys
+        self.specs = specs
+        self.store = store
         self.tokens = tokens
         self.parts = parts
         self.supervisors = supervisors
+        self.outcomes = [None] * len(keys)
+        self.resubmits = 0
+        self.cut_short = 0
+
+
+def _with_lost_runs(outcome, runs):
+    """The ``("done", report, state)`` ``outcome`` with ``runs`` more runs
+    of its iteration cut short: counted as runs and lost work, never
+    against the preemption budget."""
+    report = json.loads(outcome[1])
+    report["lost_runs"] = report.get("lost_runs", 0) + runs
+    return (outcome[0], json.dumps(report), *outcome[2:])
 
 
 class Dispatcher:
@@ -313,6 +343,9 @@ class Dispatcher:
         digest = hashlib.sha256(json.dumps(self._runtime_env, sort_keys=True, default=str).encode())
         self._name = f"{SUPERVISOR}{digest.hexdigest()[:16]}-{context.get_job_id()}"
         self._supervisor = None
+        # Its call to `watch`, which fails once the supervisor is dead.
+        self._watch = None
+        self._supervisor_lock = threading.Lock()
         # The operations whose held jobs were looked for, and those jobs,
         # each with the supervisor (a gone kernel's) that holds it.
         self._looked = set()
@@ -359,8 +392,18 @@ class Dispatcher:
         """How many iterations may run at once: the cluster's CPUs now."""
         return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
-    def _supervisor_now(self, again=False):
-        if self._supervisor is None or again:
+    def _supervisor_now(self, dead=None):
+        """This kernel's supervisor: a new one if it has none yet, or if
+        the one it had died (it is ``dead``, or its :meth:`_Supervisor.watch`
+        call ended), so that no iteration is sent to a dead one."""
+        with self._supervisor_lock:
+            gone = (
+                self._supervisor is None
+                or self._supervisor is dead
+                or bool(ray.wait([self._watch], timeout=0)[0])
+            )
+            if not gone:
+                return self._supervisor
             # An actor class (ray.remote), which Ray's stubs do not say here.
             self._supervisor = _Supervisor.options(  # type: ignore[attr-defined]
                 name=self._name,
@@ -374,7 +417,8 @@ class Dispatcher:
                     ray.get_runtime_context().get_node_id(), soft=False
                 ),
             ).remote()
-        return self._supervisor
+            self._watch = self._supervisor.watch.remote()
+            return self._supervisor
 
     def _held_for(self, op):
         """The jobs of ``op`` that supervisors hold (this kernel's, and
@@ -410,7 +454,7 @@ class Dispatcher:
             holders = [self._held.pop(key, None) for key in keys]
         held = [holder is not None for holder in holders]
         parts = [
-            ([index], holder.claim.remote(keys[index]))
+            ([index], holder.claim.remote(keys[index]), holder)
             for index, holder in enumerate(holders)
             if holder is not None
         ]
@@ -423,35 +467,48 @@ class Dispatcher:
                 [specs[i] for i in fresh],
                 store,
             )
-            parts.append((fresh, run))
+            parts.append((fresh, run, supervisor))
         supervisors = {id(s): s for s in [supervisor, *filter(None, holders)]}
-        return _Submitted(keys, tokens, parts, list(supervisors.values()))
+        return _Submitted(keys, specs, store, tokens, parts, list(supervisors.values()))
 
     def poll_batch(self, submitted, timeout):
         """``None`` while the iterations ``submitted`` run (waiting at most
         ``timeout`` seconds), else the outcome of each: ``("done", report,
         state)`` (the resulting state's bytes, or ``None``), ``("lost",
         why)`` when its worker or node died under it, or ``("failed",
-        why)``."""
-        refs = [ref for _, ref in submitted.parts]
+        why)``. Iterations whose supervisor died under them are submitted
+        again (at most :data:`RESUBMITS` times): the runs cut short
+        are told in the report of one that is done (its ``lost_runs``)."""
+        refs = [ref for _, ref, _ in submitted.parts]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
         if len(ready) < len(refs):
             return None
-        outcomes = [None] * len(submitted.keys)
-        for indices, ref in submitted.parts:
+        outcomes = submitted.outcomes
+        gone = []
+        for indices, ref, supervisor in submitted.parts:
             try:
                 got = ray.get(ref)
-            except ray.exceptions.RayError as error:
-                # The supervisor itself is gone (its node died), and what it
-                # held: a new one takes the next iterations.
-                self._supervisor_now(again=True)
+            except ray.exceptions.ActorDiedError as error:
+                if submitted.resubmits < RESUBMITS:
+                    gone.append((indices, supervisor))
+                    continue
+                self._supervisor_now(dead=supervisor)
                 got = [("lost", f"the supervisor of the iterations is gone: {error}")] * len(
                     indices
                 )
+            except ray.exceptions.RayError as error:
+                got = [("lost", f"the supervisor of the iterations failed: {error}")] * len(indices)
             if not isinstance(got, list):
                 got = [got]  # a claim's
             for index, outcome in zip(indices, got, strict=False):
                 outcomes[index] = self._received(outcome)
+        if gone:
+            self._submit_again(submitted, gone)
+            return None
+        if submitted.cut_short:
+            done = next((i for i, outcome in enumerate(outcomes) if outcome[0] == "done"), None)
+            if done is not None:
+                outcomes[done] = _with_lost_runs(outcomes[done], submitted.cut_short)
         with self._taken_lock:
             self._taken.extend(
                 (key, token)
@@ -459,6 +516,32 @@ class Dispatcher:
                 if token is not None
             )
         return outcomes
+
+    def _submit_again(self, submitted, gone):
+        """Submits again, to this kernel's supervisor (a new one if that
+        was the one that died), the iterations of ``submitted`` whose
+        supervisor died under them: ``gone``, each part's indices and its
+        supervisor."""
+        submitted.resubmits += 1
+        # A task runs its iterations one after another: at most one of each
+        # was running; those after it never started, and cost nothing. Those
+        # before it, whose results went with it, are not known here (about
+        # a tenth of a second's work: see batches.rs), and not counted.
+        submitted.cut_short += len(gone)
+        for _, dead in gone:
+            self._supervisor_now(dead=dead)
+        supervisor = self._supervisor_now()
+        indices = sorted(index for part, _ in gone for index in part)
+        for index in indices:
+            submitted.tokens[index] = uuid.uuid4().hex
+        run = supervisor.run.remote(
+            [submitted.keys[i] for i in indices],
+            [submitted.tokens[i] for i in indices],
+            [submitted.specs[i] for i in indices],
+            submitted.store,
+        )
+        submitted.parts = [(indices, run, supervisor)]
+        submitted.supervisors.append(supervisor)
 
     def _received(self, outcome):
         """What the kernel makes of one iteration's outcome from the
@@ -483,11 +566,14 @@ class Dispatcher:
             if self._supervisor is None or not ray.is_initialized():
                 continue
             try:
+                # One that died is replaced now, not when the next
+                # iterations are sent to it.
+                supervisor = self._supervisor_now()
                 if taken:
-                    self._supervisor.release_all.remote(taken)
+                    supervisor.release_all.remote(taken)
                 if time.monotonic() - beaten > BEAT_EVERY:
                     beaten = time.monotonic()
-                    self._supervisor.beat.remote()
+                    supervisor.beat.remote()
             except ray.exceptions.RayError:
                 # Gone with its results: nothing is left to let go of.
                 pass
