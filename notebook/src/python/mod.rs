@@ -33,9 +33,9 @@ use crate::{Namespace, PythonHost, WorkerConfig, WorkerPool};
 mod types;
 
 use types::{
-    FailedIteration, Finished, NotEnded, OperationProgress, OperationSummary, OperationUsage,
-    ParsedCell, SavedNamespace, SessionOptions, Settled, Settling, StoreError, Submitted,
-    UnknownOperation,
+    AlreadyRunning, FailedIteration, Finished, NotEnded, OperationError, OperationProgress,
+    OperationSummary, OperationUsage, ParsedCell, SavedNamespace, SessionOptions, Settled,
+    Settling, StoreError, Submitted, UnknownOperation,
 };
 
 type NotebookSession = Session<PythonHost, Arc<dyn Store>>;
