@@ -63,7 +63,7 @@ def test_a_repeat_extended_leaves_what_the_body_run_as_often_inline_leaves(tmp_p
             "#pragma repeat --iterations 2 --max-by len(hist)\n" + body,
             "%pragma wait",
             "%pragma extend 2",
-            "o = %pragma wait\nprint(o.status, o.best_iteration)",
+            "o = %pragma wait\nprint(o.status, o.best_iteration)\ndel o",
             check,
             PROBE,
         ],

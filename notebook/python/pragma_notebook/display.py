@@ -350,13 +350,14 @@ class Panel:
         """A button's action: ``%pragma apply`` with ``settle``; an error
         is shown in the panel (a button has no cell to print into)."""
 
-        def settle_now():
+        def click(_button):
             try:
                 self.kernel.apply(self.op, **settle)
             except Exception as error:  # noqa: BLE001 - shown where the user clicked
-                self.detail.value += f"<br><b>not applied</b>: {html.escape(str(error))}"
+                said = f"<br><b>not applied</b>: {html.escape(str(error))}"
+                self.as_cell(lambda: setattr(self.detail, "value", self.detail.value + said))
 
-        return lambda _button: self.as_cell(settle_now)
+        return click
 
 
 @functools.cache
@@ -400,8 +401,8 @@ class Progress:
         # The follower thread and the kernel's thread both update it: the
         # view is made and sent under the lock, so the last sent is fresh.
         self.lock = threading.Lock()
-        # Every update is sent as the submitting cell, whatever thread or
-        # request sends it. ipykernel (7.4) routes a widget's incoming
+        # Every widget update is sent as the submitting cell, whatever
+        # thread or request sends it. ipykernel (7.4) routes a widget's incoming
         # messages to the subshell of the request its last update was sent
         # under, and JupyterLab deletes its subshells when a page goes: an
         # update sent from a thread (which ipykernel gives the last
@@ -417,21 +418,22 @@ class Progress:
             self.handle = display({"text/plain": text}, raw=True, display_id=True)
 
     def as_cell(self, action: Callable[[], Any]) -> Any:
-        """Runs ``action`` as the submitting cell: what it displays and
-        sends has that cell's request as its parent."""
+        """Runs ``action`` as the submitting cell: the widget messages it
+        sends have that cell's request as their parent."""
         # A context runs in one thread at a time: each call gets a copy.
         return self.cell.copy().run(action)
 
     def show(self, final: bool = False) -> str:
         """Shows the operation now; its text. ``final``: the saved output is
         rewritten too (a widget's updates otherwise change only its model)."""
-        return self.as_cell(lambda: self._show(final))
-
-    def _show(self, final: bool) -> str:
         with self.lock:
             view = View.of(self.kernel, self.op)
             if self.panel is not None:
-                self.panel.update(view)
+                panel = self.panel
+                self.as_cell(lambda: panel.update(view))
+                # Not as the cell: a display update reaches the frontend
+                # with the request that runs now (the submitting cell's
+                # output area may be gone with its request).
                 if final:
                     self.handle.update(self.panel.box)
             else:
