@@ -149,6 +149,21 @@ def test_a_parallel_cell_spreads_over_both_nodes_with_the_local_backends_outcome
     assert len(nodes) == 2 and "here" not in nodes, nodes
 
 
+def test_what_is_applied_is_what_the_body_bound(tmp_path, cluster):
+    # A Ray remote function, a module and a plain function in the notebook
+    # that the body never touches are not applied; what the body assigned
+    # or imported is, as running the cell inline binds it.
+    texts = run(
+        tmp_path,
+        on_ray(cluster),
+        "import ray, json\n@ray.remote\ndef double(x):\n    return 2 * x\n"
+        "def helper():\n    return 1\nx = 0",
+        "#pragma parallel --iterations 2 --max-by x\nimport math\nx = iteration + 1",
+        "outcome = %pragma wait\nprint(sorted(outcome.applied), x, ray.get(double.remote(x)))",
+    )
+    assert texts[3].strip().splitlines()[-1] == "['math', 'x'] 2 4", texts
+
+
 def table(report):
     """The candidate rows of a report (iteration and score), in order."""
     rows = [line.split() for line in report.splitlines()]

@@ -201,6 +201,10 @@ class BucketBlobs:
         """Every blob of the bucket."""
     def delete(self, digest: str) -> None: ...
 
+def job_key(spec: str) -> str:
+    """What a job is, whichever start of it (its operation, iteration and
+    input), read from its spec (JSON)."""
+
 def run_remote_job(spec: str, store: str) -> tuple[str, bytes | None]:
     """Runs a job spec (JSON) in this process (a Ray worker): its report
     (JSON) and the resulting state's snapshot."""

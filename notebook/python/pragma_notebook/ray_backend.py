@@ -108,8 +108,9 @@ def check_reachable(address):
 def job_key(spec):
     """What a job is, whichever start of it: its operation, iteration and
     input (the body and seed follow from them)."""
-    job = json.loads(spec)
-    return f"{job['op']}/{job['iteration']}/{json.dumps(job['input'], sort_keys=True)}"
+    from pragma_notebook import _native
+
+    return _native.job_key(spec)
 
 
 @ray.remote(num_cpus=1, max_retries=0)  # retries are the executor's
@@ -310,11 +311,10 @@ class _Submitted:
 
 def _with_lost_runs(outcome, runs):
     """The ``("done", report, state)`` ``outcome`` with ``runs`` more runs
-    of its iteration cut short: counted as runs and lost work, never
-    against the preemption budget."""
-    report = json.loads(outcome[1])
-    report["lost_runs"] = report.get("lost_runs", 0) + runs
-    return (outcome[0], json.dumps(report), *outcome[2:])
+    of its iteration cut short, as its fourth item: counted as runs and
+    lost work, never against the preemption budget."""
+    kind, report, *rest = outcome
+    return (kind, report, rest[0] if rest else None, runs)
 
 
 class Dispatcher:

@@ -784,6 +784,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<crate::bucket::BucketBlobs>()?;
     module.add_function(wrap_pyfunction!(parse_cell, module)?)?;
     module.add_function(wrap_pyfunction!(crate::ray::run_remote_job, module)?)?;
+    module.add_function(wrap_pyfunction!(crate::ray::job_key, module)?)?;
     #[cfg(feature = "test-checks")]
     module.add_function(wrap_pyfunction!(
         crate::ray::ray_backend_conformance,

@@ -231,10 +231,10 @@ impl Batches {
         let ended = self.run_on_ray(&jobs).await;
         let count = jobs.len() as f64;
         let (pace, state_bytes) = match &ended {
-            Ok(outcomes) if outcomes.iter().all(|(kind, ..)| kind == "done") => {
+            Ok(outcomes) if outcomes.iter().all(|ended| ended.kind == "done") => {
                 let bytes: usize = outcomes
                     .iter()
-                    .filter_map(|(.., state)| state.as_ref())
+                    .filter_map(|ended| ended.state.as_ref())
                     .map(Vec::len)
                     .sum();
                 (
@@ -252,7 +252,7 @@ impl Batches {
             }
             Err(why) => {
                 for job in jobs {
-                    let _ = job.done.send(("failed".to_owned(), why.clone(), None));
+                    let _ = job.done.send(Ended::failed(why.clone()));
                 }
             }
         }

@@ -221,29 +221,55 @@ async fn poll_until_ended<T: Send + 'static>(
 }
 
 /// How a polled task ended: its kind (`done`, `lost`, `failed`), its text
-/// (the report, or why), and the resulting state's bytes if they came.
-type Ended = (String, String, Option<Vec<u8>>);
+/// (the report, or why), the resulting state's bytes if they came, and the
+/// runs of it that were cut short and ran again (a supervisor that died
+/// under them): runs and lost work, not preemptions.
+struct Ended {
+    kind: String,
+    text: String,
+    state: Option<Vec<u8>>,
+    cut_short: u64,
+}
 
-/// Reads what `Dispatcher.poll` answers: `None`, or `(kind, text)` or
-/// `(kind, text, state bytes)`.
+impl Ended {
+    /// A task that failed before its iterations could say so: `why`.
+    fn failed(why: String) -> Ended {
+        Ended {
+            kind: "failed".to_owned(),
+            text: why,
+            state: None,
+            cut_short: 0,
+        }
+    }
+}
+
+/// Reads what `Dispatcher.poll` answers: `None`, or `(kind, text)`,
+/// `(kind, text, state bytes)` or `(kind, text, state bytes, cut short)`.
 fn read_polled(answer: Bound<'_, PyAny>) -> PyResult<Option<Ended>> {
     if answer.is_none() {
         return Ok(None);
     }
-    let kind: String = answer.get_item(0)?.extract()?;
-    let text: String = answer.get_item(1)?.extract()?;
-    let bytes = match answer.len()? {
-        3 => {
-            let bytes = answer.get_item(2)?;
-            if bytes.is_none() {
-                None
-            } else {
-                Some(bytes.cast_into::<PyBytes>()?.as_bytes().to_vec())
-            }
+    let len = answer.len()?;
+    let state = if len >= 3 {
+        let bytes = answer.get_item(2)?;
+        if bytes.is_none() {
+            None
+        } else {
+            Some(bytes.cast_into::<PyBytes>()?.as_bytes().to_vec())
         }
-        _ => None,
+    } else {
+        None
     };
-    Ok(Some((kind, text, bytes)))
+    Ok(Some(Ended {
+        kind: answer.get_item(0)?.extract()?,
+        text: answer.get_item(1)?.extract()?,
+        state,
+        cut_short: if len >= 4 {
+            answer.get_item(3)?.extract()?
+        } else {
+            0
+        },
+    }))
 }
 
 /// A remote run that failed before it could say so itself.
@@ -280,7 +306,13 @@ impl ExecutionBackend for RayBackend {
             .batches
             .queue(Arc::clone(&spec.op), spec.runs_at_once, json)
             .await;
-        let Ok((kind, text, state)) = ended else {
+        let Ok(Ended {
+            kind,
+            text,
+            state,
+            cut_short,
+        }) = ended
+        else {
             return failed("the iteration's Ray task ended without an outcome".to_owned());
         };
         match kind.as_str() {
@@ -288,7 +320,10 @@ impl ExecutionBackend for RayBackend {
                 .map_err(|e| e.to_string())
                 .and_then(|report| report.into_output(state).map_err(|e| e.to_string()))
             {
-                Ok(output) => JobOutcome::Remote(output),
+                Ok(mut output) => {
+                    output.lost_runs += cut_short;
+                    JobOutcome::Remote(output)
+                }
                 Err(e) => failed(format!("the Ray task's report is unreadable: {e}")),
             },
             "lost" => {
@@ -567,6 +602,18 @@ async fn input_of(
         });
     }
     Ok(state)
+}
+
+/// What a job is, whichever start of it (`spec`, the job's JSON): its
+/// operation, iteration and input; the kernel keys the jobs it follows
+/// by it. Read here, where the spec's form is defined, not in Python.
+#[pyfunction]
+pub(crate) fn job_key(spec: &str) -> PyResult<String> {
+    let spec: JobSpec = serde_json::from_str(spec)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("a job spec: {e}")))?;
+    let input = serde_json::to_string(&spec.input)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("a job spec: {e}")))?;
+    Ok(format!("{}/{}/{input}", spec.op, spec.iteration))
 }
 
 /// Runs the job `spec` (JSON) against the store `store` in this process,
