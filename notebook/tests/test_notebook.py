@@ -218,6 +218,24 @@ def test_the_submitting_cell_shows_live_progress_in_place(tmp_path):
     assert "iterations done" not in notebook_texts[2], notebook_texts
 
 
+def test_the_saved_notebook_keeps_the_panel_s_final_widget_state(tmp_path):
+    # nbclient (papermill, nbconvert --execute) records widget state from
+    # the messages of the cell it runs: the panel's updates are sent under
+    # the running cell's request, so the saved state is the ending, not
+    # the panel as it was when the submitting cell returned.
+    client = notebook_client(
+        tmp_path,
+        [
+            "#pragma repeat --iterations 4 --max-by n\nimport time\ntime.sleep(0.3)\nn = iteration",
+            "%pragma wait",
+        ],
+    )
+    client.execute()
+    state = client.nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    bars = [m["state"] for m in state.values() if m["model_name"] == "IntProgressModel"]
+    assert [(bar["value"], bar["max"]) for bar in bars] == [(4, 4)], bars
+
+
 def test_an_interrupted_submission_either_did_not_happen_or_is_reachable(tmp_path):
     # The kernel's Interrupt lands at several moments of submitting 320 MB:
     # saving it, handing it over, after. Whichever: every operation the

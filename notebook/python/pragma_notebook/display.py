@@ -292,6 +292,8 @@ class Panel:
         )
         self.box.add_class("pragma-panel")
         self.shown_actions: tuple = ()
+        # Why the last click did not settle: kept, so each update shows it.
+        self.not_applied = ""
         self.update(view)
 
     def update(self, view: View) -> None:
@@ -304,7 +306,7 @@ class Panel:
         op_line = (
             f'<span style="color: var(--jp-ui-font-color2, #777)">{html.escape(view.op)}</span>'
         )
-        self.detail.value = ending + ("<br>" if ending else "") + op_line
+        self.detail.value = ending + ("<br>" if ending else "") + op_line + self.not_applied
         self.box.text = view.text()
         actions = (tuple(view.conflicts), view.kept_best())
         if actions != self.shown_actions:
@@ -354,8 +356,10 @@ class Panel:
             try:
                 self.kernel.apply(self.op, **settle)
             except Exception as error:  # noqa: BLE001 - shown where the user clicked
-                said = f"<br><b>not applied</b>: {html.escape(str(error))}"
-                self.as_cell(lambda: setattr(self.detail, "value", self.detail.value + said))
+                self.not_applied = f"<br><b>not applied</b>: {html.escape(str(error))}"
+                self.kernel.displays[self.op].show()
+            else:
+                self.not_applied = ""
 
         return click
 
@@ -401,13 +405,14 @@ class Progress:
         # The follower thread and the kernel's thread both update it: the
         # view is made and sent under the lock, so the last sent is fresh.
         self.lock = threading.Lock()
-        # Every widget update is sent as the submitting cell, whatever
-        # thread or request sends it. ipykernel (7.4) routes a widget's incoming
-        # messages to the subshell of the request its last update was sent
-        # under, and JupyterLab deletes its subshells when a page goes: an
-        # update sent from a thread (which ipykernel gives the last
-        # request of any subshell) or from a page's click would leave the
-        # panel's buttons answered "Unknown subshell_id" after a reload.
+        # Every widget update is sent under a request of the main shell
+        # (see `as_cell`), whatever thread or click sends it. ipykernel
+        # (7.4) routes a widget's incoming messages to the subshell of the
+        # request its last update was sent under, and JupyterLab deletes
+        # its subshells when a page goes: an update sent from a thread
+        # (which ipykernel gives the last request of any subshell) or from
+        # a page's click would leave the panel's buttons answered "Unknown
+        # subshell_id" after a reload.
         self.cell = contextvars.copy_context()
         use_widget = kernel.settings["progress"] == "widget" and widgets_available()
         self.panel = Panel(kernel, op, self.as_cell) if use_widget else None
@@ -418,8 +423,12 @@ class Progress:
             self.handle = display({"text/plain": text}, raw=True, display_id=True)
 
     def as_cell(self, action: Callable[[], Any]) -> Any:
-        """Runs ``action`` as the submitting cell: the widget messages it
-        sends have that cell's request as their parent."""
+        """Runs ``action`` under a request of the kernel's main shell: the
+        one that runs now if it is one (a frontend that follows that
+        request, as nbclient does, records the widgets' state), else the
+        submitting cell's."""
+        if _request_on_main_shell():
+            return action()
         # A context runs in one thread at a time: each call gets a copy.
         return self.cell.copy().run(action)
 
@@ -439,6 +448,18 @@ class Progress:
             else:
                 self.handle.update({"text/plain": view.text()}, raw=True)
         return view.text()
+
+
+def _request_on_main_shell() -> bool:
+    """Whether the request messages sent now are parented to (the current
+    one, or for a thread of ours the last one any subshell handled) came
+    on the kernel's main shell, not on a frontend's subshell."""
+    kernel = getattr(ipython(), "kernel", None)
+    try:
+        parent = kernel.get_parent() if kernel is not None else None
+    except Exception:  # noqa: BLE001 - an older ipykernel: no subshells
+        return True
+    return not (parent or {}).get("header", {}).get("subshell_id")
 
 
 def show_progress(kernel: Kernel, op: str) -> None:

@@ -228,10 +228,10 @@ def state_magics() -> dict[str, Callable[[str], None]]:
     NAME...``, ``%state_include NAME...``, ``%state_include_all``,
     ``%state_exclude_ls``; each takes ``--help``."""
 
-    def magic(name: str, description: str, action: Callable[[list[str]], None], names: bool):
+    def magic(name: str, description: str, action: Callable[[list[str]], None], names: str):
         parser = _Parser(prog=name, description=description)
         if names:
-            parser.add_argument("names", nargs="+", metavar="NAME")
+            parser.add_argument("names", nargs=names, metavar="NAME")
 
         def run(line: str) -> None:
             try:
@@ -252,22 +252,22 @@ def state_magics() -> dict[str, Callable[[str], None]]:
             "leave variables out of the saved state (the body does not see them,"
             " nothing overwrites them)",
             lambda names: kernel().exclude(*names),
-            names=True,
+            names="+",
         ),
         "state_include": magic(
             "state_include",
-            "save these excluded variables with the state again",
+            "save these excluded variables with the state again (all of them, with no name)",
             lambda names: kernel().include(*names),
-            names=True,
+            names="*",
         ),
         "state_include_all": magic(
             "state_include_all",
             "save every excluded variable with the state again",
             lambda _names: kernel().include(),
-            names=False,
+            names="",
         ),
         "state_exclude_ls": magic(
-            "state_exclude_ls", "list the variables left out of the state", listed, names=False
+            "state_exclude_ls", "list the variables left out of the state", listed, names=""
         ),
     }
 

@@ -77,6 +77,9 @@ RELEASE_EVERY = 0.2
 # supervisor that heard none and holds nothing lets itself go.
 BEAT_EVERY = 5.0
 ORPHANED_AFTER = 60.0
+# What Ray raises for a call to an actor that died (ActorDiedError since
+# Ray 2.10 or so; its base class before).
+_ACTOR_DIED = getattr(ray.exceptions, "ActorDiedError", ray.exceptions.RayActorError)
 # How many times iterations are submitted again after their supervisor
 # died under them, before they count as lost (preemptions).
 RESUBMITS = 3
@@ -310,9 +313,10 @@ class _Submitted:
 
 
 def _with_lost_runs(outcome, runs):
-    """The ``("done", report, state)`` ``outcome`` with ``runs`` more runs
-    of its iteration cut short, as its fourth item: counted as runs and
-    lost work, never against the preemption budget."""
+    """The ``("done", report, state)`` or ``("failed", why)`` ``outcome``
+    with ``runs`` more runs of its iteration cut short, as its fourth
+    item: counted as runs and lost work, never against the preemption
+    budget."""
     kind, report, *rest = outcome
     return (kind, report, rest[0] if rest else None, runs)
 
@@ -488,7 +492,7 @@ class Dispatcher:
         for indices, ref, supervisor in submitted.parts:
             try:
                 got = ray.get(ref)
-            except ray.exceptions.ActorDiedError as error:
+            except _ACTOR_DIED as error:
                 if submitted.resubmits < RESUBMITS:
                     gone.append((indices, supervisor))
                     continue
@@ -506,9 +510,19 @@ class Dispatcher:
             self._submit_again(submitted, gone)
             return None
         if submitted.cut_short:
-            done = next((i for i, outcome in enumerate(outcomes) if outcome[0] == "done"), None)
-            if done is not None:
-                outcomes[done] = _with_lost_runs(outcomes[done], submitted.cut_short)
+            # On one that is done, or else failed (a lost one counts as lost
+            # work anyway).
+            told = next(
+                (
+                    i
+                    for kind in ("done", "failed")
+                    for i, outcome in enumerate(outcomes)
+                    if outcome[0] == kind
+                ),
+                None,
+            )
+            if told is not None:
+                outcomes[told] = _with_lost_runs(outcomes[told], submitted.cut_short)
         with self._taken_lock:
             self._taken.extend(
                 (key, token)

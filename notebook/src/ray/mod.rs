@@ -333,7 +333,13 @@ impl ExecutionBackend for RayBackend {
                 ));
                 JobOutcome::Lost
             }
-            _ => failed(text),
+            _ => match failed(text) {
+                JobOutcome::Remote(mut output) => {
+                    output.lost_runs += cut_short;
+                    JobOutcome::Remote(output)
+                }
+                other => other,
+            },
         }
     }
 }
