@@ -275,10 +275,10 @@ class Panel:
     coloured by state, the counts, and once it ended what was applied and
     buttons for what is left."""
 
-    def __init__(self, kernel: Kernel, op: str, as_cell: Callable[..., Any]):
+    def __init__(self, kernel: Kernel, op: str):
         import ipywidgets as widgets
 
-        self.kernel, self.op, self.as_cell = kernel, op, as_cell
+        self.kernel, self.op = kernel, op
         self.widgets = widgets
         view = View.of(kernel, op)
         self.label = widgets.HTML(f"<b>{html.escape(view.label)}</b>", tooltip=op)
@@ -353,13 +353,14 @@ class Panel:
         is shown in the panel (a button has no cell to print into)."""
 
         def click(_button):
+            self.not_applied = ""
             try:
                 self.kernel.apply(self.op, **settle)
             except Exception as error:  # noqa: BLE001 - shown where the user clicked
                 self.not_applied = f"<br><b>not applied</b>: {html.escape(str(error))}"
-                self.kernel.displays[self.op].show()
-            else:
-                self.not_applied = ""
+                progress = self.kernel.displays.get(self.op)
+                if progress is not None:
+                    progress.show()
 
         return click
 
@@ -415,7 +416,7 @@ class Progress:
         # subshell_id" after a reload.
         self.cell = contextvars.copy_context()
         use_widget = kernel.settings["progress"] == "widget" and widgets_available()
-        self.panel = Panel(kernel, op, self.as_cell) if use_widget else None
+        self.panel = Panel(kernel, op) if use_widget else None
         if self.panel is not None:
             self.handle = display(self.panel.box, display_id=True)
         else:
