@@ -410,13 +410,8 @@ fn assert_stopped_by_a_full_disk(dir: &Path, out: &[u8]) {
 /// moment later (within the run that comes next).
 fn kill_when(fixture: &Fixture, cell: &Path, mut until: impl FnMut(&str) -> bool) {
     use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
-        .arg("run")
-        .arg(cell)
-        .arg("--state")
-        .arg(&fixture.state)
-        .arg("--store")
-        .arg(&fixture.store)
+    let mut child = fixture
+        .run_command(cell)
         .arg("--json")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

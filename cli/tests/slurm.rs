@@ -28,13 +28,8 @@ fn with_base_file() -> Fixture {
 /// `pragma run CELL --backend slurm` in the background, its
 /// standard output piped.
 fn spawn_run(setup: &Fixture, cell: &Path, extra: &[&str]) -> std::process::Child {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"))
-        .arg("run")
-        .arg(cell)
-        .arg("--state")
-        .arg(&setup.state)
-        .arg("--store")
-        .arg(&setup.store)
+    setup
+        .run_command(cell)
         .args(["--backend", "slurm"])
         .args(extra)
         .env("OUT", setup.path())
@@ -47,13 +42,8 @@ fn spawn_run(setup: &Fixture, cell: &Path, extra: &[&str]) -> std::process::Chil
 /// `pragma run CELL --json` on the setup's state and store: its exit
 /// code and its last line (the summary).
 fn run_json(setup: &Fixture, cell: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
-    let output = pragma()
-        .arg("run")
-        .arg(cell)
-        .arg("--state")
-        .arg(&setup.state)
-        .arg("--store")
-        .arg(&setup.store)
+    let output = setup
+        .run_command(cell)
         .arg("--json")
         .args(extra)
         .env("OUT", setup.path())

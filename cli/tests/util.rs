@@ -97,16 +97,24 @@ impl Fixture {
             .assert()
     }
 
-    /// `pragma run CELL` on the state and the store, with `extra`
-    /// arguments.
-    pub(crate) fn run_cell(&self, cell: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
-        pragma()
+    /// `pragma run CELL --state STATE --store STORE`, as a std command to
+    /// add to (run, spawned, or asserted through `Command::from_std`).
+    pub(crate) fn run_command(&self, cell: &Path) -> std::process::Command {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("pragma"));
+        command
             .arg("run")
             .arg(cell)
             .arg("--state")
             .arg(&self.state)
             .arg("--store")
-            .arg(&self.store)
+            .arg(&self.store);
+        command
+    }
+
+    /// `pragma run CELL` on the state and the store, with `extra`
+    /// arguments.
+    pub(crate) fn run_cell(&self, cell: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+        Command::from_std(self.run_command(cell))
             .args(extra)
             .assert()
     }

@@ -274,12 +274,7 @@ fn read_polled(answer: Bound<'_, PyAny>) -> PyResult<Option<Ended>> {
 
 /// A remote run that failed before it could say so itself.
 fn failed(message: String) -> JobOutcome {
-    JobOutcome::Remote(RemoteOutput {
-        result: Err(RunError::Failed(message)),
-        evaluation: None,
-        seconds: 0.0,
-        lost_runs: 0,
-    })
+    JobOutcome::Remote(RemoteOutput::failed(RunError::Failed(message), 0.0))
 }
 
 #[async_trait]
@@ -315,32 +310,27 @@ impl ExecutionBackend for RayBackend {
         else {
             return failed("the iteration's Ray task ended without an outcome".to_owned());
         };
-        match kind.as_str() {
+        let mut output = match kind.as_str() {
             "done" => match serde_json::from_str::<RemoteReport>(&text)
                 .map_err(|e| e.to_string())
                 .and_then(|report| report.into_output(state).map_err(|e| e.to_string()))
             {
-                Ok(mut output) => {
-                    output.lost_runs += cut_short;
-                    JobOutcome::Remote(output)
-                }
-                Err(e) => failed(format!("the Ray task's report is unreadable: {e}")),
+                Ok(output) => output,
+                Err(e) => return failed(format!("the Ray task's report is unreadable: {e}")),
             },
             "lost" => {
                 self.notes.write(&format!(
                     "pragma: iteration {} of {} was lost on the Ray cluster and runs again: {text}",
                     spec.iteration, spec.op
                 ));
-                JobOutcome::Lost
+                return JobOutcome::Lost;
             }
-            _ => match failed(text) {
-                JobOutcome::Remote(mut output) => {
-                    output.lost_runs += cut_short;
-                    JobOutcome::Remote(output)
-                }
-                other => other,
-            },
-        }
+            _ => RemoteOutput::failed(RunError::Failed(text), 0.0),
+        };
+        // Runs of it a dead supervisor cut short: runs and lost work, not
+        // preemptions.
+        output.lost_runs += cut_short;
+        JobOutcome::Remote(output)
     }
 }
 
