@@ -50,6 +50,7 @@ host forgets a token once no state refers to it.
 
 import builtins
 import contextlib
+import functools
 import importlib
 import io
 import math
@@ -155,7 +156,7 @@ class _Resident:
         self.module = module
         # As it came (signed), to send back as it came.
         self.context = context
-        settings = _from_json(verified(context, CONTEXT)) if context else {}
+        settings = _settings_of(context)
         self.settings = settings
         root = settings.get("blobs")
         self.blobs = _blobs(root, settings.get("blob_cache")) if root else None
@@ -171,6 +172,29 @@ class _Resident:
     @property
     def ns(self):
         return self.module.__dict__
+
+
+# The process contexts met, by their signed bytes: their settings, each
+# checked and read once (an operation's iterations all carry the same).
+_contexts: dict[bytes, dict[str, Any]] = {}
+
+
+def _settings_of(context):
+    """The settings of the signed process context ``context`` (none:
+    ``{}``), read once for all the runs that carry the same bytes; their
+    ``"environ"`` is the whole environment of a run here."""
+    if not context:
+        return {}
+    context = bytes(context)
+    settings = _contexts.get(context)
+    if settings is None:
+        settings = _from_json(verified(context, CONTEXT))
+        if "environ" in settings:
+            settings["environ"] = _environ_here(settings["environ"])
+        if len(_contexts) >= 8:
+            _contexts.clear()
+        _contexts[context] = settings
+    return settings
 
 
 def namespace(request, blobs):
@@ -216,6 +240,8 @@ _LOGS = os.environ.pop("PRAGMA_WORKER_LOGS", None)
 _OWN_CWD = os.getcwd()
 _OWN_PATH = list(sys.path)
 _OWN_ENVIRON = dict(os.environ)
+# Whether `os.environ` keeps the environment as bytes (POSIX).
+_BYTES_ENVIRON = os.name == "posix" and isinstance(getattr(os.environ, "_data", None), dict)
 
 
 @contextlib.contextmanager
@@ -228,11 +254,7 @@ def _as_in_kernel(resident):
     saved_main = sys.modules.get("__main__")
     try:
         if "environ" in context:
-            os.environ.update(
-                (name, value)
-                for name, value in context["environ"].items()
-                if not _OWN_ONLY.match(name)
-            )
+            _make_environ(context["environ"])
         if "path" in context:
             sys.path[:] = context["path"] + [p for p in _OWN_PATH if p not in context["path"]]
         if "cwd" in context:
@@ -246,8 +268,53 @@ def _as_in_kernel(resident):
         with contextlib.suppress(OSError):
             os.chdir(_OWN_CWD)
         sys.path[:] = _OWN_PATH
-        os.environ.clear()
-        os.environ.update(_OWN_ENVIRON)
+        _make_environ(_OWN_STORED)
+
+
+def _environ_here(kernel):
+    """The environment a run has: the kernel's at submission (``kernel``),
+    with the worker's own variables where the kernel has none of that
+    name, and those of :data:`_OWN_ONLY` always the worker's."""
+    wanted = dict(_OWN_ENVIRON)
+    wanted.update((n, v) for n, v in kernel.items() if not _OWN_ONLY.match(n))
+    return _as_stored(wanted)
+
+
+def _as_stored(environ):
+    """``environ`` as :func:`_environ_now` reads the environment."""
+    if not _BYTES_ENVIRON:
+        return environ
+    return {os.fsencode(name): os.fsencode(value) for name, value in environ.items()}
+
+
+_OWN_STORED = _as_stored(_OWN_ENVIRON)
+
+
+def _make_environ(wanted):
+    """Makes ``os.environ`` ``wanted``, setting only what differs: setting
+    every variable (a ``putenv`` each), or even reading each through the
+    mapping, cost more than the run of a short body."""
+    current = _environ_now()
+    if current == wanted:
+        return
+    for name in current.keys() - wanted.keys():
+        os.environ.pop(_decoded(name), None)
+    for name, value in wanted.items() - current.items():
+        os.environ[_decoded(name)] = _decoded(value)
+
+
+def _environ_now():
+    """The environment as :func:`_environ_here` gives one: on POSIX,
+    ``os.environ``'s own dictionary of bytes (CPython's since 3.2), copied
+    whole at once; elsewhere its variables."""
+    data = getattr(os.environ, "_data", None)
+    if _BYTES_ENVIRON and isinstance(data, dict):
+        return dict(data)
+    return dict(os.environ)
+
+
+def _decoded(name):
+    return os.fsdecode(name) if _BYTES_ENVIRON else name
 
 
 _ABSENT = object()
@@ -482,6 +549,19 @@ def _captured(output):
         output.stdout, output.stderr = texts
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(body):
+    """A body compiled as Python runs it, once for the iterations that run
+    it (a code object is never changed by running it)."""
+    return compile(python_source(body), "<cell>", "exec")
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_expression(expr):
+    """A selection expression compiled, once for the states it scores."""
+    return compile(expr, "<selection>", "eval")
+
+
 def _gone():
     return {"ok": False, "gone": True, "error": "this worker no longer holds that state"}, []
 
@@ -513,7 +593,7 @@ def run(request, blobs):
             _iteration_variable(ns, request.get("iteration_var"), request.get("iteration")),
         ):
             try:
-                exec(compile(python_source(request["body"]), "<cell>", "exec"), ns)
+                exec(_compiled(request["body"]), ns)
             finally:
                 _exit_if_forked()
     except InteractiveInput as asked:
@@ -593,7 +673,7 @@ def evaluate(request, blobs):
                 resident.ns, request.get("iteration_var"), request.get("iteration")
             ),
         ):
-            value = eval(compile(request["expr"], "<selection>", "eval"), resident.ns)
+            value = eval(_compiled_expression(request["expr"]), resident.ns)
         _exit_if_forked()
         value = _score(value)
     except BaseException:
@@ -651,15 +731,41 @@ _HANDLERS = {
 }
 
 
+# The namespace the last run here left (its token), with what it was
+# saved as: kept for the scoring of that state, which comes next.
+_left_here: list[tuple[int, dict[str, bytes]]] = []
+
+
 def handle_here(header, blobs):
     """Answers one request (JSON text and its blobs) in this interpreter,
     not over the protocol: what a Ray task does in its worker process. The
-    namespace a run leaves is not kept here; it goes to the store."""
+    namespace a run leaves goes to the store, not kept here beyond the
+    request that scores it."""
     request = _from_json(header)
-    answer, out = _HANDLERS[request["op"]](request, list(blobs))
+    blobs = list(blobs)
+    left = _left_here.pop() if _left_here else None
+    try:
+        if (
+            left is not None
+            and request["op"] == "eval"
+            and left[1] == dict(zip(request["vars"], blobs, strict=True))
+        ):
+            # The state the run just left, scored where it is (as a pool's
+            # worker scores it), not loaded again from its bytes.
+            request["resident"], blobs = left[0], []
+        answer, out = _HANDLERS[request["op"]](request, blobs)
+    finally:
+        if left is not None:
+            _residents.pop(left[0], None)
     if request["op"] == "run" and answer.get("ok"):
-        _residents.pop(answer["token"], None)
+        _left_here.append((answer["token"], dict(zip(answer["vars"], out, strict=True))))
     return _to_json(answer), list(out)
+
+
+def forget_here():
+    """Lets go of the namespace the last run here left (its job ended)."""
+    while _left_here:
+        _residents.pop(_left_here.pop()[0], None)
 
 
 def handle_kept(header, blobs):

@@ -461,7 +461,9 @@ fn read_worker_answer(answer: Bound<'_, PyAny>) -> PyResult<Option<(String, Vec<
 
 /// This interpreter (a Ray worker's), answering the requests of
 /// `pragma_notebook.worker` in place: what the host of a Ray task runs its
-/// body in ([`PythonHost::here`]).
+/// body in ([`PythonHost::here`]). It answers on the thread that asks,
+/// blocking it: only for a job driven by [`run_remote_job`]'s `block_on`,
+/// on the task's own thread.
 #[derive(Debug)]
 pub(crate) struct ThisInterpreter;
 
@@ -472,19 +474,19 @@ impl InterpreterHere for ThisInterpreter {
         header: serde_json::Value,
         blobs: Vec<Vec<u8>>,
     ) -> Result<(serde_json::Value, Vec<Vec<u8>>), String> {
-        tokio::task::spawn_blocking(move || {
-            Python::attach(|py| -> PyResult<(String, Vec<Vec<u8>>)> {
-                let worker = py.import("pragma_notebook.worker")?;
-                let blobs: Vec<Bound<'_, PyBytes>> =
-                    blobs.iter().map(|b| PyBytes::new(py, b)).collect();
-                worker
-                    .call_method1("handle_here", (header.to_string(), blobs))?
-                    .extract()
-            })
-            .map_err(|e| e.to_string())
+        // On this thread, which `run_remote_job` let go of the interpreter
+        // on to drive the job (`block_on`): the interpreter answers at
+        // once, without a hop to a blocking thread and back, twice an
+        // iteration, which cost more than a short body's run.
+        Python::attach(|py| -> PyResult<(String, Vec<Vec<u8>>)> {
+            let worker = py.import("pragma_notebook.worker")?;
+            let blobs: Vec<Bound<'_, PyBytes>> =
+                blobs.iter().map(|b| PyBytes::new(py, b)).collect();
+            worker
+                .call_method1("handle_here", (header.to_string(), blobs))?
+                .extract()
         })
-        .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
         .and_then(|(answer, blobs)| {
             serde_json::from_str(&answer)
                 .map(|answer| (answer, blobs))
@@ -662,6 +664,9 @@ pub(crate) fn run_remote_job<'py>(
             output
         })
     });
+    // Its namespace, kept for its scoring, is let go of with the job.
+    py.import("pragma_notebook.worker")?
+        .call_method0("forget_here")?;
     let state = match &mut output.result {
         Ok(RemoteState::Returned(bytes)) => Some(PyBytes::new(py, &std::mem::take(bytes))),
         _ => None,
