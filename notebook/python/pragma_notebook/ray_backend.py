@@ -13,9 +13,12 @@ so that a task's cost is shared. It runs in a Ray worker process: it loads
 the state from the store, which every node must reach (a shared
 directory, or ``s3://``), once per process; runs each body and the
 selection expression there; and returns the resulting states through
-Ray's object store, with their reports. A worker or node lost under a
-task makes each of its runs a preemption: they run again wherever Ray has
-room.
+Ray's object store, with their reports, each as it ends (a streaming
+generator, a yield per :data:`YIELD_EVERY`). A worker or node lost under
+a task costs only the run it had: that run is a preemption, and runs
+again wherever Ray has room; the runs the task yielded before are kept,
+and those after it are queued again, counted nowhere (those it had not
+started, and any it ended since its last yield).
 
 The tasks are submitted by the kernel's supervisor (:class:`_Supervisor`,
 a detached actor of no CPU), not by the kernel itself, so that they
@@ -66,6 +69,10 @@ NAMESPACE = "pragma"
 # The largest result (bytes) the supervisor hands over itself; a larger
 # one the kernel reads from the object store, not through the supervisor.
 HANDED_OVER = 1 << 20
+# Seconds of iterations a task runs before it yields those that ended
+# (see _run_batch): a yield cost about 0.3 ms here, more than a short
+# iteration; what ended since the last yield is lost with the task.
+YIELD_EVERY = 0.01
 # Seconds a supervisor keeps a result its kernel did not take (the kernel
 # died), for a new kernel taking the operation up.
 KEEP_UNTAKEN = 300.0
@@ -119,26 +126,36 @@ def job_key(spec):
 @ray.remote(num_cpus=1, max_retries=0)  # retries are the executor's
 def _run_batch(specs, store):
     """Runs iterations one after another (the jobs ``specs``, of one
-    operation); returns their reports, each with its resulting state, and
-    then, one object each, the states larger than :data:`HANDED_OVER`, so
-    that they never pass through the supervisor (see :meth:`_Job.ended`)."""
+    operation), yielding their reports, each with its resulting state, as
+    they end: a streaming generator, so that what it yielded stays its
+    caller's if its process or node is lost after. Those that end within
+    :data:`YIELD_EVERY` of the last yield go together. After a state
+    larger than :data:`HANDED_OVER` comes that state as an object of its
+    own, so that it never passes through the supervisor (see
+    :meth:`_Job.ended`)."""
     from pragma_notebook import _native
 
-    reports, apart = [], []
+    ended, since = [], time.monotonic()
     for spec in specs:
         report, state = _native.run_remote_job(spec, store)
         big = state is not None and len(state) > HANDED_OVER
-        reports.append((report, None if big else state, big))
-        apart.append(state if big else None)
-    return (reports, *apart)
+        ended.append((report, None if big else state, big))
+        if big or time.monotonic() - since >= YIELD_EVERY:
+            yield ended
+            ended, since = [], time.monotonic()
+            if big:
+                yield state
+    if ended:
+        yield ended
 
 
 class _Batch:
     """A task running several iterations, and, once it ended, each one's
     outcome (see :meth:`_Job.ended`), taken once for all of them."""
 
-    def __init__(self, refs):
-        self.reports, self.states = refs[0], refs[1:]
+    def __init__(self, stream, size):
+        self.stream = stream
+        self.size = size
         self._lock = threading.Lock()
         self._outcomes = None
         self.ended_at = None
@@ -151,19 +168,40 @@ class _Batch:
         return self._outcomes[index]
 
     def _wait(self):
+        """Each iteration's outcome: those the task yielded before it ended
+        are done; if it failed, the first after them shares its failure
+        (its process or node lost: a preemption), and those after it run
+        again, counted nowhere (``("unstarted", why)``): it had not started
+        them, or ended them within :data:`YIELD_EVERY` before it was
+        lost."""
+        outcomes = []
+        stream = iter(self.stream)
         try:
-            reports = ray.get(self.reports)
+            for ref in stream:
+                for report, state, apart in ray.get(ref):
+                    if apart:
+                        outcomes.append(("done-apart", report, [next(stream)]))
+                    else:
+                        outcomes.append(("done", report, state))
         except ray.exceptions.TaskCancelledError:
-            return [("failed", "the iteration was cancelled")] * len(self.states)
+            return self._ended(outcomes, ("failed", "the iteration was cancelled"), None)
         except ray.exceptions.RayTaskError as error:
-            return [("failed", f"the Ray task failed: {error}")] * len(self.states)
+            return self._ended(outcomes, ("failed", f"the Ray task failed: {error}"), None)
         except ray.exceptions.RayError as error:
-            # Its process or node is gone: a preemption of each.
-            return [("lost", f"{type(error).__name__}: {error}")] * len(self.states)
-        return [
-            ("done-apart", report, [ref]) if apart else ("done", report, state)
-            for (report, state, apart), ref in zip(reports, self.states, strict=False)
-        ]
+            why = f"{type(error).__name__}: {error}"
+            return self._ended(outcomes, ("lost", why), ("unstarted", why))
+        except StopIteration:
+            pass
+        return self._ended(outcomes, ("failed", "the Ray task ended before it ran this"), None)
+
+    def _ended(self, outcomes, running, after):
+        """``outcomes`` completed to the batch's size: the iteration after
+        the last one done ended as ``running``, those after it as
+        ``after`` (``None``: as ``running``)."""
+        left = self.size - len(outcomes)
+        if left > 0:
+            outcomes = [*outcomes, running, *[after or running] * (left - 1)]
+        return outcomes
 
 
 class _Job:
@@ -217,10 +255,8 @@ class _Supervisor:
         ``store``) one after another in one task; ``keys`` name them and
         ``tokens`` these starts of them. Once it ends, each one's result
         (see :meth:`_Job.ended`)."""
-        refs = _run_batch.options(num_returns=1 + len(specs), scheduling_strategy="SPREAD").remote(
-            specs, store
-        )
-        batch = _Batch(refs)
+        stream = _run_batch.options(scheduling_strategy="SPREAD").remote(specs, store)
+        batch = _Batch(stream, len(specs))
         jobs = [_Job(batch, index, token) for index, token in enumerate(tokens)]
         with self._lock:
             self._jobs.update(zip(keys, jobs, strict=False))
@@ -261,7 +297,7 @@ class _Supervisor:
             jobs = [self._jobs.pop(key, None) for key in keys]
         batches = {id(job.batch): job.batch for job in jobs if job is not None}
         for batch in batches.values():
-            ray.cancel(batch.reports, force=True)
+            ray.cancel(batch.stream, force=True)
 
     def _sweep(self):
         # Outcomes no kernel came for; then, its kernel gone, itself.

@@ -16,7 +16,9 @@
 //! node loses little, and its result is recorded as soon as it would be
 //! one by one). The first task of an operation, whose pace is not known,
 //! runs one iteration, as does the first after a task that failed or was
-//! lost.
+//! lost. A task hands each iteration's outcome over as it ends, so a task
+//! lost midway loses only the run it had; the iterations it had not
+//! started are queued again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +44,10 @@ const TASK_SECONDS: f64 = 0.1;
 /// at the largest size its operation's tasks returned: a batch of large
 /// states would crowd the object store.
 const TASK_BYTES: f64 = (64 << 20) as f64;
+
+/// The outcome of a job whose task was lost before it started it: it is
+/// queued again, not handed to the executor.
+const UNSTARTED: &str = "unstarted";
 
 /// How long the first job handed over waits for the others that come
 /// with it (the executor hands a batch over job by job).
@@ -244,10 +250,15 @@ impl Batches {
             }
             _ => (None, 0.0),
         };
+        let mut unstarted = Vec::new();
         match ended {
             Ok(outcomes) => {
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.done.send(outcome);
+                    if outcome.kind == UNSTARTED {
+                        unstarted.push(job);
+                    } else {
+                        let _ = job.done.send(outcome);
+                    }
                 }
             }
             Err(why) => {
@@ -259,16 +270,21 @@ impl Batches {
         {
             let mut lanes = self.lanes();
             lanes.running = lanes.running.saturating_sub(1);
-            if let Some(op) = lanes.ops.get_mut(&op) {
-                op.running = op.running.saturating_sub(1);
-                op.seen = Some(Instant::now());
-                // The last task's pace, as it is now: a first task that
-                // waited for a worker process to start says little. After a
-                // task that failed or lost its node, one iteration again:
-                // what one task holds is lost with it.
-                op.pace = pace;
-                op.state_bytes = op.state_bytes.max(state_bytes);
+            // It is there while its task runs (see `dispatch`).
+            let op = lanes.ops.entry(op).or_default();
+            // Never started (their task was lost before): first in line
+            // again, as they were, and counted nowhere.
+            for job in unstarted.into_iter().rev() {
+                op.queued.push_front(job);
             }
+            op.running = op.running.saturating_sub(1);
+            op.seen = Some(Instant::now());
+            // The last task's pace, as it is now: a first task that waited
+            // for a worker process to start says little. After a task that
+            // failed or lost its node, one iteration again: what one task
+            // holds is lost with it.
+            op.pace = pace;
+            op.state_bytes = op.state_bytes.max(state_bytes);
         }
         self.dispatch();
     }
