@@ -193,7 +193,8 @@ enum Interpreters {
     /// may stay resident for the next.
     Pool(Arc<WorkerPool>),
     /// An interpreter of this process (a Ray worker's): the namespace
-    /// travels in and out with each request, never resident.
+    /// travels in and out with each request; the interpreter keeps the
+    /// one a run left only for the scoring that follows, within the job.
     Here(Arc<dyn InterpreterHere>),
 }
 

@@ -355,6 +355,43 @@ def test_a_worker_killed_under_a_task_of_several_iterations_costs_only_the_run_i
     assert twice == [300], twice
 
 
+def test_a_worker_told_to_stop_ends_its_iteration_first(tmp_path, cluster):
+    # A SIGTERM (`ray stop`, a node drained) reaches the worker's main
+    # thread, where the body runs: the body ends first, its result is
+    # kept, and only then does the worker go.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cell = (
+        "#pragma parallel --iterations 6 --parallel-runs 2 --max-by v\n"
+        "import os, time\n"
+        "open(f'{where}/started-{iteration}-{os.getpid()}', 'w').close()\n"
+        "time.sleep(1)\n"
+        "open(f'{where}/ended-{iteration}-{os.getpid()}', 'w').close()\n"
+        "v = iteration"
+    )
+    client = notebook_client(
+        tmp_path,
+        [
+            on_ray(cluster),
+            f"where = {str(marks)!r}",
+            cell,
+            "outcome = %pragma wait\n"
+            "print('ended:', outcome.status, outcome.best_iteration, outcome.failed_iterations)\n"
+            "print('usage:', outcome.usage['iterations_run'], outcome.usage['work_lost'])",
+        ],
+        timeout=180,
+    )
+
+    def stop_the_worker_of_iteration_2():
+        wait_for(lambda: files(marks, "started-2-"), "iteration 2")
+        os.kill(int(files(marks, "started-2-")[0].split("-")[2]), signal.SIGTERM)
+
+    execute_meanwhile(client, stop_the_worker_of_iteration_2, 180)
+    lines = printed(client, "ended:", "usage:")
+    assert lines == ["ended: succeeded 5 []", "usage: 6 0"], lines
+    assert len(files(marks, "started-2-")) == 1 and files(marks, "ended-2-"), os.listdir(marks)
+
+
 def test_an_operation_that_lost_a_node_grows_back_onto_a_new_one(tmp_path, own_cluster):
     cluster, worker_node = own_cluster
     marks = tmp_path / "marks"

@@ -48,11 +48,13 @@ dispatcher): a ``repeat``'s iterations after the first run in one of
 them, on the state the last one left in its memory.
 """
 
+import contextlib
 import functools
 import hashlib
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -135,18 +137,42 @@ def _run_batch(specs, store):
     :meth:`_Job.ended`)."""
     from pragma_notebook import _native
 
-    ended, since = [], time.monotonic()
-    for spec in specs:
-        report, state = _native.run_remote_job(spec, store)
-        big = state is not None and len(state) > HANDED_OVER
-        ended.append((report, None if big else state, big))
-        if big or time.monotonic() - since >= YIELD_EVERY:
+    with _terminated_between_iterations() as terminated:
+        ended, since = [], time.monotonic()
+        for spec in specs:
+            if terminated:
+                break
+            report, state = _native.run_remote_job(spec, store)
+            big = state is not None and len(state) > HANDED_OVER
+            ended.append((report, None if big else state, big))
+            if big or time.monotonic() - since >= YIELD_EVERY:
+                yield ended
+                ended, since = [], time.monotonic()
+                if big:
+                    yield state
+        if ended:
             yield ended
-            ended, since = [], time.monotonic()
-            if big:
-                yield state
-    if ended:
-        yield ended
+
+
+@contextlib.contextmanager
+def _terminated_between_iterations():
+    """A SIGTERM to the task's worker (``ray stop``, a node drained) ends
+    the task after the iteration it runs, not inside its body: that would
+    fail the iteration as the body's own ``SystemExit``. Inside, the
+    signals received; after, the one received (if any) is delivered to
+    Ray's own handler, which ends the worker."""
+    received = []
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda number, frame: received.append(number))
+    except ValueError:  # not the main thread: Ray's own handler is not either
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if received:
+        signal.raise_signal(signal.SIGTERM)
 
 
 class _Batch:
@@ -192,7 +218,11 @@ class _Batch:
             return self._ended(outcomes, ("lost", why), ("unstarted", why))
         except StopIteration:
             pass
-        return self._ended(outcomes, ("failed", "the Ray task ended before it ran this"), None)
+        # A stream that ends short lost its task after it handed over the
+        # object of a large state: that object holds the task's error, and
+        # the kernel finds it lost (see `Dispatcher._received`).
+        short = ("unstarted", "the Ray task was lost after an iteration before it")
+        return self._ended(outcomes, short, None)
 
     def _ended(self, outcomes, running, after):
         """``outcomes`` completed to the batch's size: the iteration after
@@ -219,10 +249,12 @@ class _Job:
 
     def ended(self):
         """Waits for its task to end; its outcome: ``("done", report,
-        state)``, ``("failed", why)``, ``("lost", why)``, or, for a state
-        larger than :data:`HANDED_OVER`, ``("done-apart", report, [ref])``:
-        the kernel reads that state from the object store itself, so that
-        the supervisor never holds a copy of it."""
+        state)``, ``("failed", why)``, ``("lost", why)``, ``("unstarted",
+        why)`` (its task was lost before it yielded this one: it runs
+        again, counted nowhere), or, for a state larger than
+        :data:`HANDED_OVER`, ``("done-apart", report, [ref])``: the kernel
+        reads that state from the object store itself, so that the
+        supervisor never holds a copy of it."""
         return self.batch.outcome(self.index)
 
 
@@ -349,10 +381,10 @@ class _Submitted:
 
 
 def _with_lost_runs(outcome, runs):
-    """The ``("done", report, state)`` or ``("failed", why)`` ``outcome``
-    with ``runs`` more runs of its iteration cut short, as its fourth
-    item: counted as runs and lost work, never against the preemption
-    budget."""
+    """The ``("done", report, state)``, ``("failed", why)`` or
+    ``("unstarted", why)`` ``outcome`` with ``runs`` more runs of its
+    iteration cut short, as its fourth item: counted as runs and lost
+    work, never against the preemption budget."""
     kind, report, *rest = outcome
     return (kind, report, rest[0] if rest else None, runs)
 
@@ -515,10 +547,12 @@ class Dispatcher:
         """``None`` while the iterations ``submitted`` run (waiting at most
         ``timeout`` seconds), else the outcome of each: ``("done", report,
         state)`` (the resulting state's bytes, or ``None``), ``("lost",
-        why)`` when its worker or node died under it, or ``("failed",
-        why)``. Iterations whose supervisor died under them are submitted
-        again (at most :data:`RESUBMITS` times): the runs cut short
-        are told in the report of one that is done (its ``lost_runs``)."""
+        why)`` when its worker or node died under it, ``("unstarted",
+        why)`` when that happened before it ran (or before its result was
+        handed over), or ``("failed", why)``. Iterations whose supervisor
+        died under them are submitted again (at most :data:`RESUBMITS`
+        times): the runs cut short are told as the fourth item of one that
+        is done, else failed, else unstarted (carried to its next start)."""
         refs = [ref for _, ref, _ in submitted.parts]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
         if len(ready) < len(refs):
@@ -546,12 +580,12 @@ class Dispatcher:
             self._submit_again(submitted, gone)
             return None
         if submitted.cut_short:
-            # On one that is done, or else failed (a lost one counts as lost
-            # work anyway).
+            # On one that is done, or else failed, or else unstarted (its
+            # next start tells them; a lost one counts as lost work anyway).
             told = next(
                 (
                     i
-                    for kind in ("done", "failed")
+                    for kind in ("done", "failed", "unstarted")
                     for i, outcome in enumerate(outcomes)
                     if outcome[0] == kind
                 ),

@@ -731,9 +731,17 @@ _HANDLERS = {
 }
 
 
-# The namespace the last run here left (its token), with what it was
-# saved as: kept for the scoring of that state, which comes next.
-_left_here: list[tuple[int, dict[str, bytes]]] = []
+# The namespace the last run here left (its token), with the fingerprint
+# of what it was saved as: kept for the scoring of that state, which
+# comes next.
+_left_here: list[tuple[int, dict[str, tuple[int, int]]]] = []
+
+
+def _fingerprint(names, blobs):
+    """Saved variables, each as its length and hash: what tells the state
+    a run left when it comes back to be scored, without keeping a copy of
+    its bytes."""
+    return {name: (len(blob), hash(bytes(blob))) for name, blob in zip(names, blobs, strict=True)}
 
 
 def handle_here(header, blobs):
@@ -748,7 +756,7 @@ def handle_here(header, blobs):
         if (
             left is not None
             and request["op"] == "eval"
-            and left[1] == dict(zip(request["vars"], blobs, strict=True))
+            and left[1] == _fingerprint(request["vars"], blobs)
         ):
             # The state the run just left, scored where it is (as a pool's
             # worker scores it), not loaded again from its bytes.
@@ -758,7 +766,7 @@ def handle_here(header, blobs):
         if left is not None:
             _residents.pop(left[0], None)
     if request["op"] == "run" and answer.get("ok"):
-        _left_here.append((answer["token"], dict(zip(answer["vars"], out, strict=True))))
+        _left_here.append((answer["token"], _fingerprint(answer["vars"], out)))
     return _to_json(answer), list(out)
 
 

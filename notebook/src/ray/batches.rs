@@ -57,12 +57,14 @@ const GATHER: Duration = Duration::from_millis(1);
 const KEEP_PACE: Duration = Duration::from_secs(60);
 
 /// A job waiting for its lane: its spec (JSON), where its outcome goes
-/// (closed once the executor dropped the job: a cancel), and since when
-/// it waits.
+/// (closed once the executor dropped the job: a cancel), since when it
+/// waits, and the runs of it cut short before, told with its outcome (see
+/// `Ended`'s `cut_short`).
 struct Queued {
     spec: String,
     done: oneshot::Sender<Ended>,
     since: Instant,
+    cut_short: u64,
 }
 
 /// The lanes in use, and the jobs waiting for one, by operation.
@@ -167,6 +169,7 @@ impl Batches {
                 spec,
                 done,
                 since: Instant::now(),
+                cut_short: 0,
             });
             !std::mem::replace(&mut lanes.gathering, true)
         };
@@ -253,10 +256,12 @@ impl Batches {
         let mut unstarted = Vec::new();
         match ended {
             Ok(outcomes) => {
-                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                for (mut job, mut outcome) in jobs.into_iter().zip(outcomes) {
                     if outcome.kind == UNSTARTED {
+                        job.cut_short += outcome.cut_short;
                         unstarted.push(job);
                     } else {
+                        outcome.cut_short += job.cut_short;
                         let _ = job.done.send(outcome);
                     }
                 }

@@ -28,9 +28,11 @@
 //!   at checkpoints, and writes them to the store.
 //!
 //! A Ray worker that dies under its task (its node was lost, it was
-//! killed) makes each of the task's runs a preemption: they run again,
-//! within the budget, wherever Ray has room. Dropping the jobs of a task
-//! (a cancel) cancels it (`ray.cancel`, forced): its bodies stop at once.
+//! killed) makes the run it had a preemption: it runs again, within the
+//! budget, wherever Ray has room; the task's iterations after it are
+//! queued again, counted nowhere (see `batches`). Dropping the jobs of a
+//! task (a cancel) cancels it (`ray.cancel`, forced): its bodies stop at
+//! once.
 
 use std::collections::HashMap;
 use std::io;
@@ -220,7 +222,8 @@ async fn poll_until_ended<T: Send + 'static>(
     }
 }
 
-/// How a polled task ended: its kind (`done`, `lost`, `failed`), its text
+/// How a polled task ended: its kind (`done`, `lost`, `failed`, or
+/// `unstarted`: queued again, see `batches`), its text
 /// (the report, or why), the resulting state's bytes if they came, and the
 /// runs of it that were cut short and ran again (a supervisor that died
 /// under them): runs and lost work, not preemptions.
