@@ -51,7 +51,9 @@ pub enum Event {
     /// A stop rule was met (`--patience`, `--target`): no iteration starts
     /// any more, those running are stopped, and the operation ends with
     /// what it has: succeeded if a repeat committed a checkpoint or a
-    /// parallel iteration finished, else cancelled.
+    /// parallel iteration finished, else cancelled. A repeat's checkpoint
+    /// on its way is awaited first (tell this before its
+    /// `CheckpointCommitted`, so that no iteration starts after it).
     StopEarly(OpId),
     /// A preemption notice: the machine is going. No iteration starts any
     /// more; those running may finish; a repeat then checkpoints its last

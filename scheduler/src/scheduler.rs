@@ -69,6 +69,10 @@ struct Operation {
     /// A preemption notice came: nothing starts any more.
     #[serde(default)]
     suspending: bool,
+    /// A stop rule was met while a repeat's checkpoint was on its way: it
+    /// ends once that is committed, with no iteration started after it.
+    #[serde(default)]
+    stopping_early: bool,
     state: PlanState,
 }
 
@@ -230,6 +234,7 @@ impl Scheduler {
                 lost: 0,
                 failed: 0,
                 suspending: false,
+                stopping_early: false,
                 state,
             },
         );
@@ -490,6 +495,14 @@ impl Scheduler {
         } else {
             repeat.finished
         };
+        if op.stopping_early && !(report == Report::Committed && repeat.checkpointing) {
+            // The checkpoint it waited for failed, or its worker went: what
+            // finished since the last checkpoint is lost, and it stops with
+            // what it has.
+            op.lost += repeat.finished - repeat.committed;
+            self.stop_early_now(id, actions);
+            return;
+        }
         if report == Report::Failed && op.suspending {
             // With the machine going, every process may get the signal,
             // the body too: not a failure of its own. What finished since
@@ -522,7 +535,7 @@ impl Scheduler {
                 repeat.committed = repeat.finished;
                 let committed = repeat.committed;
                 repeat.counts = repeat.counts.split_off(&committed);
-                if committed == total {
+                if committed == total || op.stopping_early {
                     self.release(id, worker, actions);
                     self.end(id, Conclusion::Succeeded, actions);
                 } else {
@@ -820,6 +833,19 @@ impl Scheduler {
     }
 
     fn stop_early(&mut self, id: OpId, actions: &mut Vec<Action>) {
+        // A repeat's checkpoint on its way (the one a rule was met at, as
+        // a rule is judged when a checkpoint commits) is awaited.
+        if self.active.contains(&id)
+            && let Some(op) = self.ops.get_mut(&id)
+            && matches!(&op.state, PlanState::Repeat(repeat) if repeat.checkpointing)
+        {
+            op.stopping_early = true;
+            return;
+        }
+        self.stop_early_now(id, actions);
+    }
+
+    fn stop_early_now(&mut self, id: OpId, actions: &mut Vec<Action>) {
         if !self.stop_all(id, actions) {
             return;
         }

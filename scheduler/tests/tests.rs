@@ -274,6 +274,35 @@ mod schedules {
     }
 
     #[test]
+    fn a_stop_rule_met_at_a_repeat_s_checkpoint_starts_nothing_after_it() {
+        // A rule is judged at a checkpoint and told before its commit: the
+        // checkpoint is awaited, and no iteration starts after it.
+        let mut s = Scheduler::new(1);
+        let plan = Plan::Repeat {
+            iterations: 20,
+            checkpoint_period: 1,
+        };
+        let (op, actions) = s.submit(plan, Budgets::default()).unwrap();
+        let worker = starts(&actions)[0].1;
+        s.handle(Event::IterationFinished(worker));
+        s.handle(Event::CheckpointCommitted(worker));
+        let actions = s.handle(Event::IterationFinished(worker));
+        assert!(
+            matches!(actions[..], [Action::Checkpoint { .. }]),
+            "{actions:?}"
+        );
+        assert!(s.handle(Event::StopEarly(op)).is_empty(), "it waits");
+        let actions = s.handle(Event::CheckpointCommitted(worker));
+        assert!(starts(&actions).is_empty(), "{actions:?}");
+        assert!(actions.contains(&Action::Finished {
+            op,
+            outcome: Conclusion::Succeeded
+        }));
+        assert_eq!(s.in_use(), 0);
+        assert_eq!(s.status(op).unwrap().progress().done, 2);
+    }
+
+    #[test]
     fn a_notice_lets_the_running_iteration_finish_then_a_repeat_checkpoints_it() {
         let mut s = Scheduler::new(1);
         let plan = Plan::Repeat {
@@ -527,6 +556,9 @@ struct Model {
     ended: BTreeMap<OpId, Conclusion>,
     /// Operations a stop rule ended (`Event::StopEarly`).
     stopped_early: BTreeSet<OpId>,
+    /// Repeats a stop rule met while their checkpoint was on its way: they
+    /// end once it is committed (or failed, or lost), starting nothing.
+    stopping_early: BTreeSet<OpId>,
     /// Operations told of a preemption notice (`Event::Suspend`).
     suspended: BTreeSet<OpId>,
     log: Vec<Action>,
@@ -547,6 +579,10 @@ impl Model {
                     prop_assert!(
                         !self.suspended.contains(&op),
                         "a start after a preemption notice"
+                    );
+                    prop_assert!(
+                        !self.stopping_early.contains(&op),
+                        "a start after a stop rule was met"
                     );
                     prop_assert!(
                         !self
@@ -753,7 +789,20 @@ impl Model {
             }
             prop_assert!(progress.done <= progress.finished);
         }
-        self.apply(s, actions)
+        let ended_before = self.ended.contains_key(&op);
+        self.apply(s, actions)?;
+        if !ended_before && self.stopping_early.contains(&op) {
+            // The checkpoint it awaited is committed, failed or lost: it
+            // ends with what it has.
+            let kept = self.committed.get(&op).copied().unwrap_or(0) > 0;
+            let expected = if kept {
+                Conclusion::Succeeded
+            } else {
+                Conclusion::Cancelled
+            };
+            prop_assert_eq!(self.ended.get(&op), Some(&expected));
+        }
+        Ok(())
     }
 
     fn pick(&self, index: usize, want: impl Fn(&Job) -> bool) -> Option<WorkerId> {
@@ -849,11 +898,21 @@ fn run(steps: &[Step], restore: bool) -> Result<Model, TestCaseError> {
                 if !ops.is_empty() {
                     let op = ops[i % ops.len()];
                     let ended_before = m.ended.contains_key(&op);
+                    let checkpointing = m
+                        .jobs
+                        .values()
+                        .any(|j| matches!(j, Job::Checkpointing { op: o, .. } if *o == op));
                     let actions = s.handle(Event::StopEarly(op));
                     if !ended_before {
                         m.stopped_early.insert(op);
                     }
                     m.apply(&s, actions)?;
+                    if !ended_before && checkpointing {
+                        // Its checkpoint on its way is awaited.
+                        prop_assert!(!m.ended.contains_key(&op), "ended before its checkpoint");
+                        m.stopping_early.insert(op);
+                        continue;
+                    }
                     // It ended, with what it had: a checkpoint or a
                     // finished iteration makes it a success.
                     let kept = match m.plans[&op].0 {

@@ -262,6 +262,7 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
         }
         op.group.committing = false;
         let mut retry_at_once = true;
+        let checkpoint = matches!(commit, CommitKind::Checkpoint { .. });
         let event = match (commit, result) {
             (
                 CommitKind::Checkpoint {
@@ -289,6 +290,11 @@ impl<H: Host, S: Store + 'static> Coordinator<H, S> {
             }
             (CommitKind::Usage, _) => None,
         };
+        if checkpoint {
+            // A rule this checkpoint met is told first: the scheduler then
+            // starts no iteration after it.
+            self.stop_if_due(id);
+        }
         if let Some(event) = event {
             self.tell(event);
         }
