@@ -739,8 +739,10 @@ impl Model {
         }
         let actions = s.handle(event.clone());
         // While a preemption notice winds it down, a failure is the
-        // machine's signal, not the body's: it spends no retry.
-        let failing = failing.filter(|_| !self.suspended.contains(&op));
+        // machine's signal, not the body's: it spends no retry. Nor once
+        // a stop rule was met: the operation stops with what it has.
+        let failing =
+            failing.filter(|_| !self.suspended.contains(&op) && !self.stopping_early.contains(&op));
         if let Some(iteration) = failing {
             let count = self.failures.entry((op, iteration)).or_default();
             *count += 1;
