@@ -108,6 +108,13 @@ def files(directory, prefix):
     return sorted(p.name for p in pathlib.Path(directory).glob(prefix + "*"))
 
 
+def signal_its_worker(marks, iteration, signum):
+    """Once `iteration` started (its mark `started-ITERATION-PID` in
+    `marks`), sends `signum` to the worker process running it."""
+    wait_for(lambda: files(marks, f"started-{iteration}-"), f"iteration {iteration}")
+    os.kill(int(files(marks, f"started-{iteration}-")[0].split("-")[2]), signum)
+
+
 def wait_for(condition, what, timeout=60):
     deadline = time.time() + timeout
     while not condition():
@@ -328,11 +335,7 @@ def test_a_worker_killed_under_a_task_of_several_iterations_costs_only_the_run_i
         timeout=180,
     )
 
-    def kill_the_slow_ones_worker():
-        wait_for(lambda: files(marks, "started-300-"), "iteration 300")
-        os.kill(int(files(marks, "started-300-")[0].split("-")[2]), signal.SIGKILL)
-
-    execute_meanwhile(client, kill_the_slow_ones_worker, 180)
+    execute_meanwhile(client, lambda: signal_its_worker(marks, 300, signal.SIGKILL), 180)
     # Ray's word of the killed worker is in the operation's log, never in
     # a cell that ran meanwhile.
     *cells, logs = [shown(cell) for cell in client.nb.cells]
@@ -382,11 +385,7 @@ def test_a_worker_told_to_stop_ends_its_iteration_first(tmp_path, cluster):
         timeout=180,
     )
 
-    def stop_the_worker_of_iteration_2():
-        wait_for(lambda: files(marks, "started-2-"), "iteration 2")
-        os.kill(int(files(marks, "started-2-")[0].split("-")[2]), signal.SIGTERM)
-
-    execute_meanwhile(client, stop_the_worker_of_iteration_2, 180)
+    execute_meanwhile(client, lambda: signal_its_worker(marks, 2, signal.SIGTERM), 180)
     lines = printed(client, "ended:", "usage:")
     assert lines == ["ended: succeeded 5 []", "usage: 6 0"], lines
     assert len(files(marks, "started-2-")) == 1 and files(marks, "ended-2-"), os.listdir(marks)
